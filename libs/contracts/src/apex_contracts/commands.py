@@ -1,0 +1,104 @@
+"""Commands: imperative requests on ``apex.cmd.*``; exactly one consumer handles each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field, TypeAdapter
+
+from apex_contracts.envelope import AgentName, Envelope, Model
+from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId
+from apex_contracts.usage import UsageRecord
+
+
+class RunStartData(Model):
+    message_id: MessageId
+    text: str = Field(min_length=1, max_length=16_000)
+    client_msg_id: str
+    title: str | None = None
+
+
+class RunStart(Envelope):
+    """Start a run for a user message. Acked by the orchestrator only at the run's end."""
+
+    type: Literal["run.start"] = "run.start"
+    user_id: UserId
+    thread_id: ThreadId
+    run_id: RunId
+    data: RunStartData
+
+
+class RunCancelData(Model):
+    cause: str = "user"
+    requested_by: str
+
+
+class RunCancel(Envelope):
+    type: Literal["run.cancel"] = "run.cancel"
+    user_id: UserId
+    thread_id: ThreadId
+    run_id: RunId
+    data: RunCancelData
+
+
+class AgentStepData(Model):
+    agent: AgentName
+    step: int = Field(ge=0)
+    question: str
+    inputs: dict[str, Any] = {}
+    history: list[dict[str, str]] = []
+    budget_tool_calls: int = 50
+    deadline_ms: int = 60_000
+
+
+class AgentStep(Envelope):
+    """Run one agent step. Its events carry ids derived from (run, step), so a redelivered
+    step republishes the same facts, which the stream deduplicates."""
+
+    type: Literal["agent.step"] = "agent.step"
+    user_id: UserId
+    thread_id: ThreadId
+    run_id: RunId
+    agent: AgentName
+    data: AgentStepData
+
+
+class ToolCallData(Model):
+    call_id: CallId
+    tool: str
+    arguments: dict[str, Any] = {}
+    timeout_ms: int = Field(default=10_000, ge=1, le=300_000)
+    step: int = Field(default=0, ge=0)
+
+
+class ToolCall(Envelope):
+    """Run one tool call; a call id already in the ledger is answered from it."""
+
+    type: Literal["tool.call"] = "tool.call"
+    user_id: UserId
+    thread_id: ThreadId
+    run_id: RunId
+    data: ToolCallData
+
+
+class UsageIngestData(Model):
+    batch_id: str
+    source: Literal["json", "ndjson", "csv", "otlp", "demo"] = "json"
+    records: list[UsageRecord]
+
+
+class UsageIngest(Envelope):
+    type: Literal["usage.ingest"] = "usage.ingest"
+    data: UsageIngestData
+
+
+Command = Annotated[
+    RunStart | RunCancel | AgentStep | ToolCall | UsageIngest, Field(discriminator="type")
+]
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+def parse_command(raw: bytes | str | dict[str, Any]) -> Command:
+    data = raw if isinstance(raw, dict) else orjson.loads(raw)
+    return COMMAND_ADAPTER.validate_python(data)

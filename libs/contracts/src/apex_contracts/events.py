@@ -1,0 +1,269 @@
+"""Events: past-tense facts on ``apex.evt.<tenant>.<user>.<thread>``, one total order per thread.
+
+Each event class fixes its ``type`` and the shape of its ``data``. ``EVENT_TYPES`` maps a
+type to its class; ``parse_event`` reads raw bytes into the right class (after
+upcasting); ``LIFECYCLE`` are the five events that must never be dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field, TypeAdapter
+
+from apex_contracts.envelope import AgentName, Envelope, Model, upcast
+from apex_contracts.errors import ErrorInfo
+from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId
+from apex_contracts.report import AgentOutput, AssistantResponse, ResponseStatus
+
+
+class ThreadEvent(Envelope):
+    """An event always belongs to a thread of a user of a tenant."""
+
+    user_id: UserId
+    thread_id: ThreadId
+
+
+# --- the conversation ---------------------------------------------------------------
+
+
+class MessageCreatedData(Model):
+    message_id: MessageId
+    role: Literal["user"] = "user"
+    content: str
+    client_msg_id: str
+    title: str | None = None
+
+
+class MessageCreated(ThreadEvent):
+    """The user's message, recorded before its run starts."""
+
+    type: Literal["message.created"] = "message.created"
+    data: MessageCreatedData
+
+
+class MessageDeltaData(Model):
+    message_id: MessageId
+    index: int = Field(ge=0)
+    text: str
+
+
+class MessageDelta(ThreadEvent):
+    """A coalesced chunk of the assistant's streamed text."""
+
+    type: Literal["message.delta"] = "message.delta"
+    data: MessageDeltaData
+
+
+class ThreadRenamedData(Model):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class ThreadRenamed(ThreadEvent):
+    type: Literal["thread.renamed"] = "thread.renamed"
+    data: ThreadRenamedData
+
+
+class ThreadDeletedData(Model):
+    erase: bool = False
+    requested_by: UserId
+
+
+class ThreadDeleted(ThreadEvent):
+    """Tombstone: projections hide (or, with ``erase``, remove) the thread everywhere."""
+
+    type: Literal["thread.deleted"] = "thread.deleted"
+    data: ThreadDeletedData
+
+
+# --- a run ---------------------------------------------------------------------------
+
+
+class RunAcceptedData(Model):
+    message_id: MessageId
+    question: str
+    attempt: int = 1
+
+
+class RunAccepted(ThreadEvent):
+    type: Literal["run.accepted"] = "run.accepted"
+    data: RunAcceptedData
+
+
+class RunQueuedData(Model):
+    behind: list[RunId]
+    policy: Literal["enqueue"] = "enqueue"
+
+
+class RunQueued(ThreadEvent):
+    """Double-texting: this run waits for the user's earlier runs."""
+
+    type: Literal["run.queued"] = "run.queued"
+    data: RunQueuedData
+
+
+class RunCancelRequestedData(Model):
+    cause: str
+    requested_by: str
+
+
+class RunCancelRequested(ThreadEvent):
+    type: Literal["run.cancel_requested"] = "run.cancel_requested"
+    data: RunCancelRequestedData
+
+
+class AgentStartedData(Model):
+    agent: AgentName
+    step: int = Field(ge=0)
+
+
+class AgentStarted(ThreadEvent):
+    type: Literal["agent_started"] = "agent_started"
+    data: AgentStartedData
+
+
+class AgentThinkingData(Model):
+    agent: AgentName
+    step: int = Field(ge=0)
+    text: str
+
+
+class AgentThinking(ThreadEvent):
+    type: Literal["agent_thinking"] = "agent_thinking"
+    data: AgentThinkingData
+
+
+class AgentCompletedData(Model):
+    agent: AgentName
+    step: int = Field(ge=0)
+    duration_ms: int = Field(ge=0)
+    summary: str
+    output: AgentOutput
+    tokens: int = 0
+    brain: Literal["offline", "llm"] = "offline"
+
+
+class AgentCompleted(ThreadEvent):
+    type: Literal["agent_completed"] = "agent_completed"
+    data: AgentCompletedData
+
+
+class AgentFailedData(Model):
+    agent: AgentName
+    step: int = Field(ge=0)
+    error: ErrorInfo
+
+
+class AgentFailed(ThreadEvent):
+    type: Literal["agent_failed"] = "agent_failed"
+    data: AgentFailedData
+
+
+class ToolExecutingData(Model):
+    call_id: CallId
+    tool: str
+    arguments: dict[str, Any]
+    agent: AgentName | None = None
+
+
+class ToolExecuting(ThreadEvent):
+    type: Literal["tool_executing"] = "tool_executing"
+    data: ToolExecutingData
+
+
+class ToolCompletedData(Model):
+    call_id: CallId
+    tool: str
+    status: Literal["ok", "error"]
+    duration_ms: int = Field(ge=0)
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+
+class ToolCompleted(ThreadEvent):
+    type: Literal["tool_completed"] = "tool_completed"
+    data: ToolCompletedData
+
+
+class RunUsage(Model):
+    tool_calls: int = 0
+    llm_tokens: int = 0
+    llm_cost_usd: float = 0.0
+
+
+class RunCompletedData(Model):
+    status: ResponseStatus
+    response: AssistantResponse
+    duration_ms: int = Field(ge=0)
+    usage: RunUsage = RunUsage()
+
+
+class RunCompleted(ThreadEvent):
+    type: Literal["run.completed"] = "run.completed"
+    data: RunCompletedData
+
+
+class RunFailedData(Model):
+    error: ErrorInfo
+    duration_ms: int = Field(default=0, ge=0)
+
+
+class RunFailed(ThreadEvent):
+    type: Literal["run.failed"] = "run.failed"
+    data: RunFailedData
+
+
+class RunCancelledData(Model):
+    cause: str
+    duration_ms: int = Field(default=0, ge=0)
+
+
+class RunCancelled(ThreadEvent):
+    type: Literal["run.cancelled"] = "run.cancelled"
+    data: RunCancelledData
+
+
+Event = Annotated[
+    MessageCreated
+    | MessageDelta
+    | ThreadRenamed
+    | ThreadDeleted
+    | RunAccepted
+    | RunQueued
+    | RunCancelRequested
+    | AgentStarted
+    | AgentThinking
+    | AgentCompleted
+    | AgentFailed
+    | ToolExecuting
+    | ToolCompleted
+    | RunCompleted
+    | RunFailed
+    | RunCancelled,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES: dict[str, type[ThreadEvent]] = {
+    cls.model_fields["type"].default: cls
+    for cls in ThreadEvent.__subclasses__()
+}
+CURRENT_VERSIONS: dict[str, int] = {name: 1 for name in EVENT_TYPES}
+
+TERMINAL: frozenset[str] = frozenset({"run.completed", "run.failed", "run.cancelled"})
+LIFECYCLE: frozenset[str] = frozenset(
+    {"agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"}
+)
+
+
+def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
+    """Reads an event of any known type and version; raises pydantic.ValidationError."""
+    data = raw if isinstance(raw, dict) else orjson.loads(raw)
+    return EVENT_ADAPTER.validate_python(upcast(data, CURRENT_VERSIONS))
+
+
+def client_view(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as a client sees it: without tenant and tracing internals."""
+    hidden = ("tenant_id", "user_id", "causation_id", "correlation_id")
+    return {key: value for key, value in event.items() if key not in hidden}

@@ -1,0 +1,184 @@
+"""The client protocol ``apex.v1``: JSON text frames over the gateway's ``/ws``.
+
+``parse_client_frame`` turns a text frame into a typed frame or raises an ``ApexError``
+whose code tells the client exactly what was wrong (``invalid_json``, ``unknown_type``,
+``invalid_frame``, ``invalid_id``); the connection stays open either way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field, TypeAdapter, ValidationError
+
+from apex_contracts.envelope import Model
+from apex_contracts.errors import ErrorCode, InvalidId, InvalidInput
+from apex_contracts.ids import RunId, ThreadId
+
+PROTOCOL: Literal["apex.v1"] = "apex.v1"
+BEARER_SUBPROTOCOL_PREFIX = "apex.bearer."
+
+Ref = Annotated[str | None, Field(default=None, max_length=100)]
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-:.]+$")]
+
+
+# --- client to server ----------------------------------------------------------------
+
+
+class MessageSend(Model):
+    type: Literal["message.send"] = "message.send"
+    ref: Ref = None
+    client_msg_id: ClientMsgId
+    text: str = Field(min_length=1, max_length=16_000)
+    thread_id: ThreadId | None = None
+
+
+class ThreadSubscribe(Model):
+    type: Literal["thread.subscribe"] = "thread.subscribe"
+    ref: Ref = None
+    thread_id: ThreadId
+    after_seq: Annotated[int, Field(ge=0)] | Literal["cursor"] = 0
+
+
+class ThreadUnsubscribe(Model):
+    type: Literal["thread.unsubscribe"] = "thread.unsubscribe"
+    ref: Ref = None
+    thread_id: ThreadId
+
+
+class EventAck(Model):
+    type: Literal["event.ack"] = "event.ack"
+    ref: Ref = None
+    thread_id: ThreadId
+    seq: int = Field(ge=0)
+
+
+class RunCancelFrame(Model):
+    type: Literal["run.cancel"] = "run.cancel"
+    ref: Ref = None
+    run_id: RunId
+
+
+class Ping(Model):
+    type: Literal["ping"] = "ping"
+    ref: Ref = None
+
+
+ClientFrame = Annotated[
+    MessageSend | ThreadSubscribe | ThreadUnsubscribe | EventAck | RunCancelFrame | Ping,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
+    {"message.send", "thread.subscribe", "thread.unsubscribe", "event.ack", "run.cancel", "ping"}
+)
+_CLIENT_ADAPTER: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(text: str | bytes) -> ClientFrame:
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("The frame is not valid JSON.", code=ErrorCode.INVALID_JSON) from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput("A frame is a JSON object.", code=ErrorCode.INVALID_FRAME)
+    ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+    frame_type = raw.get("type")
+    if frame_type not in CLIENT_FRAME_TYPES:
+        raise InvalidInput(
+            f"Unknown frame type {str(frame_type)[:40]!r}.",
+            code=ErrorCode.UNKNOWN_TYPE,
+            details={"ref": ref, "known": sorted(CLIENT_FRAME_TYPES)},
+        )
+    try:
+        return _CLIENT_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise _frame_error(exc, ref) from None
+
+
+def _frame_error(exc: ValidationError, ref: str | None) -> InvalidInput:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    location = ".".join(str(part) for part in first["loc"][1:]) or "frame"
+    message = f"{location}: {first['msg']}"
+    details: dict[str, Any] = {"ref": ref, "field": location}
+    if "_id" in location and first["type"] in {"value_error", "string_pattern_mismatch"}:
+        return InvalidId(message, details=details)
+    return InvalidInput(message, code=ErrorCode.INVALID_FRAME, details=details)
+
+
+# --- server to client ----------------------------------------------------------------
+
+
+class SessionReady(Model):
+    type: Literal["session.ready"] = "session.ready"
+    connection_id: str
+    user_id: str
+    tenant_id: str
+    protocol: Literal["apex.v1"] = PROTOCOL
+    heartbeat_ms: int
+    epoch: str
+    limits: dict[str, int] = {}
+
+
+class EventFrame(Model):
+    type: Literal["event"] = "event"
+    thread_id: str
+    seq: int
+    event: dict[str, Any]
+
+
+class MessageAccepted(Model):
+    type: Literal["message.accepted"] = "message.accepted"
+    ref: str | None = None
+    client_msg_id: str
+    thread_id: str
+    run_id: str
+
+
+class ThreadSubscribed(Model):
+    """Sent before the replay: events with seq in (from_seq, head_seq] follow as replay,
+    later ones are live. ``head_seq`` is 0 for a thread with no events yet."""
+
+    type: Literal["thread.subscribed"] = "thread.subscribed"
+    ref: str | None = None
+    thread_id: str
+    from_seq: int
+    head_seq: int
+
+
+class Pong(Model):
+    type: Literal["pong"] = "pong"
+    ref: str | None = None
+
+
+class ErrorFrame(Model):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    retryable: bool
+    ref: str | None = None
+    thread_id: str | None = None
+    retry_after_ms: int | None = None
+    last_seq: int | None = None
+    first_seq: int | None = None
+
+
+ServerFrame = Annotated[
+    SessionReady | EventFrame | MessageAccepted | ThreadSubscribed | Pong | ErrorFrame,
+    Field(discriminator="type"),
+]
+SERVER_FRAME_ADAPTER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+
+
+def parse_server_frame(text: str | bytes) -> ServerFrame:
+    return SERVER_FRAME_ADAPTER.validate_json(text)
+
+
+# Close codes and their reasons.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_LARGE = 1009
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY = 4429

@@ -1,0 +1,169 @@
+"""The read API over NATS request/reply (``apex.q.<name>``), served by persistence.
+
+Every request names its tenant; persistence refuses one without it. Replies are
+``QueryReply``: ``ok`` with ``data``, or an ``error`` with a stable code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from apex_contracts.envelope import Model
+from apex_contracts.errors import ErrorInfo
+from apex_contracts.ids import RunId, TenantId, ThreadId, UserId
+
+Q_THREADS_LIST = "threads.list"
+Q_THREADS_GET = "threads.get"
+Q_RUNS_GET = "runs.get"
+Q_EVENTS_ARCHIVE = "events.archive"
+Q_USAGE_AGGREGATE = "usage.aggregate"
+Q_USAGE_SUMMARY = "usage.summary"
+Q_AUDIT_LIST = "audit.list"
+Q_CURSOR_GET = "cursor.get"
+
+
+class QueryReply(Model):
+    ok: bool
+    data: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+
+class TenantQuery(Model):
+    tenant_id: TenantId
+
+
+class UserQuery(TenantQuery):
+    user_id: UserId
+
+
+class ThreadsList(UserQuery):
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = None
+    search: str | None = Field(default=None, max_length=200)
+
+
+class ThreadSummary(Model):
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadsPage(Model):
+    threads: list[ThreadSummary]
+    next_cursor: str | None = None
+
+
+class ThreadGet(UserQuery):
+    thread_id: ThreadId
+
+
+class ChatMessage(Model):
+    id: str
+    role: Literal["user", "assistant"]
+    content: str
+    run_id: str | None = None
+    created_at: datetime
+
+
+class ThreadDetail(Model):
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: list[ChatMessage]
+
+
+class RunGet(UserQuery):
+    run_id: RunId
+
+
+class EventsArchive(UserQuery):
+    thread_id: ThreadId
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=500, ge=1, le=5000)
+
+
+class ArchivedEvent(Model):
+    seq: int
+    event: dict[str, Any]
+
+
+class EventsPage(Model):
+    events: list[ArchivedEvent]
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+Dimension = Literal["model", "provider", "workload", "day", "hour", "status", "prompt_hash"]
+Metric = Literal[
+    "requests",
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_avg",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "prompt_tokens_p50",
+    "prompt_tokens_p95",
+    "prompt_tokens_max",
+    "errors",
+    "first_ts",
+    "last_ts",
+    "with_latency",
+    "with_cost",
+    "with_workload",
+    "with_cached",
+    "with_prompt_hash",
+    "with_request_id",
+    "distinct_prompts",
+]
+
+
+class UsageFilter(Model):
+    start: datetime | None = None
+    end: datetime | None = None
+    models: list[str] = []
+    providers: list[str] = []
+    workloads: list[str] = []
+    statuses: list[str] = []
+
+
+class UsageAggregate(TenantQuery):
+    """A typed aggregate over ``llm_usage``; persistence compiles it to SQL from a
+    whitelist, so no caller ever sends SQL."""
+
+    group_by: list[Dimension] = []
+    metrics: list[Metric] = Field(min_length=1)
+    filter: UsageFilter = UsageFilter()
+    min_requests: int = Field(default=0, ge=0)
+    order_by: Metric | None = None
+    descending: bool = True
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class UsageRows(Model):
+    rows: list[dict[str, Any]]
+    sql: str
+    elapsed_ms: float
+
+
+class UsageSummary(TenantQuery):
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class AuditList(TenantQuery):
+    limit: int = Field(default=100, ge=1, le=1000)
+    before: datetime | None = None
+    actions: list[str] = []
+
+
+class AuditPage(Model):
+    entries: list[dict[str, Any]]
+    next_before: datetime | None = None

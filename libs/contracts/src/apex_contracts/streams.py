@@ -1,0 +1,119 @@
+"""JetStream streams, durable consumers and key-value buckets, as plain data.
+
+Whichever service starts first creates them (idempotently); the runtime turns these
+specs into nats-py configs so this package stays free of the client library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from apex_contracts import subjects
+
+DAY: Final = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    retention: Literal["limits", "workqueue"]
+    max_age_s: float = 0.0
+    max_bytes: int = -1
+    duplicate_window_s: float = 120.0
+    allow_direct: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """A durable pull consumer. ``ack_wait_s`` is how long a silent handler keeps a
+    message before it is redelivered; long handlers heartbeat (in-progress acks)."""
+
+    durable: str
+    stream: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 1000
+    backoff_s: tuple[float, ...] = field(default=())
+
+
+APEX_CMD: Final = StreamSpec(
+    name="APEX_CMD", subjects=(f"{subjects.CMD_PREFIX}.>",), retention="workqueue"
+)
+APEX_EVT: Final = StreamSpec(
+    name="APEX_EVT",
+    subjects=(subjects.EVT_ALL,),
+    retention="limits",
+    max_age_s=30 * DAY,
+)
+APEX_DLQ: Final = StreamSpec(
+    name="APEX_DLQ",
+    subjects=(f"{subjects.DEAD_LETTER_PREFIX}.>",),
+    retention="limits",
+    max_age_s=30 * DAY,
+)
+APEX_AUDIT: Final = StreamSpec(
+    name="APEX_AUDIT",
+    subjects=("apex.audit.>",),
+    retention="limits",
+    max_age_s=400 * DAY,
+)
+STREAMS: Final = (APEX_CMD, APEX_EVT, APEX_DLQ, APEX_AUDIT)
+
+RUN_START_CONSUMER: Final = ConsumerSpec(
+    durable="orchestrator-run-start",
+    stream=APEX_CMD.name,
+    filter_subject=subjects.CMD_RUN_START,
+    ack_wait_s=30.0,
+    max_deliver=10,
+)
+RUN_CANCEL_CONSUMER: Final = ConsumerSpec(
+    durable="orchestrator-run-cancel", stream=APEX_CMD.name, filter_subject=subjects.CMD_RUN_CANCEL
+)
+AGENT_STEP_CONSUMER: Final = ConsumerSpec(
+    durable="agents-step",
+    stream=APEX_CMD.name,
+    filter_subject=subjects.CMD_AGENT_STEP,
+    ack_wait_s=30.0,
+    max_deliver=5,
+)
+TOOL_CALL_CONSUMER: Final = ConsumerSpec(
+    durable="tools-call",
+    stream=APEX_CMD.name,
+    filter_subject=subjects.CMD_TOOL_CALL,
+    ack_wait_s=30.0,
+    max_deliver=5,
+)
+USAGE_INGEST_CONSUMER: Final = ConsumerSpec(
+    durable="persistence-usage-ingest",
+    stream=APEX_CMD.name,
+    filter_subject=subjects.CMD_USAGE_INGEST,
+    ack_wait_s=60.0,
+)
+
+
+def projector_consumer(store: str) -> ConsumerSpec:
+    """The durable consumer behind one read model (``postgres``, ``redis``, ``clickhouse``)."""
+    return ConsumerSpec(
+        durable=f"persistence-{store}",
+        stream=APEX_EVT.name,
+        filter_subject=subjects.EVT_ALL,
+        ack_wait_s=30.0,
+        max_deliver=-1,
+        max_ack_pending=10_000,
+    )
+
+
+AUDIT_CONSUMER: Final = ConsumerSpec(
+    durable="persistence-audit",
+    stream=APEX_AUDIT.name,
+    filter_subject="apex.audit.>",
+    max_deliver=-1,
+)
+
+KV_IDEMPOTENCY: Final = "apex_idempotency"
+KV_RUNS: Final = "apex_runs"
+KV_TOOL_LEDGER: Final = "apex_tool_ledger"
+KV_WS_TICKETS: Final = "apex_ws_tickets"

@@ -1,0 +1,74 @@
+"""One LLM call of a tenant's workload, as uploaded and as stored in ``llm_usage``."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, field_validator, model_validator
+
+from apex_contracts.envelope import Model
+
+_LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+
+UsageStatus = Literal["ok", "error", "rate_limited", "timeout"]
+USAGE_FIELDS: tuple[str, ...] = (
+    "ts",
+    "provider",
+    "model",
+    "workload",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "status",
+    "cost_usd",
+    "prompt_hash",
+    "request_id",
+)
+# Fields a record may lack; the analyst reports them as data gaps.
+OPTIONAL_USAGE_FIELDS: tuple[str, ...] = (
+    "workload",
+    "cached_tokens",
+    "latency_ms",
+    "cost_usd",
+    "prompt_hash",
+    "request_id",
+)
+
+
+class UsageRecord(Model):
+    ts: AwareDatetime
+    provider: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=128)
+    workload: str | None = Field(default=None, max_length=128)
+    prompt_tokens: int = Field(ge=0, le=10_000_000)
+    completion_tokens: int = Field(ge=0, le=10_000_000)
+    cached_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
+    latency_ms: int | None = Field(default=None, ge=0, le=86_400_000)
+    status: UsageStatus = "ok"
+    cost_usd: float | None = Field(default=None, ge=0, le=1_000_000)
+    prompt_hash: str | None = Field(default=None, max_length=128)
+    request_id: str | None = Field(default=None, max_length=200)
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _naive_is_utc(cls, value: object) -> object:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        if isinstance(value, str) and _LOCAL_TIME.match(value.strip()):
+            # "2026-01-05T10:00:00" without an offset: UTC, as every export we know writes
+            return value.strip() + "+00:00"
+        return value
+
+    @field_validator("provider", "model")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @model_validator(mode="after")
+    def _cached_within_prompt(self) -> UsageRecord:
+        if self.cached_tokens is not None and self.cached_tokens > self.prompt_tokens:
+            raise ValueError("cached_tokens cannot exceed prompt_tokens")
+        return self

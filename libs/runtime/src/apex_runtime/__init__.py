@@ -1,0 +1,30 @@
+"""What every Apex service runs on: settings, the bus, consumers, health, logs."""
+
+from apex_runtime.breaker import CircuitBreaker, CircuitOpen
+from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus, SubjectWatch, connect_nats
+from apex_runtime.consumers import poison_guard, subscribe_command
+from apex_runtime.host import ServiceHost
+from apex_runtime.logs import configure_logging, log_context
+from apex_runtime.ops import Health, heartbeat_loop, ops_app, ops_routes, run_process, serve_http
+from apex_runtime.settings import ServiceSettings
+
+__all__ = [
+    "TRANSIENT_NATS_ERRORS",
+    "Bus",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "Health",
+    "ServiceHost",
+    "ServiceSettings",
+    "SubjectWatch",
+    "configure_logging",
+    "connect_nats",
+    "heartbeat_loop",
+    "log_context",
+    "ops_app",
+    "ops_routes",
+    "poison_guard",
+    "run_process",
+    "serve_http",
+    "subscribe_command",
+]

@@ -1,0 +1,319 @@
+"""The bus as every service uses it: one NATS connection, JetStream topology, durable
+publishing with retries, reading a thread's log, and waiting for a fact to appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from pydantic import BaseModel, ValidationError
+
+from apex_contracts import Envelope, ErrorCode, ErrorInfo, ThreadEvent, Unavailable, subjects
+from apex_contracts.errors import ApexError
+from apex_contracts.queries import QueryReply
+from apex_contracts.streams import (
+    APEX_EVT,
+    KV_IDEMPOTENCY,
+    KV_RUNS,
+    KV_TOOL_LEDGER,
+    KV_WS_TICKETS,
+    STREAMS,
+    StreamSpec,
+)
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
+
+# Errors after which a publish may succeed if tried again.
+TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+    asyncio.TimeoutError,
+)
+
+_KV_BUCKETS: dict[str, float] = {
+    KV_IDEMPOTENCY: 7 * 86_400.0,
+    KV_RUNS: 30 * 86_400.0,
+    KV_TOOL_LEDGER: 30 * 86_400.0,
+    KV_WS_TICKETS: 60.0,
+}
+
+
+class Bus:
+    """One NATS connection per process and the JetStream operations Apex needs."""
+
+    def __init__(self, nc: NATS, *, replicas: int = 1, publish_attempts: int = 6) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.replicas = replicas
+        self.publish_attempts = publish_attempts
+
+    @classmethod
+    async def connect(cls, url: str, name: str, *, replicas: int = 1, **options: Any) -> Bus:
+        nc = await connect_nats(url, name, **options)
+        return cls(nc, replicas=replicas)
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    # --- topology ------------------------------------------------------------------
+
+    async def ensure_topology(self) -> None:
+        """Creates (or updates) every stream and bucket; safe to run from any replica."""
+        for spec in STREAMS:
+            await self._ensure_stream(spec)
+        for bucket, ttl in _KV_BUCKETS.items():
+            await self.js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE,
+                    replicas=self.replicas,
+                )
+            )
+
+    async def _ensure_stream(self, spec: StreamSpec) -> None:
+        config = StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            retention=RetentionPolicy.WORK_QUEUE
+            if spec.retention == "workqueue"
+            else RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=spec.max_age_s or None,
+            max_bytes=spec.max_bytes,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=spec.duplicate_window_s,
+            allow_direct=spec.allow_direct,
+            num_replicas=self.replicas,
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10058:  # stream name already in use with a different config
+                raise
+            await self.js.update_stream(config)
+
+    async def kv(self, bucket: str) -> Any:
+        return await self.js.key_value(bucket)
+
+    async def stream_epoch(self, stream: str = APEX_EVT.name) -> str:
+        """Identifies this incarnation of the stream: seqs from another epoch are not
+        comparable (the stream was deleted and recreated)."""
+        info = await self.js.stream_info(stream)
+        return f"{stream}@{int(info.created.timestamp() * 1000) if info.created else 0}"
+
+    # --- publishing ----------------------------------------------------------------
+
+    async def publish(self, message: Envelope, subject: str) -> int:
+        """Stores ``message`` durably and returns its stream sequence. Retries transient
+        failures; the message id is the Nats-Msg-Id, so a retry never stores it twice
+        (within the duplicate window). Raises Unavailable(publish_failed)."""
+        payload = message.wire()
+        headers = {"Nats-Msg-Id": message.id}
+        delay = 0.05
+        last: BaseException | None = None
+        for _attempt in range(self.publish_attempts):
+            try:
+                ack = await self.js.publish(subject, payload, headers=headers, timeout=3.0)
+            except TRANSIENT_NATS_ERRORS as exc:
+                last = exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            return int(ack.seq)
+        raise Unavailable(
+            f"Could not record {message.type} after {self.publish_attempts} attempts: {last!r}",
+            code=ErrorCode.PUBLISH_FAILED,
+        )
+
+    async def publish_event(self, event: ThreadEvent) -> int:
+        subject = subjects.thread_events(event.tenant_id, event.user_id, event.thread_id)
+        return await self.publish(event, subject)
+
+    # --- reading a thread's log ----------------------------------------------------
+
+    async def read_subject(
+        self,
+        subject: str,
+        *,
+        after_seq: int = 0,
+        batch: int = 1000,
+        stream: str = APEX_EVT.name,
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Yields (seq, payload) of every stored message on ``subject`` with seq > after_seq,
+        in order, using batched direct gets (no consumer is created)."""
+        start = after_seq + 1
+        while True:
+            chunk = await self._direct_batch(stream, subject, start, batch)
+            for seq, data in chunk:
+                yield seq, data
+            if len(chunk) < batch:
+                return
+            start = chunk[-1][0] + 1
+
+    async def _direct_batch(
+        self, stream: str, subject: str, start: int, batch: int
+    ) -> list[tuple[int, bytes]]:
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, max_msgs=batch + 1)
+        try:
+            request = {"seq": start, "next_by_subj": subject, "batch": batch}
+            await self.nc.publish(
+                f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox
+            )
+            out: list[tuple[int, bytes]] = []
+            while True:
+                msg = await sub.next_msg(timeout=5.0)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status is not None:
+                    if status in ("204", "404"):
+                        return out
+                    raise Unavailable(
+                        f"direct get on {stream} failed with status {status}",
+                        code=ErrorCode.BUS_UNAVAILABLE,
+                    )
+                out.append((int(headers["Nats-Sequence"]), msg.data))
+        except nats.errors.TimeoutError as exc:
+            raise Unavailable(
+                f"direct get on {stream} timed out", code=ErrorCode.BUS_UNAVAILABLE
+            ) from exc
+        finally:
+            await sub.unsubscribe()
+
+    async def last_seq(self, subject: str, stream: str = APEX_EVT.name) -> int:
+        """Sequence of the newest message on ``subject``; 0 when there is none."""
+        try:
+            msg = await self.js.get_last_msg(stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return int(msg.seq or 0)
+
+    async def first_seq(self, stream: str = APEX_EVT.name) -> int:
+        info = await self.js.stream_info(stream)
+        return int(info.state.first_seq)
+
+    # --- request / reply -----------------------------------------------------------
+
+    async def query(
+        self, name: str, request: BaseModel, reply_type: type[R], *, timeout: float = 5.0
+    ) -> R:
+        """Asks persistence's read API; raises the ApexError it answered with."""
+        try:
+            msg = await self.nc.request(
+                subjects.query(name), request.model_dump_json().encode(), timeout=timeout
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise Unavailable(f"nobody serves {name}", code=ErrorCode.SERVICE_UNAVAILABLE) from exc
+        except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"{name} did not answer in time") from exc
+        reply = QueryReply.model_validate_json(msg.data)
+        if not reply.ok:
+            raise ApexError.from_info(reply.error or ErrorInfo(
+                code="internal_error", message="empty error reply", retryable=True
+            ))
+        try:
+            return reply_type.model_validate(reply.data or {})
+        except ValidationError as exc:
+            raise Unavailable(f"{name} answered with an unexpected shape: {exc}") from exc
+
+    # --- waiting for facts ---------------------------------------------------------
+
+    def watch(self, subject: str) -> SubjectWatch:
+        return SubjectWatch(self, subject)
+
+
+class SubjectWatch:
+    """Waits for the first message on a subject that matches a predicate, whether it is
+    already in the log or still to come. Subscribe first, then scan, so nothing published
+    in between is missed."""
+
+    def __init__(self, bus: Bus, subject: str) -> None:
+        self._bus = bus
+        self._subject = subject
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._sub: Any = None
+
+    async def __aenter__(self) -> SubjectWatch:
+        async def on_message(msg: Msg) -> None:
+            try:
+                self._queue.put_nowait(orjson.loads(msg.data))
+            except orjson.JSONDecodeError:
+                log.warning("ignoring a non-JSON message on %s", msg.subject)
+
+        self._sub = await self._bus.nc.subscribe(self._subject, cb=on_message)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sub is not None and not self._bus.nc.is_closed:
+            await self._sub.unsubscribe()
+
+    async def wait_for(
+        self,
+        matches: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float,
+        scan_after_seq: int | None = 0,
+    ) -> dict[str, Any]:
+        """Returns the first matching message; raises asyncio.TimeoutError."""
+        if scan_after_seq is not None:
+            async for _seq, data in self._bus.read_subject(
+                self._subject, after_seq=scan_after_seq
+            ):
+                message = orjson.loads(data)
+                if matches(message):
+                    return message
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self._queue.get()
+                if matches(message):
+                    return message
+
+
+async def connect_nats(url: str, name: str, **options: Any) -> NATS:
+    """Connects with unlimited reconnects; fails fast (and says where) when the server
+    is not there at start-up."""
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=3,
+            error_cb=on_error,
+            **options,
+        )
+    except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+        raise Unavailable(
+            f"Cannot reach NATS at {url}: {exc}", code=ErrorCode.BUS_UNAVAILABLE
+        ) from exc

@@ -1,0 +1,90 @@
+"""The pieces every bus service has, in one place: a FastStream broker sharing its NATS
+connection with the ``Bus``, health and readiness, the ops HTTP port and the heartbeat.
+A composition root builds a ``ServiceHost``, wires its handlers, starts and stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from faststream.nats import NatsBroker, NatsRouter
+
+from apex_contracts import ErrorCode, Unavailable
+from apex_runtime.bus import Bus
+from apex_runtime.ops import Health, heartbeat_loop, ops_app, serve_http
+from apex_runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceHost:
+    def __init__(self, service: str, settings: ServiceSettings, http_port: int) -> None:
+        self.service = service
+        self.settings = settings
+        self.http_port = http_port
+        self.health = Health(service, settings.instance_id, http_port)
+        self.broker = NatsBroker(
+            settings.nats_url,
+            name=f"{service}-{settings.instance_id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=3,
+            log_level=logging.DEBUG,
+            graceful_timeout=10.0,
+        )
+        self._bus: Bus | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: Any = None
+
+    @property
+    def bus(self) -> Bus:
+        if self._bus is None:
+            raise RuntimeError("ServiceHost.connect() first")
+        return self._bus
+
+    async def connect(self) -> Bus:
+        try:
+            await self.broker.connect()
+        except (OSError, TimeoutError) as exc:
+            raise Unavailable(
+                f"Cannot reach NATS at {self.settings.nats_url}: {exc}",
+                code=ErrorCode.BUS_UNAVAILABLE,
+            ) from exc
+        self._bus = Bus(self.broker.connection, replicas=self.settings.nats_replicas)
+        await self._bus.ensure_topology()
+        self.health.add_check("nats", lambda: self.bus.connected)
+        return self._bus
+
+    def include(self, router: NatsRouter) -> None:
+        self.broker.include_router(router)
+
+    async def start(self, http_app: Any = None) -> None:
+        await self.broker.start()
+        self._http, http_task = await serve_http(
+            http_app or ops_app(self.health), self.settings.http_host, self.http_port
+        )
+        self._tasks.append(http_task)
+        self._tasks.append(asyncio.create_task(heartbeat_loop(self.bus, self.health, self._stop)))
+        log.info("%s ready on :%d", self.service, self.http_port)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def stop(self) -> None:
+        self.health.stopping = True
+        self._stop.set()
+        await self.broker.stop()
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        log.info("%s stopped", self.service)

@@ -1,0 +1,151 @@
+"""What every process exposes to operators: ``/healthz``, ``/readyz``, ``/metrics`` and a
+heartbeat on ``apex.health.<service>.<instance>``; and how a process runs and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from apex_contracts import Heartbeat, subjects
+from apex_contracts.health import HEARTBEAT_INTERVAL_S
+from apex_runtime.breaker import CircuitBreaker
+from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus
+
+log = logging.getLogger(__name__)
+Check = Callable[[], Awaitable[bool] | bool]
+
+BREAKER_STATE = Gauge(
+    "apex_circuit_breaker_open", "1 when the circuit breaker is open", ["service", "breaker"]
+)
+
+
+class Health:
+    """Liveness, readiness checks and circuit breakers of one process."""
+
+    def __init__(self, service: str, instance: str, http_port: int | None = None) -> None:
+        self.service = service
+        self.instance = instance
+        self.http_port = http_port
+        self.started_at = datetime.now(UTC)
+        self.stopping = False
+        self._checks: dict[str, Check] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.details: dict[str, float | int | str] = {}
+
+    def add_check(self, name: str, check: Check) -> None:
+        self._checks[name] = check
+
+    def breaker(self, name: str, **options: Any) -> CircuitBreaker:
+        if name not in self.breakers:
+            self.breakers[name] = CircuitBreaker(name, **options)
+        return self.breakers[name]
+
+    async def readiness(self) -> dict[str, bool]:
+        results: dict[str, bool] = {}
+        for name, check in self._checks.items():
+            outcome = check()
+            results[name] = bool(await outcome if isinstance(outcome, Awaitable) else outcome)
+        return results
+
+    async def heartbeat(self) -> Heartbeat:
+        checks = await self.readiness()
+        for name, breaker in self.breakers.items():
+            BREAKER_STATE.labels(self.service, name).set(1 if breaker.state == "open" else 0)
+        return Heartbeat(
+            service=self.service,
+            instance=self.instance,
+            started_at=self.started_at,
+            status="stopping" if self.stopping else (
+                "degraded" if any(b.state != "closed" for b in self.breakers.values()) else "ok"
+            ),
+            ready=all(checks.values()) and not self.stopping,
+            http_port=self.http_port,
+            breakers={name: b.state for name, b in self.breakers.items()},
+            details=dict(self.details),
+        )
+
+
+async def heartbeat_loop(bus: Bus, health: Health, stop: asyncio.Event) -> None:
+    subject = subjects.health(health.service, health.instance)
+    while not stop.is_set():
+        beat = await health.heartbeat()
+        try:
+            await bus.nc.publish(subject, beat.model_dump_json().encode())
+        except TRANSIENT_NATS_ERRORS as exc:
+            log.warning("heartbeat not sent: %r", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
+
+
+def ops_routes(health: Health) -> list[Route]:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "alive", "service": health.service})
+
+    async def readyz(_: Request) -> Response:
+        checks = await health.readiness()
+        ready = all(checks.values()) and not health.stopping
+        return JSONResponse(
+            {"ready": ready, "checks": checks, "breakers": {
+                name: b.state for name, b in health.breakers.items()
+            }},
+            status_code=200 if ready else 503,
+        )
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+
+
+def ops_app(health: Health) -> Starlette:
+    return Starlette(routes=ops_routes(health))
+
+
+async def serve_http(app: Any, host: str, port: int, **options: Any) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Runs uvicorn inside the current loop; returns the server and its task."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="off", **options
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(), name=f"http:{port}")
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"HTTP server on {host}:{port} stopped before it started")
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+def run_process(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Runs ``main(stop)`` on uvloop; SIGTERM and SIGINT set ``stop``."""
+
+    async def wrapper() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
+        asyncio.run(wrapper())
+    else:
+        uvloop.run(wrapper())

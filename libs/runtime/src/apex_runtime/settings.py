@@ -1,0 +1,38 @@
+"""Settings every service shares; each service subclasses ``ServiceSettings``.
+
+Values come from ``APEX_*`` environment variables with working local defaults. Outside
+development, insecure defaults are refused at start-up rather than silently used.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_instance() -> str:
+    host = socket.gethostname().split(".")[0].replace("_", "-")[:40] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APEX_", extra="ignore", frozen=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    instance_id: str = Field(default_factory=default_instance, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    http_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    otlp_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_real_urls(self) -> ServiceSettings:
+        if self.env == "production" and "127.0.0.1" in self.nats_url:
+            raise ValueError("APEX_NATS_URL must point at the NATS cluster in production")
+        return self
