@@ -83,7 +83,7 @@ class EmbeddedServer:
         if port_open(self.port):
             raise EmbeddedError(f"{self.name}: port {self.port} is already in use")
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - argv is built by us
+        self.process = subprocess.Popen(
             self.argv,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -206,8 +206,8 @@ def _pg_os_user() -> str | None:
     try:
         pwd.getpwnam(PG_OS_USER)
     except KeyError:
-        subprocess.run(  # noqa: S603
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_OS_USER],  # noqa: S607
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_OS_USER],
             check=True,
             capture_output=True,
         )
@@ -242,7 +242,7 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
     if not (pgdata / "PG_VERSION").exists():
         if pgdata.exists():
             shutil.rmtree(pgdata)
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [_postgres_bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
              "-E", "UTF8", "--locale=C"],
             capture_output=True,
@@ -261,7 +261,7 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
     def ready(server: EmbeddedServer) -> bool:
         if not port_open(port):
             return False
-        probe = subprocess.run(  # noqa: S603
+        probe = subprocess.run(
             [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
              "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
             capture_output=True,
@@ -270,7 +270,7 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
         if probe.returncode != 0:
             return False
         if probe.stdout.strip() != b"1":
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
                  "-c", f'CREATE DATABASE "{database}"'],
                 capture_output=True,

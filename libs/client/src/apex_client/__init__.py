@@ -1,0 +1,7 @@
+"""A Python client for Apex: HTTP (register, log in, API) and the apex.v1 WebSocket with
+reconnect and resume."""
+
+from apex_client.http import ApexHttp
+from apex_client.socket import ApexSocket
+
+__all__ = ["ApexHttp", "ApexSocket"]

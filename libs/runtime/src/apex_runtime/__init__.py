@@ -2,7 +2,7 @@
 
 from apex_runtime.breaker import CircuitBreaker, CircuitOpen
 from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus, SubjectWatch, connect_nats
-from apex_runtime.consumers import poison_guard, subscribe_command
+from apex_runtime.consumers import keep_alive, poison_guard, subscribe_command
 from apex_runtime.host import ServiceHost
 from apex_runtime.logs import configure_logging, log_context
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, ops_routes, run_process, serve_http
@@ -20,6 +20,7 @@ __all__ = [
     "configure_logging",
     "connect_nats",
     "heartbeat_loop",
+    "keep_alive",
     "log_context",
     "ops_app",
     "ops_routes",

@@ -25,7 +25,7 @@ from nats.js.api import (
 )
 from pydantic import BaseModel, ValidationError
 
-from apex_contracts import Envelope, ErrorCode, ErrorInfo, ThreadEvent, Unavailable, subjects
+from apex_contracts import Envelope, ErrorCode, ErrorInfo, ThreadEvent, Unavailable, subjects, validate_id
 from apex_contracts.errors import ApexError
 from apex_contracts.queries import QueryReply
 from apex_contracts.streams import (
@@ -216,6 +216,26 @@ class Bus:
             return 0
         return int(msg.seq or 0)
 
+    async def owner_of_thread(self, thread_id: str) -> tuple[str, str] | None:
+        """(tenant, user) whose subject holds ``thread_id``, or None when it has no events.
+        For auditing probes only: never used to grant access."""
+        subject = f"{subjects.EVT_PREFIX}.*.*.{validate_id(thread_id, 'thr')}"
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, max_msgs=2)
+        try:
+            request = {"seq": 1, "next_by_subj": subject, "batch": 1}
+            await self.nc.publish(f"$JS.API.DIRECT.GET.{APEX_EVT.name}", orjson.dumps(request), reply=inbox)
+            msg = await sub.next_msg(timeout=5.0)
+        except nats.errors.TimeoutError:
+            return None
+        finally:
+            await sub.unsubscribe()
+        headers = msg.headers or {}
+        if headers.get("Status") is not None or "Nats-Subject" not in headers:
+            return None
+        tenant, user, _thread = subjects.parse_thread_subject(headers["Nats-Subject"])
+        return tenant, user
+
     async def first_seq(self, stream: str = APEX_EVT.name) -> int:
         info = await self.js.stream_info(stream)
         return int(info.state.first_seq)
@@ -226,6 +246,13 @@ class Bus:
         self, name: str, request: BaseModel, reply_type: type[R], *, timeout: float = 5.0
     ) -> R:
         """Asks persistence's read API; raises the ApexError it answered with."""
+        data = await self.query_raw(name, request, timeout=timeout)
+        try:
+            return reply_type.model_validate(data)
+        except ValidationError as exc:
+            raise Unavailable(f"{name} answered with an unexpected shape: {exc}") from exc
+
+    async def query_raw(self, name: str, request: BaseModel, *, timeout: float = 5.0) -> dict[str, Any]:
         try:
             msg = await self.nc.request(
                 subjects.query(name), request.model_dump_json().encode(), timeout=timeout
@@ -239,10 +266,7 @@ class Bus:
             raise ApexError.from_info(reply.error or ErrorInfo(
                 code="internal_error", message="empty error reply", retryable=True
             ))
-        try:
-            return reply_type.model_validate(reply.data or {})
-        except ValidationError as exc:
-            raise Unavailable(f"{name} answered with an unexpected shape: {exc}") from exc
+        return reply.data or {}
 
     # --- waiting for facts ---------------------------------------------------------
 
@@ -251,22 +275,27 @@ class Bus:
 
 
 class SubjectWatch:
-    """Waits for the first message on a subject that matches a predicate, whether it is
-    already in the log or still to come. Subscribe first, then scan, so nothing published
-    in between is missed."""
+    """Waits for messages on a subject that match a predicate, whether already in the log
+    or still to come. It subscribes first, then scans, so nothing published in between is
+    missed. Many coroutines may wait on one watch at once; each sees every message."""
 
     def __init__(self, bus: Bus, subject: str) -> None:
         self._bus = bus
         self._subject = subject
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._seen: list[dict[str, Any]] = []
+        self._arrived = asyncio.Condition()
         self._sub: Any = None
 
     async def __aenter__(self) -> SubjectWatch:
         async def on_message(msg: Msg) -> None:
             try:
-                self._queue.put_nowait(orjson.loads(msg.data))
+                message = orjson.loads(msg.data)
             except orjson.JSONDecodeError:
                 log.warning("ignoring a non-JSON message on %s", msg.subject)
+                return
+            async with self._arrived:
+                self._seen.append(message)
+                self._arrived.notify_all()
 
         self._sub = await self._bus.nc.subscribe(self._subject, cb=on_message)
         return self
@@ -275,26 +304,34 @@ class SubjectWatch:
         if self._sub is not None and not self._bus.nc.is_closed:
             await self._sub.unsubscribe()
 
+    def mark(self) -> int:
+        """A position: ``wait_for(since=mark)`` ignores messages that arrived before it."""
+        return len(self._seen)
+
     async def wait_for(
         self,
         matches: Callable[[dict[str, Any]], bool],
         *,
         timeout: float,
         scan_after_seq: int | None = 0,
+        since: int = 0,
     ) -> dict[str, Any]:
-        """Returns the first matching message; raises asyncio.TimeoutError."""
+        """Returns the first matching message: from the log after ``scan_after_seq``
+        (None skips the scan), else the first live one from ``since``; raises TimeoutError."""
         if scan_after_seq is not None:
-            async for _seq, data in self._bus.read_subject(
-                self._subject, after_seq=scan_after_seq
-            ):
+            async for _seq, data in self._bus.read_subject(self._subject, after_seq=scan_after_seq):
                 message = orjson.loads(data)
                 if matches(message):
                     return message
-        async with asyncio.timeout(timeout):
+        index = since
+        async with asyncio.timeout(timeout), self._arrived:
             while True:
-                message = await self._queue.get()
-                if matches(message):
-                    return message
+                while index < len(self._seen):
+                    message = self._seen[index]
+                    index += 1
+                    if matches(message):
+                        return message
+                await self._arrived.wait()
 
 
 async def connect_nats(url: str, name: str, **options: Any) -> NATS:

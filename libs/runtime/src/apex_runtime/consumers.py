@@ -10,9 +10,11 @@ acknowledged with a backoff so it is tried again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import nats.errors
@@ -59,9 +61,11 @@ def subscribe_command(
 def poison_guard(
     publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
     on_poison: PoisonHandler,
-    max_deliver: int,
+    consumers: Iterable[ConsumerSpec],
 ) -> Callable[..., BaseMiddleware]:
-    """A middleware factory; ``publish_raw(subject, data, headers)`` stores a dead letter."""
+    """A middleware factory for the command consumers named; ``publish_raw(subject, data,
+    headers)`` stores a dead letter. Messages on other subjects pass through untouched."""
+    max_deliver = {spec.filter_subject: spec.max_deliver for spec in consumers}
     return functools.partial(
         _PoisonGuard, publish_raw=publish_raw, on_poison=on_poison, max_deliver=max_deliver
     )
@@ -76,7 +80,7 @@ class _PoisonGuard(BaseMiddleware):
         context: Any,
         publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
         on_poison: PoisonHandler,
-        max_deliver: int,
+        max_deliver: Mapping[str, int],
     ) -> None:
         super().__init__(msg, context=context)
         self._publish_raw = publish_raw
@@ -85,6 +89,8 @@ class _PoisonGuard(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
         raw: Msg = msg.raw_message
+        if raw.subject not in self._max_deliver:
+            return await call_next(msg)
         try:
             return await call_next(msg)
         except ValidationError as exc:
@@ -108,7 +114,8 @@ class _PoisonGuard(BaseMiddleware):
         return None
 
     def _last_delivery(self, raw: Msg) -> bool:
-        return self._max_deliver > 0 and raw.metadata.num_delivered >= self._max_deliver
+        limit = self._max_deliver[raw.subject]
+        return limit > 0 and raw.metadata.num_delivered >= limit
 
     async def _retry(self, raw: Msg, exc: BaseException) -> None:
         attempt = raw.metadata.num_delivered
@@ -136,3 +143,22 @@ class _PoisonGuard(BaseMiddleware):
             await raw.nak(delay=5.0)
             return
         await raw.term()
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(progress: Callable[[], Awaitable[None]], every_s: float) -> AsyncIterator[None]:
+    """While the block runs, tells JetStream every ``every_s`` that the message is still
+    being worked on (an in-progress ack), so it is not redelivered to someone else."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -33,6 +33,7 @@ class ServiceHost:
             connect_timeout=3,
             log_level=logging.DEBUG,
             graceful_timeout=10.0,
+            logger=logging.getLogger("apex.faststream"),
         )
         self._bus: Bus | None = None
         self._stop = asyncio.Event()

@@ -54,5 +54,5 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("faststream", "uvicorn.access", "nats"):
+    for noisy in ("faststream", "apex.faststream", "uvicorn.access", "uvicorn.error", "nats"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

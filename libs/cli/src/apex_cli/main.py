@@ -1,0 +1,77 @@
+"""The ``apex`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from apex_cli.config import Home
+
+
+def _run_until_signal(coro_factory):  # type: ignore[no-untyped-def]
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return int(await coro_factory(stop))
+
+    return asyncio.run(runner())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="apex", description="Run and use the Apex platform.")
+    parser.add_argument("--home", help="state folder (default: ./.apex or APEX_HOME)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start every service, one process each; Ctrl-C stops them all")
+    sub.add_parser("doctor", help="check every dependency and say what is wrong")
+    token = sub.add_parser("token", help="print a development access token")
+    token.add_argument("--email", default="dev@apex.local")
+    token.add_argument("--password", default="apex-dev-password")
+    token.add_argument("--tenant", default="Development")
+    chat = sub.add_parser("chat", help="chat with Apex in the terminal")
+    chat.add_argument("--email", default="dev@apex.local")
+    chat.add_argument("--password", default="apex-dev-password")
+    chat.add_argument("--tenant", default="Development")
+    chat.add_argument("message", nargs="*", help="send this message and exit when it is answered")
+    demo = sub.add_parser("demo", help="demo data")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    seed = demo_sub.add_parser("seed", help="a demo tenant with 30 days of realistic usage")
+    seed.add_argument("--email", default="demo@apex.local")
+    seed.add_argument("--password", default="apex-demo-password")
+    seed.add_argument("--days", type=int, default=30)
+    projections = sub.add_parser("projections", help="read models: status and rebuild")
+    projections.add_argument("action", choices=["status", "rebuild"])
+    projections.add_argument("--store", choices=["postgres", "redis", "clickhouse"])
+    args = parser.parse_args(argv)
+    home = Home.resolve(args.home)
+
+    if args.command == "up":
+        from apex_cli.up import run_up
+
+        return _run_until_signal(lambda stop: run_up(home, stop))
+    if args.command == "doctor":
+        from apex_cli.doctor import run_doctor
+
+        return asyncio.run(run_doctor(home))
+    if args.command in ("token", "chat"):
+        from apex_cli.chat import run_chat, run_token
+
+        if args.command == "token":
+            return asyncio.run(run_token(home, args.email, args.password, args.tenant))
+        return asyncio.run(run_chat(home, args.email, args.password, args.tenant, " ".join(args.message)))
+    if args.command == "demo":
+        from apex_cli.demo import run_seed
+
+        return asyncio.run(run_seed(home, args.email, args.password, args.days))
+    if args.command == "projections":
+        os.execvp(sys.executable, [sys.executable, "-m", "apex_persistence", "projections", args.action,
+                                   *(["--store", args.store] if args.store else [])])
+    return 2
+
+
+def entrypoint() -> None:
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The HTTP side of a client: register, log in, refresh, and call the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from apex_contracts import ApexError, ErrorCode, ErrorInfo
+from apex_contracts.auth import TokenPair
+
+
+class ApexHttp:
+    def __init__(self, auth_url: str, gateway_url: str, *, timeout: float = 10.0) -> None:
+        self.auth_url = auth_url.rstrip("/")
+        self.gateway_url = gateway_url.rstrip("/")
+        self._http = httpx.AsyncClient(timeout=timeout)
+        self.tokens: TokenPair | None = None
+
+    async def __aenter__(self) -> ApexHttp:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def register(self, email: str, password: str, tenant: str) -> TokenPair:
+        body = await self._call("POST", f"{self.auth_url}/auth/register",
+                                json={"email": email, "password": password, "tenant": tenant})
+        self.tokens = TokenPair.model_validate(body)
+        return self.tokens
+
+    async def login(self, email: str, password: str) -> TokenPair:
+        body = await self._call("POST", f"{self.auth_url}/auth/login", json={"email": email, "password": password})
+        self.tokens = TokenPair.model_validate(body)
+        return self.tokens
+
+    async def login_or_register(self, email: str, password: str, tenant: str) -> TokenPair:
+        try:
+            return await self.login(email, password)
+        except ApexError as exc:
+            if exc.code not in (ErrorCode.INVALID_CREDENTIALS, ErrorCode.TOKEN_INVALID, ErrorCode.NOT_FOUND):
+                raise
+        return await self.register(email, password, tenant)
+
+    @property
+    def access_token(self) -> str:
+        if self.tokens is None:
+            raise ApexError("log in first", code=ErrorCode.TOKEN_MISSING)
+        return self.tokens.access_token
+
+    async def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.access_token}", **kwargs.pop("headers", {})}
+        return await self._call(method, f"{self.gateway_url}{path}", headers=headers, **kwargs)
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApexError(f"{url} did not answer: {exc}", code=ErrorCode.SERVICE_UNAVAILABLE) from exc
+        body = response.json() if response.content else {}
+        if response.status_code >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            info = ErrorInfo.model_validate(error) if error else ErrorInfo(
+                code=ErrorCode.INTERNAL_ERROR, message=f"HTTP {response.status_code}", retryable=True)
+            raise ApexError.from_info(info)
+        return body

@@ -1,0 +1,134 @@
+"""An ``apex.v1`` WebSocket client that survives drops: it reconnects with jittered
+backoff, resubscribes each thread after the last seq it saw, and acks what it
+processed, so the stream it yields has every event once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from apex_contracts import ApexError, ErrorCode
+from apex_contracts.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, PROTOCOL
+
+TokenSource = Callable[[], Awaitable[str]]
+FATAL_CLOSE = {CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN}
+
+
+class ApexSocket:
+    def __init__(self, url: str, token: TokenSource | str, *, ack: bool = True,
+                 max_backoff_s: float = 10.0) -> None:
+        self.url = url
+        self._token = token
+        self.ack = ack
+        self.max_backoff_s = max_backoff_s
+        self.threads: dict[str, int] = {}
+        self.session: dict[str, Any] | None = None
+        self.reconnects = 0
+        self._ws: ClientConnection | None = None
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._connected = asyncio.Event()
+
+    async def __aenter__(self) -> ApexSocket:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ApexError):
+                await self._task
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Sends now if connected; otherwise after the next reconnect."""
+        if frame.get("type") == "thread.subscribe":
+            self.threads.setdefault(frame["thread_id"], int(frame.get("after_seq") or 0))
+        await self._connected.wait()
+        assert self._ws is not None
+        try:
+            await self._ws.send(orjson.dumps(frame).decode())
+        except ConnectionClosed:
+            self._outbox.append(frame)
+
+    async def frames(self) -> AsyncIterator[dict[str, Any]]:
+        """Every server frame, events deduplicated by seq per thread."""
+        while True:
+            frame = await self._inbox.get()
+            if frame.get("type") == "__fatal__":
+                raise ApexError.from_info(frame["error"])
+            yield frame
+
+    async def _token_value(self) -> str:
+        return self._token if isinstance(self._token, str) else await self._token()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._closed:
+            try:
+                token = await self._token_value()
+                async with websockets.connect(
+                    self.url, subprotocols=[PROTOCOL],  # type: ignore[list-item]
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    max_size=2**24, open_timeout=10,
+                ) as ws:
+                    self._ws = ws
+                    backoff = 0.2
+                    await self._session(ws)
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                if code in FATAL_CLOSE:
+                    reason = exc.rcvd.reason if exc.rcvd else "closed"
+                    self._fatal(ErrorCode.TOKEN_INVALID if code == CLOSE_UNAUTHORIZED else ErrorCode.FORBIDDEN, reason)
+                    return
+            except (OSError, InvalidStatus, TimeoutError):
+                pass
+            self._connected.clear()
+            self._ws = None
+            if self._closed:
+                return
+            self.reconnects += 1
+            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+    def _fatal(self, code: ErrorCode, reason: str) -> None:
+        self._inbox.put_nowait({"type": "__fatal__", "error": {"code": reason or code.value,
+                                "message": f"connection refused: {reason}", "retryable": False}})
+
+    async def _session(self, ws: ClientConnection) -> None:
+        ready = orjson.loads(await ws.recv())
+        self.session = ready
+        self._inbox.put_nowait(ready)
+        for thread_id, last in self.threads.items():
+            await ws.send(orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": last}).decode())
+        pending, self._outbox = self._outbox, []
+        for frame in pending:
+            await ws.send(orjson.dumps(frame).decode())
+        self._connected.set()
+        async for raw in ws:
+            frame = orjson.loads(raw)
+            if frame.get("type") == "event":
+                thread, seq = frame["thread_id"], frame["seq"]
+                if seq <= self.threads.get(thread, 0):
+                    continue
+                self.threads[thread] = seq
+                if self.ack:
+                    await ws.send(orjson.dumps({"type": "event.ack", "thread_id": thread, "seq": seq}).decode())
+            elif frame.get("type") == "message.accepted":
+                self.threads.setdefault(frame["thread_id"], 0)
+            self._inbox.put_nowait(frame)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from faststream.nats import NatsMessage, NatsRouter
+
+from apex_agents.stepper import StepRunner
+from apex_contracts import AgentStep
+from apex_contracts.streams import AGENT_STEP_CONSUMER
+from apex_runtime import subscribe_command
+
+
+def build_router(runner: StepRunner, max_workers: int) -> NatsRouter:
+    router = NatsRouter()
+
+    @subscribe_command(
+        router,
+        AGENT_STEP_CONSUMER,
+        max_workers=max_workers,
+        title="agent.step",
+        description="Runs one agent step; a step whose outcome is already recorded is skipped.",
+    )
+    async def on_agent_step(command: AgentStep, msg: NatsMessage) -> None:
+        await runner.run(command, keepalive=msg.in_progress)
+        await msg.ack()
+
+    return router

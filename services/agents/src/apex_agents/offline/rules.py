@@ -1,0 +1,89 @@
+"""The offline planner's reading of a question: intent, time range and models named.
+Deterministic rules, so the same question always leads to the same decisions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+
+from apex_contracts.pricing import PriceCatalogue
+from apex_contracts.report import Intent, Period
+
+# Checked in order; the first intent with a matching pattern wins.
+_INTENT_PATTERNS: tuple[tuple[Intent, re.Pattern[str]], ...] = (
+    ("caching", re.compile(r"\b(cach\w*|repeated prompts?|duplicate prompts?|same prompts?)\b")),
+    ("forecast", re.compile(r"\b(forecast\w*|next month|projection|projected|predict\w*|grow\w*|trend\w*|budget for)\b")),
+    ("model_choice", re.compile(
+        r"\b(which model|switch\w*|substitut\w*|alternative model|cheaper model|smaller model|"
+        r"downgrade|model choice|choose a model|compare models?|replace \w+ with)\b"
+    )),
+    ("latency", re.compile(r"\b(latency|slow\w*|faster|speed\w*|response times?|p50|p95|p99|ttft|timeouts?)\b")),
+    ("cost", re.compile(
+        r"(\$|\b(cost\w*|spend\w*|spent|money|bill\w*|expensive|cheap\w*|price\w*|pricing|sav(e|ing)s?|cut)\b)"
+    )),
+    ("usage_overview", re.compile(r"\b(overview|summary|summari[sz]e|usage|how much|breakdown|volume|traffic)\b")),
+)
+_DOMAIN = re.compile(
+    r"\b(llm|gpt|claude|gemini|mistral|llama|model\w*|token\w*|prompt\w*|openai|anthropic|"
+    r"api|requests?|workloads?|inference|agent\w*|chat\w*|ai)\b"
+)
+_OFF_TOPIC = re.compile(
+    r"\b(weather|recipe|joke|poem|song|football|soccer|movie|stock price|horoscope|capital of)\b"
+)
+_LAST_N = re.compile(r"\b(?:last|past|previous)\s+(\d{1,3})\s+(day|week|month)s?\b")
+_LAST_ONE = re.compile(r"\b(?:last|past|previous)\s+(day|week|month|quarter)\b")
+_THIS = re.compile(r"\bthis\s+(week|month)\b")
+_ISO_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})\s*(?:to|-|–|until|through)\s*(\d{4}-\d{2}-\d{2})")
+
+
+def classify(question: str) -> Intent:
+    text = question.lower()
+    for intent, pattern in _INTENT_PATTERNS:
+        if pattern.search(text):
+            return intent
+    if _OFF_TOPIC.search(text) or not _DOMAIN.search(text):
+        return "out_of_scope" if _OFF_TOPIC.search(text) else "general"
+    return "general"
+
+
+def extract_period(question: str, now: datetime) -> Period:
+    """The time range the question names, relative to ``now``; empty when none."""
+    text = question.lower()
+    if match := _ISO_RANGE.search(text):
+        start = datetime.fromisoformat(match[1]).replace(tzinfo=now.tzinfo)
+        end = datetime.fromisoformat(match[2]).replace(tzinfo=now.tzinfo) + timedelta(days=1)
+        return Period(start=start, end=end)
+    day = timedelta(days=1)
+    spans = {"day": day, "week": 7 * day, "month": 30 * day, "quarter": 91 * day}
+    if match := _LAST_N.search(text):
+        return Period(start=now - int(match[1]) * spans[match[2]], end=now)
+    if match := _LAST_ONE.search(text):
+        return Period(start=now - spans[match[1]], end=now)
+    if match := _THIS.search(text):
+        midnight = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+        start = midnight - timedelta(days=now.weekday()) if match[1] == "week" else midnight.replace(day=1)
+        return Period(start=start, end=now)
+    if "yesterday" in text:
+        midnight = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+        return Period(start=midnight - day, end=midnight)
+    if "today" in text:
+        return Period(start=datetime.combine(now.date(), time(), tzinfo=now.tzinfo), end=now)
+    return Period()
+
+
+def extract_models(question: str, catalogue: PriceCatalogue | None = None) -> list[str]:
+    """Catalogue models the question names, most specific first (``gpt-4o-mini`` before
+    ``gpt-4o``), without a shorter name that is only part of a longer one found."""
+    text = question.lower()
+    catalogue = catalogue or PriceCatalogue.default()
+    names = sorted({m.model for m in catalogue.models}, key=len, reverse=True)
+    found: list[str] = []
+    for name in names:
+        for match in re.finditer(re.escape(name), text):
+            end = match.end()
+            if end < len(text) and (text[end].isalnum() or text[end] in "-."):
+                continue
+            if not any(name in longer and longer in text for longer in found):
+                found.append(name)
+            break
+    return found

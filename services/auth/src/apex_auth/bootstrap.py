@@ -1,0 +1,211 @@
+"""The composition root: builds settings' adapters (Postgres, Redis, NATS), the ports
+over them, the FastAPI app, and runs the process. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from apex_auth.accounts import Accounts
+from apex_auth.api import jwks_router, router
+from apex_auth.audit import AuditRelay
+from apex_auth.db import Database, check_reachable, is_reachable, make_engine, redacted
+from apex_auth.errors import install_error_handlers
+from apex_auth.keys import KeyRing
+from apex_auth.migrate import migrate
+from apex_auth.passwords import Argon2Params, PasswordHashing
+from apex_auth.revocation import Revocations
+from apex_auth.service import AuthService
+from apex_auth.sessions import Sessions
+from apex_auth.settings import AuthSettings
+from apex_auth.throttle import Limit, Throttle
+from apex_auth.tokens import AccessTokens
+from apex_contracts import ErrorCode, Unavailable
+from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
+
+log = logging.getLogger(__name__)
+
+SERVICE = "auth"
+_CHECK_TIMEOUT_S = 2.0
+
+
+def limits(settings: AuthSettings) -> dict[str, Limit]:
+    return {
+        "login_account": Limit(
+            "login_account", settings.auth_login_account_limit, settings.auth_login_account_window_s
+        ),
+        "login_address": Limit(
+            "login_address", settings.auth_login_address_limit, settings.auth_login_address_window_s
+        ),
+        "register": Limit(
+            "register_address",
+            settings.auth_register_address_limit,
+            settings.auth_register_address_window_s,
+        ),
+    }
+
+
+@asynccontextmanager
+async def open_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
+    """Connects to Postgres, Redis and NATS (failing with an error that names the one
+    that does not answer), migrates when ``auth_auto_migrate``, makes sure a signing key
+    exists, and wires the ports. Everything is closed on exit."""
+    engine = make_engine(settings.postgres_dsn, pool_size=settings.postgres_pool_size)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    bus: Bus | None = None
+    accounts: Accounts | None = None
+    try:
+        await check_reachable(engine, settings.postgres_dsn)
+        await _check_redis(redis, settings.redis_url)
+        bus = await Bus.connect(
+            settings.nats_url, f"{SERVICE}-{settings.instance_id}", replicas=settings.nats_replicas
+        )
+        await bus.ensure_topology()
+        if settings.auth_auto_migrate:
+            await migrate(settings.postgres_dsn)
+        service = await _wire(settings, Database(engine), redis, bus)
+        accounts = service.accounts
+        yield service
+    finally:
+        if accounts is not None:
+            await accounts.drain()
+        if bus is not None:
+            await bus.close()
+        await redis.aclose()
+        await engine.dispose()
+
+
+async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) -> AuthService:
+    passphrase = settings.auth_key_passphrase
+    keys = KeyRing(
+        db.engine,
+        passphrase=passphrase.get_secret_value().encode() if passphrase else None,
+        cache_s=settings.auth_key_cache_s,
+        retire_after_s=settings.key_retire_after_s,
+    )
+    await keys.ensure()
+    tokens = AccessTokens(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_s=settings.jwt_access_ttl_s,
+        leeway_s=settings.jwt_leeway_s,
+    )
+    revocations = Revocations(redis, bus.nc, ttl_s=settings.revocation_ttl_s)
+    sessions = Sessions(db, tokens, revocations, refresh_ttl_s=settings.jwt_refresh_ttl_s)
+    passwords = PasswordHashing(Argon2Params(
+        time_cost=settings.auth_argon2_time_cost,
+        memory_kib=settings.auth_argon2_memory_kib,
+        parallelism=settings.auth_argon2_parallelism,
+    ))
+    accounts = Accounts(
+        db, passwords, sessions, revocations, Throttle(redis), limits(settings),
+        invite_ttl_s=settings.auth_invite_ttl_s,
+    )
+    relay = AuditRelay(
+        db.engine, bus.js, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s
+    )
+    db.after_commit(relay.wake)
+    health = Health(SERVICE, settings.instance_id, settings.auth_port)
+    health.add_check("postgres", lambda: _within(is_reachable(db.engine)))
+    health.add_check("redis", lambda: _within(_redis_ok(redis)))
+    health.add_check("nats", lambda: bus.connected)
+    return AuthService(settings, db, redis, bus, keys, sessions, accounts, relay, health)
+
+
+def build_app(service: AuthService) -> FastAPI:
+    app = FastAPI(
+        title="Apex auth",
+        version="1",
+        description="Users, tenants, sessions, tokens and the JWKS. See docs/auth.md.",
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(jwks_router)
+    app.router.routes.extend(ops_routes(service.health))
+    app.middleware("http")(_no_store)
+    return app
+
+
+async def _no_store(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Token answers must never sit in a cache (RFC 6749 section 5.1)."""
+    response = await call_next(request)
+    if request.url.path.startswith("/auth/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("Pragma", "no-cache")
+    return response
+
+
+async def run_background(service: AuthService, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """Starts the audit relay and the heartbeat; both end when ``stop`` is set."""
+    return [
+        asyncio.create_task(service.relay.run(stop), name="auth-audit-relay"),
+        asyncio.create_task(heartbeat_loop(service.bus, service.health, stop), name="auth-heartbeat"),
+    ]
+
+
+async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
+    """Runs the service until ``stop`` is set, then drains and closes everything."""
+    async with open_service(settings) as service:
+        server, http_task = await serve_http(build_app(service), settings.http_host, settings.auth_port)
+        tasks = await run_background(service, stop)
+        log.info("auth ready on %s:%d", settings.http_host, settings.auth_port)
+        await stop.wait()
+        service.health.stopping = True
+        server.should_exit = True
+        await http_task
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5.0)
+
+
+async def rotate_keys(settings: AuthSettings) -> str:
+    """Activates a new signing key; returns its ``kid``."""
+    engine = make_engine(settings.postgres_dsn, pool_size=1)
+    try:
+        await check_reachable(engine, settings.postgres_dsn)
+        passphrase = settings.auth_key_passphrase
+        keys = KeyRing(
+            engine,
+            passphrase=passphrase.get_secret_value().encode() if passphrase else None,
+            cache_s=0.0,
+            retire_after_s=settings.key_retire_after_s,
+        )
+        return await keys.rotate()
+    finally:
+        await engine.dispose()
+
+
+def setup_logging(settings: AuthSettings) -> None:
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+
+
+async def _check_redis(redis: Redis, url: str) -> None:
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as exc:
+        raise Unavailable(
+            f"Cannot reach Redis at {redacted(url)}: {exc}", code=ErrorCode.STORE_UNAVAILABLE
+        ) from exc
+
+
+async def _redis_ok(redis: Redis) -> bool:
+    try:
+        return bool(await redis.ping())
+    except (RedisError, OSError):
+        return False
+
+
+async def _within(check: Awaitable[bool]) -> bool:
+    try:
+        return await asyncio.wait_for(check, _CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return False

@@ -1,0 +1,90 @@
+"""How every failure is answered over HTTP: ``{"error": {code, message, retryable}}``
+with the status the error catalogue gives its code, never an HTML page or a stack."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
+
+from apex_auth.audit import NATS_ERRORS
+from apex_auth.db import STORE_ERRORS
+from apex_contracts import (
+    ApexError,
+    AuthFailed,
+    ErrorCode,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+_BY_STATUS = {401: AuthFailed, 404: NotFound}
+
+
+def error_response(exc: ApexError, status: int | None = None) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_ms / 1000)))
+    if isinstance(exc, AuthFailed) and exc.code is not ErrorCode.INVALID_CREDENTIALS:
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
+    body = {"error": exc.info().model_dump(exclude_none=True)}
+    return JSONResponse(body, status_code=status or exc.status, headers=headers)
+
+
+async def _apex(_: Request, exc: ApexError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    fields = [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+        for error in exc.errors()
+    ]
+    return error_response(InvalidInput(details={"fields": fields}))
+
+
+async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    kind = _BY_STATUS.get(exc.status_code)
+    if kind is not None:
+        return error_response(kind())
+    return error_response(InvalidInput(str(exc.detail)), status=exc.status_code)
+
+
+async def _store(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("store unavailable: %r", exc)
+    return error_response(Unavailable(code=ErrorCode.STORE_UNAVAILABLE))
+
+
+async def _bus(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("bus unavailable: %r", exc)
+    return error_response(Unavailable(code=ErrorCode.BUS_UNAVAILABLE))
+
+
+async def _defect(request: Request, exc: Exception) -> JSONResponse:
+    ref = uuid.uuid4().hex[:12]
+    log.error("defect on %s %s (ref %s)", request.method, request.url.path, ref, exc_info=exc)
+    return error_response(InternalError(details={"ref": ref}))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApexError, _apex)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RedisError, _store)
+    app.add_exception_handler(DBAPIError, _store)
+    for kind in STORE_ERRORS:
+        app.add_exception_handler(kind, _store)
+    for kind in NATS_ERRORS:
+        app.add_exception_handler(kind, _bus)
+    app.add_exception_handler(Exception, _defect)

@@ -1,0 +1,130 @@
+"""Threads and their events over HTTP: the read side through persistence, the event log
+directly from the stream (the same ids and order as the WebSocket)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from pydantic import Field
+
+from apex_contracts import NotFound, subjects
+from apex_contracts.envelope import Model
+from apex_contracts.events import client_view
+from apex_contracts.queries import (
+    Q_THREADS_GET,
+    Q_THREADS_LIST,
+    ThreadDetail,
+    ThreadGet,
+    ThreadsList,
+    ThreadsPage,
+)
+from apex_gateway.deps import CurrentUser, Services
+from apex_gateway.services import GatewayServices
+from apex_gateway.tokens import Principal
+
+router = APIRouter(prefix="/api/v1/threads", tags=["threads"])
+
+
+@router.get("", response_model=ThreadsPage)
+async def list_threads(
+    who: CurrentUser, services: Services, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None, search: Annotated[str | None, Query(max_length=200)] = None,
+) -> ThreadsPage:
+    query = ThreadsList(tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, cursor=cursor, search=search)
+    return await services.bus.query(Q_THREADS_LIST, query, ThreadsPage)
+
+
+@router.get("/{thread_id}", response_model=ThreadDetail)
+async def get_thread(thread_id: str, who: CurrentUser, services: Services) -> ThreadDetail:
+    await _owned(services, who, thread_id)
+    query = ThreadGet(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
+    return await services.bus.query(Q_THREADS_GET, query, ThreadDetail)
+
+
+@router.get("/{thread_id}/events")
+async def thread_events(
+    thread_id: str, who: CurrentUser, services: Services,
+    after_seq: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> dict[str, Any]:
+    """Events with seq > after_seq, oldest first; ``next_after_seq`` pages forward."""
+    subject = await _owned(services, who, thread_id)
+    events: list[dict[str, Any]] = []
+    async for seq, data in services.bus.read_subject(subject, after_seq=after_seq, batch=min(limit, 1000)):
+        events.append({"seq": seq, "event": client_view(orjson.loads(data))})
+        if len(events) >= limit:
+            break
+    head = await services.bus.last_seq(subject)
+    last = events[-1]["seq"] if events else after_seq
+    return {"thread_id": thread_id, "events": events, "next_after_seq": last, "head_seq": head,
+            "more": last < head}
+
+
+@router.get("/{thread_id}/stream")
+async def stream_events(
+    thread_id: str, who: CurrentUser, services: Services,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+) -> StreamingResponse:
+    """Server-Sent Events: ``id`` is the seq, so a reconnecting client resumes with
+    ``Last-Event-ID``."""
+    subject = await _owned(services, who, thread_id)
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
+    return StreamingResponse(_sse(services, subject, thread_id, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _sse(services: GatewayServices, subject: str, thread_id: str, after: int) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=services.settings.ws_send_queue)
+
+    async def deliver(msg: Msg) -> None:
+        await queue.put(msg)
+
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+        opt_start_seq=after + 1 if after else None,
+    )
+    sub = await services.bus.js.subscribe(subject, ordered_consumer=True, config=config, cb=deliver)
+    try:
+        yield b"retry: 1000\n\n"
+        while True:
+            try:
+                msg = await asyncio.wait_for(queue.get(), 15.0)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            seq = msg.metadata.sequence.stream
+            event = client_view(orjson.loads(msg.data))
+            body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
+            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event["type"].encode(), body)
+    finally:
+        await sub.unsubscribe()
+
+
+async def _owned(services: GatewayServices, who: Principal, thread_id: str) -> str:
+    subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
+    if await services.bus.last_seq(subject) == 0:
+        await services.audit_probe(who, "thread", thread_id)
+        raise NotFound("No such thread.")
+    return subject
+
+
+class PostMessage(Model):
+    text: str = Field(min_length=1, max_length=16_000)
+
+
+@router.post("/{thread_id}/messages", status_code=202)
+async def post_message(
+    thread_id: str, body: PostMessage, who: CurrentUser, services: Services,
+    idempotency_key: Annotated[str, Header(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-:.]+$")],
+) -> dict[str, str]:
+    """The HTTP twin of ``message.send``: the same Idempotency-Key returns the same run."""
+    await _owned(services, who, thread_id)
+    accepted = await services.messages.send(who, idempotency_key, body.text, thread_id)
+    return {"thread_id": accepted.thread_id, "run_id": accepted.run_id, "client_msg_id": idempotency_key}

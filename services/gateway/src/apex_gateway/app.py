@@ -1,0 +1,134 @@
+"""Composition root of the gateway: builds its ports and adapters, the FastAPI app, and
+runs it until SIGTERM, then drains (sockets close with 1012 so clients resume elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from apex_contracts import ErrorCode, subjects
+from apex_contracts.auth import SessionRevoked
+from apex_contracts.frames import CLOSE_UNAUTHORIZED
+from apex_contracts.health import SERVICES
+from apex_gateway.api import runs, threads, usage
+from apex_gateway.cursors import DeliveryCursors
+from apex_gateway.errors import install_error_handlers
+from apex_gateway.messages import MessageService
+from apex_gateway.metrics import GatewayMetrics
+from apex_gateway.presence import ServiceDirectory
+from apex_gateway.services import GatewayServices
+from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
+from apex_gateway.settings import GatewaySettings
+from apex_gateway.tickets import TicketBook
+from apex_gateway.tokens import KeySet, TokenVerifier
+from apex_gateway.ws.endpoint import websocket_endpoint
+from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
+
+log = logging.getLogger(__name__)
+OTHER_SERVICES = tuple(s for s in SERVICES if s != "gateway")
+
+
+def create_app(services: GatewayServices) -> FastAPI:
+    app = FastAPI(
+        title="Apex gateway",
+        version="0.1.0",
+        description="HTTP API and the apex.v1 WebSocket of Apex.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for router in (threads.router, runs.router, usage.router):
+        app.include_router(router)
+    for route in ops_routes(services.health):
+        app.router.routes.append(route)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
+    return app
+
+
+async def build_services(settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient,
+                         redis: aioredis.Redis) -> GatewayServices:
+    health = Health("gateway", settings.instance_id, settings.gateway_port)
+    revocations = SessionRevocations(redis, health.breaker("redis", threshold=3, reset_after_s=2.0))
+    verifier = TokenVerifier(
+        KeySet(settings.jwks_url, http, settings.jwks_min_refresh_s), revocations,
+        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+    )
+    directory = ServiceDirectory()
+    await directory.start(bus)
+    health.add_check("nats", lambda: bus.connected)
+    health.add_check("services", lambda: not directory.missing(OTHER_SERVICES))
+    return GatewayServices(
+        settings=settings,
+        bus=bus,
+        verifier=verifier,
+        revocations=revocations,
+        connections=ConnectionRegistry(),
+        messages=MessageService(bus),
+        cursors=DeliveryCursors(redis, health.breaker("redis", threshold=3, reset_after_s=2.0)),
+        directory=directory,
+        health=health,
+        metrics=GatewayMetrics(),
+        epoch=await bus.stream_epoch(),
+        tickets=TicketBook(bus),
+    )
+
+
+async def watch_revocations(services: GatewayServices) -> None:
+    """Closes every socket of a revoked session on this gateway, at once."""
+
+    async def on_revoked(msg: Msg) -> None:
+        try:
+            revoked = SessionRevoked.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("ignoring a malformed revocation broadcast")
+            return
+        services.revocations.remember(revoked.session_id)
+        for conn in services.connections.of_session(revoked.session_id):
+            await conn.close(CLOSE_UNAUTHORIZED, ErrorCode.SESSION_REVOKED.value)
+
+    await services.bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
+
+
+async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> None:
+    settings = settings or GatewaySettings()
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    bus = await Bus.connect(settings.nats_url, f"gateway-{settings.instance_id}", replicas=settings.nats_replicas)
+    await bus.ensure_topology()
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    async with httpx.AsyncClient() as http:
+        services = await build_services(settings, bus, http, redis)
+        await watch_revocations(services)
+        server, server_task = await serve_http(
+            create_app(services), settings.http_host, settings.gateway_port,
+            ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+            ws_per_message_deflate=False,
+        )
+        beat_stop = asyncio.Event()
+        beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
+        log.info("gateway ready on %s:%d", settings.http_host, settings.gateway_port)
+        await stop.wait()
+        await drain(services)
+        server.should_exit = True
+        beat_stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(server_task, 15.0)
+        await beats
+    await redis.aclose()
+    await bus.close()
+
+
+async def drain(services: GatewayServices) -> None:
+    """Stops accepting and closes every socket with 1012 so clients reconnect elsewhere."""
+    services.health.stopping = True
+    conns = services.connections.all()
+    await asyncio.gather(*(c.drain() for c in conns), return_exceptions=True)
+    log.info("drained %d connections", len(conns))

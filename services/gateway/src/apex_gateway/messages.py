@@ -1,0 +1,136 @@
+"""Turning a user's message into a run, exactly once per ``client_msg_id``.
+
+Ids are derived from (tenant, user, client_msg_id), so a retry after any crash publishes
+the same facts, which the stream deduplicates; the idempotency record in the KV bucket
+makes the same answer hold beyond the stream's duplicate window."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import nats.js.errors
+
+from apex_contracts import (
+    MessageCreated,
+    MessageCreatedData,
+    NotFound,
+    RunCancel,
+    RunCancelData,
+    RunStart,
+    RunStartData,
+    Scope,
+    derive_id,
+    subjects,
+)
+from apex_contracts.envelope import Model
+from apex_contracts.streams import KV_IDEMPOTENCY, KV_RUNS
+from apex_gateway.tokens import Principal
+from apex_runtime import Bus
+
+
+class RunRecord(Model):
+    tenant_id: str
+    user_id: str
+    thread_id: str
+    run_id: str
+    message_id: str
+    message_seq: int = 0
+    started: bool = False
+
+
+@dataclass(frozen=True)
+class Accepted:
+    thread_id: str
+    run_id: str
+    message_seq: int
+    duplicate: bool
+
+
+class MessageService:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def send(self, who: Principal, client_msg_id: str, text: str, thread_id: str | None) -> Accepted:
+        idem = await self.bus.kv(KV_IDEMPOTENCY)
+        key = _idem_key(who, client_msg_id)
+        try:
+            entry = await idem.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            entry = None
+        if entry is not None and entry.value:
+            record = RunRecord.model_validate_json(entry.value)
+            if record.started:
+                return Accepted(record.thread_id, record.run_id, record.message_seq, duplicate=True)
+        else:
+            if thread_id is not None and not await self.thread_exists(who, thread_id):
+                raise NotFound("No such thread.")
+            record = RunRecord(
+                tenant_id=who.tenant_id,
+                user_id=who.user_id,
+                thread_id=thread_id or derive_id("thr", who.tenant_id, who.user_id, client_msg_id),
+                run_id=derive_id("run", who.tenant_id, who.user_id, client_msg_id),
+                message_id=derive_id("msg", who.tenant_id, who.user_id, client_msg_id),
+            )
+        return await self._start(idem, key, record, client_msg_id, text, first=entry is None)
+
+    async def _start(
+        self, idem: object, key: str, record: RunRecord, client_msg_id: str, text: str, first: bool
+    ) -> Accepted:
+        scope = Scope(
+            tenant_id=record.tenant_id, user_id=record.user_id, thread_id=record.thread_id,
+            run_id=record.run_id,
+        )
+        seq = await self.bus.publish_event(scope.make(
+            MessageCreated,
+            MessageCreatedData(
+                message_id=record.message_id, content=text, client_msg_id=client_msg_id,
+                title=_title(text),
+            ),
+            id=f"{record.run_id}:message",
+        ))
+        await self.bus.publish(scope.make(
+            RunStart,
+            RunStartData(message_id=record.message_id, text=text, client_msg_id=client_msg_id),
+            id=f"{record.run_id}:start",
+        ), subjects.CMD_RUN_START)
+        started = record.model_copy(update={"started": True, "message_seq": seq})
+        await idem.put(key, started.model_dump_json().encode())  # type: ignore[attr-defined]
+        runs = await self.bus.kv(KV_RUNS)
+        await runs.put(record.run_id, started.model_dump_json().encode())
+        return Accepted(record.thread_id, record.run_id, seq, duplicate=not first)
+
+    async def thread_exists(self, who: Principal, thread_id: str) -> bool:
+        subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
+        return await self.bus.last_seq(subject) > 0
+
+    async def cancel(self, who: Principal, run_id: str, cause: str = "user") -> RunRecord:
+        """Asks the orchestrator to cancel a run of this user; NotFound for anyone else's."""
+        runs = await self.bus.kv(KV_RUNS)
+        try:
+            entry = await runs.get(run_id)
+        except nats.js.errors.KeyNotFoundError as exc:
+            raise NotFound("No such run.") from exc
+        record = RunRecord.model_validate_json(entry.value or b"{}")
+        if record.tenant_id != who.tenant_id or record.user_id != who.user_id:
+            raise NotFound("No such run.")
+        scope = Scope(
+            tenant_id=record.tenant_id, user_id=record.user_id, thread_id=record.thread_id,
+            run_id=record.run_id,
+        )
+        await self.bus.publish(scope.make(
+            RunCancel, RunCancelData(cause=cause, requested_by=who.user_id),
+            id=f"{run_id}:cancel",
+        ), subjects.CMD_RUN_CANCEL)
+        return record
+
+
+def _idem_key(who: Principal, client_msg_id: str) -> str:
+    digest = hashlib.sha256(client_msg_id.encode()).hexdigest()[:40]
+    return f"{who.tenant_id}.{who.user_id}.{digest}"
+
+
+def _title(text: str) -> str:
+    words = text.strip().split()
+    title = " ".join(words[:8])
+    return title if len(words) <= 8 else title + "…"

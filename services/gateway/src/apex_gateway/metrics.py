@@ -1,0 +1,27 @@
+"""The gateway's Prometheus metrics (``apex_gateway_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+@dataclass
+class GatewayMetrics:
+    connections: Gauge = field(default_factory=lambda: Gauge(
+        "apex_gateway_connections", "Open WebSocket connections"))
+    connects: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_connects_total", "WebSocket handshakes by outcome", ["outcome"]))
+    closes: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_closes_total", "Connections closed by close code", ["code"]))
+    events_sent: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_events_sent_total", "Event frames sent to clients"))
+    events_acked: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_events_acked_total", "Cumulative acks received"))
+    frames_in: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_frames_in_total", "Client frames received by type", ["type"]))
+    errors: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_errors_total", "Errors answered to clients by code", ["code"]))
+    http_latency: Histogram = field(default_factory=lambda: Histogram(
+        "apex_gateway_http_seconds", "HTTP API latency", ["route"]))

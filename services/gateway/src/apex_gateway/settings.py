@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from apex_contracts import auth
+from apex_runtime import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    gateway_port: int = 8000
+    auth_url: str = "http://127.0.0.1:8001"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jwt_issuer: str = auth.ISSUER
+    jwt_audience: str = auth.AUDIENCE
+    jwks_min_refresh_s: float = Field(default=10.0, ge=0)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_tenant_claim: str = "tid"
+    oidc_algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
+    allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
+    ws_max_frame_bytes: int = 64 * 1024
+    ws_send_queue: int = Field(default=1024, ge=16, description="frames buffered per connection")
+    ws_heartbeat_ms: int = 20_000
+    ws_rate_per_s: float = 20.0
+    ws_rate_burst: int = 60
+    ws_max_connections_per_user: int = 20
+    ack_timeout_ms: int = 10_000
+    upload_max_bytes: int = 64 * 1024 * 1024
+    ingest_batch_rows: int = 5000
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> GatewaySettings:
+        parts = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
+        if any(parts) and not all(parts):
+            raise ValueError("APEX_OIDC_ISSUER, APEX_OIDC_AUDIENCE and APEX_OIDC_JWKS_URL go together")
+        return self
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth_url.rstrip("/") + auth.JWKS_PATH

@@ -1,0 +1,62 @@
+"""Single-use WebSocket tickets (``POST /api/v1/ws-ticket`` then ``/ws?ticket=``) for
+load balancers that strip headers: valid for 30 seconds, redeemable once, on any gateway."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import nats.js.errors
+
+from apex_contracts import AuthFailed, ErrorCode
+from apex_contracts.envelope import Model
+from apex_contracts.streams import KV_WS_TICKETS
+from apex_gateway.tokens import Principal
+from apex_runtime import Bus
+
+TICKET_TTL_S = 30
+
+
+class Ticket(Model):
+    user_id: str
+    tenant_id: str
+    session_id: str
+    roles: list[str]
+    expires_at: float
+    token_expires_at: int
+
+
+class TicketBook:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def issue(self, who: Principal) -> tuple[str, int]:
+        ticket = secrets.token_urlsafe(32)
+        record = Ticket(
+            user_id=who.user_id, tenant_id=who.tenant_id, session_id=who.session_id,
+            roles=list(who.roles), expires_at=time.time() + TICKET_TTL_S,
+            token_expires_at=who.expires_at,
+        )
+        kv = await self.bus.kv(KV_WS_TICKETS)
+        await kv.create(ticket, record.model_dump_json().encode())
+        return ticket, TICKET_TTL_S
+
+    async def redeem(self, ticket: str) -> Principal:
+        """The principal the ticket was issued to; the ticket is gone afterwards."""
+        kv = await self.bus.kv(KV_WS_TICKETS)
+        refused = AuthFailed("The ticket is unknown, used or expired.", code=ErrorCode.TOKEN_INVALID)
+        if not ticket or len(ticket) > 100 or not ticket.replace("-", "").replace("_", "").isalnum():
+            raise refused
+        try:
+            entry = await kv.get(ticket)
+            await kv.delete(ticket, last=entry.revision)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyWrongLastSequenceError,
+                nats.js.errors.KeyDeletedError) as exc:
+            raise refused from exc
+        record = Ticket.model_validate_json(entry.value or b"{}")
+        if record.expires_at < time.time():
+            raise refused
+        return Principal(
+            user_id=record.user_id, tenant_id=record.tenant_id, session_id=record.session_id,
+            roles=tuple(record.roles), expires_at=record.token_expires_at,
+        )

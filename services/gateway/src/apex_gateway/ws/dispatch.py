@@ -1,0 +1,85 @@
+"""What each client frame does. One small handler per frame type."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apex_contracts import NotFound, subjects
+from apex_contracts.frames import (
+    ClientFrame,
+    EventAck,
+    MessageAccepted,
+    MessageSend,
+    Ping,
+    Pong,
+    RunCancelFrame,
+    ThreadSubscribe,
+    ThreadUnsubscribe,
+)
+from apex_gateway.ws.subscription import ThreadSubscription
+
+if TYPE_CHECKING:
+    from apex_gateway.ws.connection import Connection
+
+
+async def dispatch(conn: Connection, frame: ClientFrame) -> None:
+    match frame:
+        case MessageSend():
+            await on_message_send(conn, frame)
+        case ThreadSubscribe():
+            await on_subscribe(conn, frame)
+        case ThreadUnsubscribe():
+            await on_unsubscribe(conn, frame)
+        case EventAck():
+            await on_ack(conn, frame)
+        case RunCancelFrame():
+            await conn.services.messages.cancel(conn.principal, frame.run_id)
+        case Ping():
+            conn.send(Pong(ref=frame.ref))
+
+
+async def on_message_send(conn: Connection, frame: MessageSend) -> None:
+    accepted = await conn.services.messages.send(
+        conn.principal, frame.client_msg_id, frame.text, frame.thread_id
+    )
+    conn.send(MessageAccepted(
+        ref=frame.ref, client_msg_id=frame.client_msg_id, thread_id=accepted.thread_id,
+        run_id=accepted.run_id,
+    ))
+    if accepted.thread_id not in conn.subscriptions:
+        await subscribe(conn, accepted.thread_id, max(0, accepted.message_seq - 1), ref=frame.ref)
+
+
+async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
+    who = conn.principal
+    if not await conn.services.messages.thread_exists(who, frame.thread_id):
+        await conn.services.audit_probe(who, "thread", frame.thread_id)
+        raise NotFound("No such thread.", details={"ref": frame.ref})
+    after = frame.after_seq
+    if after == "cursor":
+        after = await conn.services.cursors.get(who, frame.thread_id)
+    existing = conn.subscriptions.pop(frame.thread_id, None)
+    if existing is not None:
+        await existing.stop()
+    await subscribe(conn, frame.thread_id, after, ref=frame.ref)
+
+
+async def subscribe(conn: Connection, thread_id: str, after_seq: int, ref: str | None) -> None:
+    who = conn.principal
+    subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
+    sub = ThreadSubscription(conn, thread_id, subject, after_seq)
+    conn.subscriptions[thread_id] = sub
+    await sub.start(ref=ref)
+
+
+async def on_unsubscribe(conn: Connection, frame: ThreadUnsubscribe) -> None:
+    sub = conn.subscriptions.pop(frame.thread_id, None)
+    if sub is not None:
+        await sub.stop()
+
+
+async def on_ack(conn: Connection, frame: EventAck) -> None:
+    if frame.thread_id not in conn.subscriptions:
+        raise NotFound("Not subscribed to that thread.", details={"ref": frame.ref})
+    await conn.services.cursors.advance(conn.principal, frame.thread_id, frame.seq)
+    conn.services.metrics.events_acked.inc()

@@ -1,0 +1,133 @@
+"""The ``apex`` schema as SQLAlchemy Core tables: what the migrations create and the
+queries use. Every tenant table carries ``tenant_id`` and a row-level security policy."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA: Final = "apex"
+VERSION_TABLE: Final = "alembic_version_persistence"
+READER_ROLE: Final = "apex_reader"
+TENANT_SETTING: Final = "apex.tenant_id"
+
+metadata = MetaData(schema=SCHEMA)
+
+
+def _ts(name: str, *, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("title", Text, nullable=False, server_default=""),
+    Column("title_seq", BigInteger, nullable=True),
+    Column("title_source", Text, nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("deleted_at", nullable=True),
+    _ts("erased_at", nullable=True),
+    CheckConstraint("title_source IN ('message', 'rename')", name="threads_title_source"),
+    Index("threads_by_user", "tenant_id", "user_id", text("updated_at DESC"), text("id DESC")),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("thread_id", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("run_id", Text, nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    _ts("created_at"),
+    CheckConstraint("role IN ('user', 'assistant')", name="messages_role"),
+    Index("messages_by_thread", "thread_id", "seq"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("thread_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("status_seq", BigInteger, nullable=False, server_default="0"),
+    _ts("started_at", nullable=True),
+    _ts("ended_at", nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("tool_calls", Integer, nullable=False, server_default="0"),
+    Column("llm_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("reported_tokens", BigInteger, nullable=True),
+    Column("llm_cost_usd", Float, nullable=True),
+    Column("error_code", Text, nullable=True),
+    _ts("updated_at"),
+    CheckConstraint(
+        "status IN ('accepted', 'running', 'completed', 'needs_data', 'failed', 'cancelled')",
+        name="runs_status",
+    ),
+    Index("runs_by_thread", "thread_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("thread_id", Text, nullable=False),
+    Column("run_id", Text, nullable=True),
+    Column("type", Text, nullable=False),
+    _ts("occurred_at"),
+    Column("payload", JSONB, nullable=False),
+    Index("events_by_thread", "thread_id", "seq"),
+)
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    _ts("updated_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    _ts("at"),
+    Column("actor_user_id", Text, nullable=True),
+    Column("session_id", Text, nullable=True),
+    Column("source_ip", Text, nullable=True),
+    Column("service", Text, nullable=False),
+    Column("target", Text, nullable=True),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Index("audit_by_tenant", "tenant_id", text("at DESC"), text("id DESC")),
+)
+
+TENANT_TABLES: Final = (threads, messages, runs, events, audit_log)

@@ -1,0 +1,106 @@
+"""Facts every view derives from an event the same way: the run status it implies,
+the thread title it proposes, durations, tokens and the tool it names."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from apex_contracts import (
+    AgentCompleted,
+    AgentFailed,
+    AgentStarted,
+    AgentThinking,
+    Event,
+    MessageCreated,
+    MessageDelta,
+    RunAccepted,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    ToolCompleted,
+    ToolExecuting,
+)
+
+TERMINAL_STATUSES: Final = frozenset({"completed", "needs_data", "failed", "cancelled"})
+RUN_STATUSES: Final = ("accepted", "running", *sorted(TERMINAL_STATUSES))
+_RUNNING_EVENTS = (
+    AgentStarted, AgentThinking, AgentCompleted, AgentFailed, ToolExecuting, ToolCompleted, MessageDelta,
+)
+TITLE_WORDS: Final = 8
+TITLE_CHARS: Final = 80
+UNTITLED: Final = "New chat"
+
+
+def run_status(event: Event) -> str | None:
+    """The status of the event's run once this event has happened; None when it says nothing."""
+    if isinstance(event, RunAccepted | RunQueued):
+        return "accepted"
+    if isinstance(event, _RUNNING_EVENTS):
+        return "running"
+    if isinstance(event, RunCompleted):
+        return event.data.status
+    if isinstance(event, RunFailed):
+        return "failed"
+    if isinstance(event, RunCancelled):
+        return "cancelled"
+    return None
+
+
+def title_from(content: str) -> str:
+    """The first words of a message, as a thread title."""
+    words = content.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_CHARS:
+        return title[: TITLE_CHARS - 1].rstrip() + "…"
+    if len(words) > TITLE_WORDS:
+        return title + "…"
+    return title or UNTITLED
+
+
+def proposed_title(event: MessageCreated) -> str:
+    return (event.data.title or "").strip() or title_from(event.data.content)
+
+
+def duration_ms(event: Event) -> int | None:
+    if isinstance(event, AgentCompleted | ToolCompleted | RunCompleted | RunFailed | RunCancelled):
+        return event.data.duration_ms
+    return None
+
+
+def tokens(event: Event) -> int | None:
+    if isinstance(event, AgentCompleted):
+        return event.data.tokens
+    if isinstance(event, RunCompleted):
+        return event.data.usage.llm_tokens
+    return None
+
+
+def tool_name(event: Event) -> str | None:
+    if isinstance(event, ToolExecuting | ToolCompleted):
+        return event.data.tool
+    return None
+
+
+def event_status(event: Event) -> str | None:
+    """The outcome an event reports: a tool call's status or a run's terminal status."""
+    if isinstance(event, ToolCompleted):
+        return event.data.status
+    if isinstance(event, RunCompleted | RunFailed | RunCancelled):
+        return run_status(event)
+    return None
+
+
+def agent_of(event: Event) -> str | None:
+    if event.agent is not None:
+        return event.agent
+    agent = getattr(event.data, "agent", None)
+    return agent if isinstance(agent, str) else None
+
+
+def error_code(event: Event) -> str | None:
+    if isinstance(event, RunFailed):
+        return event.data.error.code
+    if isinstance(event, RunCancelled):
+        return "run_cancelled"
+    return None

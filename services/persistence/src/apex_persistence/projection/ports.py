@@ -1,0 +1,32 @@
+"""The port every read model implements so one runner can feed it from the log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from apex_persistence.projection.delivery import Delivery
+
+
+class Projection(Protocol):
+    """A read model fed from one durable consumer.
+
+    ``name`` is the store label (``postgres``, ``redis``, ``clickhouse``, ``audit``);
+    ``failures`` are the driver exceptions that mean "the store is unavailable right
+    now": the runner counts them against the store's circuit breaker and redelivers
+    the batch later. Any other exception is a defect and stops the runner loudly.
+    """
+
+    name: str
+    failures: tuple[type[BaseException], ...]
+
+    async def apply(self, batch: Sequence[Delivery]) -> None:
+        """Applies the batch so that the view equals having applied each event exactly
+        once, whatever was applied before (redelivery, replay, any order), and records
+        the batch's highest sequence as the checkpoint. When it raises one of
+        ``failures`` it may have written part of the batch; applying it again is safe."""
+        ...
+
+    async def position(self) -> int:
+        """Returns the highest stream sequence applied (the checkpoint), 0 when none."""
+        ...

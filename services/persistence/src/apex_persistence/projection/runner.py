@@ -1,0 +1,174 @@
+"""Runs a projection: a durable JetStream pull consumer read in batches, each batch
+applied to the store, then acknowledged. A batch is acked only after the store has it,
+so a crash between write and ack means redelivery, which the projection absorbs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge
+
+from apex_contracts.streams import ConsumerSpec
+from apex_runtime import TRANSIENT_NATS_ERRORS, CircuitBreaker, CircuitOpen
+from apex_persistence.projection.delivery import Delivery
+from apex_persistence.projection.ports import Projection
+
+log = logging.getLogger(__name__)
+
+LAG = Gauge("apex_projection_lag_events", "stream last seq minus the projection checkpoint", ["store"])
+APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
+FAILED = Counter("apex_projection_failed_batches", "batches that found the store unavailable", ["store"])
+
+
+class ProjectorRunner:
+    """Feeds one projection from its durable consumer until ``stop`` is set."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        projection: Projection,
+        spec: ConsumerSpec,
+        breaker: CircuitBreaker,
+        *,
+        batch_size: int = 500,
+        fetch_timeout_s: float = 1.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.js = js
+        self.projection = projection
+        self.spec = spec
+        self.breaker = breaker
+        self.batch_size = batch_size
+        self.fetch_timeout_s = fetch_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.position = 0
+        self._backoff_s = 0.0
+
+    @property
+    def store(self) -> str:
+        return self.projection.name
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._load_position(stop)
+        if stop.is_set():
+            return
+        sub = await self._subscribe()
+        try:
+            while not stop.is_set():
+                await self.step(sub, stop)
+        finally:
+            with contextlib.suppress(*TRANSIENT_NATS_ERRORS, nats.errors.BadSubscriptionError):
+                await sub.unsubscribe()
+
+    async def step(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+        """Fetches one batch and applies it; on a store failure naks it with a backoff."""
+        if self.breaker.state == "open":
+            await _sleep(stop, min(self.breaker.reset_after_s, self.max_backoff_s))
+            return
+        try:
+            messages = await sub.fetch(self.batch_size, timeout=self.fetch_timeout_s)
+        except TRANSIENT_NATS_ERRORS:
+            return
+        batch = [Delivery(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
+        try:
+            await self.breaker.call(lambda: self.projection.apply(batch), self.projection.failures)
+        except (CircuitOpen, *self.projection.failures) as exc:
+            await self._retry_later(messages, exc, stop)
+            return
+        self._backoff_s = 0.0
+        self.position = max(self.position, max(d.seq for d in batch))
+        APPLIED.labels(self.store).inc(len(batch))
+        await _ack_all(messages)
+
+    async def _retry_later(self, messages: Sequence[Msg], exc: BaseException, stop: asyncio.Event) -> None:
+        FAILED.labels(self.store).inc()
+        self._backoff_s = min(self.max_backoff_s, max(0.2, self._backoff_s * 2))
+        log.warning(
+            "%s projection: store unavailable, %d events redelivered in %.1fs: %r",
+            self.store, len(messages), self._backoff_s, exc,
+        )
+        with contextlib.suppress(*TRANSIENT_NATS_ERRORS):
+            for message in messages:
+                await message.nak(delay=self._backoff_s)
+        await _sleep(stop, self._backoff_s)
+
+    async def _load_position(self, stop: asyncio.Event) -> None:
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                self.position = await self.breaker.call(self.projection.position, self.projection.failures)
+            except (CircuitOpen, *self.projection.failures) as exc:
+                log.warning("%s projection: cannot read the checkpoint yet: %r", self.store, exc)
+                await _sleep(stop, delay)
+                delay = min(self.max_backoff_s, delay * 2)
+                continue
+            return
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        config = ConsumerConfig(
+            durable_name=self.spec.durable,
+            filter_subject=self.spec.filter_subject,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.spec.ack_wait_s,
+            max_deliver=self.spec.max_deliver,
+            max_ack_pending=self.spec.max_ack_pending,
+        )
+        return await self.js.pull_subscribe(
+            self.spec.filter_subject, durable=self.spec.durable, stream=self.spec.stream, config=config
+        )
+
+
+class LagMonitor:
+    """Publishes each runner's lag (stream last seq minus checkpoint) as a gauge and in
+    the health details, every ``every_s``."""
+
+    def __init__(self, js: JetStreamContext, runners: Sequence[ProjectorRunner], details: dict[str, float | int | str],
+                 every_s: float = 2.0) -> None:
+        self.js = js
+        self.runners = runners
+        self.details = details
+        self.every_s = every_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.measure()
+            await _sleep(stop, self.every_s)
+
+    async def measure(self) -> dict[str, int]:
+        last: dict[str, int] = {}
+        lags: dict[str, int] = {}
+        for runner in self.runners:
+            stream = runner.spec.stream
+            if stream not in last:
+                try:
+                    info = await self.js.stream_info(stream)
+                except (*TRANSIENT_NATS_ERRORS, nats.js.errors.NotFoundError):
+                    continue
+                last[stream] = int(info.state.last_seq)
+            lags[runner.store] = max(0, last[stream] - runner.position)
+            LAG.labels(runner.store).set(lags[runner.store])
+            self.details[f"lag_{runner.store}"] = lags[runner.store]
+            self.details[f"checkpoint_{runner.store}"] = runner.position
+        return lags
+
+
+async def _ack_all(messages: Sequence[Msg]) -> None:
+    try:
+        for message in messages:
+            await message.ack()
+    except TRANSIENT_NATS_ERRORS as exc:
+        log.warning("acks lost (%r): the batch will be redelivered and absorbed", exc)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

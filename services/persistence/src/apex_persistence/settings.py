@@ -1,0 +1,49 @@
+"""Settings of the persistence service (``APEX_*`` environment variables)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from apex_runtime import ServiceSettings
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class PersistenceSettings(ServiceSettings):
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/apex"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    clickhouse_url: str | None = Field(
+        default=None, description="a ClickHouse server; unset = the embedded engine (chdb)"
+    )
+    clickhouse_database: str = "apex"
+    chdb_path: Path = Path(".apex/chdb")
+    persistence_port: int = 8005
+    projection_batch: int = Field(default=500, ge=1, le=5000)
+    redis_recent_events: int = Field(default=100, ge=0, le=10_000)
+    redis_ttl_s: int = Field(default=7 * 86_400, ge=60)
+    migrate_on_start: bool = Field(
+        default=True, description="apply the Postgres migrations when the service starts"
+    )
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("APEX_CLICKHOUSE_DATABASE must be a lower-case SQL identifier")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_needs_real_stores(self) -> PersistenceSettings:
+        if self.env == "production":
+            for name in ("postgres_dsn", "redis_url"):
+                if "127.0.0.1" in getattr(self, name):
+                    raise ValueError(f"APEX_{name.upper()} must point at a real server in production")
+        return self

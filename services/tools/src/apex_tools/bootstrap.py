@@ -1,0 +1,49 @@
+"""Composition root of the tools service."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import ValidationError
+
+from apex_contracts import ErrorInfo, ToolCall, parse_command
+from apex_contracts.streams import KV_TOOL_LEDGER, TOOL_CALL_CONSUMER
+from apex_runtime import ServiceHost, configure_logging, poison_guard
+from apex_tools.executor import ToolExecutor
+from apex_tools.handlers import build_router
+from apex_tools.ledger import KvLedger
+from apex_tools.ports import BusUsageQueries
+from apex_tools.registry import default_tools
+from apex_tools.settings import ToolsSettings
+
+
+async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> None:
+    settings = settings or ToolsSettings()
+    configure_logging("tools", settings.log_level, settings.log_format)
+    host = ServiceHost("tools", settings, settings.tools_port)
+    bus = await host.connect()
+    executor = ToolExecutor(
+        bus,
+        KvLedger(await bus.kv(KV_TOOL_LEDGER)),
+        BusUsageQueries(bus, settings.tools_query_timeout_s),
+        default_tools(),
+    )
+
+    async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
+        await bus.js.publish(subject, data, headers=headers)
+
+    async def on_poison(raw: bytes, error: ErrorInfo) -> None:
+        """A tool call that can never run still completes, with the error, so the agent
+        waiting for it carries on."""
+        try:
+            command = parse_command(raw)
+        except (ValidationError, ValueError):
+            return
+        if isinstance(command, ToolCall):
+            await executor.fail(command, error)
+
+    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [TOOL_CALL_CONSUMER]))
+    host.include(build_router(executor, settings.tools_max_concurrent))
+    await host.start()
+    await stop.wait()
+    await host.stop()

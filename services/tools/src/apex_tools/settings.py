@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from apex_runtime import ServiceSettings
+
+
+class ToolsSettings(ServiceSettings):
+    tools_port: int = 8004
+    tools_max_concurrent: int = Field(default=32, ge=1, description="tool calls at once per replica")
+    tools_query_timeout_s: float = Field(default=10.0, gt=0)
