@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import PASSWORD, Auth, bearer, error_code, unique_email
+from sqlalchemy import select
+from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code, unique_email
 
+from apex_auth.tables import audit_outbox
 from apex_contracts import is_id
 
 
@@ -59,6 +61,14 @@ async def test_register_with_a_taken_email_is_a_conflict(auth: Auth) -> None:
         "retryable": False,
     }
     assert (await auth.login(first["email"], "another long password")).status_code == 401
+
+    await auth.service.accounts.drain()
+    async with auth.service.db.engine.connect() as conn:
+        entries = [row.entry for row in await conn.execute(
+            select(audit_outbox).where(audit_outbox.c.tenant_id == first["tenant_id"])
+        )]
+    attempt = next(e for e in entries if e["outcome"] == "failure")
+    assert attempt["action"] == "auth.register" and attempt["details"] == {"reason": "email_taken"}
 
 
 async def test_an_invite_lets_one_person_join_the_tenant_once(auth: Auth) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import PASSWORD, Auth, bearer, error_code, unique_email
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code, unique_email
 
 from apex_auth import build_app
 from apex_contracts import new_id
@@ -84,7 +84,6 @@ async def test_unknown_email_and_wrong_password_get_the_same_answer_in_the_same_
         assert len(answers) == 1
         assert wrong[0][1].json()["error"]["code"] == "invalid_credentials"
         ratio = statistics.median(t for t, _ in ghost) / statistics.median(t for t, _ in wrong)
-        print("RATIO", ratio)
         assert 0.6 < ratio < 1.6, ratio
 
 

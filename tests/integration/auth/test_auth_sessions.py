@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
-from conftest import PASSWORD, Auth, bearer, error_code
+from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code
 
 from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, SessionRevoked, revoked_session_key
 from apex_contracts.subjects import CTL_SESSION_REVOKED

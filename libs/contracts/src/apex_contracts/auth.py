@@ -24,6 +24,7 @@ ACCESS_TOKEN_MAX_TTL_S: Final = 15 * 60
 REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "tid", "sid", "jti", "iat", "nbf", "exp", "typ", "roles")
 
 Role = Literal["admin", "member"]
+RevokeReason = Literal["logout", "refresh_reused", "password_changed", "revoked_by_user", "erased"]
 
 
 class AccessClaims(Model):
@@ -53,7 +54,7 @@ class SessionRevoked(Model):
     session_id: SessionId
     tenant_id: TenantId
     user_id: UserId
-    reason: str = "logout"
+    reason: RevokeReason = "logout"
 
 
 def revoked_session_key(session_id: str) -> str:

@@ -91,6 +91,7 @@ USAGE_INGEST_CONSUMER: Final = ConsumerSpec(
     stream=APEX_CMD.name,
     filter_subject=subjects.CMD_USAGE_INGEST,
     ack_wait_s=60.0,
+    max_deliver=-1,
 )
 
 

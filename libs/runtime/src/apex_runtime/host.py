@@ -82,6 +82,9 @@ class ServiceHost:
         await self.broker.stop()
         if self._http is not None:
             self._http.should_exit = True
+            http_task = self._tasks[0]
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(http_task), 10.0)
         for task in self._tasks:
             if not task.done():
                 task.cancel()

@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apex_auth import metrics
 from apex_auth.audit import AuditRecord, record
-from apex_auth.db import STORE_ERRORS, Database
+from apex_auth.db import STORE_FAILURES, Database
 from apex_auth.model import (
     ROLES,
     Client,
@@ -32,7 +32,7 @@ from apex_auth.model import (
 )
 from apex_auth.passwords import PasswordHashing, check_policy
 from apex_auth.revocation import Actor, Revocations
-from apex_auth.sessions import Sessions
+from apex_auth.sessions import Opened, Sessions
 from apex_auth.tables import invites, sessions, tenants, users
 from apex_auth.throttle import Limit, Throttle, account_key
 from apex_auth.tokens import INVITE_PREFIX, digest, new_secret
@@ -86,20 +86,18 @@ class Accounts:
         address = normalise_email(email)
         check_policy(password, email=address)
         password_hash = await self._passwords.hash(password)
-        async with self._db.transaction() as conn:
-            if invite is not None:
-                tenant_id, role, invite_id = await self._accept_invite(conn, invite, address)
-            else:
-                tenant_id, role, invite_id = await _new_tenant(conn, tenant or ""), "admin", None
-            user = await _insert_user(conn, tenant_id, address, password_hash, role)
-            if invite_id is not None:
-                await conn.execute(
-                    update(invites).where(invites.c.id == invite_id).values(accepted_by=user.id)
+        try:
+            async with self._db.transaction() as conn:
+                user, opened = await self._create_account(
+                    conn, address, password_hash, tenant=tenant, invite=invite, client=client
                 )
-            opened = await self._sessions.open(conn, user, client)
-            await _record_registration(conn, user, opened.subject.session_id, invite_id, client)
+        except Conflict:
+            # The owner's tenant learns that someone tried to sign up with their email.
+            self._after_answer(await self._find_user(address), "auth.register", client,
+                               {"reason": "email_taken"})
+            raise
         metrics.REGISTRATIONS.labels("success").inc()
-        return Issued(await self._sessions.issue(opened), user.id, tenant_id)
+        return Issued(await self._sessions.issue(opened), user.id, user.tenant_id)
 
     async def login(self, email: str, password: str, client: Client) -> TokenPair:
         """A new session for the account, or AuthFailed(``invalid_credentials``) that
@@ -187,6 +185,29 @@ class Accounts:
         return {"user_id": user.id, "tenant_id": user.tenant_id, "email": user.email,
                 "roles": list(user.roles)}
 
+    async def _create_account(
+        self,
+        conn: AsyncConnection,
+        address: str,
+        password_hash: str,
+        *,
+        tenant: str | None,
+        invite: str | None,
+        client: Client,
+    ) -> tuple[Any, Opened]:
+        if invite is not None:
+            tenant_id, role, invite_id = await self._accept_invite(conn, invite, address)
+        else:
+            tenant_id, role, invite_id = await _new_tenant(conn, tenant or ""), "admin", None
+        user = await _insert_user(conn, tenant_id, address, password_hash, role)
+        if invite_id is not None:
+            await conn.execute(
+                update(invites).where(invites.c.id == invite_id).values(accepted_by=user.id)
+            )
+        opened = await self._sessions.open(conn, user, client)
+        await _record_registration(conn, user, opened.subject.session_id, invite_id, client)
+        return user, opened
+
     async def drain(self) -> None:
         """Waits for the audit writes still running after their answer was sent."""
         if self._background:
@@ -249,7 +270,7 @@ class Accounts:
     ) -> None:
         if user is None:
             with log_context(audit_action=action, source_ip=client.ip, account="unknown"):
-                log.info("%s for an unknown account %s", action, details or "")
+                log.info("%s: no account has this email %s", action, details or "")
             return
         try:
             async with self._db.transaction() as conn:
@@ -257,7 +278,7 @@ class Accounts:
                     action=action, outcome="failure", tenant_id=user.tenant_id,
                     actor_user_id=user.id, source_ip=client.ip, details=details,
                 ))
-        except (*STORE_ERRORS, DBAPIError) as exc:
+        except STORE_FAILURES as exc:
             log.error("audit of %s for %s not recorded: %r", action, user.id, exc)
 
 
@@ -265,7 +286,7 @@ async def _new_tenant(conn: AsyncConnection, name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise InvalidInput("The tenant name must have 1 to 100 characters.")
-    tenant_id = new_id("ten")
+    tenant_id = str(new_id("ten"))
     await conn.execute(insert(tenants).values(id=tenant_id, name=name, created_at=utcnow()))
     return tenant_id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, Response, status
 
@@ -24,7 +25,9 @@ from apex_contracts.auth import JWKS_PATH, TokenPair
 
 JWKS_MAX_AGE_S = 60
 
-_errors = {code: {"model": ErrorBody} for code in (401, 403, 409, 422, 429, 503)}
+_errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 409, 422, 429, 503)
+}
 router = APIRouter(prefix="/auth", tags=["auth"], responses=_errors)
 jwks_router = APIRouter(tags=["keys"])
 

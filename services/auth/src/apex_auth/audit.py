@@ -22,11 +22,10 @@ from typing import Any
 import nats.errors
 from nats.js import JetStreamContext
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apex_auth import metrics
-from apex_auth.db import STORE_ERRORS
+from apex_auth.db import STORE_FAILURES
 from apex_auth.tables import audit_outbox
 from apex_contracts import new_id, utcnow
 from apex_contracts.audit import AuditAction, AuditEntry, audit_subject
@@ -36,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "auth"
 NATS_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.errors.Error)
+RELAY_FAILURES: tuple[type[BaseException], ...] = (*NATS_ERRORS, *STORE_FAILURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ async def record(conn: AsyncConnection, fact: AuditRecord) -> str:
         )
     )
     metrics.AUDIT_RECORDED.labels(fact.action, fact.outcome).inc()
-    return entry_id
+    return str(entry_id)
 
 
 class AuditRelay:
@@ -112,7 +112,7 @@ class AuditRelay:
         while not stop.is_set():
             try:
                 sent = await self.publish_pending()
-            except (*NATS_ERRORS, *STORE_ERRORS, DBAPIError) as exc:
+            except RELAY_FAILURES as exc:
                 backoff = min(max(backoff * 2, 0.1), self._max_backoff_s)
                 metrics.AUDIT_RELAY_FAILURES.inc()
                 log.warning("audit relay: retrying in %.1fs after %r", backoff, exc)

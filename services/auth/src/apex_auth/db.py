@@ -13,12 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from apex_contracts import ErrorCode, Unavailable
 
 # Errors meaning "Postgres is not there right now", as opposed to a defect in a query.
-STORE_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    OSError,
-    TimeoutError,
-)
+STORE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
+# What a background loop retries: any failure of the driver, the query included.
+STORE_FAILURES: tuple[type[Exception], ...] = (*STORE_ERRORS, DBAPIError)
 
 
 def async_dsn(dsn: str) -> str:
@@ -54,7 +51,7 @@ async def check_reachable(engine: AsyncEngine, dsn: str) -> None:
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except (*STORE_ERRORS, DBAPIError) as exc:
+    except STORE_FAILURES as exc:
         raise Unavailable(
             f"Cannot reach Postgres at {redacted(dsn)}: {exc}", code=ErrorCode.STORE_UNAVAILABLE
         ) from exc
@@ -64,7 +61,7 @@ async def is_reachable(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except (*STORE_ERRORS, DBAPIError):
+    except STORE_FAILURES:
         return False
     return True
 

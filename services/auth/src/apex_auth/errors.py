@@ -42,28 +42,37 @@ def error_response(exc: ApexError, status: int | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status or exc.status, headers=headers)
 
 
-async def _apex(_: Request, exc: ApexError) -> JSONResponse:
-    return error_response(exc)
+async def _apex(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc if isinstance(exc, ApexError) else InternalError())
 
 
-async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     fields = [
         {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
-        for error in exc.errors()
+        for error in errors
     ]
     return error_response(InvalidInput(details={"fields": fields}))
 
 
-async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-    kind = _BY_STATUS.get(exc.status_code)
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    kind = _BY_STATUS.get(status)
     if kind is not None:
         return error_response(kind())
-    return error_response(InvalidInput(str(exc.detail)), status=exc.status_code)
+    return error_response(InvalidInput(str(getattr(exc, "detail", ""))), status=status)
 
 
 async def _store(_: Request, exc: Exception) -> JSONResponse:
     log.warning("store unavailable: %r", exc)
     return error_response(Unavailable(code=ErrorCode.STORE_UNAVAILABLE))
+
+
+async def _driver(request: Request, exc: Exception) -> JSONResponse:
+    """A driver error is an outage when it cost the connection, a defect otherwise."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return await _store(request, exc)
+    return await _defect(request, exc)
 
 
 async def _bus(_: Request, exc: Exception) -> JSONResponse:
@@ -82,9 +91,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RedisError, _store)
-    app.add_exception_handler(DBAPIError, _store)
-    for kind in STORE_ERRORS:
-        app.add_exception_handler(kind, _store)
-    for kind in NATS_ERRORS:
-        app.add_exception_handler(kind, _bus)
+    app.add_exception_handler(DBAPIError, _driver)
+    for store_error in STORE_ERRORS:
+        app.add_exception_handler(store_error, _store)
+    for bus_error in NATS_ERRORS:
+        if issubclass(bus_error, Exception):
+            app.add_exception_handler(bus_error, _bus)
     app.add_exception_handler(Exception, _defect)

@@ -85,7 +85,7 @@ class KeyRing:
         """Makes sure an active key exists (creating the first one); safe on every replica."""
         async with self._engine.begin() as conn:
             await advisory_xact_lock(conn, _LOCK)
-            if await self._active_row(conn, utcnow()) is None:
+            if await self._active_row(conn) is None:
                 await self._insert(conn, utcnow())
         await self.reload()
 
@@ -140,7 +140,7 @@ class KeyRing:
             now = utcnow()
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(select(signing_keys).where(_published(now)))).all()
-                active = await self._active_row(conn, now)
+                active = await self._active_row(conn)
             signing = None
             if active is not None:
                 private = serialization.load_pem_private_key(
@@ -158,10 +158,12 @@ class KeyRing:
             return await self.reload()
         return self._snapshot
 
-    async def _active_row(self, conn: AsyncConnection, now: datetime) -> Any:
+    async def _active_row(self, conn: AsyncConnection) -> Any:
+        # Not compared with this replica's clock: one running a little behind the replica
+        # that rotated must still find the new key rather than none.
         result = await conn.execute(
             select(signing_keys)
-            .where(signing_keys.c.activated_at <= now, signing_keys.c.retired_at.is_(None))
+            .where(signing_keys.c.activated_at.is_not(None), signing_keys.c.retired_at.is_(None))
             .order_by(signing_keys.c.activated_at.desc())
             .limit(1)
         )

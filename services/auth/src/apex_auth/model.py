@@ -65,7 +65,7 @@ class InviteIssued:
 def normalise_email(raw: str) -> str:
     """The canonical form of a new account's email; raises InvalidInput when it is not one."""
     try:
-        checked = validate_email(raw, check_deliverability=False)
+        checked = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"The email address is not valid: {exc}") from exc
     email = checked.normalized.lower()

@@ -61,7 +61,7 @@ class AuthSettings(ServiceSettings):
     def revocation_ttl_s(self) -> int:
         """How long a revoked session id stays in Redis: longer than any access token of
         it can live, whatever TTL it was minted with, plus the verifiers' leeway."""
-        return ACCESS_TOKEN_MAX_TTL_S + 60
+        return int(ACCESS_TOKEN_MAX_TTL_S) + 60
 
     @property
     def key_retire_after_s(self) -> int:

@@ -73,7 +73,7 @@ class Throttle:
             )
 
     async def forgive(self, counter: Counter) -> None:
-        await self._redis.eval(_DECR_IF_PRESENT, 1, counter.key)  # type: ignore[misc]
+        await self._redis.eval(_DECR_IF_PRESENT, 1, counter.key)
 
     async def reset(self, counter: Counter) -> None:
         await self._redis.delete(counter.key)

@@ -72,18 +72,18 @@ def extract_period(question: str, now: datetime) -> Period:
 
 
 def extract_models(question: str, catalogue: PriceCatalogue | None = None) -> list[str]:
-    """Catalogue models the question names, most specific first (``gpt-4o-mini`` before
-    ``gpt-4o``), without a shorter name that is only part of a longer one found."""
+    """Catalogue models the question names, in the order it names them; a shorter name
+    that is only part of a longer one found (``gpt-4o`` in ``gpt-4o-mini``) does not count."""
     text = question.lower()
     catalogue = catalogue or PriceCatalogue.default()
     names = sorted({m.model for m in catalogue.models}, key=len, reverse=True)
-    found: list[str] = []
+    found: list[tuple[int, str]] = []
     for name in names:
         for match in re.finditer(re.escape(name), text):
             end = match.end()
             if end < len(text) and (text[end].isalnum() or text[end] in "-."):
                 continue
-            if not any(name in longer and longer in text for longer in found):
-                found.append(name)
+            if not any(match.start() >= at and match.end() <= at + len(longer) for at, longer in found):
+                found.append((match.start(), name))
             break
-    return found
+    return [name for _, name in sorted(found)]

@@ -58,13 +58,28 @@ def history_changes(fresh: Iterable[Projected]) -> HistoryChanges:
     changes = HistoryChanges()
     for projected in fresh:
         _collect(changes, projected.seq, projected.event)
+    changes.threads = _merge_touches(changes.threads)
     return changes
+
+
+def _merge_touches(touches: list[Row]) -> list[Row]:
+    """One touch per thread: the earliest and the latest moment seen (same effect as
+    applying each, since the upsert keeps the least and the greatest)."""
+    merged: dict[str, Row] = {}
+    for touch in touches:
+        seen = merged.get(touch["id"])
+        if seen is None:
+            merged[touch["id"]] = dict(touch)
+        else:
+            seen["created_at"] = min(seen["created_at"], touch["created_at"])
+            seen["updated_at"] = max(seen["updated_at"], touch["updated_at"])
+    return list(merged.values())
 
 
 def _collect(changes: HistoryChanges, seq: int, event: Event) -> None:
     changes.threads.append({
         "id": event.thread_id, "tenant_id": event.tenant_id, "user_id": event.user_id,
-        "at": event.occurred_at,
+        "created_at": event.occurred_at, "updated_at": event.occurred_at,
     })
     if isinstance(event, MessageCreated):
         changes.titles.append(_title(event.thread_id, facts.proposed_title(event), seq, "message"))

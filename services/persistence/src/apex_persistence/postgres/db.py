@@ -16,7 +16,6 @@ from apex_contracts import validate_id
 from apex_persistence.postgres.tables import READER_ROLE, TENANT_SETTING
 
 
-
 class PostgresUnavailable(Exception):
     """A server-side error that means "not now": the server is shutting down or starting,
     the connection broke, resources ran out, or a transaction lost a conflict."""

@@ -61,6 +61,7 @@ async def current_revision(dsn: str) -> str | None:
             )
             if not exists:
                 return None
-            return await conn.scalar(text(f"SELECT version_num FROM {SCHEMA}.{VERSION_TABLE}"))
+            version = await conn.scalar(text(f"SELECT version_num FROM {SCHEMA}.{VERSION_TABLE}"))
+            return None if version is None else str(version)
     finally:
         await engine.dispose()

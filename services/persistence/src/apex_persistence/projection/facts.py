@@ -47,6 +47,14 @@ def run_status(event: Event) -> str | None:
     return None
 
 
+def status_rank(status: str) -> int:
+    """Where a status sits in a run's life: accepted 0, running 1, terminal 2. A view
+    never moves a run to a lower rank, whatever order its events arrive in."""
+    if status in TERMINAL_STATUSES:
+        return 2
+    return 1 if status == "running" else 0
+
+
 def title_from(content: str) -> str:
     """The first words of a message, as a thread title."""
     words = content.split()

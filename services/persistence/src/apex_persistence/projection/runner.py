@@ -17,11 +17,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge
 
 from apex_contracts.streams import ConsumerSpec
-from apex_runtime import TRANSIENT_NATS_ERRORS, CircuitBreaker, CircuitOpen
-from apex_persistence.projection.delivery import Delivery
+from apex_persistence.projection.delivery import Delivery, last_seq
 from apex_persistence.projection.ports import Projection
+from apex_runtime import TRANSIENT_NATS_ERRORS, CircuitBreaker, CircuitOpen
 
 log = logging.getLogger(__name__)
+_STREAM_INFO_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.js.errors.NotFoundError)
 
 LAG = Gauge("apex_projection_lag_events", "stream last seq minus the projection checkpoint", ["store"])
 APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
@@ -53,6 +54,10 @@ class ProjectorRunner:
         self._backoff_s = 0.0
 
     @property
+    def _unavailable(self) -> tuple[type[BaseException], ...]:
+        return (CircuitOpen, *self.projection.failures)
+
+    @property
     def store(self) -> str:
         return self.projection.name
 
@@ -75,16 +80,20 @@ class ProjectorRunner:
             return
         try:
             messages = await sub.fetch(self.batch_size, timeout=self.fetch_timeout_s)
-        except TRANSIENT_NATS_ERRORS:
+        except nats.errors.TimeoutError:
+            return
+        except TRANSIENT_NATS_ERRORS as exc:
+            log.warning("%s projection: cannot fetch from NATS: %r", self.store, exc)
+            await _sleep(stop, 1.0)
             return
         batch = [Delivery(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
         try:
             await self.breaker.call(lambda: self.projection.apply(batch), self.projection.failures)
-        except (CircuitOpen, *self.projection.failures) as exc:
+        except self._unavailable as exc:
             await self._retry_later(messages, exc, stop)
             return
         self._backoff_s = 0.0
-        self.position = max(self.position, max(d.seq for d in batch))
+        self.position = max(self.position, last_seq(batch))
         APPLIED.labels(self.store).inc(len(batch))
         await _ack_all(messages)
 
@@ -105,7 +114,7 @@ class ProjectorRunner:
         while not stop.is_set():
             try:
                 self.position = await self.breaker.call(self.projection.position, self.projection.failures)
-            except (CircuitOpen, *self.projection.failures) as exc:
+            except self._unavailable as exc:
                 log.warning("%s projection: cannot read the checkpoint yet: %r", self.store, exc)
                 await _sleep(stop, delay)
                 delay = min(self.max_backoff_s, delay * 2)
@@ -151,7 +160,7 @@ class LagMonitor:
             if stream not in last:
                 try:
                     info = await self.js.stream_info(stream)
-                except (*TRANSIENT_NATS_ERRORS, nats.js.errors.NotFoundError):
+                except _STREAM_INFO_ERRORS:
                     continue
                 last[stream] = int(info.state.last_seq)
             lags[runner.store] = max(0, last[stream] - runner.position)

@@ -1,0 +1,3 @@
+from apex_cli.main import entrypoint
+
+entrypoint()

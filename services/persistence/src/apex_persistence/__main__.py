@@ -1,0 +1,45 @@
+"""``python -m apex_persistence`` serves; ``migrate [--down REVISION]`` migrates Postgres (and
+the ClickHouse DDL) and exits; ``projections status [--store S]`` shows checkpoints and lag."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from apex_runtime import run_process
+
+STORE_CHOICES = ("postgres", "redis", "clickhouse", "audit")
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m apex_persistence")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the projectors and the read API (default)")
+    migrate = commands.add_parser("migrate", help="apply schema migrations and exit")
+    migrate.add_argument("--down", metavar="REVISION", help="downgrade Postgres to REVISION (e.g. base)")
+    projections = commands.add_parser("projections", help="read models: status (rebuild: not yet)")
+    projections.add_argument("action", choices=["status", "rebuild"])
+    projections.add_argument("--store", choices=STORE_CHOICES)
+    return parser.parse_args()
+
+
+def cli() -> int:
+    args = _parse()
+    from apex_persistence.bootstrap import main, run_migrations
+    from apex_persistence.settings import PersistenceSettings
+    from apex_persistence.status import projections_status
+
+    if args.command == "migrate":
+        asyncio.run(run_migrations(PersistenceSettings(), down=args.down))
+        return 0
+    if args.command == "projections":
+        if args.action == "rebuild":
+            print("projections rebuild is not implemented yet (issue 7)", file=sys.stderr)  # noqa: T201
+            return 2
+        return asyncio.run(projections_status(PersistenceSettings(), args.store))
+    run_process(main)
+    return 0
+
+
+sys.exit(cli())

@@ -1,0 +1,93 @@
+"""Rows of the analytics tables (pure): an event as a row of ``events``, a usage
+record as a row of ``llm_usage`` with its cost and its dedup key."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from apex_contracts import UsageRecord
+from apex_contracts.pricing import PriceCatalogue
+from apex_persistence.projection import facts
+from apex_persistence.projection.delivery import Projected
+
+CostSource = Literal["reported", "catalogue", "unknown"]
+Row = dict[str, Any]
+
+
+def ch_time(moment: datetime) -> str:
+    """A moment as ClickHouse DateTime64(3, 'UTC') text."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
+
+
+def from_ch_time(text: str) -> datetime:
+    """The inverse of ``ch_time``: ClickHouse DateTime64 text (always UTC here)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def event_row(projected: Projected) -> Row:
+    event = projected.event
+    return {
+        "tenant_id": event.tenant_id,
+        "user_id": event.user_id,
+        "thread_id": event.thread_id,
+        "run_id": event.run_id,
+        "seq": projected.seq,
+        "id": event.id,
+        "type": event.type,
+        "agent": facts.agent_of(event),
+        "occurred_at": ch_time(event.occurred_at),
+        "duration_ms": facts.duration_ms(event),
+        "tool": facts.tool_name(event),
+        "status": facts.event_status(event),
+        "tokens": facts.tokens(event),
+        "payload": orjson.dumps(projected.payload).decode(),
+    }
+
+
+def dedup_key(record: UsageRecord) -> str:
+    """The record's identity in ``llm_usage``: its ``request_id`` when it has one,
+    otherwise a hash of every field, so the same row uploaded twice is one row."""
+    if record.request_id:
+        return record.request_id
+    canonical = orjson.dumps(record.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return "h_" + hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def cost_of(record: UsageRecord, catalogue: PriceCatalogue) -> tuple[float, CostSource]:
+    """The cost as uploaded, else at catalogue list prices, else 0 marked unknown."""
+    if record.cost_usd is not None:
+        return record.cost_usd, "reported"
+    listed = catalogue.cost_usd(
+        record.provider, record.model, record.prompt_tokens, record.completion_tokens,
+        record.cached_tokens or 0,
+    )
+    if listed is None:
+        return 0.0, "unknown"
+    return listed, "catalogue"
+
+
+def usage_row(tenant_id: str, record: UsageRecord, catalogue: PriceCatalogue, ingested_at: datetime) -> Row:
+    cost, source = cost_of(record, catalogue)
+    return {
+        "tenant_id": tenant_id,
+        "ts": ch_time(record.ts),
+        "provider": record.provider,
+        "model": record.model,
+        "workload": record.workload,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "latency_ms": record.latency_ms,
+        "status": record.status,
+        "cost_usd": cost,
+        "cost_source": source,
+        "prompt_hash": record.prompt_hash,
+        "request_id": record.request_id,
+        "dedup_key": dedup_key(record),
+        "ingested_at": ch_time(ingested_at),
+    }

@@ -1,0 +1,80 @@
+"""The tenant's LLM usage in ``llm_usage``: ingestion (priced, deduplicated) and the
+typed aggregates the analyst's tools and the usage summary read."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from apex_contracts import UsageRecord, validate_id
+from apex_contracts.pricing import PriceCatalogue
+from apex_contracts.queries import UsageAggregate, UsageFilter, UsageRows, UsageSummary
+from apex_contracts.report import ModelUsage, Period
+from apex_persistence.analytics.aggregate import compile_aggregate, normalise
+from apex_persistence.analytics.port import AnalyticsStore
+from apex_persistence.analytics.rows import usage_row
+from apex_persistence.views import UsageSummaryView
+
+_INSERT_CHUNK = 10_000
+
+
+class UsageLedger:
+    def __init__(
+        self,
+        store: AnalyticsStore,
+        catalogue: PriceCatalogue,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.clock = clock
+        self.failures = store.failures
+
+    async def ingest(self, tenant_id: str, records: Sequence[UsageRecord]) -> int:
+        """Stores the records for the tenant, priced where they carry no cost; a record
+        stored before (same dedup key) replaces itself. Returns the number of rows sent."""
+        tenant_id = validate_id(tenant_id, "ten")
+        now = self.clock()
+        rows = [usage_row(tenant_id, record, self.catalogue, now) for record in records]
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            await self.store.insert("llm_usage", rows[start:start + _INSERT_CHUNK])
+        return len(rows)
+
+    async def aggregate(self, query: UsageAggregate) -> UsageRows:
+        compiled = compile_aggregate(query)
+        started = time.perf_counter()
+        rows = await self.store.select(compiled.sql, compiled.params)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return UsageRows(
+            rows=[normalise(row, compiled.kinds) for row in rows],
+            sql=self.store.qualify(compiled.sql),
+            elapsed_ms=elapsed_ms,
+        )
+
+    async def summary(self, query: UsageSummary) -> UsageSummaryView:
+        """Totals, period and per-model figures (requests, cost, p50/p95 latency)."""
+        where = UsageFilter(start=query.start, end=query.end)
+        totals = await self.aggregate(UsageAggregate(
+            tenant_id=query.tenant_id, metrics=["requests", "cost_usd", "first_ts", "last_ts"], filter=where,
+        ))
+        models = await self.aggregate(UsageAggregate(
+            tenant_id=query.tenant_id, group_by=["model", "provider"],
+            metrics=["requests", "cost_usd", "latency_p50", "latency_p95"],
+            filter=where, order_by="cost_usd", limit=1000,
+        ))
+        total = totals.rows[0] if totals.rows else {}
+        return UsageSummaryView(
+            period=Period(start=query.start or total.get("first_ts"), end=query.end or total.get("last_ts")),
+            requests=int(total.get("requests") or 0),
+            total_cost_usd=float(total.get("cost_usd") or 0.0),
+            by_model=[
+                ModelUsage(
+                    model=row["model"], provider=row["provider"], requests=row["requests"],
+                    cost_usd=row["cost_usd"] or 0.0, p50_latency_ms=row["latency_p50"],
+                    p95_latency_ms=row["latency_p95"],
+                )
+                for row in models.rows
+            ],
+            sql=[totals.sql, models.sql],
+        )

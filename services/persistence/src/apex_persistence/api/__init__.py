@@ -1,0 +1,1 @@
+"""What persistence serves on the bus: the read API and the usage ingest consumer."""

@@ -1,0 +1,64 @@
+"""The usage ingest consumer: ``apex.cmd.usage.ingest`` into ``llm_usage``, acked only
+after the insert. While ClickHouse is unavailable the handler keeps the command (with
+in-progress acks) and retries with a backoff, so a short outage is a delay; a longer
+one hands the command back to the poison guard, which redelivers it later."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faststream.nats import NatsMessage, NatsRouter
+
+from apex_contracts import ErrorCode, Unavailable, UsageIngest
+from apex_contracts.streams import USAGE_INGEST_CONSUMER
+from apex_persistence.analytics.usage import UsageLedger
+from apex_runtime import CircuitBreaker, CircuitOpen, keep_alive, subscribe_command
+
+log = logging.getLogger(__name__)
+
+
+class UsageIngestHandler:
+    def __init__(self, ledger: UsageLedger, breaker: CircuitBreaker, *, patience_s: float = 120.0) -> None:
+        self.ledger = ledger
+        self.breaker = breaker
+        self.patience_s = patience_s
+
+    async def handle(self, command: UsageIngest) -> int:
+        """Inserts the command's records; raises Unavailable(store_unavailable) when the
+        store stayed unavailable for ``patience_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience_s
+        delay = 0.2
+        unavailable: tuple[type[BaseException], ...] = (CircuitOpen, *self.ledger.failures)
+        while True:
+            try:
+                return await self.breaker.call(
+                    lambda: self.ledger.ingest(command.tenant_id, command.data.records), self.ledger.failures
+                )
+            except unavailable as exc:
+                if loop.time() + delay > deadline:
+                    raise Unavailable(
+                        f"usage batch {command.data.batch_id} not stored: {exc!r}",
+                        code=ErrorCode.STORE_UNAVAILABLE,
+                    ) from exc
+                log.warning("usage batch %s waits for ClickHouse: %r", command.data.batch_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def build_ingest_router(handler: UsageIngestHandler, max_workers: int = 2) -> NatsRouter:
+    router = NatsRouter()
+
+    @subscribe_command(
+        router, USAGE_INGEST_CONSUMER, max_workers=max_workers,
+        title="usage ingest", description="Stores a batch of usage records in llm_usage for the command's tenant",
+    )
+    async def ingest_usage(msg: NatsMessage) -> None:
+        command = UsageIngest.model_validate_json(msg.body)
+        async with keep_alive(msg.raw_message.in_progress, every_s=USAGE_INGEST_CONSUMER.ack_wait_s / 3):
+            stored = await handler.handle(command)
+        await msg.ack()
+        log.info("usage batch %s: %d rows for %s", command.data.batch_id, stored, command.tenant_id)
+
+    return router

@@ -1,0 +1,182 @@
+"""Composition root of the persistence service: settings -> stores -> projections,
+runners, read API and usage ingest, on one ``ServiceHost``. Nothing is built at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+
+from apex_contracts import ErrorCode, ErrorInfo, UsageIngest
+from apex_contracts.pricing import PriceCatalogue
+from apex_contracts.streams import AUDIT_CONSUMER, USAGE_INGEST_CONSUMER, ConsumerSpec, projector_consumer
+from apex_persistence.analytics.ddl import migrate_analytics
+from apex_persistence.analytics.port import AnalyticsStore, open_store
+from apex_persistence.analytics.projector import ClickHouseProjection
+from apex_persistence.analytics.usage import UsageLedger
+from apex_persistence.api.ingest import UsageIngestHandler, build_ingest_router
+from apex_persistence.api.queries import ReadApi, build_query_router
+from apex_persistence.hot import RedisProjection
+from apex_persistence.postgres.db import PG_FAILURES, Database, make_engine
+from apex_persistence.postgres.migrate import migrate
+from apex_persistence.postgres.projector import AuditProjection, PostgresProjection
+from apex_persistence.postgres.reads import HistoryReads
+from apex_persistence.projection.ports import Projection
+from apex_persistence.projection.runner import LagMonitor, ProjectorRunner
+from apex_persistence.settings import PersistenceSettings
+from apex_runtime import CircuitBreaker, ServiceHost, configure_logging, poison_guard
+
+log = logging.getLogger(__name__)
+SERVICE = "persistence"
+
+
+@dataclass
+class Stores:
+    db: Database
+    redis: aioredis.Redis
+    analytics: AnalyticsStore
+
+
+def open_stores(settings: PersistenceSettings, analytics: AnalyticsStore | None = None) -> Stores:
+    return Stores(
+        db=Database(make_engine(settings.postgres_dsn)),
+        redis=aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0),
+        analytics=analytics or open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database),
+    )
+
+
+def projections(stores: Stores, settings: PersistenceSettings) -> dict[str, tuple[Projection, ConsumerSpec]]:
+    """Each read model with the durable consumer that feeds it."""
+    return {
+        "postgres": (PostgresProjection(stores.db), projector_consumer("postgres")),
+        "redis": (
+            RedisProjection(stores.redis, keep=settings.redis_recent_events, ttl_s=settings.redis_ttl_s),
+            projector_consumer("redis"),
+        ),
+        "clickhouse": (ClickHouseProjection(stores.analytics), projector_consumer("clickhouse")),
+        "audit": (AuditProjection(stores.db), AUDIT_CONSUMER),
+    }
+
+
+class PersistenceService:
+    """The running service. An ``analytics`` store passed in (a test's own database of
+    the process's one chdb engine) is used as is and left open at stop."""
+
+    def __init__(self, settings: PersistenceSettings, *, analytics: AnalyticsStore | None = None) -> None:
+        self.settings = settings
+        self.host = ServiceHost(SERVICE, settings, settings.persistence_port)
+        self.stores = open_stores(settings, analytics)
+        self.owns_analytics = analytics is None
+        self.runners: list[ProjectorRunner] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def breaker(self, store: str) -> CircuitBreaker:
+        return self.host.health.breaker(store, threshold=3, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE)
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await migrate(self.settings.postgres_dsn)
+        await migrate_analytics(self.stores.analytics)
+        bus = await self.host.connect()
+        for name, (projection, spec) in projections(self.stores, self.settings).items():
+            store = "postgres" if name == "audit" else name
+            runner = ProjectorRunner(
+                bus.js, projection, spec, self.breaker(store),
+                batch_size=self.settings.projection_batch,
+            )
+            self.runners.append(runner)
+        self._wire_bus()
+        await self.host.start()
+        for runner in self.runners:
+            self._tasks.append(asyncio.create_task(runner.run(self._stop), name=f"project:{runner.store}"))
+        lag = LagMonitor(bus.js, self.runners, self.host.health.details)
+        self._tasks.append(asyncio.create_task(lag.run(self._stop), name="projection-lag"))
+
+    def _wire_bus(self) -> None:
+        ledger = UsageLedger(self.stores.analytics, PriceCatalogue.default())
+        reads = ReadApi(
+            HistoryReads(self.stores.db),
+            ledger,
+            breakers={name: self.breaker(name) for name in ("postgres", "clickhouse")},
+            failures={"postgres": PG_FAILURES, "clickhouse": self.stores.analytics.failures},
+        )
+        self.host.broker.add_middleware(poison_guard(self._publish_raw, _on_poison, [USAGE_INGEST_CONSUMER]))
+        self.host.include(build_query_router(reads))
+        self.host.include(build_ingest_router(UsageIngestHandler(ledger, self.breaker("clickhouse"))))
+
+    async def _publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        await self.host.bus.js.publish(subject, data, headers=headers)
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Returns when ``stop`` is set; raises the error of a projector that died of a
+        defect, so the process exits and its supervisor restarts it."""
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.critical("%s died: %r", task.get_name(), task.exception())
+                task.result()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            # A task's own failure was raised by ``wait``; here only the stop matters.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._close_http_listener()
+        await self.host.stop()
+        await self.stores.db.close()
+        await self.stores.redis.aclose()
+        if self.owns_analytics:
+            await self.stores.analytics.close()
+
+    def _close_http_listener(self) -> None:
+        """ServiceHost.stop cancels uvicorn before uvicorn closes its listening socket,
+        which leaks the socket; closing the listener first is harmless (reported)."""
+        server = getattr(self.host, "_http", None)
+        for listener in getattr(server, "servers", None) or ():
+            listener.close()
+
+
+async def _on_poison(raw: bytes, error: ErrorInfo) -> None:
+    """A usage batch that can never be stored is left in the dead-letter stream."""
+    try:
+        command = UsageIngest.model_validate_json(raw)
+    except ValidationError:
+        log.error("dead-lettered an unreadable usage command: %s", error.message)
+        return
+    log.error("usage batch %s of %s dead-lettered: %s", command.data.batch_id, command.tenant_id, error.message)
+
+
+async def main(stop: asyncio.Event, settings: PersistenceSettings | None = None) -> None:
+    settings = settings or PersistenceSettings()
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    service = PersistenceService(settings)
+    await service.start()
+    try:
+        await service.wait(stop)
+    finally:
+        await service.stop()
+
+
+async def run_migrations(settings: PersistenceSettings, *, down: str | None = None) -> None:
+    """``migrate``: Postgres to head (or down to ``down``) and the ClickHouse DDL."""
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    if down is not None:
+        await migrate(settings.postgres_dsn, down, down=True)
+        return
+    await migrate(settings.postgres_dsn)
+    analytics = open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
+    try:
+        await migrate_analytics(analytics)
+    finally:
+        await analytics.close()

@@ -1,0 +1,148 @@
+"""The whole platform as real processes, started the way a user starts it (``apex up``)
+in a temporary folder on free ports, with helpers to use it and to hurt it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+
+from apex_cli.config import SERVICE_PORTS
+from apex_cli.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class User:
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+    user_id: str
+    tenant_id: str
+
+
+@dataclass
+class Platform:
+    home: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.home / "apex-up.log"
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.env['APEX_GATEWAY_PORT']}"
+
+    @property
+    def auth(self) -> str:
+        return f"http://127.0.0.1:{self.env['APEX_AUTH_PORT']}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.gateway.replace("http", "ws", 1) + "/ws"
+
+    def start(self, timeout: float = 120.0) -> float:
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "apex_cli", "up"], env=self.env, cwd=self.home,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"apex up exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.gateway}/readyz", timeout=1.0).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"platform not ready after {timeout}s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def pid(self, name: str) -> int:
+        return int((self.home / ".apex" / "run" / f"{name}.pid").read_text())
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        pid = self.pid(name)
+        os.kill(pid, sig)
+        return pid
+
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid = self.pid(name)
+            except (OSError, ValueError):
+                pid = old_pid
+            if pid != old_pid and psutil.pid_exists(pid):
+                return pid
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} was not restarted")
+
+    def register(self, tenant: str | None = None) -> User:
+        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+        password = "correct horse battery staple"
+        response = httpx.post(f"{self.auth}/auth/register",
+                              json={"email": email, "password": password, "tenant": tenant or f"T {email}"},
+                              timeout=10)
+        response.raise_for_status()
+        login = httpx.post(f"{self.auth}/auth/login", json={"email": email, "password": password}, timeout=10)
+        login.raise_for_status()
+        tokens = login.json()
+        me = httpx.get(f"{self.auth}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"},
+                       timeout=10).json()
+        return User(email, password, tokens["access_token"], tokens["refresh_token"], me["user_id"], me["tenant_id"])
+
+    def api(self, user: User, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {user.access_token}", **kwargs.pop("headers", {})}
+        return httpx.request(method, f"{self.gateway}{path}", headers=headers, timeout=60, **kwargs)
+
+    def upload(self, user: User, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        body = b"\n".join(orjson.dumps(r) for r in rows)
+        response = self.api(user, "POST", "/api/v1/usage", content=body,
+                            headers={"Content-Type": "application/x-ndjson"})
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+
+def platform_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
+    env.update({variable: str(free_port()) for variable, _ in SERVICE_PORTS.values()})
+    env.update({
+        "APEX_HOME": str(home / ".apex"),
+        "APEX_ENV": "test",
+        "APEX_LOG_FORMAT": "text",
+        "APEX_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env["APEX_ALLOWED_ORIGINS"] = orjson.dumps([f"http://127.0.0.1:{env['APEX_GATEWAY_PORT']}"]).decode()
+    return env

@@ -1,0 +1,126 @@
+"""The orchestrator's decisions, from states folded out of events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apex_contracts import new_id
+from apex_orchestrator.policy import Accept, Cancel, Complete, Done, Fail, RunLimits, RunStep, next_action
+from apex_orchestrator.state import RunState
+
+RUN = new_id("run")
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+def ev(kind: str, run: str = RUN, **data: Any) -> dict[str, Any]:
+    return {"type": kind, "run_id": run, "occurred_at": T0.isoformat(), "data": data}
+
+
+def output(agent: str, **fields: Any) -> dict[str, Any]:
+    return {"agent": agent, **fields}
+
+
+def reporting_output() -> dict[str, Any]:
+    return output("reporting", status="needs_data", response={
+        "text": "upload data", "kind": "guidance",
+        "report": {"period": {}, "total_cost_usd": 0, "requests": 0},
+    })
+
+
+def fold(*events: dict[str, Any]) -> RunState:
+    return RunState.fold(RUN, list(enumerate(events, start=1)))
+
+
+def decide(state: RunState, now: datetime = T0, **limits: Any) -> object:
+    return next_action(state, RunLimits(**limits), now)
+
+
+def test_a_new_run_is_accepted_first() -> None:
+    assert decide(fold()) == Accept()
+
+
+def test_the_supervisor_runs_first_then_the_plan() -> None:
+    state = fold(ev("run.accepted"))
+    assert decide(state) == RunStep(0, "supervisor")
+    state = fold(
+        ev("run.accepted"), ev("agent_started", agent="supervisor", step=0),
+        ev("agent_completed", agent="supervisor", step=0,
+           output=output("supervisor", plan=["triage", "data_helper", "reporting"])),
+    )
+    assert decide(state) == RunStep(1, "triage")
+
+
+def test_an_interrupted_step_is_resumed_not_skipped() -> None:
+    state = fold(ev("run.accepted"), ev("agent_started", agent="supervisor", step=0))
+    assert decide(state) == RunStep(0, "supervisor")
+
+
+def test_out_of_scope_skips_the_data_helper() -> None:
+    state = fold(
+        ev("run.accepted"),
+        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["triage", "data_helper"])),
+        ev("agent_completed", agent="triage", step=1,
+           output=output("triage", intent="out_of_scope", sufficiency="insufficient")),
+    )
+    assert decide(state) == RunStep(2, "reporting")
+
+
+def test_reporting_runs_even_when_an_agent_failed() -> None:
+    state = fold(
+        ev("run.accepted"),
+        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["triage", "data_helper"])),
+        ev("agent_failed", agent="triage", step=1, error={"code": "tool_failed", "message": "x", "retryable": True}),
+        ev("agent_completed", agent="data_helper", step=2, output=output("data_helper")),
+    )
+    assert decide(state) == RunStep(3, "reporting")
+    assert state.inputs()["failures"][0]["agent"] == "triage"
+
+
+def test_reporting_completes_the_run() -> None:
+    state = fold(
+        ev("run.accepted"),
+        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["reporting"])),
+        ev("agent_completed", agent="reporting", step=1, output=reporting_output()),
+    )
+    action = decide(state)
+    assert isinstance(action, Complete) and action.output.status == "needs_data"
+
+
+def test_reporting_failure_fails_the_run() -> None:
+    state = fold(
+        ev("run.accepted"),
+        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["reporting"])),
+        ev("agent_failed", agent="reporting", step=1, error={"code": "agent_failed", "message": "x", "retryable": True}),
+    )
+    assert isinstance(decide(state), Fail)
+
+
+def test_cancellation_wins_over_the_next_step() -> None:
+    state = fold(ev("run.accepted"), ev("run.cancel_requested", cause="user", requested_by="usr"))
+    assert decide(state) == Cancel("user")
+
+
+def test_a_terminal_event_ends_everything() -> None:
+    state = fold(ev("run.accepted"), ev("run.failed", error={"code": "x", "message": "x", "retryable": False}))
+    assert decide(state) == Done()
+
+
+def test_limits_fail_the_run() -> None:
+    state = fold(ev("run.accepted"))
+    timeout = decide(state, now=T0 + timedelta(seconds=301), run_timeout_s=300)
+    assert isinstance(timeout, Fail) and timeout.error.code == "run_timeout"
+    tools = fold(ev("run.accepted"), *[ev("tool_completed", call_id=f"c{i}") for i in range(4)])
+    budget = decide(tools, max_tool_calls=3)
+    assert isinstance(budget, Fail) and budget.error.code == "budget_exceeded"
+
+
+def test_other_runs_of_the_thread_become_history() -> None:
+    other = new_id("run")
+    state = RunState.fold(RUN, [
+        (1, ev("run.accepted", run=other, question="first?")),
+        (2, ev("run.completed", run=other, response={"text": "first answer"})),
+        (3, ev("run.accepted")),
+    ])
+    assert [(t.question, t.answer) for t in state.history] == [("first?", "first answer")]
+    assert state.accepted and state.last_seq == 3
