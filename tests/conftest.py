@@ -32,7 +32,7 @@ def server_factory(infra_root: Path) -> Iterator[Callable[[str], EmbeddedServer]
     """Starts a private server (``nats``, ``postgres``, ``redis``); stopped at session end."""
     started: list[EmbeddedServer] = []
     makers = {
-        "nats": lambda d: nats_server(d),
+        "nats": nats_server,
         "postgres": lambda d: postgres_server(d, durable=False),
         "redis": lambda d: valkey_server(d, durable=False),
     }

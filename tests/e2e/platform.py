@@ -58,7 +58,7 @@ class Platform:
     def start(self, timeout: float = 120.0) -> float:
         started = time.monotonic()
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603
+            self.proc = subprocess.Popen(
                 [sys.executable, "-m", "apex_cli", "up"], env=self.env, cwd=self.home,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )

@@ -37,11 +37,11 @@ async def test_ndjson_keeps_good_rows_and_names_bad_ones() -> None:
 
 async def test_csv_with_extra_columns_and_wrong_column_counts() -> None:
     body = (
-        "ts,provider,model,prompt_tokens,completion_tokens,latency_ms,extra\n"
-        "2026-01-05T10:00:00Z,openai,gpt-4o,10,5,800,x\n"
-        "2026-01-05T10:00:00Z,openai,gpt-4o,10\n"
-        "2026-01-05 11:00:00,anthropic,claude-sonnet-4,7,2,,y\n"
-    ).encode()
+        b"ts,provider,model,prompt_tokens,completion_tokens,latency_ms,extra\n"
+        b"2026-01-05T10:00:00Z,openai,gpt-4o,10,5,800,x\n"
+        b"2026-01-05T10:00:00Z,openai,gpt-4o,10\n"
+        b"2026-01-05 11:00:00,anthropic,claude-sonnet-4,7,2,,y\n"
+    )
     rows = await collect(parse_csv(chunks(body)))
     assert isinstance(rows[0], UsageRecord) and rows[0].latency_ms == 800
     assert isinstance(rows[1], Rejected) and rows[1].line == 3

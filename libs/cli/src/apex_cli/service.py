@@ -17,11 +17,11 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[0] == "migrate":
         for owner in ("auth", "persistence"):
-            code = subprocess.call([sys.executable, "-m", f"apex_{owner}", "migrate"])  # noqa: S603
+            code = subprocess.call([sys.executable, "-m", f"apex_{owner}", "migrate"])
             if code:
                 return code
         return 0
-    os.execv(sys.executable, [sys.executable, "-m", f"apex_{argv[0]}", *argv[1:]])  # noqa: S606
+    os.execv(sys.executable, [sys.executable, "-m", f"apex_{argv[0]}", *argv[1:]])
     return 0
 
 

@@ -164,7 +164,7 @@ class ServiceProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", f"apex_{self.name}",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=self.env, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            env=self.env, preexec_fn=_die_with_parent,
         )
         self.home.pid_file(self.name).write_text(str(self.proc.pid))
 

@@ -103,7 +103,7 @@ class ApexSocket:
             if self._closed:
                 return
             self.reconnects += 1
-            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self.max_backoff_s)
 
     def _fatal(self, code: ErrorCode, reason: str) -> None:

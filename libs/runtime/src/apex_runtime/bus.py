@@ -259,7 +259,7 @@ class Bus:
             )
         except nats.errors.NoRespondersError as exc:
             raise Unavailable(f"nobody serves {name}", code=ErrorCode.SERVICE_UNAVAILABLE) from exc
-        except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise Unavailable(f"{name} did not answer in time") from exc
         reply = QueryReply.model_validate_json(msg.data)
         if not reply.ok:
