@@ -142,8 +142,8 @@ class RunDriver:
         await self.bus.publish(step_command, subjects.CMD_AGENT_STEP)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.step_timeout_s
+        unconfirmed: set[str] = set()
         while True:
-            mark = watch.mark()
             await self._catch_up(subject, state)
             current = state.steps.get(step)
             if (current and current.done) or state.cancel_cause or state.terminal:
@@ -160,13 +160,28 @@ class RunDriver:
                     duration_ms=self._elapsed_ms(state),
                 ), id=terminal_id(command.run_id)))
                 return
-            with contextlib.suppress(TimeoutError):
-                await watch.wait_for(
-                    lambda e: e.get("run_id") == command.run_id and e.get("type") in _WAKE_TYPES,
+            try:
+                woke = await watch.wait_for(
+                    lambda e: e.get("run_id") == command.run_id and e.get("type") in _WAKE_TYPES
+                    and e.get("id") not in state.applied and e.get("id") not in unconfirmed,
                     timeout=min(remaining, 5.0),
                     scan_after_seq=None,
-                    since=mark,
                 )
+            except TimeoutError:
+                continue
+            if not await self._until_logged(subject, state, woke["id"]):
+                unconfirmed.add(woke["id"])
+
+    async def _until_logged(self, subject: str, state: RunState, event_id: str) -> bool:
+        """A live message can arrive before the stream has stored it: reads the log again,
+        briefly, until the event is there. The log, not the live message, is the truth."""
+        for delay in (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5):
+            if delay:
+                await asyncio.sleep(delay)
+            await self._catch_up(subject, state)
+            if event_id in state.applied:
+                return True
+        return False
 
     async def _catch_up(self, subject: str, state: RunState) -> None:
         """Applies every event appended to the thread since the state was last updated."""

@@ -51,6 +51,7 @@ class RunState:
     cancel_cause: str | None = None
     terminal: str | None = None
     history: list[Turn] = field(default_factory=list)
+    applied: set[str] = field(default_factory=set)
 
     @classmethod
     def fold(cls, run_id: str, events: list[tuple[int, dict[str, Any]]]) -> RunState:
@@ -74,6 +75,12 @@ class RunState:
             self.history.append(Turn(question=questions.pop(other_run), answer=answer))
 
     def apply(self, event: dict[str, Any]) -> None:
+        """Applies one event of this run; an event already applied (same id) is ignored."""
+        event_id = event.get("id")
+        if event_id in self.applied:
+            return
+        if event_id:
+            self.applied.add(event_id)
         kind = event.get("type")
         data = event.get("data") or {}
         if kind == "run.accepted":
