@@ -46,8 +46,12 @@ def _nats(home: Home) -> Check:
     async def check() -> tuple[bool, str]:
         url = setting("APEX_NATS_URL", home, "nats://127.0.0.1:4222")
         try:
-            nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-        except (OSError, nats.errors.Error) as exc:
+            nc = await asyncio.wait_for(
+                nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False,
+                             error_cb=_quiet),
+                5.0,
+            )
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
             return False, f"nats {url}: not reachable ({exc!r}); start it with `apex up`"
         try:
             info = await nc.jetstream().account_info()
@@ -57,6 +61,10 @@ def _nats(home: Home) -> Check:
         finally:
             await nc.close()
     return check
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py reports connection errors here too; the check's answer says it once."""
 
 
 def _postgres(home: Home) -> Check:
