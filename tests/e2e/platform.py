@@ -143,6 +143,9 @@ def platform_env(home: Path) -> dict[str, str]:
         "APEX_LOG_FORMAT": "text",
         "APEX_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # every test user comes from 127.0.0.1: the per-address throttles are tested in auth's own tests
+        "APEX_AUTH_REGISTER_ADDRESS_LIMIT": "100000",
+        "APEX_AUTH_LOGIN_ADDRESS_LIMIT": "100000",
     })
     env["APEX_ALLOWED_ORIGINS"] = orjson.dumps([f"http://127.0.0.1:{env['APEX_GATEWAY_PORT']}"]).decode()
     return env

@@ -112,23 +112,48 @@ class ApexSocket:
 
     async def _session(self, ws: ClientConnection) -> None:
         ready = orjson.loads(await ws.recv())
+        if self.session is not None and ready.get("epoch") != self.session.get("epoch"):
+            self.threads = dict.fromkeys(self.threads, 0)  # another stream incarnation: seqs restart
         self.session = ready
         self._inbox.put_nowait(ready)
         for thread_id, last in self.threads.items():
-            await ws.send(orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": last}).decode())
+            await self._subscribe(ws, thread_id, last)
         pending, self._outbox = self._outbox, []
         for frame in pending:
             await ws.send(orjson.dumps(frame).decode())
         self._connected.set()
-        async for raw in ws:
-            frame = orjson.loads(raw)
-            if frame.get("type") == "event":
-                thread, seq = frame["thread_id"], frame["seq"]
-                if seq <= self.threads.get(thread, 0):
-                    continue
-                self.threads[thread] = seq
-                if self.ack:
-                    await ws.send(orjson.dumps({"type": "event.ack", "thread_id": thread, "seq": seq}).decode())
-            elif frame.get("type") == "message.accepted":
-                self.threads.setdefault(frame["thread_id"], 0)
-            self._inbox.put_nowait(frame)
+        pinger = asyncio.create_task(self._ping(ws, int(ready.get("heartbeat_ms", 20_000)) / 1000))
+        try:
+            async for raw in ws:
+                await self._receive(ws, orjson.loads(raw))
+        finally:
+            pinger.cancel()
+
+    async def _subscribe(self, ws: ClientConnection, thread_id: str, after_seq: int) -> None:
+        frame = {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": after_seq}
+        if self.session is not None:
+            frame["epoch"] = self.session.get("epoch")
+        await ws.send(orjson.dumps(frame).decode())
+
+    async def _receive(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "event":
+            thread, seq = frame["thread_id"], frame["seq"]
+            if seq <= self.threads.get(thread, 0):
+                return
+            self.threads[thread] = seq
+            if self.ack:
+                await ws.send(orjson.dumps({"type": "event.ack", "thread_id": thread, "seq": seq}).decode())
+        elif kind == "message.accepted":
+            self.threads.setdefault(frame["thread_id"], 0)
+        elif kind == "error" and frame.get("code") == "resync_required" and frame.get("thread_id"):
+            thread = frame["thread_id"]
+            await self._subscribe(ws, thread, self.threads.get(thread, 0))
+        self._inbox.put_nowait(frame)
+
+    @staticmethod
+    async def _ping(ws: ClientConnection, every_s: float) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(max(1.0, every_s / 2))
+                await ws.send('{"type":"ping"}')

@@ -39,6 +39,7 @@ class ThreadSubscribe(Model):
     ref: Ref = None
     thread_id: ThreadId
     after_seq: Annotated[int, Field(ge=0)] | Literal["cursor"] = 0
+    epoch: str | None = Field(default=None, max_length=100)
 
 
 class ThreadUnsubscribe(Model):

@@ -17,6 +17,12 @@ class GatewayMetrics:
         "apex_gateway_closes_total", "Connections closed by close code", ["code"]))
     events_sent: Counter = field(default_factory=lambda: Counter(
         "apex_gateway_events_sent_total", "Event frames sent to clients"))
+    events_replayed: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_events_replayed_total", "Event frames sent as replay (not live)"))
+    events_resent: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_events_resent_total", "Event frames sent again after an ack timeout"))
+    resyncs: Counter = field(default_factory=lambda: Counter(
+        "apex_gateway_resyncs_total", "Subscriptions ended with resync_required"))
     events_acked: Counter = field(default_factory=lambda: Counter(
         "apex_gateway_events_acked_total", "Cumulative acks received"))
     frames_in: Counter = field(default_factory=lambda: Counter(

@@ -24,6 +24,8 @@ class GatewaySettings(ServiceSettings):
     ws_heartbeat_ms: int = 20_000
     ws_rate_per_s: float = 20.0
     ws_rate_burst: int = 60
+    ws_user_rate_per_s: float = 50.0
+    ws_user_rate_burst: int = 200
     ws_max_connections_per_user: int = 20
     ack_timeout_ms: int = 10_000
     upload_max_bytes: int = 64 * 1024 * 1024

@@ -13,12 +13,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from apex_contracts import ApexError, ErrorCode, RateLimited, new_id
 from apex_contracts.envelope import Model
-from apex_contracts.events import client_view
 from apex_contracts.frames import (
     CLOSE_SERVICE_RESTART,
     PROTOCOL,
@@ -26,6 +24,7 @@ from apex_contracts.frames import (
     SessionReady,
     parse_client_frame,
 )
+from apex_gateway.ratelimit import TokenBucket
 from apex_gateway.ws.dispatch import dispatch
 from apex_gateway.ws.subscription import ThreadSubscription
 
@@ -34,24 +33,6 @@ if TYPE_CHECKING:
     from apex_gateway.tokens import Principal
 
 log = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate = rate_per_s
-        self.burst = burst
-        self.tokens = float(burst)
-        self.updated = time.monotonic()
-
-    def take(self) -> int:
-        """0 when allowed, otherwise milliseconds until a frame is allowed again."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0
-        return int((1 - self.tokens) / self.rate * 1000) + 1
 
 
 class Connection:
@@ -65,7 +46,9 @@ class Connection:
         self._events_waiting = 0
         self._limit = services.settings.ws_send_queue
         self._rate = TokenBucket(services.settings.ws_rate_per_s, services.settings.ws_rate_burst)
+        self._user_rate = services.user_rate(principal.user_id)
         self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- sending -----------------------------------------------------------------------
 
@@ -81,18 +64,31 @@ class Connection:
             ref=ref or details.get("ref"), retry_after_ms=details.get("retry_after_ms"), **extra,
         ))
 
-    def send_event(self, thread_id: str, seq: int, payload: bytes) -> bool:
+    def push_event(self, frame: str) -> bool:
         """Queues an event frame; False when this connection already has too many waiting."""
         if self._closing:
             return True
         if self._events_waiting >= self._limit:
             return False
-        event = client_view(orjson.loads(payload))
-        frame = {"type": "event", "thread_id": thread_id, "seq": seq, "event": event}
         self._events_waiting += 1
-        self._out.put_nowait("\x00" + orjson.dumps(frame).decode())
+        self._out.put_nowait("\x00" + frame)
         self.services.metrics.events_sent.inc()
         return True
+
+    def drop_subscription(self, thread_id: str) -> None:
+        sub = self.subscriptions.pop(thread_id, None)
+        if sub is not None:
+            task = asyncio.create_task(sub.stop())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _resend_ticker(self) -> None:
+        """Every second: frames whose ack is overdue are sent again (same seq)."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for sub in list(self.subscriptions.values()):
+                sub.resend_due(now)
 
     async def _writer(self) -> None:
         while True:
@@ -116,10 +112,12 @@ class Connection:
         )
         await self.ws.send_text(ready.model_dump_json())
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
+        ticker = asyncio.create_task(self._resend_ticker(), name=f"ws-resend-{self.id}")
         try:
             await self._read_loop(writer)
         finally:
             self._closing = True
+            ticker.cancel()
             for sub in list(self.subscriptions.values()):
                 await sub.stop()
             self.subscriptions.clear()
@@ -146,7 +144,7 @@ class Connection:
             await self._handle(text or "")
 
     async def _handle(self, text: str) -> None:
-        wait_ms = self._rate.take()
+        wait_ms = self._rate.take() or self._user_rate.take()
         if wait_ms:
             self.send_error(RateLimited("Too many frames; slow down.", retry_after_ms=wait_ms))
             return

@@ -56,7 +56,9 @@ async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
         await conn.services.audit_probe(who, "thread", frame.thread_id)
         raise NotFound("No such thread.", details={"ref": frame.ref})
     after = frame.after_seq
-    if after == "cursor":
+    if frame.epoch is not None and frame.epoch != conn.services.epoch:
+        after = 0  # seqs of another stream incarnation are not comparable: replay everything
+    elif after == "cursor":
         after = await conn.services.cursors.get(who, frame.thread_id)
     existing = conn.subscriptions.pop(frame.thread_id, None)
     if existing is not None:
@@ -79,7 +81,9 @@ async def on_unsubscribe(conn: Connection, frame: ThreadUnsubscribe) -> None:
 
 
 async def on_ack(conn: Connection, frame: EventAck) -> None:
-    if frame.thread_id not in conn.subscriptions:
+    sub = conn.subscriptions.get(frame.thread_id)
+    if sub is None:
         raise NotFound("Not subscribed to that thread.", details={"ref": frame.ref})
-    await conn.services.cursors.advance(conn.principal, frame.thread_id, frame.seq)
+    sub.ack(frame.seq)
     conn.services.metrics.events_acked.inc()
+    await conn.services.cursors.advance(conn.principal, frame.thread_id, sub.window.acked)

@@ -1,19 +1,29 @@
 """One thread streamed to one connection: replay from ``after_seq`` then live, through a
 JetStream ordered consumer, so the seam between replay and live has no gap and no
-duplicate (the consumer delivers every stored message once, in stream order)."""
+duplicate (the consumer delivers every stored message once, in stream order).
+
+When the stream no longer holds the start of what was asked (retention), the missing
+part comes from the Postgres archive first; when neither can provide it, the client is
+told with ``replay_incomplete`` and the first seq still available, never silently given
+a partial history."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from apex_contracts import ErrorCode
+from apex_contracts import ApexError, ErrorCode
+from apex_contracts.events import client_view
 from apex_contracts.frames import ErrorFrame, ThreadSubscribed
+from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
+from apex_gateway.ws.window import DeliveryWindow, ResyncNeeded
 
 if TYPE_CHECKING:
     from apex_gateway.ws.connection import Connection
@@ -21,43 +31,107 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
+    return orjson.dumps({"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}).decode()
+
+
 class ThreadSubscription:
     def __init__(self, conn: Connection, thread_id: str, subject: str, after_seq: int) -> None:
         self.conn = conn
         self.thread_id = thread_id
         self.subject = subject
-        self.after_seq = after_seq
-        self.last_sent = after_seq
+        settings = conn.services.settings
+        self.window = DeliveryWindow(
+            after_seq, ack_timeout_s=settings.ack_timeout_ms / 1000, max_unacked=settings.ws_send_queue
+        )
         self._sub: Any = None
+        self._replaying_until = 0
+
+    @property
+    def last_sent(self) -> int:
+        return self.window.last_sent
 
     async def start(self, ref: str | None = None) -> None:
         bus = self.conn.services.bus
         head = await bus.last_seq(self.subject)
+        self._replaying_until = head
         self.conn.send(ThreadSubscribed(
-            ref=ref, thread_id=self.thread_id, from_seq=self.after_seq, head_seq=head
+            ref=ref, thread_id=self.thread_id, from_seq=self.window.after_seq, head_seq=head,
         ))
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.after_seq else DeliverPolicy.ALL,
-            opt_start_seq=self.after_seq + 1 if self.after_seq else None,
-        )
+        start = self.window.after_seq + 1
+        first_kept = await bus.first_seq()
+        if start < first_kept and head and not await self._replay_archive(first_kept):
+            self.conn.send(ErrorFrame(
+                code=ErrorCode.REPLAY_INCOMPLETE,
+                message=f"Events before seq {first_kept} are no longer available; history starts there.",
+                retryable=False, thread_id=self.thread_id, first_seq=first_kept, ref=ref,
+            ))
         self._sub = await bus.js.subscribe(
-            self.subject, ordered_consumer=True, config=config, cb=self._deliver,
-            idle_heartbeat=5.0,
+            self.subject, ordered_consumer=True, cb=self._deliver, idle_heartbeat=5.0,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                  opt_start_seq=max(start, first_kept, 1)),
         )
+
+    async def _replay_archive(self, first_kept: int) -> bool:
+        """Sends archived events in (after_seq, first_kept); False when the archive cannot."""
+        who = self.conn.principal
+        after = self.window.after_seq
+        while after < first_kept - 1:
+            query = EventsArchive(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=self.thread_id,
+                                  after_seq=after, limit=1000)
+            try:
+                page = await self.conn.services.bus.query(Q_EVENTS_ARCHIVE, query, EventsPage)
+            except ApexError as exc:
+                log.warning("archive replay of %s failed: %s", self.thread_id, exc.message)
+                return False
+            if not page.events:
+                return True
+            for archived in page.events:
+                if archived.seq >= first_kept:
+                    return True
+                self._offer(archived.seq, event_frame(self.thread_id, archived.seq, archived.event))
+                self.conn.services.metrics.events_replayed.inc()
+            after = page.events[-1].seq
+        return True
 
     async def _deliver(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
-        if seq <= self.last_sent:
+        if seq <= self.window.last_sent:
             return
-        if not self.conn.send_event(self.thread_id, seq, msg.data):
-            await self.stop()
-            self.conn.send(ErrorFrame(
-                code=ErrorCode.RESYNC_REQUIRED, message="You fell behind; resubscribe from last_seq.",
-                retryable=True, thread_id=self.thread_id, last_seq=self.last_sent,
-            ))
-            self.conn.subscriptions.pop(self.thread_id, None)
+        if seq <= self._replaying_until:
+            self.conn.services.metrics.events_replayed.inc()
+        self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(msg.data)))
+
+    def _offer(self, seq: int, frame: str) -> None:
+        previous = self.window.last_sent
+        try:
+            if self.window.offer(seq, frame, time.monotonic()) and not self.conn.push_event(frame):
+                raise ResyncNeeded(previous)
+        except ResyncNeeded as resync:
+            self._resync(resync.last_seq)
+
+    def _resync(self, last_seq: int) -> None:
+        self.conn.send(ErrorFrame(
+            code=ErrorCode.RESYNC_REQUIRED, message="You fell behind; resubscribe with after_seq = last_seq.",
+            retryable=True, thread_id=self.thread_id, last_seq=last_seq,
+        ))
+        self.conn.services.metrics.resyncs.inc()
+        self.conn.drop_subscription(self.thread_id)
+
+    def ack(self, seq: int) -> None:
+        self.window.ack(seq, time.monotonic())
+
+    def resend_due(self, now: float) -> None:
+        try:
+            frames = self.window.due(now)
+        except ResyncNeeded as resync:
+            self._resync(resync.last_seq)
             return
-        self.last_sent = seq
+        for frame in frames:
+            if not self.conn.push_event(frame):
+                self._resync(self.window.acked)
+                return
+            self.conn.services.metrics.events_resent.inc()
 
     async def stop(self) -> None:
         if self._sub is None:
