@@ -108,6 +108,24 @@ class Platform:
             time.sleep(0.1)
         raise TimeoutError(f"{name} was not restarted")
 
+    def recorded_env(self) -> dict[str, str]:
+        """The environment `apex up` recorded in .apex/env (infra URLs, ports)."""
+        out = dict(self.env)
+        for line in (self.home / ".apex" / "env").read_text().splitlines():
+            key, _, value = line.partition("=")
+            out[key] = value
+        return out
+
+    def spawn_service(self, name: str, **overrides: str) -> subprocess.Popen[bytes]:
+        """Another replica of a service, outside `apex up` (the caller stops it)."""
+        env = {**self.recorded_env(), **overrides}
+        log_path = self.home / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", f"apex_{name}"], env=env, cwd=self.home,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
     def register(self, tenant: str | None = None) -> User:
         email = f"user-{uuid.uuid4().hex[:10]}@example.com"
         password = "correct horse battery staple"

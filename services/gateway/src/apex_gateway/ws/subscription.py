@@ -46,6 +46,7 @@ class ThreadSubscription:
         )
         self._sub: Any = None
         self._replaying_until = 0
+        self._ended = False
 
     @property
     def last_sent(self) -> int:
@@ -96,7 +97,7 @@ class ThreadSubscription:
 
     async def _deliver(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
-        if seq <= self.window.last_sent:
+        if self._ended or seq <= self.window.last_sent:
             return
         if seq <= self._replaying_until:
             self.conn.services.metrics.events_replayed.inc()
@@ -111,6 +112,9 @@ class ThreadSubscription:
             self._resync(resync.last_seq)
 
     def _resync(self, last_seq: int) -> None:
+        if self._ended:
+            return
+        self._ended = True
         self.conn.send(ErrorFrame(
             code=ErrorCode.RESYNC_REQUIRED, message="You fell behind; resubscribe with after_seq = last_seq.",
             retryable=True, thread_id=self.thread_id, last_seq=last_seq,
@@ -134,6 +138,7 @@ class ThreadSubscription:
             self.conn.services.metrics.events_resent.inc()
 
     async def stop(self) -> None:
+        self._ended = True
         if self._sub is None:
             return
         sub, self._sub = self._sub, None
