@@ -191,3 +191,54 @@ async def test_a_client_that_never_reads_gets_resync_and_memory_stays_bounded(hu
     nxt = await recv(ws)
     assert nxt["type"] == "event" and nxt["seq"] > error["last_seq"]
     await ws.close()
+
+
+async def _wait_archived(platform: Platform, user: User, thread_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        detail = platform.api(user, "GET", f"/api/v1/threads/{thread_id}")
+        if detail.status_code == 200 and any(m["role"] == "assistant" for m in detail.json()["messages"]):
+            return
+        await asyncio.sleep(0.3)
+    raise TimeoutError("the run was never archived")
+
+
+async def test_replay_beyond_retention_comes_from_the_archive_or_says_so(hurt: Platform) -> None:
+    user = hurt.register()
+    ws = await open_socket(hurt.ws_url, user.access_token)
+    await recv(ws)
+    await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION})
+    accepted = await recv(ws)
+    original = [(f["seq"], f["event"]["id"]) for f in await until_terminal(ws, accepted["run_id"])
+                if f["type"] == "event"]
+    await ws.close()
+    await _wait_archived(hurt, user, accepted["thread_id"])
+
+    middle = original[len(original) // 2][0]
+    nc = await nats.connect(hurt.recorded_env()["APEX_NATS_URL"])
+    await nc.jetstream().purge_stream("APEX_EVT", seq=middle)  # retention took the first half
+    await nc.close()
+
+    persistence = psutil.Process(hurt.pid("persistence"))
+    persistence.suspend()
+    try:
+        ws = await open_socket(hurt.ws_url, user.access_token)
+        await recv(ws)
+        await send(ws, {"type": "thread.subscribe", "thread_id": accepted["thread_id"], "after_seq": 0})
+        assert (await recv(ws, 30))["type"] == "thread.subscribed"
+        error = await recv(ws, 30)
+        assert (error["code"], error["first_seq"]) == ("replay_incomplete", middle)
+        rest = [(f["seq"], f["event"]["id"]) for f in [await recv(ws) for _ in range(len(original) - len(original) // 2)]]
+        assert rest == original[len(original) // 2:], "told, then given what is still there"
+        await ws.close()
+    finally:
+        persistence.resume()
+
+    ws = await open_socket(hurt.ws_url, user.access_token)
+    await recv(ws)
+    await send(ws, {"type": "thread.subscribe", "thread_id": accepted["thread_id"], "after_seq": 0})
+    subscribed = await recv(ws)
+    assert subscribed["head_seq"] == original[-1][0]
+    replayed = [(f["seq"], f["event"]["id"]) for f in [await recv(ws) for _ in original]]
+    assert replayed == original, "the archive fills in what the stream no longer holds"
+    await ws.close()

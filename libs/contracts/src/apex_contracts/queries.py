@@ -14,6 +14,7 @@ from pydantic import Field
 from apex_contracts.envelope import Model
 from apex_contracts.errors import ErrorInfo
 from apex_contracts.ids import RunId, TenantId, ThreadId, UserId
+from apex_contracts.pricing import PriceOverride
 
 Q_THREADS_LIST = "threads.list"
 Q_THREADS_GET = "threads.get"
@@ -98,7 +99,9 @@ class EventsPage(Model):
     last_seq: int | None = None
 
 
-Dimension = Literal["model", "provider", "workload", "day", "hour", "status", "prompt_hash"]
+Dimension = Literal[
+    "model", "provider", "workload", "day", "hour", "hour_of_day", "status", "prompt_hash", "dedup_key"
+]
 Metric = Literal[
     "requests",
     "cost_usd",
@@ -113,6 +116,8 @@ Metric = Literal[
     "prompt_tokens_p95",
     "prompt_tokens_max",
     "errors",
+    "error_cost_usd",
+    "active_days",
     "first_ts",
     "last_ts",
     "with_latency",
@@ -132,11 +137,14 @@ class UsageFilter(Model):
     providers: list[str] = []
     workloads: list[str] = []
     statuses: list[str] = []
+    dedup_keys: list[str] = Field(default=[], max_length=10_000)
+    min_prompt_tokens: int | None = Field(default=None, ge=0)
 
 
 class UsageAggregate(TenantQuery):
     """A typed aggregate over ``llm_usage``; persistence compiles it to SQL from a
-    whitelist, so no caller ever sends SQL."""
+    whitelist, so no caller ever sends SQL. ``prices`` are the tenant's price overrides:
+    cost metrics reprice every row without an uploaded cost whose model they name."""
 
     group_by: list[Dimension] = []
     metrics: list[Metric] = Field(min_length=1)
@@ -145,6 +153,7 @@ class UsageAggregate(TenantQuery):
     order_by: Metric | None = None
     descending: bool = True
     limit: int = Field(default=1000, ge=1, le=10_000)
+    prices: list[PriceOverride] = Field(default=[], max_length=500)
 
 
 class UsageRows(Model):
@@ -156,6 +165,7 @@ class UsageRows(Model):
 class UsageSummary(TenantQuery):
     start: datetime | None = None
     end: datetime | None = None
+    prices: list[PriceOverride] = Field(default=[], max_length=500)
 
 
 class AuditList(TenantQuery):

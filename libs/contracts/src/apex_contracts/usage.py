@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from typing import Literal
 
+import orjson
+import orjson
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from apex_contracts.envelope import Model
@@ -67,8 +70,31 @@ class UsageRecord(Model):
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _cached_within_prompt(self) -> UsageRecord:
         if self.cached_tokens is not None and self.cached_tokens > self.prompt_tokens:
             raise ValueError("cached_tokens cannot exceed prompt_tokens")
         return self
+
+    def dedup_key(self) -> str:
+        """The record's identity in ``llm_usage``: its ``request_id`` when it has one,
+        otherwise a hash of every field, so the same row uploaded twice is one row.
+        (The same rule as persistence's ``rows.dedup_key``, which stores it.)"""
+        if self.request_id:
+            return self.request_id
+        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return "h_" + hashlib.sha256(canonical).hexdigest()[:32]
+
+    @property
+    def dedup_key(self) -> str:
+        """The record's identity in ``llm_usage``: its ``request_id`` when it has one,
+        otherwise a hash of every field (the same row uploaded twice is one row)."""
+        if self.request_id:
+            return self.request_id
+        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return "h_" + hashlib.sha256(canonical).hexdigest()[:32]

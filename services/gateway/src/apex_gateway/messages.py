@@ -24,6 +24,7 @@ from apex_contracts import (
     subjects,
 )
 from apex_contracts.envelope import Model
+from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
 from apex_contracts.streams import KV_IDEMPOTENCY, KV_RUNS
 from apex_gateway.tokens import Principal
 from apex_runtime import Bus
@@ -101,8 +102,17 @@ class MessageService:
         return Accepted(record.thread_id, record.run_id, seq, duplicate=not first)
 
     async def thread_exists(self, who: Principal, thread_id: str) -> bool:
+        """True when the thread has events under this user: in the stream, or, beyond its
+        retention, in the archive."""
         subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
-        return await self.bus.last_seq(subject) > 0
+        if await self.bus.last_seq(subject) > 0:
+            return True
+        query = EventsArchive(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id, limit=1)
+        try:
+            page = await self.bus.query(Q_EVENTS_ARCHIVE, query, EventsPage)
+        except NotFound:
+            return False
+        return bool(page.events)
 
     async def cancel(self, who: Principal, run_id: str, cause: str = "user") -> RunRecord:
         """Asks the orchestrator to cancel a run of this user; NotFound for anyone else's."""

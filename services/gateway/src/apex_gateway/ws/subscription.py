@@ -54,29 +54,36 @@ class ThreadSubscription:
 
     async def start(self, ref: str | None = None) -> None:
         bus = self.conn.services.bus
-        head = await bus.last_seq(self.subject)
-        self._replaying_until = head
-        self.conn.send(ThreadSubscribed(
-            ref=ref, thread_id=self.thread_id, from_seq=self.window.after_seq, head_seq=head,
-        ))
-        start = self.window.after_seq + 1
+        after = self.window.after_seq
         first_kept = await bus.first_seq()
-        if start < first_kept and head and not await self._replay_archive(first_kept):
+        archived: list[tuple[int, str]] = []
+        complete = True
+        if after + 1 < first_kept:
+            complete, archived = await self._from_archive(first_kept)
+        head = max(await bus.last_seq(self.subject), archived[-1][0] if archived else 0)
+        self._replaying_until = head
+        self.conn.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
+        if not complete:
             self.conn.send(ErrorFrame(
                 code=ErrorCode.REPLAY_INCOMPLETE,
-                message=f"Events before seq {first_kept} are no longer available; history starts there.",
-                retryable=False, thread_id=self.thread_id, first_seq=first_kept, ref=ref,
+                message=f"Events before seq {first_kept} cannot be replayed right now; history resumes there.",
+                retryable=True, thread_id=self.thread_id, first_seq=first_kept, ref=ref,
             ))
+        for seq, frame in archived:
+            self.conn.services.metrics.events_replayed.inc()
+            self._offer(seq, frame)
         self._sub = await bus.js.subscribe(
             self.subject, ordered_consumer=True, cb=self._deliver, idle_heartbeat=5.0,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                  opt_start_seq=max(start, first_kept, 1)),
+                                  opt_start_seq=max(after + 1, first_kept, 1)),
         )
 
-    async def _replay_archive(self, first_kept: int) -> bool:
-        """Sends archived events in (after_seq, first_kept); False when the archive cannot."""
+    async def _from_archive(self, first_kept: int) -> tuple[bool, list[tuple[int, str]]]:
+        """Archived events in (after_seq, first_kept): what the stream no longer holds.
+        (False, partial) when the archive cannot answer."""
         who = self.conn.principal
         after = self.window.after_seq
+        out: list[tuple[int, str]] = []
         while after < first_kept - 1:
             query = EventsArchive(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=self.thread_id,
                                   after_seq=after, limit=1000)
@@ -84,16 +91,13 @@ class ThreadSubscription:
                 page = await self.conn.services.bus.query(Q_EVENTS_ARCHIVE, query, EventsPage)
             except ApexError as exc:
                 log.warning("archive replay of %s failed: %s", self.thread_id, exc.message)
-                return False
-            if not page.events:
-                return True
-            for archived in page.events:
-                if archived.seq >= first_kept:
-                    return True
-                self._offer(archived.seq, event_frame(self.thread_id, archived.seq, archived.event))
-                self.conn.services.metrics.events_replayed.inc()
+                return False, out
+            kept = [e for e in page.events if e.seq < first_kept]
+            out += [(e.seq, event_frame(self.thread_id, e.seq, e.event)) for e in kept]
+            if len(kept) < len(page.events) or not page.events:
+                return True, out
             after = page.events[-1].seq
-        return True
+        return True, out
 
     async def _deliver(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream

@@ -5,16 +5,22 @@ below, every value (the tenant first) is a bound parameter, and table columns ar
 qualified (``u.cost_usd``) so an output alias never shadows a column. Percentiles are
 ``quantileExactInclusive``: linear interpolation between closest ranks, the same as
 Python's ``statistics.quantiles(method="inclusive")``.
+
+Tenant price overrides are applied here, at read time: ``repriced`` names the stored
+(provider, model) pairs an override prices, and every cost metric computes those rows
+(unless their cost was uploaded) from their tokens at the override's prices.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, Literal
 
 from apex_contracts import InvalidInput
+from apex_contracts.pricing import PER_TOKENS, ModelPrice
 from apex_contracts.queries import Dimension, Metric, UsageAggregate
 from apex_persistence.analytics.rows import ch_time, from_ch_time
 
@@ -26,9 +32,13 @@ DIMENSIONS: Final[dict[str, tuple[str, Kind]]] = {
     "workload": ("u.workload", "str"),
     "day": ("toDate(u.ts)", "date"),
     "hour": ("toStartOfHour(u.ts)", "time"),
+    "hour_of_day": ("toHour(u.ts)", "int"),
     "status": ("u.status", "str"),
     "prompt_hash": ("u.prompt_hash", "str"),
+    "dedup_key": ("u.dedup_key", "str"),
 }
+_COST = "u.cost_usd"
+
 
 
 def _quantile(level: float, column: str) -> str:
@@ -49,6 +59,8 @@ METRICS: Final[dict[str, tuple[str, Kind]]] = {
     "prompt_tokens_p95": (_quantile(0.95, "prompt_tokens"), "float"),
     "prompt_tokens_max": ("maxOrNull(u.prompt_tokens)", "int"),
     "errors": ("countIf(u.status != 'ok')", "int"),
+    "error_cost_usd": ("sumIf(u.cost_usd, u.status != 'ok')", "float"),
+    "active_days": ("uniqExact(toDate(u.ts))", "int"),
     "first_ts": ("minOrNull(u.ts)", "time"),
     "last_ts": ("maxOrNull(u.ts)", "time"),
     "with_latency": ("count(u.latency_ms)", "int"),
@@ -65,6 +77,7 @@ _FILTERS: Final = (
     ("providers", "u.provider"),
     ("workloads", "u.workload"),
     ("statuses", "u.status"),
+    ("dedup_keys", "u.dedup_key"),
 )
 
 
@@ -75,12 +88,19 @@ class CompiledQuery:
     kinds: dict[str, Kind]
 
 
-def compile_aggregate(query: UsageAggregate) -> CompiledQuery:
-    """The SQL (with ``$db``) and bound parameters of one aggregate."""
+Repriced = Sequence[tuple[str, str, ModelPrice]]
+
+
+def compile_aggregate(query: UsageAggregate, repriced: Repriced = ()) -> CompiledQuery:
+    """The SQL (with ``$db``) and bound parameters of one aggregate; ``repriced`` are the
+    stored (provider, model) pairs whose cost comes from a tenant price override."""
     group: list[Dimension] = list(dict.fromkeys(query.group_by))
     metrics: list[Metric] = list(dict.fromkeys(query.metrics))
-    select = [f"{DIMENSIONS[d][0]} AS {d}" for d in group] + [f"{METRICS[m][0]} AS {m}" for m in metrics]
     where, params = _where(query)
+    cost = _cost_expression(repriced, params)
+    select = [f"{DIMENSIONS[d][0]} AS {d}" for d in group] + [
+        f"{METRICS[m][0].replace(_COST, cost)} AS {m}" for m in metrics
+    ]
     sql = [f"SELECT {', '.join(select)}", "FROM $db.llm_usage AS u FINAL", f"WHERE {' AND '.join(where)}"]
     if group:
         sql.append(f"GROUP BY {', '.join(group)}")
@@ -97,6 +117,25 @@ def compile_aggregate(query: UsageAggregate) -> CompiledQuery:
     return CompiledQuery(sql="\n".join(sql), params=params, kinds=kinds)
 
 
+def _cost_expression(repriced: Repriced, params: dict[str, Any]) -> str:
+    """``u.cost_usd``, or, with overrides, the override's price for the rows it names
+    whose cost was not uploaded (every price a bound parameter)."""
+    if not repriced:
+        return _COST
+    prompt = "toFloat64(u.prompt_tokens)"
+    cached = f"least(toFloat64(ifNull(u.cached_tokens, 0)), {prompt})"
+    branches = []
+    for n, (provider, model, price) in enumerate(repriced):
+        params |= {f"rp{n}": provider, f"rm{n}": model, f"ri{n}": price.input,
+                   f"rc{n}": price.cached_price, f"ro{n}": price.output}
+        branches.append(
+            f"u.provider = {{rp{n}:String}} AND u.model = {{rm{n}:String}}, "
+            f"(({prompt} - {cached}) * {{ri{n}:Float64}} + {cached} * {{rc{n}:Float64}} "
+            f"+ toFloat64(u.completion_tokens) * {{ro{n}:Float64}}) / {PER_TOKENS}"
+        )
+    return f"multiIf(u.cost_source = 'reported', u.cost_usd, {', '.join(branches)}, u.cost_usd)"
+
+
 def _where(query: UsageAggregate) -> tuple[list[str], dict[str, Any]]:
     where = ["u.tenant_id = {tenant_id:String}"]
     params: dict[str, Any] = {"tenant_id": query.tenant_id}
@@ -111,6 +150,9 @@ def _where(query: UsageAggregate) -> tuple[list[str], dict[str, Any]]:
         if values:
             where.append(f"{column} IN {{{name}:Array(String)}}")
             params[name] = [str(v) for v in values]
+    if query.filter.min_prompt_tokens is not None:
+        where.append("u.prompt_tokens > {min_prompt_tokens:UInt64}")
+        params["min_prompt_tokens"] = query.filter.min_prompt_tokens
     return where, params
 
 

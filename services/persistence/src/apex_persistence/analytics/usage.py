@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from apex_contracts import UsageRecord, validate_id
-from apex_contracts.pricing import PriceCatalogue
+from apex_contracts.pricing import ModelPrice, PriceCatalogue
 from apex_contracts.queries import UsageAggregate, UsageFilter, UsageRows, UsageSummary
 from apex_contracts.report import ModelUsage, Period
 from apex_persistence.analytics.aggregate import compile_aggregate, normalise
@@ -42,8 +42,9 @@ class UsageLedger:
         return len(rows)
 
     async def aggregate(self, query: UsageAggregate) -> UsageRows:
-        compiled = compile_aggregate(query)
         started = time.perf_counter()
+        repriced = await self._repriced(query) if query.prices and _costs(query) else []
+        compiled = compile_aggregate(query, repriced)
         rows = await self.store.select(compiled.sql, compiled.params)
         elapsed_ms = (time.perf_counter() - started) * 1000
         return UsageRows(
@@ -52,16 +53,32 @@ class UsageLedger:
             elapsed_ms=elapsed_ms,
         )
 
+    async def _repriced(self, query: UsageAggregate) -> list[tuple[str, str, ModelPrice]]:
+        """The tenant's stored (provider, model) pairs that an override prices: each is
+        resolved the way ingest resolves a model (exact, alias, longest prefix)."""
+        catalogue = self.catalogue.with_overrides(query.prices)
+        pairs = await self.store.select(
+            "SELECT DISTINCT u.provider AS provider, u.model AS model FROM $db.llm_usage AS u "
+            "WHERE u.tenant_id = {tenant_id:String}", {"tenant_id": query.tenant_id},
+        )
+        out = []
+        for pair in pairs:
+            entry = catalogue.find(pair["provider"], pair["model"])
+            if entry is not None and catalogue.is_override(entry):
+                out.append((str(pair["provider"]), str(pair["model"]), entry))
+        return out
+
     async def summary(self, query: UsageSummary) -> UsageSummaryView:
         """Totals, period and per-model figures (requests, cost, p50/p95 latency)."""
         where = UsageFilter(start=query.start, end=query.end)
         totals = await self.aggregate(UsageAggregate(
             tenant_id=query.tenant_id, metrics=["requests", "cost_usd", "first_ts", "last_ts"], filter=where,
+            prices=query.prices,
         ))
         models = await self.aggregate(UsageAggregate(
             tenant_id=query.tenant_id, group_by=["model", "provider"],
             metrics=["requests", "cost_usd", "latency_p50", "latency_p95"],
-            filter=where, order_by="cost_usd", limit=1000,
+            filter=where, order_by="cost_usd", limit=1000, prices=query.prices,
         ))
         total = totals.rows[0] if totals.rows else {}
         return UsageSummaryView(
@@ -78,3 +95,7 @@ class UsageLedger:
             ],
             sql=[totals.sql, models.sql],
         )
+
+
+def _costs(query: UsageAggregate) -> bool:
+    return any(metric in ("cost_usd", "error_cost_usd") for metric in query.metrics)
