@@ -17,7 +17,7 @@ from apex_contracts import ErrorCode, subjects
 from apex_contracts.auth import SessionRevoked
 from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
-from apex_gateway.api import runs, threads, usage
+from apex_gateway.api import admin, runs, threads, usage
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.errors import install_error_handlers
 from apex_gateway.messages import MessageService
@@ -27,7 +27,7 @@ from apex_gateway.services import GatewayServices
 from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
 from apex_gateway.tickets import TicketBook
-from apex_gateway.tokens import KeySet, TokenVerifier
+from apex_gateway.tokens import ExternalIssuer, KeySet, TokenVerifier
 from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
 
@@ -46,7 +46,7 @@ def create_app(services: GatewayServices) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for router in (threads.router, runs.router, usage.router):
+    for router in (threads.router, runs.router, usage.router, admin.router):
         app.include_router(router)
     for route in ops_routes(services.health):
         app.router.routes.append(route)
@@ -58,9 +58,16 @@ async def build_services(settings: GatewaySettings, bus: Bus, http: httpx.AsyncC
                          redis: aioredis.Redis) -> GatewayServices:
     health = Health("gateway", settings.instance_id, settings.gateway_port)
     revocations = SessionRevocations(redis, health.breaker("redis", threshold=3, reset_after_s=2.0))
+    external = None
+    if settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url:
+        external = ExternalIssuer(
+            issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+            keys=KeySet(settings.oidc_jwks_url, http, settings.jwks_min_refresh_s),
+            tenant_claim=settings.oidc_tenant_claim, algorithms=tuple(settings.oidc_algorithms),
+        )
     verifier = TokenVerifier(
         KeySet(settings.jwks_url, http, settings.jwks_min_refresh_s), revocations,
-        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer, audience=settings.jwt_audience, external=external,
     )
     directory = ServiceDirectory()
     await directory.start(bus)

@@ -38,6 +38,16 @@ class GatewaySettings(ServiceSettings):
             raise ValueError("APEX_OIDC_ISSUER, APEX_OIDC_AUDIENCE and APEX_OIDC_JWKS_URL go together")
         return self
 
+    @model_validator(mode="after")
+    def _asymmetric_only(self) -> GatewaySettings:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        refused = [a for a in self.oidc_algorithms if a not in allowed]
+        if refused:
+            raise ValueError(f"APEX_OIDC_ALGORITHMS may only name asymmetric algorithms, not {refused}")
+        if self.oidc_issuer is not None and self.oidc_issuer == self.jwt_issuer:
+            raise ValueError("APEX_OIDC_ISSUER must differ from the built-in issuer")
+        return self
+
     @property
     def jwks_url(self) -> str:
         return self.auth_url.rstrip("/") + auth.JWKS_PATH

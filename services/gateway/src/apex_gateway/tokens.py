@@ -14,7 +14,7 @@ import httpx
 import jwt
 from pydantic import ValidationError
 
-from apex_contracts import AuthFailed, ErrorCode
+from apex_contracts import AuthFailed, ErrorCode, derive_id, is_id
 from apex_contracts.auth import ALGORITHMS, REQUIRED_CLAIMS, AccessClaims
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,32 @@ class KeySet:
             self._fetched_at = time.monotonic()
 
 
+@dataclass(frozen=True)
+class ExternalIssuer:
+    """A company's own OIDC provider, trusted beside the built-in issuer. Its users get
+    Apex ids derived from (issuer, subject) and (issuer, tenant claim)."""
+
+    issuer: str
+    audience: str
+    keys: KeySet
+    tenant_claim: str
+    algorithms: tuple[str, ...]
+
+    def principal(self, claims: dict[str, Any]) -> Principal:
+        tenant = claims.get(self.tenant_claim)
+        if not isinstance(tenant, str) or not tenant:
+            raise AuthFailed(f"The token has no {self.tenant_claim} claim naming the tenant.",
+                             code=ErrorCode.TOKEN_INVALID)
+        roles = claims.get("roles") if isinstance(claims.get("roles"), list) else ["member"]
+        return Principal(
+            user_id=derive_id("usr", self.issuer, str(claims["sub"])),
+            tenant_id=tenant if is_id(tenant, "ten") else derive_id("ten", self.issuer, tenant),
+            session_id=derive_id("ses", self.issuer, str(claims["sub"]), str(claims.get("sid") or claims["iat"])),
+            roles=tuple(str(r) for r in roles),
+            expires_at=int(claims["exp"]),
+        )
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -93,6 +119,7 @@ class TokenVerifier:
         audience: str,
         algorithms: tuple[str, ...] = ALGORITHMS,
         leeway_s: int = 5,
+        external: ExternalIssuer | None = None,
     ) -> None:
         self.keys = keys
         self.revocations = revocations
@@ -100,38 +127,69 @@ class TokenVerifier:
         self.audience = audience
         self.algorithms = algorithms
         self.leeway_s = leeway_s
+        self.external = external
 
     async def verify(self, token: str | None) -> Principal:
         if not token:
             raise AuthFailed("No access token was sent.", code=ErrorCode.TOKEN_MISSING)
-        claims = await self._decode(token)
-        if await self.revocations.is_revoked(claims.sid):
+        if self.external is not None and _unverified_issuer(token) == self.external.issuer:
+            principal = await self._external(token, self.external)
+        else:
+            principal = await self._builtin(token)
+        if await self.revocations.is_revoked(principal.session_id):
             raise AuthFailed("This session was signed out.", code=ErrorCode.SESSION_REVOKED)
+        return principal
+
+    async def _external(self, token: str, external: ExternalIssuer) -> Principal:
+        key = await external.keys.key(_header(token, external.algorithms)["kid"])
+        claims = self._jwt(token, key, external.algorithms, external.audience, external.issuer,
+                           ("iss", "aud", "sub", "exp", "iat"))
+        return external.principal(claims)
+
+    async def _builtin(self, token: str) -> Principal:
+        claims = await self._decode(token)
         return Principal(
             user_id=claims.sub, tenant_id=claims.tid, session_id=claims.sid,
             roles=tuple(claims.roles), expires_at=claims.exp,
         )
 
     async def _decode(self, token: str) -> AccessClaims:
+        key = await self.keys.key(_header(token, self.algorithms)["kid"])
+        raw = self._jwt(token, key, self.algorithms, self.audience, self.issuer, REQUIRED_CLAIMS)
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
-            raise AuthFailed("The access token is malformed.", code=ErrorCode.TOKEN_INVALID) from exc
-        if header.get("alg") not in self.algorithms or not isinstance(header.get("kid"), str):
-            raise AuthFailed("The token uses an algorithm or key that is not accepted.",
-                             code=ErrorCode.TOKEN_INVALID)
-        key = await self.keys.key(header["kid"])
+            return AccessClaims.model_validate(raw)
+        except ValidationError as exc:
+            raise AuthFailed("The access token's claims are not valid.", code=ErrorCode.TOKEN_INVALID) from exc
+
+    def _jwt(self, token: str, key: Any, algorithms: tuple[str, ...], audience: str, issuer: str,
+             required: tuple[str, ...]) -> dict[str, Any]:
         try:
-            raw = jwt.decode(
-                token, key, algorithms=list(self.algorithms), audience=self.audience,
-                issuer=self.issuer, leeway=self.leeway_s,
-                options={"require": list(REQUIRED_CLAIMS)},
+            return jwt.decode(  # type: ignore[no-any-return]
+                token, key, algorithms=list(algorithms), audience=audience, issuer=issuer,
+                leeway=self.leeway_s, options={"require": list(required)},
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthFailed("The access token has expired.", code=ErrorCode.TOKEN_EXPIRED) from exc
         except jwt.InvalidTokenError as exc:
             raise AuthFailed(f"The access token is not valid: {exc}.", code=ErrorCode.TOKEN_INVALID) from exc
-        try:
-            return AccessClaims.model_validate(raw)
-        except ValidationError as exc:
-            raise AuthFailed("The access token's claims are not valid.", code=ErrorCode.TOKEN_INVALID) from exc
+
+
+def _header(token: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
+    """The token's header, refused unless its algorithm is pinned and it names a key."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError as exc:
+        raise AuthFailed("The access token is malformed.", code=ErrorCode.TOKEN_INVALID) from exc
+    if header.get("alg") not in algorithms or not isinstance(header.get("kid"), str):
+        raise AuthFailed("The token uses an algorithm or key that is not accepted.", code=ErrorCode.TOKEN_INVALID)
+    return header
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """Only to choose which issuer's rules verify the token; never trusted by itself."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.DecodeError:
+        return None
+    issuer = claims.get("iss")
+    return issuer if isinstance(issuer, str) else None
