@@ -205,3 +205,55 @@ async def test_the_audit_log_is_for_admins_of_the_tenant_only(platform: Platform
     member_token = joined.json()["access_token"]
     refused = httpx.get(f"{platform.gateway}/api/v1/audit", headers={"Authorization": f"Bearer {member_token}"})
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+
+
+async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platform: Platform) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from apex_cli.embedded import free_port
+    from apex_runtime import serve_http
+
+    company_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = orjson.loads(jwt.algorithms.RSAAlgorithm.to_jwk(company_key.public_key()))
+    jwks_app = Starlette(routes=[Route("/jwks", lambda _: JSONResponse({"keys": [{**jwk, "kid": "c1", "alg": "RS256"}]}))])
+    jwks_port, gateway_port = free_port(), free_port()
+    server, task = await serve_http(jwks_app, "127.0.0.1", jwks_port)
+    gateway = platform.spawn_service(
+        "gateway", APEX_GATEWAY_PORT=str(gateway_port), APEX_OIDC_ISSUER="https://login.acme.example",
+        APEX_OIDC_AUDIENCE="apex-at-acme", APEX_OIDC_JWKS_URL=f"http://127.0.0.1:{jwks_port}/jwks",
+        APEX_OIDC_TENANT_CLAIM="org",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{gateway_port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
+        now = int(time.time())
+        claims = {"iss": "https://login.acme.example", "aud": "apex-at-acme", "sub": "alice", "org": "acme",
+                  "iat": now, "exp": now + 300}
+        url = f"ws://127.0.0.1:{gateway_port}/ws"
+        ws = await open_socket(url, jwt.encode(claims, company_key, algorithm="RS256", headers={"kid": "c1"}))
+        ready = await recv(ws)
+        assert ready["type"] == "session.ready"
+        assert ready["tenant_id"].startswith("ten_") and ready["user_id"].startswith("usr_")
+        await ws.close()
+        for bad in ({**claims, "aud": "other"}, {k: v for k, v in claims.items() if k != "org"}):
+            ws = await open_socket(url, jwt.encode(bad, company_key, algorithm="RS256", headers={"kid": "c1"}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        builtin = platform.register()
+        ws = await open_socket(url, builtin.access_token)
+        assert (await recv(ws))["user_id"] == builtin.user_id, "the built-in issuer still works"
+        await ws.close()
+    finally:
+        gateway.terminate()
+        gateway.wait(30)
+        server.should_exit = True
+        await task
