@@ -100,7 +100,7 @@ async def attack_tokens(platform: Platform) -> dict[str, tuple[str | None, str]]
 async def test_every_token_attack_is_refused_over_websocket_and_http(platform: Platform) -> None:
     attacks = await attack_tokens(platform)
     results = {}
-    for name, (token, reason) in attacks.items():
+    for name, (token, _reason) in attacks.items():
         ws = await open_socket(platform.ws_url, token)
         with pytest.raises(ConnectionClosed) as closed:
             await recv(ws)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import httpx
 import redis.asyncio as aioredis
@@ -105,6 +106,16 @@ async def watch_revocations(services: GatewayServices) -> None:
     await services.bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
 
 
+async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None:
+    """One ticker for every socket: overdue unacked frames are sent again."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        now = time.monotonic()
+        for conn in services.connections.all():
+            conn.resend_due(now)
+
+
 async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
@@ -121,6 +132,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         )
         beat_stop = asyncio.Event()
         beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
+        resends = asyncio.create_task(resend_overdue(services, beat_stop))
         log.info("gateway ready on %s:%d", settings.http_host, settings.gateway_port)
         await stop.wait()
         await drain(services)
@@ -129,6 +141,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(server_task, 15.0)
         await beats
+        await resends
     await redis.aclose()
     await bus.close()
 

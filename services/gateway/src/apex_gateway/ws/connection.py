@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -82,13 +81,10 @@ class Connection:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _resend_ticker(self) -> None:
-        """Every second: frames whose ack is overdue are sent again (same seq)."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for sub in list(self.subscriptions.values()):
-                sub.resend_due(now)
+    def resend_due(self, now: float) -> None:
+        """Frames whose ack is overdue are sent again (same seq); called every second."""
+        for sub in list(self.subscriptions.values()):
+            sub.resend_due(now)
 
     async def _writer(self) -> None:
         while True:
@@ -112,12 +108,10 @@ class Connection:
         )
         await self.ws.send_text(ready.model_dump_json())
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
-        ticker = asyncio.create_task(self._resend_ticker(), name=f"ws-resend-{self.id}")
         try:
             await self._read_loop(writer)
         finally:
             self._closing = True
-            ticker.cancel()
             for sub in list(self.subscriptions.values()):
                 await sub.stop()
             self.subscriptions.clear()
