@@ -29,5 +29,8 @@ class GatewayMetrics:
         "apex_gateway_frames_in_total", "Client frames received by type", ["type"]))
     errors: Counter = field(default_factory=lambda: Counter(
         "apex_gateway_errors_total", "Errors answered to clients by code", ["code"]))
+    ack_latency: Histogram = field(default_factory=lambda: Histogram(
+        "apex_gateway_ack_latency_seconds", "From sending an event frame to its cumulative ack",
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)))
     http_latency: Histogram = field(default_factory=lambda: Histogram(
         "apex_gateway_http_seconds", "HTTP API latency", ["route"]))

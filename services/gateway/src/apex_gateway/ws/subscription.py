@@ -127,7 +127,9 @@ class ThreadSubscription:
         self.conn.drop_subscription(self.thread_id)
 
     def ack(self, seq: int) -> None:
-        self.window.ack(seq, time.monotonic())
+        waited = self.window.ack(seq, time.monotonic())
+        if waited is not None:
+            self.conn.services.metrics.ack_latency.observe(waited)
 
     def resend_due(self, now: float) -> None:
         try:

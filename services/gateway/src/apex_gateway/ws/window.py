@@ -35,7 +35,7 @@ class DeliveryWindow:
     acked: int = field(init=False)
     tracking: bool = field(default=False, init=False)
     resends: int = field(default=0, init=False)
-    _unacked: deque[tuple[int, str]] = field(default_factory=deque, init=False)
+    _unacked: deque[tuple[int, str, float]] = field(default_factory=deque, init=False)
     _deadline: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -50,21 +50,25 @@ class DeliveryWindow:
         if self.tracking:
             if len(self._unacked) >= self.max_unacked:
                 raise ResyncNeeded(self.acked)
-            self._unacked.append((seq, frame))
+            self._unacked.append((seq, frame, now))
             if self._deadline is None:
                 self._deadline = now + self.ack_timeout_s
         return True
 
-    def ack(self, seq: int, now: float) -> None:
+    def ack(self, seq: int, now: float) -> float | None:
+        """Records a cumulative ack; returns how long the newest frame it covers waited
+        for it (None when unknown)."""
         seq = min(seq, self.last_sent)
         if seq <= self.acked and self.tracking:
-            return
+            return None
         self.tracking = True
         self.acked = max(self.acked, seq)
+        waited = None
         while self._unacked and self._unacked[0][0] <= self.acked:
-            self._unacked.popleft()
+            waited = now - self._unacked.popleft()[2]
         self.resends = 0
         self._deadline = now + self.ack_timeout_s if self._unacked else None
+        return waited
 
     @property
     def unacked(self) -> int:
@@ -78,4 +82,4 @@ class DeliveryWindow:
             raise ResyncNeeded(self.acked)
         self.resends += 1
         self._deadline = now + self.ack_timeout_s * (2 ** self.resends)
-        return [frame for _seq, frame in self._unacked]
+        return [frame for _seq, frame, _at in self._unacked]
