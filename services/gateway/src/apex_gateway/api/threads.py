@@ -14,7 +14,16 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import Field
 
-from apex_contracts import NotFound, subjects
+from apex_contracts import (
+    NotFound,
+    Scope,
+    ThreadDeleted,
+    ThreadDeletedData,
+    ThreadRenamed,
+    ThreadRenamedData,
+    new_id,
+    subjects,
+)
 from apex_contracts.envelope import Model
 from apex_contracts.events import client_view
 from apex_contracts.queries import (
@@ -128,3 +137,32 @@ async def post_message(
     await _owned(services, who, thread_id)
     accepted = await services.messages.send(who, idempotency_key, body.text, thread_id)
     return {"thread_id": accepted.thread_id, "run_id": accepted.run_id, "client_msg_id": idempotency_key}
+
+
+class RenameThread(Model):
+    title: str = Field(min_length=1, max_length=200)
+
+
+@router.patch("/{thread_id}", status_code=202)
+async def rename_thread(thread_id: str, body: RenameThread, who: CurrentUser, services: Services) -> dict[str, str]:
+    """Appends ``thread.renamed``; the thread list shows the new title once projected."""
+    await _owned(services, who, thread_id)
+    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
+    await services.bus.publish_event(scope.make(
+        ThreadRenamed, ThreadRenamedData(title=body.title.strip()), id=f"{thread_id}:renamed:{new_id('evt')}",
+    ))
+    return {"thread_id": thread_id, "title": body.title.strip()}
+
+
+@router.delete("/{thread_id}", status_code=202)
+async def delete_thread(
+    thread_id: str, who: CurrentUser, services: Services, erase: bool = False,
+) -> dict[str, object]:
+    """Appends the ``thread.deleted`` tombstone: the thread disappears from every view;
+    with ``erase=true`` its content is removed from every store and the archive."""
+    await _owned(services, who, thread_id)
+    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
+    await services.bus.publish_event(scope.make(
+        ThreadDeleted, ThreadDeletedData(erase=erase, requested_by=who.user_id), id=f"{thread_id}:deleted",
+    ))
+    return {"thread_id": thread_id, "deleted": True, "erase": erase}
