@@ -163,6 +163,6 @@ async def delete_thread(
     await _owned(services, who, thread_id)
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
     await services.bus.publish_event(scope.make(
-        ThreadDeleted, ThreadDeletedData(erase=erase, requested_by=who.user_id), id=f"{thread_id}:deleted",
+        ThreadDeleted, ThreadDeletedData(erase=erase, requested_by=who.user_id), id=f"{thread_id}:deleted:{'erase' if erase else 'hide'}",
     ))
     return {"thread_id": thread_id, "deleted": True, "erase": erase}
