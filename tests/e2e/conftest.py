@@ -18,3 +18,10 @@ def platform() -> Iterator[Platform]:
     running.ready_after_s = running.start()  # type: ignore[attr-defined]
     yield running
     running.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """An e2e test may pay for booting the platform (tens of seconds on a loaded machine)."""
+    for item in items:
+        if "tests/e2e/" in str(item.fspath) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(300))

@@ -1,5 +1,8 @@
 """Realistic, deterministic LLM usage for a demo tenant: several workloads with their own
-models, volumes, latency, prompt sizes, repeated prompts, errors and growth."""
+models, volumes, latency, prompt sizes, repeated prompts, errors and growth, so that the
+analyst finds something in each of its analyses: a costly model with a cheaper current
+successor, latency-tolerant nightly jobs, repeated prompts, failing calls, oversized
+prompts, and a month-on-month growth."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class Workload:
     repeat_share: float  # share of calls that reuse one of a few prompts
     error_share: float
     night_batch: bool = False
+    oversized_share: float = 0.0  # calls that stuff far too much context into the prompt
 
 
 WORKLOADS = (
@@ -31,8 +35,10 @@ WORKLOADS = (
     Workload("ticket-classifier", "openai", "gpt-4o-mini", 420, (600, 0.3), (12, 0.3), (380, 0.35), 0.55, 0.01),
     Workload("doc-summarizer", "anthropic", "claude-sonnet-4", 90, (9000, 0.6), (700, 0.4), (9500, 0.4), 0.05, 0.03, True),
     Workload("code-review", "anthropic", "claude-opus-4-1", 25, (14000, 0.5), (1500, 0.5), (21000, 0.35), 0.02, 0.04),
-    Workload("rag-answers", "google", "gemini-2.5-flash", 180, (4200, 0.4), (350, 0.5), (1900, 0.4), 0.15, 0.02),
+    Workload("rag-answers", "google", "gemini-2.5-flash", 180, (4200, 0.4), (350, 0.5), (1900, 0.4), 0.15, 0.02,
+             oversized_share=0.04),
     Workload("lead-extraction", "mistral", "mistral-large", 60, (2500, 0.4), (300, 0.4), (2600, 0.4), 0.10, 0.05, True),
+    Workload("sales-email-drafts", "openai", "gpt-4.1", 70, (2200, 0.4), (450, 0.4), (3100, 0.4), 0.08, 0.12),
 )
 
 
@@ -62,10 +68,12 @@ def generate(days: int = 30, *, end: datetime | None = None, seed: int = 42) -> 
 def _record(rng: random.Random, wl: Workload, ts: datetime, request_id: str) -> dict[str, Any]:
     repeated = rng.random() < wl.repeat_share
     prompt = _lognormal(rng, *wl.prompt_tokens)
+    if rng.random() < wl.oversized_share:
+        prompt *= rng.randint(8, 14)  # a whole document pasted in
     prompt_key = f"{wl.name}:template:{rng.randrange(12)}" if repeated else f"{request_id}:unique"
     roll = rng.random()
     status = "ok"
-    if roll < wl.error_share * 0.5:
+    if roll < wl.error_share * 0.3:
         status = "error"
     elif roll < wl.error_share * 0.8:
         status = "rate_limited"

@@ -29,23 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start every service, one process each; Ctrl-C stops them all")
     sub.add_parser("doctor", help="check every dependency and say what is wrong")
     token = sub.add_parser("token", help="print a development access token")
-    token.add_argument("--email", default="dev@apex.local")
+    token.add_argument("--email", default="dev@example.com")
     token.add_argument("--password", default="apex-dev-password")
     token.add_argument("--tenant", default="Development")
     chat = sub.add_parser("chat", help="chat with Apex in the terminal")
-    chat.add_argument("--email", default="dev@apex.local")
+    chat.add_argument("--email", default="dev@example.com")
     chat.add_argument("--password", default="apex-dev-password")
     chat.add_argument("--tenant", default="Development")
     chat.add_argument("message", nargs="*", help="send this message and exit when it is answered")
     demo = sub.add_parser("demo", help="demo data")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
     seed = demo_sub.add_parser("seed", help="a demo tenant with 30 days of realistic usage")
-    seed.add_argument("--email", default="demo@apex.local")
+    seed.add_argument("--email", default="demo@example.com")
     seed.add_argument("--password", default="apex-demo-password")
     seed.add_argument("--days", type=int, default=30)
-    projections = sub.add_parser("projections", help="read models: status and rebuild")
+    projections = sub.add_parser("projections", help="read models: status (position, lag) and rebuild")
     projections.add_argument("action", choices=["status", "rebuild"])
-    projections.add_argument("--store", choices=["postgres", "redis", "clickhouse"])
+    projections.add_argument("--store", choices=["postgres", "redis", "clickhouse"], help="one store (default: all)")
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
 
@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_seed(home, args.email, args.password, args.days))
     if args.command == "projections":
-        os.execvp(sys.executable, [sys.executable, "-m", "apex_persistence", "projections", args.action,
-                                   *(["--store", args.store] if args.store else [])])
+        # The service asked is the one `apex up` started: its URLs are in the home's env file.
+        env = {**home.read_env(), **os.environ}
+        os.execvpe(sys.executable, [sys.executable, "-m", "apex_persistence", "projections", args.action,
+                                    *(["--store", args.store] if args.store else [])], env)
     return 2
 
 

@@ -27,7 +27,7 @@ from apex_contracts.envelope import Model
 PER_TOKENS = 1_000_000
 KV_PRICE_OVERRIDES = "apex_price_overrides"
 
-Tier = Literal["frontier", "mid", "small", "reasoning", "reasoning_small", "custom"]
+Tier = Literal["frontier", "mid", "small", "reasoning", "reasoning_small", "code", "custom"]
 
 # A workload on a model of the key tier can move to these tiers with similar capability
 # (first) or, with a quality check, one step down (second).
@@ -37,6 +37,7 @@ SIMILAR_TIERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "small": (("small",), ()),
     "reasoning": (("reasoning",), ("reasoning_small",)),
     "reasoning_small": (("reasoning_small",), ()),
+    "code": (("code",), ()),
     "custom": ((), ()),
 }
 

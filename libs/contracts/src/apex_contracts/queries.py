@@ -7,7 +7,7 @@ Every request names its tenant; persistence refuses one without it. Replies are
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -177,3 +177,52 @@ class AuditList(TenantQuery):
 class AuditPage(Model):
     entries: list[dict[str, Any]]
     next_before: datetime | None = None
+
+
+# --- service levels (the operators' dashboard) -------------------------------------------
+
+Q_SLA_SUMMARY = "sla.summary"
+SLA_DEFAULT_WINDOWS_S: tuple[int, ...] = (300, 3600, 86_400)
+
+
+class SlaSummary(TenantQuery):
+    """Service levels of the tenant's runs over trailing windows (seconds), from the
+    analytics event table: time to first event, run duration, errors by code."""
+
+    windows_s: list[Annotated[int, Field(ge=60, le=30 * 86_400)]] = Field(
+        default=list(SLA_DEFAULT_WINDOWS_S), min_length=1, max_length=6
+    )
+
+
+class Percentiles(Model):
+    """p50/p95/p99 in milliseconds over ``count`` samples; None when there are none."""
+
+    count: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class ErrorCount(Model):
+    source: Literal["run", "tool"]
+    code: str
+    tool: str | None = None
+    count: int
+
+
+class SlaWindow(Model):
+    window_s: int
+    runs: int
+    runs_by_status: dict[str, int] = {}
+    tool_calls: int
+    time_to_first_event_ms: Percentiles
+    run_duration_ms: Percentiles
+    errors: list[ErrorCount] = []
+
+
+class SlaView(Model):
+    """``time_to_first_event_ms``: from the user's message (``message.created``) to the
+    run's first lifecycle event; ``run_duration_ms``: the terminal event's duration."""
+
+    generated_at: datetime
+    windows: list[SlaWindow]

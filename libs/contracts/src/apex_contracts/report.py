@@ -118,6 +118,7 @@ class TriageOutput(Model):
     intent: Intent
     period: Period = Period()
     models: list[str] = []
+    growth_pct: float | None = None  # a monthly growth the question gives ("at 20% growth")
     sufficiency: Sufficiency
     missing_fields: list[str] = []
     evidence: list[ToolEvidence] = []

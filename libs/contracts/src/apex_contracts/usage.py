@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import orjson
 import orjson
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from apex_contracts.envelope import Model
 
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any LLM API: a unit or parsing mistake
+FUTURE_SLACK = timedelta(days=1)
 
 UsageStatus = Literal["ok", "error", "rate_limited", "timeout"]
 USAGE_FIELDS: tuple[str, ...] = (
@@ -63,17 +65,36 @@ class UsageRecord(Model):
         if isinstance(value, str) and _LOCAL_TIME.match(value.strip()):
             # "2026-01-05T10:00:00" without an offset: UTC, as every export we know writes
             return value.strip() + "+00:00"
+        if isinstance(value, str) and _DATE_ONLY.match(value.strip()):
+            return value.strip() + "T00:00:00+00:00"  # a daily export's bucket
         return value
+
+    @field_validator("ts")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        if value < EARLIEST:
+            raise ValueError(f"is before {EARLIEST.date().isoformat()}: check the unit (seconds or milliseconds)")
+        if value > datetime.now(UTC) + FUTURE_SLACK:
+            raise ValueError("is in the future")
+        return value
+
+    @field_validator("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_usd",
+                     mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true/false")
+        return value
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("provider", "model")
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status_any_case(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _cached_within_prompt(self) -> UsageRecord:
@@ -85,15 +106,6 @@ class UsageRecord(Model):
         """The record's identity in ``llm_usage``: its ``request_id`` when it has one,
         otherwise a hash of every field, so the same row uploaded twice is one row.
         (The same rule as persistence's ``rows.dedup_key``, which stores it.)"""
-        if self.request_id:
-            return self.request_id
-        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-        return "h_" + hashlib.sha256(canonical).hexdigest()[:32]
-
-    @property
-    def dedup_key(self) -> str:
-        """The record's identity in ``llm_usage``: its ``request_id`` when it has one,
-        otherwise a hash of every field (the same row uploaded twice is one row)."""
         if self.request_id:
             return self.request_id
         canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)

@@ -1,14 +1,16 @@
 """What an agent can do during its step, and nothing more: read its inputs, think out
-loud (``agent_thinking``) and call tools (``tool.call`` commands, answered by
-``tool_completed`` events). Every id is derived from (run, step, n), so a step that runs
-again after a crash publishes the same facts and calls the same tools, which the stream
-and the ledger deduplicate."""
+loud (``agent_thinking``), call tools (``tool.call`` commands, answered by
+``tool_completed`` events), stream the answer's text (``message.delta``) and account for
+the language-model tokens it spends. Every id is derived from (run, step, n), so a step
+that runs again after a crash publishes the same facts and calls the same tools, which
+the stream and the ledger deduplicate."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from apex_contracts import (
     AgentStep,
@@ -16,6 +18,8 @@ from apex_contracts import (
     AgentThinkingData,
     ErrorCode,
     LimitExceeded,
+    MessageDelta,
+    MessageDeltaData,
     Scope,
     ToolCall,
     ToolCallData,
@@ -45,6 +49,10 @@ class StepContext:
         self._tool_wait_s = tool_wait_s
         self._thoughts = 0
         self._calls = 0
+        self._messages = 0
+        self.tokens = 0
+        self.llm_cost_usd = 0.0
+        self.brain: Literal["offline", "llm"] = "offline"
 
     @property
     def question(self) -> str:
@@ -75,6 +83,29 @@ class StepContext:
             AgentThinking,
             AgentThinkingData(agent=data.agent, step=data.step, text=text),
             id=f"{self.command.run_id}:{data.step}:thinking:{n}",
+            agent=data.agent,
+            causation_id=self.command.id,
+        ))
+
+    def account(self, tokens: int, cost_usd: float | None) -> None:
+        """Adds a language-model call's tokens (and list-price cost) to this step's usage;
+        ``agent_completed`` carries them and the orchestrator sums them per run."""
+        self.tokens += tokens
+        self.llm_cost_usd += cost_usd or 0.0
+        self.brain = "llm"
+
+    def stream(self, min_chars: int = 48, max_wait_s: float = 0.15) -> DeltaStream:
+        """A new streamed assistant message of this step (a rewrite is a new message)."""
+        n = self._messages
+        self._messages += 1
+        return DeltaStream(self, n, min_chars, max_wait_s)
+
+    async def publish_delta(self, message: int, index: int, message_id: str, text: str) -> None:
+        data = self.command.data
+        await self._bus.publish_event(self.scope.make(
+            MessageDelta,
+            MessageDeltaData(message_id=message_id, index=index, text=text),
+            id=f"{self.command.run_id}:{data.step}:delta:{message}:{index}",
             agent=data.agent,
             causation_id=self.command.id,
         ))
@@ -133,3 +164,38 @@ class StepContext:
         return ToolEvidence(
             call_id=call_id, tool=tool, status=result["status"], result=result.get("result")
         )
+
+
+class DeltaStream:
+    """Coalesces streamed text into ``message.delta`` events: a chunk is published once it
+    has ``min_chars`` characters or ``max_wait_s`` passed since the last one, so a client
+    sees the text grow without an event per token. Ids are (run, step, message, index)."""
+
+    def __init__(self, ctx: StepContext, message: int, min_chars: int, max_wait_s: float) -> None:
+        self._ctx = ctx
+        self.message = message
+        self.message_id = derive_id("msg", ctx.command.run_id, str(ctx.command.data.step), "reply", str(message))
+        self._min_chars = min_chars
+        self._max_wait_s = max_wait_s
+        self._buffer: list[str] = []
+        self._size = 0
+        self._last = time.monotonic()
+        self.index = 0
+        self.text = ""
+
+    async def write(self, chunk: str) -> None:
+        if not chunk:
+            return
+        self._buffer.append(chunk)
+        self._size += len(chunk)
+        self.text += chunk
+        if self._size >= self._min_chars or time.monotonic() - self._last >= self._max_wait_s:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        text, self._buffer, self._size = "".join(self._buffer), [], 0
+        await self._ctx.publish_delta(self.message, self.index, self.message_id, text)
+        self.index += 1
+        self._last = time.monotonic()

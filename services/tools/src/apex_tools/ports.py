@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+
+from apex_contracts.pricing import KV_PRICE_OVERRIDES, TenantPrices
 from apex_contracts.queries import Q_USAGE_AGGREGATE, UsageAggregate, UsageRows
 from apex_runtime import Bus
 
@@ -13,13 +17,36 @@ class UsageQueries(Protocol):
         """Runs a typed aggregate over the tenant's ``llm_usage``; raises ApexError."""
         ...
 
+    async def prices(self, tenant_id: str) -> TenantPrices:
+        """The tenant's price overrides; empty when it set none."""
+        ...
+
 
 class BusUsageQueries:
-    """Asks persistence's read API (``apex.q.usage.aggregate``)."""
+    """Asks persistence's read API (``apex.q.usage.aggregate``); reads the tenant's price
+    overrides from the ``KV_PRICE_OVERRIDES`` bucket."""
 
     def __init__(self, bus: Bus, timeout_s: float) -> None:
         self._bus = bus
         self._timeout_s = timeout_s
+        self._kv: Any = None
 
     async def aggregate(self, query: UsageAggregate) -> UsageRows:
         return await self._bus.query(Q_USAGE_AGGREGATE, query, UsageRows, timeout=self._timeout_s)
+
+    async def prices(self, tenant_id: str) -> TenantPrices:
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(tenant_id)
+        except nats.js.errors.KeyNotFoundError:
+            return TenantPrices()
+        return TenantPrices() if not entry.value else TenantPrices.model_validate_json(entry.value)
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            # Idempotent: the gateway, which writes overrides, creates it the same way.
+            self._kv = await self._bus.js.create_key_value(KeyValueConfig(
+                bucket=KV_PRICE_OVERRIDES, history=5, storage=StorageType.FILE,
+                replicas=self._bus.replicas,
+            ))
+        return self._kv

@@ -48,12 +48,18 @@ FORMATS = [
 
 
 def data_request(intent: Intent, period: Period, missing: list[str], have_rows: bool) -> DataRequest:
-    fields = list(dict.fromkeys((REQUIRED if not have_rows else []) + missing))
-    reason = (
-        "There is no usage data for this period yet."
-        if not have_rows
-        else "The usage data lacks fields this question needs: " + ", ".join(missing) + "."
-    )
-    if intent == "forecast":
-        reason += " A forecast needs at least two weeks of daily data."
-    return DataRequest(reason=reason, fields=fields, period=period, how_to_export=EXPORTS, formats=FORMATS)
+    """What to upload: the fields (all required ones when there is no data), the period
+    (the question's, else the last month), how to export it, in which formats."""
+    lacking = [f for f in missing if f != "ts" or not have_rows]
+    fields = list(dict.fromkeys((REQUIRED if not have_rows else []) + lacking))
+    if not have_rows:
+        reason = "There is no usage data for this period yet."
+    elif lacking:
+        reason = "The usage data lacks fields this question needs: " + ", ".join(lacking) + "."
+    else:
+        reason = "The usage data is too short for this question."
+    if intent == "forecast" and ("ts" in missing or not have_rows):
+        reason += " A forecast needs at least two weeks of daily data; a month or more is better."
+        fields = list(dict.fromkeys([*fields, "ts"]))
+    wanted = period if period.start or period.end else Period()
+    return DataRequest(reason=reason, fields=fields, period=wanted, how_to_export=EXPORTS, formats=FORMATS)

@@ -33,6 +33,8 @@ _OFF_TOPIC = re.compile(
 _LAST_N = re.compile(r"\b(?:last|past|previous)\s+(\d{1,3})\s+(day|week|month)s?\b")
 _LAST_ONE = re.compile(r"\b(?:last|past|previous)\s+(day|week|month|quarter)\b")
 _THIS = re.compile(r"\bthis\s+(week|month)\b")
+_GROWTH = re.compile(r"([+-]?\d{1,3}(?:\.\d+)?)\s?%\s*(?:monthly\s+|a\s+month\s+|per\s+month\s+)?(?:growth|grow\w*|increase|more|up)"
+                     r"|(?:grow\w*|increase\w*|growth of|up)\s+(?:by\s+)?([+-]?\d{1,3}(?:\.\d+)?)\s?%")
 _ISO_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})\s*(?:to|-|–|until|through)\s*(\d{4}-\d{2}-\d{2})")
 
 
@@ -87,3 +89,11 @@ def extract_models(question: str, catalogue: PriceCatalogue | None = None) -> li
                 found.append((match.start(), name))
             break
     return [name for _, name in sorted(found)]
+
+
+def extract_growth(question: str) -> float | None:
+    """A monthly growth in percent the question gives ("at 20% growth", "grows by 15%")."""
+    match = _GROWTH.search(question.lower())
+    if match is None:
+        return None
+    return float(match[1] if match[1] is not None else match[2])

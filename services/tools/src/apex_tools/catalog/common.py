@@ -1,14 +1,96 @@
-"""Shared pieces of tool implementations: filters and citations."""
+"""Shared pieces of tool implementations: the tenant's view of its usage (filters, price
+overrides, citations) and the arithmetic every savings tool does the same way."""
 
 from __future__ import annotations
 
-from apex_contracts.queries import UsageFilter, UsageRows
-from apex_contracts.tools import PeriodInput, QueryCitation
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from apex_contracts.pricing import ModelPrice, PriceCatalogue, TenantPrices
+from apex_contracts.queries import Dimension, Metric, UsageAggregate, UsageFilter, UsageRows
+from apex_contracts.tools import MONTH_DAYS, PeriodInput, QueryCitation
+from apex_tools.ports import UsageQueries
+
+NONE_KEY = "(none)"
 
 
-def usage_filter(args: PeriodInput) -> UsageFilter:
-    return UsageFilter(start=args.period.start, end=args.period.end, models=args.models)
+def usage_filter(args: PeriodInput, **extra: Any) -> UsageFilter:
+    return UsageFilter(
+        start=args.period.start, end=args.period.end, models=args.models, workloads=args.workloads,
+        **extra,
+    )
 
 
-def cite(*results: UsageRows) -> list[QueryCitation]:
-    return [QueryCitation(sql=r.sql, elapsed_ms=round(r.elapsed_ms, 2)) for r in results]
+@dataclass
+class TenantUsage:
+    """One tool run's access to one tenant's usage: every aggregate carries the tenant
+    and its price overrides, and every query run is remembered for the citation."""
+
+    usage: UsageQueries
+    tenant_id: str
+    prices: TenantPrices
+    catalogue: PriceCatalogue
+    ran: list[UsageRows] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, usage: UsageQueries, tenant_id: str) -> TenantUsage:
+        prices = await usage.prices(tenant_id)
+        return cls(usage, tenant_id, prices, PriceCatalogue.for_tenant(prices))
+
+    async def aggregate(
+        self, metrics: list[Metric], where: UsageFilter, *, group_by: list[Dimension] | None = None,
+        order_by: Metric | None = None, limit: int = 1000, min_requests: int = 0,
+    ) -> list[dict[str, Any]]:
+        result = await self.usage.aggregate(UsageAggregate(
+            tenant_id=self.tenant_id, group_by=group_by or [], metrics=metrics, filter=where,
+            order_by=order_by, limit=limit, min_requests=min_requests, prices=self.prices.overrides,
+        ))
+        self.ran.append(result)
+        return result.rows
+
+    def citations(self) -> list[QueryCitation]:
+        return [QueryCitation(sql=r.sql, elapsed_ms=round(r.elapsed_ms, 2)) for r in self.ran]
+
+    def price(self, provider: str, model: str) -> ModelPrice | None:
+        return self.catalogue.find(provider, model)
+
+
+async def span_days(tenant: TenantUsage, where: UsageFilter) -> float:
+    """Days between the first and last record analysed (at least one)."""
+    rows = await tenant.aggregate(["first_ts", "last_ts"], where)
+    row = rows[0] if rows else {}
+    return days_between(row.get("first_ts"), row.get("last_ts"))
+
+
+def days_between(first: object, last: object) -> float:
+    if not first or not last:
+        return 1.0
+    seconds = (parse_ts(last) - parse_ts(first)).total_seconds()
+    return max(1.0, seconds / 86_400)
+
+
+def parse_ts(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def monthly(amount: float, days: float) -> float:
+    """An amount seen over ``days`` days, scaled to a 30-day month."""
+    return amount * MONTH_DAYS / max(days, 1.0)
+
+
+def tokens_cost(price: ModelPrice, prompt: int, cached: int, completion: int) -> float:
+    """List cost of token totals (cached tokens at the cached-input price)."""
+    return price.cost_usd(prompt, completion, cached)
+
+
+def key(value: object) -> str:
+    return NONE_KEY if value is None or value == "" else str(value)
+
+
+def num(value: object) -> float:
+    return 0.0 if value is None else float(value)  # type: ignore[arg-type]
+
+
+def share(part: float, whole: float) -> float:
+    return round(part / whole, 4) if whole else 0.0

@@ -1,0 +1,40 @@
+"""The tenant's price overrides in the ``KV_PRICE_OVERRIDES`` bucket (JetStream key-value:
+durable and replicated like the bus): read by the tools and the usage summary, written
+by ``PUT /api/v1/usage/prices``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+
+from apex_contracts.pricing import KV_PRICE_OVERRIDES, TenantPrices
+from apex_runtime import Bus
+
+
+class TenantPriceStore:
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._kv: Any = None
+
+    async def get(self, tenant_id: str) -> TenantPrices:
+        """The tenant's overrides; empty when it set none."""
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(tenant_id)
+        except nats.js.errors.KeyNotFoundError:
+            return TenantPrices()
+        return TenantPrices() if not entry.value else TenantPrices.model_validate_json(entry.value)
+
+    async def put(self, tenant_id: str, prices: TenantPrices) -> None:
+        kv = await self._bucket()
+        await kv.put(tenant_id, prices.model_dump_json().encode())
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            # Idempotent: the tools service opens the bucket the same way.
+            self._kv = await self._bus.js.create_key_value(KeyValueConfig(
+                bucket=KV_PRICE_OVERRIDES, history=5, storage=StorageType.FILE, replicas=self._bus.replicas,
+            ))
+        return self._kv
