@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: install run test test-unit test-integration test-e2e test-browser lint format bench docs clean
+.PHONY: install run test test-unit test-integration test-e2e test-browser browser-deps lint format bench docs clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -25,8 +25,8 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/apex up
 
-test: install
-	$(PYTEST) tests/unit tests/integration tests/e2e
+test: install browser-deps
+	$(PYTEST) tests/unit tests/integration tests/e2e tests/browser
 
 test-unit: install
 	$(PYTEST) tests/unit
@@ -36,6 +36,16 @@ test-integration: install
 
 test-e2e: install
 	$(PYTEST) tests/e2e
+
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+# Idempotent: nothing to do when /usr/bin/chromium is there.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test-browser: install browser-deps
+	$(PYTEST) tests/browser
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,7 @@ from apex_contracts import ErrorCode, subjects
 from apex_contracts.auth import SessionRevoked
 from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
+from apex_gateway import authproxy, dashboard
 from apex_gateway.api import admin, runs, threads, usage
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.errors import install_error_handlers
@@ -29,6 +30,7 @@ from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
 from apex_gateway.tickets import TicketBook
 from apex_gateway.tokens import ExternalIssuer, KeySet, TokenVerifier
+from apex_gateway.web import mount_web
 from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 OTHER_SERVICES = tuple(s for s in SERVICES if s != "gateway")
 
 
-def create_app(services: GatewayServices) -> FastAPI:
+def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None) -> FastAPI:
     app = FastAPI(
         title="Apex gateway",
         version="0.1.0",
@@ -47,8 +49,11 @@ def create_app(services: GatewayServices) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for router in (threads.router, runs.router, usage.router, admin.router):
+    for router in (threads.router, runs.router, usage.router, admin.router, dashboard.router, authproxy.router):
         app.include_router(router)
+    # The chat page signs in through the gateway: /auth/* is passed on to the auth service.
+    app.state.auth_proxy = authproxy.AuthProxy(services.settings.auth_url, http or httpx.AsyncClient())
+    mount_web(app)
     for route in ops_routes(services.health):
         app.router.routes.append(route)
     app.add_api_websocket_route("/ws", websocket_endpoint)
@@ -74,6 +79,8 @@ async def build_services(settings: GatewaySettings, bus: Bus, http: httpx.AsyncC
     await directory.start(bus)
     health.add_check("nats", lambda: bus.connected)
     health.add_check("services", lambda: not directory.missing(OTHER_SERVICES))
+    metrics = GatewayMetrics()
+    dashboard.publish_delivery_figures(health, metrics)
     return GatewayServices(
         settings=settings,
         bus=bus,
@@ -84,7 +91,7 @@ async def build_services(settings: GatewaySettings, bus: Bus, http: httpx.AsyncC
         cursors=DeliveryCursors(redis, health.breaker("redis", threshold=3, reset_after_s=2.0)),
         directory=directory,
         health=health,
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         epoch=await bus.stream_epoch(),
         tickets=TicketBook(bus),
     )
@@ -126,7 +133,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         services = await build_services(settings, bus, http, redis)
         await watch_revocations(services)
         server, server_task = await serve_http(
-            create_app(services), settings.http_host, settings.gateway_port,
+            create_app(services, http), settings.http_host, settings.gateway_port,
             ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=20.0, ws_ping_timeout=20.0,
             ws_per_message_deflate=False,
         )

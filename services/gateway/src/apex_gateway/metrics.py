@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from apex_gateway.latency import BOUNDS_S, LatencyWindows
 
 
 @dataclass
@@ -34,3 +37,13 @@ class GatewayMetrics:
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)))
     http_latency: Histogram = field(default_factory=lambda: Histogram(
         "apex_gateway_http_seconds", "HTTP API latency", ["route"]))
+    delivery_latency: Histogram = field(default_factory=lambda: Histogram(
+        "apex_gateway_delivery_latency_seconds",
+        "From an event's occurred_at to its live frame written to the client's socket",
+        buckets=BOUNDS_S))
+    delivery_windows: LatencyWindows = field(default_factory=LatencyWindows)
+
+    def observe_delivery(self, seconds: float) -> None:
+        """One live event frame written to a socket ``seconds`` after it occurred."""
+        self.delivery_latency.observe(max(seconds, 0.0))
+        self.delivery_windows.observe(seconds, time.time())

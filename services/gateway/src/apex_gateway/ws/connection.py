@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -43,6 +45,7 @@ class Connection:
         self.subscriptions: dict[str, ThreadSubscription] = {}
         self._out: asyncio.Queue[str | None] = asyncio.Queue()
         self._events_waiting = 0
+        self._occurred: deque[float | None] = deque()  # one per queued event frame, in order
         self._limit = services.settings.ws_send_queue
         self._rate = TokenBucket(services.settings.ws_rate_per_s, services.settings.ws_rate_burst)
         self._user_rate = services.user_rate(principal.user_id)
@@ -63,14 +66,17 @@ class Connection:
             ref=ref or details.get("ref"), retry_after_ms=details.get("retry_after_ms"), **extra,
         ))
 
-    def push_event(self, frame: str) -> bool:
-        """Queues an event frame; False when this connection already has too many waiting."""
+    def push_event(self, frame: str, occurred_at: float | None = None) -> bool:
+        """Queues an event frame; False when this connection already has too many waiting.
+        ``occurred_at`` (epoch seconds) is given for live events: their delivery latency
+        is measured when the frame is written."""
         if self._closing:
             return True
         if self._events_waiting >= self._limit:
             return False
         self._events_waiting += 1
         self._out.put_nowait("\x00" + frame)
+        self._occurred.append(occurred_at)
         self.services.metrics.events_sent.inc()
         return True
 
@@ -91,10 +97,14 @@ class Connection:
             text = await self._out.get()
             if text is None:
                 return
+            occurred = None
             if text.startswith("\x00"):
                 self._events_waiting -= 1
                 text = text[1:]
+                occurred = self._occurred.popleft()
             await self.ws.send_text(text)
+            if occurred is not None:
+                self.services.metrics.observe_delivery(time.time() - occurred)
 
     # --- the session ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 
 def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
     return orjson.dumps({"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}).decode()
+
+
+def _epoch_s(occurred_at: Any) -> float | None:
+    """An event's ``occurred_at`` as epoch seconds; None when it cannot be read."""
+    try:
+        return datetime.fromisoformat(occurred_at).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 class ThreadSubscription:
@@ -103,14 +112,18 @@ class ThreadSubscription:
         seq = msg.metadata.sequence.stream
         if self._ended or seq <= self.window.last_sent:
             return
+        event = orjson.loads(msg.data)
+        occurred = None
         if seq <= self._replaying_until:
             self.conn.services.metrics.events_replayed.inc()
-        self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(msg.data)))
+        else:
+            occurred = _epoch_s(event.get("occurred_at"))
+        self._offer(seq, event_frame(self.thread_id, seq, event), occurred)
 
-    def _offer(self, seq: int, frame: str) -> None:
+    def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         previous = self.window.last_sent
         try:
-            if self.window.offer(seq, frame, time.monotonic()) and not self.conn.push_event(frame):
+            if self.window.offer(seq, frame, time.monotonic()) and not self.conn.push_event(frame, occurred_at):
                 raise ResyncNeeded(previous)
         except ResyncNeeded as resync:
             self._resync(resync.last_seq)

@@ -20,6 +20,7 @@ from apex_contracts.queries import (
     Q_AUDIT_LIST,
     Q_EVENTS_ARCHIVE,
     Q_RUNS_GET,
+    Q_SLA_SUMMARY,
     Q_THREADS_GET,
     Q_THREADS_LIST,
     Q_USAGE_AGGREGATE,
@@ -28,12 +29,14 @@ from apex_contracts.queries import (
     EventsArchive,
     QueryReply,
     RunGet,
+    SlaSummary,
     ThreadGet,
     ThreadsList,
     UsageAggregate,
     UsageSummary,
 )
 from apex_persistence.analytics.usage import UsageLedger
+from apex_persistence.api.sla import sla_answer
 from apex_persistence.postgres.reads import HistoryReads
 from apex_runtime import CircuitBreaker
 
@@ -71,6 +74,7 @@ class ReadApi:
             route(Q_AUDIT_LIST, AuditList, history.audit_list, "postgres"),
             route(Q_USAGE_AGGREGATE, UsageAggregate, usage.aggregate, "clickhouse"),
             route(Q_USAGE_SUMMARY, UsageSummary, usage.summary, "clickhouse"),
+            route(Q_SLA_SUMMARY, SlaSummary, sla_answer(usage), "clickhouse"),
         ]
 
     async def answer(self, route: Route, body: bytes) -> QueryReply:

@@ -1,0 +1,87 @@
+"""Every service and every APEX_* setting the deployment files name exists in the code,
+and the values they give are accepted by the services' settings classes: a typo or a
+renamed setting fails here, not silently in production."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from apex_cli.config import START_ORDER
+from apex_cli.service import main as service_entry
+from tests.unit.deploy.manifests import (
+    INFRA,
+    compose,
+    config_sources,
+    container_env,
+    env_names,
+    interpolate,
+    known_settings,
+    of_kind,
+    settings_class,
+)
+
+EVERY_SETTING = set().union(*known_settings().values())
+
+
+@pytest.mark.parametrize("service", START_ORDER)
+def test_each_service_is_a_package_the_entry_point_runs(service: str) -> None:
+    assert importlib.util.find_spec(f"apex_{service}.__main__") is not None
+    assert service in compose()["services"]
+    assert service in of_kind("Deployment")
+
+
+def test_the_entry_point_refuses_anything_else() -> None:
+    assert service_entry(["no-such-service"]) == 2
+
+
+def test_compose_names_only_services_of_the_code() -> None:
+    assert set(compose()["services"]) - set(START_ORDER) == {*INFRA, "migrate"}
+
+
+def test_every_setting_in_compose_exists() -> None:
+    named = {
+        key
+        for svc in compose()["services"].values()
+        for key in (svc.get("environment") or {})
+        if key.startswith("APEX_")
+    }
+    assert named and not named - EVERY_SETTING, f"unknown settings: {sorted(named - EVERY_SETTING)}"
+
+
+def test_every_setting_in_k8s_exists() -> None:
+    named = {key for source in config_sources().values() for key in source if key.startswith("APEX_")}
+    for workload in (*of_kind("Deployment").values(), *of_kind("Job").values()):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            named |= {item["name"] for item in container.get("env", []) if item["name"].startswith("APEX_")}
+    assert named and not named - EVERY_SETTING, f"unknown settings: {sorted(named - EVERY_SETTING)}"
+
+
+@pytest.mark.parametrize("service", START_ORDER)
+def test_compose_settings_are_accepted_by_the_service(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = compose()["services"][service]["environment"]
+    _only(monkeypatch, {key: interpolate(str(value)) for key, value in environment.items()})
+    settings = settings_class(service)()
+    assert getattr(settings, f"{service}_port") == int(environment[f"APEX_{service.upper()}_PORT"])
+
+
+@pytest.mark.parametrize("service", START_ORDER)
+def test_k8s_settings_are_accepted_by_the_service(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    container = of_kind("Deployment")[service]["spec"]["template"]["spec"]["containers"][0]
+    mine = {item["name"] for item in container.get("env", [])}
+    assert not mine - env_names(settings_class(service)), f"{service} is given settings it does not read"
+    _only(monkeypatch, container_env(container, config_sources()))
+    settings = settings_class(service)()
+    assert settings.env == "production"  # type: ignore[attr-defined]
+    assert getattr(settings, f"{service}_port") == container["ports"][0]["containerPort"]
+
+
+def _only(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """This process's environment holds exactly these APEX_* settings."""
+    for key in list(os.environ):
+        if key.startswith("APEX_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
