@@ -53,7 +53,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, services, CLOSE_SERVICE_RESTART, ErrorCode.SHUTTING_DOWN.value)
         return
     origin = ws.headers.get("origin")
-    if origin is not None and origin not in services.settings.allowed_origins:
+    if origin is not None and not _origin_allowed(origin, ws, services):
         await _refuse(ws, services, CLOSE_FORBIDDEN, ErrorCode.ORIGIN_NOT_ALLOWED.value)
         return
     try:
@@ -81,6 +81,15 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     finally:
         services.connections.remove(conn)
         services.metrics.connections.dec()
+
+
+def _origin_allowed(origin: str, ws: WebSocket, services: GatewayServices) -> bool:
+    """Listed origins, and the gateway's own origin (the page it serves), are allowed.
+    A browser always sends the Host it connects to, so another site cannot pass as us."""
+    if origin in services.settings.allowed_origins:
+        return True
+    host = ws.headers.get("host")
+    return host is not None and origin in (f"http://{host}", f"https://{host}")
 
 
 async def _refuse(ws: WebSocket, services: GatewayServices, code: int, reason: str) -> None:
