@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from apex_contracts import (
     AgentStartedData,
     AgentThinking,
     AgentThinkingData,
+    Envelope,
     MessageCreated,
     MessageCreatedData,
     RunAccepted,
@@ -34,7 +35,11 @@ from apex_contracts import (
     RunFailedData,
     RunUsage,
     Scope,
+    ThreadDeleted,
+    ThreadDeletedData,
     ThreadEvent,
+    ThreadRenamed,
+    ThreadRenamedData,
     ToolCompleted,
     ToolCompletedData,
     ToolExecuting,
@@ -43,6 +48,7 @@ from apex_contracts import (
     new_id,
 )
 from apex_contracts.errors import ErrorInfo
+from apex_contracts.events import UserErased, UserErasedData
 from apex_contracts.report import AssistantResponse, Period, Report, SupervisorOutput
 from apex_contracts.subjects import thread_events
 from apex_persistence.analytics.ddl import migrate_analytics
@@ -50,6 +56,7 @@ from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.postgres.db import Database, make_engine
 from apex_persistence.postgres.migrate import migrate
 from apex_persistence.projection.delivery import Delivery
+from apex_runtime import Bus
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -57,10 +64,11 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 class Story:
     """Runs of a few threads, as the orchestrator, agents and tools would publish them."""
 
-    def __init__(self, tenant_id: str | None = None, user_id: str | None = None) -> None:
+    def __init__(self, tenant_id: str | None = None, user_id: str | None = None, *,
+                 start: datetime | None = None) -> None:
         self.tenant_id = tenant_id or new_id("ten")
         self.user_id = user_id or new_id("usr")
-        self.clock = T0
+        self.clock = start or T0
 
     def _tick(self, event: ThreadEvent) -> ThreadEvent:
         self.clock += timedelta(milliseconds=250)
@@ -108,12 +116,38 @@ class Story:
                 period=Period(), total_cost_usd=1.5, requests=10)),
         )
 
+    def _scope(self, thread_id: str) -> dict[str, Any]:
+        self.clock += timedelta(milliseconds=250)
+        return {"tenant_id": self.tenant_id, "user_id": self.user_id, "thread_id": thread_id,
+                "occurred_at": self.clock}
+
+    def rename(self, thread_id: str, title: str) -> ThreadRenamed:
+        return ThreadRenamed(id=new_id("evt"), **self._scope(thread_id), data=ThreadRenamedData(title=title))
+
+    def delete(self, thread_id: str, *, erase: bool = False) -> ThreadDeleted:
+        return ThreadDeleted(id=f"{thread_id}:deleted", **self._scope(thread_id),
+                             data=ThreadDeletedData(erase=erase, requested_by=self.user_id))
+
+    def erase_user(self) -> UserErased:
+        self.clock += timedelta(milliseconds=250)
+        return UserErased(id=f"{self.user_id}:erased", tenant_id=self.tenant_id, user_id=self.user_id,
+                          occurred_at=self.clock, data=UserErasedData(requested_by=self.user_id))
+
     @staticmethod
-    def deliveries(events: list[ThreadEvent], first_seq: int = 1) -> list[Delivery]:
-        return [
-            Delivery(seq, thread_events(e.tenant_id, e.user_id, e.thread_id), e.wire())
-            for seq, e in enumerate(events, start=first_seq)
-        ]
+    def subject(event: Envelope) -> str:
+        if isinstance(event, UserErased):
+            return UserErased.subject(event.tenant_id, event.user_id)
+        assert event.user_id is not None and event.thread_id is not None
+        return thread_events(event.tenant_id, event.user_id, event.thread_id)
+
+    @staticmethod
+    def deliveries(events: Sequence[Envelope], first_seq: int = 1) -> list[Delivery]:
+        return [Delivery(seq, Story.subject(e), e.wire()) for seq, e in enumerate(events, start=first_seq)]
+
+    @staticmethod
+    async def publish(bus: Bus, events: Sequence[Envelope]) -> list[int]:
+        """Publishes in order; returns the stream sequences."""
+        return [await bus.publish(event, Story.subject(event)) for event in events]
 
 
     @staticmethod

@@ -5,9 +5,7 @@ breaker opens, the lag shows) and the view catches up, complete, when it returns
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -15,7 +13,6 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
 
-from apex_contracts.streams import projector_consumer
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.hot import HotViews, RedisProjection
@@ -25,7 +22,8 @@ from apex_persistence.postgres.projector import PostgresProjection
 from apex_persistence.projection.delivery import Delivery
 from apex_persistence.projection.ports import Projection
 from apex_persistence.projection.runner import LagMonitor, ProjectorRunner
-from apex_runtime import Bus, CircuitBreaker
+from apex_runtime import Bus
+from tests.integration.persistence.harness import runner, running, until, until_caught_up
 
 
 class DiesAfterWrite:
@@ -55,45 +53,11 @@ async def bus(server_factory: Any) -> AsyncIterator[Bus]:
     await connected.close()
 
 
-def runner(bus: Bus, projection: Projection, **options: Any) -> ProjectorRunner:
-    spec = replace(projector_consumer(projection.name), ack_wait_s=1.0)
-    breaker = CircuitBreaker(projection.name, threshold=2, reset_after_s=0.5)
-    return ProjectorRunner(bus.js, projection, spec, breaker, fetch_timeout_s=0.2, max_backoff_s=0.5, **options)
-
-
-@contextlib.asynccontextmanager
-async def running(runners: list[ProjectorRunner]) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(r.run(stop)) for r in runners]
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 10)
-
-
-async def until_caught_up(bus: Bus, runners: list[ProjectorRunner], timeout: float = 30.0) -> None:
-    monitor = LagMonitor(bus.js, runners, {})
-
-    async def caught_up() -> bool:
-        return not any((await monitor.measure()).values())
-
-    await _until(caught_up, timeout)
-
-
 async def breaker_opened(runner: ProjectorRunner) -> None:
     async def opened() -> bool:
         return runner.breaker.opened_count > 0
 
-    await _until(opened, 20.0)
-
-
-async def _until(check: Any, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.1)
+    await until(opened, 20.0)
 
 
 async def test_killed_between_write_and_ack_many_times(

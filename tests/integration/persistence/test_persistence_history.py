@@ -196,3 +196,19 @@ async def test_audit_log_is_exact_and_tenant_scoped(pg: Database, story: Any) ->
         with pytest.raises(DBAPIError, match="append-only"):
             await conn.execute(text("UPDATE apex.audit_log SET outcome = 'failure'"))
 
+
+
+async def test_a_cancelled_run_stays_cancelled_whatever_arrives_after_in_any_order(pg: Database, story: Any) -> None:
+    events = story.run(end="cancelled", tools=1)
+    late = events[3].model_copy(update={"id": f"{events[3].id}:late"})  # an agent still thinking after the cancel
+    batch = story.deliveries([*events, late])
+    for order in (batch, list(reversed(batch)), [batch[-1], *batch[:-1]]):
+        async with pg.writer() as conn:
+            for table in VIEW_TABLES:
+                await conn.execute(text(f"DELETE FROM apex.{table}"))
+        projection = PostgresProjection(pg)
+        for delivery in order:
+            await projection.apply([delivery])
+        run = await HistoryReads(pg).run_get(RunGet(tenant_id=story.tenant_id, user_id=story.user_id,
+                                                    run_id=str(events[0].run_id)))
+        assert (run.status, run.tool_calls, run.error_code) == ("cancelled", 1, "run_cancelled")

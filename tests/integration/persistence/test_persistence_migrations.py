@@ -1,15 +1,21 @@
-"""Alembic upgrade / downgrade / upgrade of the apex schema, and the versioned
-ClickHouse DDL."""
+"""Alembic upgrade / downgrade / upgrade of the apex schema (each revision, with data
+carried across), and the versioned ClickHouse DDL."""
 
 from __future__ import annotations
 
-import asyncpg
+from datetime import UTC, datetime
 
-from apex_persistence.analytics.ddl import LATEST, applied_versions, migrate_analytics
+import asyncpg
+import pytest
+
+from apex_contracts import new_id
+from apex_persistence.analytics.ddl import _BOOTSTRAP, LATEST, VERSIONS, applied_versions, migrate_analytics
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.postgres.migrate import current_revision, migrate
 
-TABLES = {"threads", "messages", "runs", "events", "projection_checkpoints", "audit_log"}
+HEAD = "p0002"
+TABLES = {"threads", "messages", "runs", "events", "projection_checkpoints", "audit_log", "erasures"}
+NOT_TENANT_SCOPED = {"projection_checkpoints", "erasures"}
 
 
 async def _tables(dsn: str) -> dict[str, bool]:
@@ -27,10 +33,10 @@ async def _tables(dsn: str) -> dict[str, bool]:
 async def test_upgrade_downgrade_upgrade(pg_dsn: str) -> None:
     assert await current_revision(pg_dsn) is None
     await migrate(pg_dsn)
-    assert await current_revision(pg_dsn) == "p0001"
+    assert await current_revision(pg_dsn) == HEAD
     tables = await _tables(pg_dsn)
     assert set(tables) == TABLES
-    assert {name for name, rls in tables.items() if rls} == TABLES - {"projection_checkpoints"}
+    assert {name for name, rls in tables.items() if rls} == TABLES - NOT_TENANT_SCOPED
 
     await migrate(pg_dsn, "base", down=True)
     assert await current_revision(pg_dsn) is None
@@ -38,8 +44,47 @@ async def test_upgrade_downgrade_upgrade(pg_dsn: str) -> None:
 
     await migrate(pg_dsn)
     await migrate(pg_dsn)
-    assert await current_revision(pg_dsn) == "p0001"
+    assert await current_revision(pg_dsn) == HEAD
     assert set(await _tables(pg_dsn)) == TABLES
+
+
+async def test_p0002_carries_erased_threads_into_the_ledger_and_back(pg_dsn: str) -> None:
+    await migrate(pg_dsn, "p0001")
+    tenant, user, erased, kept = new_id("ten"), new_id("usr"), new_id("thr"), new_id("thr")
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for thread, erased_at in ((erased, at), (kept, None)):
+            await conn.execute(
+                "INSERT INTO apex.threads (id, tenant_id, user_id, title, created_at, updated_at, erased_at) "
+                "VALUES ($1, $2, $3, 't', $4, $4, $5)", thread, tenant, user, at, erased_at)
+        for n in (1, 2):
+            await conn.execute("INSERT INTO apex.audit_log (id, seq, tenant_id, action, outcome, at, service) "
+                               f"VALUES ('aud-entry-{n}', {n}, $1, 'auth.login', 'success', now(), 'auth')", tenant)
+
+        await migrate(pg_dsn, "p0002")
+        assert await conn.fetchval("SELECT array_agg(id) FROM apex.threads") == [kept]
+        ledger = await conn.fetchrow("SELECT * FROM apex.erasures")
+        assert (ledger["kind"], ledger["thread_id"], ledger["requested_at"], ledger["purged_at"]) == (
+            "thread", erased, at, None)  # still to be purged from the log and audited
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("DELETE FROM apex.audit_log")
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('apex.erasing', 'on', true)")
+            await conn.execute("DELETE FROM apex.audit_log WHERE id = 'aud-entry-1'")  # an erasure may
+        assert await conn.fetchval("SELECT count(*) FROM apex.audit_log") == 1
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE apex.audit_log SET outcome = 'failure'")
+
+        await migrate(pg_dsn, "p0001", down=True)
+        rows = await conn.fetch("SELECT id, erased_at FROM apex.threads ORDER BY id")
+        assert {(r["id"], r["erased_at"]) for r in rows} == {(erased, at), (kept, None)}
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('apex.erasing', 'on', true)")
+                await conn.execute("DELETE FROM apex.audit_log")
+    finally:
+        await conn.close()
 
 
 async def test_another_services_schema_is_left_alone(pg_dsn: str) -> None:
@@ -57,11 +102,27 @@ async def test_another_services_schema_is_left_alone(pg_dsn: str) -> None:
 async def test_clickhouse_ddl_is_versioned_and_idempotent(chdb_engine: ChdbStore) -> None:
     store = chdb_engine.sibling("t_ddl_versions")
     try:
-        assert await migrate_analytics(store) == [LATEST]
+        assert await migrate_analytics(store) == [version for version, _ in VERSIONS]
         assert await migrate_analytics(store) == []
-        assert await applied_versions(store) == {LATEST}
+        assert await applied_versions(store) == {version for version, _ in VERSIONS}
         tables = await store.select("SELECT name FROM system.tables WHERE database = {db:String}",
                                     {"db": store.database})
-        assert {t["name"] for t in tables} >= {"events", "llm_usage", "projection_checkpoints", "erased_threads"}
+        assert {t["name"] for t in tables} >= {"events", "llm_usage", "projection_checkpoints", "erased_threads",
+                                               "erased_users"}
+    finally:
+        await store.command("DROP DATABASE IF EXISTS $db")
+
+
+async def test_clickhouse_ddl_upgrades_a_version_1_database(chdb_engine: ChdbStore) -> None:
+    store = chdb_engine.sibling("t_ddl_upgrade")
+    try:
+        for statement in (*_BOOTSTRAP, *VERSIONS[0][1]):
+            await store.command(statement)
+        await store.insert("schema_versions", [{"version": 1, "applied_at": "2026-01-01 00:00:00.000"}])
+        await store.insert("events", [{"tenant_id": "t", "user_id": "u", "thread_id": "h", "seq": 1, "id": "e",
+                                       "type": "run.accepted", "occurred_at": "2026-01-01 00:00:00.000",
+                                       "payload": "{}"}])
+        assert await migrate_analytics(store) == list(range(2, LATEST + 1))
+        assert (await store.select("SELECT count() AS n FROM $db.events", {}))[0]["n"] in (1, "1")
     finally:
         await store.command("DROP DATABASE IF EXISTS $db")

@@ -1,5 +1,6 @@
 """The service as a process: ``python -m apex_persistence migrate [--down base]`` and
-``python -m apex_persistence`` (ready, metrics with the lag gauge, clean stop on SIGTERM)."""
+``python -m apex_persistence`` (ready, metrics with the lag gauge, ``projections rebuild``
+against it, clean stop on SIGTERM)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from apex_cli.embedded import free_port
+from apex_persistence.postgres.db import Database, make_engine
 from apex_persistence.postgres.migrate import current_revision
+from apex_runtime import Bus
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -34,7 +39,7 @@ async def test_migrate_up_and_down(pg_dsn: str, tmp_path: Path) -> None:
     env = _env(tmp_path, APEX_POSTGRES_DSN=pg_dsn)
     code, output = await _run(env, "migrate")
     assert code == 0, output
-    assert await current_revision(pg_dsn) == "p0001"
+    assert await current_revision(pg_dsn) == "p0002"
     assert (tmp_path / "chdb").is_dir()
     code, output = await _run(env, "migrate", "--down", "base")
     assert code == 0, output
@@ -51,12 +56,15 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-async def test_serve_is_ready_reports_lag_and_stops_on_sigterm(
-    server_factory: Any, pg_dsn: str, redis_url: str, tmp_path: Path, eventually: Any,
+async def test_serve_is_ready_rebuilds_on_request_and_stops_on_sigterm(
+    server_factory: Any, pg_dsn: str, redis_url: str, tmp_path: Path, eventually: Any, story: Any,
 ) -> None:
     port = free_port()
-    env = _env(tmp_path, APEX_NATS_URL=server_factory("nats").url, APEX_POSTGRES_DSN=pg_dsn,
+    nats_url = server_factory("nats").url
+    env = _env(tmp_path, APEX_NATS_URL=nats_url, APEX_POSTGRES_DSN=pg_dsn,
                APEX_REDIS_URL=redis_url, APEX_PERSISTENCE_PORT=str(port))
+    code, output = await _run(env, "projections", "rebuild")
+    assert (code, output.strip()) == (1, "no persistence instance answered")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "apex_persistence", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -72,6 +80,18 @@ async def test_serve_is_ready_reports_lag_and_stops_on_sigterm(
 
         await eventually(ready, timeout=40.0, every=0.2)
         await eventually(lag_exported, timeout=10.0, every=0.2)
+        bus = await Bus.connect(nats_url, "process-test")
+        try:
+            await story.publish(bus, story.run() + story.run())
+        finally:
+            await bus.close()
+
+        code, output = await _run(env, "projections", "rebuild")
+        assert code == 0, output
+        for store in ("postgres", "redis", "clickhouse"):
+            assert f"{store:<11} rebuilt and swapped in: " in output, output
+        async with Database(make_engine(pg_dsn, pool_size=1)).writer() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM apex.runs")) == 2
         process.send_signal(signal.SIGTERM)
         _, errors = await asyncio.wait_for(process.communicate(), 20)
         assert process.returncode == 0, errors.decode(errors="replace")[-2000:]

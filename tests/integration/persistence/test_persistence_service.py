@@ -42,7 +42,7 @@ from apex_runtime import Bus
 
 async def caught_up(service: PersistenceService) -> bool:
     lags = await _lags(service)
-    return bool(lags) and all(lag == 0 for lag in lags.values())
+    return len(lags) == len(service.runners) and all(lag == 0 for lag in lags.values())
 
 
 async def _lags(service: PersistenceService) -> dict[str, int]:
@@ -108,7 +108,8 @@ async def test_events_reach_every_view_and_the_read_api(service: PersistenceServ
     async def status_shows_checkpoint() -> bool:
         assert await projections_status(service.settings, "postgres") == 0
         shown = capsys.readouterr().out.splitlines()[-1].split()
-        return shown == ["postgres", str(service.runners[0].position), "0", "closed"]
+        position = str(service.runners[0].position)
+        return shown == ["postgres", position, position, "0", "0", "closed", "-"]
 
     await eventually(status_shows_checkpoint, timeout=10.0)
 

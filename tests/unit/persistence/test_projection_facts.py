@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 from apex_contracts import ThreadRenamed, ThreadRenamedData, derive_id, new_id
 from apex_persistence.analytics.rows import event_row
-from apex_persistence.postgres.changes import history_changes, run_change
+from apex_persistence.postgres.changes import history_changes, merge_runs, run_change
 from apex_persistence.projection.delivery import Delivery, decode_events
 from apex_persistence.projection.facts import title_from
 
@@ -22,12 +24,25 @@ def test_a_run_becomes_a_thread_two_messages_and_a_run(story) -> None:
     assert (user["role"], user["content"], user["seq"]) == ("user", "How much did GPT-4o cost us?", 1)
     assert assistant["id"] == derive_id("msg", s.run_id, "assistant")
     assert (assistant["role"], assistant["content"]) == ("assistant", "You spent $12.00.")
-    statuses = [(r["status"], r["status_seq"]) for r in changes.runs]
-    assert statuses == [("accepted", 2), ("running", 3), ("running", 4), ("completed", 5)]
-    assert sum(r["tool_calls"] for r in changes.runs) == 1
-    assert sum(r["llm_tokens"] for r in changes.runs) == 120
-    final = changes.runs[-1]
-    assert (final["duration_ms"], final["reported_tokens"], final["error_code"]) == (1500, 120, None)
+    [run] = changes.runs  # one change per run: the batch's changes merged
+    assert (run["status"], run["status_seq"], run["tool_calls"], run["llm_tokens"]) == ("completed", 5, 1, 120)
+    assert (run["duration_ms"], run["reported_tokens"], run["error_code"]) == (1500, 120, None)
+    assert run["started_at"] < run["updated_at"] == run["ended_at"]
+
+
+def test_merged_run_changes_do_not_depend_on_the_order(story) -> None:
+    s = story.scope()
+    events = story.run_events(s, failed=True)
+    late = story.at(events[2].model_copy(update={"id": "late-tool"}), 10)  # a tool call after the end
+    projected = decode_events(story.deliveries([*events, late]))
+    changes = [run_change(p.seq, p.event) for p in projected]
+    expected = merge_runs([c for c in changes if c])
+    rng = random.Random(5)
+    for _ in range(20):
+        rng.shuffle(changes)
+        assert merge_runs([c for c in changes if c]) == expected
+    [run] = expected
+    assert (run["status"], run["status_seq"], run["tool_calls"]) == ("failed", 5, 2)
 
 
 def test_a_failed_run_carries_its_error_code(story) -> None:

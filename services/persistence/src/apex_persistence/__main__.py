@@ -1,5 +1,6 @@
 """``python -m apex_persistence`` serves; ``migrate [--down REVISION]`` migrates Postgres (and
-the ClickHouse DDL) and exits; ``projections status [--store S]`` shows checkpoints and lag."""
+the ClickHouse DDL) and exits; ``projections status [--store S]`` shows checkpoints and lag;
+``projections rebuild [--store S]`` has the running service rebuild views from the log."""
 
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ def _parse() -> argparse.Namespace:
     commands.add_parser("serve", help="run the projectors and the read API (default)")
     migrate = commands.add_parser("migrate", help="apply schema migrations and exit")
     migrate.add_argument("--down", metavar="REVISION", help="downgrade Postgres to REVISION (e.g. base)")
-    projections = commands.add_parser("projections", help="read models: status (rebuild: not yet)")
+    projections = commands.add_parser("projections", help="read models: status, rebuild")
     projections.add_argument("action", choices=["status", "rebuild"])
-    projections.add_argument("--store", choices=STORE_CHOICES)
+    projections.add_argument("--store", choices=STORE_CHOICES, help="one store (default: all)")
     return parser.parse_args()
 
 
 def cli() -> int:
     args = _parse()
     from apex_persistence.bootstrap import main, run_migrations
+    from apex_persistence.rebuild.client import projections_rebuild
     from apex_persistence.settings import PersistenceSettings
     from apex_persistence.status import projections_status
 
@@ -35,8 +37,10 @@ def cli() -> int:
         return 0
     if args.command == "projections":
         if args.action == "rebuild":
-            print("projections rebuild is not implemented yet (issue 7)", file=sys.stderr)  # noqa: T201
-            return 2
+            if args.store == "audit":
+                print("the audit log is not a view of the event log: it cannot be rebuilt", file=sys.stderr)  # noqa: T201
+                return 2
+            return asyncio.run(projections_rebuild(PersistenceSettings(), args.store))
         return asyncio.run(projections_status(PersistenceSettings(), args.store))
     run_process(main)
     return 0

@@ -19,13 +19,17 @@ from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.usage import UsageLedger
 from apex_persistence.api.ingest import UsageIngestHandler, build_ingest_router
 from apex_persistence.api.queries import ReadApi, build_query_router
+from apex_persistence.eraser import Eraser
 from apex_persistence.hot import RedisProjection
 from apex_persistence.postgres.db import PG_FAILURES, Database, make_engine
+from apex_persistence.postgres.erasures import ErasureLedger
 from apex_persistence.postgres.migrate import migrate
 from apex_persistence.postgres.projector import AuditProjection, PostgresProjection
 from apex_persistence.postgres.reads import HistoryReads
 from apex_persistence.projection.ports import Projection
 from apex_persistence.projection.runner import LagMonitor, ProjectorRunner
+from apex_persistence.rebuild.control import RebuildControl, Rebuilder
+from apex_persistence.retention import RetentionSweeper
 from apex_persistence.settings import PersistenceSettings
 from apex_runtime import CircuitBreaker, ServiceHost, configure_logging, poison_guard
 
@@ -71,6 +75,7 @@ class PersistenceService:
         self.stores = open_stores(settings, analytics)
         self.owns_analytics = analytics is None
         self.runners: list[ProjectorRunner] = []
+        self.rebuilds: RebuildControl | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -95,6 +100,26 @@ class PersistenceService:
             self._tasks.append(asyncio.create_task(runner.run(self._stop), name=f"project:{runner.store}"))
         lag = LagMonitor(bus.js, self.runners, self.host.health.details)
         self._tasks.append(asyncio.create_task(lag.run(self._stop), name="projection-lag"))
+        await self._start_upkeep()
+
+    async def _start_upkeep(self) -> None:
+        """Erasures, retention and rebuilds: the work beside the projectors."""
+        settings, stores = self.settings, self.stores
+        eraser = Eraser(self.host.bus, ErasureLedger(stores.db), self.breaker("postgres"),
+                        every_s=settings.eraser_every_s)
+        sweeper = RetentionSweeper(
+            settings.retention(), stores.db, stores.analytics,
+            {name: self.breaker(name) for name in ("postgres", "clickhouse")}, every_s=settings.retention_sweep_s,
+        )
+        self._tasks.append(asyncio.create_task(eraser.run(self._stop), name="eraser"))
+        self._tasks.append(asyncio.create_task(sweeper.run(self._stop), name="retention"))
+        rebuilder = Rebuilder(
+            self.host.bus.nc, stores.db, stores.redis, stores.analytics, retention=settings.retention(),
+            redis_keep=settings.redis_recent_events, redis_ttl_s=settings.redis_ttl_s, batch=settings.rebuild_batch,
+        )
+        self.rebuilds = RebuildControl(rebuilder, settings.instance_id, self.host.health.details)
+        await self.rebuilds.start()
+        self._tasks.append(asyncio.create_task(self.rebuilds.run(self._stop), name="rebuilds"))
 
     def _wire_bus(self) -> None:
         ledger = UsageLedger(self.stores.analytics, PriceCatalogue.default())
@@ -126,6 +151,8 @@ class PersistenceService:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.rebuilds is not None:
+            await self.rebuilds.stop()
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=5.0)
             for task in pending:

@@ -4,17 +4,23 @@ Exactly-once argument: every write is guarded by the event's stream sequence ins
 Lua script (atomic on the server). A run's hash is replaced only by an event that is
 further in the run's life (accepted < running < terminal) or, at the same stage, has a
 higher sequence than the one it holds, so a redelivered, older or re-stored event never
-regresses it; a thread's recent events are a sorted set scored by sequence whose member is the
-event as published, added with ``LT`` so that the same event stored twice keeps its
-first sequence whatever the order, and the trim keeps the highest ``keep``. A deleted thread leaves a tombstone that turns its late events into no-ops.
+regresses it; a thread's recent events are a sorted set scored by sequence whose member
+is the event as published (keys sorted), added with ``LT`` so that the same event stored twice keeps
+its first sequence whatever the order, and the trim keeps the highest ``keep``. A deleted
+thread or an erased user leaves a tombstone that turns its late events into no-ops.
+
 Keys (one tenant's prefix each): ``apex:<tenant>:run:<run>`` (hash: status, thread_id,
 seq, updated_at, rank), ``apex:<tenant>:thread:<thread>:recent`` (sorted set),
-``…:runs`` (the thread's run ids, for erasure), ``…:deleted`` (tombstone).
+``…:runs`` (the thread's run ids, for erasure), ``…:deleted`` (tombstone),
+``apex:<tenant>:user:<user>:threads`` (the user's thread ids, for erasure),
+``…:erased`` (tombstone). A rebuild writes the same keys under ``KeySpace.prefix``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 import orjson
@@ -23,7 +29,8 @@ import redis.exceptions
 
 from apex_contracts import ThreadDeleted, validate_id
 from apex_persistence.projection import facts
-from apex_persistence.projection.delivery import Delivery, Projected, decode_events, last_seq
+from apex_persistence.projection.delivery import Delivery, Projected, decode, last_seq
+from apex_persistence.projection.erasure import Erasure
 
 REDIS_FAILURES: Final[tuple[type[BaseException], ...]] = (
     redis.exceptions.ConnectionError,
@@ -32,7 +39,7 @@ REDIS_FAILURES: Final[tuple[type[BaseException], ...]] = (
 CHECKPOINT_KEY: Final = "apex:projection:redis:last_seq"
 
 _APPLY = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
 local seq = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[8])
 if ARGV[2] ~= '' then
@@ -47,6 +54,8 @@ if ARGV[2] ~= '' then
   redis.call('SADD', KEYS[4], ARGV[5])
   redis.call('EXPIRE', KEYS[4], ttl)
 end
+redis.call('SADD', KEYS[6], ARGV[3])
+redis.call('EXPIRE', KEYS[6], ttl)
 local keep = tonumber(ARGV[7])
 if keep > 0 then
   redis.call('ZADD', KEYS[2], 'LT', seq, ARGV[6])
@@ -56,6 +65,7 @@ end
 return 1
 """
 _DELETE = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
 if ARGV[2] == '1' then
@@ -63,7 +73,20 @@ if ARGV[2] == '1' then
     redis.call('DEL', ARGV[3] .. run)
   end
   redis.call('DEL', KEYS[3])
+  redis.call('SREM', KEYS[5], ARGV[4])
 end
+return 1
+"""
+_ERASE_USER = """
+redis.call('SET', KEYS[1], ARGV[1])
+for _, thread in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local base = ARGV[2] .. thread .. ':'
+  for _, run in ipairs(redis.call('SMEMBERS', base .. 'runs')) do
+    redis.call('DEL', ARGV[3] .. run)
+  end
+  redis.call('DEL', base .. 'runs', base .. 'recent', base .. 'deleted')
+end
+redis.call('DEL', KEYS[2])
 return 1
 """
 _CHECKPOINT = """
@@ -71,6 +94,28 @@ local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > stored then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 """
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """The projection's key names; ``prefix`` is empty for the live view. The ids come
+    from decoded events (validated by the contract models), so they are not checked
+    again here; ``run_key`` and ``thread_key`` check ids that come from elsewhere."""
+
+    prefix: str = ""
+
+    def run(self, tenant_id: str, run_id: str) -> str:
+        return f"{self.prefix}apex:{tenant_id}:run:{run_id}"
+
+    def thread(self, tenant_id: str, thread_id: str, part: str) -> str:
+        return f"{self.prefix}apex:{tenant_id}:thread:{thread_id}:{part}"
+
+    def user(self, tenant_id: str, user_id: str, part: str) -> str:
+        return f"{self.prefix}apex:{tenant_id}:user:{user_id}:{part}"
+
+    @property
+    def checkpoint(self) -> str:
+        return self.prefix + CHECKPOINT_KEY
 
 
 def run_key(tenant_id: str, run_id: str) -> str:
@@ -85,43 +130,73 @@ class RedisProjection:
     failures = REDIS_FAILURES
 
     def __init__(self, client: aioredis.Redis, *, keep: int = 100, ttl_s: int = 7 * 86_400,
-                 name: str = "redis") -> None:
+                 name: str = "redis", keys: KeySpace | None = None, window_s: int | None = None) -> None:
+        """``window_s``: skip events older than that (a rebuild: they would have expired);
+        tombstones apply whatever their age."""
         self.client = client
         self.keep = keep
         self.ttl_s = ttl_s
         self.name = name
+        self.keys = keys or KeySpace()
+        self.window_s = window_s
         self._apply = client.register_script(_APPLY)
         self._delete = client.register_script(_DELETE)
+        self._erase_user = client.register_script(_ERASE_USER)
         self._checkpoint = client.register_script(_CHECKPOINT)
 
     async def position(self) -> int:
-        return int(await self.client.get(CHECKPOINT_KEY) or 0)
+        return int(await self.client.get(self.keys.checkpoint) or 0)
 
     async def apply(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
+        decoded = decode(batch)
+        events = decoded.events
+        if self.window_s is not None:
+            since = datetime.now(UTC) - timedelta(seconds=self.window_s)
+            events = [p for p in events if p.event.occurred_at >= since or isinstance(p.event, ThreadDeleted)]
+        steps: list[Projected | Erasure] = [*events, *(e for e in decoded.erasures if e.kind == "user")]
         async with self.client.pipeline(transaction=False) as pipe:
-            for projected in decode_events(batch):
-                await self._queue(pipe, projected)
-            await self._checkpoint(keys=[CHECKPOINT_KEY], args=[last_seq(batch)], client=pipe)
+            for step in sorted(steps, key=lambda s: s.seq):
+                if isinstance(step, Erasure):
+                    await self.queue_user_erasure(pipe, step)
+                else:
+                    await self._queue(pipe, step)
+            await self._checkpoint(keys=[self.keys.checkpoint], args=[last_seq(batch)], client=pipe)
             await pipe.execute()
+
+    async def queue_user_erasure(self, pipe: Any, erasure: Erasure) -> None:
+        """Erases everything of the user and leaves the user's tombstone."""
+        tenant, user = erasure.tenant_id, erasure.user_id
+        await self._erase_user(
+            keys=[self.keys.user(tenant, user, "erased"), self.keys.user(tenant, user, "threads")],
+            args=[erasure.seq, f"{self.keys.prefix}apex:{tenant}:thread:", f"{self.keys.prefix}apex:{tenant}:run:"],
+            client=pipe,
+        )
+
+    async def queue_thread_tombstone(self, pipe: Any, erasure: Erasure) -> None:
+        """Leaves an erased thread's tombstone (a rebuild seeds its key space with them)."""
+        assert erasure.thread_id is not None
+        await pipe.set(self.keys.thread(erasure.tenant_id, erasure.thread_id, "deleted"), erasure.seq)
 
     async def _queue(self, pipe: Any, projected: Projected) -> None:
         event = projected.event
-        tenant, thread = event.tenant_id, event.thread_id
+        tenant, thread, keys = event.tenant_id, event.thread_id, self.keys
         if isinstance(event, ThreadDeleted):
             await self._delete(
-                keys=[thread_key(tenant, thread, "recent"), thread_key(tenant, thread, "deleted"),
-                      thread_key(tenant, thread, "runs")],
-                args=[projected.seq, "1" if event.data.erase else "0", f"apex:{tenant}:run:"],
+                keys=[keys.thread(tenant, thread, "recent"), keys.thread(tenant, thread, "deleted"),
+                      keys.thread(tenant, thread, "runs"), keys.user(tenant, event.user_id, "erased"),
+                      keys.user(tenant, event.user_id, "threads")],
+                args=[projected.seq, "1" if event.data.erase else "0", f"{keys.prefix}apex:{tenant}:run:", thread],
                 client=pipe,
             )
             return
         status = facts.run_status(event) if event.run_id else None
         await self._apply(
-            keys=[run_key(tenant, event.run_id) if event.run_id else thread_key(tenant, thread, "none"),
-                  thread_key(tenant, thread, "recent"), thread_key(tenant, thread, "deleted"),
-                  thread_key(tenant, thread, "runs")],
+            keys=[keys.run(tenant, event.run_id) if event.run_id else keys.thread(tenant, thread, "none"),
+                  keys.thread(tenant, thread, "recent"), keys.thread(tenant, thread, "deleted"),
+                  keys.thread(tenant, thread, "runs"), keys.user(tenant, event.user_id, "erased"),
+                  keys.user(tenant, event.user_id, "threads")],
             args=[projected.seq, status or "", thread, event.occurred_at.isoformat(), event.run_id or "",
                   _raw(projected), self.keep, self.ttl_s, facts.status_rank(status or "")],
             client=pipe,
@@ -129,7 +204,8 @@ class RedisProjection:
 
 
 def _raw(projected: Projected) -> bytes:
-    return orjson.dumps(projected.payload)
+    # Keys sorted: the same event read back from the archive (jsonb) is the same member.
+    return orjson.dumps(projected.payload, option=orjson.OPT_SORT_KEYS)
 
 
 class HotViews:

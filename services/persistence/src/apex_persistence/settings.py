@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -10,6 +12,20 @@ from pydantic import Field, field_validator, model_validator
 from apex_runtime import ServiceSettings
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days each store keeps (0 = forever)."""
+
+    postgres_days: int = 0
+    audit_days: int = 0
+    clickhouse_days: int = 0
+    usage_days: int = 0
+
+    @staticmethod
+    def cutoff(days: int, now: datetime | None = None) -> datetime | None:
+        return None if days <= 0 else (now or datetime.now(UTC)) - timedelta(days=days)
 
 
 class PersistenceSettings(ServiceSettings):
@@ -27,6 +43,19 @@ class PersistenceSettings(ServiceSettings):
     migrate_on_start: bool = Field(
         default=True, description="apply the Postgres migrations when the service starts"
     )
+    retention_postgres_days: int = Field(default=0, ge=0, description="threads idle longer go; 0 keeps all")
+    retention_audit_days: int = Field(default=0, ge=0, description="audit entries older go; 0 keeps all")
+    retention_clickhouse_days: int = Field(default=0, ge=0, description="analytics events older go; 0 keeps all")
+    retention_usage_days: int = Field(default=0, ge=0, description="llm_usage rows older go; 0 keeps all")
+    retention_sweep_s: float = Field(default=3600.0, gt=0, description="how often retention is applied")
+    eraser_every_s: float = Field(default=1.0, gt=0, description="how often pending erasures are finished")
+    rebuild_batch: int = Field(default=1000, ge=1, le=10_000, description="events per rebuild batch")
+
+    def retention(self) -> Retention:
+        return Retention(
+            postgres_days=self.retention_postgres_days, audit_days=self.retention_audit_days,
+            clickhouse_days=self.retention_clickhouse_days, usage_days=self.retention_usage_days,
+        )
 
     @field_validator("clickhouse_database")
     @classmethod

@@ -73,6 +73,15 @@ VERSIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             erased_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, thread_id)""",
     )),
+    (2, (
+        # Tombstones of erased users: their late events are dropped before insertion.
+        """CREATE TABLE IF NOT EXISTS $db.erased_users (
+            tenant_id String,
+            user_id String,
+            seq UInt64,
+            erased_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, user_id)""",
+    )),
 )
 LATEST: Final = VERSIONS[-1][0]
 

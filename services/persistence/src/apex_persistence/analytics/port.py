@@ -50,6 +50,11 @@ class AnalyticsStore(Protocol):
         decoded from JSONEachRow (DateTime64 as ``YYYY-MM-DD hh:mm:ss.sss`` text)."""
         ...
 
+    def sibling(self, database: str) -> AnalyticsStore:
+        """A store over another database of the same engine or server (a rebuild's fresh
+        table set); closing it leaves this one open."""
+        ...
+
     async def close(self) -> None:
         """Releases the engine; the store is unusable afterwards."""
         ...
@@ -158,6 +163,9 @@ class ClickHouseServerStore(_BlockingStore):
         super().__init__(database, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clickhouse"))
         self.url = url
         self._client: Any = None
+
+    def sibling(self, database: str) -> ClickHouseServerStore:
+        return ClickHouseServerStore(self.url, database, workers=2)
 
     async def close(self) -> None:
         await self._call(self._close)

@@ -3,9 +3,9 @@
 Exactly-once argument: ``events`` is a ReplacingMergeTree keyed by (tenant, event id)
 and every read uses FINAL, so a row inserted twice (redelivery, a crash between insert
 and ack, a replay) is one row. The checkpoint row is written after the events; losing
-it only means the batch comes again and replaces itself. An erased thread is recorded
-in ``erased_threads`` first, its rows deleted, and later deliveries of its events are
-dropped before insertion.
+it only means the batch comes again and replaces itself. An erased thread or user is
+recorded in ``erased_threads`` / ``erased_users`` first, its rows deleted, and later
+deliveries of its events are dropped before insertion.
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from apex_contracts import ThreadDeleted
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.analytics.rows import ch_time, event_row
-from apex_persistence.projection.delivery import Delivery, Projected, decode_events, last_seq
+from apex_persistence.projection.delivery import Delivery, Projected, decode, last_seq
+from apex_persistence.projection.erasure import Erasure, first_per_target
 
 _ERASED = """
-    SELECT thread_id FROM $db.erased_threads FINAL
+    SELECT 'thread' AS kind, tenant_id, thread_id AS id FROM $db.erased_threads FINAL
     WHERE tenant_id IN {tenants:Array(String)} AND thread_id IN {threads:Array(String)}
+    UNION ALL
+    SELECT 'user' AS kind, tenant_id, user_id AS id FROM $db.erased_users FINAL
+    WHERE tenant_id IN {tenants:Array(String)} AND user_id IN {users:Array(String)}
 """
-_ERASE = "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND thread_id = {thread:String}"
+_ERASE = {
+    "thread": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND thread_id = {id:String}",
+    "user": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND user_id = {id:String}",
+}
 _POSITION = "SELECT max(last_seq) AS last_seq FROM $db.projection_checkpoints FINAL WHERE name = {name:String}"
 
 
@@ -39,15 +45,24 @@ class ClickHouseProjection:
     async def apply(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
-        projected = decode_events(batch)
-        live = await self._without_erased(projected)
+        decoded = decode(batch)
+        found = first_per_target(decoded.erasures)
+        await self.record(found)
+        live = await self._without_erased(decoded.events)
         await self.store.insert("events", [event_row(p) for p in live])
-        for p in live:
-            if isinstance(p.event, ThreadDeleted) and p.event.data.erase:
-                await self._erase(p)
+        for erasure in found:
+            key = erasure.thread_id if erasure.kind == "thread" else erasure.user_id
+            await self.store.command(_ERASE[erasure.kind], {"tenant": erasure.tenant_id, "id": key})
         await self.store.insert("projection_checkpoints", [
             {"name": self.name, "last_seq": last_seq(batch), "updated_at": ch_time(datetime.now(UTC))}
         ])
+
+    async def record(self, found: Sequence[Erasure]) -> None:
+        """Records tombstones (before any insert: a later event of the subject is dropped)."""
+        threads = [_tombstone(e, "thread_id", e.thread_id) for e in found if e.kind == "thread"]
+        users = [_tombstone(e, "user_id", e.user_id) for e in found if e.kind == "user"]
+        await self.store.insert("erased_threads", threads)
+        await self.store.insert("erased_users", users)
 
     async def _without_erased(self, projected: list[Projected]) -> list[Projected]:
         if not projected:
@@ -55,14 +70,13 @@ class ClickHouseProjection:
         rows = await self.store.select(_ERASED, {
             "tenants": sorted({p.event.tenant_id for p in projected}),
             "threads": sorted({p.event.thread_id for p in projected}),
+            "users": sorted({p.event.user_id for p in projected}),
         })
-        erased = {row["thread_id"] for row in rows}
-        return [p for p in projected if p.event.thread_id not in erased]
+        erased = {(row["kind"], row["tenant_id"], row["id"]) for row in rows}
+        return [p for p in projected
+                if ("thread", p.event.tenant_id, p.event.thread_id) not in erased
+                and ("user", p.event.tenant_id, p.event.user_id) not in erased]
 
-    async def _erase(self, projected: Projected) -> None:
-        event = projected.event
-        await self.store.insert("erased_threads", [{
-            "tenant_id": event.tenant_id, "thread_id": event.thread_id, "seq": projected.seq,
-            "erased_at": ch_time(event.occurred_at),
-        }])
-        await self.store.command(_ERASE, {"tenant": event.tenant_id, "thread": event.thread_id})
+
+def _tombstone(erasure: Erasure, column: str, value: str | None) -> dict[str, object]:
+    return {"tenant_id": erasure.tenant_id, column: value, "seq": erasure.seq, "erased_at": ch_time(erasure.at)}

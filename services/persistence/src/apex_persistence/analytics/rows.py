@@ -45,7 +45,8 @@ def event_row(projected: Projected) -> Row:
         "tool": facts.tool_name(event),
         "status": facts.event_status(event),
         "tokens": facts.tokens(event),
-        "payload": orjson.dumps(projected.payload).decode(),
+        # Keys sorted: the same event read back from the archive (jsonb) is the same text.
+        "payload": orjson.dumps(projected.payload, option=orjson.OPT_SORT_KEYS).decode(),
     }
 
 

@@ -3,8 +3,10 @@
 Every change is written so that applying it commutes with every other change of the
 same batch or of any other batch: threads keep the earliest creation and the latest
 update, a title comes from the earliest message unless a later rename replaced it,
-a run's status moves only to a higher sequence (and never away from a terminal one),
-counters add only events seen for the first time (the archive decides that).
+a run's status moves only further in the run's life (accepted < running < terminal) or,
+at the same stage, to a higher sequence, counters add only events seen for the first
+time (the archive decides that). Because they commute, the changes of one batch are
+merged per thread and per run before they are written (fewer rows, same result).
 """
 
 from __future__ import annotations
@@ -59,7 +61,32 @@ def history_changes(fresh: Iterable[Projected]) -> HistoryChanges:
     for projected in fresh:
         _collect(changes, projected.seq, projected.event)
     changes.threads = _merge_touches(changes.threads)
+    changes.runs = merge_runs(changes.runs)
     return changes
+
+
+def _status_key(change: Row) -> tuple[int, int]:
+    return facts.status_rank(change["status"]), change["status_seq"]
+
+
+def merge_runs(runs: list[Row]) -> list[Row]:
+    """One change per run with the same effect as applying each (see ``upsert_run``)."""
+    merged: dict[str, Row] = {}
+    for change in runs:
+        seen = merged.get(change["id"])
+        if seen is None:
+            merged[change["id"]] = dict(change)
+            continue
+        if _status_key(change) > _status_key(seen):
+            seen["status"], seen["status_seq"] = change["status"], change["status_seq"]
+        seen["started_at"] = min(seen["started_at"], change["started_at"])
+        seen["updated_at"] = max(seen["updated_at"], change["updated_at"])
+        seen["tool_calls"] += change["tool_calls"]
+        seen["llm_tokens"] += change["llm_tokens"]
+        for first_known in ("ended_at", "duration_ms", "error_code", "reported_tokens", "llm_cost_usd"):
+            if seen[first_known] is None:
+                seen[first_known] = change[first_known]
+    return list(merged.values())
 
 
 def _merge_touches(touches: list[Row]) -> list[Row]:
@@ -87,7 +114,7 @@ def _collect(changes: HistoryChanges, seq: int, event: Event) -> None:
     elif isinstance(event, ThreadRenamed):
         changes.titles.append(_title(event.thread_id, event.data.title, seq, "rename"))
     elif isinstance(event, ThreadDeleted):
-        changes.deletions.append({"id": event.thread_id, "at": event.occurred_at, "erase": event.data.erase})
+        changes.deletions.append({"id": event.thread_id, "at": event.occurred_at})
     if isinstance(event, RunCompleted) and event.run_id is not None:
         message_id = derive_id("msg", event.run_id, "assistant")
         changes.messages.append(_message(event, message_id, "assistant", event.data.response.text, seq))
@@ -120,7 +147,8 @@ def run_change(seq: int, event: Event) -> Row | None:
         "thread_id": event.thread_id,
         "status": status or "accepted",
         "status_seq": seq if status is not None else 0,
-        "at": event.occurred_at,
+        "started_at": event.occurred_at,
+        "updated_at": event.occurred_at,
         "ended_at": event.occurred_at if terminal else None,
         "duration_ms": facts.duration_ms(event) if terminal else None,
         "error_code": facts.error_code(event),

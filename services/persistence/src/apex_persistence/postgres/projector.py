@@ -8,6 +8,10 @@ whose archive insert succeeded in this transaction, so an event that comes back
 (redelivery, crash between commit and ack, replay, any order) finds its archive row and
 changes nothing. A single high-water mark would not do: a pull consumer hands out newer
 messages while older ones wait for redelivery, and those would be skipped.
+
+Erasure: a tombstone (``thread.deleted`` with ``erase``, ``user.erased``) is recorded in
+the ledger ``apex.erasures`` and the subject's rows are deleted in the same transaction;
+every event the ledger covers is dropped before it reaches the archive, whenever it comes.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -24,68 +28,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apex_contracts.audit import AuditEntry, audit_subject
+from apex_persistence.postgres import erasures
 from apex_persistence.postgres.changes import HistoryChanges, archive_row, history_changes
 from apex_persistence.postgres.db import PG_FAILURES, Database
-from apex_persistence.postgres.tables import audit_log, events, projection_checkpoints
-from apex_persistence.projection.delivery import Delivery, Projected, decode_events, last_seq
+from apex_persistence.postgres.statements import history_sql
+from apex_persistence.postgres.tables import SCHEMA, audit_log, projection_checkpoints
+from apex_persistence.projection.delivery import Decoded, Delivery, Projected, decode, last_seq
+from apex_persistence.projection.erasure import Erasure, first_per_target
 
 log = logging.getLogger(__name__)
-_CHUNK: Final = 1000
 
-_TOUCH_THREAD = text("""
-    INSERT INTO apex.threads AS t (id, tenant_id, user_id, title, created_at, updated_at)
-    VALUES (:id, :tenant_id, :user_id, '', :created_at, :updated_at)
-    ON CONFLICT (id) DO UPDATE SET
-        created_at = LEAST(t.created_at, EXCLUDED.created_at),
-        updated_at = GREATEST(t.updated_at, EXCLUDED.updated_at)
-    WHERE t.tenant_id = EXCLUDED.tenant_id
-""")
-_SET_TITLE = text("""
-    UPDATE apex.threads SET title = :title, title_seq = :seq, title_source = :source
-    WHERE id = :id AND (
-        title_source IS NULL
-        OR (:source = 'rename' AND (title_source = 'message' OR title_seq < :seq))
-        OR (:source = 'message' AND title_source = 'message' AND title_seq > :seq))
-""")
-_ADD_MESSAGE = text("""
-    INSERT INTO apex.messages (id, tenant_id, thread_id, role, content, run_id, seq, created_at)
-    VALUES (:id, :tenant_id, :thread_id, :role, :content, :run_id, :seq, :created_at)
-    ON CONFLICT (id) DO NOTHING
-""")
-_UPSERT_RUN = text("""
-    INSERT INTO apex.runs AS r (id, tenant_id, user_id, thread_id, status, status_seq, started_at,
-        ended_at, duration_ms, error_code, tool_calls, llm_tokens, reported_tokens, llm_cost_usd,
-        updated_at)
-    VALUES (:id, :tenant_id, :user_id, :thread_id, :status, :status_seq, :at, :ended_at,
-        :duration_ms, :error_code, :tool_calls, :llm_tokens, :reported_tokens, :llm_cost_usd, :at)
-    ON CONFLICT (id) DO UPDATE SET
-        status = CASE
-            WHEN r.status IN ('completed', 'needs_data', 'failed', 'cancelled')
-                OR EXCLUDED.status_seq <= r.status_seq THEN r.status
-            ELSE EXCLUDED.status END,
-        status_seq = GREATEST(r.status_seq, EXCLUDED.status_seq),
-        started_at = LEAST(r.started_at, EXCLUDED.started_at),
-        ended_at = COALESCE(r.ended_at, EXCLUDED.ended_at),
-        duration_ms = COALESCE(r.duration_ms, EXCLUDED.duration_ms),
-        error_code = COALESCE(r.error_code, EXCLUDED.error_code),
-        tool_calls = r.tool_calls + EXCLUDED.tool_calls,
-        llm_tokens = r.llm_tokens + EXCLUDED.llm_tokens,
-        reported_tokens = COALESCE(EXCLUDED.reported_tokens, r.reported_tokens),
-        llm_cost_usd = COALESCE(EXCLUDED.llm_cost_usd, r.llm_cost_usd),
-        updated_at = GREATEST(r.updated_at, EXCLUDED.updated_at)
-    WHERE r.tenant_id = EXCLUDED.tenant_id
-""")
-_DELETE_THREAD = text("""
-    UPDATE apex.threads SET
-        deleted_at = COALESCE(deleted_at, :at),
-        erased_at = CASE WHEN :erase THEN COALESCE(erased_at, :at) ELSE erased_at END,
-        title = CASE WHEN :erase THEN '' ELSE title END
-    WHERE id = :id
-""")
-_ERASE = tuple(
-    text(f"DELETE FROM apex.{table} WHERE thread_id = :id") for table in ("messages", "runs", "events")
-)
-_ERASED = text("SELECT id FROM apex.threads WHERE id = ANY(:ids) AND erased_at IS NOT NULL")
+
+def writer_lock(name: str) -> str:
+    """The advisory lock a projection's writers take (replicas, and a rebuild's swap)."""
+    return f"apex_persistence.project.{name}"
 
 
 async def _checkpoint(conn: AsyncConnection, name: str, seq: int) -> None:
@@ -108,13 +64,15 @@ async def _position(db: Database, name: str) -> int:
 
 
 class PostgresProjection:
-    """Threads, messages, runs and the permanent event archive."""
+    """Threads, messages, runs and the permanent event archive, in the view tables of
+    ``schema`` (``apex``; a rebuild fills another schema, then swaps the tables in)."""
 
     failures = PG_FAILURES
 
-    def __init__(self, db: Database, name: str = "postgres") -> None:
+    def __init__(self, db: Database, name: str = "postgres", schema: str = SCHEMA) -> None:
         self.db = db
         self.name = name
+        self.sql = history_sql(schema)
 
     async def position(self) -> int:
         return await _position(self.db, self.name)
@@ -122,47 +80,63 @@ class PostgresProjection:
     async def apply(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
-        projected = decode_events(batch)
+        decoded = decode(batch)
         async with self.db.writer() as conn:
-            # Replicas share the consumer; one writer at a time keeps row locks simple.
+            # Replicas share the consumer, and a rebuild's swap takes the same lock: one
+            # writer at a time keeps row locks simple and the swap clean.
             await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                               {"name": f"apex_persistence.project.{self.name}"})
-            live = await self._without_erased(conn, projected)
-            fresh = await self._archive(conn, live)
-            await self._write(conn, history_changes(p for p in live if p.event.id in fresh))
+                               {"name": writer_lock(self.name)})
+            await self.apply_in(conn, decoded)
             await _checkpoint(conn, self.name, last_seq(batch))
 
-    async def _without_erased(self, conn: AsyncConnection, projected: list[Projected]) -> list[Projected]:
-        threads = sorted({p.event.thread_id for p in projected})
-        if not threads:
-            return []
-        erased = set((await conn.execute(_ERASED, {"ids": threads})).scalars())
-        return [p for p in projected if p.event.thread_id not in erased]
+    async def apply_in(self, conn: AsyncConnection, decoded: Decoded) -> None:
+        """Applies a decoded batch inside the caller's transaction (no checkpoint)."""
+        found = first_per_target(decoded.erasures)
+        await erasures.record(conn, found)
+        known = await erasures.covering(conn, decoded.events)
+        live = decoded.without(known)
+        if len(live) < len(decoded.events):
+            await erasures.purge_again(conn, _late(known, decoded.events))
+        fresh = await self._archive(conn, live)
+        await self._write(conn, history_changes(p for p in live if p.event.id in fresh))
+        for erasure in found:
+            await self._erase(conn, erasure)
 
     async def _archive(self, conn: AsyncConnection, projected: list[Projected]) -> set[str]:
         """Inserts archive rows; returns the ids that were not there before."""
-        fresh: set[str] = set()
-        rows = [archive_row(p) for p in projected]
-        for start in range(0, len(rows), _CHUNK):
-            stmt = pg_insert(events).values(rows[start:start + _CHUNK])
-            result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id))
-            fresh.update(result.scalars())
-        return fresh
+        if not projected:
+            return set()
+        # One statement, compiled once and sent as batched multi-row inserts (insertmanyvalues);
+        # RETURNING gives back only the rows that were inserted now.
+        archive = self.sql.archive
+        stmt = pg_insert(archive).on_conflict_do_nothing(index_elements=["id"]).returning(archive.c.id)
+        result = await conn.execute(stmt, [archive_row(p) for p in projected])
+        return set(result.scalars())
 
     async def _write(self, conn: AsyncConnection, changes: HistoryChanges) -> None:
+        sql = self.sql
         for statement, rows in (
-            (_TOUCH_THREAD, changes.threads),
-            (_SET_TITLE, changes.titles),
-            (_ADD_MESSAGE, changes.messages),
-            (_UPSERT_RUN, changes.runs),
-            (_DELETE_THREAD, changes.deletions),
+            (sql.touch_thread, changes.threads),
+            (sql.set_title, changes.titles),
+            (sql.add_message, changes.messages),
+            (sql.upsert_run, changes.runs),
+            (sql.delete_thread, changes.deletions),
         ):
             if rows:
                 await conn.execute(statement, rows)
-        for deletion in changes.deletions:
-            if deletion["erase"]:
-                for erase in _ERASE:
-                    await conn.execute(erase, {"id": deletion["id"]})
+
+    async def _erase(self, conn: AsyncConnection, erasure: Erasure) -> None:
+        params = {"tenant_id": erasure.tenant_id, "user_id": erasure.user_id, "thread_id": erasure.thread_id}
+        for statement in self.sql.erase_thread if erasure.kind == "thread" else self.sql.erase_user:
+            await conn.execute(statement, params)
+        if erasure.kind == "user":
+            await erasures.delete_user_audit(conn, erasure)
+
+
+def _late(known: Sequence[Erasure], events: Sequence[Projected]) -> list[Erasure]:
+    """Erasures with events that came after their tombstone (which a purge may have missed)."""
+    return [e for e in known if any(
+        p.seq > e.seq and e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in events)]
 
 
 class AuditProjection:
@@ -182,9 +156,19 @@ class AuditProjection:
             return
         rows = [row for delivery in batch if (row := _audit_row(delivery)) is not None]
         async with self.db.writer() as conn:
+            rows = await _without_erased_actors(conn, rows)
             if rows:
-                await conn.execute(pg_insert(audit_log).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+                await conn.execute(pg_insert(audit_log).on_conflict_do_nothing(index_elements=["id"]), rows)
             await _checkpoint(conn, self.name, last_seq(batch))
+
+
+async def _without_erased_actors(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An erased user's entries are not kept (the record of the erasure itself is)."""
+    actors = {(r["tenant_id"], r["actor_user_id"]) for r in rows if r["actor_user_id"] and r["action"] != "data.erased"}
+    erased = await erasures.erased_users(conn, actors)
+    if erased:  # and the eraser removes them from the audit stream too
+        await erasures.purge_users_again(conn, erased)
+    return [r for r in rows if r["action"] == "data.erased" or (r["tenant_id"], r["actor_user_id"]) not in erased]
 
 
 def _audit_row(delivery: Delivery) -> dict[str, Any] | None:

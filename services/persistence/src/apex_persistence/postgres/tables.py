@@ -3,6 +3,7 @@ queries use. Every tenant table carries ``tenant_id`` and a row-level security p
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     text,
@@ -44,9 +46,9 @@ threads = Table(
     _ts("created_at"),
     _ts("updated_at"),
     _ts("deleted_at", nullable=True),
-    _ts("erased_at", nullable=True),
     CheckConstraint("title_source IN ('message', 'rename')", name="threads_title_source"),
     Index("threads_by_user", "tenant_id", "user_id", text("updated_at DESC"), text("id DESC")),
+    Index("threads_by_updated", "updated_at"),
 )
 
 messages = Table(
@@ -102,6 +104,7 @@ events = Table(
     _ts("occurred_at"),
     Column("payload", JSONB, nullable=False),
     Index("events_by_thread", "thread_id", "seq"),
+    Index("events_by_seq", "seq"),
 )
 
 projection_checkpoints = Table(
@@ -130,4 +133,42 @@ audit_log = Table(
     Index("audit_by_tenant", "tenant_id", text("at DESC"), text("id DESC")),
 )
 
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("thread_id", Text, nullable=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    _ts("requested_at"),
+    _ts("purged_at", nullable=True),
+    _ts("audited_at", nullable=True),
+    PrimaryKeyConstraint("tenant_id", "target", name="erasures_pkey"),
+    CheckConstraint("kind IN ('thread', 'user')", name="erasures_kind"),
+    Index("erasures_by_user", "tenant_id", "user_id"),
+    Index("erasures_by_thread", "thread_id"),
+    Index("erasures_pending", "seq", postgresql_where=text("purged_at IS NULL OR audited_at IS NULL")),
+)
+
 TENANT_TABLES: Final = (threads, messages, runs, events, audit_log)
+# The tables a rebuild recreates from the log and swaps in (the rest are not views).
+VIEW_TABLES: Final = (threads, messages, runs, events)
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def schema_name(schema: str) -> str:
+    """``schema`` when it is a plain lower-case identifier (it is spliced into SQL)."""
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"{schema!r} is not a schema name")
+    return schema
+
+
+def view_tables_in(schema: str) -> dict[str, Table]:
+    """The view tables as they are (or will be) in ``schema``: same columns, constraints
+    and index names as in ``apex``."""
+    target = MetaData(schema=schema_name(schema))
+    return {table.name: table.to_metadata(target, schema=schema) for table in VIEW_TABLES}

@@ -24,7 +24,7 @@ from apex_runtime import TRANSIENT_NATS_ERRORS, CircuitBreaker, CircuitOpen
 log = logging.getLogger(__name__)
 _STREAM_INFO_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.js.errors.NotFoundError)
 
-LAG = Gauge("apex_projection_lag_events", "stream last seq minus the projection checkpoint", ["store"])
+LAG = Gauge("apex_projection_lag_events", "events the projection has not applied and acknowledged yet", ["store"])
 APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
 FAILED = Counter("apex_projection_failed_batches", "batches that found the store unavailable", ["store"])
 
@@ -41,6 +41,7 @@ class ProjectorRunner:
         *,
         batch_size: int = 500,
         fetch_timeout_s: float = 1.0,
+        linger_s: float = 0.02,
         max_backoff_s: float = 5.0,
     ) -> None:
         self.js = js
@@ -49,6 +50,7 @@ class ProjectorRunner:
         self.breaker = breaker
         self.batch_size = batch_size
         self.fetch_timeout_s = fetch_timeout_s
+        self.linger_s = linger_s
         self.max_backoff_s = max_backoff_s
         self.position = 0
         self._backoff_s = 0.0
@@ -79,8 +81,9 @@ class ProjectorRunner:
             await _sleep(stop, min(self.breaker.reset_after_s, self.max_backoff_s))
             return
         try:
-            messages = await sub.fetch(self.batch_size, timeout=self.fetch_timeout_s)
-        except nats.errors.TimeoutError:
+            messages = await self._fetch(sub)
+        except (nats.errors.TimeoutError, TimeoutError):
+            # Nothing to fetch (nats-py also raises the builtin TimeoutError for that).
             return
         except TRANSIENT_NATS_ERRORS as exc:
             log.warning("%s projection: cannot fetch from NATS: %r", self.store, exc)
@@ -96,6 +99,17 @@ class ProjectorRunner:
         self.position = max(self.position, last_seq(batch))
         APPLIED.labels(self.store).inc(len(batch))
         await _ack_all(messages)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The first message as soon as there is one (waiting up to ``fetch_timeout_s``),
+        then whatever else arrives within ``linger_s``, up to ``batch_size``. One fetch of
+        the whole batch would hold every message until the batch is full or the fetch
+        times out: up to a second of lag on a quiet stream."""
+        messages = await sub.fetch(1, timeout=self.fetch_timeout_s)
+        if self.batch_size > 1:
+            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):  # nothing more right now
+                messages += await sub.fetch(self.batch_size - 1, timeout=self.linger_s)
+        return messages
 
     async def _retry_later(self, messages: Sequence[Msg], exc: BaseException, stop: asyncio.Event) -> None:
         FAILED.labels(self.store).inc()
@@ -137,8 +151,13 @@ class ProjectorRunner:
 
 
 class LagMonitor:
-    """Publishes each runner's lag (stream last seq minus checkpoint) as a gauge and in
-    the health details, every ``every_s``."""
+    """Publishes each runner's lag as a gauge and in the health details, every ``every_s``.
+
+    The lag is what the projector's durable consumer has not had acknowledged yet (not
+    yet delivered + delivered and unacked): after a crash, a batch applied by nobody
+    waits for its redelivery while newer ones go through, so "head minus the highest
+    sequence applied" would say 0 too early. ``checkpoint_<store>`` is that highest
+    sequence."""
 
     def __init__(self, js: JetStreamContext, runners: Sequence[ProjectorRunner], details: dict[str, float | int | str],
                  every_s: float = 2.0) -> None:
@@ -153,17 +172,13 @@ class LagMonitor:
             await _sleep(stop, self.every_s)
 
     async def measure(self) -> dict[str, int]:
-        last: dict[str, int] = {}
         lags: dict[str, int] = {}
         for runner in self.runners:
-            stream = runner.spec.stream
-            if stream not in last:
-                try:
-                    info = await self.js.stream_info(stream)
-                except _STREAM_INFO_ERRORS:
-                    continue
-                last[stream] = int(info.state.last_seq)
-            lags[runner.store] = max(0, last[stream] - runner.position)
+            try:
+                info = await self.js.consumer_info(runner.spec.stream, runner.spec.durable)
+            except _STREAM_INFO_ERRORS:
+                continue
+            lags[runner.store] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
             LAG.labels(runner.store).set(lags[runner.store])
             self.details[f"lag_{runner.store}"] = lags[runner.store]
             self.details[f"checkpoint_{runner.store}"] = runner.position

@@ -1,0 +1,126 @@
+"""Finishes every erasure once all three projections have applied its tombstone (their
+durable consumers have acknowledged past its sequence): purges the erased subjects from
+the log (``apex.evt.<tenant>.<user>.<thread>``, or every subject of the user), deletes an
+erased user's entries from the audit stream, and audits the erasure as ``data.erased``
+on ``apex.audit.<tenant>``. Each step is idempotent and recorded in the ledger, so a
+crash in between only repeats it; the audit entry's id is derived from the tombstone's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import nats.js.errors
+from pydantic import ValidationError
+
+from apex_contracts import Unavailable
+from apex_contracts.audit import AuditEntry, audit_subject
+from apex_contracts.streams import APEX_AUDIT, APEX_EVT, projector_consumer
+from apex_persistence.postgres.db import PG_FAILURES
+from apex_persistence.postgres.erasures import ErasureLedger
+from apex_persistence.projection.erasure import Erasure
+from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen
+
+log = logging.getLogger(__name__)
+PROJECTORS: Final = ("postgres", "redis", "clickhouse")
+STORES_ERASED: Final = ("postgres", "redis", "clickhouse", "events_archive", "event_log")
+
+
+def erasure_audit(erasure: Erasure, removed_audit_entries: int = 0) -> AuditEntry:
+    return AuditEntry(
+        id=f"erasure:{erasure.event_id}"[:100],
+        tenant_id=erasure.tenant_id,
+        action="data.erased",
+        outcome="success",
+        actor_user_id=erasure.requested_by,
+        service="persistence",
+        target=erasure.target,
+        details={
+            "kind": erasure.kind, "tombstone": erasure.event_id, "tombstone_seq": erasure.seq,
+            "requested_at": erasure.at.isoformat(), "stores": list(STORES_ERASED),
+            "audit_entries_removed": removed_audit_entries,
+        },
+    )
+
+
+class Eraser:
+    def __init__(self, bus: Bus, ledger: ErasureLedger, breaker: CircuitBreaker, *, every_s: float = 1.0,
+                 projectors: Sequence[str] = PROJECTORS) -> None:
+        self.bus = bus
+        self.ledger = ledger
+        self.breaker = breaker
+        self.every_s = every_s
+        self.durables = [projector_consumer(store).durable for store in projectors]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.step()
+            except (CircuitOpen, Unavailable, *PG_FAILURES, *TRANSIENT_NATS_ERRORS) as exc:
+                log.warning("eraser: a store or the bus is unavailable, next round: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.every_s)
+
+    async def step(self) -> int:
+        """Finishes what can be finished now; returns how many erasures it completed."""
+        pending = await self.breaker.call(self.ledger.pending, PG_FAILURES)
+        if not pending:
+            return 0
+        floor = await self.applied_everywhere()
+        done = 0
+        for erasure, purged, audited in pending:
+            if erasure.seq > floor:
+                continue
+            removed = 0
+            if not purged:
+                removed = await self.purge(erasure)
+                await self.ledger.mark(erasure, "purged_at")
+            if not audited:
+                await self.audit(erasure, removed)
+                await self.ledger.mark(erasure, "audited_at")
+            done += 1
+        return done
+
+    async def applied_everywhere(self) -> int:
+        """The highest sequence every projection has acknowledged (0 while one is missing)."""
+        floors = []
+        for durable in self.durables:
+            try:
+                info = await self.bus.js.consumer_info(APEX_EVT.name, durable)
+            except nats.js.errors.NotFoundError:
+                return 0
+            floors.append(int(info.ack_floor.stream_seq if info.ack_floor else 0))
+        return min(floors, default=0)
+
+    async def purge(self, erasure: Erasure) -> int:
+        """Removes the erased subjects from the log; returns the audit entries removed."""
+        await self.bus.js.purge_stream(APEX_EVT.name, subject=erasure.subject)
+        removed = await self._remove_audit_entries(erasure) if erasure.kind == "user" else 0
+        log.info("erasure of %s: purged %s from the log (%d audit entries removed)",
+                 erasure.target, erasure.subject, removed)
+        return removed
+
+    async def _remove_audit_entries(self, erasure: Erasure) -> int:
+        doomed: list[int] = []
+        async for seq, data in self.bus.read_subject(audit_subject(erasure.tenant_id), stream=APEX_AUDIT.name):
+            try:
+                entry = AuditEntry.model_validate_json(data)
+            except ValidationError:
+                continue
+            if entry.action != "data.erased" and (
+                entry.actor_user_id == erasure.user_id or erasure.user_id in (entry.target or "")
+            ):
+                doomed.append(seq)
+        for seq in doomed:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.bus.js.delete_msg(APEX_AUDIT.name, seq)
+        return len(doomed)
+
+    async def audit(self, erasure: Erasure, removed: int) -> None:
+        entry = erasure_audit(erasure, removed)
+        await self.bus.js.publish(audit_subject(entry.tenant_id), entry.model_dump_json().encode(),
+                                  headers={"Nats-Msg-Id": entry.id})
