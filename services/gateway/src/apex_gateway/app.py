@@ -19,7 +19,7 @@ from apex_contracts.auth import SessionRevoked
 from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
 from apex_gateway import authproxy, dashboard
-from apex_gateway.api import admin, runs, threads, usage
+from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.errors import install_error_handlers
 from apex_gateway.messages import MessageService
@@ -49,7 +49,7 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
     )
     app.state.services = services
     install_error_handlers(app)
-    for router in (threads.router, runs.router, usage.router, admin.router, dashboard.router, authproxy.router):
+    for router in (threads.router, runs.router, usage.router, admin.router, users.router, dashboard.router, authproxy.router):
         app.include_router(router)
     # The chat page signs in through the gateway: /auth/* is passed on to the auth service.
     app.state.auth_proxy = authproxy.AuthProxy(services.settings.auth_url, http or httpx.AsyncClient())

@@ -30,6 +30,10 @@ class DeliveryCursors:
         self._breaker = breaker
         self._advance = redis.register_script(_ADVANCE)
 
+    @property
+    def redis_client(self) -> aioredis.Redis:
+        return self._redis
+
     async def get(self, who: Principal, thread_id: str) -> int:
         """The acknowledged seq, 0 when nothing was acknowledged."""
         try:
