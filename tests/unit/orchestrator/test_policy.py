@@ -6,7 +6,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apex_contracts import new_id
-from apex_orchestrator.policy import Accept, Cancel, Complete, Done, Fail, RunLimits, RunStep, next_action
+from apex_orchestrator.policy import (
+    Accept,
+    Cancel,
+    Complete,
+    Done,
+    Fail,
+    RunLimits,
+    RunStep,
+    next_action,
+    next_deadline,
+)
 from apex_orchestrator.state import RunState
 
 RUN = new_id("run")
@@ -124,3 +134,45 @@ def test_other_runs_of_the_thread_become_history() -> None:
     ])
     assert [(t.question, t.answer) for t in state.history] == [("first?", "first answer")]
     assert state.accepted and state.last_seq == 3
+
+
+def test_a_run_cancelled_before_it_was_accepted_never_starts() -> None:
+    state = fold(ev("run.cancel_requested", cause="user", requested_by="usr"))
+    assert decide(state) == Cancel("user")
+    queued = fold(ev("run.queued", behind=[]), ev("run.cancel_requested", cause="interrupted", requested_by="run"))
+    assert decide(queued) == Cancel("interrupted")
+
+
+def test_a_step_running_past_its_time_fails_the_run_from_its_first_start() -> None:
+    started = T0 + timedelta(seconds=10)
+    state = fold(ev("run.accepted"), {**ev("agent_started", agent="supervisor", step=0),
+                                      "occurred_at": started.isoformat()})
+    assert decide(state, now=started + timedelta(seconds=59), step_timeout_s=60) == RunStep(0, "supervisor")
+    late = decide(state, now=started + timedelta(seconds=60), step_timeout_s=60)
+    assert isinstance(late, Fail) and late.error.code == "step_timeout"
+    assert next_deadline(state, RunLimits(step_timeout_s=60, run_timeout_s=300)) == started + timedelta(seconds=60)
+
+
+def test_an_agent_stopped_by_a_budget_ends_the_run_with_that_limit() -> None:
+    state = fold(
+        ev("run.accepted"),
+        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["triage"])),
+        ev("agent_failed", agent="triage", step=1,
+           error={"code": "budget_exceeded", "message": "tool budget", "retryable": False}),
+    )
+    action = decide(state)
+    assert isinstance(action, Fail) and action.error.code == "budget_exceeded"
+
+
+def test_tokens_over_the_limit_fail_the_run() -> None:
+    state = fold(ev("run.accepted"), ev("agent_completed", agent="supervisor", step=0, tokens=900,
+                                        output=output("supervisor", plan=["reporting"])))
+    action = decide(state, max_llm_tokens=500)
+    assert isinstance(action, Fail) and action.error.code == "budget_exceeded"
+    assert "500" in action.error.message
+
+
+def test_the_run_deadline_is_its_wall_clock_before_any_step_starts() -> None:
+    state = fold(ev("run.accepted"))
+    assert next_deadline(state, RunLimits(run_timeout_s=30)) == T0 + timedelta(seconds=30)
+    assert next_deadline(fold(), RunLimits()) is None

@@ -49,6 +49,7 @@ class AgentStepData(Model):
     inputs: dict[str, Any] = {}
     history: list[dict[str, str]] = []
     budget_tool_calls: int = 50
+    budget_llm_tokens: int | None = None  # what is left of the run's token budget; None: no limit
     deadline_ms: int = 60_000
 
 

@@ -7,15 +7,16 @@ upcasting); ``LIFECYCLE`` are the five events that must never be dropped.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import Field, TypeAdapter
 
 from apex_contracts.envelope import AgentName, Envelope, Model, upcast
 from apex_contracts.errors import ErrorInfo
-from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId
+from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId, validate_id
 from apex_contracts.report import AgentOutput, AssistantResponse, ResponseStatus
+from apex_contracts.subjects import EVT_PREFIX
 
 
 class ThreadEvent(Envelope):
@@ -93,11 +94,12 @@ class RunAccepted(ThreadEvent):
 
 class RunQueuedData(Model):
     behind: list[RunId]
-    policy: Literal["enqueue"] = "enqueue"
+    policy: Literal["enqueue", "interrupt"] = "enqueue"
 
 
 class RunQueued(ThreadEvent):
-    """Double-texting: this run waits for the user's earlier runs."""
+    """Double-texting: this run waits for the user's earlier runs (``enqueue``), or for
+    the ones it interrupted to stop (``interrupt``). ``behind`` names them."""
 
     type: Literal["run.queued"] = "run.queued"
     data: RunQueuedData
@@ -267,3 +269,32 @@ def client_view(event: dict[str, Any]) -> dict[str, Any]:
     """The event as a client sees it: without tenant and tracing internals."""
     hidden = ("tenant_id", "user_id", "causation_id", "correlation_id")
     return {key: value for key, value in event.items() if key not in hidden}
+
+
+# --- a user --------------------------------------------------------------------------
+
+
+class UserErasedData(Model):
+    requested_by: UserId
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class UserErased(Envelope):
+    """Tombstone of a user: every store erases everything of the user (threads, messages,
+    runs, events, hot keys, analytics rows, the user's audit entries) and the user's
+    subjects are purged from the log; persistence audits it as ``data.erased``.
+
+    Not a thread event: it is published on the user's own subject in APEX_EVT,
+    ``UserErased.subject(tenant, user)`` = ``apex.evt.<tenant>.<user>.erased``, so it
+    takes its place in the one total order of the log. Nats-Msg-Id = ``<user_id>:erased``.
+    """
+
+    type: Literal["user.erased"] = "user.erased"
+    user_id: UserId
+    data: UserErasedData
+
+    SUBJECT_TOKEN: ClassVar[str] = "erased"
+
+    @staticmethod
+    def subject(tenant_id: str, user_id: str) -> str:
+        return f"{EVT_PREFIX}.{validate_id(tenant_id, 'ten')}.{validate_id(user_id, 'usr')}.erased"

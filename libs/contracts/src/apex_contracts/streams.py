@@ -28,7 +28,10 @@ class StreamSpec:
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
     """A durable pull consumer. ``ack_wait_s`` is how long a silent handler keeps a
-    message before it is redelivered; long handlers heartbeat (in-progress acks)."""
+    message before it is redelivered; long handlers heartbeat (in-progress acks) every
+    fifth of it, so a worker that dies is replaced within ``ack_wait_s``. A message that
+    failed ``max_deliver`` times (or whose workers died that often) is dead-lettered;
+    ``backoff_s`` spaces the retries of a handler that raised (the last value repeats)."""
 
     durable: str
     stream: str
@@ -66,8 +69,9 @@ RUN_START_CONSUMER: Final = ConsumerSpec(
     durable="orchestrator-run-start",
     stream=APEX_CMD.name,
     filter_subject=subjects.CMD_RUN_START,
-    ack_wait_s=30.0,
+    ack_wait_s=10.0,
     max_deliver=10,
+    backoff_s=(0.2, 1.0, 3.0, 10.0),
 )
 RUN_CANCEL_CONSUMER: Final = ConsumerSpec(
     durable="orchestrator-run-cancel", stream=APEX_CMD.name, filter_subject=subjects.CMD_RUN_CANCEL
@@ -76,15 +80,18 @@ AGENT_STEP_CONSUMER: Final = ConsumerSpec(
     durable="agents-step",
     stream=APEX_CMD.name,
     filter_subject=subjects.CMD_AGENT_STEP,
-    ack_wait_s=30.0,
+    ack_wait_s=10.0,
     max_deliver=5,
+    backoff_s=(0.2, 1.0, 3.0, 10.0),
 )
 TOOL_CALL_CONSUMER: Final = ConsumerSpec(
     durable="tools-call",
     stream=APEX_CMD.name,
     filter_subject=subjects.CMD_TOOL_CALL,
-    ack_wait_s=30.0,
-    max_deliver=5,
+    ack_wait_s=10.0,
+    max_deliver=6,
+    # a store behind a tool restarting (persistence) is waited out: ~15 s of retries
+    backoff_s=(0.5, 1.0, 2.0, 4.0, 8.0),
 )
 USAGE_INGEST_CONSUMER: Final = ConsumerSpec(
     durable="persistence-usage-ingest",
@@ -118,3 +125,5 @@ KV_IDEMPOTENCY: Final = "apex_idempotency"
 KV_RUNS: Final = "apex_runs"
 KV_TOOL_LEDGER: Final = "apex_tool_ledger"
 KV_WS_TICKETS: Final = "apex_ws_tickets"
+# <tenant>.<user> -> the user's admitted and queued runs (per-user concurrency, double-texting)
+KV_USER_RUNS: Final = "apex_user_runs"

@@ -33,6 +33,7 @@ from apex_contracts.streams import (
     KV_IDEMPOTENCY,
     KV_RUNS,
     KV_TOOL_LEDGER,
+    KV_USER_RUNS,
     KV_WS_TICKETS,
     STREAMS,
     StreamSpec,
@@ -59,6 +60,7 @@ _KV_BUCKETS: dict[str, float] = {
     KV_RUNS: 30 * 86_400.0,
     KV_TOOL_LEDGER: 30 * 86_400.0,
     KV_WS_TICKETS: 60.0,
+    KV_USER_RUNS: 7 * 86_400.0,
 }
 
 
@@ -279,9 +281,10 @@ class SubjectWatch:
     or still to come. It subscribes first, then scans, so nothing published in between is
     missed. Many coroutines may wait on one watch at once; each sees every message."""
 
-    def __init__(self, bus: Bus, subject: str) -> None:
+    def __init__(self, bus: Bus, subject: str, *, rescan_every_s: float = 2.0) -> None:
         self._bus = bus
         self._subject = subject
+        self._rescan_every_s = rescan_every_s
         self._seen: list[dict[str, Any]] = []
         self._arrived = asyncio.Condition()
         self._sub: Any = None
@@ -317,21 +320,35 @@ class SubjectWatch:
         since: int = 0,
     ) -> dict[str, Any]:
         """Returns the first matching message: from the log after ``scan_after_seq``
-        (None skips the scan), else the first live one from ``since``; raises TimeoutError."""
-        if scan_after_seq is not None:
-            async for _seq, data in self._bus.read_subject(self._subject, after_seq=scan_after_seq):
-                message = orjson.loads(data)
-                if matches(message):
-                    return message
+        (None skips the scan), else the first live one from ``since``; raises TimeoutError.
+        With a scan, the log is read again every ``rescan_every_s`` while waiting: a live
+        message lost to a reconnect is still found once it is stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         index = since
-        async with asyncio.timeout(timeout), self._arrived:
-            while True:
-                while index < len(self._seen):
-                    message = self._seen[index]
-                    index += 1
+        while True:
+            if scan_after_seq is not None:
+                async for seq, data in self._bus.read_subject(self._subject, after_seq=scan_after_seq):
+                    scan_after_seq = seq
+                    message = orjson.loads(data)
                     if matches(message):
                         return message
-                await self._arrived.wait()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            wait = remaining if scan_after_seq is None else min(remaining, self._rescan_every_s)
+            try:
+                async with asyncio.timeout(wait), self._arrived:
+                    while True:
+                        while index < len(self._seen):
+                            message = self._seen[index]
+                            index += 1
+                            if matches(message):
+                                return message
+                        await self._arrived.wait()
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise
 
 
 async def connect_nats(url: str, name: str, **options: Any) -> NATS:

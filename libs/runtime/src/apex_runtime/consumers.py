@@ -1,11 +1,16 @@
 """Command consumers on FastStream: durable pull subscriptions with manual acks, bounded
-concurrency and a poison guard.
+concurrency, a poison guard, in-progress heartbeats and interruptible work.
 
 A handler acks its message itself when the work is done. When it raises, the guard
 decides: input that can never be valid, or a message that has failed on its last
 allowed delivery, goes to the dead-letter subject and its owner is told (``on_poison``,
 e.g. the orchestrator fails the run with ``run.failed``); anything else is negatively
-acknowledged with a backoff so it is tried again.
+acknowledged with a backoff so it is tried again. A message delivered more often than
+allowed (its workers died on every delivery, so no handler ever raised) is dead-lettered
+before it can kill another one.
+
+``RunCancellations`` holds the work a process is doing per run; the control broadcast
+``apex.ctl.cancel.<run>`` (sent when a run is cancelled or ends) interrupts it.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 
 import nats.errors
 from faststream import BaseMiddleware
@@ -24,12 +30,17 @@ from faststream.nats import ConsumerConfig, JStream, NatsRouter, PullSub
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from apex_contracts import ApexError, ErrorCode, ErrorInfo, subjects
+from apex_contracts import ApexError, Cancelled, ErrorCode, ErrorInfo, subjects
+from apex_contracts.errors import InvalidId
+from apex_contracts.ids import validate_id
 from apex_contracts.streams import ConsumerSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PoisonHandler = Callable[[bytes, ErrorInfo], Awaitable[None]]
-_RETRY_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
+DEFAULT_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
+# What a broken connection raises while a message is being settled or heartbeated.
+_SETTLE_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
 
 
 def subscribe_command(
@@ -40,15 +51,22 @@ def subscribe_command(
     title: str,
     description: str,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
-    """Decorates a handler as the one consumer of a command subject."""
+    """Decorates a handler as the one consumer of a command subject.
+
+    JetStream itself redelivers without limit: the poison guard counts deliveries and
+    dead-letters at ``spec.max_deliver``, so a message is never left stranded in the
+    work queue with nobody to tell (which a JetStream ``max_deliver`` would do silently).
+    Messages are fetched one at a time: a replica never holds commands it has no free
+    worker for (they would wait unheartbeated while other replicas idle).
+    """
     return router.subscriber(  # type: ignore[no-any-return]
         spec.filter_subject,
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
-        pull_sub=PullSub(batch_size=max(1, min(max_workers, 50)), timeout=1.0),
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
         config=ConsumerConfig(
             ack_wait=spec.ack_wait_s,
-            max_deliver=spec.max_deliver,
+            max_deliver=-1,
             max_ack_pending=spec.max_ack_pending,
         ),
         ack_policy=AckPolicy.MANUAL,
@@ -58,16 +76,24 @@ def subscribe_command(
     )
 
 
+def heartbeat_every(spec: ConsumerSpec) -> float:
+    """How often a long handler of ``spec`` sends in-progress acks."""
+    return max(0.5, spec.ack_wait_s / 5)
+
+
 def poison_guard(
     publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
     on_poison: PoisonHandler,
     consumers: Iterable[ConsumerSpec],
+    *,
+    backoff_s: tuple[float, ...] | None = None,
 ) -> Callable[..., BaseMiddleware]:
     """A middleware factory for the command consumers named; ``publish_raw(subject, data,
-    headers)`` stores a dead letter. Messages on other subjects pass through untouched."""
-    max_deliver = {spec.filter_subject: spec.max_deliver for spec in consumers}
+    headers)`` stores a dead letter. Messages on other subjects pass through untouched.
+    ``backoff_s`` overrides every consumer's own retry schedule (tests, operators)."""
+    specs = {spec.filter_subject: spec for spec in consumers}
     return functools.partial(
-        _PoisonGuard, publish_raw=publish_raw, on_poison=on_poison, max_deliver=max_deliver
+        _PoisonGuard, publish_raw=publish_raw, on_poison=on_poison, specs=specs, backoff_s=backoff_s
     )
 
 
@@ -80,17 +106,27 @@ class _PoisonGuard(BaseMiddleware):
         context: Any,
         publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
         on_poison: PoisonHandler,
-        max_deliver: Mapping[str, int],
+        specs: Mapping[str, ConsumerSpec],
+        backoff_s: tuple[float, ...] | None,
     ) -> None:
         super().__init__(msg, context=context)
         self._publish_raw = publish_raw
         self._on_poison = on_poison
-        self._max_deliver = max_deliver
+        self._specs = specs
+        self._backoff_s = backoff_s
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
         raw: Msg = msg.raw_message
-        if raw.subject not in self._max_deliver:
+        spec = self._specs.get(raw.subject)
+        if spec is None:
             return await call_next(msg)
+        if 0 < spec.max_deliver < raw.metadata.num_delivered:
+            await self._dead_letter(raw, ErrorInfo(
+                code=ErrorCode.POISON_COMMAND,
+                message=f"its worker stopped without an answer on {spec.max_deliver} deliveries",
+                retryable=False,
+            ))
+            return None
         try:
             return await call_next(msg)
         except ValidationError as exc:
@@ -98,38 +134,45 @@ class _PoisonGuard(BaseMiddleware):
                 code=ErrorCode.INVALID_REQUEST, message=f"invalid command: {exc}", retryable=False
             ))
         except ApexError as exc:
-            if exc.retryable and not self._last_delivery(raw):
-                await self._retry(raw, exc)
+            if exc.retryable and not self._last_delivery(raw, spec):
+                await self._retry(raw, spec, exc)
             else:
                 await self._dead_letter(raw, exc.info())
         except Exception as exc:  # noqa: BLE001 - the guard re-queues or dead-letters; never swallows
-            if self._last_delivery(raw):
+            if self._last_delivery(raw, spec):
                 await self._dead_letter(raw, ErrorInfo(
                     code=ErrorCode.POISON_COMMAND,
                     message=f"failed on every delivery: {exc!r}",
                     retryable=False,
                 ))
             else:
-                await self._retry(raw, exc)
+                await self._retry(raw, spec, exc)
         return None
 
-    def _last_delivery(self, raw: Msg) -> bool:
-        limit = self._max_deliver[raw.subject]
-        return limit > 0 and raw.metadata.num_delivered >= limit
+    @staticmethod
+    def _last_delivery(raw: Msg, spec: ConsumerSpec) -> bool:
+        return spec.max_deliver > 0 and raw.metadata.num_delivered >= spec.max_deliver
 
-    async def _retry(self, raw: Msg, exc: BaseException) -> None:
+    async def _retry(self, raw: Msg, spec: ConsumerSpec, exc: BaseException) -> None:
         attempt = raw.metadata.num_delivered
-        delay = _RETRY_BACKOFF_S[min(attempt - 1, len(_RETRY_BACKOFF_S) - 1)]
+        schedule = self._backoff_s or spec.backoff_s or DEFAULT_BACKOFF_S
+        delay = schedule[min(attempt - 1, len(schedule) - 1)]
         log.warning(
             "%s failed on delivery %d, retrying in %.1fs: %r", raw.subject, attempt, delay, exc,
             exc_info=not isinstance(exc, ApexError),
         )
-        await raw.nak(delay=delay)
+        try:
+            await raw.nak(delay=delay)
+        except _SETTLE_FAILURES as nak_failed:
+            # the bus is down: JetStream redelivers after the ack wait anyway
+            log.warning("could not nak %s (%r); it comes back after the ack wait", raw.subject, nak_failed)
 
     async def _dead_letter(self, raw: Msg, error: ErrorInfo) -> None:
         log.error("dead-lettering %s after %d deliveries: %s", raw.subject,
                   raw.metadata.num_delivered, error.message)
         headers = {
+            # one dead letter per command, however often dead-lettering is retried
+            "Nats-Msg-Id": f"dlq:{raw.metadata.stream}:{raw.metadata.sequence.stream}",
             "Apex-Error-Code": error.code,
             "Apex-Error-Message": error.message[:500],
             "Apex-Original-Subject": raw.subject,
@@ -138,22 +181,28 @@ class _PoisonGuard(BaseMiddleware):
         try:
             await self._publish_raw(subjects.dead_letter(raw.subject), raw.data, headers)
             await self._on_poison(raw.data, error)
-        except (ApexError, nats.errors.Error) as exc:
+            await raw.term()
+        except (ApexError, *_SETTLE_FAILURES) as exc:
+            # both steps are idempotent (the dead letter and the run's ending carry stable
+            # ids), so the next delivery simply tries them again
             log.error("could not dead-letter %s, leaving it for redelivery: %r", raw.subject, exc)
-            await raw.nak(delay=5.0)
-            return
-        await raw.term()
+            with contextlib.suppress(*_SETTLE_FAILURES):
+                await raw.nak(delay=5.0)
 
 
 @contextlib.asynccontextmanager
 async def keep_alive(progress: Callable[[], Awaitable[None]], every_s: float) -> AsyncIterator[None]:
     """While the block runs, tells JetStream every ``every_s`` that the message is still
-    being worked on (an in-progress ack), so it is not redelivered to someone else."""
+    being worked on (an in-progress ack), so it is not redelivered to someone else. A
+    heartbeat lost to a reconnect is skipped, not fatal: the next one follows."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every_s)
-            await progress()
+            try:
+                await progress()
+            except _SETTLE_FAILURES as exc:
+                log.debug("in-progress ack not sent: %r", exc)
 
     task = asyncio.create_task(beat())
     try:
@@ -162,3 +211,77 @@ async def keep_alive(progress: Callable[[], Awaitable[None]], every_s: float) ->
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class RunCancellations:
+    """The work this process is doing for each run, so that it can be interrupted.
+
+    ``run(run_id, work)`` runs ``work`` and raises ``Cancelled`` (``run_cancelled``) if
+    the run is cancelled meanwhile; a run cancelled in the last ``remember_s`` refuses new
+    work at once (the broadcast can overtake the command). ``cancel`` is called by the
+    control broadcast (``listen``) or by whoever learns that the run ended.
+    """
+
+    def __init__(self, *, remember_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._remember_s = remember_s
+        self._clock = clock
+        self._tasks: dict[str, set[asyncio.Future[Any]]] = {}
+        self._cancelled: dict[str, float] = {}
+        self.interrupted = 0
+
+    def is_cancelled(self, run_id: str) -> bool:
+        at = self._cancelled.get(run_id)
+        return at is not None and self._clock() - at < self._remember_s
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(tasks) for tasks in self._tasks.values())
+
+    def cancel(self, run_id: str) -> int:
+        """Interrupts every piece of work of ``run_id``; returns how many were running."""
+        self._forget_old()
+        self._cancelled[run_id] = self._clock()
+        tasks = [task for task in self._tasks.get(run_id, ()) if not task.done()]
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    async def run(self, run_id: str, work: Coroutine[Any, Any, T]) -> T:
+        if self.is_cancelled(run_id):
+            work.close()
+            raise Cancelled(f"Run {run_id} was cancelled.")
+        task = asyncio.ensure_future(work)
+        self._tasks.setdefault(run_id, set()).add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and self.is_cancelled(run_id) and (me is None or me.cancelling() == 0):
+                self.interrupted += 1
+                raise Cancelled(f"Run {run_id} was cancelled.") from None
+            raise
+        finally:
+            running = self._tasks.get(run_id)
+            if running is not None:
+                running.discard(task)
+                if not running:
+                    del self._tasks[run_id]
+
+    async def listen(self, nc: Any) -> Any:
+        """Subscribes to ``apex.ctl.cancel.*`` (every replica hears every broadcast)."""
+
+        async def on_cancel(msg: Msg) -> None:
+            try:
+                run_id = validate_id(msg.subject.rsplit(".", 1)[-1], "run")
+            except InvalidId:
+                return
+            if self.cancel(run_id):
+                log.info("interrupted the work of run %s", run_id)
+
+        return await nc.subscribe(subjects.CTL_CANCEL_ALL, cb=on_cancel)
+
+    def _forget_old(self) -> None:
+        if len(self._cancelled) < 1024:
+            return
+        horizon = self._clock() - self._remember_s
+        self._cancelled = {run: at for run, at in self._cancelled.items() if at >= horizon}

@@ -13,6 +13,7 @@ from faststream.nats import NatsBroker, NatsRouter
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_runtime.bus import Bus
+from apex_runtime.consumers import RunCancellations
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, serve_http
 from apex_runtime.settings import ServiceSettings
 
@@ -58,6 +59,16 @@ class ServiceHost:
         await self._bus.ensure_topology()
         self.health.add_check("nats", lambda: self.bus.connected)
         return self._bus
+
+    async def run_cancellations(self) -> RunCancellations:
+        """Work of this process per run, interrupted by the ``apex.ctl.cancel.<run>``
+        broadcast; its figures (``work_in_flight``, ``work_interrupted``) appear in the
+        heartbeat and on /metrics."""
+        cancels = RunCancellations()
+        await cancels.listen(self.bus.nc)
+        self.health.add_probe("work_in_flight", lambda: cancels.in_flight)
+        self.health.add_probe("work_interrupted", lambda: cancels.interrupted)
+        return cancels
 
     def include(self, router: NatsRouter) -> None:
         self.broker.include_router(router)

@@ -25,14 +25,28 @@ from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[bool] | bool]
+Probe = Callable[[], float | int | str]
 
 BREAKER_STATE = Gauge(
     "apex_circuit_breaker_open", "1 when the circuit breaker is open", ["service", "breaker"]
 )
+BREAKER_HALF_OPEN = Gauge(
+    "apex_circuit_breaker_half_open", "1 while the breaker lets one trial call through",
+    ["service", "breaker"],
+)
+BREAKER_OPENS = Gauge(
+    "apex_circuit_breaker_opens", "how many times the breaker opened since the process started",
+    ["service", "breaker"],
+)
+DETAIL = Gauge(
+    "apex_service_detail", "a numeric detail of the service's heartbeat (runs in flight, ...)",
+    ["service", "name"],
+)
 
 
 class Health:
-    """Liveness, readiness checks and circuit breakers of one process."""
+    """Liveness, readiness checks, circuit breakers and live figures (probes) of one
+    process: what ``/readyz``, ``/metrics`` and the heartbeat report."""
 
     def __init__(self, service: str, instance: str, http_port: int | None = None) -> None:
         self.service = service
@@ -43,9 +57,28 @@ class Health:
         self._checks: dict[str, Check] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.details: dict[str, float | int | str] = {}
+        self._probes: dict[str, Probe] = {}
 
     def add_check(self, name: str, check: Check) -> None:
         self._checks[name] = check
+
+    def add_probe(self, name: str, probe: Probe) -> None:
+        """A figure read whenever a heartbeat is sent or /metrics is scraped."""
+        self._probes[name] = probe
+
+    def current_details(self) -> dict[str, float | int | str]:
+        return {**self.details, **{name: probe() for name, probe in self._probes.items()}}
+
+    def export_metrics(self) -> None:
+        """Copies breaker states and numeric details into the Prometheus gauges."""
+        for name, breaker in self.breakers.items():
+            state = breaker.state
+            BREAKER_STATE.labels(self.service, name).set(1 if state == "open" else 0)
+            BREAKER_HALF_OPEN.labels(self.service, name).set(1 if state == "half_open" else 0)
+            BREAKER_OPENS.labels(self.service, name).set(breaker.opened_count)
+        for name, value in self.current_details().items():
+            if isinstance(value, int | float):
+                DETAIL.labels(self.service, name).set(value)
 
     def breaker(self, name: str, **options: Any) -> CircuitBreaker:
         if name not in self.breakers:
@@ -61,8 +94,7 @@ class Health:
 
     async def heartbeat(self) -> Heartbeat:
         checks = await self.readiness()
-        for name, breaker in self.breakers.items():
-            BREAKER_STATE.labels(self.service, name).set(1 if breaker.state == "open" else 0)
+        self.export_metrics()
         return Heartbeat(
             service=self.service,
             instance=self.instance,
@@ -73,7 +105,7 @@ class Health:
             ready=all(checks.values()) and not self.stopping,
             http_port=self.http_port,
             breakers={name: b.state for name, b in self.breakers.items()},
-            details=dict(self.details),
+            details=self.current_details(),
         )
 
 
@@ -104,6 +136,7 @@ def ops_routes(health: Health) -> list[Route]:
         )
 
     async def metrics(_: Request) -> Response:
+        health.export_metrics()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return [

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 from pydantic import ValidationError
 
+from apex_agents.brains import build_agents
 from apex_agents.handlers import build_router
-from apex_agents.offline import offline_agents
 from apex_agents.settings import AgentsSettings
 from apex_agents.stepper import StepRunner
-from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorInfo, Scope, parse_command
+from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorCode, ErrorInfo, Scope, parse_command
 from apex_contracts.streams import AGENT_STEP_CONSUMER
 from apex_runtime import ServiceHost, configure_logging, poison_guard
+from apex_runtime.consumers import heartbeat_every
 
 
 async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> None:
@@ -20,7 +22,14 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     configure_logging("agents", settings.log_level, settings.log_format)
     host = ServiceHost("agents", settings, settings.agents_port)
     bus = await host.connect()
-    runner = StepRunner(bus, offline_agents(), tool_wait_s=settings.tool_wait_s)  # type: ignore[arg-type]
+    # the language model's breaker: its state shows on /metrics and in heartbeats
+    breaker = host.health.breaker("llm", threshold=settings.llm_breaker_threshold,
+                                  reset_after_s=settings.llm_breaker_reset_s, code=ErrorCode.LLM_UNAVAILABLE)
+    http = httpx.AsyncClient()  # the language model's connection pool (unused offline)
+    runner = StepRunner(
+        bus, build_agents(settings, http, breaker), cancels=await host.run_cancellations(),  # type: ignore[arg-type]
+        tool_wait_s=settings.tool_wait_s, keepalive_every_s=heartbeat_every(AGENT_STEP_CONSUMER),
+    )
 
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
         await bus.js.publish(subject, data, headers=headers)
@@ -46,3 +55,4 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     await host.start()
     await stop.wait()
     await host.stop()
+    await http.aclose()

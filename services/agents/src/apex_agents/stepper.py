@@ -1,9 +1,16 @@
 """Runs one ``agent.step`` command: ``agent_started``, the agent, then ``agent_completed``
-or ``agent_failed``. A step whose outcome is already in the log is not run again."""
+or ``agent_failed``. A step whose outcome is already in the log is not run again, nor a
+step of a run that ended or whose cancellation was requested.
+
+A running step is interrupted (and publishes nothing more) when its run is cancelled or
+ends: by the ``apex.ctl.cancel.<run>`` broadcast (``RunCancellations``), or, should that
+be missed, by the run's own ``run.cancel_requested`` or terminal event arriving on the
+thread this step already watches."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +20,7 @@ import orjson
 
 from apex_agents.context import StepContext
 from apex_contracts import (
+    TERMINAL,
     AgentCompleted,
     AgentCompletedData,
     AgentFailed,
@@ -21,17 +29,21 @@ from apex_contracts import (
     AgentStartedData,
     AgentStep,
     ApexError,
+    Cancelled,
     DeadlineExceeded,
     ErrorCode,
     Scope,
     subjects,
 )
 from apex_contracts.report import AgentOutput
-from apex_runtime import Bus, keep_alive, log_context
+from apex_runtime import Bus, SubjectWatch, keep_alive, log_context
+from apex_runtime.consumers import RunCancellations
 
 log = logging.getLogger(__name__)
 Keepalive = Callable[[], Awaitable[None]]
 _BUS_FAILURES = frozenset({ErrorCode.PUBLISH_FAILED, ErrorCode.BUS_UNAVAILABLE})
+# Events after which a run needs no more work.
+_RUN_STOPS = frozenset({"run.cancel_requested", *TERMINAL})
 
 
 class Agent(Protocol):
@@ -48,11 +60,13 @@ class StepRunner:
         bus: Bus,
         agents: dict[str, Agent],
         *,
+        cancels: RunCancellations | None = None,
         tool_wait_s: float = 20.0,
-        keepalive_every_s: float = 3.0,
+        keepalive_every_s: float = 2.0,
     ) -> None:
         self.bus = bus
         self.agents = agents
+        self.cancels = cancels or RunCancellations()
         self.tool_wait_s = tool_wait_s
         self.keepalive_every_s = keepalive_every_s
 
@@ -71,11 +85,34 @@ class StepRunner:
                     causation_id=command.id,
                 ))
                 ctx = StepContext(self.bus, command, watch, start_seq, self.tool_wait_s)
-                await self._execute(command, scope, ctx)
+                try:
+                    await self.cancels.run(str(command.run_id), self._interruptible(command, scope, ctx, watch))
+                except Cancelled:
+                    log.info("step %d (%s) interrupted: the run was cancelled or ended", data.step, data.agent)
+
+    async def _interruptible(self, command: AgentStep, scope: Scope, ctx: StepContext, watch: SubjectWatch) -> None:
+        """The step, stopped as soon as its run stops (seen on the thread)."""
+        stopper = asyncio.create_task(self._stop_when_run_stops(command, watch))
+        try:
+            await self._execute(command, scope, ctx)
+        finally:
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+
+    async def _stop_when_run_stops(self, command: AgentStep, watch: SubjectWatch) -> None:
+        run_id = str(command.run_id)
+        with contextlib.suppress(TimeoutError):
+            await watch.wait_for(
+                lambda e: e.get("run_id") == run_id and e.get("type") in _RUN_STOPS,
+                timeout=command.data.deadline_ms / 1000 + 60.0, scan_after_seq=None,
+            )
+            self.cancels.cancel(run_id)
 
     async def _already_done_or_start(self, command: AgentStep, subject: str) -> int | None:
-        """None when this step already has an outcome; else the seq to scan tool results
-        from (the step's own ``agent_started`` if an earlier attempt got that far)."""
+        """None when this step already has an outcome or its run stopped; else the seq to
+        scan tool results from (the step's own ``agent_started`` if an earlier attempt got
+        that far)."""
         start_seq = 0
         step = command.data.step
         async for seq, raw in self.bus.read_subject(subject):
@@ -84,6 +121,8 @@ class StepRunner:
                 continue
             kind = event.get("type")
             if kind in ("agent_completed", "agent_failed") and event["data"]["step"] == step:
+                return None
+            if kind in _RUN_STOPS:
                 return None
             if kind == "agent_started" and event["data"]["step"] == step:
                 start_seq = seq - 1
@@ -97,6 +136,8 @@ class StepRunner:
         agent = self.agents[data.agent]
         try:
             output, summary = await asyncio.wait_for(agent.run(ctx), data.deadline_ms / 1000)
+        except Cancelled:
+            raise
         except ApexError as exc:
             if exc.code in _BUS_FAILURES:
                 raise  # the step is retried as a whole; its facts are deduplicated

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from apex_contracts.streams import RUN_CANCEL_CONSUMER, RUN_START_CONSUMER
-from apex_orchestrator.driver import RunDriver
+from apex_contracts import ErrorCode
+from apex_contracts.streams import KV_USER_RUNS, RUN_CANCEL_CONSUMER, RUN_START_CONSUMER
+from apex_orchestrator.admission import UserSlots
+from apex_orchestrator.driver import Admission, RunDriver
+from apex_orchestrator.endings import RunEndings
 from apex_orchestrator.handlers import build_router, poison_handler
 from apex_orchestrator.settings import OrchestratorSettings
+from apex_orchestrator.sweeper import Sweeper
 from apex_runtime import ServiceHost, configure_logging, poison_guard
+from apex_runtime.consumers import heartbeat_every
 
 
 async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None) -> None:
@@ -16,16 +21,34 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     configure_logging("orchestrator", settings.log_level, settings.log_format)
     host = ServiceHost("orchestrator", settings, settings.orchestrator_port)
     bus = await host.connect()
-    driver = RunDriver(bus, settings.limits())
-    router = build_router(driver, bus, settings.orchestrator_max_runs)
+    slots_breaker = host.health.breaker(
+        "user_runs_kv", threshold=5, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE
+    )
+    endings = RunEndings(bus, UserSlots(await bus.kv(KV_USER_RUNS), slots_breaker))
+    driver = RunDriver(
+        bus,
+        settings.limits(),
+        endings,
+        Admission(endings.slots, settings.max_runs_per_user, settings.double_texting),
+        keepalive_every_s=heartbeat_every(RUN_START_CONSUMER),
+    )
+    sweeper = Sweeper(
+        bus, endings, stall_after_s=settings.stall_after_s, every_s=settings.sweep_every_s,
+        lookback_s=settings.sweep_lookback_s,
+    )
+    host.health.add_probe("runs_in_flight", lambda: driver.runs_in_flight)
+    host.health.add_probe("runs_open", lambda: sweeper.open_runs)
+    host.health.add_probe("runs_swept", lambda: sweeper.swept)
 
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
         await bus.js.publish(subject, data, headers=headers)
 
-    host.broker.add_middleware(
-        poison_guard(publish_raw, poison_handler(bus), [RUN_START_CONSUMER, RUN_CANCEL_CONSUMER])
-    )
-    host.include(router)
+    host.broker.add_middleware(poison_guard(
+        publish_raw, poison_handler(endings), [RUN_START_CONSUMER, RUN_CANCEL_CONSUMER],
+        backoff_s=settings.command_retry_backoff_s,
+    ))
+    host.include(build_router(driver, endings, settings.orchestrator_max_runs))
     await host.start()
+    host.spawn(sweeper.run(stop), "sweeper")
     await stop.wait()
     await host.stop()

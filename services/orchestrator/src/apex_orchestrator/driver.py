@@ -3,7 +3,10 @@
 The loop is: read the run's events from the log, fold them into ``RunState``, ask the
 policy what to do next, do it (publish an event or an ``agent.step`` command), wait for
 the log to move, repeat. Nothing is kept anywhere else, so a replacement orchestrator
-that gets the redelivered command resumes exactly where this one stopped.
+that gets the redelivered command resumes exactly where this one stopped. Before a run
+is accepted it asks for one of its user's run slots (``admission``): it may start, wait
+in the user's queue, be rejected, or interrupt the user's earlier runs, and whichever it
+is appears in the thread as an event.
 """
 
 from __future__ import annotations
@@ -12,28 +15,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import orjson
 
 from apex_contracts import (
+    TERMINAL,
     AgentStep,
     AgentStepData,
     RunAccepted,
     RunAcceptedData,
-    RunCancelled,
-    RunCancelledData,
     RunCompleted,
     RunCompletedData,
-    RunFailed,
-    RunFailedData,
+    RunQueued,
+    RunQueuedData,
     RunStart,
     RunUsage,
     Scope,
-    ThreadEvent,
     subjects,
     utcnow,
 )
 from apex_contracts.errors import ErrorCode
+from apex_orchestrator.admission import Admitted, DoubleTexting, Queued, Rejected, Slot, UserSlots
+from apex_orchestrator.endings import RunEndings, fold_run, terminal_id
 from apex_orchestrator.policy import (
     Accept,
     Cancel,
@@ -44,161 +48,273 @@ from apex_orchestrator.policy import (
     RunStep,
     error,
     next_action,
+    next_deadline,
+    step_timeout,
 )
 from apex_orchestrator.state import RunState
 from apex_runtime import Bus, SubjectWatch, keep_alive, log_context
 
 log = logging.getLogger(__name__)
 Keepalive = Callable[[], Awaitable[None]]
-_WAKE_TYPES = frozenset({"agent_completed", "agent_failed", "run.cancel_requested"})
+_STEP_WAKE = frozenset({"agent_completed", "agent_failed", "run.cancel_requested", *TERMINAL})
+_QUEUE_WAKE = frozenset({"run.cancel_requested", *TERMINAL})
+
+__all__ = ["Admission", "RunDriver", "terminal_id"]
 
 
-def terminal_id(run_id: str) -> str:
-    """One id for every terminal event of a run: the stream keeps only the first."""
-    return f"{run_id}:terminal"
+@dataclass(frozen=True)
+class Admission:
+    """Per-user concurrency: at most ``max_runs_per_user`` running, the rest per ``policy``."""
+
+    slots: UserSlots
+    max_runs_per_user: int = 3
+    policy: DoubleTexting = DoubleTexting.ENQUEUE
+    poll_s: float = 0.5
+    forget_ended_every_s: float = 5.0
+
+
+@dataclass
+class _Run:
+    command: RunStart
+    scope: Scope
+    subject: str
+    state: RunState
+    watch: SubjectWatch
+
+    @property
+    def run_id(self) -> str:
+        return str(self.command.run_id)
 
 
 class RunDriver:
-    def __init__(self, bus: Bus, limits: RunLimits, *, keepalive_every_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        limits: RunLimits,
+        endings: RunEndings,
+        admission: Admission,
+        *,
+        keepalive_every_s: float = 2.0,
+    ) -> None:
         self.bus = bus
         self.limits = limits
+        self.endings = endings
+        self.admission = admission
         self.keepalive_every_s = keepalive_every_s
+        self._driving: dict[str, asyncio.Event] = {}
+
+    @property
+    def runs_in_flight(self) -> int:
+        return len(self._driving)
 
     async def drive(self, command: RunStart, keepalive: Keepalive) -> None:
+        """Returns once the run has its terminal event (or already had one)."""
+        run_id = str(command.run_id)
+        if run_id in self._driving:
+            # redelivered to the process that still drives it (it stalled past the ack
+            # wait): the first driver finishes the run, this delivery waits for it
+            async with keep_alive(keepalive, self.keepalive_every_s):
+                await self._driving[run_id].wait()
+            return
+        finished = self._driving[run_id] = asyncio.Event()
         scope = Scope.of(command)
         subject = subjects.thread_events(scope.tenant_id, scope.user_id, scope.thread_id)
-        with log_context(tenant_id=scope.tenant_id, run_id=command.run_id, thread_id=scope.thread_id):
-            async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
-                history = [
-                    (seq, orjson.loads(data)) async for seq, data in self.bus.read_subject(subject)
-                ]
-                state = RunState.fold(command.run_id, history)
-                await self._loop(command, scope, subject, state, watch)
+        try:
+            with log_context(tenant_id=scope.tenant_id, run_id=run_id, thread_id=scope.thread_id):
+                async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
+                    state = await fold_run(self.bus, scope, run_id)
+                    await self._loop(_Run(command, scope, subject, state, watch))
+        finally:
+            finished.set()
+            del self._driving[run_id]
 
-    async def _loop(
-        self, command: RunStart, scope: Scope, subject: str, state: RunState, watch: SubjectWatch
-    ) -> None:
+    async def _loop(self, run: _Run) -> None:
         while True:
-            action = next_action(state, self.limits, utcnow())
-            match action:
+            match next_action(run.state, self.limits, utcnow()):
                 case Done():
+                    await self.endings.settle(run.scope.tenant_id, run.scope.user_id, run.run_id)
                     return
                 case Accept():
-                    await self.bus.publish_event(scope.make(
-                        RunAccepted,
-                        RunAcceptedData(message_id=command.data.message_id, question=command.data.text),
-                        id=f"{command.run_id}:accepted",
-                        causation_id=command.id,
-                    ))
-                    await self._catch_up(subject, state)
+                    if await self._admit(run):
+                        await self._accept(run)
                 case RunStep(step=step, agent=agent):
-                    await self._run_step(command, scope, subject, state, watch, step, agent)
+                    await self._run_step(run, step, agent)
                 case Complete(output=output):
-                    await self._finish(state, scope.make(RunCompleted, RunCompletedData(
+                    await self.endings.end(run.scope.make(RunCompleted, RunCompletedData(
                         status=output.status,
                         response=output.response,
-                        duration_ms=self._elapsed_ms(state),
-                        usage=RunUsage(tool_calls=state.tool_calls, llm_tokens=state.llm_tokens),
-                    ), id=terminal_id(command.run_id)))
+                        duration_ms=_elapsed_ms(run.state),
+                        usage=RunUsage(tool_calls=run.state.tool_calls, llm_tokens=run.state.llm_tokens),
+                    ), id=terminal_id(run.run_id), causation_id=run.command.id))
                     return
                 case Fail(error=info):
-                    await self._finish(state, scope.make(
-                        RunFailed, RunFailedData(error=info, duration_ms=self._elapsed_ms(state)),
-                        id=terminal_id(command.run_id),
-                    ))
+                    await self.endings.fail(run.scope, run.run_id, info, duration_ms=_elapsed_ms(run.state),
+                                            causation_id=run.command.id)
                     return
                 case Cancel(cause=cause):
-                    await self._finish(state, scope.make(
-                        RunCancelled, RunCancelledData(cause=cause, duration_ms=self._elapsed_ms(state)),
-                        id=terminal_id(command.run_id),
-                    ))
+                    await self.endings.cancel(run.scope, run.run_id, cause, duration_ms=_elapsed_ms(run.state),
+                                              causation_id=run.command.id)
                     return
 
-    async def _run_step(
-        self,
-        command: RunStart,
-        scope: Scope,
-        subject: str,
-        state: RunState,
-        watch: SubjectWatch,
-        step: int,
-        agent: str,
-    ) -> None:
-        step_command = scope.make(
+    # --- admission ------------------------------------------------------------------
+
+    async def _admit(self, run: _Run) -> bool:
+        """True when the run may start now; False when it ended or must be decided again
+        (cancelled while queued, rejected)."""
+        rules = self.admission
+        key = UserSlots.key(run.scope.tenant_id, run.scope.user_id)
+        slot = Slot(run_id=run.run_id, thread_id=run.scope.thread_id)
+        match await rules.slots.claim(key, slot, rules.max_runs_per_user, rules.policy):
+            case Admitted():
+                return True
+            case Rejected(running=running):
+                await self.endings.fail(run.scope, run.run_id, error(
+                    ErrorCode.CONCURRENCY_LIMIT,
+                    f"You already have {len(running)} run(s) in progress; wait for them or cancel one.",
+                ), causation_id=run.command.id)
+                run.state.terminal = "run.failed"
+                return False
+            case Queued(ahead=ahead, policy=policy, victims=victims):
+                if not run.state.queued:
+                    await self.bus.publish_event(run.scope.make(
+                        RunQueued,
+                        RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),  # type: ignore[arg-type]
+                        id=f"{run.run_id}:queued", causation_id=run.command.id,
+                    ))
+                    log.info("run %s queued behind %d run(s) (%s)", run.run_id, len(ahead), policy.value)
+                for victim in victims:
+                    await self.endings.request_cancel(
+                        run.scope.model_copy(update={"thread_id": victim.thread_id}), victim.run_id,
+                        cause="interrupted", requested_by=run.run_id, causation_id=run.command.id,
+                    )
+                return await self._wait_turn(run, key)
+        return False  # pragma: no cover - the match is exhaustive
+
+    async def _wait_turn(self, run: _Run, key: str) -> bool:
+        rules = self.admission
+        loop = asyncio.get_running_loop()
+        forget_at = loop.time() + rules.forget_ended_every_s
+        tenant, user = run.scope.tenant_id, run.scope.user_id
+        while True:
+            await self._catch_up(run)
+            if run.state.cancel_cause or run.state.terminal:
+                await rules.slots.release(key, run.run_id)
+                return False
+            if await rules.slots.promote(key, run.run_id, rules.max_runs_per_user):
+                # the thread moved on while this run waited: fold it again (history)
+                run.state = await fold_run(self.bus, run.scope, run.run_id)
+                return not (run.state.cancel_cause or run.state.terminal)
+            if loop.time() >= forget_at:
+                forget_at = loop.time() + rules.forget_ended_every_s
+                await rules.slots.forget_ended(
+                    key, lambda slot: self.endings.slot_ended(tenant, user, slot), keep=run.run_id
+                )
+            with contextlib.suppress(TimeoutError):
+                await run.watch.wait_for(
+                    lambda e: e.get("run_id") == run.run_id and e.get("type") in _QUEUE_WAKE,
+                    timeout=rules.poll_s, scan_after_seq=None,
+                )
+
+    async def _accept(self, run: _Run) -> None:
+        await self.bus.publish_event(run.scope.make(
+            RunAccepted,
+            RunAcceptedData(message_id=run.command.data.message_id, question=run.command.data.text),
+            id=f"{run.run_id}:accepted",
+            causation_id=run.command.id,
+        ))
+        await self._until_logged(run, f"{run.run_id}:accepted")
+
+    # --- steps ----------------------------------------------------------------------
+
+    async def _run_step(self, run: _Run, step: int, agent: str) -> None:
+        """Asks an agent worker for the step, then waits until the log says the step is
+        over, or something else (a cancellation, a limit) decides the run's next move."""
+        state = run.state
+        await self.bus.publish(run.scope.make(
             AgentStep,
             AgentStepData(
                 agent=agent,  # type: ignore[arg-type]
                 step=step,
-                question=command.data.text,
+                question=run.command.data.text,
                 inputs=state.inputs(),
                 history=[{"question": t.question, "answer": t.answer} for t in state.history[-5:]],
                 budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
-                deadline_ms=int(self.limits.step_timeout_s * 1000),
+                budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
+                deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
             ),
-            id=f"{command.run_id}:{step}:agent.step",
+            id=f"{run.run_id}:{step}:agent.step",
             agent=agent,  # type: ignore[arg-type]
-            causation_id=command.id,
-        )
-        await self.bus.publish(step_command, subjects.CMD_AGENT_STEP)
+            causation_id=run.command.id,
+        ), subjects.CMD_AGENT_STEP)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.step_timeout_s
+        unstarted_deadline = loop.time() + self.limits.step_timeout_s
         unconfirmed: set[str] = set()
         while True:
-            await self._catch_up(subject, state)
-            current = state.steps.get(step)
-            if (current and current.done) or state.cancel_cause or state.terminal:
+            await self._catch_up(run)
+            if next_action(run.state, self.limits, utcnow()) != RunStep(step, agent):  # type: ignore[arg-type]
                 return
-            if next_action(state, self.limits, utcnow()) != RunStep(step, agent):  # type: ignore[arg-type]
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                await self._finish(state, scope.make(RunFailed, RunFailedData(
-                    error=error(
-                        ErrorCode.STEP_TIMEOUT,
-                        f"The {agent} agent did not finish within {self.limits.step_timeout_s:.0f} s.",
-                    ),
-                    duration_ms=self._elapsed_ms(state),
-                ), id=terminal_id(command.run_id)))
+            started = run.state.steps.get(step)
+            if started is None and loop.time() >= unstarted_deadline:
+                # no worker took the step at all (the orchestrator's own clock: the log
+                # has no start to measure from)
+                await self.endings.fail(run.scope, run.run_id, step_timeout(agent, self.limits),
+                                        duration_ms=_elapsed_ms(run.state), causation_id=run.command.id)
+                run.state.terminal = "run.failed"
                 return
             try:
-                woke = await watch.wait_for(
-                    lambda e: e.get("run_id") == command.run_id and e.get("type") in _WAKE_TYPES
-                    and e.get("id") not in state.applied and e.get("id") not in unconfirmed,
-                    timeout=min(remaining, 5.0),
+                woke = await run.watch.wait_for(
+                    lambda e: e.get("run_id") == run.run_id and e.get("type") in _STEP_WAKE
+                    and e.get("id") not in run.state.applied and e.get("id") not in unconfirmed,
+                    timeout=self._wait_s(run, unstarted_deadline - loop.time() if started is None else None),
                     scan_after_seq=None,
                 )
             except TimeoutError:
                 continue
-            if not await self._until_logged(subject, state, woke["id"]):
+            if not await self._until_logged(run, woke["id"]):
                 unconfirmed.add(woke["id"])
 
-    async def _until_logged(self, subject: str, state: RunState, event_id: str) -> bool:
+    def _wait_s(self, run: _Run, unstarted_left_s: float | None) -> float:
+        """How long to sleep before looking again: until the next deadline, at most 5 s
+        (the log is re-read then: a live message lost to a reconnect is not waited for)."""
+        waits = [5.0]
+        deadline = next_deadline(run.state, self.limits)
+        if deadline is not None:
+            waits.append((deadline - utcnow()).total_seconds())
+        if unstarted_left_s is not None:
+            waits.append(unstarted_left_s)
+        return max(0.05, min(waits))
+
+    # --- the log --------------------------------------------------------------------
+
+    async def _until_logged(self, run: _Run, event_id: str) -> bool:
         """A live message can arrive before the stream has stored it: reads the log again,
         briefly, until the event is there. The log, not the live message, is the truth."""
         for delay in (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5):
             if delay:
                 await asyncio.sleep(delay)
-            await self._catch_up(subject, state)
-            if event_id in state.applied:
+            await self._catch_up(run)
+            if event_id in run.state.applied:
                 return True
         return False
 
-    async def _catch_up(self, subject: str, state: RunState) -> None:
+    async def _catch_up(self, run: _Run) -> None:
         """Applies every event appended to the thread since the state was last updated."""
-        async for seq, data in self.bus.read_subject(subject, after_seq=state.last_seq):
+        state = run.state
+        async for seq, data in self.bus.read_subject(run.subject, after_seq=state.last_seq):
             state.last_seq = max(state.last_seq, seq)
             event = orjson.loads(data)
             if event.get("run_id") == state.run_id:
                 state.apply(event)
 
-    async def _finish(self, state: RunState, event: ThreadEvent) -> None:
-        await self.bus.publish_event(event)
-        state.terminal = event.type
-        log.info("run %s ended: %s", state.run_id, event.type)
 
-    @staticmethod
-    def _elapsed_ms(state: RunState) -> int:
-        if state.accepted_at is None:
-            return 0
-        return max(0, int((utcnow() - state.accepted_at).total_seconds() * 1000))
+def _agent_deadline_ms(step_timeout_s: float) -> int:
+    """The agent's own deadline, a little inside the step's: a step that runs out of time
+    reports it (``agent_failed``) before the orchestrator ends the run, never after it.
+    The orchestrator's deadline stays the backstop for a worker that died or hangs."""
+    return int(max(step_timeout_s * 0.9, step_timeout_s - 5.0) * 1000)
 
+
+def _elapsed_ms(state: RunState) -> int:
+    if state.accepted_at is None:
+        return 0
+    return max(0, int((utcnow() - state.accepted_at).total_seconds() * 1000))

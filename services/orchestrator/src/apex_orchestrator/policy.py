@@ -1,14 +1,22 @@
-"""The orchestrator's decision: given a run's state, what happens next. Pure."""
+"""The orchestrator's decision: given a run's state, what happens next. Pure.
+
+Order of precedence: a run that ended stays ended; a cancellation wins over everything
+else (a queued or not yet accepted run is cancelled without starting); a breached limit
+fails the run; otherwise the plan goes on: supervisor, the agents it planned, reporting.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apex_contracts import AgentName, ErrorCode, ErrorInfo
 from apex_contracts.errors import CATALOGUE
 from apex_contracts.report import ReportingOutput
 from apex_orchestrator.state import RunState
+
+# An agent that stops because of one of these ends the run: they are the run's limits.
+LIMIT_CODES = frozenset({ErrorCode.BUDGET_EXCEEDED, ErrorCode.STEP_TIMEOUT, ErrorCode.RUN_TIMEOUT})
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,11 @@ def error(code: ErrorCode, message: str | None = None) -> ErrorInfo:
 def next_action(state: RunState, limits: RunLimits, now: datetime) -> Action:
     if state.terminal:
         return Done()
-    if not state.accepted:
-        return Accept()
     if state.cancel_cause:
         return Cancel(state.cancel_cause)
-    breach = _limit_breach(state, limits, now)
+    if not state.accepted:
+        return Accept()
+    breach = limit_breach(state, limits, now)
     if breach is not None:
         return Fail(breach)
     steps = sorted(state.steps.values(), key=lambda s: s.step)
@@ -89,14 +97,18 @@ def next_action(state: RunState, limits: RunLimits, now: datetime) -> Action:
     return RunStep(last.step + 1, "reporting")
 
 
-def _limit_breach(state: RunState, limits: RunLimits, now: datetime) -> ErrorInfo | None:
-    if state.accepted_at is not None:
-        elapsed = (now - state.accepted_at).total_seconds()
-        if elapsed > limits.run_timeout_s:
-            return error(
-                ErrorCode.RUN_TIMEOUT,
-                f"The run took longer than {limits.run_timeout_s:.0f} s and was stopped.",
-            )
+def limit_breach(state: RunState, limits: RunLimits, now: datetime) -> ErrorInfo | None:
+    """The limit the run has broken, if any: wall-clock, the current step's time, tool
+    calls, language-model tokens, or an agent that stopped at one of its budgets."""
+    if state.accepted_at is not None and now >= state.accepted_at + timedelta(seconds=limits.run_timeout_s):
+        return error(
+            ErrorCode.RUN_TIMEOUT,
+            f"The run took longer than {limits.run_timeout_s:g} s and was stopped.",
+        )
+    current = state.current_step()
+    if current is not None and current.started_at is not None and \
+            now >= current.started_at + timedelta(seconds=limits.step_timeout_s):
+        return step_timeout(current.agent, limits)
     if state.tool_calls > limits.max_tool_calls:
         return error(
             ErrorCode.BUDGET_EXCEEDED,
@@ -107,4 +119,26 @@ def _limit_breach(state: RunState, limits: RunLimits, now: datetime) -> ErrorInf
             ErrorCode.BUDGET_EXCEEDED,
             f"The run used more than {limits.max_llm_tokens} language-model tokens.",
         )
+    for step in sorted(state.steps.values(), key=lambda s: s.step):
+        if step.failed is not None and step.failed.code in LIMIT_CODES:
+            return step.failed
     return None
+
+
+def step_timeout(agent: str, limits: RunLimits) -> ErrorInfo:
+    return error(
+        ErrorCode.STEP_TIMEOUT,
+        f"The {agent} agent did not finish within {limits.step_timeout_s:g} s.",
+    )
+
+
+def next_deadline(state: RunState, limits: RunLimits) -> datetime | None:
+    """The moment a limit breaks if nothing else happens: the end of the run's wall-clock
+    time or of the current step's; None before the run is accepted."""
+    if state.accepted_at is None:
+        return None
+    deadline = state.accepted_at + timedelta(seconds=limits.run_timeout_s)
+    current = state.current_step()
+    if current is not None and current.started_at is not None:
+        deadline = min(deadline, current.started_at + timedelta(seconds=limits.step_timeout_s))
+    return deadline

@@ -10,10 +10,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from apex_contracts import TERMINAL, AgentName, ErrorInfo
-from apex_contracts.report import AgentOutput
 
 DEFAULT_PLAN: tuple[AgentName, ...] = ("triage", "data_helper", "reporting")
+
+
+class UnreadableEvent(ValueError):
+    """An event of the run that cannot be applied (a producer wrote a malformed one).
+    The run cannot be decided on any more: its command fails until it is dead-lettered
+    and the run ends with ``run.failed``."""
 
 
 @dataclass
@@ -21,6 +28,7 @@ class StepState:
     step: int
     agent: AgentName
     started: bool = False
+    started_at: datetime | None = None
     completed: bool = False
     failed: ErrorInfo | None = None
     output: dict[str, Any] | None = None
@@ -44,6 +52,7 @@ class RunState:
     run_id: str
     accepted: bool = False
     accepted_at: datetime | None = None
+    queued: bool = False
     last_seq: int = 0
     steps: dict[int, StepState] = field(default_factory=dict)
     tool_calls: int = 0
@@ -83,22 +92,29 @@ class RunState:
             self.applied.add(event_id)
         kind = event.get("type")
         data = event.get("data") or {}
+        at = _time(event)
         if kind == "run.accepted":
             self.accepted = True
-            self.accepted_at = datetime.fromisoformat(event["occurred_at"])
+            self.accepted_at = at
+        elif kind == "run.queued":
+            self.queued = True
         elif kind == "run.cancel_requested":
             self.cancel_cause = self.cancel_cause or str(data.get("cause", "user"))
         elif kind in TERMINAL:
-            self.terminal = kind
+            self.terminal = self.terminal or kind
         elif kind in ("agent_started", "agent_completed", "agent_failed"):
-            self._apply_step(kind, data)
+            try:
+                self._apply_step(kind, data, at)
+            except (KeyError, TypeError, ValueError, ValidationError) as exc:
+                raise UnreadableEvent(f"event {event_id} of run {self.run_id} is malformed: {exc!r}") from exc
         elif kind == "tool_completed":
             self.tool_calls += 1
 
-    def _apply_step(self, kind: str, data: dict[str, Any]) -> None:
+    def _apply_step(self, kind: str, data: dict[str, Any], at: datetime | None) -> None:
         step = int(data["step"])
         current = self.steps.setdefault(step, StepState(step=step, agent=data["agent"]))
         current.started = True
+        current.started_at = current.started_at or at
         if kind == "agent_completed":
             current.completed = True
             current.output = data.get("output")
@@ -108,6 +124,13 @@ class RunState:
             current.failed = ErrorInfo.model_validate(data["error"])
 
     # --- what the next decision needs ---------------------------------------------
+
+    def current_step(self) -> StepState | None:
+        """The latest step, when it has not finished yet."""
+        if not self.steps:
+            return None
+        last = self.steps[max(self.steps)]
+        return None if last.done else last
 
     def output_of(self, agent: AgentName) -> dict[str, Any] | None:
         for step in sorted(self.steps.values(), key=lambda s: s.step, reverse=True):
@@ -135,8 +158,11 @@ class RunState:
         return out
 
 
-def reporting_output(state: RunState) -> AgentOutput | None:
-    from apex_contracts.report import ReportingOutput
-
-    raw = state.output_of("reporting")
-    return None if raw is None else ReportingOutput.model_validate(raw)
+def _time(event: dict[str, Any]) -> datetime | None:
+    raw = event.get("occurred_at")
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None

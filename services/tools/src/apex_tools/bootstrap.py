@@ -6,7 +6,7 @@ import asyncio
 
 from pydantic import ValidationError
 
-from apex_contracts import ErrorInfo, ToolCall, parse_command
+from apex_contracts import ErrorCode, ErrorInfo, ToolCall, parse_command
 from apex_contracts.streams import KV_TOOL_LEDGER, TOOL_CALL_CONSUMER
 from apex_runtime import ServiceHost, configure_logging, poison_guard
 from apex_tools.executor import ToolExecutor
@@ -22,12 +22,19 @@ async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> No
     configure_logging("tools", settings.log_level, settings.log_format)
     host = ServiceHost("tools", settings, settings.tools_port)
     bus = await host.connect()
+    ledger_breaker = host.health.breaker(
+        "tool_ledger", threshold=5, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE
+    )
     executor = ToolExecutor(
         bus,
-        KvLedger(await bus.kv(KV_TOOL_LEDGER)),
+        KvLedger(await bus.kv(KV_TOOL_LEDGER), ledger_breaker),
         BusUsageQueries(bus, settings.tools_query_timeout_s),
         default_tools(),
+        cancels=await host.run_cancellations(),
+        health=host.health,
     )
+    for family in sorted({tool.family for tool in executor.tools.values()}):
+        executor.breaker(family)  # registered up front: visible before the first failure
 
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
         await bus.js.publish(subject, data, headers=headers)

@@ -1,5 +1,16 @@
 """Runs one ``tool.call`` command: ``tool_executing``, the tool (typed, timed out), the
-ledger entry, ``tool_completed``. A call already in the ledger is answered from it."""
+ledger entry, ``tool_completed``. A call already in the ledger is answered from it.
+
+What can go wrong, and what happens:
+
+- the call itself is wrong or the tool fails or times out: the call completes with
+  ``status: error`` and the error (recorded in the ledger like any outcome);
+- what the tool depends on is unavailable (persistence restarting, a breaker open): the
+  command is retried with backoff (the error is raised to the poison guard), and only
+  when every delivery failed does the call complete with the error;
+- the run is cancelled or ends while the tool runs: the tool is interrupted and the call
+  publishes nothing more (the run's terminal event closes it for the client).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +22,7 @@ from pydantic import ValidationError
 
 from apex_contracts import (
     ApexError,
+    Cancelled,
     ErrorCode,
     ErrorInfo,
     Scope,
@@ -19,30 +31,62 @@ from apex_contracts import (
     ToolCompletedData,
     ToolExecuting,
     ToolExecutingData,
+    Unavailable,
 )
 from apex_contracts.errors import CATALOGUE
-from apex_runtime import Bus, log_context
+from apex_runtime import CircuitBreaker, Health, log_context
+from apex_runtime.bus import Bus
+from apex_runtime.consumers import RunCancellations
 from apex_tools.ledger import Ledger, LedgerEntry
 from apex_tools.ports import UsageQueries
 from apex_tools.registry import Tool
 
 log = logging.getLogger(__name__)
+# A tool that raises one of these met an unavailable dependency, not a bad call.
+_DEPENDENCY_CODES = frozenset({
+    ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.STORE_UNAVAILABLE, ErrorCode.BUS_UNAVAILABLE,
+})
 
 
 class ToolExecutor:
-    def __init__(self, bus: Bus, ledger: Ledger, usage: UsageQueries, tools: dict[str, Tool]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        ledger: Ledger,
+        usage: UsageQueries,
+        tools: dict[str, Tool],
+        *,
+        cancels: RunCancellations | None = None,
+        health: Health | None = None,
+    ) -> None:
         self.bus = bus
         self.ledger = ledger
         self.usage = usage
         self.tools = tools
+        self.cancels = cancels or RunCancellations()
+        self.health = health or Health("tools", "local")
+
+    def breaker(self, family: str) -> CircuitBreaker:
+        """One breaker per tool family: a family whose dependency keeps failing is
+        refused at once (and retried later) instead of piling up timeouts."""
+        return self.health.breaker(f"tools_{family}", threshold=5, reset_after_s=5.0,
+                                   code=ErrorCode.SERVICE_UNAVAILABLE)
 
     async def handle(self, command: ToolCall) -> None:
         call = command.data
-        with log_context(tenant_id=command.tenant_id, run_id=command.run_id):
+        run_id = str(command.run_id)
+        with log_context(tenant_id=command.tenant_id, run_id=run_id):
             entry = await self.ledger.get(call.call_id)
             if entry is None:
+                if self.cancels.is_cancelled(run_id):
+                    log.info("not running %s: run %s was cancelled", call.tool, run_id)
+                    return
                 await self._announce(command)
-                entry = await self._execute(command)
+                try:
+                    entry = await self.cancels.run(run_id, self._execute(command))
+                except Cancelled:
+                    log.info("%s interrupted: run %s was cancelled or ended", call.tool, run_id)
+                    return
                 await self.ledger.put(call.call_id, entry)
             if not entry.published:
                 await self._complete(command, entry)
@@ -67,6 +111,7 @@ class ToolExecutor:
         ))
 
     async def _execute(self, command: ToolCall) -> LedgerEntry:
+        """The call's outcome; raises Unavailable when a dependency is down (retry)."""
         call = command.data
         started = time.perf_counter()
         tool = self.tools.get(call.tool)
@@ -74,14 +119,9 @@ class ToolExecutor:
             if tool is None:
                 raise ApexError(f"There is no tool named {call.tool!r}.", code=ErrorCode.TOOL_UNKNOWN)
             args = _validate(tool, call.arguments)
-            timeout = min(tool.timeout_s, call.timeout_ms / 1000)
-            try:
-                async with asyncio.timeout(timeout):
-                    result = await tool.run(self.usage, command.tenant_id, args)
-            except TimeoutError as exc:
-                raise ApexError(
-                    f"{call.tool} took longer than {timeout:.1f} s.", code=ErrorCode.TOOL_TIMEOUT
-                ) from exc
+            result = await self._run(tool, command.tenant_id, args, min(tool.timeout_s, call.timeout_ms / 1000))
+        except Unavailable:
+            raise
         except ApexError as exc:
             log.warning("tool %s failed: %s", call.tool, exc.message)
             return LedgerEntry(
@@ -91,6 +131,25 @@ class ToolExecutor:
             status="ok", tool=call.tool, duration_ms=_ms(started),
             result=result.model_dump(mode="json"),
         )
+
+    async def _run(self, tool: Tool, tenant_id: str, args: object, timeout: float) -> object:
+        breaker = self.breaker(tool.family)
+        breaker.check()
+        try:
+            async with asyncio.timeout(timeout):
+                result = await tool.run(self.usage, tenant_id, args)
+        except TimeoutError as exc:
+            breaker.failure()
+            raise ApexError(
+                f"{tool.name} took longer than {timeout:.1f} s.", code=ErrorCode.TOOL_TIMEOUT
+            ) from exc
+        except ApexError as exc:
+            if exc.code in _DEPENDENCY_CODES:
+                breaker.failure()
+                raise Unavailable(exc.message, code=exc.code) from exc
+            raise
+        breaker.success()
+        return result
 
     async def _complete(self, command: ToolCall, entry: LedgerEntry) -> None:
         await self.bus.publish_event(Scope.of(command).make(
@@ -120,4 +179,3 @@ def _validate(tool: Tool, arguments: dict[str, object]) -> object:
 
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
-

@@ -4,7 +4,8 @@ from faststream.nats import NatsMessage, NatsRouter
 
 from apex_contracts import ToolCall
 from apex_contracts.streams import TOOL_CALL_CONSUMER
-from apex_runtime import subscribe_command
+from apex_runtime import keep_alive, subscribe_command
+from apex_runtime.consumers import heartbeat_every
 from apex_tools.executor import ToolExecutor
 
 
@@ -19,7 +20,9 @@ def build_router(executor: ToolExecutor, max_workers: int) -> NatsRouter:
         description="Runs one typed tool call; a completed call id is answered from the ledger.",
     )
     async def on_tool_call(command: ToolCall, msg: NatsMessage) -> None:
-        await executor.handle(command)
+        # a tool may run longer than the ack wait: heartbeat so it is not handed to another
+        async with keep_alive(msg.in_progress, heartbeat_every(TOOL_CALL_CONSUMER)):
+            await executor.handle(command)
         await msg.ack()
 
     return router
