@@ -12,6 +12,7 @@ import contextlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -25,7 +26,6 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from apex_persistence.analytics.port import ChdbStore
 from tests.e2e.platform import Platform, User, platform_env
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 
@@ -176,12 +176,30 @@ async def check_redis(url: str, user: User, runs: list[dict[str, Any]]) -> None:
         await client.aclose()
 
 
-async def check_clickhouse(chdb: Path, runs: list[dict[str, Any]]) -> None:
-    store = ChdbStore(chdb, "apex")
+_READ_EVENTS = """
+import asyncio, sys, orjson
+from pathlib import Path
+from apex_persistence.analytics.port import ChdbStore
+
+async def main() -> None:
+    store = ChdbStore(Path(sys.argv[1]), "apex")
     try:
-        for run in runs:
-            rows = await store.select("SELECT id FROM $db.events FINAL WHERE thread_id = {t:String}",
-                                      {"t": run["thread_id"]})
-            assert sorted(r["id"] for r in rows) == sorted(e["id"] for e in run["events"])
+        rows = await store.select("SELECT thread_id, id FROM $db.events FINAL", {})
     finally:
         await store.close()
+    sys.stdout.buffer.write(orjson.dumps(rows))
+
+asyncio.run(main())
+"""
+
+
+async def check_clickhouse(chdb: Path, runs: list[dict[str, Any]]) -> None:
+    # The embedded engine binds a process to one data folder, and this test process
+    # may already hold another, so the check reads from a process of its own.
+    read = subprocess.run([sys.executable, "-c", _READ_EVENTS, str(chdb)],
+                          capture_output=True, check=True, timeout=120)
+    ids: dict[str, list[str]] = {}
+    for row in orjson.loads(read.stdout):
+        ids.setdefault(row["thread_id"], []).append(row["id"])
+    for run in runs:
+        assert sorted(ids.get(run["thread_id"], [])) == sorted(e["id"] for e in run["events"])

@@ -288,6 +288,15 @@ async def service_detail(port: int, name: str) -> float:
     raise AssertionError(f"no {name} on :{port}/metrics")
 
 
+async def until_detail(port: int, name: str, expected: float, timeout: float = 15.0) -> None:
+    """Waits until a heartbeat figure reaches ``expected``; fails with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (seen := await service_detail(port, name)) != expected:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{name} on :{port} is {seen}, expected {expected} within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
 async def until_ready(process: Process, timeout: float = 60.0) -> None:
     try:
         await _until_ready(process.port, timeout=timeout)

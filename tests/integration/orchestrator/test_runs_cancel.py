@@ -16,7 +16,7 @@ from tests.integration.orchestrator.harness import (
     User,
     assert_clean,
     run_events,
-    service_detail,
+    until_detail,
     wait_for_type,
     wait_terminal,
 )
@@ -35,9 +35,11 @@ async def test_cancel_interrupts_the_running_tool_and_agent_step(
     await gateway.cancel(sent)
     end = await wait_terminal(bus, sent)
     assert end["type"] == "run.cancelled" and end["data"]["cause"] == "user"
-    assert await service_detail(tools.port, "work_interrupted") == 1
-    assert await service_detail(agents.port, "work_interrupted") == 1
-    assert await service_detail(tools.port, "work_in_flight") == 0
+    # the ending is published once the run is settled; the services hear the
+    # cancellation broadcast on their own time
+    await until_detail(tools.port, "work_interrupted", 1)
+    await until_detail(agents.port, "work_interrupted", 1)
+    await until_detail(tools.port, "work_in_flight", 0)
 
     usage.release()  # had the tool not been interrupted, it would now complete
     await asyncio.sleep(1.0)

@@ -143,6 +143,7 @@ class AgentCompletedData(Model):
     summary: str
     output: AgentOutput
     tokens: int = 0
+    llm_cost_usd: float = Field(default=0.0, ge=0)
     brain: Literal["offline", "llm"] = "offline"
 
 

@@ -153,6 +153,7 @@ class StepRunner:
             AgentCompletedData(
                 agent=data.agent, step=data.step, summary=summary, output=output,
                 duration_ms=int((time.perf_counter() - started) * 1000),
+                tokens=ctx.tokens, llm_cost_usd=round(ctx.llm_cost_usd, 6), brain=ctx.brain,
             ),
             id=f"{command.run_id}:{data.step}:agent_completed", agent=data.agent,
             causation_id=command.id,

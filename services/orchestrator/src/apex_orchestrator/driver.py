@@ -144,7 +144,8 @@ class RunDriver:
                         status=output.status,
                         response=output.response,
                         duration_ms=_elapsed_ms(run.state),
-                        usage=RunUsage(tool_calls=run.state.tool_calls, llm_tokens=run.state.llm_tokens),
+                        usage=RunUsage(tool_calls=run.state.tool_calls, llm_tokens=run.state.llm_tokens,
+                                       llm_cost_usd=round(run.state.llm_cost_usd, 6)),
                     ), id=terminal_id(run.run_id), causation_id=run.command.id))
                     return
                 case Fail(error=info):

@@ -57,6 +57,7 @@ class RunState:
     steps: dict[int, StepState] = field(default_factory=dict)
     tool_calls: int = 0
     llm_tokens: int = 0
+    llm_cost_usd: float = 0.0
     cancel_cause: str | None = None
     terminal: str | None = None
     history: list[Turn] = field(default_factory=list)
@@ -120,6 +121,7 @@ class RunState:
             current.output = data.get("output")
             current.tokens = int(data.get("tokens", 0))
             self.llm_tokens += current.tokens
+            self.llm_cost_usd += float(data.get("llm_cost_usd", 0.0))
         elif kind == "agent_failed":
             current.failed = ErrorInfo.model_validate(data["error"])
 
