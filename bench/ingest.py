@@ -31,10 +31,26 @@ import orjson
 from apex_cli.config import SERVICE_PORTS
 from apex_cli.embedded import free_port
 
-FIELDS = ("ts", "provider", "model", "workload", "prompt_tokens", "completion_tokens", "cached_tokens",
-          "latency_ms", "status", "prompt_hash", "request_id")
-MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4"),
-          ("google", "gemini-2.5-flash"), ("mistral", "mistral-large"))
+FIELDS = (
+    "ts",
+    "provider",
+    "model",
+    "workload",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "status",
+    "prompt_hash",
+    "request_id",
+)
+MODELS = (
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4"),
+    ("google", "gemini-2.5-flash"),
+    ("mistral", "mistral-large"),
+)
 
 
 def records(count: int, tag: str) -> Iterator[dict[str, object]]:
@@ -44,10 +60,16 @@ def records(count: int, tag: str) -> Iterator[dict[str, object]]:
         provider, model = MODELS[n % len(MODELS)]
         prompt = rng.randint(100, 8000)
         yield {
-            "ts": (start + timedelta(seconds=n * 2.5)).isoformat(), "provider": provider, "model": model,
-            "workload": f"app-{n % 12}", "prompt_tokens": prompt, "completion_tokens": rng.randint(5, 900),
-            "cached_tokens": prompt // 2 if n % 4 == 0 else 0, "latency_ms": rng.randint(150, 9000),
-            "status": "ok" if n % 50 else "rate_limited", "prompt_hash": f"p{n % 5000}",
+            "ts": (start + timedelta(seconds=n * 2.5)).isoformat(),
+            "provider": provider,
+            "model": model,
+            "workload": f"app-{n % 12}",
+            "prompt_tokens": prompt,
+            "completion_tokens": rng.randint(5, 900),
+            "cached_tokens": prompt // 2 if n % 4 == 0 else 0,
+            "latency_ms": rng.randint(150, 9000),
+            "status": "ok" if n % 50 else "rate_limited",
+            "prompt_hash": f"p{n % 5000}",
             "request_id": f"{tag}-{n}",
         }
 
@@ -69,16 +91,28 @@ class Platform:
         self.home = home
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
         self.env.update({variable: str(free_port()) for variable, _ in SERVICE_PORTS.values()})
-        self.env.update({"APEX_HOME": str(home / ".apex"), "APEX_ENV": "test", "APEX_LOG_LEVEL": "WARNING",
-                         "APEX_UPLOAD_MAX_BYTES": str(2 * 1024**3)})
+        self.env.update(
+            {
+                "APEX_HOME": str(home / ".apex"),
+                "APEX_ENV": "test",
+                "APEX_LOG_LEVEL": "WARNING",
+                "APEX_UPLOAD_MAX_BYTES": str(2 * 1024**3),
+            }
+        )
         self.gateway = f"http://127.0.0.1:{self.env['APEX_GATEWAY_PORT']}"
         self.auth = f"http://127.0.0.1:{self.env['APEX_AUTH_PORT']}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.home / "apex-up.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "apex_cli", "up"], env=self.env, cwd=self.home,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "apex_cli", "up"],
+            env=self.env,
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
@@ -99,15 +133,20 @@ class Platform:
 
     def token(self) -> str:
         email, password = f"bench-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
-        httpx.post(f"{self.auth}/auth/register", json={"email": email, "password": password, "tenant": email},
-                   timeout=30).raise_for_status()
+        httpx.post(
+            f"{self.auth}/auth/register",
+            json={"email": email, "password": password, "tenant": email},
+            timeout=30,
+        ).raise_for_status()
         login = httpx.post(f"{self.auth}/auth/login", json={"email": email, "password": password}, timeout=30)
         return str(login.raise_for_status().json()["access_token"])
 
 
 def upload(platform: Platform, path: Path, kind: str, rows: int) -> tuple[float, float, dict[str, object]]:
-    headers = {"Authorization": f"Bearer {platform.token()}",
-               "Content-Type": "text/csv" if kind == "csv" else "application/x-ndjson"}
+    headers = {
+        "Authorization": f"Bearer {platform.token()}",
+        "Content-Type": "text/csv" if kind == "csv" else "application/x-ndjson",
+    }
 
     def body() -> Iterator[bytes]:
         with path.open("rb") as source:
@@ -115,8 +154,16 @@ def upload(platform: Platform, path: Path, kind: str, rows: int) -> tuple[float,
                 yield chunk
 
     started = time.perf_counter()
-    answer = httpx.post(f"{platform.gateway}/api/v1/usage", content=body(), headers=headers,
-                        timeout=httpx.Timeout(1800, connect=10)).raise_for_status().json()
+    answer = (
+        httpx.post(
+            f"{platform.gateway}/api/v1/usage",
+            content=body(),
+            headers=headers,
+            timeout=httpx.Timeout(1800, connect=10),
+        )
+        .raise_for_status()
+        .json()
+    )
     answered = time.perf_counter() - started
     while True:
         summary = httpx.get(f"{platform.gateway}/api/v1/usage/summary", headers=headers, timeout=60).json()
@@ -141,9 +188,12 @@ def main() -> int:
             size = write(path, kind, args.rows)
             answered, stored, answer = upload(platform, path, kind, args.rows)
             assert answer["accepted"] == args.rows, answer
-            print(f"{kind}: {args.rows:,} rows, {size / 1e6:.0f} MB: gateway answered in {answered:.1f} s "
-                  f"({args.rows / answered:,.0f} rows/s); all stored in ClickHouse after {stored:.1f} s "
-                  f"({args.rows / stored:,.0f} rows/s end to end)", flush=True)
+            print(
+                f"{kind}: {args.rows:,} rows, {size / 1e6:.0f} MB: gateway answered in {answered:.1f} s "
+                f"({args.rows / answered:,.0f} rows/s); all stored in ClickHouse after {stored:.1f} s "
+                f"({args.rows / stored:,.0f} rows/s end to end)",
+                flush=True,
+            )
     finally:
         platform.stop()
         shutil.rmtree(home, ignore_errors=True)

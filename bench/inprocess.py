@@ -47,5 +47,7 @@ class InMemoryContext:
             call_id = derive_id("call", "bench", str(self.step), str(self._calls))
             self._calls += 1
             empty = CoverageResult(rows=0, period=Period(), fields_present={}, fields_missing=[])
-            out.append(ToolEvidence(call_id=call_id, tool=tool, status="ok", result=empty.model_dump(mode="json")))
+            out.append(
+                ToolEvidence(call_id=call_id, tool=tool, status="ok", result=empty.model_dump(mode="json"))
+            )
         return out

@@ -42,9 +42,21 @@ def measure(runs: int, levels: list[int], seconds: float, trials: int) -> dict[s
     port = free_port()
     log = (app / "server.log").open("wb")
     server = subprocess.Popen(
-        [str(VENV / "bin" / "langgraph"), "dev", "--no-browser", "--port", str(port), "--allow-blocking",
-         "--n-jobs-per-worker", str(max(levels + [10])), "--server-log-level", "warning"],
-        cwd=app, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(VENV / "bin" / "langgraph"),
+            "dev",
+            "--no-browser",
+            "--port",
+            str(port),
+            "--allow-blocking",
+            "--n-jobs-per-worker",
+            str(max(levels + [10])),
+            "--server-log-level",
+            "warning",
+        ],
+        cwd=app,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -55,14 +67,30 @@ def measure(runs: int, levels: list[int], seconds: float, trials: int) -> dict[s
             except httpx.HTTPError:
                 time.sleep(0.5)
         result = subprocess.run(
-            [str(python), str(ROOT / "bench" / "peer" / "client.py"), f"http://127.0.0.1:{port}", str(runs),
-             ",".join(map(str, levels)), str(seconds), str(trials)],
-            capture_output=True, text=True, check=True, timeout=1800,
+            [
+                str(python),
+                str(ROOT / "bench" / "peer" / "client.py"),
+                f"http://127.0.0.1:{port}",
+                str(runs),
+                ",".join(map(str, levels)),
+                str(seconds),
+                str(trials),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1800,
         )
         versions = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-             "['langgraph', 'langgraph-api', 'langgraph-cli', 'langgraph-runtime-inmem', 'langgraph-sdk']}))"],
-            capture_output=True, text=True, check=True,
+            [
+                str(python),
+                "-c",
+                "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+                "['langgraph', 'langgraph-api', 'langgraph-cli', 'langgraph-runtime-inmem', 'langgraph-sdk']}))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return {"versions": json.loads(versions.stdout), **json.loads(result.stdout.strip().splitlines()[-1])}
     finally:

@@ -56,34 +56,82 @@ def run_events(n: int) -> list[Any]:
     )
     from apex_contracts.report import AssistantResponse, Period, Report, SupervisorOutput
 
-    s = Scope(tenant_id=derive_id("ten", str(n % 50)), user_id=derive_id("usr", str(n % 500)),
-              thread_id=new_id("thr"), run_id=new_id("run"))
+    s = Scope(
+        tenant_id=derive_id("ten", str(n % 50)),
+        user_id=derive_id("usr", str(n % 500)),
+        thread_id=new_id("thr"),
+        run_id=new_id("run"),
+    )
     run, text = str(s.run_id), f"Where is my LLM spend going this month? (run {n})"
     msg = derive_id("msg", run, "user")
     events = [
-        s.make(MessageCreated, MessageCreatedData(message_id=msg, content=text, client_msg_id=run), id=f"{run}:message"),
+        s.make(
+            MessageCreated,
+            MessageCreatedData(message_id=msg, content=text, client_msg_id=run),
+            id=f"{run}:message",
+        ),
         s.make(RunAccepted, RunAcceptedData(message_id=msg, question=text), id=f"{run}:accepted"),
-        s.make(AgentStarted, AgentStartedData(agent="supervisor", step=0), id=f"{run}:0:started", agent="supervisor"),
-        s.make(AgentThinking, AgentThinkingData(agent="supervisor", step=0, text="Planning: triage, data, report."),
-               id=f"{run}:0:thinking", agent="supervisor"),
-        s.make(AgentCompleted, AgentCompletedData(agent="supervisor", step=0, duration_ms=40, summary="planned",
-                                                  output=SupervisorOutput(plan=["reporting"]), tokens=300),
-               id=f"{run}:0:completed", agent="supervisor"),
+        s.make(
+            AgentStarted,
+            AgentStartedData(agent="supervisor", step=0),
+            id=f"{run}:0:started",
+            agent="supervisor",
+        ),
+        s.make(
+            AgentThinking,
+            AgentThinkingData(agent="supervisor", step=0, text="Planning: triage, data, report."),
+            id=f"{run}:0:thinking",
+            agent="supervisor",
+        ),
+        s.make(
+            AgentCompleted,
+            AgentCompletedData(
+                agent="supervisor",
+                step=0,
+                duration_ms=40,
+                summary="planned",
+                output=SupervisorOutput(plan=["reporting"]),
+                tokens=300,
+            ),
+            id=f"{run}:0:completed",
+            agent="supervisor",
+        ),
     ]
     for c in range(3):
         call = derive_id("call", run, str(c))
         events += [
-            s.make(ToolExecuting, ToolExecutingData(call_id=call, tool="cost_breakdown", arguments={"by": "model"}),
-                   id=f"{run}:{call}:exec"),
-            s.make(ToolCompleted, ToolCompletedData(call_id=call, tool="cost_breakdown", status="ok", duration_ms=35,
-                                                    result={"rows": [{"model": "gpt-4o", "cost_usd": 12.5}] * 8}),
-                   id=f"{run}:{call}:done"),
+            s.make(
+                ToolExecuting,
+                ToolExecutingData(call_id=call, tool="cost_breakdown", arguments={"by": "model"}),
+                id=f"{run}:{call}:exec",
+            ),
+            s.make(
+                ToolCompleted,
+                ToolCompletedData(
+                    call_id=call,
+                    tool="cost_breakdown",
+                    status="ok",
+                    duration_ms=35,
+                    result={"rows": [{"model": "gpt-4o", "cost_usd": 12.5}] * 8},
+                ),
+                id=f"{run}:{call}:done",
+            ),
         ]
-    events.append(s.make(RunCompleted, RunCompletedData(
-        status="completed", duration_ms=2400, usage=RunUsage(tool_calls=3, llm_tokens=900, llm_cost_usd=0.01),
-        response=AssistantResponse(text="## Where your spend goes\n" + "gpt-4o is 61% of the cost. " * 30,
-                                   report=Report(period=Period(), total_cost_usd=1234.5, requests=10_000)),
-    ), id=f"{run}:terminal"))
+    events.append(
+        s.make(
+            RunCompleted,
+            RunCompletedData(
+                status="completed",
+                duration_ms=2400,
+                usage=RunUsage(tool_calls=3, llm_tokens=900, llm_cost_usd=0.01),
+                response=AssistantResponse(
+                    text="## Where your spend goes\n" + "gpt-4o is 61% of the cost. " * 30,
+                    report=Report(period=Period(), total_cost_usd=1234.5, requests=10_000),
+                ),
+            ),
+            id=f"{run}:terminal",
+        )
+    )
     return events
 
 
@@ -136,8 +184,11 @@ async def publish(nats_url: str, rate: float, seconds: float, out: Path) -> None
 def servers(root: Path) -> list[Any]:
     from apex_cli.embedded import nats_server, postgres_server, valkey_server
 
-    return [nats_server(root / "nats").start(), postgres_server(root / "postgres").start(),
-            valkey_server(root / "redis").start()]
+    return [
+        nats_server(root / "nats").start(),
+        postgres_server(root / "postgres").start(),
+        valkey_server(root / "redis").start(),
+    ]
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,35 +198,67 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="apex-bench-projections-"))
     nats, postgres, redis = servers(root)
     settings = PersistenceSettings(
-        nats_url=nats.url, postgres_dsn=postgres.url, redis_url=redis.url, chdb_path=root / "chdb",
-        persistence_port=0, log_level="WARNING", log_format="text", projection_batch=args.batch,
+        nats_url=nats.url,
+        postgres_dsn=postgres.url,
+        redis_url=redis.url,
+        chdb_path=root / "chdb",
+        persistence_port=0,
+        log_level="WARNING",
+        log_format="text",
+        projection_batch=args.batch,
     )
     service = PersistenceService(settings)
     try:
         await service.start()
-        seen: dict[str, list[tuple[int, int]]] = {r.store: [(0, 0)] for r in service.runners if r.store != "audit"}
+        seen: dict[str, list[tuple[int, int]]] = {
+            r.store: [(0, 0)] for r in service.runners if r.store != "audit"
+        }
         watching = asyncio.Event()
         watcher = asyncio.create_task(watch(service, seen, watching))
         acks_file = root / "acks.txt"
         publisher = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.projections", "--publish", nats.url, "--rate", str(args.rate),
-            "--seconds", str(args.seconds), "--out", str(acks_file), cwd=Path(__file__).resolve().parents[1])
+            sys.executable,
+            "-m",
+            "bench.projections",
+            "--publish",
+            nats.url,
+            "--rate",
+            str(args.rate),
+            "--seconds",
+            str(args.seconds),
+            "--out",
+            str(acks_file),
+            cwd=Path(__file__).resolve().parents[1],
+        )
         await publisher.wait()
         acks = [tuple(map(int, line.split())) for line in acks_file.read_text().splitlines() if line]
         head = max(seq for seq, _ in acks)
         await caught_up(service, seen, head)
         watching.set()
         await watcher
-        results: dict[str, Any] = {"events": len(acks), "rate": args.rate, "seconds": args.seconds,
-                                   "batch": args.batch, "lag_ms": {}, "rebuild": {}}
+        results: dict[str, Any] = {
+            "events": len(acks),
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "batch": args.batch,
+            "lag_ms": {},
+            "rebuild": {},
+        }
         for store, points in seen.items():
             lags = lag_ms(acks, points)
             cuts = statistics.quantiles(lags, n=100, method="inclusive")
-            results["lag_ms"][store] = {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1), "max": round(max(lags), 1)}
+            results["lag_ms"][store] = {
+                "p50": round(cuts[49], 1),
+                "p99": round(cuts[98], 1),
+                "max": round(max(lags), 1),
+            }
         for store in ("postgres", "redis", "clickhouse"):
             report = await service_rebuilder(service).run(store)
-            results["rebuild"][store] = {"events": report.events, "seconds": round(report.seconds, 2),
-                                         "events_per_s": round(report.rate)}
+            results["rebuild"][store] = {
+                "events": report.events,
+                "seconds": round(report.seconds, 2),
+                "events_per_s": round(report.rate),
+            }
         return results
     finally:
         await service.stop()
@@ -195,9 +278,16 @@ def service_rebuilder(service: Any) -> Any:
     from apex_persistence.rebuild.control import Rebuilder
 
     s = service.settings
-    return Rebuilder(service.host.bus.nc, service.stores.db, service.stores.redis, service.stores.analytics,
-                     retention=s.retention(), redis_keep=s.redis_recent_events, redis_ttl_s=s.redis_ttl_s,
-                     batch=s.rebuild_batch)
+    return Rebuilder(
+        service.host.bus.nc,
+        service.stores.db,
+        service.stores.redis,
+        service.stores.analytics,
+        retention=s.retention(),
+        redis_keep=s.redis_recent_events,
+        redis_ttl_s=s.redis_ttl_s,
+        batch=s.rebuild_batch,
+    )
 
 
 async def watch(service: Any, seen: dict[str, list[tuple[int, int]]], done: asyncio.Event) -> None:
@@ -234,13 +324,17 @@ def main() -> None:
         return
     os.environ.setdefault("APEX_ENV", "test")
     results = asyncio.run(measure(args))
-    print(f"{results['events']} events at {results['rate']:.0f} events/s for {results['seconds']:.0f} s "
-          f"(batch {results['batch']}), {os.cpu_count()} CPUs")
+    print(
+        f"{results['events']} events at {results['rate']:.0f} events/s for {results['seconds']:.0f} s "
+        f"(batch {results['batch']}), {os.cpu_count()} CPUs"
+    )
     print(f"{'store':<12}{'lag p50':>10}{'lag p99':>10}{'lag max':>10}{'rebuild':>16}")
     for store, lag in results["lag_ms"].items():
         rebuild = results["rebuild"][store]
-        print(f"{store:<12}{lag['p50']:>8} ms{lag['p99']:>8} ms{lag['max']:>8} ms"
-              f"{rebuild['events_per_s']:>10} ev/s")
+        print(
+            f"{store:<12}{lag['p50']:>8} ms{lag['p99']:>8} ms{lag['max']:>8} ms"
+            f"{rebuild['events_per_s']:>10} ev/s"
+        )
     if args.json:
         args.json.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 

@@ -69,8 +69,10 @@ PLANS: dict[str, Plan] = {
     ),
     "agents": Plan(
         trigger=lambda e: e["type"] == "tool_executing" and e["data"].get("agent") == "data_helper",
-        recovered=lambda e, _t: e["type"] in ("agent_thinking", "agent_completed", "agent_failed")
-        and e["data"].get("agent") == "data_helper",
+        recovered=lambda e, _t: (
+            e["type"] in ("agent_thinking", "agent_completed", "agent_failed")
+            and e["data"].get("agent") == "data_helper"
+        ),
     ),
     "tools": Plan(
         # triage's one call: the only call in flight, so the busiest replica is running it
@@ -122,8 +124,14 @@ async def one_trial(platform: Platform, user: User, service: str, replicas: list
     ws = await open_socket(platform.ws_url, user.access_token)
     try:
         await recv(ws)
-        await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex,
-                        "text": "Where is my LLM spend going and how do I cut it?"})
+        await send(
+            ws,
+            {
+                "type": "message.send",
+                "client_msg_id": uuid.uuid4().hex,
+                "text": "Where is my LLM spend going and how do I cut it?",
+            },
+        )
         accepted = await recv(ws)
         run_id = accepted["run_id"]
         killed_at: float | None = None
@@ -141,8 +149,13 @@ async def one_trial(platform: Platform, user: User, service: str, replicas: list
                 trigger = event
                 victim, killed_at = await _kill_busiest(service, replicas)
                 killed = victim.name
-            elif killed_at is not None and recovery is None and trigger is not None \
-                    and _stamped(event) > killed_at and plan.recovered(event, trigger):
+            elif (
+                killed_at is not None
+                and recovery is None
+                and trigger is not None
+                and _stamped(event) > killed_at
+                and plan.recovered(event, trigger)
+            ):
                 recovery = arrived - killed_at
             if event["type"] in TERMINAL:
                 return Trial(service, recovery, event["type"], seen, killed)
@@ -186,8 +199,11 @@ async def bench(services: list[str], trials: int, standby: bool) -> list[Trial]:
         platform.upload(user, list(generate(days=3)))
         await asyncio.sleep(3.0)  # the upload is ingested asynchronously
         for service in services:
-            managed = Replica(lambda s=service: platform.pid(s), int(platform.env[f"APEX_{service.upper()}_PORT"]),
-                              "apex up's")
+            managed = Replica(
+                lambda s=service: platform.pid(s),
+                int(platform.env[f"APEX_{service.upper()}_PORT"]),
+                "apex up's",
+            )
             spare: list[tuple[subprocess.Popen[bytes], int]] = []
             try:
                 for n in range(trials):
@@ -200,9 +216,16 @@ async def bench(services: list[str], trials: int, standby: bool) -> list[Trial]:
                     old_pid = platform.pid(service)
                     trial = await one_trial(platform, user, service, replicas)
                     results.append(trial)
-                    shown = "not in flight at the kill" if trial.recovery_s is None else f"{trial.recovery_s:6.2f} s"
-                    print(f"{service:<13} trial {n + 1}: {shown}  (killed the {trial.killed} replica; "
-                          f"{trial.outcome}, {trial.events} events)", flush=True)
+                    shown = (
+                        "not in flight at the kill"
+                        if trial.recovery_s is None
+                        else f"{trial.recovery_s:6.2f} s"
+                    )
+                    print(
+                        f"{service:<13} trial {n + 1}: {shown}  (killed the {trial.killed} replica; "
+                        f"{trial.outcome}, {trial.events} events)",
+                        flush=True,
+                    )
                     if trial.killed == managed.name:
                         await asyncio.to_thread(platform.wait_restarted, service, old_pid, 90.0)
                         _wait_ready(f"http://127.0.0.1:{managed.port}/readyz")

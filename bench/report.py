@@ -7,7 +7,9 @@ from typing import Any
 
 def _get(d: dict[str, Any], *path: Any, default: Any = None) -> Any:
     for key in path:
-        present = key in d if isinstance(d, dict) else isinstance(d, list) and isinstance(key, int) and key < len(d)
+        present = (
+            key in d if isinstance(d, dict) else isinstance(d, list) and isinstance(key, int) and key < len(d)
+        )
         if not present:
             return default
         d = d[key]
@@ -42,7 +44,9 @@ def write_markdown(r: dict[str, Any]) -> str:
     idle_kb = _get(apex, "gateway_idle", "kb_per_connection")
     replay = _get(apex, "gateway_replay", "events_per_s")
     ingest = _get(apex, "ingest", "ndjson", "stored_rows_per_s")
-    lag_p99 = max((v.get("p99", 0) for v in (_get(apex, "projections", "lag_ms") or {}).values()), default=None)
+    lag_p99 = max(
+        (v.get("p99", 0) for v in (_get(apex, "projections", "lag_ms") or {}).values()), default=None
+    )
     drops = apex.get("dropped_connection", {})
     peer_drops = peer.get("dropped_connection", {})
     lines = [
@@ -91,7 +95,6 @@ def write_markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
 
 
 def _at_least(numerator: float | None, denominator: float | None, factor: float) -> bool | None:

@@ -17,24 +17,69 @@ EVENT_SUBJECT = "apex.evt.{tenant_id}.{user_id}.{thread_id}"
 
 # (subject, title, payload, publisher service, description)
 PUBLISHED: list[tuple[str, str, Any, str, str]] = [
-    (subjects.CMD_RUN_START, "run.start command", commands.RunStart, "gateway",
-     "A user message starts a run. Nats-Msg-Id = <run_id>:start."),
-    (subjects.CMD_RUN_CANCEL, "run.cancel command", commands.RunCancel, "gateway",
-     "Cancel a run of the sender. Nats-Msg-Id = <run_id>:cancel."),
-    (subjects.CMD_USAGE_INGEST, "usage.ingest command", commands.UsageIngest, "gateway",
-     "A batch of validated usage records for the sender's tenant."),
-    (subjects.CMD_AGENT_STEP, "agent.step command", commands.AgentStep, "orchestrator",
-     "Run one agent step. Nats-Msg-Id = <run_id>:<step>:agent.step."),
-    (subjects.CMD_TOOL_CALL, "tool.call command", commands.ToolCall, "agents",
-     "Run one tool call. Nats-Msg-Id = <run_id>:<call_id>:tool.call."),
-    (EVENT_SUBJECT, "thread events", events.Event, "gateway, orchestrator, agents, tools",
-     "Every event of a thread, one total order (the stream sequence is the client's seq)."),
-    ("apex.audit.{tenant_id}", "audit entries", AuditEntry, "auth, gateway",
-     "Security-relevant facts, projected into the append-only audit log."),
-    ("apex.health.{service}.{instance}", "heartbeats", Heartbeat, "every service",
-     "Liveness, readiness and circuit breakers of one process, every 2 s."),
-    ("apex.dlq.{command}", "dead letters", bytes, "every command consumer",
-     "A command that failed on every delivery, with Apex-Error-* headers."),
+    (
+        subjects.CMD_RUN_START,
+        "run.start command",
+        commands.RunStart,
+        "gateway",
+        "A user message starts a run. Nats-Msg-Id = <run_id>:start.",
+    ),
+    (
+        subjects.CMD_RUN_CANCEL,
+        "run.cancel command",
+        commands.RunCancel,
+        "gateway",
+        "Cancel a run of the sender. Nats-Msg-Id = <run_id>:cancel.",
+    ),
+    (
+        subjects.CMD_USAGE_INGEST,
+        "usage.ingest command",
+        commands.UsageIngest,
+        "gateway",
+        "A batch of validated usage records for the sender's tenant.",
+    ),
+    (
+        subjects.CMD_AGENT_STEP,
+        "agent.step command",
+        commands.AgentStep,
+        "orchestrator",
+        "Run one agent step. Nats-Msg-Id = <run_id>:<step>:agent.step.",
+    ),
+    (
+        subjects.CMD_TOOL_CALL,
+        "tool.call command",
+        commands.ToolCall,
+        "agents",
+        "Run one tool call. Nats-Msg-Id = <run_id>:<call_id>:tool.call.",
+    ),
+    (
+        EVENT_SUBJECT,
+        "thread events",
+        events.Event,
+        "gateway, orchestrator, agents, tools",
+        "Every event of a thread, one total order (the stream sequence is the client's seq).",
+    ),
+    (
+        "apex.audit.{tenant_id}",
+        "audit entries",
+        AuditEntry,
+        "auth, gateway",
+        "Security-relevant facts, projected into the append-only audit log.",
+    ),
+    (
+        "apex.health.{service}.{instance}",
+        "heartbeats",
+        Heartbeat,
+        "every service",
+        "Liveness, readiness and circuit breakers of one process, every 2 s.",
+    ),
+    (
+        "apex.dlq.{command}",
+        "dead letters",
+        bytes,
+        "every command consumer",
+        "A command that failed on every delivery, with Apex-Error-* headers.",
+    ),
 ]
 
 
@@ -57,8 +102,13 @@ def build_spec() -> dict[str, Any]:
     for router in _routers():
         broker.include_router(router)
     for subject, title, payload, publisher, description in PUBLISHED:
-        broker.publisher(subject, title=title, description=f"Published by {publisher}. {description}",
-                         schema=payload)
-    spec = AsyncAPI(broker, title="Apex bus", version="1.0.0",
-                    description="Commands, events, reads and heartbeats of Apex. Generated from code.")
+        broker.publisher(
+            subject, title=title, description=f"Published by {publisher}. {description}", schema=payload
+        )
+    spec = AsyncAPI(
+        broker,
+        title="Apex bus",
+        version="1.0.0",
+        description="Commands, events, reads and heartbeats of Apex. Generated from code.",
+    )
     return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]

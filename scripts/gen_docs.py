@@ -19,7 +19,7 @@ def errors_markdown() -> str:
         "Generated from `libs/contracts/src/apex_contracts/errors.py` by `make docs`; do not edit.",
         "",
         "Every error Apex reports has a stable `code`, a `message` a person understands and a",
-        "`retryable` flag. Over HTTP it is `{\"error\": {\"code\", \"message\", \"retryable\"}}` with the",
+        '`retryable` flag. Over HTTP it is `{"error": {"code", "message", "retryable"}}` with the',
         "status below; over the WebSocket it is an `error` frame; in a run it is the `error` of",
         "`run.failed`, `agent_failed` or a failed `tool_completed`.",
         "",

@@ -28,8 +28,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50": round(pct(values, 0.5), 1), "p95": round(pct(values, 0.95), 1),
-            "p99": round(pct(values, 0.99), 1)}
+    return {
+        "n": len(values),
+        "p50": round(pct(values, 0.5), 1),
+        "p95": round(pct(values, 0.95), 1),
+        "p99": round(pct(values, 0.99), 1),
+    }
 
 
 async def one_run(client: Any, thread_id: str) -> dict[str, float]:
@@ -62,9 +66,13 @@ async def concurrent(client: Any, users: int, seconds: float) -> dict[str, Any]:
     started = time.perf_counter()
     await asyncio.gather(*(loop(t) for t in threads))
     elapsed = time.perf_counter() - started
-    return {"users": users, "runs": len(latencies), "runs_per_s": round(len(latencies) / elapsed, 2),
-            "first_event_ms": summary([r["first_event_ms"] for r in latencies]),
-            "terminal_ms": summary([r["terminal_ms"] for r in latencies])}
+    return {
+        "users": users,
+        "runs": len(latencies),
+        "runs_per_s": round(len(latencies) / elapsed, 2),
+        "first_event_ms": summary([r["first_event_ms"] for r in latencies]),
+        "terminal_ms": summary([r["terminal_ms"] for r in latencies]),
+    }
 
 
 async def drop_trials(client: Any, trials: int) -> dict[str, Any]:
@@ -78,8 +86,13 @@ async def drop_trials(client: Any, trials: int) -> dict[str, Any]:
         seen: list[str] = []
         last_id = None
         run_id = None
-        async for part in client.runs.stream(thread["thread_id"], "analyst", input={"question": "q"},
-                                             stream_mode="custom", stream_resumable=True):
+        async for part in client.runs.stream(
+            thread["thread_id"],
+            "analyst",
+            input={"question": "q"},
+            stream_mode="custom",
+            stream_resumable=True,
+        ):
             if part.event == "metadata":
                 run_id = part.data.get("run_id")
             if part.event == "custom":
@@ -87,22 +100,43 @@ async def drop_trials(client: Any, trials: int) -> dict[str, Any]:
                 last_id = part.id
                 if len(seen) >= cut:
                     break
-        got = [p async for p in client.runs.join_stream(thread["thread_id"], run_id, last_event_id=last_id,
-                                                           stream_mode="custom")] if run_id else []
+        got = (
+            [
+                p
+                async for p in client.runs.join_stream(
+                    thread["thread_id"], run_id, last_event_id=last_id, stream_mode="custom"
+                )
+            ]
+            if run_id
+            else []
+        )
         total = len(seen) + len([p for p in got if p.event == "custom"])
         trial_lost = max(0, 15 - total)
         trial_dup = max(0, total - 15)
         lost += trial_lost
         duplicated += trial_dup
         bad += bool(trial_lost or trial_dup)
-    return {"trials": trials, "events_lost": lost, "events_duplicated": duplicated, "trials_with_loss_or_dup": bad}
+    return {
+        "trials": trials,
+        "events_lost": lost,
+        "events_duplicated": duplicated,
+        "trials_with_loss_or_dup": bad,
+    }
 
 
 async def main() -> None:
-    url, runs, levels, seconds, trials = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+    url, runs, levels, seconds, trials = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        sys.argv[3],
+        float(sys.argv[4]),
+        int(sys.argv[5]),
+    )
     client = get_client(url=url, timeout=120)
     out: dict[str, Any] = {"sequential": await sequential(client, runs)}
-    out["concurrent"] = [await concurrent(client, int(level), seconds) for level in levels.split(",") if level]
+    out["concurrent"] = [
+        await concurrent(client, int(level), seconds) for level in levels.split(",") if level
+    ]
     out["dropped_connection"] = await drop_trials(client, trials)
     print(json.dumps(out))
 

@@ -59,8 +59,12 @@ def reporting(state: State) -> State:
 
 
 builder = StateGraph(State)
-for name, node in (("supervisor", supervisor), ("triage", triage), ("data_helper", data_helper),
-                   ("reporting", reporting)):
+for name, node in (
+    ("supervisor", supervisor),
+    ("triage", triage),
+    ("data_helper", data_helper),
+    ("reporting", reporting),
+):
     builder.add_node(name, node)
 builder.add_edge(START, "supervisor")
 builder.add_edge("supervisor", "triage")

@@ -59,8 +59,12 @@ class Platform:
         started = time.monotonic()
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "apex_cli", "up"], env=self.env, cwd=self.home,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "apex_cli", "up"],
+                env=self.env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
@@ -122,23 +126,32 @@ class Platform:
         log_path = self.home / f"{name}-{uuid.uuid4().hex[:6]}.log"
         with log_path.open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", f"apex_{name}"], env=env, cwd=self.home,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", f"apex_{name}"],
+                env=env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def register(self, tenant: str | None = None) -> User:
         email = f"user-{uuid.uuid4().hex[:10]}@example.com"
         password = "correct horse battery staple"
-        response = httpx.post(f"{self.auth}/auth/register",
-                              json={"email": email, "password": password, "tenant": tenant or f"T {email}"},
-                              timeout=10)
+        response = httpx.post(
+            f"{self.auth}/auth/register",
+            json={"email": email, "password": password, "tenant": tenant or f"T {email}"},
+            timeout=10,
+        )
         response.raise_for_status()
         login = httpx.post(f"{self.auth}/auth/login", json={"email": email, "password": password}, timeout=10)
         login.raise_for_status()
         tokens = login.json()
-        me = httpx.get(f"{self.auth}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"},
-                       timeout=10).json()
-        return User(email, password, tokens["access_token"], tokens["refresh_token"], me["user_id"], me["tenant_id"])
+        me = httpx.get(
+            f"{self.auth}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10
+        ).json()
+        return User(
+            email, password, tokens["access_token"], tokens["refresh_token"], me["user_id"], me["tenant_id"]
+        )
 
     def api(self, user: User, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {user.access_token}", **kwargs.pop("headers", {})}
@@ -146,8 +159,9 @@ class Platform:
 
     def upload(self, user: User, rows: list[dict[str, Any]]) -> dict[str, Any]:
         body = b"\n".join(orjson.dumps(r) for r in rows)
-        response = self.api(user, "POST", "/api/v1/usage", content=body,
-                            headers={"Content-Type": "application/x-ndjson"})
+        response = self.api(
+            user, "POST", "/api/v1/usage", content=body, headers={"Content-Type": "application/x-ndjson"}
+        )
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
@@ -155,15 +169,17 @@ class Platform:
 def platform_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
     env.update({variable: str(free_port()) for variable, _ in SERVICE_PORTS.values()})
-    env.update({
-        "APEX_HOME": str(home / ".apex"),
-        "APEX_ENV": "test",
-        "APEX_LOG_FORMAT": "text",
-        "APEX_LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        # every test user comes from 127.0.0.1: the per-address throttles are tested in auth's own tests
-        "APEX_AUTH_REGISTER_ADDRESS_LIMIT": "100000",
-        "APEX_AUTH_LOGIN_ADDRESS_LIMIT": "100000",
-    })
+    env.update(
+        {
+            "APEX_HOME": str(home / ".apex"),
+            "APEX_ENV": "test",
+            "APEX_LOG_FORMAT": "text",
+            "APEX_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            # every test user comes from 127.0.0.1: the per-address throttles are tested in auth's own tests
+            "APEX_AUTH_REGISTER_ADDRESS_LIMIT": "100000",
+            "APEX_AUTH_LOGIN_ADDRESS_LIMIT": "100000",
+        }
+    )
     env["APEX_ALLOWED_ORIGINS"] = orjson.dumps([f"http://127.0.0.1:{env['APEX_GATEWAY_PORT']}"]).decode()
     return env

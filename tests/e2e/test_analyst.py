@@ -27,7 +27,9 @@ async def chat(platform: Platform, user: User, text: str) -> list[dict[str, Any]
     accepted = await recv(ws)
     frames = await until_terminal(ws, accepted["run_id"], timeout=110)
     await ws.close()
-    return [f["event"] for f in frames if f["type"] == "event" and f["event"].get("run_id") == accepted["run_id"]]
+    return [
+        f["event"] for f in frames if f["type"] == "event" and f["event"].get("run_id") == accepted["run_id"]
+    ]
 
 
 def stored(platform: Platform, user: User, rows: int, timeout: float = 30.0) -> dict[str, Any]:
@@ -68,10 +70,13 @@ async def test_a_chat_on_uploaded_data_reports_its_own_figures(platform: Platfor
     assert len(report["recommendations"]) >= 4
     for rec in report["recommendations"]:
         assert rec["evidence"] and set(rec["evidence"]) <= calls, rec["title"]
-    batch = next(r for r in report["recommendations"] if r["kind"] == "batch_api" and "nightly-report" in r["title"])
+    batch = next(
+        r for r in report["recommendations"] if r["kind"] == "batch_api" and "nightly-report" in r["title"]
+    )
     nightly = [r for r in rows if r["workload"] == "nightly-report"]
     assert batch["est_monthly_savings_usd"] == ds.cents(
-        ds.monthly(sum(ds.cost(r) for r in nightly) * 0.5, ds.span_days(rows)))
+        ds.monthly(sum(ds.cost(r) for r in nightly) * 0.5, ds.span_days(rows))
+    )
 
     text = final["data"]["response"]["text"]
     assert unsupported(text, [e["data"]["result"] for e in completed if e["data"].get("result")]) == []
@@ -94,9 +99,12 @@ async def test_data_without_latency_gets_a_partial_report_naming_the_gap(platfor
     rows = [r for r in ds.rows(latency=False, days=10) if r["provider"] != "acme"]
     body = "ts,provider,model,workload,prompt_tokens,completion_tokens,status,request_id\n" + "".join(
         f"{r['ts']},{r['provider']},{r['model']},{r['workload']},{r['prompt_tokens']},{r['completion_tokens']},"
-        f"{r['status']},{r['request_id']}\n" for r in rows)
-    answer = platform.api(user, "POST", "/api/v1/usage", content=body.encode(),
-                          headers={"Content-Type": "text/csv"}).json()
+        f"{r['status']},{r['request_id']}\n"
+        for r in rows
+    )
+    answer = platform.api(
+        user, "POST", "/api/v1/usage", content=body.encode(), headers={"Content-Type": "text/csv"}
+    ).json()
     assert answer["accepted"] == len(rows)
     stored(platform, user, len(rows))
     final = (await chat(platform, user, "Where does my LLM money go?"))[-1]
@@ -105,24 +113,46 @@ async def test_data_without_latency_gets_a_partial_report_naming_the_gap(platfor
     assert any("latency_ms" in gap for gap in response["report"]["data_gaps"])
     assert "latency_ms" in response["data_request"]["fields"]
     assert response["report"]["total_cost_usd"] == ds.cents(
-        sum(ds.cost({**r, "cached_tokens": 0}) for r in rows))
+        sum(ds.cost({**r, "cached_tokens": 0}) for r in rows)
+    )
 
 
 def test_bad_uploads_are_named_line_by_line(platform: Platform) -> None:
     user = platform.register()
-    good = {"ts": "2026-01-05T10:00:00Z", "provider": "openai", "model": "gpt-4o", "prompt_tokens": 10,
-            "completion_tokens": 5}
-    lines = [good, {**good, "prompt_tokens": "ten"}, {**good, "completion_tokens": -5},
-             {**good, "status": "meh"}, {**good, "ts": "05/01/2026"}]
+    good = {
+        "ts": "2026-01-05T10:00:00Z",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+    }
+    lines = [
+        good,
+        {**good, "prompt_tokens": "ten"},
+        {**good, "completion_tokens": -5},
+        {**good, "status": "meh"},
+        {**good, "ts": "05/01/2026"},
+    ]
     body = b"\n".join(orjson.dumps(x) for x in lines) + b"\n\xff\xfe garbage\n"
-    answer = platform.api(user, "POST", "/api/v1/usage", content=body,
-                          headers={"Content-Type": "application/x-ndjson"}).json()
+    answer = platform.api(
+        user, "POST", "/api/v1/usage", content=body, headers={"Content-Type": "application/x-ndjson"}
+    ).json()
     assert answer["accepted"] == 1
     assert [(r["line"], r["error"].split(":")[0]) for r in answer["rejected"]] == [
-        (2, "prompt_tokens"), (3, "completion_tokens"), (4, "status"), (5, "ts"), (6, "not UTF-8 text")]
+        (2, "prompt_tokens"),
+        (3, "completion_tokens"),
+        (4, "status"),
+        (5, "ts"),
+        (6, "not UTF-8 text"),
+    ]
 
-    missing = platform.api(user, "POST", "/api/v1/usage", content=b"ts,model\n2026-01-05T10:00:00Z,gpt-4o\n",
-                           headers={"Content-Type": "text/csv"})
+    missing = platform.api(
+        user,
+        "POST",
+        "/api/v1/usage",
+        content=b"ts,model\n2026-01-05T10:00:00Z,gpt-4o\n",
+        headers={"Content-Type": "text/csv"},
+    )
     assert missing.status_code == 422
     error = missing.json()["error"]
     assert error["code"] == "invalid_request" and "provider" in error["message"]
@@ -131,12 +161,25 @@ def test_bad_uploads_are_named_line_by_line(platform: Platform) -> None:
 
 def test_a_50_mb_upload_streams_through_and_counts_duplicates_truthfully(platform: Platform) -> None:
     user = platform.register()
-    line = orjson.dumps({"ts": "2026-01-05T10:00:00Z", "provider": "openai", "model": "gpt-4o",
-                         "prompt_tokens": 10, "completion_tokens": 5, "workload": "w" * 120,
-                         "prompt_hash": "h" * 120, "request_id": "the-same-call"}) + b"\n"
+    line = (
+        orjson.dumps(
+            {
+                "ts": "2026-01-05T10:00:00Z",
+                "provider": "openai",
+                "model": "gpt-4o",
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "workload": "w" * 120,
+                "prompt_hash": "h" * 120,
+                "request_id": "the-same-call",
+            }
+        )
+        + b"\n"
+    )
     count = 50 * 1024 * 1024 // len(line) + 1
-    answer = platform.api(user, "POST", "/api/v1/usage", content=line * count,
-                          headers={"Content-Type": "application/x-ndjson"}).json()
+    answer = platform.api(
+        user, "POST", "/api/v1/usage", content=line * count, headers={"Content-Type": "application/x-ndjson"}
+    ).json()
     assert (answer["accepted"], answer["duplicates"], answer["rejected_total"]) == (1, count - 1, 0)
 
 
@@ -145,27 +188,51 @@ def test_otlp_traces_and_price_overrides(platform: Platform) -> None:
     start = 1_767_607_200_000_000_000
 
     def span(n: int, tokens: int) -> dict[str, Any]:
-        return {"traceId": "t", "spanId": f"s{n}", "startTimeUnixNano": str(start + n * 1_000_000_000),
-                "endTimeUnixNano": str(start + n * 1_000_000_000 + 900_000_000), "status": {"code": 1},
-                "attributes": [{"key": k, "value": v} for k, v in {
+        return {
+            "traceId": "t",
+            "spanId": f"s{n}",
+            "startTimeUnixNano": str(start + n * 1_000_000_000),
+            "endTimeUnixNano": str(start + n * 1_000_000_000 + 900_000_000),
+            "status": {"code": 1},
+            "attributes": [
+                {"key": k, "value": v}
+                for k, v in {
                     "gen_ai.provider.name": {"stringValue": "openai"},
                     "gen_ai.request.model": {"stringValue": "gpt-4o"},
                     "gen_ai.usage.input_tokens": {"intValue": str(tokens)},
-                    "gen_ai.usage.output_tokens": {"intValue": "1000"}}.items()]}
+                    "gen_ai.usage.output_tokens": {"intValue": "1000"},
+                }.items()
+            ],
+        }
 
-    export = {"resourceSpans": [{"resource": {"attributes": [
-        {"key": "service.name", "value": {"stringValue": "checkout-assistant"}}]},
-        "scopeSpans": [{"spans": [span(1, 1_000_000), span(2, 1_000_000)]}]}]}
+    export = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "checkout-assistant"}}]
+                },
+                "scopeSpans": [{"spans": [span(1, 1_000_000), span(2, 1_000_000)]}],
+            }
+        ]
+    }
     answer = platform.api(user, "POST", "/api/v1/usage/otlp", json=export).json()
     assert (answer["accepted"], answer["partialSuccess"]["rejectedSpans"]) == (2, 0)
     summary = stored(platform, user, 2)
-    assert summary["total_cost_usd"] == ds.cents(2 * (2.5 + 0.01)), "gpt-4o list prices: $2.50 in, $10 out per 1M"
+    assert summary["total_cost_usd"] == ds.cents(2 * (2.5 + 0.01)), (
+        "gpt-4o list prices: $2.50 in, $10 out per 1M"
+    )
 
-    put = platform.api(user, "PUT", "/api/v1/usage/prices",
-                       json={"overrides": [{"provider": "openai", "model": "gpt-4o", "input": 1.0, "output": 4.0}]})
+    put = platform.api(
+        user,
+        "PUT",
+        "/api/v1/usage/prices",
+        json={"overrides": [{"provider": "openai", "model": "gpt-4o", "input": 1.0, "output": 4.0}]},
+    )
     assert put.status_code == 200
     prices = platform.api(user, "GET", "/api/v1/usage/prices").json()
     assert prices["as_of"] and prices["overrides"]["overrides"][0]["input"] == 1.0
     repriced = platform.api(user, "GET", "/api/v1/usage/summary").json()
-    assert repriced["total_cost_usd"] == ds.cents(2 * (1.0 + 0.004)), "the whole history at the negotiated price"
+    assert repriced["total_cost_usd"] == ds.cents(2 * (1.0 + 0.004)), (
+        "the whole history at the negotiated price"
+    )
     assert repriced["by_model"][0]["model"] == "gpt-4o"

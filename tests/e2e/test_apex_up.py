@@ -22,7 +22,9 @@ async def _chat(platform: Platform) -> str:
     user = platform.register()
     ws = await open_socket(platform.ws_url, user.access_token)
     await recv(ws)
-    await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "how much did we spend?"})
+    await send(
+        ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "how much did we spend?"}
+    )
     accepted = await recv(ws)
     frames = await until_terminal(ws, accepted["run_id"], timeout=90)
     await ws.close()
@@ -38,8 +40,14 @@ async def test_apex_up_supervises_and_stops_everything() -> None:
         pids = {name: platform.pid(name) for name in PROCESSES}
         assert all(psutil.pid_exists(pid) for pid in pids.values()), pids
 
-        doctor = subprocess.run([sys.executable, "-m", "apex_cli", "doctor"], env=platform.env,
-                                capture_output=True, text=True, timeout=60, check=False)
+        doctor = subprocess.run(
+            [sys.executable, "-m", "apex_cli", "doctor"],
+            env=platform.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert doctor.stdout.count("ok  ") >= 12
 
@@ -64,8 +72,14 @@ def test_doctor_names_what_is_missing() -> None:
     home = Path(tempfile.mkdtemp(prefix="apex-doctor-"))
     env = platform_env(home)
     env["APEX_NATS_URL"] = "nats://127.0.0.1:1"
-    result = subprocess.run([sys.executable, "-m", "apex_cli", "doctor"], env=env, capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "apex_cli", "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     nats_line = next(line for line in result.stdout.splitlines() if "nats://127.0.0.1:1" in line)
     assert nats_line.startswith("FAIL") and "not reachable" in nats_line

@@ -75,7 +75,9 @@ def chaos() -> Iterator[tuple[Platform, list[User]]]:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("victim", VICTIMS)
 @pytest.mark.parametrize("round_no", range(ROUNDS))
-async def test_any_process_can_die_mid_run(chaos: tuple[Platform, list[User]], round_no: int, victim: str) -> None:
+async def test_any_process_can_die_mid_run(
+    chaos: tuple[Platform, list[User]], round_no: int, victim: str
+) -> None:
     platform, users = chaos
     rng = random.Random(f"{SEED}:{round_no}:{victim}")
     for user in users:
@@ -86,8 +88,10 @@ async def test_any_process_can_die_mid_run(chaos: tuple[Platform, list[User]], r
     where = f"seed {SEED}, round {round_no}, {victim} killed {kill_after:.2f} s in"
     print(f"\n{where}")
 
-    sends = [asyncio.create_task(_send_after(platform, run, delay, rng.choice(QUESTIONS)))
-             for run, delay in zip(runs, delays, strict=True)]
+    sends = [
+        asyncio.create_task(_send_after(platform, run, delay, rng.choice(QUESTIONS)))
+        for run, delay in zip(runs, delays, strict=True)
+    ]
     await asyncio.sleep(kill_after)
     old_pid = platform.kill(victim)
     await asyncio.to_thread(platform.wait_restarted, victim, old_pid, 60.0)
@@ -102,8 +106,9 @@ async def test_any_process_can_die_mid_run(chaos: tuple[Platform, list[User]], r
 async def _login(platform: Platform, user: User) -> None:
     """A fresh access token each round (twenty rounds outlive one)."""
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{platform.auth}/auth/login",
-                                   json={"email": user.email, "password": user.password}, timeout=30)
+        response = await http.post(
+            f"{platform.auth}/auth/login", json={"email": user.email, "password": user.password}, timeout=30
+        )
         response.raise_for_status()
         user.access_token = response.json()["access_token"]
 
@@ -135,7 +140,9 @@ async def _send_after(platform: Platform, run: Started, delay: float, text: str)
         await asyncio.sleep(0.5)
 
 
-async def _until_terminal(platform: Platform, run: Started, where: str, timeout: float = 120) -> list[dict[str, Any]]:
+async def _until_terminal(
+    platform: Platform, run: Started, where: str, timeout: float = 120
+) -> list[dict[str, Any]]:
     """The full replay of the run's thread (HTTP, from seq 0) once the run has ended."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=10) as http:
@@ -168,12 +175,14 @@ def _check(thread: list[dict[str, Any]], run: Started, where: str) -> None:
     assert kinds[-1] == "run.completed", f"{where}: facts after the ending: {kinds}"
     started = [e["data"]["step"] for e in mine if e["type"] == "agent_started"]
     completed = [e["data"]["step"] for e in mine if e["type"] == "agent_completed"]
-    assert sorted(started) == sorted(completed) == sorted(set(started)), \
+    assert sorted(started) == sorted(completed) == sorted(set(started)), (
         f"{where}: agent steps started {started}, completed {completed}"
+    )
     executing = [e["data"]["call_id"] for e in mine if e["type"] == "tool_executing"]
     finished = [e["data"]["call_id"] for e in mine if e["type"] == "tool_completed"]
-    assert sorted(executing) == sorted(finished) == sorted(set(executing)), \
+    assert sorted(executing) == sorted(finished) == sorted(set(executing)), (
         f"{where}: tool calls executing {executing}, completed {finished}"
+    )
 
 
 def _twice(ids: list[str]) -> list[str]:

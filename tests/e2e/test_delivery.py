@@ -30,7 +30,9 @@ async def _run(platform: Platform, user: User) -> tuple[str, str, list[dict[str,
     return accepted["thread_id"], accepted["run_id"], [f for f in frames if f["type"] == "event"]
 
 
-async def _replay(platform: Platform, user: User, thread_id: str, after: int | str = 0) -> list[dict[str, Any]]:
+async def _replay(
+    platform: Platform, user: User, thread_id: str, after: int | str = 0
+) -> list[dict[str, Any]]:
     ws = await open_socket(platform.ws_url, user.access_token)
     await recv(ws)
     await send(ws, {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": after})
@@ -143,7 +145,9 @@ async def test_the_same_client_msg_id_is_the_same_run(platform: Platform) -> Non
         ('{"type": "run.cancel", "run_id": "run_01J9ZZZZZZZZZZZZZZZZZZZZZZ"}', "not_found"),
     ],
 )
-async def test_bad_input_is_answered_and_the_connection_stays_open(platform: Platform, frame: str, code: str) -> None:
+async def test_bad_input_is_answered_and_the_connection_stays_open(
+    platform: Platform, frame: str, code: str
+) -> None:
     user = platform.register()
     ws = await open_socket(platform.ws_url, user.access_token)
     await recv(ws)
@@ -164,7 +168,9 @@ async def test_another_users_thread_is_not_found(platform: Platform) -> None:
     await send(ws, {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0, "ref": "probe"})
     error = await recv(ws)
     assert (error["code"], error["ref"]) == ("not_found", "probe")
-    await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "hi", "thread_id": thread_id})
+    await send(
+        ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "hi", "thread_id": thread_id}
+    )
     assert (await recv(ws))["code"] == "not_found"
     await ws.close()
 
@@ -204,7 +210,10 @@ async def test_a_ticket_works_once(platform: Platform) -> None:
     again = await open_socket(f"{platform.ws_url}?ticket={ticket}", None)
     with pytest.raises(ConnectionClosed) as closed:
         await recv(again)
-    assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "token_invalid")
+    assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4401,
+        "token_invalid",
+    )
 
 
 async def test_http_and_sse_fallbacks_have_the_same_events(platform: Platform) -> None:
@@ -216,7 +225,9 @@ async def test_http_and_sse_fallbacks_have_the_same_events(platform: Platform) -
     paged: list[tuple[int, str]] = []
     after = first_seq - 1
     while True:
-        page = platform.api(user, "GET", f"/api/v1/threads/{thread_id}/events?after_seq={after}&limit=5").json()
+        page = platform.api(
+            user, "GET", f"/api/v1/threads/{thread_id}/events?after_seq={after}&limit=5"
+        ).json()
         paged += [(e["seq"], e["event"]["id"]) for e in page["events"]]
         after = page["next_after_seq"]
         if not page["more"]:
@@ -226,9 +237,12 @@ async def test_http_and_sse_fallbacks_have_the_same_events(platform: Platform) -
     resume_after = expected[4][0]
     got: list[tuple[int, str]] = []
     headers = {"Authorization": f"Bearer {user.access_token}", "Last-Event-ID": str(resume_after)}
-    async with httpx.AsyncClient(timeout=30) as http, http.stream(
-        "GET", f"{platform.gateway}/api/v1/threads/{thread_id}/stream", headers=headers
-    ) as response:
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
+            "GET", f"{platform.gateway}/api/v1/threads/{thread_id}/stream", headers=headers
+        ) as response,
+    ):
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():
             if line.startswith("data: "):

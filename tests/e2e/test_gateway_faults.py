@@ -95,8 +95,9 @@ async def test_gateway_killed_mid_run_the_client_resumes_without_loss(hurt: Plat
 
 async def test_two_gateways_a_client_moves_between_them_and_logout_closes_both(hurt: Platform) -> None:
     port = free_port()
-    second = hurt.spawn_service("gateway", APEX_GATEWAY_PORT=str(port),
-                                APEX_ALLOWED_ORIGINS=f'["http://127.0.0.1:{port}"]')
+    second = hurt.spawn_service(
+        "gateway", APEX_GATEWAY_PORT=str(port), APEX_ALLOWED_ORIGINS=f'["http://127.0.0.1:{port}"]'
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         other_url = f"ws://127.0.0.1:{port}/ws"
@@ -113,14 +114,19 @@ async def test_two_gateways_a_client_moves_between_them_and_logout_closes_both(h
         first.transport.abort()
         moved = await open_socket(other_url, user.access_token)
         await recv(moved)
-        await send(moved, {"type": "thread.subscribe", "thread_id": accepted["thread_id"], "after_seq": seen[-1]["seq"]})
+        await send(
+            moved,
+            {"type": "thread.subscribe", "thread_id": accepted["thread_id"], "after_seq": seen[-1]["seq"]},
+        )
         rest = [f for f in await until_terminal(moved, accepted["run_id"]) if f["type"] == "event"]
         assert [f["seq"] for f in seen + rest] == await replay(hurt.ws_url, user, accepted["thread_id"])
 
         on_first = await open_socket(hurt.ws_url, user.access_token)
         await recv(on_first)
         started = time.monotonic()
-        response = httpx.post(f"{hurt.auth}/auth/logout", headers={"Authorization": f"Bearer {user.access_token}"})
+        response = httpx.post(
+            f"{hurt.auth}/auth/logout", headers={"Authorization": f"Bearer {user.access_token}"}
+        )
         assert response.status_code in (200, 204)
         for ws in (on_first, moved):
             with pytest.raises(ConnectionClosed) as closed:
@@ -162,8 +168,13 @@ async def test_a_client_that_never_reads_gets_resync_and_memory_stays_bounded(hu
     bus = Bus(nc)
     filler = "x" * 4000
     for n in range(3000):
-        await bus.publish_event(scope.make(AgentThinking, AgentThinkingData(agent="triage", step=1, text=filler),
-                                           id=f"{scope.run_id}:1:thinking:{n}"))
+        await bus.publish_event(
+            scope.make(
+                AgentThinking,
+                AgentThinkingData(agent="triage", step=1, text=filler),
+                id=f"{scope.run_id}:1:thinking:{n}",
+            )
+        )
     await nc.close()
     gateway = psutil.Process(hurt.pid("gateway"))
     before = gateway.memory_info().rss
@@ -209,8 +220,11 @@ async def test_replay_beyond_retention_comes_from_the_archive_or_says_so(hurt: P
     await recv(ws)
     await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION})
     accepted = await recv(ws)
-    original = [(f["seq"], f["event"]["id"]) for f in await until_terminal(ws, accepted["run_id"])
-                if f["type"] == "event"]
+    original = [
+        (f["seq"], f["event"]["id"])
+        for f in await until_terminal(ws, accepted["run_id"])
+        if f["type"] == "event"
+    ]
     await ws.close()
     await _wait_archived(hurt, user, accepted["thread_id"])
 
@@ -228,8 +242,11 @@ async def test_replay_beyond_retention_comes_from_the_archive_or_says_so(hurt: P
         assert (await recv(ws, 30))["type"] == "thread.subscribed"
         error = await recv(ws, 30)
         assert (error["code"], error["first_seq"]) == ("replay_incomplete", middle)
-        rest = [(f["seq"], f["event"]["id"]) for f in [await recv(ws) for _ in range(len(original) - len(original) // 2)]]
-        assert rest == original[len(original) // 2:], "told, then given what is still there"
+        rest = [
+            (f["seq"], f["event"]["id"])
+            for f in [await recv(ws) for _ in range(len(original) - len(original) // 2)]
+        ]
+        assert rest == original[len(original) // 2 :], "told, then given what is still there"
         await ws.close()
     finally:
         persistence.resume()

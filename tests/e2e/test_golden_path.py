@@ -22,8 +22,14 @@ async def test_golden_path_for_a_tenant_without_data(platform: Platform) -> None
     assert ws.subprotocol == "apex.v1"
 
     started = time.perf_counter()
-    await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex,
-                    "text": "Where is my LLM spend going and how do I cut it?"})
+    await send(
+        ws,
+        {
+            "type": "message.send",
+            "client_msg_id": uuid.uuid4().hex,
+            "text": "Where is my LLM spend going and how do I cut it?",
+        },
+    )
     accepted = await recv(ws)
     assert accepted["type"] == "message.accepted"
     frames = await until_terminal(ws, accepted["run_id"])

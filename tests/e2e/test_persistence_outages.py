@@ -71,8 +71,9 @@ async def until(check: Any, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.25)
 
 
-async def chat(platform: Platform, user: User, text: str, during: Callable[[], object] | None = None
-               ) -> dict[str, Any]:
+async def chat(
+    platform: Platform, user: User, text: str, during: Callable[[], object] | None = None
+) -> dict[str, Any]:
     """A whole run on its own thread: what the client saw, once per seq, in order.
     ``during`` is called once the run has started."""
     ws = await open_socket(platform.ws_url, user.access_token)
@@ -87,7 +88,11 @@ async def chat(platform: Platform, user: User, text: str, during: Callable[[], o
     events = list({f["seq"]: f["event"] for f in frames if f["type"] == "event"}.items())
     seqs = [seq for seq, _ in events]
     assert seqs == sorted(seqs) and events[0][1]["type"] == "message.created"
-    return {"run_id": accepted["run_id"], "thread_id": accepted["thread_id"], "events": [e for _, e in events]}
+    return {
+        "run_id": accepted["run_id"],
+        "thread_id": accepted["thread_id"],
+        "events": [e for _, e in events],
+    }
 
 
 def table_folders(chdb: Path, tables: tuple[str, ...]) -> list[Path]:
@@ -114,8 +119,14 @@ async def test_runs_stream_through_store_outages_and_every_view_catches_up(platf
         await until(lambda s=store: metric(platform, "apex_projection_failed_batches_total", s) > failed[s])
 
     killed: list[int] = []
-    runs.append(await chat(platform, user, "And while persistence restarts?",
-                           lambda: killed.append(platform.kill("persistence"))))
+    runs.append(
+        await chat(
+            platform,
+            user,
+            "And while persistence restarts?",
+            lambda: killed.append(platform.kill("persistence")),
+        )
+    )
     platform.wait_restarted("persistence", killed[0], timeout=60)
     await until(lambda: platform_lag(platform, "clickhouse") >= 0, timeout=90)  # measuring again
 
@@ -124,8 +135,12 @@ async def test_runs_stream_through_store_outages_and_every_view_catches_up(platf
     subprocess.run(["chattr", "+i", *map(str, frozen)], check=True)
     try:
         runs.append(await chat(platform, user, "And while ClickHouse cannot write?"))
-        await until(lambda: metric(platform, "apex_projection_lag_events", "clickhouse") > 0
-                    and metric(platform, "apex_projection_failed_batches_total", "clickhouse") > 0)
+        await until(
+            lambda: (
+                metric(platform, "apex_projection_lag_events", "clickhouse") > 0
+                and metric(platform, "apex_projection_failed_batches_total", "clickhouse") > 0
+            )
+        )
     finally:
         subprocess.run(["chattr", "-i", *map(str, frozen)], check=True)
     runs.append(await chat(platform, user, "All good again?"))
@@ -155,8 +170,9 @@ async def check_postgres(dsn: str, runs: list[dict[str, Any]]) -> None:
             assert row["status"] == run["events"][-1]["data"].get("status", row["status"])
             assert row["status"] in TERMINAL_STATUS
             assert row["tool_calls"] == sum(e["type"] == "tool_executing" for e in run["events"])
-            roles = await conn.fetch("SELECT role FROM apex.messages WHERE thread_id = $1 ORDER BY seq",
-                                     run["thread_id"])
+            roles = await conn.fetch(
+                "SELECT role FROM apex.messages WHERE thread_id = $1 ORDER BY seq", run["thread_id"]
+            )
             assert [r["role"] for r in roles] == ["user", "assistant"]
         assert await conn.fetchval("SELECT count(*) FROM apex.runs") == len(runs)
     finally:
@@ -196,8 +212,9 @@ asyncio.run(main())
 async def check_clickhouse(chdb: Path, runs: list[dict[str, Any]]) -> None:
     # The embedded engine binds a process to one data folder, and this test process
     # may already hold another, so the check reads from a process of its own.
-    read = subprocess.run([sys.executable, "-c", _READ_EVENTS, str(chdb)],
-                          capture_output=True, check=True, timeout=120)
+    read = subprocess.run(
+        [sys.executable, "-c", _READ_EVENTS, str(chdb)], capture_output=True, check=True, timeout=120
+    )
     ids: dict[str, list[str]] = {}
     for row in orjson.loads(read.stdout):
         ids.setdefault(row["thread_id"], []).append(row["id"])

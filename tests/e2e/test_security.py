@@ -32,7 +32,8 @@ async def _signing_key(platform: Platform) -> tuple[str, Any]:
     try:
         row = await conn.fetchrow(
             "SELECT kid, private_pem FROM auth.signing_keys WHERE activated_at IS NOT NULL "
-            "AND retired_at IS NULL ORDER BY activated_at DESC LIMIT 1")
+            "AND retired_at IS NULL ORDER BY activated_at DESC LIMIT 1"
+        )
     finally:
         await conn.close()
     return row["kid"], serialization.load_pem_private_key(row["private_pem"].encode(), password=None)
@@ -65,7 +66,9 @@ async def attack_tokens(platform: Platform) -> dict[str, tuple[str | None, str]]
     kid, key = await _signing_key(platform)
     good = _claims(victim)
     now = int(time.time())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     foreign = Ed25519PrivateKey.generate()
 
     def signed(claims: dict[str, Any], **header: Any) -> str:
@@ -73,21 +76,32 @@ async def attack_tokens(platform: Platform) -> dict[str, tuple[str | None, str]]
 
     missing = {k: v for k, v in good.items() if k != "sid"}
     logged_out = platform.register()
-    httpx.post(f"{platform.auth}/auth/logout", headers={"Authorization": f"Bearer {logged_out.access_token}"},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"{platform.auth}/auth/logout",
+        headers={"Authorization": f"Bearer {logged_out.access_token}"},
+        timeout=10,
+    ).raise_for_status()
     return {
         "no token": (None, "token_missing"),
         "garbage": ("not-a-jwt", "token_invalid"),
         "alg none": (f"{_b64({'alg': 'none', 'kid': kid})}.{_b64(good)}.", "token_invalid"),
         "hmac with the public key": (_hmac_token(good, public_pem, kid), "token_invalid"),
         "foreign key, same kid": (
-            jwt.encode(good, foreign, algorithm="EdDSA", headers={"kid": kid}), "token_invalid"),
+            jwt.encode(good, foreign, algorithm="EdDSA", headers={"kid": kid}),
+            "token_invalid",
+        ),
         "tampered sub": (_tampered(victim.access_token, sub=other.user_id), "token_invalid"),
         "tampered tid": (_tampered(victim.access_token, tid=other.tenant_id), "token_invalid"),
         "tampered exp": (_tampered(victim.access_token, exp=now + 86_400), "token_invalid"),
         "tampered aud": (_tampered(victim.access_token, aud="someone-else"), "token_invalid"),
-        "expired": (signed({**good, "iat": now - 4000, "nbf": now - 4000, "exp": now - 3000}), "token_expired"),
-        "not yet valid": (signed({**good, "nbf": now + 3600, "iat": now, "exp": now + 4000}), "token_invalid"),
+        "expired": (
+            signed({**good, "iat": now - 4000, "nbf": now - 4000, "exp": now - 3000}),
+            "token_expired",
+        ),
+        "not yet valid": (
+            signed({**good, "nbf": now + 3600, "iat": now, "exp": now + 4000}),
+            "token_invalid",
+        ),
         "wrong issuer": (signed({**good, "iss": "https://evil.example"}), "token_invalid"),
         "wrong audience": (signed({**good, "aud": "other-service"}), "token_invalid"),
         "missing claims": (signed(missing), "token_invalid"),
@@ -107,8 +121,12 @@ async def test_every_token_attack_is_refused_over_websocket_and_http(platform: P
         assert closed.value.rcvd is not None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         http = httpx.get(f"{platform.gateway}/api/v1/threads", headers=headers, timeout=10)
-        results[name] = (closed.value.rcvd.code, closed.value.rcvd.reason, http.status_code,
-                         http.json()["error"]["code"])
+        results[name] = (
+            closed.value.rcvd.code,
+            closed.value.rcvd.reason,
+            http.status_code,
+            http.json()["error"]["code"],
+        )
     expected = {name: (4401, reason, 401, reason) for name, (_token, reason) in attacks.items()}
     assert results == expected
 
@@ -116,16 +134,23 @@ async def test_every_token_attack_is_refused_over_websocket_and_http(platform: P
 async def test_key_rotation_keeps_old_and_new_tokens_valid(platform: Platform) -> None:
     before = platform.register()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "apex_auth", "rotate-keys", env=platform.recorded_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "apex_auth",
+        "rotate-keys",
+        env=platform.recorded_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await proc.communicate()
     assert proc.returncode == 0, output.decode()
     after = None
     for _ in range(50):  # the auth service picks the new key up from the database
         candidate = platform.register()
-        if jwt.get_unverified_header(candidate.access_token)["kid"] != jwt.get_unverified_header(
-                before.access_token)["kid"]:
+        if (
+            jwt.get_unverified_header(candidate.access_token)["kid"]
+            != jwt.get_unverified_header(before.access_token)["kid"]
+        ):
             after = candidate
             break
         await asyncio.sleep(0.3)
@@ -142,7 +167,9 @@ async def test_cross_tenant_probes_are_not_found_and_audited(platform: Platform)
     attacker = platform.register()
     ws = await open_socket(platform.ws_url, victim.access_token)
     await recv(ws)
-    await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "cost overview please"})
+    await send(
+        ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "cost overview please"}
+    )
     accepted = await recv(ws)
     await until_terminal(ws, accepted["run_id"])
     await ws.close()
@@ -152,8 +179,13 @@ async def test_cross_tenant_probes_are_not_found_and_audited(platform: Platform)
         "GET thread": platform.api(attacker, "GET", f"/api/v1/threads/{thread_id}"),
         "GET events": platform.api(attacker, "GET", f"/api/v1/threads/{thread_id}/events"),
         "GET stream": platform.api(attacker, "GET", f"/api/v1/threads/{thread_id}/stream"),
-        "POST message": platform.api(attacker, "POST", f"/api/v1/threads/{thread_id}/messages",
-                                     json={"text": "hi"}, headers={"Idempotency-Key": "probe-1"}),
+        "POST message": platform.api(
+            attacker,
+            "POST",
+            f"/api/v1/threads/{thread_id}/messages",
+            json={"text": "hi"},
+            headers={"Idempotency-Key": "probe-1"},
+        ),
         "POST cancel": platform.api(attacker, "POST", f"/api/v1/runs/{run_id}/cancel"),
         "GET unknown thread": platform.api(attacker, "GET", f"/api/v1/threads/{new_id('thr')}"),
     }
@@ -195,15 +227,27 @@ async def test_the_audit_log_is_for_admins_of_the_tenant_only(platform: Platform
         await asyncio.sleep(0.3)
     assert {"auth.register", "auth.login"} <= actions
     member_email = f"m-{uuid.uuid4().hex[:6]}@example.com"
-    invite = httpx.post(f"{platform.auth}/auth/invites", json={"email": member_email, "role": "member"},
-                        headers={"Authorization": f"Bearer {admin.access_token}"}, timeout=10)
+    invite = httpx.post(
+        f"{platform.auth}/auth/invites",
+        json={"email": member_email, "role": "member"},
+        headers={"Authorization": f"Bearer {admin.access_token}"},
+        timeout=10,
+    )
     assert invite.status_code in (200, 201), invite.text
-    joined = httpx.post(f"{platform.auth}/auth/register", timeout=10, json={
-        "email": member_email, "password": "correct horse battery staple",
-        "invite": invite.json()["invite_token"]})
+    joined = httpx.post(
+        f"{platform.auth}/auth/register",
+        timeout=10,
+        json={
+            "email": member_email,
+            "password": "correct horse battery staple",
+            "invite": invite.json()["invite_token"],
+        },
+    )
     assert joined.status_code in (200, 201), joined.text
     member_token = joined.json()["access_token"]
-    refused = httpx.get(f"{platform.gateway}/api/v1/audit", headers={"Authorization": f"Bearer {member_token}"})
+    refused = httpx.get(
+        f"{platform.gateway}/api/v1/audit", headers={"Authorization": f"Bearer {member_token}"}
+    )
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
 
 
@@ -218,12 +262,17 @@ async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platfo
 
     company_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = orjson.loads(jwt.algorithms.RSAAlgorithm.to_jwk(company_key.public_key()))
-    jwks_app = Starlette(routes=[Route("/jwks", lambda _: JSONResponse({"keys": [{**jwk, "kid": "c1", "alg": "RS256"}]}))])
+    jwks_app = Starlette(
+        routes=[Route("/jwks", lambda _: JSONResponse({"keys": [{**jwk, "kid": "c1", "alg": "RS256"}]}))]
+    )
     jwks_port, gateway_port = free_port(), free_port()
     server, task = await serve_http(jwks_app, "127.0.0.1", jwks_port)
     gateway = platform.spawn_service(
-        "gateway", APEX_GATEWAY_PORT=str(gateway_port), APEX_OIDC_ISSUER="https://login.acme.example",
-        APEX_OIDC_AUDIENCE="apex-at-acme", APEX_OIDC_JWKS_URL=f"http://127.0.0.1:{jwks_port}/jwks",
+        "gateway",
+        APEX_GATEWAY_PORT=str(gateway_port),
+        APEX_OIDC_ISSUER="https://login.acme.example",
+        APEX_OIDC_AUDIENCE="apex-at-acme",
+        APEX_OIDC_JWKS_URL=f"http://127.0.0.1:{jwks_port}/jwks",
         APEX_OIDC_TENANT_CLAIM="org",
     )
     try:
@@ -235,8 +284,14 @@ async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platfo
             except httpx.HTTPError:
                 await asyncio.sleep(0.2)
         now = int(time.time())
-        claims = {"iss": "https://login.acme.example", "aud": "apex-at-acme", "sub": "alice", "org": "acme",
-                  "iat": now, "exp": now + 300}
+        claims = {
+            "iss": "https://login.acme.example",
+            "aud": "apex-at-acme",
+            "sub": "alice",
+            "org": "acme",
+            "iat": now,
+            "exp": now + 300,
+        }
         url = f"ws://127.0.0.1:{gateway_port}/ws"
         ws = await open_socket(url, jwt.encode(claims, company_key, algorithm="RS256", headers={"kid": "c1"}))
         ready = await recv(ws)
@@ -244,7 +299,9 @@ async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platfo
         assert ready["tenant_id"].startswith("ten_") and ready["user_id"].startswith("usr_")
         await ws.close()
         for bad in ({**claims, "aud": "other"}, {k: v for k, v in claims.items() if k != "org"}):
-            ws = await open_socket(url, jwt.encode(bad, company_key, algorithm="RS256", headers={"kid": "c1"}))
+            ws = await open_socket(
+                url, jwt.encode(bad, company_key, algorithm="RS256", headers={"kid": "c1"})
+            )
             with pytest.raises(ConnectionClosed) as closed:
                 await recv(ws)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

@@ -32,6 +32,9 @@ async def until_terminal(ws: ClientConnection, run_id: str, timeout: float = 60.
         while True:
             frame = await recv(ws, timeout)
             frames.append(frame)
-            if frame.get("type") == "event" and frame["event"].get("run_id") == run_id and \
-                    frame["event"]["type"] in TERMINAL:
+            if (
+                frame.get("type") == "event"
+                and frame["event"].get("run_id") == run_id
+                and frame["event"]["type"] in TERMINAL
+            ):
                 return frames

@@ -15,15 +15,23 @@ def test_error_catalogue_is_current() -> None:
 
 
 def test_asyncapi_document_is_current() -> None:
-    assert json.loads((DOCS / "asyncapi.json").read_text()) == json.loads(asyncapi_document()), "run `make docs`"
+    assert json.loads((DOCS / "asyncapi.json").read_text()) == json.loads(asyncapi_document()), (
+        "run `make docs`"
+    )
 
 
 def test_asyncapi_documents_every_command_and_the_events() -> None:
     spec = json.loads(asyncapi_document())
     addresses = {channel["address"] for channel in spec["channels"].values()}
-    for subject in ("apex.cmd.run.start", "apex.cmd.run.cancel", "apex.cmd.agent.step",
-                    "apex.cmd.tool.call", "apex.cmd.usage.ingest",
-                    "apex.evt.{tenant_id}.{user_id}.{thread_id}", "apex.q.usage.aggregate"):
+    for subject in (
+        "apex.cmd.run.start",
+        "apex.cmd.run.cancel",
+        "apex.cmd.agent.step",
+        "apex.cmd.tool.call",
+        "apex.cmd.usage.ingest",
+        "apex.evt.{tenant_id}.{user_id}.{thread_id}",
+        "apex.q.usage.aggregate",
+    ):
         assert subject in addresses, subject
     schemas = json.dumps(spec["components"])
     for event_type in ("run.accepted", "agent_thinking", "tool_completed", "run.completed"):

@@ -79,10 +79,17 @@ class Stack:
         records = [UsageRecord.model_validate(r) for r in rows]
         batch = new_id("upl")
         for part in range(0, len(records), 2000):
-            await self.bus.publish(UsageIngest(
-                id=f"{batch}:{part}", tenant_id=self.tenant_id, user_id=self.user_id,
-                data=UsageIngestData(batch_id=batch, source="ndjson", records=records[part:part + 2000]),
-            ), subjects.CMD_USAGE_INGEST)
+            await self.bus.publish(
+                UsageIngest(
+                    id=f"{batch}:{part}",
+                    tenant_id=self.tenant_id,
+                    user_id=self.user_id,
+                    data=UsageIngestData(
+                        batch_id=batch, source="ndjson", records=records[part : part + 2000]
+                    ),
+                ),
+                subjects.CMD_USAGE_INGEST,
+            )
         deadline = asyncio.get_running_loop().time() + 30
         while True:
             summary = await self.bus.query_raw(Q_USAGE_SUMMARY, UsageSummary(tenant_id=self.tenant_id))
@@ -91,31 +98,58 @@ class Stack:
             assert asyncio.get_running_loop().time() < deadline, summary
             await asyncio.sleep(0.2)
 
-    async def ask(self, question: str, *, thread_id: str | None = None,
-                  history: list[dict[str, str]] | None = None, step_timeout: float = 60.0) -> Run:
+    async def ask(
+        self,
+        question: str,
+        *,
+        thread_id: str | None = None,
+        history: list[dict[str, str]] | None = None,
+        step_timeout: float = 60.0,
+    ) -> Run:
         thread_id = thread_id or new_id("thr")
         run_id = new_id("run")
         scope = Scope(tenant_id=self.tenant_id, user_id=self.user_id, thread_id=thread_id, run_id=run_id)
         subject = subjects.thread_events(self.tenant_id, self.user_id, thread_id)
         inputs: dict[str, Any] = {}
         async with self.bus.watch(subject) as watch:
-            await self.bus.publish_event(scope.make(
-                RunAccepted, RunAcceptedData(message_id=derive_id("msg", run_id), question=question),
-                id=f"{run_id}:accepted",
-            ))
+            await self.bus.publish_event(
+                scope.make(
+                    RunAccepted,
+                    RunAcceptedData(message_id=derive_id("msg", run_id), question=question),
+                    id=f"{run_id}:accepted",
+                )
+            )
             for step, agent in enumerate(AGENTS):
-                await self.bus.publish(scope.make(
-                    AgentStep, AgentStepData(agent=agent, step=step, question=question, inputs=dict(inputs),  # type: ignore[arg-type]
-                                             history=history or [], deadline_ms=int(step_timeout * 1000)),
-                    id=f"{run_id}:{step}:agent.step", agent=agent,  # type: ignore[arg-type]
-                ), subjects.CMD_AGENT_STEP)
+                await self.bus.publish(
+                    scope.make(
+                        AgentStep,
+                        AgentStepData(
+                            agent=agent,
+                            step=step,
+                            question=question,
+                            inputs=dict(inputs),  # type: ignore[arg-type]
+                            history=history or [],
+                            deadline_ms=int(step_timeout * 1000),
+                        ),
+                        id=f"{run_id}:{step}:agent.step",
+                        agent=agent,  # type: ignore[arg-type]
+                    ),
+                    subjects.CMD_AGENT_STEP,
+                )
                 outcome = await watch.wait_for(
-                    lambda e, s=step: e.get("run_id") == run_id and e.get("type") in ("agent_completed", "agent_failed")
-                    and e["data"]["step"] == s, timeout=step_timeout + 10)
+                    lambda e, s=step: (
+                        e.get("run_id") == run_id
+                        and e.get("type") in ("agent_completed", "agent_failed")
+                        and e["data"]["step"] == s
+                    ),
+                    timeout=step_timeout + 10,
+                )
                 if outcome["type"] == "agent_completed":
                     inputs[agent] = outcome["data"]["output"]
                 else:
-                    inputs.setdefault("failures", []).append({"agent": agent, "error": outcome["data"]["error"]})
+                    inputs.setdefault("failures", []).append(
+                        {"agent": agent, "error": outcome["data"]["error"]}
+                    )
         events = [orjson.loads(raw) async for _seq, raw in self.bus.read_subject(subject)]
         return Run(run_id, [e for e in events if e.get("run_id") == run_id])
 
@@ -131,8 +165,9 @@ async def agents_chdb(infra_root: Path) -> AsyncIterator[ChdbStore]:
 
 
 @pytest.fixture
-async def make_stack(server_factory: Any, pg_dsn: str, redis_url: str,
-                     agents_chdb: ChdbStore) -> AsyncIterator[StackFactory]:
+async def make_stack(
+    server_factory: Any, pg_dsn: str, redis_url: str, agents_chdb: ChdbStore
+) -> AsyncIterator[StackFactory]:
     """Starts the stack; ``make_stack(**agent_settings)`` configures the agents (the brain)."""
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -144,14 +179,23 @@ async def make_stack(server_factory: Any, pg_dsn: str, redis_url: str,
     async def make(**agent_settings: Any) -> Stack:
         nats = server_factory("nats")
         common = {"nats_url": nats.url, "log_format": "text", "env": "test"}
-        persistence = PersistenceService(PersistenceSettings(
-            **common, postgres_dsn=pg_dsn, redis_url=redis_url, persistence_port=0,
-            instance_id="persistence-test", clickhouse_database=analytics.database,
-        ), analytics=analytics)
+        persistence = PersistenceService(
+            PersistenceSettings(
+                **common,
+                postgres_dsn=pg_dsn,
+                redis_url=redis_url,
+                persistence_port=0,
+                instance_id="persistence-test",
+                clickhouse_database=analytics.database,
+            ),
+            analytics=analytics,
+        )
         await persistence.start()
         services.append(persistence)
         tasks.append(asyncio.create_task(tools_main(stop, ToolsSettings(**common, tools_port=0))))
-        tasks.append(asyncio.create_task(agents_main(stop, AgentsSettings(**common, agents_port=0, **agent_settings))))
+        tasks.append(
+            asyncio.create_task(agents_main(stop, AgentsSettings(**common, agents_port=0, **agent_settings)))
+        )
         bus = await Bus.connect(nats.url, "analyst-test")
         buses.append(bus)
         await asyncio.sleep(1.0)  # the consumers bind

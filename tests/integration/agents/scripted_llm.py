@@ -99,8 +99,11 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
     if isinstance(reply, Status):
         extra = f"Retry-After: {reply.retry_after_s}\r\n" if reply.retry_after_s is not None else ""
         body = orjson.dumps({"error": {"message": "scripted", "code": reply.code}})
-        writer.write(f"HTTP/1.1 {reply.code} Scripted\r\nContent-Type: application/json\r\n{extra}"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            f"HTTP/1.1 {reply.code} Scripted\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
         return
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -114,19 +117,41 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
 
 def _events(reply: Stream) -> list[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return orjson.dumps({"object": "chat.completion.chunk",
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        return orjson.dumps(
+            {
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
 
     out = [chunk({"role": "assistant", "content": ""})]
     out += [chunk({"content": text}) for text in reply.text]
     for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
         half = len(arguments) // 2  # arguments arrive in pieces, as real servers send them
-        out.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                          "function": {"name": name, "arguments": arguments[:half]}}]}))
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": arguments[:half]},
+                        }
+                    ]
+                }
+            )
+        )
         out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]}))
     out.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
-    out.append(orjson.dumps({"choices": [], "usage": {"prompt_tokens": reply.prompt_tokens,
-                                                      "completion_tokens": reply.completion_tokens}}))
+    out.append(
+        orjson.dumps(
+            {
+                "choices": [],
+                "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens},
+            }
+        )
+    )
     out.append(b"[DONE]")
     return out
 

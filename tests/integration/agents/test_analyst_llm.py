@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 import orjson
-import pytest
 
 from apex_agents.analyst.figures import unsupported
 from apex_agents.llm.agents import FALLBACK_NOTE
@@ -44,7 +43,7 @@ def written(report: dict[str, Any]) -> list[str]:
     text = f"## Your LLM spend\n\n{report['requests']:,} requests cost ${report['total_cost_usd']:,.2f}.\n\n"
     for rec in report["recommendations"]:
         text += f"- {rec['title']}: about ${rec['est_monthly_savings_usd']:,.2f} a month.\n"
-    return [text[i:i + 4] for i in range(0, len(text), 4)]
+    return [text[i : i + 4] for i in range(0, len(text), 4)]
 
 
 class Conversation:
@@ -61,17 +60,23 @@ class Conversation:
             if self.triage == 1:
                 return Status(429, retry_after_s=0.05)
             if self.triage == 2:
-                return Stream(tool_calls=[("c1", "classify_question", '{"intent": "cost", "models": "gpt-4o"}')])
-            return Stream(tool_calls=[("c2", "classify_question", '{"intent": "cost", "start": null, "models": []}')])
+                return Stream(
+                    tool_calls=[("c1", "classify_question", '{"intent": "cost", "models": "gpt-4o"}')]
+                )
+            return Stream(
+                tool_calls=[("c2", "classify_question", '{"intent": "cost", "start": null, "models": []}')]
+            )
         if who == "data_helper":
             if tool_messages(request):
                 return Stream(text=["done"])
-            return Stream(tool_calls=[
-                ("d1", "cost_breakdown", '{"group_by": "model"}'),
-                ("d2", "model_substitution", "{}"),
-                ("d3", "drop_tables", "{}"),
-                ("d4", "cost_breakdown", '{"group_by": "planet"}'),
-            ])
+            return Stream(
+                tool_calls=[
+                    ("d1", "cost_breakdown", '{"group_by": "model"}'),
+                    ("d2", "model_substitution", "{}"),
+                    ("d3", "drop_tables", "{}"),
+                    ("d4", "cost_breakdown", '{"group_by": "planet"}'),
+                ]
+            )
         if any("not in the tool results" in (m.get("content") or "") for m in request["messages"]):
             return Stream(text=written(report_in(request)), completion_tokens=300)
         return Stream(text=["Your spend is ", INVENTED, " a month."])
@@ -87,8 +92,9 @@ def deltas(run: Run) -> dict[str, list[dict[str, Any]]]:
 async def test_the_model_classifies_calls_tools_and_streams_a_checked_text(make_stack: StackFactory) -> None:
     script = Conversation()
     async with ScriptedLLM(script) as llm:
-        stack = await make_stack(llm_base_url=llm.base_url, llm_model="gpt-4.1-mini", llm_api_key="sk-test",
-                                 llm_backoff_s=0.01)
+        stack = await make_stack(
+            llm_base_url=llm.base_url, llm_model="gpt-4.1-mini", llm_api_key="sk-test", llm_backoff_s=0.01
+        )
         rows = ds.rows(days=7)
         await stack.upload(rows)
         run = await stack.ask("Where is my LLM spend going and how do I cut it?")
@@ -108,7 +114,9 @@ async def test_the_model_classifies_calls_tools_and_streams_a_checked_text(make_
     assert {"caching_opportunity", "batch_opportunity", "error_waste"} <= set(tools), "the plan is the floor"
     feedback = [m for r in llm.requests if role(r) == "data_helper" for m in tool_messages(r)]
     assert sum(m["content"].startswith("rejected:") for m in feedback) == 2
-    assert all(r["model"] == "gpt-4.1-mini" and r["_auth"] == "Bearer sk-test" and r["stream"] for r in llm.requests)
+    assert all(
+        r["model"] == "gpt-4.1-mini" and r["_auth"] == "Bearer sk-test" and r["stream"] for r in llm.requests
+    )
 
     response = run.response
     assert any(INVENTED in t for t in run.thoughts("reporting")), "the invented figure was caught"
@@ -136,8 +144,14 @@ async def test_a_timeout_and_429s_open_the_breaker_and_the_offline_planner_answe
         return Stall(5.0) if len(llm.requests) == 1 else Status(429, retry_after_s=0.01)
 
     async with ScriptedLLM(script) as llm:
-        stack = await make_stack(llm_base_url=llm.base_url, llm_model="gpt-4.1-mini", llm_timeout_s=0.5,
-                                 llm_max_attempts=3, llm_backoff_s=0.01, llm_breaker_threshold=3)
+        stack = await make_stack(
+            llm_base_url=llm.base_url,
+            llm_model="gpt-4.1-mini",
+            llm_timeout_s=0.5,
+            llm_max_attempts=3,
+            llm_backoff_s=0.01,
+            llm_breaker_threshold=3,
+        )
         rows = ds.rows(days=7)
         await stack.upload(rows)
         run = await stack.ask("Where is my LLM spend going and how do I cut it?")

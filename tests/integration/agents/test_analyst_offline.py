@@ -33,7 +33,8 @@ async def test_a_cost_question_gets_a_full_report_of_the_data(make_stack: StackF
     report = response["report"]
     assert response["kind"] == "partial", "acme-ft-1 has no list price: a named gap"
     assert report["data_gaps"] == [
-        "no list price for acme-ft-1: their calls cost what you uploaded, else zero (set a price override)"]
+        "no list price for acme-ft-1: their calls cost what you uploaded, else zero (set a price override)"
+    ]
     assert report["requests"] == len(rows)
     assert report["total_cost_usd"] == ds.cents(sum(ds.cost(r) for r in rows))
     for model in report["by_model"]:
@@ -42,7 +43,9 @@ async def test_a_cost_question_gets_a_full_report_of_the_data(make_stack: StackF
         assert model["cost_usd"] == ds.cents(sum(ds.cost(r) for r in mine))
         latencies = [r["latency_ms"] for r in mine]
         assert (model["p50_latency_ms"], model["p95_latency_ms"]) == (
-            round(ds.pct(latencies, 50)), round(ds.pct(latencies, 95)))
+            round(ds.pct(latencies, 50)),
+            round(ds.pct(latencies, 95)),
+        )
 
     calls = run.call_ids()
     kinds = {r["kind"] for r in report["recommendations"]}
@@ -57,7 +60,9 @@ async def test_a_cost_question_gets_a_full_report_of_the_data(make_stack: StackF
     tokens = [sum(r[f] for r in review) for f in ("prompt_tokens", "cached_tokens", "completion_tokens")]
     now = ds.list_cost(ds.price_of("anthropic", "claude-opus-4-1"), *tokens)
     then = ds.list_cost(ds.price_of("anthropic", "claude-opus-4-5"), *tokens)
-    assert opus["est_monthly_savings_usd"] == ds.cents(ds.monthly(spend * (now - then) / now, ds.span_days(rows)))
+    assert opus["est_monthly_savings_usd"] == ds.cents(
+        ds.monthly(spend * (now - then) / now, ds.span_days(rows))
+    )
 
     text = response["text"]
     assert unsupported(text, results(run)) == [], "every figure in the text comes from a tool result"
@@ -71,8 +76,11 @@ async def test_tool_calls_of_the_data_helper_run_in_parallel(make_stack: StackFa
     stack = await make_stack()
     await stack.upload(ds.rows(days=7))
     run = await stack.ask("How can I cut my LLM costs?")
-    kinds = [e["type"] for e in run.events if e["type"] in ("tool_executing", "tool_completed")
-             and e.get("agent") == "data_helper"]
+    kinds = [
+        e["type"]
+        for e in run.events
+        if e["type"] in ("tool_executing", "tool_completed") and e.get("agent") == "data_helper"
+    ]
     first_done = kinds.index("tool_completed")
     assert first_done >= 2, f"several calls were in flight at once: {kinds}"
 
@@ -103,7 +111,12 @@ async def test_an_empty_tenant_gets_a_guidance_report(make_stack: StackFactory) 
     request = response["data_request"]
     assert set(request["fields"]) >= {"ts", "provider", "model", "prompt_tokens", "completion_tokens"}
     assert {h["provider"] for h in request["how_to_export"]} >= {
-        "OpenAI", "Anthropic", "Azure OpenAI", "AWS Bedrock", "Google Vertex AI"}
+        "OpenAI",
+        "Anthropic",
+        "Azure OpenAI",
+        "AWS Bedrock",
+        "Google Vertex AI",
+    }
     assert any(f.startswith("CSV") for f in request["formats"])
     assert "POST /api/v1/usage" in response["text"]
 
@@ -130,7 +143,8 @@ async def test_a_follow_up_keeps_the_thread_topic(make_stack: StackFactory) -> N
     first = await stack.ask("Which models are slow? p95 please")
     assert first.output("triage")["intent"] == "latency"
     follow = await stack.ask(
-        "And for gpt-4o only?", thread_id=first.events[0]["thread_id"],
+        "And for gpt-4o only?",
+        thread_id=first.events[0]["thread_id"],
         history=[{"question": "Which models are slow? p95 please", "answer": first.response["text"]}],
     )
     triage = follow.output("triage")

@@ -14,8 +14,7 @@ CLIENT_IP = "203.0.113.7"
 PASSWORD = "correct horse battery"
 
 # Cheap Argon2 so the suite stays fast; tests about timing choose their own.
-FAST_ARGON2 = {"auth_argon2_time_cost": 1, "auth_argon2_memory_kib": 8192,
-               "auth_argon2_parallelism": 1}
+FAST_ARGON2 = {"auth_argon2_time_cost": 1, "auth_argon2_memory_kib": 8192, "auth_argon2_parallelism": 1}
 
 
 @dataclass
@@ -48,5 +47,3 @@ def unique_email() -> str:
 
 def error_code(response: httpx.Response) -> str:
     return str(response.json()["error"]["code"])
-
-

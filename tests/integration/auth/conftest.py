@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.auth.auth_support import CLIENT_IP, FAST_ARGON2, Auth
 
 from apex_auth import AuthSettings, build_app, open_service, run_background
 from apex_cli.embedded import EmbeddedServer
+from tests.integration.auth.auth_support import CLIENT_IP, FAST_ARGON2, Auth
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code, unique_email
 
 from apex_auth.tables import audit_outbox
 from apex_contracts import is_id
+from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code, unique_email
 
 
 async def test_register_creates_a_tenant_whose_admin_can_sign_in(auth: Auth) -> None:
@@ -16,16 +16,19 @@ async def test_register_creates_a_tenant_whose_admin_can_sign_in(auth: Auth) -> 
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) >= {"access_token", "refresh_token", "token_type", "expires_in",
-                         "user_id", "tenant_id"}
+    assert set(body) >= {"access_token", "refresh_token", "token_type", "expires_in", "user_id", "tenant_id"}
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert is_id(body["user_id"], "usr") and is_id(body["tenant_id"], "ten")
     assert response.headers["cache-control"] == "no-store"
 
     me = await auth.get("/auth/me", body["access_token"])
     assert me.status_code == 200
-    assert me.json() == {"user_id": body["user_id"], "tenant_id": body["tenant_id"],
-                         "email": email, "roles": ["admin"]}
+    assert me.json() == {
+        "user_id": body["user_id"],
+        "tenant_id": body["tenant_id"],
+        "email": email,
+        "roles": ["admin"],
+    }
 
     login = await auth.login(email.upper())
     assert login.status_code == 200
@@ -64,9 +67,12 @@ async def test_register_with_a_taken_email_is_a_conflict(auth: Auth) -> None:
 
     await auth.service.accounts.drain()
     async with auth.service.db.engine.connect() as conn:
-        entries = [row.entry for row in await conn.execute(
-            select(audit_outbox).where(audit_outbox.c.tenant_id == first["tenant_id"])
-        )]
+        entries = [
+            row.entry
+            for row in await conn.execute(
+                select(audit_outbox).where(audit_outbox.c.tenant_id == first["tenant_id"])
+            )
+        ]
     attempt = next(e for e in entries if e["outcome"] == "failure")
     assert attempt["action"] == "auth.register" and attempt["details"] == {"reason": "email_taken"}
 
@@ -75,15 +81,18 @@ async def test_an_invite_lets_one_person_join_the_tenant_once(auth: Auth) -> Non
     admin = await auth.register()
     invitee = unique_email()
     created = await auth.http.post(
-        "/auth/invites", json={"email": invitee, "role": "member"},
+        "/auth/invites",
+        json={"email": invitee, "role": "member"},
         headers=bearer(admin["access_token"]),
     )
     assert created.status_code == 201
     invite = created.json()
     assert invite["invite_token"].startswith("apxi_") and invite["expires_at"]
 
-    wrong_person = await auth.http.post("/auth/register", json={
-        "email": unique_email(), "password": PASSWORD, "invite": invite["invite_token"]})
+    wrong_person = await auth.http.post(
+        "/auth/register",
+        json={"email": unique_email(), "password": PASSWORD, "invite": invite["invite_token"]},
+    )
     assert wrong_person.status_code == 422
 
     joined = await auth.register(invitee, invite=invite["invite_token"])
@@ -91,12 +100,15 @@ async def test_an_invite_lets_one_person_join_the_tenant_once(auth: Auth) -> Non
     me = (await auth.get("/auth/me", joined["access_token"])).json()
     assert me["roles"] == ["member"] and me["tenant_id"] == admin["tenant_id"]
 
-    reused = await auth.http.post("/auth/register", json={
-        "email": unique_email(), "password": PASSWORD, "invite": invite["invite_token"]})
+    reused = await auth.http.post(
+        "/auth/register",
+        json={"email": unique_email(), "password": PASSWORD, "invite": invite["invite_token"]},
+    )
     assert reused.status_code == 422
 
     by_member = await auth.http.post(
-        "/auth/invites", json={"email": unique_email(), "role": "admin"},
+        "/auth/invites",
+        json={"email": unique_email(), "role": "admin"},
         headers=bearer(joined["access_token"]),
     )
     assert by_member.status_code == 403 and error_code(by_member) == "forbidden"

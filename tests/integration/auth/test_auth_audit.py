@@ -9,12 +9,12 @@ from contextlib import AbstractAsyncContextManager
 
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from tests.integration.auth.auth_support import Auth, bearer, unique_email
 
 from apex_auth.tables import audit_outbox
 from apex_cli.embedded import EmbeddedServer
 from apex_contracts.audit import AuditEntry, audit_subject
 from apex_contracts.streams import APEX_AUDIT
+from tests.integration.auth.auth_support import Auth, bearer, unique_email
 
 
 async def published(auth: Auth, tenant_id: str, *, at_least: set[str], timeout: float) -> list[AuditEntry]:
@@ -34,11 +34,14 @@ async def published(auth: Auth, tenant_id: str, *, at_least: set[str], timeout: 
 
 async def unsent(auth: Auth) -> int:
     async with auth.service.db.engine.connect() as conn:
-        return int(await conn.scalar(
-            select(func.count()).select_from(audit_outbox).where(
-                audit_outbox.c.sent_at.is_(None), audit_outbox.c.tenant_id.is_not(None)
+        return int(
+            await conn.scalar(
+                select(func.count())
+                .select_from(audit_outbox)
+                .where(audit_outbox.c.sent_at.is_(None), audit_outbox.c.tenant_id.is_not(None))
             )
-        ) or 0)
+            or 0
+        )
 
 
 def unknown_account_failures() -> float:
@@ -51,15 +54,24 @@ async def test_security_facts_reach_the_audit_stream_once_each(auth: Auth) -> No
     before = unknown_account_failures()
     assert (await auth.login(unique_email(), "wrong password!")).status_code == 401
     session = (await auth.login(admin["email"])).json()
-    refreshed = (await auth.http.post(
-        "/auth/refresh", json={"refresh_token": session["refresh_token"]})).json()
-    await auth.http.post("/auth/invites", json={"email": unique_email()},
-                         headers=bearer(admin["access_token"]))
+    refreshed = (
+        await auth.http.post("/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    ).json()
+    await auth.http.post(
+        "/auth/invites", json={"email": unique_email()}, headers=bearer(admin["access_token"])
+    )
     await auth.http.post("/auth/logout", headers=bearer(refreshed["access_token"]))
     await auth.service.keys.rotate()
 
-    expected = {"auth.register", "auth.login_failed", "auth.login", "auth.refresh",
-                "auth.invite_created", "auth.logout", "auth.session_revoked"}
+    expected = {
+        "auth.register",
+        "auth.login_failed",
+        "auth.login",
+        "auth.refresh",
+        "auth.invite_created",
+        "auth.logout",
+        "auth.session_revoked",
+    }
     entries = await published(auth, admin["tenant_id"], at_least=expected, timeout=10)
     assert len({e.id for e in entries}) == len(entries)
     assert {e.tenant_id for e in entries} == {admin["tenant_id"]}
@@ -70,9 +82,11 @@ async def test_security_facts_reach_the_audit_stream_once_each(auth: Auth) -> No
     assert await unsent(auth) == 0
 
     async with auth.service.db.engine.connect() as conn:
-        rotated = (await conn.execute(
-            select(audit_outbox).where(audit_outbox.c.entry["action"].astext == "auth.key_rotated")
-        )).one()
+        rotated = (
+            await conn.execute(
+                select(audit_outbox).where(audit_outbox.c.entry["action"].astext == "auth.key_rotated")
+            )
+        ).one()
     assert rotated.tenant_id is None and rotated.sent_at is None
 
 
@@ -88,8 +102,7 @@ async def test_audit_entries_wait_out_a_nats_outage(
         await asyncio.sleep(0.5)
         assert await unsent(auth) >= 2
         await asyncio.to_thread(private_nats.start)
-        await published(auth, user["tenant_id"], at_least={"auth.register", "auth.login"},
-                        timeout=20)
+        await published(auth, user["tenant_id"], at_least={"auth.register", "auth.login"}, timeout=20)
         async with asyncio.timeout(5):
             while True:
                 if await unsent(auth) == 0:

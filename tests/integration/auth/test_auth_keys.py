@@ -6,16 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
-from tests.integration.auth.auth_support import Auth
 
 from apex_contracts import utcnow
 from apex_contracts.auth import ALGORITHMS, AUDIENCE, ISSUER, JWKS_PATH, AccessClaims
+from tests.integration.auth.auth_support import Auth
 
 
 def verify_with_jwks(token: str, jwks: dict[str, Any]) -> AccessClaims:
     key = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(token)["kid"]]
-    claims = jwt.decode(token, key.key, algorithms=list(ALGORITHMS), audience=AUDIENCE,
-                        issuer=ISSUER)
+    claims = jwt.decode(token, key.key, algorithms=list(ALGORITHMS), audience=AUDIENCE, issuer=ISSUER)
     return AccessClaims.model_validate(claims)
 
 
@@ -28,7 +27,12 @@ async def test_jwks_publishes_the_public_key_only(auth: Auth) -> None:
     assert len(keys) == 1
     assert set(keys[0]) == {"kty", "crv", "x", "kid", "alg", "use"}
     assert keys[0] | {"x": "", "kid": ""} == {
-        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "x": "", "kid": ""
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+        "x": "",
+        "kid": "",
     }
     claims = verify_with_jwks(user["access_token"], response.json())
     assert (claims.sub, claims.tid, claims.typ) == (user["user_id"], user["tenant_id"], "access")

@@ -18,11 +18,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code, unique_email
 
 from apex_auth import build_app
 from apex_contracts import new_id
 from apex_contracts.auth import REQUIRED_CLAIMS
+from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code, unique_email
 
 AuthFactory = Callable[..., AbstractAsyncContextManager[Auth]]
 
@@ -70,8 +70,12 @@ def elsewhere(auth: Auth) -> httpx.AsyncClient:
 async def test_unknown_email_and_wrong_password_get_the_same_answer_in_the_same_time(
     auth_factory: AuthFactory,
 ) -> None:
-    realistic = {"auth_argon2_time_cost": 2, "auth_argon2_memory_kib": 19 * 1024,
-                 "auth_login_account_limit": 100, "auth_login_address_limit": 100}
+    realistic = {
+        "auth_argon2_time_cost": 2,
+        "auth_argon2_memory_kib": 19 * 1024,
+        "auth_login_account_limit": 100,
+        "auth_login_address_limit": 100,
+    }
     async with auth_factory(**realistic) as auth:
         user = await auth.register()
         wrong, ghost = [], []
@@ -127,7 +131,8 @@ async def catalogue(auth: Auth, victim: dict[str, Any]) -> dict[str, str]:
         "garbage": "garbage",
         "alg none": hand_made({"alg": "none", "kid": key.kid}, claims, lambda _: b""),
         "HMAC with the public key": hand_made(
-            {"alg": "HS256", "kid": key.kid, "typ": "JWT"}, claims,
+            {"alg": "HS256", "kid": key.kid, "typ": "JWT"},
+            claims,
             lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
         ),
         "foreign key, same kid": jwt.encode(
@@ -146,8 +151,12 @@ async def catalogue(auth: Auth, victim: dict[str, Any]) -> dict[str, str]:
     }
     for claim in REQUIRED_CLAIMS:
         cases[f"missing {claim}"] = signed({}, drop=claim)
-    for claim, value in (("sub", new_id("usr")), ("tid", new_id("ten")), ("exp", now + 800),
-                         ("aud", "apex-admin")):
+    for claim, value in (
+        ("sub", new_id("usr")),
+        ("tid", new_id("ten")),
+        ("exp", now + 800),
+        ("aud", "apex-admin"),
+    ):
         forged = b64(json.dumps({**tampered, claim: value}).encode())
         cases[f"tampered {claim}"] = f"{header}.{forged}.{signature}"
     return cases
@@ -158,12 +167,14 @@ async def test_every_forged_or_misused_token_is_refused(auth: Auth, victim: dict
     for name, token in (await catalogue(auth, victim)).items():
         response = await auth.get("/auth/me", token)
         assert response.status_code == 401, name
-        expected = {"expired": "token_expired", "session that does not exist": "session_revoked",
-                    "tenant swapped under a valid signature": "session_revoked"}
+        expected = {
+            "expired": "token_expired",
+            "session that does not exist": "session_revoked",
+            "tenant swapped under a valid signature": "session_revoked",
+        }
         assert error_code(response) == expected.get(name, "token_invalid"), name
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert (await auth.get("/auth/me", victim["access_token"])).status_code == 200
     await auth.http.post("/auth/logout", headers=bearer(victim["access_token"]))
     after_logout = await auth.get("/auth/me", victim["access_token"])
     assert error_code(after_logout) == "session_revoked"
-

@@ -6,8 +6,16 @@ import asyncpg
 
 from apex_auth import current_revision, migrate
 
-TABLES = {"tenants", "users", "sessions", "refresh_tokens", "invites", "signing_keys",
-          "audit_outbox", "alembic_version_auth"}
+TABLES = {
+    "tenants",
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "invites",
+    "signing_keys",
+    "audit_outbox",
+    "alembic_version_auth",
+}
 
 
 async def auth_tables(conn: asyncpg.Connection) -> set[str]:
@@ -35,8 +43,6 @@ async def test_upgrade_downgrade_upgrade_leaves_other_trees_alone(pg_dsn: str) -
         await migrate(pg_dsn)
         assert await current_revision(pg_dsn) == "0001"
         assert await auth_tables(conn) == TABLES
-        assert await conn.fetchval("SELECT version_num FROM public.alembic_version") == (
-            "other_service_head"
-        )
+        assert await conn.fetchval("SELECT version_num FROM public.alembic_version") == ("other_service_head")
     finally:
         await conn.close()

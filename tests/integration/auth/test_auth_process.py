@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 import httpx
 import orjson
-from tests.integration.auth.auth_support import FAST_ARGON2, Auth, unique_email
 
 from apex_auth import AuthSettings, rotate_keys
 from apex_cli.embedded import EmbeddedServer, free_port
 from apex_contracts import Heartbeat
 from apex_contracts.auth import JWKS_PATH
+from tests.integration.auth.auth_support import FAST_ARGON2, Auth, unique_email
 
 
 async def test_health_readiness_metrics_and_heartbeat(auth: Auth) -> None:
@@ -65,8 +65,12 @@ async def test_the_service_runs_as_a_process(
         **{f"APEX_{key.upper()}": str(value) for key, value in FAST_ARGON2.items()},
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "apex_auth", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "apex_auth",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
-from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code
 
 from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, SessionRevoked, revoked_session_key
 from apex_contracts.subjects import CTL_SESSION_REVOKED
+from tests.integration.auth.auth_support import PASSWORD, Auth, bearer, error_code
 
 
 @asynccontextmanager
@@ -117,9 +117,7 @@ async def test_own_sessions_are_listed_and_revocable_and_others_are_not_found(au
 
     stranger = await auth.register()
     for target in (phone_session["id"], await session_of(auth, stranger["access_token"]), "x"):
-        probe = await auth.http.delete(
-            f"/auth/sessions/{target}", headers=bearer(user["access_token"])
-        )
+        probe = await auth.http.delete(f"/auth/sessions/{target}", headers=bearer(user["access_token"]))
         assert probe.status_code == 404 and error_code(probe) == "not_found"
     assert (await auth.get("/auth/me", stranger["access_token"])).status_code == 200
 
@@ -130,16 +128,23 @@ async def test_password_change_revokes_the_other_sessions(auth: Auth) -> None:
     other_sid = await session_of(auth, other["access_token"])
     headers = bearer(user["access_token"])
 
-    wrong = await auth.http.post("/auth/password", headers=headers, json={
-        "current_password": "not my password", "new_password": "a brand new password"})
+    wrong = await auth.http.post(
+        "/auth/password",
+        headers=headers,
+        json={"current_password": "not my password", "new_password": "a brand new password"},
+    )
     assert wrong.status_code == 401 and error_code(wrong) == "invalid_credentials"
-    weak = await auth.http.post("/auth/password", headers=headers, json={
-        "current_password": PASSWORD, "new_password": "short"})
+    weak = await auth.http.post(
+        "/auth/password", headers=headers, json={"current_password": PASSWORD, "new_password": "short"}
+    )
     assert weak.status_code == 422
 
     async with revocations(auth) as broadcasts:
-        changed = await auth.http.post("/auth/password", headers=headers, json={
-            "current_password": PASSWORD, "new_password": "a brand new password"})
+        changed = await auth.http.post(
+            "/auth/password",
+            headers=headers,
+            json={"current_password": PASSWORD, "new_password": "a brand new password"},
+        )
         assert changed.status_code == 204
         notice = await broadcast_for(broadcasts, other_sid)
     assert notice.reason == "password_changed"

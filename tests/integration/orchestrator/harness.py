@@ -147,9 +147,17 @@ class UsageStandIn:
 
 
 def _row(query: UsageAggregate) -> dict[str, Any]:
-    dims = {"model": "gpt-4o", "provider": "openai", "workload": "chat", "day": "2026-01-05",
-            "hour": "2026-01-05T10:00:00+00:00", "hour_of_day": 10, "status": "ok",
-            "prompt_hash": "h1", "dedup_key": "k1"}
+    dims = {
+        "model": "gpt-4o",
+        "provider": "openai",
+        "workload": "chat",
+        "day": "2026-01-05",
+        "hour": "2026-01-05T10:00:00+00:00",
+        "hour_of_day": 10,
+        "status": "ok",
+        "prompt_hash": "h1",
+        "dedup_key": "k1",
+    }
     row: dict[str, Any] = {d: dims[d] for d in query.group_by}
     for metric in query.metrics:
         row[metric] = "2026-01-05T10:00:00+00:00" if metric.endswith("_ts") else 100
@@ -179,22 +187,34 @@ class GatewayStandIn:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
-    async def send(self, user: User, text: str = QUESTION, *, thread_id: str | None = None,
-                   start: bool = True) -> Sent:
+    async def send(
+        self, user: User, text: str = QUESTION, *, thread_id: str | None = None, start: bool = True
+    ) -> Sent:
         client_msg_id = uuid.uuid4().hex
         run_id = derive_id("run", user.tenant_id, user.user_id, client_msg_id)
-        scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id,
-                      thread_id=thread_id or derive_id("thr", user.tenant_id, user.user_id, client_msg_id),
-                      run_id=run_id)
+        scope = Scope(
+            tenant_id=user.tenant_id,
+            user_id=user.user_id,
+            thread_id=thread_id or derive_id("thr", user.tenant_id, user.user_id, client_msg_id),
+            run_id=run_id,
+        )
         message_id = derive_id("msg", user.tenant_id, user.user_id, client_msg_id)
-        await self.bus.publish_event(scope.make(
-            MessageCreated, MessageCreatedData(message_id=message_id, content=text, client_msg_id=client_msg_id),
-            id=f"{run_id}:message",
-        ))
-        sent = Sent(scope, run_id, scope.make(
-            RunStart, RunStartData(message_id=message_id, text=text, client_msg_id=client_msg_id),
-            id=f"{run_id}:start",
-        ))
+        await self.bus.publish_event(
+            scope.make(
+                MessageCreated,
+                MessageCreatedData(message_id=message_id, content=text, client_msg_id=client_msg_id),
+                id=f"{run_id}:message",
+            )
+        )
+        sent = Sent(
+            scope,
+            run_id,
+            scope.make(
+                RunStart,
+                RunStartData(message_id=message_id, text=text, client_msg_id=client_msg_id),
+                id=f"{run_id}:start",
+            ),
+        )
         if start:
             await self.start(sent)
         return sent
@@ -204,10 +224,14 @@ class GatewayStandIn:
         await self.bus.publish(sent.start_command, subjects.CMD_RUN_START)
 
     async def cancel(self, sent: Sent, cause: str = "user") -> None:
-        await self.bus.publish(sent.scope.make(
-            RunCancel, RunCancelData(cause=cause, requested_by=sent.scope.user_id),
-            id=f"{sent.run_id}:cancel",
-        ), subjects.CMD_RUN_CANCEL)
+        await self.bus.publish(
+            sent.scope.make(
+                RunCancel,
+                RunCancelData(cause=cause, requested_by=sent.scope.user_id),
+                id=f"{sent.run_id}:cancel",
+            ),
+            subjects.CMD_RUN_CANCEL,
+        )
 
 
 class Machinery:
@@ -228,8 +252,9 @@ class Machinery:
     async def start(self, name: str, **settings: Any) -> InProcess:
         main, settings_cls, port_field = _MAINS[name]
         port = free_port()
-        config = settings_cls(nats_url=self.nats_url, log_format="text", log_level="WARNING",
-                              **{port_field: port}, **settings)
+        config = settings_cls(
+            nats_url=self.nats_url, log_format="text", log_level="WARNING", **{port_field: port}, **settings
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(main(stop, config), name=f"service:{name}")
         service = InProcess(name, port, stop, task)
@@ -241,14 +266,23 @@ class Machinery:
         port = free_port()
         log_path = self.workdir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
-        environment.update({
-            "APEX_NATS_URL": self.nats_url, f"APEX_{name.upper()}_PORT": str(port),
-            "APEX_LOG_FORMAT": "text", "APEX_ENV": "test", "PYTHONUNBUFFERED": "1", **env,
-        })
+        environment.update(
+            {
+                "APEX_NATS_URL": self.nats_url,
+                f"APEX_{name.upper()}_PORT": str(port),
+                "APEX_LOG_FORMAT": "text",
+                "APEX_ENV": "test",
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            }
+        )
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", f"apex_{name}"], env=environment, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", f"apex_{name}"],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         process = Process(name, port, proc, log_path)
         self.processes.append(process)
@@ -315,8 +349,9 @@ async def run_events(bus: Bus, sent: Sent) -> list[dict[str, Any]]:
     return [event for _seq, event in await thread_log(bus, sent) if event.get("run_id") == sent.run_id]
 
 
-async def wait_for_event(bus: Bus, sent: Sent, matches: Callable[[dict[str, Any]], bool],
-                         timeout: float = 30.0) -> dict[str, Any]:
+async def wait_for_event(
+    bus: Bus, sent: Sent, matches: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+) -> dict[str, Any]:
     """The first event of the run that ``matches``, once it is in the log."""
     deadline = time.monotonic() + timeout
     while True:

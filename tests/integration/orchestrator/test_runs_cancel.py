@@ -45,8 +45,11 @@ async def test_cancel_interrupts_the_running_tool_and_agent_step(
     await asyncio.sleep(1.0)
     events = await run_events(bus, sent)
     assert_clean(events)
-    assert not [e for e in events if e["type"] == "tool_completed"
-                and e["data"]["call_id"] == executing["data"]["call_id"]]
+    assert not [
+        e
+        for e in events
+        if e["type"] == "tool_completed" and e["data"]["call_id"] == executing["data"]["call_id"]
+    ]
     kinds = [e["type"] for e in events]
     assert kinds[-2:] == ["run.cancel_requested", "run.cancelled"]
 
@@ -94,7 +97,10 @@ async def test_cancel_of_a_queued_run_ends_it_without_starting_it(
     end = await wait_terminal(bus, second)
     assert end["type"] == "run.cancelled"
     assert [e["type"] for e in await run_events(bus, second)] == [
-        "message.created", "run.queued", "run.cancel_requested", "run.cancelled",
+        "message.created",
+        "run.queued",
+        "run.cancel_requested",
+        "run.cancelled",
     ]
     usage.release()
     assert (await wait_terminal(bus, first))["type"] == "run.completed"

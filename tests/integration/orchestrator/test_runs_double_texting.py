@@ -19,8 +19,9 @@ from tests.integration.orchestrator.harness import (
 )
 
 
-async def _busy_user(machinery: Machinery, bus: Bus, usage: UsageStandIn, gateway: GatewayStandIn,
-                     policy: str) -> tuple[User, Sent]:
+async def _busy_user(
+    machinery: Machinery, bus: Bus, usage: UsageStandIn, gateway: GatewayStandIn, policy: str
+) -> tuple[User, Sent]:
     """One user whose first run is in the middle of a (held) tool call; one run allowed."""
     await machinery.start("tools")
     await machinery.start("agents")

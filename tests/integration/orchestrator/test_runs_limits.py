@@ -52,7 +52,9 @@ async def test_the_run_wall_clock_limit(
     assert_clean(await run_events(bus, sent))
 
 
-async def test_the_step_limit(machinery: Machinery, bus: Bus, usage: UsageStandIn, gateway: GatewayStandIn) -> None:
+async def test_the_step_limit(
+    machinery: Machinery, bus: Bus, usage: UsageStandIn, gateway: GatewayStandIn
+) -> None:
     await _start_all(machinery, run_timeout_s=60.0, step_timeout_s=2.0)
     usage.hold()
     sent = await gateway.send(User())
@@ -99,8 +101,9 @@ async def test_the_token_limit(machinery: Machinery, bus: Bus, gateway: GatewayS
 async def _token_spending_agent(bus: Bus, *, tokens: int, budgets: list[int | None]) -> None:
     """Plays the agents service: takes agent.step commands and completes each step,
     reporting ``tokens`` used."""
-    sub = await bus.js.pull_subscribe(subjects.CMD_AGENT_STEP, durable=AGENT_STEP_CONSUMER.durable,
-                                      stream=APEX_CMD.name)
+    sub = await bus.js.pull_subscribe(
+        subjects.CMD_AGENT_STEP, durable=AGENT_STEP_CONSUMER.durable, stream=APEX_CMD.name
+    )
     while True:
         try:
             messages = await sub.fetch(1, timeout=1.0)
@@ -111,15 +114,28 @@ async def _token_spending_agent(bus: Bus, *, tokens: int, budgets: list[int | No
             assert isinstance(step, AgentStep)
             budgets.append(step.data.budget_llm_tokens)
             scope, data = Scope.of(step), step.data
-            await bus.publish_event(scope.make(
-                AgentStarted, AgentStartedData(agent=data.agent, step=data.step),
-                id=f"{step.run_id}:{data.step}:agent_started", agent=data.agent,
-            ))
-            await bus.publish_event(scope.make(
-                AgentCompleted, AgentCompletedData(
-                    agent=data.agent, step=data.step, duration_ms=5, summary="planned", tokens=tokens,
-                    brain="llm", output=SupervisorOutput(plan=["triage", "reporting"]),
-                ), id=f"{step.run_id}:{data.step}:agent_completed", agent=data.agent,
-            ))
+            await bus.publish_event(
+                scope.make(
+                    AgentStarted,
+                    AgentStartedData(agent=data.agent, step=data.step),
+                    id=f"{step.run_id}:{data.step}:agent_started",
+                    agent=data.agent,
+                )
+            )
+            await bus.publish_event(
+                scope.make(
+                    AgentCompleted,
+                    AgentCompletedData(
+                        agent=data.agent,
+                        step=data.step,
+                        duration_ms=5,
+                        summary="planned",
+                        tokens=tokens,
+                        brain="llm",
+                        output=SupervisorOutput(plan=["triage", "reporting"]),
+                    ),
+                    id=f"{step.run_id}:{data.step}:agent_completed",
+                    agent=data.agent,
+                )
+            )
             await msg.ack()
-

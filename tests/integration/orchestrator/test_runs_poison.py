@@ -26,10 +26,14 @@ async def test_a_poison_run_start_is_dead_lettered_and_its_run_fails(
     # a buggy producer wrote an event of this run that no orchestrator can apply: every
     # delivery of the run's command fails on it
     malformed = {
-        "id": f"{sent.run_id}:0:agent_completed", "type": "agent_completed",
-        "tenant_id": sent.scope.tenant_id, "user_id": sent.scope.user_id,
-        "thread_id": sent.scope.thread_id, "run_id": sent.run_id,
-        "occurred_at": utcnow().isoformat(), "data": {"agent": "supervisor"},
+        "id": f"{sent.run_id}:0:agent_completed",
+        "type": "agent_completed",
+        "tenant_id": sent.scope.tenant_id,
+        "user_id": sent.scope.user_id,
+        "thread_id": sent.scope.thread_id,
+        "run_id": sent.run_id,
+        "occurred_at": utcnow().isoformat(),
+        "data": {"agent": "supervisor"},
     }
     await bus.js.publish(sent.subject, orjson.dumps(malformed), headers={"Nats-Msg-Id": malformed["id"]})
     await gateway.start(sent)

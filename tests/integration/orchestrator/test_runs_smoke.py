@@ -12,7 +12,9 @@ from tests.integration.orchestrator.harness import (
 )
 
 
-async def test_a_run_completes_once(machinery: Machinery, bus: Bus, usage: UsageStandIn, gateway: GatewayStandIn) -> None:
+async def test_a_run_completes_once(
+    machinery: Machinery, bus: Bus, usage: UsageStandIn, gateway: GatewayStandIn
+) -> None:
     for name in ("tools", "agents", "orchestrator"):
         await machinery.start(name)
     sent = await gateway.send(User())

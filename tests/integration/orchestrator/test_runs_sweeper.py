@@ -21,14 +21,18 @@ from tests.integration.orchestrator.harness import (
 QUICK = {"stall_after_s": 1.0, "sweep_every_s": 0.2}
 
 
-async def test_a_run_nobody_drives_fails_as_stalled(machinery: Machinery, bus: Bus, gateway: GatewayStandIn) -> None:
+async def test_a_run_nobody_drives_fails_as_stalled(
+    machinery: Machinery, bus: Bus, gateway: GatewayStandIn
+) -> None:
     # the gateway recorded the message, then died before it could send run.start
     sent = await gateway.send(User(), start=False)
     await machinery.start("orchestrator", **QUICK)
     end = await wait_terminal(bus, sent, timeout=20)
     assert end["type"] == "run.failed"
     assert end["data"]["error"] == {
-        "code": "run_stalled", "message": "The run stopped making progress for more than 1 s.", "retryable": True,
+        "code": "run_stalled",
+        "message": "The run stopped making progress for more than 1 s.",
+        "retryable": True,
     }
     assert_clean(await run_events(bus, sent))
 

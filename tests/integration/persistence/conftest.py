@@ -64,8 +64,9 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 class Story:
     """Runs of a few threads, as the orchestrator, agents and tools would publish them."""
 
-    def __init__(self, tenant_id: str | None = None, user_id: str | None = None, *,
-                 start: datetime | None = None) -> None:
+    def __init__(
+        self, tenant_id: str | None = None, user_id: str | None = None, *, start: datetime | None = None
+    ) -> None:
         self.tenant_id = tenant_id or new_id("ten")
         self.user_id = user_id or new_id("usr")
         self.clock = start or T0
@@ -74,64 +75,130 @@ class Story:
         self.clock += timedelta(milliseconds=250)
         return event.model_copy(update={"occurred_at": self.clock})
 
-    def run(self, thread_id: str | None = None, *, text: str = "Where does my LLM spend go?",
-            end: str = "completed", tools: int = 2, tokens: int = 300) -> list[ThreadEvent]:
-        s = Scope(tenant_id=self.tenant_id, user_id=self.user_id, thread_id=thread_id or new_id("thr"),
-                  run_id=new_id("run"))
+    def run(
+        self,
+        thread_id: str | None = None,
+        *,
+        text: str = "Where does my LLM spend go?",
+        end: str = "completed",
+        tools: int = 2,
+        tokens: int = 300,
+    ) -> list[ThreadEvent]:
+        s = Scope(
+            tenant_id=self.tenant_id,
+            user_id=self.user_id,
+            thread_id=thread_id or new_id("thr"),
+            run_id=new_id("run"),
+        )
         run_id = str(s.run_id)
         message_id = derive_id("msg", run_id, "user")
         events: list[ThreadEvent] = [
-            s.make(MessageCreated, MessageCreatedData(message_id=message_id, content=text, client_msg_id=run_id),
-                   id=f"{run_id}:message"),
-            s.make(RunAccepted, RunAcceptedData(message_id=message_id, question=text), id=f"{run_id}:accepted"),
-            s.make(AgentStarted, AgentStartedData(agent="supervisor", step=0), id=f"{run_id}:0:started",
-                   agent="supervisor"),
-            s.make(AgentThinking, AgentThinkingData(agent="supervisor", step=0, text="planning"),
-                   id=f"{run_id}:0:thinking", agent="supervisor"),
+            s.make(
+                MessageCreated,
+                MessageCreatedData(message_id=message_id, content=text, client_msg_id=run_id),
+                id=f"{run_id}:message",
+            ),
+            s.make(
+                RunAccepted, RunAcceptedData(message_id=message_id, question=text), id=f"{run_id}:accepted"
+            ),
+            s.make(
+                AgentStarted,
+                AgentStartedData(agent="supervisor", step=0),
+                id=f"{run_id}:0:started",
+                agent="supervisor",
+            ),
+            s.make(
+                AgentThinking,
+                AgentThinkingData(agent="supervisor", step=0, text="planning"),
+                id=f"{run_id}:0:thinking",
+                agent="supervisor",
+            ),
         ]
         for n in range(tools):
             call_id = derive_id("call", run_id, str(n))
-            events.append(s.make(ToolExecuting, ToolExecutingData(call_id=call_id, tool="cost_breakdown",
-                                                                  arguments={"n": n}), id=f"{run_id}:t{n}:exec"))
-            events.append(s.make(ToolCompleted, ToolCompletedData(call_id=call_id, tool="cost_breakdown", status="ok",
-                                                                  duration_ms=30 + n, result={"rows": n}),
-                                 id=f"{run_id}:t{n}:done"))
-        events.append(s.make(AgentCompleted, AgentCompletedData(
-            agent="supervisor", step=0, duration_ms=700, summary="done", output=SupervisorOutput(plan=["reporting"]),
-            tokens=tokens,
-        ), id=f"{run_id}:0:completed", agent="supervisor"))
+            events.append(
+                s.make(
+                    ToolExecuting,
+                    ToolExecutingData(call_id=call_id, tool="cost_breakdown", arguments={"n": n}),
+                    id=f"{run_id}:t{n}:exec",
+                )
+            )
+            events.append(
+                s.make(
+                    ToolCompleted,
+                    ToolCompletedData(
+                        call_id=call_id,
+                        tool="cost_breakdown",
+                        status="ok",
+                        duration_ms=30 + n,
+                        result={"rows": n},
+                    ),
+                    id=f"{run_id}:t{n}:done",
+                )
+            )
+        events.append(
+            s.make(
+                AgentCompleted,
+                AgentCompletedData(
+                    agent="supervisor",
+                    step=0,
+                    duration_ms=700,
+                    summary="done",
+                    output=SupervisorOutput(plan=["reporting"]),
+                    tokens=tokens,
+                ),
+                id=f"{run_id}:0:completed",
+                agent="supervisor",
+            )
+        )
         events.append(s.make(*self._terminal(end, tokens), id=f"{run_id}:end"))
         return [self._tick(e) for e in events]
 
     @staticmethod
     def _terminal(end: str, tokens: int) -> tuple[type[ThreadEvent], object]:
         if end == "failed":
-            return RunFailed, RunFailedData(error=ErrorInfo(code="tool_failed", message="x", retryable=True),
-                                            duration_ms=2000)
+            return RunFailed, RunFailedData(
+                error=ErrorInfo(code="tool_failed", message="x", retryable=True), duration_ms=2000
+            )
         if end == "cancelled":
             return RunCancelled, RunCancelledData(cause="user", duration_ms=1000)
         return RunCompleted, RunCompletedData(
-            status=end, duration_ms=2500, usage=RunUsage(tool_calls=2, llm_tokens=tokens, llm_cost_usd=0.0123),
-            response=AssistantResponse(text=f"Report ({end}).", report=Report(
-                period=Period(), total_cost_usd=1.5, requests=10)),
+            status=end,
+            duration_ms=2500,
+            usage=RunUsage(tool_calls=2, llm_tokens=tokens, llm_cost_usd=0.0123),
+            response=AssistantResponse(
+                text=f"Report ({end}).", report=Report(period=Period(), total_cost_usd=1.5, requests=10)
+            ),
         )
 
     def _scope(self, thread_id: str) -> dict[str, Any]:
         self.clock += timedelta(milliseconds=250)
-        return {"tenant_id": self.tenant_id, "user_id": self.user_id, "thread_id": thread_id,
-                "occurred_at": self.clock}
+        return {
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+            "thread_id": thread_id,
+            "occurred_at": self.clock,
+        }
 
     def rename(self, thread_id: str, title: str) -> ThreadRenamed:
         return ThreadRenamed(id=new_id("evt"), **self._scope(thread_id), data=ThreadRenamedData(title=title))
 
     def delete(self, thread_id: str, *, erase: bool = False) -> ThreadDeleted:
-        return ThreadDeleted(id=f"{thread_id}:deleted", **self._scope(thread_id),
-                             data=ThreadDeletedData(erase=erase, requested_by=self.user_id))
+        return ThreadDeleted(
+            id=f"{thread_id}:deleted",
+            **self._scope(thread_id),
+            data=ThreadDeletedData(erase=erase, requested_by=self.user_id),
+        )
 
     def erase_user(self) -> UserErased:
         self.clock += timedelta(milliseconds=250)
-        return UserErased(id=f"{self.user_id}:erased", tenant_id=self.tenant_id, user_id=self.user_id,
-                          occurred_at=self.clock, data=UserErasedData(requested_by=self.user_id))
+        return UserErased(
+            id=f"{self.user_id}:erased",
+            tenant_id=self.tenant_id,
+            user_id=self.user_id,
+            occurred_at=self.clock,
+            data=UserErasedData(requested_by=self.user_id),
+        )
 
     @staticmethod
     def subject(event: Envelope) -> str:
@@ -148,7 +215,6 @@ class Story:
     async def publish(bus: Bus, events: Sequence[Envelope]) -> list[int]:
         """Publishes in order; returns the stream sequences."""
         return [await bus.publish(event, Story.subject(event)) for event in events]
-
 
     @staticmethod
     def chaotic(batch: list[Delivery], seed: int = 7) -> list[list[Delivery]]:
@@ -170,8 +236,12 @@ class Story:
         for t in range(count):
             thread_id = new_id("thr")
             for r in range(runs_per_thread):
-                events += self.run(thread_id, text=f"Question {t}.{r} about model costs and latency",
-                                   end=ends[(t + r) % len(ends)], tools=1 + (t + r) % 3)
+                events += self.run(
+                    thread_id,
+                    text=f"Question {t}.{r} about model costs and latency",
+                    end=ends[(t + r) % len(ends)],
+                    tools=1 + (t + r) % 3,
+                )
         return events
 
 

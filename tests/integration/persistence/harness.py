@@ -28,7 +28,9 @@ def runner(bus: Bus, projection: Projection, **options: Any) -> ProjectorRunner:
     store = projection.name.removesuffix("-rebuild")
     spec = replace(projector_consumer(store), ack_wait_s=1.0)
     breaker = CircuitBreaker(projection.name, threshold=2, reset_after_s=0.5)
-    return ProjectorRunner(bus.js, projection, spec, breaker, fetch_timeout_s=0.2, max_backoff_s=0.5, **options)
+    return ProjectorRunner(
+        bus.js, projection, spec, breaker, fetch_timeout_s=0.2, max_backoff_s=0.5, **options
+    )
 
 
 @contextlib.asynccontextmanager
@@ -63,12 +65,17 @@ async def until_caught_up(bus: Bus, runners: list[ProjectorRunner], timeout: flo
 async def dump_postgres(db: Database) -> dict[str, list[dict[str, Any]]]:
     async with db.writer() as conn:
         return {
-            table: [dict(r) for r in (await conn.execute(text(f"SELECT * FROM apex.{table} ORDER BY id"))).mappings()]
+            table: [
+                dict(r)
+                for r in (await conn.execute(text(f"SELECT * FROM apex.{table} ORDER BY id"))).mappings()
+            ]
             for table in VIEW_TABLES
         }
 
 
-async def snapshot_redis(client: aioredis.Redis, *, skip: tuple[bytes, ...] = (b"apex:projection:",)) -> dict[bytes, Any]:
+async def snapshot_redis(
+    client: aioredis.Redis, *, skip: tuple[bytes, ...] = (b"apex:projection:",)
+) -> dict[bytes, Any]:
     """Every ``apex:*`` key with its value (TTLs aside), checkpoints aside."""
     state: dict[bytes, Any] = {}
     for key in sorted(await client.keys("apex:*")):
@@ -90,6 +97,9 @@ async def dump_clickhouse(store: AnalyticsStore) -> dict[str, list[dict[str, Any
     return {
         "events": await store.select("SELECT * FROM $db.events FINAL ORDER BY tenant_id, id", {}),
         "erased_threads": await store.select(
-            "SELECT * FROM $db.erased_threads FINAL ORDER BY tenant_id, thread_id", {}),
-        "erased_users": await store.select("SELECT * FROM $db.erased_users FINAL ORDER BY tenant_id, user_id", {}),
+            "SELECT * FROM $db.erased_threads FINAL ORDER BY tenant_id, thread_id", {}
+        ),
+        "erased_users": await store.select(
+            "SELECT * FROM $db.erased_users FINAL ORDER BY tenant_id, user_id", {}
+        ),
     }

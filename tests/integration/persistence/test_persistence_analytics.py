@@ -16,7 +16,12 @@ from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.usage import UsageLedger
 from tests.integration.persistence.harness import dump_clickhouse
 
-MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-haiku"), ("acme", "mystery-1"))
+MODELS = (
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-3-5-haiku"),
+    ("acme", "mystery-1"),
+)
 
 
 def usage_records(count: int, seed: int = 3) -> list[UsageRecord]:
@@ -25,24 +30,38 @@ def usage_records(count: int, seed: int = 3) -> list[UsageRecord]:
     records = []
     for n in range(count):
         provider, model = MODELS[n % len(MODELS)]
-        records.append(UsageRecord(
-            ts=start + timedelta(minutes=37 * n), provider=provider, model=model,
-            workload=rng.choice(["chat", "search", None]),
-            prompt_tokens=rng.randint(50, 5000), completion_tokens=rng.randint(10, 800),
-            cached_tokens=rng.choice([None, 0, 40]), latency_ms=rng.choice([None, *range(80, 4000, 7)]),
-            status=rng.choice(["ok", "ok", "ok", "error", "timeout"]),
-            cost_usd=rng.choice([None, None, round(rng.uniform(0.0001, 0.2), 6)]),
-            prompt_hash=rng.choice([None, "p1", "p2"]),
-            request_id=f"req-{n}" if n % 3 else None,
-        ))
+        records.append(
+            UsageRecord(
+                ts=start + timedelta(minutes=37 * n),
+                provider=provider,
+                model=model,
+                workload=rng.choice(["chat", "search", None]),
+                prompt_tokens=rng.randint(50, 5000),
+                completion_tokens=rng.randint(10, 800),
+                cached_tokens=rng.choice([None, 0, 40]),
+                latency_ms=rng.choice([None, *range(80, 4000, 7)]),
+                status=rng.choice(["ok", "ok", "ok", "error", "timeout"]),
+                cost_usd=rng.choice([None, None, round(rng.uniform(0.0001, 0.2), 6)]),
+                prompt_hash=rng.choice([None, "p1", "p2"]),
+                request_id=f"req-{n}" if n % 3 else None,
+            )
+        )
     return records
 
 
 def expected_cost(record: UsageRecord) -> float:
     if record.cost_usd is not None:
         return record.cost_usd
-    return PriceCatalogue.default().cost_usd(record.provider, record.model, record.prompt_tokens,
-                                             record.completion_tokens, record.cached_tokens or 0) or 0.0
+    return (
+        PriceCatalogue.default().cost_usd(
+            record.provider,
+            record.model,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.cached_tokens or 0,
+        )
+        or 0.0
+    )
 
 
 async def test_events_projection_counts_each_event_once(analytics: ChdbStore, story: Any) -> None:
@@ -58,7 +77,9 @@ async def test_events_projection_counts_each_event_once(analytics: ChdbStore, st
     await projection.apply(batch[:5])
     rows = await analytics.select(
         "SELECT type, count() AS n, sum(ifNull(tokens, 0)) AS tokens FROM $db.events FINAL "
-        "WHERE tenant_id = {t:String} GROUP BY type ORDER BY type", {"t": story.tenant_id})
+        "WHERE tenant_id = {t:String} GROUP BY type ORDER BY type",
+        {"t": story.tenant_id},
+    )
     counts = {r["type"]: int(r["n"]) for r in rows}
     assert sum(counts.values()) == len(events)
     assert counts["tool_completed"] == sum(1 for e in events if e.type == "tool_completed")
@@ -73,11 +94,22 @@ async def test_usage_aggregates_equal_independent_figures(analytics: ChdbStore) 
     await ledger.ingest(tenant, records[:100])
     await ledger.ingest(other, records[:50])
 
-    result = await ledger.aggregate(UsageAggregate(
-        tenant_id=tenant, group_by=["model"],
-        metrics=["requests", "cost_usd", "latency_p50", "latency_p95", "errors", "with_latency", "first_ts"],
-        order_by="requests",
-    ))
+    result = await ledger.aggregate(
+        UsageAggregate(
+            tenant_id=tenant,
+            group_by=["model"],
+            metrics=[
+                "requests",
+                "cost_usd",
+                "latency_p50",
+                "latency_p95",
+                "errors",
+                "with_latency",
+                "first_ts",
+            ],
+            order_by="requests",
+        )
+    )
     assert "{tenant_id:String}" in result.sql and tenant not in result.sql
     assert len(result.rows) == len(MODELS)
     for row in result.rows:
@@ -102,20 +134,30 @@ async def test_usage_filters_and_summary(analytics: ChdbStore) -> None:
     await ledger.ingest(tenant, records)
     start, end = datetime(2026, 1, 1, 12, tzinfo=UTC), datetime(2026, 1, 2, 12, tzinfo=UTC)
     window = [r for r in records if start <= r.ts < end and r.model in ("gpt-4o", "gpt-4o-mini")]
-    result = await ledger.aggregate(UsageAggregate(
-        tenant_id=tenant, metrics=["requests", "prompt_tokens", "with_request_id"],
-        filter=UsageFilter(start=start, end=end, models=["gpt-4o", "gpt-4o-mini", "x' OR 1=1 --"]),
-    ))
-    assert result.rows == [{
-        "requests": len(window), "prompt_tokens": sum(r.prompt_tokens for r in window),
-        "with_request_id": sum(1 for r in window if r.request_id),
-    }]
+    result = await ledger.aggregate(
+        UsageAggregate(
+            tenant_id=tenant,
+            metrics=["requests", "prompt_tokens", "with_request_id"],
+            filter=UsageFilter(start=start, end=end, models=["gpt-4o", "gpt-4o-mini", "x' OR 1=1 --"]),
+        )
+    )
+    assert result.rows == [
+        {
+            "requests": len(window),
+            "prompt_tokens": sum(r.prompt_tokens for r in window),
+            "with_request_id": sum(1 for r in window if r.request_id),
+        }
+    ]
     summary = await ledger.summary(UsageSummary(tenant_id=tenant))
     assert summary.requests == len(records)
     assert summary.total_cost_usd == round(sum(expected_cost(r) for r in records), 2)
-    assert summary.period.start == min(r.ts for r in records) and summary.period.end == max(r.ts for r in records)
+    assert summary.period.start == min(r.ts for r in records) and summary.period.end == max(
+        r.ts for r in records
+    )
     by_model = {m.model: m for m in summary.by_model}
     latencies = [r.latency_ms for r in records if r.model == "gpt-4o" and r.latency_ms is not None]
-    assert by_model["gpt-4o"].p95_latency_ms == round(statistics.quantiles(latencies, n=100, method="inclusive")[94])
+    assert by_model["gpt-4o"].p95_latency_ms == round(
+        statistics.quantiles(latencies, n=100, method="inclusive")[94]
+    )
     empty = await ledger.summary(UsageSummary(tenant_id=new_id("ten")))
     assert (empty.requests, empty.total_cost_usd, empty.by_model) == (0, 0.0, [])

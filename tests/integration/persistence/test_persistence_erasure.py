@@ -26,11 +26,17 @@ SECRET = "my secret margin plan for Q3"
 
 
 @pytest.fixture
-async def service(server_factory: Any, pg_dsn: str, redis_url: str, analytics: ChdbStore
-                  ) -> AsyncIterator[PersistenceService]:
+async def service(
+    server_factory: Any, pg_dsn: str, redis_url: str, analytics: ChdbStore
+) -> AsyncIterator[PersistenceService]:
     settings = PersistenceSettings(
-        nats_url=server_factory("nats").url, postgres_dsn=pg_dsn, redis_url=redis_url, persistence_port=0,
-        instance_id="persistence-erasure", clickhouse_database=analytics.database, log_format="text",
+        nats_url=server_factory("nats").url,
+        postgres_dsn=pg_dsn,
+        redis_url=redis_url,
+        persistence_port=0,
+        instance_id="persistence-erasure",
+        clickhouse_database=analytics.database,
+        log_format="text",
         eraser_every_s=0.2,
     )
     running = PersistenceService(settings, analytics=analytics)
@@ -44,8 +50,11 @@ async def traces(service: PersistenceService, needle: str) -> dict[str, list[str
     rows, the event log and the audit stream, each named by where it was found."""
     found: dict[str, list[str]] = {}
     async with service.stores.db.writer() as conn:
-        tables = (await conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'apex'"))).scalars().all()
+        tables = (
+            (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'apex'")))
+            .scalars()
+            .all()
+        )
         for table in tables:
             rows = (await conn.execute(text(f"SELECT x::text FROM apex.{table} x"))).scalars().all()
             found[f"postgres.{table}"] = [r for r in rows if needle in r]
@@ -53,41 +62,65 @@ async def traces(service: PersistenceService, needle: str) -> dict[str, list[str
     hits = []
     for key in await redis.keys("*"):
         kind = await redis.type(key)
-        value = (await redis.hgetall(key) if kind == b"hash" else await redis.zrange(key, 0, -1) if kind == b"zset"
-                 else await redis.smembers(key) if kind == b"set" else await redis.get(key))
+        value = (
+            await redis.hgetall(key)
+            if kind == b"hash"
+            else await redis.zrange(key, 0, -1)
+            if kind == b"zset"
+            else await redis.smembers(key)
+            if kind == b"set"
+            else await redis.get(key)
+        )
         if needle.encode() in key or needle.encode() in repr(value).encode():
             hits.append(key.decode())
     found["redis"] = hits
     analytics = service.stores.analytics
     for table in ("events", "erased_threads", "erased_users"):
         rows = await analytics.select(f"SELECT * FROM $db.{table}", {})
-        found[f"clickhouse.{table}"] = [orjson.dumps(r).decode() for r in rows if needle in orjson.dumps(r).decode()]
+        found[f"clickhouse.{table}"] = [
+            orjson.dumps(r).decode() for r in rows if needle in orjson.dumps(r).decode()
+        ]
     bus = service.host.bus
     found["event_log"] = [
         data.decode() async for _seq, data in bus.read_subject("apex.evt.>") if needle in data.decode()
     ]
     found["audit_stream"] = [
-        data.decode() async for _seq, data in bus.read_subject("apex.audit.>", stream=APEX_AUDIT.name)
+        data.decode()
+        async for _seq, data in bus.read_subject("apex.audit.>", stream=APEX_AUDIT.name)
         if needle in data.decode()
     ]
     return {where: hits for where, hits in found.items() if hits}
 
 
 async def audit(bus: Bus, tenant_id: str, actor: str, action: str = "auth.login") -> None:
-    entry = AuditEntry(id=new_id("aud"), tenant_id=tenant_id, action=action, outcome="success", service="auth",
-                       actor_user_id=actor, source_ip="203.0.113.7", session_id=new_id("ses"))
+    entry = AuditEntry(
+        id=new_id("aud"),
+        tenant_id=tenant_id,
+        action=action,
+        outcome="success",
+        service="auth",
+        actor_user_id=actor,
+        source_ip="203.0.113.7",
+        session_id=new_id("ses"),
+    )
     await bus.js.publish(audit_subject(tenant_id), entry.model_dump_json().encode())
 
 
 async def erased_audited(service: PersistenceService, tenant_id: str, target: str) -> bool:
     async with service.stores.db.writer() as conn:
-        return bool(await conn.scalar(text(
-            "SELECT count(*) FROM apex.audit_log WHERE tenant_id = :t AND action = 'data.erased' AND target = :g"),
-            {"t": tenant_id, "g": target}))
+        return bool(
+            await conn.scalar(
+                text(
+                    "SELECT count(*) FROM apex.audit_log WHERE tenant_id = :t AND action = 'data.erased' AND target = :g"
+                ),
+                {"t": tenant_id, "g": target},
+            )
+        )
 
 
-async def test_erased_user_leaves_nothing_in_any_store(service: PersistenceService, new_story: Any,
-                                                       eventually: Any) -> None:
+async def test_erased_user_leaves_nothing_in_any_store(
+    service: PersistenceService, new_story: Any, eventually: Any
+) -> None:
     bus = service.host.bus
     alice = new_story()
     bob = new_story(alice.tenant_id)
@@ -99,8 +132,14 @@ async def test_erased_user_leaves_nothing_in_any_store(service: PersistenceServi
 
     async def everywhere() -> bool:
         found = await traces(service, SECRET)
-        return {"postgres.messages", "postgres.events", "postgres.threads", "redis", "clickhouse.events",
-                "event_log"} <= set(found)
+        return {
+            "postgres.messages",
+            "postgres.events",
+            "postgres.threads",
+            "redis",
+            "clickhouse.events",
+            "event_log",
+        } <= set(found)
 
     await eventually(everywhere)
     assert "postgres.audit_log" in await traces(service, alice.user_id)
@@ -110,8 +149,13 @@ async def test_erased_user_leaves_nothing_in_any_store(service: PersistenceServi
     assert await traces(service, SECRET) == {}
     remaining = await traces(service, alice.user_id)
     # What stays: the tombstones that keep her erased, and the record of the erasure.
-    assert set(remaining) == {"postgres.erasures", "postgres.audit_log", "redis", "clickhouse.erased_users",
-                              "audit_stream"}, remaining
+    assert set(remaining) == {
+        "postgres.erasures",
+        "postgres.audit_log",
+        "redis",
+        "clickhouse.erased_users",
+        "audit_stream",
+    }, remaining
     assert remaining["redis"] == [f"apex:{alice.tenant_id}:user:{alice.user_id}:erased"]
     assert all("data.erased" in hit for hit in remaining["postgres.audit_log"] + remaining["audit_stream"])
     me = {"tenant_id": alice.tenant_id, "user_id": alice.user_id}
@@ -128,14 +172,18 @@ async def test_erased_user_leaves_nothing_in_any_store(service: PersistenceServi
 
     async def purged_again() -> bool:
         left = await traces(service, alice.user_id)
-        return (await traces(service, SECRET) == {} and "event_log" not in left
-                and all("data.erased" in hit for hit in left.get("audit_stream", []) + left["postgres.audit_log"]))
+        return (
+            await traces(service, SECRET) == {}
+            and "event_log" not in left
+            and all("data.erased" in hit for hit in left.get("audit_stream", []) + left["postgres.audit_log"])
+        )
 
     await eventually(purged_again)
 
 
-async def test_erased_thread_leaves_nothing_and_the_rest_stays(service: PersistenceService, story: Any,
-                                                               eventually: Any) -> None:
+async def test_erased_thread_leaves_nothing_and_the_rest_stays(
+    service: PersistenceService, story: Any, eventually: Any
+) -> None:
     bus = service.host.bus
     doomed = story.run(text=SECRET)
     kept = story.run(text="keep this one")
@@ -150,8 +198,14 @@ async def test_erased_thread_leaves_nothing_and_the_rest_stays(service: Persiste
     await eventually(lambda: erased_audited(service, story.tenant_id, f"thread:{thread_id}"))
     assert await traces(service, SECRET) == {}
     remaining = await traces(service, thread_id)
-    assert set(remaining) == {"postgres.erasures", "postgres.audit_log", "redis", "clickhouse.erased_threads",
-                              "audit_stream"}, remaining
+    assert set(remaining) == {
+        "postgres.erasures",
+        "postgres.audit_log",
+        "redis",
+        "clickhouse.erased_threads",
+        "audit_stream",
+    }, remaining
     assert remaining["redis"] == [f"apex:{story.tenant_id}:thread:{thread_id}:deleted"]
     assert {"postgres.messages", "redis", "clickhouse.events", "event_log"} <= set(
-        await traces(service, "keep this one"))
+        await traces(service, "keep this one")
+    )

@@ -61,12 +61,20 @@ async def breaker_opened(runner: ProjectorRunner) -> None:
 
 
 async def test_killed_between_write_and_ack_many_times(
-    bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore, story: Any,
+    bus: Bus,
+    pg: Database,
+    redis_client: aioredis.Redis,
+    analytics: ChdbStore,
+    story: Any,
 ) -> None:
     events = story.threads(count=3, runs_per_thread=2)
     for event in events:
         await bus.publish_event(event)
-    stores: list[Projection] = [PostgresProjection(pg), RedisProjection(redis_client), ClickHouseProjection(analytics)]
+    stores: list[Projection] = [
+        PostgresProjection(pg),
+        RedisProjection(redis_client),
+        ClickHouseProjection(analytics),
+    ]
 
     for _kill in range(4):
         doomed = [DiesAfterWrite(store) for store in stores]
@@ -81,7 +89,10 @@ async def test_killed_between_write_and_ack_many_times(
         await until_caught_up(bus, survivors)
 
     async with pg.writer() as conn:
-        counts = {t: await conn.scalar(text(f"SELECT count(*) FROM apex.{t}")) for t in ("events", "runs", "threads")}
+        counts = {
+            t: await conn.scalar(text(f"SELECT count(*) FROM apex.{t}"))
+            for t in ("events", "runs", "threads")
+        }
         tool_calls = await conn.scalar(text("SELECT sum(tool_calls) FROM apex.runs"))
         messages = await conn.scalar(text("SELECT count(*) FROM apex.messages"))
     assert counts == {"events": len(events), "runs": 6, "threads": 3}
@@ -94,11 +105,18 @@ async def test_killed_between_write_and_ack_many_times(
     for event in events:
         if event.type in ("run.completed", "run.failed", "run.cancelled"):
             status = await hot.run_status(story.tenant_id, str(event.run_id))
-            assert status is not None and status["status"] in ("completed", "needs_data", "failed", "cancelled")
+            assert status is not None and status["status"] in (
+                "completed",
+                "needs_data",
+                "failed",
+                "cancelled",
+            )
 
 
 async def test_postgres_outage_delays_the_view_then_it_catches_up(
-    bus: Bus, server_factory: Any, story: Any,
+    bus: Bus,
+    server_factory: Any,
+    story: Any,
 ) -> None:
     server = server_factory("postgres")
     await migrate(server.url)
@@ -129,7 +147,9 @@ async def test_postgres_outage_delays_the_view_then_it_catches_up(
         await db.close()
 
 
-async def test_redis_outage_delays_the_view_then_it_catches_up(bus: Bus, server_factory: Any, story: Any) -> None:
+async def test_redis_outage_delays_the_view_then_it_catches_up(
+    bus: Bus, server_factory: Any, story: Any
+) -> None:
     server = server_factory("redis")
     client = aioredis.from_url(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
     feeder = runner(bus, RedisProjection(client))

@@ -26,7 +26,9 @@ async def snapshot(client: aioredis.Redis) -> dict[bytes, Any]:
     return state
 
 
-async def test_redelivered_shuffled_events_give_the_same_hot_view(redis_client: aioredis.Redis, story: Any) -> None:
+async def test_redelivered_shuffled_events_give_the_same_hot_view(
+    redis_client: aioredis.Redis, story: Any
+) -> None:
     events = story.threads(count=3, runs_per_thread=2)
     batch = story.deliveries(events)
     projection = RedisProjection(redis_client, keep=5)
@@ -60,13 +62,18 @@ async def test_an_older_event_never_regresses_the_status(redis_client: aioredis.
     assert await HotViews(redis_client).run_status(story.tenant_id, new_id("run")) is None
 
 
-async def test_erasure_removes_the_thread_and_keeps_it_removed(redis_client: aioredis.Redis, story: Any) -> None:
+async def test_erasure_removes_the_thread_and_keeps_it_removed(
+    redis_client: aioredis.Redis, story: Any
+) -> None:
     events = story.run()
     batch = story.deliveries(events)
     projection = RedisProjection(redis_client)
     await projection.apply(batch)
     tombstone = ThreadDeleted(
-        id=new_id("evt"), tenant_id=story.tenant_id, user_id=story.user_id, thread_id=events[0].thread_id,
+        id=new_id("evt"),
+        tenant_id=story.tenant_id,
+        user_id=story.user_id,
+        thread_id=events[0].thread_id,
         data=ThreadDeletedData(erase=True, requested_by=story.user_id),
     )
     await projection.apply(story.deliveries([tombstone], first_seq=100))

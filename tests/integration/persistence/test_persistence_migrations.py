@@ -57,16 +57,29 @@ async def test_p0002_carries_erased_threads_into_the_ledger_and_back(pg_dsn: str
         for thread, erased_at in ((erased, at), (kept, None)):
             await conn.execute(
                 "INSERT INTO apex.threads (id, tenant_id, user_id, title, created_at, updated_at, erased_at) "
-                "VALUES ($1, $2, $3, 't', $4, $4, $5)", thread, tenant, user, at, erased_at)
+                "VALUES ($1, $2, $3, 't', $4, $4, $5)",
+                thread,
+                tenant,
+                user,
+                at,
+                erased_at,
+            )
         for n in (1, 2):
-            await conn.execute("INSERT INTO apex.audit_log (id, seq, tenant_id, action, outcome, at, service) "
-                               f"VALUES ('aud-entry-{n}', {n}, $1, 'auth.login', 'success', now(), 'auth')", tenant)
+            await conn.execute(
+                "INSERT INTO apex.audit_log (id, seq, tenant_id, action, outcome, at, service) "
+                f"VALUES ('aud-entry-{n}', {n}, $1, 'auth.login', 'success', now(), 'auth')",
+                tenant,
+            )
 
         await migrate(pg_dsn, "p0002")
         assert await conn.fetchval("SELECT array_agg(id) FROM apex.threads") == [kept]
         ledger = await conn.fetchrow("SELECT * FROM apex.erasures")
         assert (ledger["kind"], ledger["thread_id"], ledger["requested_at"], ledger["purged_at"]) == (
-            "thread", erased, at, None)  # still to be purged from the log and audited
+            "thread",
+            erased,
+            at,
+            None,
+        )  # still to be purged from the log and audited
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("DELETE FROM apex.audit_log")
         async with conn.transaction():
@@ -105,10 +118,16 @@ async def test_clickhouse_ddl_is_versioned_and_idempotent(chdb_engine: ChdbStore
         assert await migrate_analytics(store) == [version for version, _ in VERSIONS]
         assert await migrate_analytics(store) == []
         assert await applied_versions(store) == {version for version, _ in VERSIONS}
-        tables = await store.select("SELECT name FROM system.tables WHERE database = {db:String}",
-                                    {"db": store.database})
-        assert {t["name"] for t in tables} >= {"events", "llm_usage", "projection_checkpoints", "erased_threads",
-                                               "erased_users"}
+        tables = await store.select(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": store.database}
+        )
+        assert {t["name"] for t in tables} >= {
+            "events",
+            "llm_usage",
+            "projection_checkpoints",
+            "erased_threads",
+            "erased_users",
+        }
     finally:
         await store.command("DROP DATABASE IF EXISTS $db")
 
@@ -119,9 +138,21 @@ async def test_clickhouse_ddl_upgrades_a_version_1_database(chdb_engine: ChdbSto
         for statement in (*_BOOTSTRAP, *VERSIONS[0][1]):
             await store.command(statement)
         await store.insert("schema_versions", [{"version": 1, "applied_at": "2026-01-01 00:00:00.000"}])
-        await store.insert("events", [{"tenant_id": "t", "user_id": "u", "thread_id": "h", "seq": 1, "id": "e",
-                                       "type": "run.accepted", "occurred_at": "2026-01-01 00:00:00.000",
-                                       "payload": "{}"}])
+        await store.insert(
+            "events",
+            [
+                {
+                    "tenant_id": "t",
+                    "user_id": "u",
+                    "thread_id": "h",
+                    "seq": 1,
+                    "id": "e",
+                    "type": "run.accepted",
+                    "occurred_at": "2026-01-01 00:00:00.000",
+                    "payload": "{}",
+                }
+            ],
+        )
         assert await migrate_analytics(store) == list(range(2, LATEST + 1))
         assert (await store.select("SELECT count() AS n FROM $db.events", {}))[0]["n"] in (1, "1")
     finally:

@@ -28,8 +28,13 @@ def _env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "apex_persistence", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "apex_persistence",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode or 0, output.decode(errors="replace")
@@ -57,19 +62,34 @@ def _get(url: str) -> tuple[int, str]:
 
 
 async def test_serve_is_ready_rebuilds_on_request_and_stops_on_sigterm(
-    server_factory: Any, pg_dsn: str, redis_url: str, tmp_path: Path, eventually: Any, story: Any,
+    server_factory: Any,
+    pg_dsn: str,
+    redis_url: str,
+    tmp_path: Path,
+    eventually: Any,
+    story: Any,
 ) -> None:
     port = free_port()
     nats_url = server_factory("nats").url
-    env = _env(tmp_path, APEX_NATS_URL=nats_url, APEX_POSTGRES_DSN=pg_dsn,
-               APEX_REDIS_URL=redis_url, APEX_PERSISTENCE_PORT=str(port))
+    env = _env(
+        tmp_path,
+        APEX_NATS_URL=nats_url,
+        APEX_POSTGRES_DSN=pg_dsn,
+        APEX_REDIS_URL=redis_url,
+        APEX_PERSISTENCE_PORT=str(port),
+    )
     code, output = await _run(env, "projections", "rebuild")
     assert (code, output.strip()) == (1, "no persistence instance answered")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "apex_persistence", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "apex_persistence",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
+
         async def ready() -> bool:
             assert process.returncode is None, "the service exited before it was ready"
             return (await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz"))[0] == 200

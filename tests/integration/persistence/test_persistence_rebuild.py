@@ -51,37 +51,55 @@ async def bus(server_factory: Any) -> AsyncIterator[Bus]:
     await connected.close()
 
 
-def live_runners(bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore) -> list[ProjectorRunner]:
-    return [runner(bus, PostgresProjection(pg)), runner(bus, RedisProjection(redis_client, ttl_s=86_400)),
-            runner(bus, ClickHouseProjection(analytics))]
+def live_runners(
+    bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore
+) -> list[ProjectorRunner]:
+    return [
+        runner(bus, PostgresProjection(pg)),
+        runner(bus, RedisProjection(redis_client, ttl_s=86_400)),
+        runner(bus, ClickHouseProjection(analytics)),
+    ]
 
 
 def rebuilder(bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore) -> Rebuilder:
-    return Rebuilder(bus.nc, pg, redis_client, analytics, retention=Retention(), redis_keep=100,
-                     redis_ttl_s=86_400, batch=500)
+    return Rebuilder(
+        bus.nc,
+        pg,
+        redis_client,
+        analytics,
+        retention=Retention(),
+        redis_keep=100,
+        redis_ttl_s=86_400,
+        batch=500,
+    )
 
 
 async def views(pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore) -> dict[str, Any]:
-    return {"postgres": await dump_postgres(pg), "redis": await snapshot_redis(redis_client),
-            "clickhouse": await dump_clickhouse(analytics)}
+    return {
+        "postgres": await dump_postgres(pg),
+        "redis": await snapshot_redis(redis_client),
+        "clickhouse": await dump_clickhouse(analytics),
+    }
 
 
 async def catalog(pg: Database) -> dict[str, list[tuple[Any, ...]]]:
     """What the migrations made of schema apex, as Postgres describes it."""
     queries = {
         "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default "
-                   "FROM information_schema.columns WHERE table_schema = 'apex'",
+        "FROM information_schema.columns WHERE table_schema = 'apex'",
         "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'apex'",
         "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                       "WHERE connamespace = 'apex'::regnamespace",
+        "WHERE connamespace = 'apex'::regnamespace",
         "policies": "SELECT tablename, policyname, roles::text, qual FROM pg_policies WHERE schemaname = 'apex'",
         "security": "SELECT relname, relrowsecurity FROM pg_class WHERE relnamespace = 'apex'::regnamespace",
         "grants": "SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants "
-                  "WHERE table_schema = 'apex'",
+        "WHERE table_schema = 'apex'",
     }
     async with pg.writer() as conn:
-        return {name: sorted(tuple(row) for row in (await conn.execute(text(sql))).all())
-                for name, sql in queries.items()}
+        return {
+            name: sorted(tuple(row) for row in (await conn.execute(text(sql))).all())
+            for name, sql in queries.items()
+        }
 
 
 def history(new_story: Any, tenant: str | None = None) -> tuple[Any, Any, list[Any]]:
@@ -91,14 +109,22 @@ def history(new_story: Any, tenant: str | None = None) -> tuple[Any, Any, list[A
     bob = new_story(alice.tenant_id, start=start)
     events = alice.threads(count=80, runs_per_thread=3) + bob.threads(count=20, runs_per_thread=3)
     threads = list(dict.fromkeys(e.thread_id for e in events if e.user_id == alice.user_id))
-    events += [alice.rename(threads[0], "Spend, renamed"), alice.delete(threads[1]),
-               alice.delete(threads[2], erase=True), bob.erase_user()]
+    events += [
+        alice.rename(threads[0], "Spend, renamed"),
+        alice.delete(threads[1]),
+        alice.delete(threads[2], erase=True),
+        bob.erase_user(),
+    ]
     events += alice.run(threads[2]) + bob.run()  # late events of erased subjects: dropped everywhere
     return alice, bob, events
 
 
 async def test_rebuild_equals_incremental_for_every_store(
-    bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore, new_story: Any,
+    bus: Bus,
+    pg: Database,
+    redis_client: aioredis.Redis,
+    analytics: ChdbStore,
+    new_story: Any,
 ) -> None:
     alice, bob, events = history(new_story)
     await alice.publish(bus, events)
@@ -125,14 +151,21 @@ async def test_rebuild_equals_incremental_for_every_store(
         assert rebuilt[store] == incremental[store], store
     assert await catalog(pg) == schema  # same tables, columns, indexes, policies, grants as migrated
     async with pg.writer() as conn:
-        schemas = set((await conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'apex%'"))
-                       ).scalars())
+        schemas = set(
+            (
+                await conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'apex%'"))
+            ).scalars()
+        )
     assert schemas == {"apex"}
     assert not await redis_client.keys("apex:rebuild:*")
 
 
 async def test_rebuild_keeps_serving_and_misses_nothing_that_arrives_meanwhile(
-    bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore, new_story: Any,
+    bus: Bus,
+    pg: Database,
+    redis_client: aioredis.Redis,
+    analytics: ChdbStore,
+    new_story: Any,
 ) -> None:
     alice = new_story(start=datetime.now(UTC) - timedelta(hours=1))
     await alice.publish(bus, alice.threads(count=60, runs_per_thread=2))
@@ -141,14 +174,20 @@ async def test_rebuild_keeps_serving_and_misses_nothing_that_arrives_meanwhile(
     seen: list[int] = []
     async with running(runners):
         await until_caught_up(bus, runners, timeout=60)
-        first = len((await reads.threads_list(ThreadsList(tenant_id=alice.tenant_id, user_id=alice.user_id,
-                                                          limit=100))).threads)
+        first = len(
+            (
+                await reads.threads_list(
+                    ThreadsList(tenant_id=alice.tenant_id, user_id=alice.user_id, limit=100)
+                )
+            ).threads
+        )
         stop = asyncio.Event()
 
         async def keep_reading() -> None:
             while not stop.is_set():
-                page = await reads.threads_list(ThreadsList(tenant_id=alice.tenant_id, user_id=alice.user_id,
-                                                            limit=100))
+                page = await reads.threads_list(
+                    ThreadsList(tenant_id=alice.tenant_id, user_id=alice.user_id, limit=100)
+                )
                 seen.append(len(page.threads))
                 await asyncio.sleep(0.01)
 
@@ -168,8 +207,15 @@ async def test_rebuild_keeps_serving_and_misses_nothing_that_arrives_meanwhile(
 
     assert first == 60 and seen and min(seen) >= first and seen[-1] == 80
     async with pg.writer() as conn:
-        assert await conn.scalar(text("SELECT count(*) FROM apex.runs WHERE status = 'completed' OR "
-                                      "status IN ('needs_data', 'failed', 'cancelled')")) == 140
+        assert (
+            await conn.scalar(
+                text(
+                    "SELECT count(*) FROM apex.runs WHERE status = 'completed' OR "
+                    "status IN ('needs_data', 'failed', 'cancelled')"
+                )
+            )
+            == 140
+        )
     keys = await redis_client.keys(f"apex:{alice.tenant_id}:run:*")
     assert len(keys) == 140
     rows = await analytics.select("SELECT uniqExact(run_id) AS n FROM $db.events FINAL", {})
@@ -177,7 +223,11 @@ async def test_rebuild_keeps_serving_and_misses_nothing_that_arrives_meanwhile(
 
 
 async def test_a_second_rebuild_of_a_store_is_refused_while_one_runs(
-    bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore, story: Any,
+    bus: Bus,
+    pg: Database,
+    redis_client: aioredis.Redis,
+    analytics: ChdbStore,
+    story: Any,
 ) -> None:
     await story.publish(bus, story.run())
     async with exclusive(pg, "postgres"):

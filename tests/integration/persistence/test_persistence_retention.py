@@ -40,12 +40,22 @@ async def bus(server_factory: Any) -> AsyncIterator[Bus]:
 
 
 def usage(ts: datetime, request_id: str) -> UsageRecord:
-    return UsageRecord(ts=ts, provider="openai", model="gpt-4o-mini", prompt_tokens=100, completion_tokens=10,
-                       request_id=request_id)
+    return UsageRecord(
+        ts=ts,
+        provider="openai",
+        model="gpt-4o-mini",
+        prompt_tokens=100,
+        completion_tokens=10,
+        request_id=request_id,
+    )
 
 
 async def test_each_store_keeps_its_window_and_a_rebuild_keeps_the_same(
-    bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore, new_story: Any,
+    bus: Bus,
+    pg: Database,
+    redis_client: aioredis.Redis,
+    analytics: ChdbStore,
+    new_story: Any,
 ) -> None:
     old = new_story(start=NOW - timedelta(days=45))
     recent = new_story(old.tenant_id, start=NOW - timedelta(days=2))
@@ -59,10 +69,23 @@ async def test_each_store_keeps_its_window_and_a_rebuild_keeps_the_same(
     await ClickHouseProjection(analytics).apply(batch)
     ledger = UsageLedger(analytics, PriceCatalogue.default())
     await ledger.ingest(old.tenant_id, [usage(NOW - timedelta(days=40), "r-old"), usage(NOW, "r-new")])
-    entries = [AuditEntry(id=new_id("aud"), tenant_id=old.tenant_id, action="auth.login", outcome="success",
-                          service="auth", at=at) for at in (NOW - timedelta(days=60), NOW)]
-    await AuditProjection(pg).apply([Delivery(n + 1, audit_subject(e.tenant_id), e.model_dump_json().encode())
-                                     for n, e in enumerate(entries)])
+    entries = [
+        AuditEntry(
+            id=new_id("aud"),
+            tenant_id=old.tenant_id,
+            action="auth.login",
+            outcome="success",
+            service="auth",
+            at=at,
+        )
+        for at in (NOW - timedelta(days=60), NOW)
+    ]
+    await AuditProjection(pg).apply(
+        [
+            Delivery(n + 1, audit_subject(e.tenant_id), e.model_dump_json().encode())
+            for n, e in enumerate(entries)
+        ]
+    )
 
     breakers = {name: CircuitBreaker(name) for name in ("postgres", "clickhouse")}
     await RetentionSweeper(WINDOW, pg, analytics, breakers).sweep()
@@ -74,16 +97,20 @@ async def test_each_store_keeps_its_window_and_a_rebuild_keeps_the_same(
     assert threads == archived == {revived[0].thread_id, recent_thread[0].thread_id}
     assert audit == [entries[1].id]
     analytic = await analytics.select(
-        "SELECT thread_id, min(occurred_at) AS first FROM $db.events FINAL GROUP BY thread_id", {})
+        "SELECT thread_id, min(occurred_at) AS first FROM $db.events FINAL GROUP BY thread_id", {}
+    )
     assert {row["thread_id"] for row in analytic} == {revived[0].thread_id, recent_thread[0].thread_id}
-    assert all(datetime.fromisoformat(row["first"]).replace(tzinfo=UTC) > NOW - timedelta(days=30)
-               for row in analytic)
+    assert all(
+        datetime.fromisoformat(row["first"]).replace(tzinfo=UTC) > NOW - timedelta(days=30)
+        for row in analytic
+    )
     rows = await analytics.select("SELECT request_id FROM $db.llm_usage FINAL", {})
     assert [row["request_id"] for row in rows] == ["r-new"]
 
     swept = (await dump_postgres(pg), await dump_clickhouse(analytics))
-    rebuilding = Rebuilder(bus.nc, pg, redis_client, analytics, retention=WINDOW, redis_keep=100,
-                           redis_ttl_s=86_400)
+    rebuilding = Rebuilder(
+        bus.nc, pg, redis_client, analytics, retention=WINDOW, redis_keep=100, redis_ttl_s=86_400
+    )
     await rebuilding.run("postgres")
     await rebuilding.run("clickhouse")
     assert (await dump_postgres(pg), await dump_clickhouse(analytics)) == swept

@@ -52,12 +52,18 @@ async def _lags(service: PersistenceService) -> dict[str, int]:
 
 
 @pytest.fixture
-async def service(server_factory: Any, pg_dsn: str, redis_url: str, analytics: ChdbStore
-                  ) -> AsyncIterator[PersistenceService]:
+async def service(
+    server_factory: Any, pg_dsn: str, redis_url: str, analytics: ChdbStore
+) -> AsyncIterator[PersistenceService]:
     nats = server_factory("nats")
     settings = PersistenceSettings(
-        nats_url=nats.url, postgres_dsn=pg_dsn, redis_url=redis_url, persistence_port=0,
-        instance_id="persistence-test", clickhouse_database=analytics.database, log_format="text",
+        nats_url=nats.url,
+        postgres_dsn=pg_dsn,
+        redis_url=redis_url,
+        persistence_port=0,
+        instance_id="persistence-test",
+        clickhouse_database=analytics.database,
+        log_format="text",
     )
     running = PersistenceService(settings, analytics=analytics)
     await running.start()
@@ -65,8 +71,9 @@ async def service(server_factory: Any, pg_dsn: str, redis_url: str, analytics: C
     await running.stop()
 
 
-async def test_events_reach_every_view_and_the_read_api(service: PersistenceService, story: Any,
-                                                        new_story: Any, eventually: Any, capsys: Any) -> None:
+async def test_events_reach_every_view_and_the_read_api(
+    service: PersistenceService, story: Any, new_story: Any, eventually: Any, capsys: Any
+) -> None:
     bus = service.host.bus
     other = new_story()
     events = story.threads(count=2, runs_per_thread=2) + other.run()
@@ -82,8 +89,12 @@ async def test_events_reach_every_view_and_the_read_api(service: PersistenceServ
     assert [m.role for m in detail.messages] == ["user", "assistant", "user", "assistant"]
     run = await bus.query(Q_RUNS_GET, RunGet(**me, run_id=str(events[0].run_id)), RunView)
     assert (run.status, run.tool_calls) == ("completed", 1)
-    archive = await bus.query(Q_EVENTS_ARCHIVE, EventsArchive(**me, thread_id=thread_id, after_seq=3), EventsPage)
-    assert archive.first_seq == 4 and [e.event["thread_id"] for e in archive.events] == [thread_id] * len(archive.events)
+    archive = await bus.query(
+        Q_EVENTS_ARCHIVE, EventsArchive(**me, thread_id=thread_id, after_seq=3), EventsPage
+    )
+    assert archive.first_seq == 4 and [e.event["thread_id"] for e in archive.events] == [thread_id] * len(
+        archive.events
+    )
 
     intruder = {"tenant_id": other.tenant_id, "user_id": other.user_id}
     with pytest.raises(NotFound):
@@ -119,8 +130,9 @@ async def _raw_query(bus: Bus, name: str, body: dict[str, Any]) -> QueryReply:
     return QueryReply.model_validate_json(msg.data)
 
 
-async def test_events_stored_twice_in_the_stream_change_nothing(service: PersistenceService, story: Any,
-                                                                eventually: Any) -> None:
+async def test_events_stored_twice_in_the_stream_change_nothing(
+    service: PersistenceService, story: Any, eventually: Any
+) -> None:
     bus = service.host.bus
     events = story.threads(count=2, runs_per_thread=2)
     for event in events:
@@ -130,7 +142,9 @@ async def test_events_stored_twice_in_the_stream_change_nothing(service: Persist
 
     # Beyond the duplicate window a retried publish is stored again, at a new seq.
     for event in reversed(events):
-        await bus.js.publish(subjects.thread_events(event.tenant_id, event.user_id, event.thread_id), event.wire())
+        await bus.js.publish(
+            subjects.thread_events(event.tenant_id, event.user_id, event.thread_id), event.wire()
+        )
     await eventually(lambda: caught_up(service))
     assert await _views(service, story.tenant_id) == before
 
@@ -143,7 +157,8 @@ async def _views(service: PersistenceService, tenant_id: str) -> dict[str, Any]:
             views[table] = [dict(r) for r in rows.mappings()]
     counts = await service.stores.analytics.select(
         "SELECT count() AS n, uniqExact(id) AS ids FROM $db.events FINAL WHERE tenant_id = {t:String}",
-        {"t": tenant_id})
+        {"t": tenant_id},
+    )
     views["clickhouse"] = counts
     hot = HotViews(service.stores.redis)
     views["redis"] = {
@@ -159,19 +174,31 @@ async def test_usage_ingest_command_lands_once(service: PersistenceService, even
     bus = service.host.bus
     tenant = new_id("ten")
     records = [
-        {"ts": f"2026-01-0{1 + n % 5}T10:00:00Z", "provider": "openai", "model": "gpt-4o-mini",
-         "prompt_tokens": 1000 + n, "completion_tokens": 100, "latency_ms": 200 + 10 * n,
-         **({"request_id": f"r{n}"} if n % 2 else {})}
+        {
+            "ts": f"2026-01-0{1 + n % 5}T10:00:00Z",
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "prompt_tokens": 1000 + n,
+            "completion_tokens": 100,
+            "latency_ms": 200 + 10 * n,
+            **({"request_id": f"r{n}"} if n % 2 else {}),
+        }
         for n in range(40)
     ]
     for batch_id in ("b1", "b2"):  # the same upload twice
-        command = UsageIngest(id=new_id("cmd"), tenant_id=tenant,
-                              data=UsageIngestData.model_validate({"batch_id": batch_id, "records": records}))
+        command = UsageIngest(
+            id=new_id("cmd"),
+            tenant_id=tenant,
+            data=UsageIngestData.model_validate({"batch_id": batch_id, "records": records}),
+        )
         await bus.publish(command, subjects.CMD_USAGE_INGEST)
 
     async def totals() -> dict[str, Any] | None:
-        rows = await bus.query(Q_USAGE_AGGREGATE, UsageAggregate(
-            tenant_id=tenant, metrics=["requests", "prompt_tokens", "latency_p50"]), UsageRows)
+        rows = await bus.query(
+            Q_USAGE_AGGREGATE,
+            UsageAggregate(tenant_id=tenant, metrics=["requests", "prompt_tokens", "latency_p50"]),
+            UsageRows,
+        )
         return rows.rows[0] if rows.rows and rows.rows[0]["requests"] == 40 else None
 
     row = await eventually(totals)

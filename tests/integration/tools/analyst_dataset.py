@@ -49,7 +49,9 @@ PATTERNS = (
 )
 
 
-def rows(seed: int = 11, *, latency: bool = True, start: datetime = START, days: int = DAYS) -> list[dict[str, Any]]:
+def rows(
+    seed: int = 11, *, latency: bool = True, start: datetime = START, days: int = DAYS
+) -> list[dict[str, Any]]:
     """The upload: one dict per call, as a user would send it (growing ~2 % a day)."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
@@ -72,12 +74,16 @@ def _row(rng: random.Random, p: Pattern, date: datetime, day: int, n: int, laten
         status = ("error", "rate_limited", "timeout")[n % 3]
     row: dict[str, Any] = {
         "ts": (date + timedelta(hours=rng.randrange(*p.hours), minutes=rng.randrange(60))).isoformat(),
-        "provider": p.provider, "model": p.model, "workload": p.workload,
+        "provider": p.provider,
+        "model": p.model,
+        "workload": p.workload,
         "prompt_tokens": prompt,
         "completion_tokens": 0 if status != "ok" else p.completion + rng.randrange(p.completion // 2),
         "cached_tokens": prompt // 2 if repeated and p.provider == "openai" and rng.random() < 0.5 else 0,
         "status": status,
-        "prompt_hash": hashlib.sha256(f"{p.workload}:{template if repeated else (day, n)}".encode()).hexdigest()[:24],
+        "prompt_hash": hashlib.sha256(
+            f"{p.workload}:{template if repeated else (day, n)}".encode()
+        ).hexdigest()[:24],
         "request_id": f"{p.workload}-{day}-{n}",
     }
     if latency:

@@ -26,8 +26,9 @@ async def run(usage: LedgerUsage, tenant: str, tool: str, **arguments: Any) -> d
     args = spec.input_model.model_validate(arguments)
     result: ToolResult = await asyncio.wait_for(spec.run(usage, tenant, args), spec.timeout_s)
     assert isinstance(result, TOOL_SPECS[tool][1])
-    assert result.queries and all("llm_usage" in q.sql and tenant not in q.sql for q in result.queries), \
+    assert result.queries and all("llm_usage" in q.sql and tenant not in q.sql for q in result.queries), (
         "cites its SQL, with the tenant as a bound parameter"
+    )
     return result.model_dump(mode="json")
 
 
@@ -62,7 +63,9 @@ async def test_coverage(usage: LedgerUsage, tenant: str, loaded: list[dict[str, 
 
 
 @pytest.mark.parametrize("dimension", ["model", "workload", "provider", "day"])
-async def test_cost_breakdown(usage: LedgerUsage, tenant: str, loaded: list[dict[str, Any]], dimension: str) -> None:
+async def test_cost_breakdown(
+    usage: LedgerUsage, tenant: str, loaded: list[dict[str, Any]], dimension: str
+) -> None:
     got = await run(usage, tenant, "cost_breakdown", group_by=dimension)
 
     def bucket(row: dict[str, Any]) -> str:
@@ -97,15 +100,22 @@ async def test_model_substitution(usage: LedgerUsage, tenant: str, loaded: list[
         price = ds.price_of(provider, model)
         if price is None:
             continue
-        tokens = (sum(r["prompt_tokens"] for r in rows), sum(r["cached_tokens"] for r in rows),
-                  sum(r["completion_tokens"] for r in rows))
+        tokens = (
+            sum(r["prompt_tokens"] for r in rows),
+            sum(r["cached_tokens"] for r in rows),
+            sum(r["completion_tokens"] for r in rows),
+        )
         now = ds.list_cost(price, *tokens)
         same, lower = SIMILAR_TIERS[price["tier"]]
         best = None
         for tiers, similar in ((same, True), (lower, False)):
             options = [
-                (ds.list_cost(m.model_dump(), *tokens), m.model) for m in catalogue.models
-                if m.provider == price["provider"] and not m.legacy and m.model != price["model"] and m.tier in tiers
+                (ds.list_cost(m.model_dump(), *tokens), m.model)
+                for m in catalogue.models
+                if m.provider == price["provider"]
+                and not m.legacy
+                and m.model != price["model"]
+                and m.tier in tiers
             ]
             options = [o for o in options if (now - o[0]) / now >= 0.1]
             if options:
@@ -113,16 +123,32 @@ async def test_model_substitution(usage: LedgerUsage, tenant: str, loaded: list[
                 break
         if best is not None:
             saving = sum(ds.cost(r) for r in rows) * (now - best[0]) / now
-            expected[(workload, model)] = (best[1], best[2], ds.cents(saving), ds.cents(ds.monthly(saving, days)))
-    assert {(r["workload"], r["model"]): (r["alternative"], r["similar"], r["saving_usd"], r["monthly_saving_usd"])
-            for r in got["rows"]} == expected
+            expected[(workload, model)] = (
+                best[1],
+                best[2],
+                ds.cents(saving),
+                ds.cents(ds.monthly(saving, days)),
+            )
+    assert {
+        (r["workload"], r["model"]): (
+            r["alternative"],
+            r["similar"],
+            r["saving_usd"],
+            r["monthly_saving_usd"],
+        )
+        for r in got["rows"]
+    } == expected
     assert expected[("code-review", "claude-opus-4-1")][:2] == ("claude-opus-4-5", True)
     assert expected[("nightly-report", "claude-sonnet-4")][:2] == ("claude-haiku-4-5", False)
     assert got["unpriced_models"] == ["acme-ft-1"]
     assert got["total_monthly_saving_usd"] == ds.cents(sum(r["monthly_saving_usd"] for r in got["rows"]))
     review = next(r for r in got["rows"] if r["workload"] == "code-review")
-    assert review["p50_ms"] == round(ds.pct([r["latency_ms"] for r in loaded if r["workload"] == "code-review"], 50))
-    assert review["latency_effect"] == "not measured yet (you do not use it)", "the tenant never used claude-opus-4-5"
+    assert review["p50_ms"] == round(
+        ds.pct([r["latency_ms"] for r in loaded if r["workload"] == "code-review"], 50)
+    )
+    assert review["latency_effect"] == "not measured yet (you do not use it)", (
+        "the tenant never used claude-opus-4-5"
+    )
 
 
 async def test_caching_opportunity(usage: LedgerUsage, tenant: str, loaded: list[dict[str, Any]]) -> None:
@@ -140,11 +166,26 @@ async def test_caching_opportunity(usage: LedgerUsage, tenant: str, loaded: list
             repeat_cost += sum(ds.cost(r) for r in same) * (n - 1) / n
         price = ds.price_of(rows[0]["provider"], model)
         if repeats and price:
-            saving = uncached * (price["input"] - price["cached_input"]) / 1e6 if price["cached_input"] is not None else 0.0
-            expected[model] = (int(repeats), ds.cents(saving), ds.cents(ds.monthly(saving, days)),
-                               ds.cents(ds.monthly(repeat_cost, days)))
-    assert {r["model"]: (r["repeated_requests"], r["saving_usd"], r["monthly_saving_usd"],
-                         r["monthly_response_cache_saving_usd"]) for r in got["rows"]} == expected
+            saving = (
+                uncached * (price["input"] - price["cached_input"]) / 1e6
+                if price["cached_input"] is not None
+                else 0.0
+            )
+            expected[model] = (
+                int(repeats),
+                ds.cents(saving),
+                ds.cents(ds.monthly(saving, days)),
+                ds.cents(ds.monthly(repeat_cost, days)),
+            )
+    assert {
+        r["model"]: (
+            r["repeated_requests"],
+            r["saving_usd"],
+            r["monthly_saving_usd"],
+            r["monthly_response_cache_saving_usd"],
+        )
+        for r in got["rows"]
+    } == expected
     assert set(expected) == {"gpt-4o", "gpt-4o-mini", "gemini-2.5-flash"}
     assert got["hashed_share"] == 1.0 and not got["truncated"]
     assert got["top_prompts"][0]["requests"] == max(
@@ -169,7 +210,8 @@ async def test_batch_opportunity(usage: LedgerUsage, tenant: str, loaded: list[d
     night = [r for r in loaded if r["workload"] == "extraction"]
     extraction = next(r for r in got["rows"] if r["workload"] == "extraction")
     assert extraction["off_hours_share"] == round(
-        sum(1 for r in night if datetime.fromisoformat(r["ts"]).hour < 6) / len(night), 4)
+        sum(1 for r in night if datetime.fromisoformat(r["ts"]).hour < 6) / len(night), 4
+    )
 
 
 async def test_error_waste(usage: LedgerUsage, tenant: str, loaded: list[dict[str, Any]]) -> None:
@@ -185,7 +227,8 @@ async def test_error_waste(usage: LedgerUsage, tenant: str, loaded: list[dict[st
         assert row["failed"] == len(rows)
         assert row["wasted_cost_usd"] == ds.cents(sum(ds.cost(r) for r in rows))
         assert (row["errors"], row["rate_limited"], row["timeouts"]) == tuple(
-            sum(1 for r in rows if r["status"] == s) for s in ("error", "rate_limited", "timeout"))
+            sum(1 for r in rows if r["status"] == s) for s in ("error", "rate_limited", "timeout")
+        )
     assert set(by_workload) == {r["workload"] for r in failed}
 
 
@@ -202,9 +245,23 @@ async def test_prompt_outliers(usage: LedgerUsage, tenant: str, loaded: list[dic
         price = ds.price_of(out[0]["provider"], out[0]["model"])
         excess = sum(r["prompt_tokens"] - p50 for r in out)
         saving = excess * (price["input"] if price else 0) / 1e6
-        expected[workload] = (len(out), limit, round(excess), ds.cents(saving), ds.cents(ds.monthly(saving, days)))
-    assert {r["workload"]: (r["outliers"], r["threshold_tokens"], r["excess_tokens"], r["saving_usd"],
-                            r["monthly_saving_usd"]) for r in got["rows"]} == expected
+        expected[workload] = (
+            len(out),
+            limit,
+            round(excess),
+            ds.cents(saving),
+            ds.cents(ds.monthly(saving, days)),
+        )
+    assert {
+        r["workload"]: (
+            r["outliers"],
+            r["threshold_tokens"],
+            r["excess_tokens"],
+            r["saving_usd"],
+            r["monthly_saving_usd"],
+        )
+        for r in got["rows"]
+    } == expected
     assert {"code-review", "rag"} <= set(expected)
 
 
@@ -220,7 +277,8 @@ async def test_growth_projection(usage: LedgerUsage, tenant: str, loaded: list[d
     mean = sum(series) / len(series)
     n = len(series)
     slope = sum((t - (n - 1) / 2) * (v - mean) for t, v in enumerate(series)) / sum(
-        (t - (n - 1) / 2) ** 2 for t in range(n))
+        (t - (n - 1) / 2) ** 2 for t in range(n)
+    )
     trend = round(slope * 30 / mean * 100, 1)
     assert observed["observed_monthly_growth_pct"] == trend > 0, "the data set grows"
     assert observed["current_monthly_cost_usd"] == ds.cents(mean * 30)
@@ -234,8 +292,14 @@ async def test_a_period_and_model_filter_narrow_every_figure(
     usage: LedgerUsage, tenant: str, loaded: list[dict[str, Any]]
 ) -> None:
     start, end = "2026-01-05T00:00:00Z", "2026-01-12T00:00:00Z"
-    got = await run(usage, tenant, "cost_breakdown", group_by="workload",
-                    period={"start": start, "end": end}, models=["gpt-4o"])
+    got = await run(
+        usage,
+        tenant,
+        "cost_breakdown",
+        group_by="workload",
+        period={"start": start, "end": end},
+        models=["gpt-4o"],
+    )
     inside = [r for r in loaded if "2026-01-05" <= r["ts"][:10] < "2026-01-12" and r["model"] == "gpt-4o"]
     assert got["requests"] == len(inside)
     assert got["total_cost_usd"] == ds.cents(sum(ds.cost(r) for r in inside))
@@ -245,24 +309,28 @@ async def test_tenant_price_overrides_reprice_history_but_never_uploaded_costs(
     usage: LedgerUsage, tenant: str, loaded: list[dict[str, Any]]
 ) -> None:
     before = await run(usage, tenant, "cost_breakdown", group_by="model")
-    usage.tenant_prices[tenant] = TenantPrices(overrides=[
-        PriceOverride(provider="openai", model="gpt-4o", input=1.0, output=4.0),
-        PriceOverride(provider="acme", model="acme-ft-1", input=100.0, output=100.0),
-    ])
+    usage.tenant_prices[tenant] = TenantPrices(
+        overrides=[
+            PriceOverride(provider="openai", model="gpt-4o", input=1.0, output=4.0),
+            PriceOverride(provider="acme", model="acme-ft-1", input=100.0, output=100.0),
+        ]
+    )
     after = await run(usage, tenant, "cost_breakdown", group_by="model")
     costs = {r["key"]: r["cost_usd"] for r in after["rows"]}
     catalogue = PriceCatalogue.default().with_overrides(usage.tenant_prices[tenant].overrides)
     gpt4o = [r for r in loaded if r["model"] == "gpt-4o"]
     assert costs["gpt-4o"] == ds.cents(sum(ds.cost(r, catalogue) for r in gpt4o))
     assert costs["gpt-4o"] < {r["key"]: r["cost_usd"] for r in before["rows"]}["gpt-4o"]
-    assert costs["acme-ft-1"] == ds.cents(sum(r["cost_usd"] for r in loaded if r["model"] == "acme-ft-1")), \
+    assert costs["acme-ft-1"] == ds.cents(sum(r["cost_usd"] for r in loaded if r["model"] == "acme-ft-1")), (
         "an uploaded cost is what the tenant paid: never repriced"
+    )
     assert costs["gpt-4o-mini"] == {r["key"]: r["cost_usd"] for r in before["rows"]}["gpt-4o-mini"]
     substitution = await run(usage, tenant, "model_substitution")
     support = next(r for r in substitution["rows"] if r["workload"] == "support-chat")
     tokens = [sum(x[f] for x in gpt4o) for f in ("prompt_tokens", "cached_tokens", "completion_tokens")]
-    assert support["list_cost_usd"] == ds.cents(ds.list_cost({"input": 1.0, "cached_input": None, "output": 4.0},
-                                                            *tokens)), "savings are at the tenant's own prices"
+    assert support["list_cost_usd"] == ds.cents(
+        ds.list_cost({"input": 1.0, "cached_input": None, "output": 4.0}, *tokens)
+    ), "savings are at the tenant's own prices"
     assert not support["similar"], "no frontier model is cheaper than the negotiated price"
 
 

@@ -31,46 +31,136 @@ def evidence(tool: str, n: int, result: dict[str, Any]) -> ToolEvidence:
     return ToolEvidence(call_id=call(n), tool=tool, status="ok", result={"queries": [], **result})
 
 
-COVERAGE = {"rows": 1500, "period": {"start": START.isoformat(), "end": END.isoformat()}, "span_days": 30.0,
-            "active_days": 30, "fields_present": {"latency_ms": 1500, "workload": 1500, "prompt_hash": 1500},
-            "fields_missing": [], "unpriced_models": []}
-COSTS = {"group_by": "model", "total_cost_usd": 1234.56, "requests": 1500, "rows": [
-    {"key": "claude-opus-4-1", "provider": "anthropic", "requests": 500, "cost_usd": 1000.0, "prompt_tokens": 1,
-     "completion_tokens": 1, "share": 0.81},
-    {"key": "gpt-4o", "provider": "openai", "requests": 1000, "cost_usd": 234.56, "prompt_tokens": 1,
-     "completion_tokens": 1, "share": 0.19}]}
-LATENCY = {"group_by": "model", "rows": [
-    {"key": "claude-opus-4-1", "provider": "anthropic", "requests": 500, "measured": 500, "p50_ms": 20150.4,
-     "p95_ms": 30999.6, "p99_ms": 35000.0},
-    {"key": "gpt-4o", "provider": "openai", "requests": 1000, "measured": 1000, "p50_ms": 900.0, "p95_ms": 2100.0,
-     "p99_ms": 3000.0}]}
-SUBSTITUTION = {"span_days": 30.0, "total_saving_usd": 666.67, "total_monthly_saving_usd": 666.67, "rows": [
-    {"workload": "code-review", "provider": "anthropic", "model": "claude-opus-4-1", "requests": 500,
-     "cost_usd": 1000.0, "list_cost_usd": 1000.0, "alternative": "claude-opus-4-5", "similar": True,
-     "confidence": "medium", "alternative_cost_usd": 333.33, "saving_usd": 666.67, "monthly_saving_usd": 666.67,
-     "saving_share": 0.6667, "latency_effect": "not measured yet (you do not use it)"}]}
-BATCH = {"span_days": 30.0, "total_saving_usd": 0.004, "total_monthly_saving_usd": 0.0, "considered_workloads": 2,
-         "rows": [{"workload": "nightly", "provider": "openai", "model": "gpt-4o", "requests": 3, "cost_usd": 0.01,
-                   "reason": "its name says it is offline work", "off_hours_share": 1.0, "batch_discount": 0.5,
-                   "saving_usd": 0.0, "monthly_saving_usd": 0.0}]}
+COVERAGE = {
+    "rows": 1500,
+    "period": {"start": START.isoformat(), "end": END.isoformat()},
+    "span_days": 30.0,
+    "active_days": 30,
+    "fields_present": {"latency_ms": 1500, "workload": 1500, "prompt_hash": 1500},
+    "fields_missing": [],
+    "unpriced_models": [],
+}
+COSTS = {
+    "group_by": "model",
+    "total_cost_usd": 1234.56,
+    "requests": 1500,
+    "rows": [
+        {
+            "key": "claude-opus-4-1",
+            "provider": "anthropic",
+            "requests": 500,
+            "cost_usd": 1000.0,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "share": 0.81,
+        },
+        {
+            "key": "gpt-4o",
+            "provider": "openai",
+            "requests": 1000,
+            "cost_usd": 234.56,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "share": 0.19,
+        },
+    ],
+}
+LATENCY = {
+    "group_by": "model",
+    "rows": [
+        {
+            "key": "claude-opus-4-1",
+            "provider": "anthropic",
+            "requests": 500,
+            "measured": 500,
+            "p50_ms": 20150.4,
+            "p95_ms": 30999.6,
+            "p99_ms": 35000.0,
+        },
+        {
+            "key": "gpt-4o",
+            "provider": "openai",
+            "requests": 1000,
+            "measured": 1000,
+            "p50_ms": 900.0,
+            "p95_ms": 2100.0,
+            "p99_ms": 3000.0,
+        },
+    ],
+}
+SUBSTITUTION = {
+    "span_days": 30.0,
+    "total_saving_usd": 666.67,
+    "total_monthly_saving_usd": 666.67,
+    "rows": [
+        {
+            "workload": "code-review",
+            "provider": "anthropic",
+            "model": "claude-opus-4-1",
+            "requests": 500,
+            "cost_usd": 1000.0,
+            "list_cost_usd": 1000.0,
+            "alternative": "claude-opus-4-5",
+            "similar": True,
+            "confidence": "medium",
+            "alternative_cost_usd": 333.33,
+            "saving_usd": 666.67,
+            "monthly_saving_usd": 666.67,
+            "saving_share": 0.6667,
+            "latency_effect": "not measured yet (you do not use it)",
+        }
+    ],
+}
+BATCH = {
+    "span_days": 30.0,
+    "total_saving_usd": 0.004,
+    "total_monthly_saving_usd": 0.0,
+    "considered_workloads": 2,
+    "rows": [
+        {
+            "workload": "nightly",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "requests": 3,
+            "cost_usd": 0.01,
+            "reason": "its name says it is offline work",
+            "off_hours_share": 1.0,
+            "batch_discount": 0.5,
+            "saving_usd": 0.0,
+            "monthly_saving_usd": 0.0,
+        }
+    ],
+}
 
 
 def triage(**changes: Any) -> TriageOutput:
-    base = TriageOutput(intent="cost", sufficiency="sufficient", evidence=[evidence("usage_coverage", 0, COVERAGE)])
+    base = TriageOutput(
+        intent="cost", sufficiency="sufficient", evidence=[evidence("usage_coverage", 0, COVERAGE)]
+    )
     return base.model_copy(update=changes)
 
 
 def gathered() -> list[ToolEvidence]:
-    return [evidence("cost_breakdown", 1, COSTS), evidence("latency_profile", 2, LATENCY),
-            evidence("model_substitution", 3, SUBSTITUTION), evidence("batch_opportunity", 4, BATCH)]
+    return [
+        evidence("cost_breakdown", 1, COSTS),
+        evidence("latency_profile", 2, LATENCY),
+        evidence("model_substitution", 3, SUBSTITUTION),
+        evidence("batch_opportunity", 4, BATCH),
+    ]
 
 
 def test_figures_are_numbers_that_are_not_names_dates_or_times() -> None:
-    text = ("**1,500 requests** cost **$1,234.56** from 2026-01-01 to 2026-01-31 on gpt-4o and "
-            "claude-opus-4-1 (p95 of 31,000 ms, 81.0%), at 06:00 UTC; trend -5.5%.")
+    text = (
+        "**1,500 requests** cost **$1,234.56** from 2026-01-01 to 2026-01-31 on gpt-4o and "
+        "claude-opus-4-1 (p95 of 31,000 ms, 81.0%), at 06:00 UTC; trend -5.5%."
+    )
     assert [(f.text, f.value, f.decimals, f.percent) for f in figures(text)] == [
-        ("1,500", 1500, 0, False), ("$1,234.56", 1234.56, 2, False), ("31,000", 31000, 0, False),
-        ("81.0%", 81.0, 1, True), ("-5.5%", -5.5, 1, True)]
+        ("1,500", 1500, 0, False),
+        ("$1,234.56", 1234.56, 2, False),
+        ("31,000", 31000, 0, False),
+        ("81.0%", 81.0, 1, True),
+        ("-5.5%", -5.5, 1, True),
+    ]
 
 
 def test_a_figure_is_supported_only_by_a_tool_result_at_its_precision() -> None:
@@ -83,10 +173,16 @@ def test_the_report_comes_from_the_tool_results_and_cites_their_calls() -> None:
     report = build_report(triage(), gathered(), [])
     assert (report.total_cost_usd, report.requests) == (1234.56, 1500)
     assert [(m.model, m.cost_usd, m.p50_latency_ms, m.p95_latency_ms) for m in report.by_model] == [
-        ("claude-opus-4-1", 1000.0, 20150, 31000), ("gpt-4o", 234.56, 900, 2100)]
+        ("claude-opus-4-1", 1000.0, 20150, 31000),
+        ("gpt-4o", 234.56, 900, 2100),
+    ]
     (rec,) = report.recommendations  # the batch saving rounds to nothing a month: left out
     assert (rec.kind, rec.title, rec.est_monthly_savings_usd, rec.confidence) == (
-        "model_substitution", "Move code-review from claude-opus-4-1 to claude-opus-4-5", 666.67, "medium")
+        "model_substitution",
+        "Move code-review from claude-opus-4-1 to claude-opus-4-5",
+        666.67,
+        "medium",
+    )
     assert rec.evidence == [call(3), call(1)], "the substitution call, and the costs it is measured against"
     assert "66.7%" in rec.rationale
     assert report.period == Period(start=START, end=END) and report.data_gaps == []
@@ -97,7 +193,9 @@ def test_gaps_name_missing_fields_unpriced_models_and_failed_analyses() -> None:
     coverage = {**COVERAGE, "unpriced_models": ["acme-ft-1"]}
     report = build_report(
         triage(missing_fields=["latency_ms"], evidence=[evidence("usage_coverage", 0, coverage)]),
-        [*gathered(), failed], [{"agent": "data_helper"}])
+        [*gathered(), failed],
+        [{"agent": "data_helper"}],
+    )
     assert report.data_gaps == [
         "latency_ms is missing, so latency percentiles and latency effects are unknown",
         "no list price for acme-ft-1: their calls cost what you uploaded, else zero (set a price override)",
@@ -111,7 +209,11 @@ def test_the_template_states_the_report_and_only_supported_figures() -> None:
     text = compose("cost", report, [triage().evidence[0], *gathered()], None)
     results = [e.result for e in [triage().evidence[0], *gathered()]]
     assert unsupported(text, results) == []
-    assert "$1,234.56" in text and "**$666.67 a month**" in text and "| claude-opus-4-1 | anthropic | 500 |" in text
+    assert (
+        "$1,234.56" in text
+        and "**$666.67 a month**" in text
+        and "| claude-opus-4-1 | anthropic | 500 |" in text
+    )
 
 
 class Scripted:
@@ -134,10 +236,13 @@ class Thinking:
         self.thoughts.append(text)
 
 
-@pytest.mark.parametrize(("texts", "kept"), [
-    (["You spend $9,999.99.", "You spend $1,234.56."], "You spend $1,234.56."),
-    (["You spend $9,999.99.", "Still $8,888.88."], None),
-])
+@pytest.mark.parametrize(
+    ("texts", "kept"),
+    [
+        (["You spend $9,999.99.", "You spend $1,234.56."], "You spend $1,234.56."),
+        (["You spend $9,999.99.", "Still $8,888.88."], None),
+    ],
+)
 async def test_a_text_with_an_unsupported_figure_is_rewritten(texts: list[str], kept: str | None) -> None:
     report = build_report(triage(), gathered(), [])
     draft = Draft("cost", report, gathered(), None)
@@ -162,10 +267,17 @@ def test_sufficiency_by_intent() -> None:
 
 
 def test_each_intent_plans_its_tools_and_a_given_growth_reaches_the_projection() -> None:
-    names = {intent: [n for n, _ in tool_plan(intent, Period(), [])] for intent in ("cost", "forecast", "caching")}
+    names = {
+        intent: [n for n, _ in tool_plan(intent, Period(), [])] for intent in ("cost", "forecast", "caching")
+    }
     assert names["cost"][:2] == ["cost_breakdown", "latency_profile"]
-    assert {"model_substitution", "caching_opportunity", "batch_opportunity", "error_waste",
-            "prompt_outliers"} <= set(names["cost"])
+    assert {
+        "model_substitution",
+        "caching_opportunity",
+        "batch_opportunity",
+        "error_waste",
+        "prompt_outliers",
+    } <= set(names["cost"])
     assert "growth_projection" in names["forecast"] and "caching_opportunity" in names["caching"]
     growth = dict(tool_plan("forecast", Period(), ["gpt-4o"], 20.0))["growth_projection"]
     assert growth.model_dump()["monthly_growth_pct"] == 20.0 and growth.model_dump()["models"] == ["gpt-4o"]

@@ -35,8 +35,10 @@ def test_production_accepts_real_settings() -> None:
         ({"redis_url": "redis://127.0.0.1:6379/0"}, "APEX_REDIS_URL"),
         ({"auth_key_passphrase": None}, "APEX_AUTH_KEY_PASSPHRASE"),
         ({"auth_argon2_memory_kib": 8192}, "OWASP"),
-        ({"oidc_issuer": "https://idp", "oidc_audience": "apex",
-          "oidc_jwks_url": "http://idp/jwks"}, "https"),
+        (
+            {"oidc_issuer": "https://idp", "oidc_audience": "apex", "oidc_jwks_url": "http://idp/jwks"},
+            "https",
+        ),
     ],
 )
 def test_production_refuses_insecure_defaults(change: dict[str, object], complaint: str) -> None:

@@ -22,9 +22,7 @@ class StaticKeys:
     def __init__(self, *extra: Ed25519PrivateKey) -> None:
         self.private = Ed25519PrivateKey.generate()
         self.kid = public_jwk(self.private.public_key())["kid"]
-        self.published = {
-            public_jwk(k.public_key())["kid"]: k.public_key() for k in (self.private, *extra)
-        }
+        self.published = {public_jwk(k.public_key())["kid"]: k.public_key() for k in (self.private, *extra)}
 
     async def signing_key(self) -> SigningKey:
         return SigningKey(self.kid, self.private)
@@ -47,7 +45,10 @@ async def test_a_minted_token_carries_every_claim_and_verifies() -> None:
     claims = await tokens(keys).verify(token)
     assert set(claims.model_dump()) == set(REQUIRED_CLAIMS)
     assert (claims.sub, claims.tid, claims.sid, claims.roles) == (
-        SUBJECT.user_id, SUBJECT.tenant_id, SUBJECT.session_id, ["admin"]
+        SUBJECT.user_id,
+        SUBJECT.tenant_id,
+        SUBJECT.session_id,
+        ["admin"],
     )
     assert claims.exp - claims.iat == 900 and claims.typ == "access"
 
@@ -72,7 +73,9 @@ async def test_only_eddsa_is_accepted() -> None:
     keys = StaticKeys()
     claims = jwt.decode(await tokens(keys).mint(SUBJECT), options={"verify_signature": False})
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": keys.kid})
-    hmac = jwt.encode(claims, "a-shared-secret-of-at-least-32-bytes!!", algorithm="HS256", headers={"kid": keys.kid})
+    hmac = jwt.encode(
+        claims, "a-shared-secret-of-at-least-32-bytes!!", algorithm="HS256", headers={"kid": keys.kid}
+    )
     for token in (unsigned, hmac):
         with pytest.raises(AuthFailed, match="accepted algorithm"):
             await tokens(keys).verify(token)

@@ -42,12 +42,17 @@ EVENT_DATA: dict[str, Any] = {
     "agent_started": ev.AgentStartedData(agent="triage", step=1),
     "agent_thinking": ev.AgentThinkingData(agent="triage", step=1, text="hmm"),
     "agent_completed": ev.AgentCompletedData(
-        agent="supervisor", step=0, duration_ms=3, summary="planned",
+        agent="supervisor",
+        step=0,
+        duration_ms=3,
+        summary="planned",
         output=SupervisorOutput(plan=["triage", "reporting"]),
     ),
     "agent_failed": ev.AgentFailedData(agent="triage", step=1, error=ERROR),
     "tool_executing": ev.ToolExecutingData(call_id=CALL, tool="usage_coverage", arguments={"a": 1}),
-    "tool_completed": ev.ToolCompletedData(call_id=CALL, tool="usage_coverage", status="ok", duration_ms=4, result={}),
+    "tool_completed": ev.ToolCompletedData(
+        call_id=CALL, tool="usage_coverage", status="ok", duration_ms=4, result={}
+    ),
     "run.completed": ev.RunCompletedData(status="completed", response=RESPONSE, duration_ms=10),
     "run.failed": ev.RunFailedData(error=ERROR),
     "run.cancelled": ev.RunCancelledData(cause="user"),
@@ -76,7 +81,9 @@ def test_money_is_rounded_to_cents_and_latency_to_ms() -> None:
 COMMANDS = [
     SCOPE.make(cmd.RunStart, cmd.RunStartData(message_id=MSG, text="q", client_msg_id="c"), id="a"),
     SCOPE.make(cmd.RunCancel, cmd.RunCancelData(requested_by=SCOPE.user_id), id="b"),
-    SCOPE.make(cmd.AgentStep, cmd.AgentStepData(agent="reporting", step=3, question="q"), id="c", agent="reporting"),
+    SCOPE.make(
+        cmd.AgentStep, cmd.AgentStepData(agent="reporting", step=3, question="q"), id="c", agent="reporting"
+    ),
     SCOPE.make(cmd.ToolCall, cmd.ToolCallData(call_id=CALL, tool="cost_breakdown"), id="d"),
     cmd.UsageIngest(id="e", tenant_id=SCOPE.tenant_id, data=cmd.UsageIngestData(batch_id="b1", records=[])),
 ]
@@ -101,7 +108,11 @@ def test_upcasters_bring_old_versions_forward() -> None:
         return {"title": data.pop("name")}
 
     raw = {"type": "test.renamed", "schema_version": 1, "data": {"name": "x"}}
-    assert upcast(raw, {"test.renamed": 2}) == {"type": "test.renamed", "schema_version": 2, "data": {"title": "x"}}
+    assert upcast(raw, {"test.renamed": 2}) == {
+        "type": "test.renamed",
+        "schema_version": 2,
+        "data": {"title": "x"},
+    }
 
 
 def test_bad_ids_never_enter_a_subject() -> None:
@@ -110,9 +121,12 @@ def test_bad_ids_never_enter_a_subject() -> None:
     with pytest.raises(InvalidId):
         subjects.thread_events("ten_>", SCOPE.user_id, SCOPE.thread_id)
     with pytest.raises(ValidationError):
-        SCOPE.model_copy(update={}).make(ev.RunCancelled, ev.RunCancelledData(cause="x"), id="bad id with spaces")
-    assert subjects.parse_thread_subject(subjects.thread_events(SCOPE.tenant_id, SCOPE.user_id, SCOPE.thread_id)) == (
-        SCOPE.tenant_id, SCOPE.user_id, SCOPE.thread_id)
+        SCOPE.model_copy(update={}).make(
+            ev.RunCancelled, ev.RunCancelledData(cause="x"), id="bad id with spaces"
+        )
+    assert subjects.parse_thread_subject(
+        subjects.thread_events(SCOPE.tenant_id, SCOPE.user_id, SCOPE.thread_id)
+    ) == (SCOPE.tenant_id, SCOPE.user_id, SCOPE.thread_id)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +138,7 @@ def test_bad_ids_never_enter_a_subject() -> None:
         ('{"type": "message.send", "text": "x"}', ErrorCode.INVALID_FRAME),
         ('{"type": "message.send", "client_msg_id": "c", "text": 5}', ErrorCode.INVALID_FRAME),
         ('{"type": "thread.subscribe", "thread_id": "thr_nope"}', ErrorCode.INVALID_ID),
-        ('{"type": "event.ack", "thread_id": "%s", "seq": -1}' % SCOPE.thread_id, ErrorCode.INVALID_FRAME),
+        (f'{{"type": "event.ack", "thread_id": "{SCOPE.thread_id}", "seq": -1}}', ErrorCode.INVALID_FRAME),
         ('{"type": "run.cancel", "run_id": "run_1"}', ErrorCode.INVALID_ID),
     ],
 )
@@ -150,13 +164,22 @@ def test_client_frames_parse(frame: dict[str, Any]) -> None:
     import orjson
 
     parsed = parse_client_frame(orjson.dumps(frame))
-    assert parsed.model_dump(exclude_none=True, exclude_defaults=False) | frame == parsed.model_dump(exclude_none=True)
+    assert parsed.model_dump(exclude_none=True, exclude_defaults=False) | frame == parsed.model_dump(
+        exclude_none=True
+    )
 
 
 def test_server_frames_parse() -> None:
     samples = [
-        {"type": "session.ready", "connection_id": "c", "user_id": "u", "tenant_id": "t", "protocol": "apex.v1",
-         "heartbeat_ms": 1000, "epoch": "e"},
+        {
+            "type": "session.ready",
+            "connection_id": "c",
+            "user_id": "u",
+            "tenant_id": "t",
+            "protocol": "apex.v1",
+            "heartbeat_ms": 1000,
+            "epoch": "e",
+        },
         {"type": "event", "thread_id": "t", "seq": 3, "event": {"type": "run.accepted"}},
         {"type": "message.accepted", "client_msg_id": "c", "thread_id": "t", "run_id": "r"},
         {"type": "thread.subscribed", "thread_id": "t", "from_seq": 0, "head_seq": 4},

@@ -25,8 +25,13 @@ async def collect(rows: AsyncIterator[UsageRecord | Rejected]) -> list[UsageReco
 
 
 def record(**fields: Any) -> bytes:
-    base = {"ts": "2026-01-05T10:00:00Z", "provider": "OpenAI", "model": "gpt-4o", "prompt_tokens": 10,
-            "completion_tokens": 5}
+    base = {
+        "ts": "2026-01-05T10:00:00Z",
+        "provider": "OpenAI",
+        "model": "gpt-4o",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+    }
     return orjson.dumps({**base, **fields})
 
 
@@ -38,21 +43,23 @@ def reasons(rows: list[UsageRecord | Rejected]) -> list[tuple[int, str]]:
 
 
 async def test_each_bad_record_is_named_by_line_and_reason() -> None:
-    body = b"\n".join([
-        GOOD,
-        record(prompt_tokens=-1),
-        record(prompt_tokens="many"),
-        record(completion_tokens=12.5),
-        record(latency_ms=True),
-        record(status="exploded"),
-        record(ts="yesterday"),
-        record(ts="3026-01-05T10:00:00Z"),
-        record(ts=1_767_600),
-        record(cached_tokens=11),
-        b"not json",
-        b"",
-        record(status="OK", ts="2026-01-05"),
-    ])
+    body = b"\n".join(
+        [
+            GOOD,
+            record(prompt_tokens=-1),
+            record(prompt_tokens="many"),
+            record(completion_tokens=12.5),
+            record(latency_ms=True),
+            record(status="exploded"),
+            record(ts="yesterday"),
+            record(ts="3026-01-05T10:00:00Z"),
+            record(ts=1_767_600),
+            record(cached_tokens=11),
+            b"not json",
+            b"",
+            record(status="OK", ts="2026-01-05"),
+        ]
+    )
     rows = await collect(parse_ndjson(chunks(body)))
     assert isinstance(rows[0], UsageRecord) and rows[0].provider == "openai"
     assert isinstance(rows[-1], UsageRecord) and rows[-1].status == "ok" and rows[-1].ts.hour == 0
@@ -89,27 +96,40 @@ async def test_csv_extra_columns_are_ignored_and_named_wrong_counts_rejected() -
     rows = await collect(parse_csv(chunks(body), info))
     assert info.ignored_columns == ["team"]
     assert isinstance(rows[0], UsageRecord) and rows[0].latency_ms == 800 and rows[0].prompt_tokens == 10
-    assert reasons(rows) == [(3, "expected 7 columns, found 4"),
-                             (6, "prompt_tokens: Input should be greater than or equal to 0")]
+    assert reasons(rows) == [
+        (3, "expected 7 columns, found 4"),
+        (6, "prompt_tokens: Input should be greater than or equal to 0"),
+    ]
     assert isinstance(rows[2], UsageRecord) and rows[2].latency_ms is None and rows[2].ts.tzinfo is not None
 
 
 async def test_csv_missing_required_columns_is_refused_whole_naming_them() -> None:
     with pytest.raises(InvalidInput, match="prompt_tokens, completion_tokens") as caught:
         await collect(parse_csv(chunks(b"ts,provider,model,latency_ms\n2026-01-05T10:00:00Z,a,b,1\n")))
-    assert caught.value.details == {"missing_columns": ["prompt_tokens", "completion_tokens"],
-                                    "required": ["ts", "provider", "model", "prompt_tokens", "completion_tokens"]}
+    assert caught.value.details == {
+        "missing_columns": ["prompt_tokens", "completion_tokens"],
+        "required": ["ts", "provider", "model", "prompt_tokens", "completion_tokens"],
+    }
 
 
 @pytest.mark.parametrize("size", [1, 5, 64, 100_000])
 async def test_json_documents_stream_record_by_record(size: int) -> None:
     tricky = record(workload='a}b{c"d\\e')
-    document = b'{"meta": {"x": [1, 2]}, "records": [\n' + tricky + b",\n 5,\n" + record(prompt_tokens=-1) + b",\n" \
-        + GOOD + b"\n]}"
+    document = (
+        b'{"meta": {"x": [1, 2]}, "records": [\n'
+        + tricky
+        + b",\n 5,\n"
+        + record(prompt_tokens=-1)
+        + b",\n"
+        + GOOD
+        + b"\n]}"
+    )
     rows = await collect(parse_json(chunks(document, size)))
     assert isinstance(rows[0], UsageRecord) and rows[0].workload == 'a}b{c"d\\e'
-    assert reasons(rows) == [(3, "a record is a JSON object"), (4, "prompt_tokens: Input should be greater than "
-                                                                   "or equal to 0")]
+    assert reasons(rows) == [
+        (3, "a record is a JSON object"),
+        (4, "prompt_tokens: Input should be greater than or equal to 0"),
+    ]
     assert isinstance(rows[-1], UsageRecord)
     assert len(await collect(parse_json(chunks(b"[" + GOOD + b"," + GOOD + b"]", size)))) == 2
 
@@ -149,41 +169,90 @@ def test_format_detection() -> None:
     assert detect_format("application/x-ndjson", b"") == "ndjson"
 
 
-def span(attrs: dict[str, Any], *, status: int = 1, start: int = 1_767_607_200_000_000_000,
-         duration_ms: int = 850) -> dict[str, Any]:
+def span(
+    attrs: dict[str, Any], *, status: int = 1, start: int = 1_767_607_200_000_000_000, duration_ms: int = 850
+) -> dict[str, Any]:
     def value(v: Any) -> dict[str, Any]:
         return {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}
 
-    return {"traceId": "t1", "spanId": f"s{len(attrs)}{status}", "startTimeUnixNano": str(start),
-            "endTimeUnixNano": str(start + duration_ms * 1_000_000), "status": {"code": status},
-            "attributes": [{"key": k, "value": value(v)} for k, v in attrs.items()]}
+    return {
+        "traceId": "t1",
+        "spanId": f"s{len(attrs)}{status}",
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + duration_ms * 1_000_000),
+        "status": {"code": status},
+        "attributes": [{"key": k, "value": value(v)} for k, v in attrs.items()],
+    }
 
 
 def test_otlp_genai_spans_become_usage_records() -> None:
-    document = {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "support-bot"}}]},
-        "scopeSpans": [{"spans": [
-            span({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-                  "gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": 1200,
-                  "gen_ai.usage.output_tokens": 80, "gen_ai.usage.cache_read.input_tokens": 1024,
-                  "gen_ai.response.id": "chatcmpl-1"}),
-            span({"gen_ai.system": "anthropic", "gen_ai.request.model": "claude-sonnet-4",
-                  "gen_ai.usage.prompt_tokens": 10, "gen_ai.usage.completion_tokens": 0,
-                  "error.type": "timeout"}, status=2),
-            span({"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 5,
-                  "error.type": "429"}, status=2),
-            span({"http.route": "/health"}),
-            span({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -4}),
-        ]}],
-    }]}
+    document = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "support-bot"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            span(
+                                {
+                                    "gen_ai.provider.name": "openai",
+                                    "gen_ai.request.model": "gpt-4o",
+                                    "gen_ai.response.model": "gpt-4o-2024-08-06",
+                                    "gen_ai.usage.input_tokens": 1200,
+                                    "gen_ai.usage.output_tokens": 80,
+                                    "gen_ai.usage.cache_read.input_tokens": 1024,
+                                    "gen_ai.response.id": "chatcmpl-1",
+                                }
+                            ),
+                            span(
+                                {
+                                    "gen_ai.system": "anthropic",
+                                    "gen_ai.request.model": "claude-sonnet-4",
+                                    "gen_ai.usage.prompt_tokens": 10,
+                                    "gen_ai.usage.completion_tokens": 0,
+                                    "error.type": "timeout",
+                                },
+                                status=2,
+                            ),
+                            span(
+                                {
+                                    "gen_ai.system": "openai",
+                                    "gen_ai.request.model": "gpt-4o",
+                                    "gen_ai.usage.input_tokens": 5,
+                                    "error.type": "429",
+                                },
+                                status=2,
+                            ),
+                            span({"http.route": "/health"}),
+                            span({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -4}),
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
     rows = list(otlp.rows(document))
     first, timeout, limited, skipped, bad = rows
     assert isinstance(first, UsageRecord)
-    assert (first.provider, first.model, first.workload, first.prompt_tokens, first.completion_tokens,
-            first.cached_tokens, first.latency_ms, first.status, first.request_id) == (
-        "openai", "gpt-4o-2024-08-06", "support-bot", 1200, 80, 1024, 850, "ok", "chatcmpl-1")
+    assert (
+        first.provider,
+        first.model,
+        first.workload,
+        first.prompt_tokens,
+        first.completion_tokens,
+        first.cached_tokens,
+        first.latency_ms,
+        first.status,
+        first.request_id,
+    ) == ("openai", "gpt-4o-2024-08-06", "support-bot", 1200, 80, 1024, 850, "ok", "chatcmpl-1")
     assert first.ts.isoformat() == "2026-01-05T10:00:00+00:00"
-    assert isinstance(timeout, UsageRecord) and timeout.status == "timeout" and timeout.request_id == "otlp:t1:s52"
+    assert (
+        isinstance(timeout, UsageRecord)
+        and timeout.status == "timeout"
+        and timeout.request_id == "otlp:t1:s52"
+    )
     assert isinstance(limited, UsageRecord) and limited.status == "rate_limited"
     assert skipped is None, "a span that is no LLM call is skipped, not rejected"
     assert isinstance(bad, Rejected) and bad.line == 5 and bad.error.startswith("prompt_tokens")

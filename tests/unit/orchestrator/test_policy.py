@@ -32,10 +32,15 @@ def output(agent: str, **fields: Any) -> dict[str, Any]:
 
 
 def reporting_output() -> dict[str, Any]:
-    return output("reporting", status="needs_data", response={
-        "text": "upload data", "kind": "guidance",
-        "report": {"period": {}, "total_cost_usd": 0, "requests": 0},
-    })
+    return output(
+        "reporting",
+        status="needs_data",
+        response={
+            "text": "upload data",
+            "kind": "guidance",
+            "report": {"period": {}, "total_cost_usd": 0, "requests": 0},
+        },
+    )
 
 
 def fold(*events: dict[str, Any]) -> RunState:
@@ -54,9 +59,14 @@ def test_the_supervisor_runs_first_then_the_plan() -> None:
     state = fold(ev("run.accepted"))
     assert decide(state) == RunStep(0, "supervisor")
     state = fold(
-        ev("run.accepted"), ev("agent_started", agent="supervisor", step=0),
-        ev("agent_completed", agent="supervisor", step=0,
-           output=output("supervisor", plan=["triage", "data_helper", "reporting"])),
+        ev("run.accepted"),
+        ev("agent_started", agent="supervisor", step=0),
+        ev(
+            "agent_completed",
+            agent="supervisor",
+            step=0,
+            output=output("supervisor", plan=["triage", "data_helper", "reporting"]),
+        ),
     )
     assert decide(state) == RunStep(1, "triage")
 
@@ -69,9 +79,18 @@ def test_an_interrupted_step_is_resumed_not_skipped() -> None:
 def test_out_of_scope_skips_the_data_helper() -> None:
     state = fold(
         ev("run.accepted"),
-        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["triage", "data_helper"])),
-        ev("agent_completed", agent="triage", step=1,
-           output=output("triage", intent="out_of_scope", sufficiency="insufficient")),
+        ev(
+            "agent_completed",
+            agent="supervisor",
+            step=0,
+            output=output("supervisor", plan=["triage", "data_helper"]),
+        ),
+        ev(
+            "agent_completed",
+            agent="triage",
+            step=1,
+            output=output("triage", intent="out_of_scope", sufficiency="insufficient"),
+        ),
     )
     assert decide(state) == RunStep(2, "reporting")
 
@@ -79,8 +98,18 @@ def test_out_of_scope_skips_the_data_helper() -> None:
 def test_reporting_runs_even_when_an_agent_failed() -> None:
     state = fold(
         ev("run.accepted"),
-        ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["triage", "data_helper"])),
-        ev("agent_failed", agent="triage", step=1, error={"code": "tool_failed", "message": "x", "retryable": True}),
+        ev(
+            "agent_completed",
+            agent="supervisor",
+            step=0,
+            output=output("supervisor", plan=["triage", "data_helper"]),
+        ),
+        ev(
+            "agent_failed",
+            agent="triage",
+            step=1,
+            error={"code": "tool_failed", "message": "x", "retryable": True},
+        ),
         ev("agent_completed", agent="data_helper", step=2, output=output("data_helper")),
     )
     assert decide(state) == RunStep(3, "reporting")
@@ -101,7 +130,12 @@ def test_reporting_failure_fails_the_run() -> None:
     state = fold(
         ev("run.accepted"),
         ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["reporting"])),
-        ev("agent_failed", agent="reporting", step=1, error={"code": "agent_failed", "message": "x", "retryable": True}),
+        ev(
+            "agent_failed",
+            agent="reporting",
+            step=1,
+            error={"code": "agent_failed", "message": "x", "retryable": True},
+        ),
     )
     assert isinstance(decide(state), Fail)
 
@@ -112,7 +146,9 @@ def test_cancellation_wins_over_the_next_step() -> None:
 
 
 def test_a_terminal_event_ends_everything() -> None:
-    state = fold(ev("run.accepted"), ev("run.failed", error={"code": "x", "message": "x", "retryable": False}))
+    state = fold(
+        ev("run.accepted"), ev("run.failed", error={"code": "x", "message": "x", "retryable": False})
+    )
     assert decide(state) == Done()
 
 
@@ -127,11 +163,14 @@ def test_limits_fail_the_run() -> None:
 
 def test_other_runs_of_the_thread_become_history() -> None:
     other = new_id("run")
-    state = RunState.fold(RUN, [
-        (1, ev("run.accepted", run=other, question="first?")),
-        (2, ev("run.completed", run=other, response={"text": "first answer"})),
-        (3, ev("run.accepted")),
-    ])
+    state = RunState.fold(
+        RUN,
+        [
+            (1, ev("run.accepted", run=other, question="first?")),
+            (2, ev("run.completed", run=other, response={"text": "first answer"})),
+            (3, ev("run.accepted")),
+        ],
+    )
     assert [(t.question, t.answer) for t in state.history] == [("first?", "first answer")]
     assert state.accepted and state.last_seq == 3
 
@@ -139,34 +178,52 @@ def test_other_runs_of_the_thread_become_history() -> None:
 def test_a_run_cancelled_before_it_was_accepted_never_starts() -> None:
     state = fold(ev("run.cancel_requested", cause="user", requested_by="usr"))
     assert decide(state) == Cancel("user")
-    queued = fold(ev("run.queued", behind=[]), ev("run.cancel_requested", cause="interrupted", requested_by="run"))
+    queued = fold(
+        ev("run.queued", behind=[]), ev("run.cancel_requested", cause="interrupted", requested_by="run")
+    )
     assert decide(queued) == Cancel("interrupted")
 
 
 def test_a_step_running_past_its_time_fails_the_run_from_its_first_start() -> None:
     started = T0 + timedelta(seconds=10)
-    state = fold(ev("run.accepted"), {**ev("agent_started", agent="supervisor", step=0),
-                                      "occurred_at": started.isoformat()})
+    state = fold(
+        ev("run.accepted"),
+        {**ev("agent_started", agent="supervisor", step=0), "occurred_at": started.isoformat()},
+    )
     assert decide(state, now=started + timedelta(seconds=59), step_timeout_s=60) == RunStep(0, "supervisor")
     late = decide(state, now=started + timedelta(seconds=60), step_timeout_s=60)
     assert isinstance(late, Fail) and late.error.code == "step_timeout"
-    assert next_deadline(state, RunLimits(step_timeout_s=60, run_timeout_s=300)) == started + timedelta(seconds=60)
+    assert next_deadline(state, RunLimits(step_timeout_s=60, run_timeout_s=300)) == started + timedelta(
+        seconds=60
+    )
 
 
 def test_an_agent_stopped_by_a_budget_ends_the_run_with_that_limit() -> None:
     state = fold(
         ev("run.accepted"),
         ev("agent_completed", agent="supervisor", step=0, output=output("supervisor", plan=["triage"])),
-        ev("agent_failed", agent="triage", step=1,
-           error={"code": "budget_exceeded", "message": "tool budget", "retryable": False}),
+        ev(
+            "agent_failed",
+            agent="triage",
+            step=1,
+            error={"code": "budget_exceeded", "message": "tool budget", "retryable": False},
+        ),
     )
     action = decide(state)
     assert isinstance(action, Fail) and action.error.code == "budget_exceeded"
 
 
 def test_tokens_over_the_limit_fail_the_run() -> None:
-    state = fold(ev("run.accepted"), ev("agent_completed", agent="supervisor", step=0, tokens=900,
-                                        output=output("supervisor", plan=["reporting"])))
+    state = fold(
+        ev("run.accepted"),
+        ev(
+            "agent_completed",
+            agent="supervisor",
+            step=0,
+            tokens=900,
+            output=output("supervisor", plan=["reporting"]),
+        ),
+    )
     action = decide(state, max_llm_tokens=500)
     assert isinstance(action, Fail) and action.error.code == "budget_exceeded"
     assert "500" in action.error.message

@@ -16,18 +16,26 @@ from apex_persistence.settings import PersistenceSettings, Retention
 
 
 def user_erased(tenant: str, user: str) -> UserErased:
-    return UserErased(id=f"{user}:erased", tenant_id=tenant, user_id=user, data=UserErasedData(requested_by=user))
+    return UserErased(
+        id=f"{user}:erased", tenant_id=tenant, user_id=user, data=UserErasedData(requested_by=user)
+    )
 
 
 def test_a_user_erasure_covers_every_thread_of_that_user_only(story) -> None:
     s = story.scope()
     tombstone = user_erased(s.tenant_id, s.user_id)
-    batch = [*story.deliveries(story.run_events(s)),
-             Delivery(9, UserErased.subject(s.tenant_id, s.user_id), tombstone.wire())]
+    batch = [
+        *story.deliveries(story.run_events(s)),
+        Delivery(9, UserErased.subject(s.tenant_id, s.user_id), tombstone.wire()),
+    ]
     decoded = decode(batch)
     [erasure] = decoded.erasures
     assert (erasure.kind, erasure.seq, erasure.target, erasure.subject) == (
-        "user", 9, f"user:{s.user_id}", f"apex.evt.{s.tenant_id}.{s.user_id}.>")
+        "user",
+        9,
+        f"user:{s.user_id}",
+        f"apex.evt.{s.tenant_id}.{s.user_id}.>",
+    )
     assert len(decoded.events) == 5  # the thread's events, without a warning about the tombstone
     assert decoded.without([erasure]) == []
     assert erasure.covers(s.tenant_id, s.user_id, new_id("thr"))
@@ -37,12 +45,25 @@ def test_a_user_erasure_covers_every_thread_of_that_user_only(story) -> None:
 
 def test_a_thread_erasure_is_a_delete_with_erase(story) -> None:
     s = story.scope(run=False)
-    soft, hard = (ThreadDeleted(id=new_id("evt"), tenant_id=s.tenant_id, user_id=s.user_id, thread_id=s.thread_id,
-                                data=ThreadDeletedData(erase=erase, requested_by=s.user_id)) for erase in (False, True))
+    soft, hard = (
+        ThreadDeleted(
+            id=new_id("evt"),
+            tenant_id=s.tenant_id,
+            user_id=s.user_id,
+            thread_id=s.thread_id,
+            data=ThreadDeletedData(erase=erase, requested_by=s.user_id),
+        )
+        for erase in (False, True)
+    )
     decoded = decode(story.deliveries([soft, hard, hard.model_copy(update={"id": new_id("evt")})]))
     assert len(decoded.events) == 3
     [first] = first_per_target(decoded.erasures)
-    assert (first.kind, first.thread_id, first.seq, first.target) == ("thread", s.thread_id, 2, f"thread:{s.thread_id}")
+    assert (first.kind, first.thread_id, first.seq, first.target) == (
+        "thread",
+        s.thread_id,
+        2,
+        f"thread:{s.thread_id}",
+    )
     assert first.subject == thread_events(s.tenant_id, s.user_id, s.thread_id)
 
 

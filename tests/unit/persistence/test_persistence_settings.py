@@ -11,12 +11,22 @@ from apex_persistence.settings import PersistenceSettings
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("APEX_POSTGRES_DSN", "APEX_REDIS_URL", "APEX_CLICKHOUSE_URL", "APEX_CHDB_PATH",
-                 "APEX_PERSISTENCE_PORT", "APEX_ENV"):
+    for name in (
+        "APEX_POSTGRES_DSN",
+        "APEX_REDIS_URL",
+        "APEX_CLICKHOUSE_URL",
+        "APEX_CHDB_PATH",
+        "APEX_PERSISTENCE_PORT",
+        "APEX_ENV",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = PersistenceSettings()
     assert settings.postgres_dsn == "postgresql://postgres@127.0.0.1:5432/apex"
-    assert (settings.clickhouse_url, settings.chdb_path, settings.persistence_port) == (None, Path(".apex/chdb"), 8005)
+    assert (settings.clickhouse_url, settings.chdb_path, settings.persistence_port) == (
+        None,
+        Path(".apex/chdb"),
+        8005,
+    )
 
     monkeypatch.setenv("APEX_POSTGRES_DSN", "postgresql://apex@db:5432/apex")
     monkeypatch.setenv("APEX_CLICKHOUSE_URL", "http://default@ch:8123")
@@ -25,7 +35,10 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = PersistenceSettings()
     assert settings.postgres_dsn == "postgresql://apex@db:5432/apex"
     assert (settings.clickhouse_url, settings.chdb_path, settings.persistence_port) == (
-        "http://default@ch:8123", Path("/data/chdb"), 9005)
+        "http://default@ch:8123",
+        Path("/data/chdb"),
+        9005,
+    )
     monkeypatch.setenv("APEX_CLICKHOUSE_URL", "")
     assert PersistenceSettings().clickhouse_url is None
 

@@ -18,14 +18,20 @@ def test_a_run_becomes_a_thread_two_messages_and_a_run(story) -> None:
 
     assert [t["id"] for t in changes.threads] == [s.thread_id]
     assert changes.threads[0]["created_at"] < changes.threads[0]["updated_at"]
-    assert changes.titles == [{"id": s.thread_id, "title": "How much did GPT-4o cost us?", "seq": 1,
-                               "source": "message"}]
+    assert changes.titles == [
+        {"id": s.thread_id, "title": "How much did GPT-4o cost us?", "seq": 1, "source": "message"}
+    ]
     user, assistant = changes.messages
     assert (user["role"], user["content"], user["seq"]) == ("user", "How much did GPT-4o cost us?", 1)
     assert assistant["id"] == derive_id("msg", s.run_id, "assistant")
     assert (assistant["role"], assistant["content"]) == ("assistant", "You spent $12.00.")
     [run] = changes.runs  # one change per run: the batch's changes merged
-    assert (run["status"], run["status_seq"], run["tool_calls"], run["llm_tokens"]) == ("completed", 5, 1, 120)
+    assert (run["status"], run["status_seq"], run["tool_calls"], run["llm_tokens"]) == (
+        "completed",
+        5,
+        1,
+        120,
+    )
     assert (run["duration_ms"], run["reported_tokens"], run["error_code"]) == (1500, 120, None)
     assert run["started_at"] < run["updated_at"] == run["ended_at"]
 
@@ -64,7 +70,10 @@ def test_a_rename_proposes_a_title_that_outranks_messages(story) -> None:
 
 def test_title_is_the_first_words() -> None:
     assert title_from("  what   is my spend  ") == "what is my spend"
-    assert title_from("one two three four five six seven eight nine") == "one two three four five six seven eight…"
+    assert (
+        title_from("one two three four five six seven eight nine")
+        == "one two three four five six seven eight…"
+    )
     assert len(title_from("x" * 300)) == 80
     assert title_from("   ") == "New chat"
 

@@ -18,18 +18,27 @@ TENANT = new_id("ten")
 
 def record(**fields: object) -> UsageRecord:
     base: dict[str, object] = {
-        "ts": "2026-01-05T10:00:00Z", "provider": "openai", "model": "gpt-4o", "prompt_tokens": 1000,
+        "ts": "2026-01-05T10:00:00Z",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "prompt_tokens": 1000,
         "completion_tokens": 200,
     }
     return UsageRecord.model_validate(base | fields)
 
 
 def test_tenant_and_every_filter_are_bound_parameters() -> None:
-    compiled = compile_aggregate(UsageAggregate(
-        tenant_id=TENANT, group_by=["model", "day"], metrics=["requests", "cost_usd", "latency_p95"],
-        filter=UsageFilter(start=datetime(2026, 1, 1, tzinfo=UTC), models=["gpt-4o'; DROP TABLE x"]),
-        min_requests=2, order_by="cost_usd", limit=10,
-    ))
+    compiled = compile_aggregate(
+        UsageAggregate(
+            tenant_id=TENANT,
+            group_by=["model", "day"],
+            metrics=["requests", "cost_usd", "latency_p95"],
+            filter=UsageFilter(start=datetime(2026, 1, 1, tzinfo=UTC), models=["gpt-4o'; DROP TABLE x"]),
+            min_requests=2,
+            order_by="cost_usd",
+            limit=10,
+        )
+    )
     assert compiled.sql == (
         "SELECT u.model AS model, toDate(u.ts) AS day, count() AS requests, sum(u.cost_usd) AS cost_usd, "
         "quantileExactInclusive(0.95)(u.latency_ms) AS latency_p95\n"
@@ -43,8 +52,11 @@ def test_tenant_and_every_filter_are_bound_parameters() -> None:
     )
     assert TENANT not in compiled.sql and "DROP" not in compiled.sql
     assert compiled.params == {
-        "tenant_id": TENANT, "start": "2026-01-01 00:00:00.000", "models": ["gpt-4o'; DROP TABLE x"],
-        "min_requests": 2, "limit": 10,
+        "tenant_id": TENANT,
+        "start": "2026-01-01 00:00:00.000",
+        "models": ["gpt-4o'; DROP TABLE x"],
+        "min_requests": 2,
+        "limit": 10,
     }
 
 
@@ -68,12 +80,27 @@ def test_only_whitelisted_names_and_a_tenant_are_accepted() -> None:
 
 def test_rows_have_the_same_types_whatever_the_engine() -> None:
     kinds = {"day": "date", "first_ts": "time", "requests": "int", "latency_p50": "float", "model": "str"}
-    chdb_row = {"day": "2026-01-05", "first_ts": "2026-01-05 10:00:00.250", "requests": "7",
-                "latency_p50": None, "model": "gpt-4o"}
-    server_row = {"day": datetime(2026, 1, 5).date(), "first_ts": datetime(2026, 1, 5, 10, 0, 0, 250_000, tzinfo=UTC),
-                  "requests": 7, "latency_p50": float("nan"), "model": "gpt-4o"}
-    expected = {"day": "2026-01-05", "first_ts": "2026-01-05T10:00:00.250000+00:00", "requests": 7,
-                "latency_p50": None, "model": "gpt-4o"}
+    chdb_row = {
+        "day": "2026-01-05",
+        "first_ts": "2026-01-05 10:00:00.250",
+        "requests": "7",
+        "latency_p50": None,
+        "model": "gpt-4o",
+    }
+    server_row = {
+        "day": datetime(2026, 1, 5).date(),
+        "first_ts": datetime(2026, 1, 5, 10, 0, 0, 250_000, tzinfo=UTC),
+        "requests": 7,
+        "latency_p50": float("nan"),
+        "model": "gpt-4o",
+    }
+    expected = {
+        "day": "2026-01-05",
+        "first_ts": "2026-01-05T10:00:00.250000+00:00",
+        "requests": 7,
+        "latency_p50": None,
+        "model": "gpt-4o",
+    }
     assert normalise(chdb_row, kinds) == normalise(server_row, kinds) == expected
 
 

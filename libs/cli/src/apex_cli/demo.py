@@ -24,15 +24,20 @@ async def run_seed(home: Home, email: str, password: str, days: int) -> int:
     async with ApexHttp(auth_url(home), gateway_url(home), timeout=300) as http:
         try:
             await http.login_or_register(email, password, "Demo Company")
-            result = await http.api("POST", "/api/v1/usage", content=body,
-                                    headers={"Content-Type": "application/x-ndjson"})
+            result = await http.api(
+                "POST", "/api/v1/usage", content=body, headers={"Content-Type": "application/x-ndjson"}
+            )
             summary = await _stored(http, result["accepted"] + result["duplicates"])
         except ApexError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
-    print(f"Seeded {result['accepted']:,} usage records over {days} days for {email} (password {password}); "
-          f"{result['duplicates']:,} were already there, {result['rejected_total']} rejected.")
-    print(f"The demo tenant has {summary.get('requests', 0):,} calls costing ${summary.get('total_cost_usd', 0):,.2f}.")
+    print(
+        f"Seeded {result['accepted']:,} usage records over {days} days for {email} (password {password}); "
+        f"{result['duplicates']:,} were already there, {result['rejected_total']} rejected."
+    )
+    print(
+        f"The demo tenant has {summary.get('requests', 0):,} calls costing ${summary.get('total_cost_usd', 0):,.2f}."
+    )
     print("Log in as that user and ask: where is my LLM spend going and how do I cut it?")
     return 0
 

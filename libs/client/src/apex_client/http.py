@@ -24,13 +24,18 @@ class ApexHttp:
         await self._http.aclose()
 
     async def register(self, email: str, password: str, tenant: str) -> TokenPair:
-        body = await self._call("POST", f"{self.auth_url}/auth/register",
-                                json={"email": email, "password": password, "tenant": tenant})
+        body = await self._call(
+            "POST",
+            f"{self.auth_url}/auth/register",
+            json={"email": email, "password": password, "tenant": tenant},
+        )
         self.tokens = TokenPair.model_validate(body)
         return self.tokens
 
     async def login(self, email: str, password: str) -> TokenPair:
-        body = await self._call("POST", f"{self.auth_url}/auth/login", json={"email": email, "password": password})
+        body = await self._call(
+            "POST", f"{self.auth_url}/auth/login", json={"email": email, "password": password}
+        )
         self.tokens = TokenPair.model_validate(body)
         return self.tokens
 
@@ -60,7 +65,12 @@ class ApexHttp:
         body = response.json() if response.content else {}
         if response.status_code >= 400:
             error = body.get("error") if isinstance(body, dict) else None
-            info = ErrorInfo.model_validate(error) if error else ErrorInfo(
-                code=ErrorCode.INTERNAL_ERROR, message=f"HTTP {response.status_code}", retryable=True)
+            info = (
+                ErrorInfo.model_validate(error)
+                if error
+                else ErrorInfo(
+                    code=ErrorCode.INTERNAL_ERROR, message=f"HTTP {response.status_code}", retryable=True
+                )
+            )
             raise ApexError.from_info(info)
         return body

@@ -23,8 +23,9 @@ FATAL_CLOSE = {CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN}
 
 
 class ApexSocket:
-    def __init__(self, url: str, token: TokenSource | str, *, ack: bool = True,
-                 max_backoff_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, token: TokenSource | str, *, ack: bool = True, max_backoff_s: float = 10.0
+    ) -> None:
         self.url = url
         self._token = token
         self.ack = ack
@@ -83,9 +84,11 @@ class ApexSocket:
             try:
                 token = await self._token_value()
                 async with websockets.connect(
-                    self.url, subprotocols=[PROTOCOL],  # type: ignore[list-item]
+                    self.url,
+                    subprotocols=[PROTOCOL],  # type: ignore[list-item]
                     additional_headers={"Authorization": f"Bearer {token}"},
-                    max_size=2**24, open_timeout=10,
+                    max_size=2**24,
+                    open_timeout=10,
                 ) as ws:
                     self._ws = ws
                     backoff = 0.2
@@ -94,7 +97,9 @@ class ApexSocket:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in FATAL_CLOSE:
                     reason = exc.rcvd.reason if exc.rcvd else "closed"
-                    self._fatal(ErrorCode.TOKEN_INVALID if code == CLOSE_UNAUTHORIZED else ErrorCode.FORBIDDEN, reason)
+                    self._fatal(
+                        ErrorCode.TOKEN_INVALID if code == CLOSE_UNAUTHORIZED else ErrorCode.FORBIDDEN, reason
+                    )
                     return
             except (OSError, InvalidStatus, TimeoutError):
                 pass
@@ -107,8 +112,16 @@ class ApexSocket:
             backoff = min(backoff * 2, self.max_backoff_s)
 
     def _fatal(self, code: ErrorCode, reason: str) -> None:
-        self._inbox.put_nowait({"type": "__fatal__", "error": {"code": reason or code.value,
-                                "message": f"connection refused: {reason}", "retryable": False}})
+        self._inbox.put_nowait(
+            {
+                "type": "__fatal__",
+                "error": {
+                    "code": reason or code.value,
+                    "message": f"connection refused: {reason}",
+                    "retryable": False,
+                },
+            }
+        )
 
     async def _session(self, ws: ClientConnection) -> None:
         ready = orjson.loads(await ws.recv())

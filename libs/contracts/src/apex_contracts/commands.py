@@ -94,9 +94,7 @@ class UsageIngest(Envelope):
     data: UsageIngestData
 
 
-Command = Annotated[
-    RunStart | RunCancel | AgentStep | ToolCall | UsageIngest, Field(discriminator="type")
-]
+Command = Annotated[RunStart | RunCancel | AgentStep | ToolCall | UsageIngest, Field(discriminator="type")]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 

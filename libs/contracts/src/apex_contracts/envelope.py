@@ -82,7 +82,7 @@ class Scope(Model):
         agent: AgentName | None = None,
         causation_id: str | None = None,
     ) -> E:
-        return cls(
+        return cls(  # type: ignore[call-arg]  # each event class defaults its own `type`
             id=id,
             tenant_id=self.tenant_id,
             user_id=self.user_id,

@@ -93,35 +93,81 @@ class ErrorSpec:
 
 _E = ErrorSpec
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
-    ErrorCode.TOKEN_MISSING: _E(401, False, "Sign in first: no access token was sent.", "gateway handshake, HTTP API"),
+    ErrorCode.TOKEN_MISSING: _E(
+        401, False, "Sign in first: no access token was sent.", "gateway handshake, HTTP API"
+    ),
     ErrorCode.TOKEN_INVALID: _E(401, False, "The access token is not valid.", "gateway handshake, HTTP API"),
-    ErrorCode.TOKEN_EXPIRED: _E(401, True, "The access token has expired; refresh it and reconnect.", "gateway handshake, HTTP API"),
+    ErrorCode.TOKEN_EXPIRED: _E(
+        401, True, "The access token has expired; refresh it and reconnect.", "gateway handshake, HTTP API"
+    ),
     ErrorCode.SESSION_REVOKED: _E(401, False, "This session was signed out.", "gateway, auth"),
     ErrorCode.FORBIDDEN: _E(403, False, "You are not allowed to do that.", "gateway, auth"),
     ErrorCode.ORIGIN_NOT_ALLOWED: _E(403, False, "This site is not allowed to connect.", "gateway handshake"),
     ErrorCode.INVALID_CREDENTIALS: _E(401, False, "Email or password is wrong.", "auth login"),
     ErrorCode.INVALID_JSON: _E(400, False, "The frame is not valid JSON.", "gateway frame parser"),
     ErrorCode.UNKNOWN_TYPE: _E(400, False, "Unknown frame type.", "gateway frame parser"),
-    ErrorCode.INVALID_FRAME: _E(400, False, "A field is missing or has the wrong type.", "gateway frame parser"),
+    ErrorCode.INVALID_FRAME: _E(
+        400, False, "A field is missing or has the wrong type.", "gateway frame parser"
+    ),
     ErrorCode.INVALID_ID: _E(400, False, "An id is malformed.", "every boundary that takes an id"),
     ErrorCode.INVALID_REQUEST: _E(422, False, "The request is not valid.", "HTTP API"),
     ErrorCode.FRAME_TOO_LARGE: _E(413, False, "The frame is larger than the limit.", "gateway (close 1009)"),
-    ErrorCode.PAYLOAD_TOO_LARGE: _E(413, False, "The upload is larger than the limit.", "gateway usage upload"),
+    ErrorCode.PAYLOAD_TOO_LARGE: _E(
+        413, False, "The upload is larger than the limit.", "gateway usage upload"
+    ),
     ErrorCode.NOT_FOUND: _E(404, False, "Not found.", "gateway, persistence read API"),
     ErrorCode.CONFLICT: _E(409, False, "The request conflicts with the current state.", "gateway, auth"),
     ErrorCode.RUN_NOT_ACTIVE: _E(409, False, "The run has already ended.", "orchestrator cancel"),
     ErrorCode.ALREADY_EXISTS: _E(409, False, "It already exists.", "auth register, invites"),
     ErrorCode.RATE_LIMITED: _E(429, True, "Too many requests; slow down.", "gateway, auth"),
-    ErrorCode.TOO_MANY_CONNECTIONS: _E(429, True, "Too many open connections for this user.", "gateway handshake"),
-    ErrorCode.RESYNC_REQUIRED: _E(409, True, "You fell behind; resubscribe from your last seq.", "gateway send queue"),
-    ErrorCode.REPLAY_INCOMPLETE: _E(410, False, "Part of the history is no longer available.", "gateway replay"),
-    ErrorCode.CONCURRENCY_LIMIT: _E(429, True, "You already have the maximum number of runs in progress.", "orchestrator admission (`run.failed` under the `reject` double-texting policy)"),
-    ErrorCode.BUDGET_EXCEEDED: _E(422, False, "The run used up its budget (tool calls or tokens).", "agents (a step would pass the run's tool-call or token budget), orchestrator (`run.failed`)"),
-    ErrorCode.RUN_TIMEOUT: _E(504, True, "The run took longer than allowed.", "orchestrator (wall-clock time from `run.accepted`)"),
-    ErrorCode.STEP_TIMEOUT: _E(504, True, "An agent step took longer than allowed.", "orchestrator (from the step's first `agent_started`), agents (the step's deadline)"),
-    ErrorCode.RUN_CANCELLED: _E(409, False, "The run was cancelled.", "agents and tools (interrupted work of a cancelled or ended run)"),
-    ErrorCode.RUN_STALLED: _E(504, True, "The run stopped making progress.", "orchestrator sweeper (no driver, no event for `stall_after_s`)"),
-    ErrorCode.POISON_COMMAND: _E(500, False, "A command failed on every delivery.", "every command consumer (dead-lettered to `apex.dlq.<command>`)"),
+    ErrorCode.TOO_MANY_CONNECTIONS: _E(
+        429, True, "Too many open connections for this user.", "gateway handshake"
+    ),
+    ErrorCode.RESYNC_REQUIRED: _E(
+        409, True, "You fell behind; resubscribe from your last seq.", "gateway send queue"
+    ),
+    ErrorCode.REPLAY_INCOMPLETE: _E(
+        410, False, "Part of the history is no longer available.", "gateway replay"
+    ),
+    ErrorCode.CONCURRENCY_LIMIT: _E(
+        429,
+        True,
+        "You already have the maximum number of runs in progress.",
+        "orchestrator admission (`run.failed` under the `reject` double-texting policy)",
+    ),
+    ErrorCode.BUDGET_EXCEEDED: _E(
+        422,
+        False,
+        "The run used up its budget (tool calls or tokens).",
+        "agents (a step would pass the run's tool-call or token budget), orchestrator (`run.failed`)",
+    ),
+    ErrorCode.RUN_TIMEOUT: _E(
+        504, True, "The run took longer than allowed.", "orchestrator (wall-clock time from `run.accepted`)"
+    ),
+    ErrorCode.STEP_TIMEOUT: _E(
+        504,
+        True,
+        "An agent step took longer than allowed.",
+        "orchestrator (from the step's first `agent_started`), agents (the step's deadline)",
+    ),
+    ErrorCode.RUN_CANCELLED: _E(
+        409,
+        False,
+        "The run was cancelled.",
+        "agents and tools (interrupted work of a cancelled or ended run)",
+    ),
+    ErrorCode.RUN_STALLED: _E(
+        504,
+        True,
+        "The run stopped making progress.",
+        "orchestrator sweeper (no driver, no event for `stall_after_s`)",
+    ),
+    ErrorCode.POISON_COMMAND: _E(
+        500,
+        False,
+        "A command failed on every delivery.",
+        "every command consumer (dead-lettered to `apex.dlq.<command>`)",
+    ),
     ErrorCode.TOOL_UNKNOWN: _E(400, False, "No such tool.", "tools"),
     ErrorCode.TOOL_INPUT_INVALID: _E(400, False, "The tool arguments are not valid.", "tools"),
     ErrorCode.TOOL_TIMEOUT: _E(504, True, "The tool took too long.", "tools"),
@@ -129,12 +175,21 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.AGENT_FAILED: _E(500, True, "An agent failed.", "agents"),
     ErrorCode.LLM_UNAVAILABLE: _E(503, True, "The language model is unavailable.", "agents LLM client"),
     ErrorCode.LLM_TIMEOUT: _E(504, True, "The language model did not answer in time.", "agents LLM client"),
-    ErrorCode.LLM_BAD_RESPONSE: _E(502, True, "The language model answered with something unusable.", "agents LLM client"),
+    ErrorCode.LLM_BAD_RESPONSE: _E(
+        502, True, "The language model answered with something unusable.", "agents LLM client"
+    ),
     ErrorCode.BUS_UNAVAILABLE: _E(503, True, "The message bus is unavailable.", "every service"),
-    ErrorCode.PUBLISH_FAILED: _E(503, True, "An event could not be recorded.", "every publisher (after its retries; the command is retried)"),
+    ErrorCode.PUBLISH_FAILED: _E(
+        503,
+        True,
+        "An event could not be recorded.",
+        "every publisher (after its retries; the command is retried)",
+    ),
     ErrorCode.STORE_UNAVAILABLE: _E(503, True, "A data store is unavailable.", "persistence, auth"),
     ErrorCode.SERVICE_UNAVAILABLE: _E(503, True, "A service did not answer.", "gateway, tools"),
-    ErrorCode.SHUTTING_DOWN: _E(503, True, "The server is restarting; reconnect.", "gateway drain (close 1012)"),
+    ErrorCode.SHUTTING_DOWN: _E(
+        503, True, "The server is restarting; reconnect.", "gateway drain (close 1012)"
+    ),
     ErrorCode.INTERNAL_ERROR: _E(500, True, "Something went wrong on our side.", "anywhere"),
 }
 

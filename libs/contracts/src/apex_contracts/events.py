@@ -249,8 +249,7 @@ Event = Annotated[
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES: dict[str, type[ThreadEvent]] = {
-    cls.model_fields["type"].default: cls
-    for cls in ThreadEvent.__subclasses__()
+    cls.model_fields["type"].default: cls for cls in ThreadEvent.__subclasses__()
 }
 CURRENT_VERSIONS: dict[str, int] = {name: 1 for name in EVENT_TYPES}
 

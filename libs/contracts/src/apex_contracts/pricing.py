@@ -115,18 +115,25 @@ class PriceCatalogue(Model):
             key = (self.canonical_provider(override.provider), override.model.strip().lower())
             previous = self._exact(*key)
             replaced[key] = ModelPrice(
-                provider=key[0], model=key[1],
-                aliases=[a.strip().lower() for a in override.aliases] or (previous.aliases if previous else []),
+                provider=key[0],
+                model=key[1],
+                aliases=[a.strip().lower() for a in override.aliases]
+                or (previous.aliases if previous else []),
                 tier=override.tier or (previous.tier if previous else "custom"),
-                input=override.input, cached_input=override.cached_input, output=override.output,
-                batch_discount=override.batch_discount if override.batch_discount is not None
+                input=override.input,
+                cached_input=override.cached_input,
+                output=override.output,
+                batch_discount=override.batch_discount
+                if override.batch_discount is not None
                 else (previous.batch_discount if previous else 0.0),
             )
         kept = [m for m in self.models if (m.provider, m.model) not in replaced]
-        return self.model_copy(update={
-            "models": list(replaced.values()) + kept,
-            "overridden": sorted(set(self.overridden) | set(replaced)),
-        })
+        return self.model_copy(
+            update={
+                "models": list(replaced.values()) + kept,
+                "overridden": sorted(set(self.overridden) | set(replaced)),
+            }
+        )
 
     def is_override(self, entry: ModelPrice) -> bool:
         return (entry.provider, entry.model) in self.overridden
@@ -153,7 +160,11 @@ class PriceCatalogue(Model):
         return best[1] if best else None
 
     def cost_usd(
-        self, provider: str, model: str, prompt_tokens: int, completion_tokens: int,
+        self,
+        provider: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
         cached_tokens: int = 0,
     ) -> float | None:
         """List-price cost of one call; None when the model is not in the catalogue."""

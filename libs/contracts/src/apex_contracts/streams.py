@@ -42,9 +42,7 @@ class ConsumerSpec:
     backoff_s: tuple[float, ...] = field(default=())
 
 
-APEX_CMD: Final = StreamSpec(
-    name="APEX_CMD", subjects=(f"{subjects.CMD_PREFIX}.>",), retention="workqueue"
-)
+APEX_CMD: Final = StreamSpec(name="APEX_CMD", subjects=(f"{subjects.CMD_PREFIX}.>",), retention="workqueue")
 APEX_EVT: Final = StreamSpec(
     name="APEX_EVT",
     subjects=(subjects.EVT_ALL,),

@@ -297,49 +297,64 @@ class GrowthResult(ToolResult):
 
 
 ToolName = Literal[
-    "usage_coverage", "cost_breakdown", "latency_profile", "model_substitution",
-    "caching_opportunity", "batch_opportunity", "error_waste", "prompt_outliers",
+    "usage_coverage",
+    "cost_breakdown",
+    "latency_profile",
+    "model_substitution",
+    "caching_opportunity",
+    "batch_opportunity",
+    "error_waste",
+    "prompt_outliers",
     "growth_projection",
 ]
 
 TOOL_SPECS: dict[str, tuple[type[Model], type[ToolResult], str]] = {
     "usage_coverage": (
-        CoverageInput, CoverageResult,
+        CoverageInput,
+        CoverageResult,
         "How much usage data the tenant has: rows, period, which fields are present.",
     ),
     "cost_breakdown": (
-        CostBreakdownInput, CostBreakdownResult,
+        CostBreakdownInput,
+        CostBreakdownResult,
         "LLM spend grouped by model, workload, provider or day, with request and token counts.",
     ),
     "latency_profile": (
-        LatencyInput, LatencyResult,
+        LatencyInput,
+        LatencyResult,
         "Latency percentiles (p50, p95, p99) by model or workload.",
     ),
     "model_substitution": (
-        SubstitutionInput, SubstitutionResult,
+        SubstitutionInput,
+        SubstitutionResult,
         "For each workload and model, a cheaper current model of the same provider with similar "
         "capability (or one tier down), with the saving and the latency effect seen in the data.",
     ),
     "caching_opportunity": (
-        CachingInput, CachingResult,
+        CachingInput,
+        CachingResult,
         "Repeated prompts (same prompt_hash) and what provider prompt caching, at cached-input "
         "prices, or a response cache would save.",
     ),
     "batch_opportunity": (
-        BatchInput, BatchResult,
+        BatchInput,
+        BatchResult,
         "Latency-tolerant workloads (named, offline by name, or run off-hours) and the saving of "
         "the providers' Batch APIs.",
     ),
     "error_waste": (
-        ErrorWasteInput, ErrorWasteResult,
+        ErrorWasteInput,
+        ErrorWasteResult,
         "Failed calls (error, rate_limited, timeout) by workload and model, and the money they wasted.",
     ),
     "prompt_outliers": (
-        OutlierInput, OutlierResult,
+        OutlierInput,
+        OutlierResult,
         "Prompts far larger than their workload's median, and what trimming them to the median saves.",
     ),
     "growth_projection": (
-        GrowthInput, GrowthResult,
+        GrowthInput,
+        GrowthResult,
         "Daily cost, the observed growth trend, and next month's cost at a given (or the observed) growth.",
     ),
 }

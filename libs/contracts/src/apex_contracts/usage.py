@@ -73,13 +73,16 @@ class UsageRecord(Model):
     @classmethod
     def _plausible_time(cls, value: datetime) -> datetime:
         if value < EARLIEST:
-            raise ValueError(f"is before {EARLIEST.date().isoformat()}: check the unit (seconds or milliseconds)")
+            raise ValueError(
+                f"is before {EARLIEST.date().isoformat()}: check the unit (seconds or milliseconds)"
+            )
         if value > datetime.now(UTC) + FUTURE_SLACK:
             raise ValueError("is in the future")
         return value
 
-    @field_validator("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_usd",
-                     mode="before")
+    @field_validator(
+        "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_usd", mode="before"
+    )
     @classmethod
     def _not_a_boolean(cls, value: object) -> object:
         if isinstance(value, bool):

@@ -95,7 +95,10 @@ class Bus:
         for bucket, ttl in _KV_BUCKETS.items():
             await self.js.create_key_value(
                 KeyValueConfig(
-                    bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE,
+                    bucket=bucket,
+                    history=1,
+                    ttl=ttl,
+                    storage=StorageType.FILE,
                     replicas=self.replicas,
                 )
             )
@@ -104,9 +107,7 @@ class Bus:
         config = StreamConfig(
             name=spec.name,
             subjects=list(spec.subjects),
-            retention=RetentionPolicy.WORK_QUEUE
-            if spec.retention == "workqueue"
-            else RetentionPolicy.LIMITS,
+            retention=RetentionPolicy.WORK_QUEUE if spec.retention == "workqueue" else RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=spec.max_age_s or None,
             max_bytes=spec.max_bytes,
@@ -187,9 +188,7 @@ class Bus:
         sub = await self.nc.subscribe(inbox, max_msgs=batch + 1)
         try:
             request = {"seq": start, "next_by_subj": subject, "batch": batch}
-            await self.nc.publish(
-                f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox
-            )
+            await self.nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox)
             out: list[tuple[int, bytes]] = []
             while True:
                 msg = await sub.next_msg(timeout=5.0)
@@ -204,9 +203,7 @@ class Bus:
                     )
                 out.append((int(headers["Nats-Sequence"]), msg.data))
         except nats.errors.TimeoutError as exc:
-            raise Unavailable(
-                f"direct get on {stream} timed out", code=ErrorCode.BUS_UNAVAILABLE
-            ) from exc
+            raise Unavailable(f"direct get on {stream} timed out", code=ErrorCode.BUS_UNAVAILABLE) from exc
         finally:
             await sub.unsubscribe()
 
@@ -244,9 +241,7 @@ class Bus:
 
     # --- request / reply -----------------------------------------------------------
 
-    async def query(
-        self, name: str, request: BaseModel, reply_type: type[R], *, timeout: float = 5.0
-    ) -> R:
+    async def query(self, name: str, request: BaseModel, reply_type: type[R], *, timeout: float = 5.0) -> R:
         """Asks persistence's read API; raises the ApexError it answered with."""
         data = await self.query_raw(name, request, timeout=timeout)
         try:
@@ -265,9 +260,9 @@ class Bus:
             raise Unavailable(f"{name} did not answer in time") from exc
         reply = QueryReply.model_validate_json(msg.data)
         if not reply.ok:
-            raise ApexError.from_info(reply.error or ErrorInfo(
-                code="internal_error", message="empty error reply", retryable=True
-            ))
+            raise ApexError.from_info(
+                reply.error or ErrorInfo(code="internal_error", message="empty error reply", retryable=True)
+            )
         return reply.data or {}
 
     # --- waiting for facts ---------------------------------------------------------
@@ -354,6 +349,7 @@ class SubjectWatch:
 async def connect_nats(url: str, name: str, **options: Any) -> NATS:
     """Connects with unlimited reconnects; fails fast (and says where) when the server
     is not there at start-up."""
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
@@ -368,6 +364,4 @@ async def connect_nats(url: str, name: str, **options: Any) -> NATS:
             **options,
         )
     except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
-        raise Unavailable(
-            f"Cannot reach NATS at {url}: {exc}", code=ErrorCode.BUS_UNAVAILABLE
-        ) from exc
+        raise Unavailable(f"Cannot reach NATS at {url}: {exc}", code=ErrorCode.BUS_UNAVAILABLE) from exc

@@ -121,18 +121,22 @@ class _PoisonGuard(BaseMiddleware):
         if spec is None:
             return await call_next(msg)
         if 0 < spec.max_deliver < raw.metadata.num_delivered:
-            await self._dead_letter(raw, ErrorInfo(
-                code=ErrorCode.POISON_COMMAND,
-                message=f"its worker stopped without an answer on {spec.max_deliver} deliveries",
-                retryable=False,
-            ))
+            await self._dead_letter(
+                raw,
+                ErrorInfo(
+                    code=ErrorCode.POISON_COMMAND,
+                    message=f"its worker stopped without an answer on {spec.max_deliver} deliveries",
+                    retryable=False,
+                ),
+            )
             return None
         try:
             return await call_next(msg)
         except ValidationError as exc:
-            await self._dead_letter(raw, ErrorInfo(
-                code=ErrorCode.INVALID_REQUEST, message=f"invalid command: {exc}", retryable=False
-            ))
+            await self._dead_letter(
+                raw,
+                ErrorInfo(code=ErrorCode.INVALID_REQUEST, message=f"invalid command: {exc}", retryable=False),
+            )
         except ApexError as exc:
             if exc.retryable and not self._last_delivery(raw, spec):
                 await self._retry(raw, spec, exc)
@@ -140,11 +144,14 @@ class _PoisonGuard(BaseMiddleware):
                 await self._dead_letter(raw, exc.info())
         except Exception as exc:  # noqa: BLE001 - the guard re-queues or dead-letters; never swallows
             if self._last_delivery(raw, spec):
-                await self._dead_letter(raw, ErrorInfo(
-                    code=ErrorCode.POISON_COMMAND,
-                    message=f"failed on every delivery: {exc!r}",
-                    retryable=False,
-                ))
+                await self._dead_letter(
+                    raw,
+                    ErrorInfo(
+                        code=ErrorCode.POISON_COMMAND,
+                        message=f"failed on every delivery: {exc!r}",
+                        retryable=False,
+                    ),
+                )
             else:
                 await self._retry(raw, spec, exc)
         return None
@@ -158,7 +165,11 @@ class _PoisonGuard(BaseMiddleware):
         schedule = self._backoff_s or spec.backoff_s or DEFAULT_BACKOFF_S
         delay = schedule[min(attempt - 1, len(schedule) - 1)]
         log.warning(
-            "%s failed on delivery %d, retrying in %.1fs: %r", raw.subject, attempt, delay, exc,
+            "%s failed on delivery %d, retrying in %.1fs: %r",
+            raw.subject,
+            attempt,
+            delay,
+            exc,
             exc_info=not isinstance(exc, ApexError),
         )
         try:
@@ -168,8 +179,12 @@ class _PoisonGuard(BaseMiddleware):
             log.warning("could not nak %s (%r); it comes back after the ack wait", raw.subject, nak_failed)
 
     async def _dead_letter(self, raw: Msg, error: ErrorInfo) -> None:
-        log.error("dead-lettering %s after %d deliveries: %s", raw.subject,
-                  raw.metadata.num_delivered, error.message)
+        log.error(
+            "dead-lettering %s after %d deliveries: %s",
+            raw.subject,
+            raw.metadata.num_delivered,
+            error.message,
+        )
         headers = {
             # one dead letter per command, however often dead-lettering is retried
             "Nats-Msg-Id": f"dlq:{raw.metadata.stream}:{raw.metadata.sequence.stream}",

@@ -31,15 +31,18 @@ BREAKER_STATE = Gauge(
     "apex_circuit_breaker_open", "1 when the circuit breaker is open", ["service", "breaker"]
 )
 BREAKER_HALF_OPEN = Gauge(
-    "apex_circuit_breaker_half_open", "1 while the breaker lets one trial call through",
+    "apex_circuit_breaker_half_open",
+    "1 while the breaker lets one trial call through",
     ["service", "breaker"],
 )
 BREAKER_OPENS = Gauge(
-    "apex_circuit_breaker_opens", "how many times the breaker opened since the process started",
+    "apex_circuit_breaker_opens",
+    "how many times the breaker opened since the process started",
     ["service", "breaker"],
 )
 DETAIL = Gauge(
-    "apex_service_detail", "a numeric detail of the service's heartbeat (runs in flight, ...)",
+    "apex_service_detail",
+    "a numeric detail of the service's heartbeat (runs in flight, ...)",
     ["service", "name"],
 )
 
@@ -99,9 +102,9 @@ class Health:
             service=self.service,
             instance=self.instance,
             started_at=self.started_at,
-            status="stopping" if self.stopping else (
-                "degraded" if any(b.state != "closed" for b in self.breakers.values()) else "ok"
-            ),
+            status="stopping"
+            if self.stopping
+            else ("degraded" if any(b.state != "closed" for b in self.breakers.values()) else "ok"),
             ready=all(checks.values()) and not self.stopping,
             http_port=self.http_port,
             breakers={name: b.state for name, b in self.breakers.items()},
@@ -129,9 +132,11 @@ def ops_routes(health: Health) -> list[Route]:
         checks = await health.readiness()
         ready = all(checks.values()) and not health.stopping
         return JSONResponse(
-            {"ready": ready, "checks": checks, "breakers": {
-                name: b.state for name, b in health.breakers.items()
-            }},
+            {
+                "ready": ready,
+                "checks": checks,
+                "breakers": {name: b.state for name, b in health.breakers.items()},
+            },
             status_code=200 if ready else 503,
         )
 
@@ -150,7 +155,9 @@ def ops_app(health: Health) -> Starlette:
     return Starlette(routes=ops_routes(health))
 
 
-async def serve_http(app: Any, host: str, port: int, **options: Any) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+async def serve_http(
+    app: Any, host: str, port: int, **options: Any
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Runs uvicorn inside the current loop; returns the server and its task."""
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="off", **options

@@ -23,12 +23,19 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     host = ServiceHost("agents", settings, settings.agents_port)
     bus = await host.connect()
     # the language model's breaker: its state shows on /metrics and in heartbeats
-    breaker = host.health.breaker("llm", threshold=settings.llm_breaker_threshold,
-                                  reset_after_s=settings.llm_breaker_reset_s, code=ErrorCode.LLM_UNAVAILABLE)
+    breaker = host.health.breaker(
+        "llm",
+        threshold=settings.llm_breaker_threshold,
+        reset_after_s=settings.llm_breaker_reset_s,
+        code=ErrorCode.LLM_UNAVAILABLE,
+    )
     http = httpx.AsyncClient()  # the language model's connection pool (unused offline)
     runner = StepRunner(
-        bus, build_agents(settings, http, breaker), cancels=await host.run_cancellations(),  # type: ignore[arg-type]
-        tool_wait_s=settings.tool_wait_s, keepalive_every_s=heartbeat_every(AGENT_STEP_CONSUMER),
+        bus,
+        build_agents(settings, http, breaker),
+        cancels=await host.run_cancellations(),  # type: ignore[arg-type]
+        tool_wait_s=settings.tool_wait_s,
+        keepalive_every_s=heartbeat_every(AGENT_STEP_CONSUMER),
     )
 
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
@@ -42,13 +49,15 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
         except (ValidationError, ValueError):
             return
         if isinstance(command, AgentStep):
-            await bus.publish_event(Scope.of(command).make(
-                AgentFailed,
-                AgentFailedData(agent=command.data.agent, step=command.data.step, error=error),
-                id=f"{command.run_id}:{command.data.step}:agent_failed",
-                agent=command.data.agent,
-                causation_id=command.id,
-            ))
+            await bus.publish_event(
+                Scope.of(command).make(
+                    AgentFailed,
+                    AgentFailedData(agent=command.data.agent, step=command.data.step, error=error),
+                    id=f"{command.run_id}:{command.data.step}:agent_failed",
+                    agent=command.data.agent,
+                    causation_id=command.id,
+                )
+            )
 
     host.broker.add_middleware(poison_guard(publish_raw, on_poison, [AGENT_STEP_CONSUMER]))
     host.include(build_router(runner, settings.agents_max_concurrent))

@@ -19,10 +19,13 @@ def llm_config(settings: AgentsSettings) -> LlmConfig | None:
     if not settings.llm_base_url or not settings.llm_model:
         return None
     return LlmConfig(
-        base_url=settings.llm_base_url, model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        timeout_s=settings.llm_timeout_s, max_attempts=settings.llm_max_attempts,
-        backoff_s=settings.llm_backoff_s, breaker_threshold=settings.llm_breaker_threshold,
+        timeout_s=settings.llm_timeout_s,
+        max_attempts=settings.llm_max_attempts,
+        backoff_s=settings.llm_backoff_s,
+        breaker_threshold=settings.llm_breaker_threshold,
         breaker_reset_s=settings.llm_breaker_reset_s,
     )
 

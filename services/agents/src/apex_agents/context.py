@@ -79,13 +79,15 @@ class StepContext:
         n = self._thoughts
         self._thoughts += 1
         data = self.command.data
-        await self._bus.publish_event(self.scope.make(
-            AgentThinking,
-            AgentThinkingData(agent=data.agent, step=data.step, text=text),
-            id=f"{self.command.run_id}:{data.step}:thinking:{n}",
-            agent=data.agent,
-            causation_id=self.command.id,
-        ))
+        await self._bus.publish_event(
+            self.scope.make(
+                AgentThinking,
+                AgentThinkingData(agent=data.agent, step=data.step, text=text),
+                id=f"{self.command.run_id}:{data.step}:thinking:{n}",
+                agent=data.agent,
+                causation_id=self.command.id,
+            )
+        )
 
     def account(self, tokens: int, cost_usd: float | None) -> None:
         """Adds a language-model call's tokens (and list-price cost) to this step's usage;
@@ -102,13 +104,15 @@ class StepContext:
 
     async def publish_delta(self, message: int, index: int, message_id: str, text: str) -> None:
         data = self.command.data
-        await self._bus.publish_event(self.scope.make(
-            MessageDelta,
-            MessageDeltaData(message_id=message_id, index=index, text=text),
-            id=f"{self.command.run_id}:{data.step}:delta:{message}:{index}",
-            agent=data.agent,
-            causation_id=self.command.id,
-        ))
+        await self._bus.publish_event(
+            self.scope.make(
+                MessageDelta,
+                MessageDeltaData(message_id=message_id, index=index, text=text),
+                id=f"{self.command.run_id}:{data.step}:delta:{message}:{index}",
+                agent=data.agent,
+                causation_id=self.command.id,
+            )
+        )
 
     async def call_tool(self, tool: str, arguments: Model) -> ToolEvidence:
         (evidence,) = await self.call_tools([(tool, arguments)])
@@ -136,7 +140,10 @@ class StepContext:
             self.scope.make(
                 ToolCall,
                 ToolCallData(
-                    call_id=call_id, tool=tool, arguments=arguments, step=data.step,
+                    call_id=call_id,
+                    tool=tool,
+                    arguments=arguments,
+                    step=data.step,
                     timeout_ms=int(self._tool_wait_s * 1000),
                 ),
                 id=f"{self.command.run_id}:{call_id}:tool.call",
@@ -148,9 +155,9 @@ class StepContext:
 
     async def _await(self, call_id: str, tool: str) -> ToolEvidence:
         def completed(event: dict[str, Any]) -> bool:
-            return event.get("type") == "tool_completed" and (event.get("data") or {}).get(
-                "call_id"
-            ) == call_id
+            return (
+                event.get("type") == "tool_completed" and (event.get("data") or {}).get("call_id") == call_id
+            )
 
         try:
             event = await self._watch.wait_for(
@@ -161,9 +168,7 @@ class StepContext:
                 f"The {tool} tool did not answer in time.", code=ErrorCode.TOOL_TIMEOUT
             ) from exc
         result = event["data"]
-        return ToolEvidence(
-            call_id=call_id, tool=tool, status=result["status"], result=result.get("result")
-        )
+        return ToolEvidence(call_id=call_id, tool=tool, status=result["status"], result=result.get("result"))
 
 
 class DeltaStream:
@@ -174,7 +179,9 @@ class DeltaStream:
     def __init__(self, ctx: StepContext, message: int, min_chars: int, max_wait_s: float) -> None:
         self._ctx = ctx
         self.message = message
-        self.message_id = derive_id("msg", ctx.command.run_id, str(ctx.command.data.step), "reply", str(message))
+        self.message_id = derive_id(
+            "msg", ctx.command.run_id, str(ctx.command.data.step), "reply", str(message)
+        )
         self._min_chars = min_chars
         self._max_wait_s = max_wait_s
         self._buffer: list[str] = []

@@ -79,18 +79,28 @@ class StepRunner:
                 start_seq = await self._already_done_or_start(command, subject)
                 if start_seq is None:
                     return
-                await self.bus.publish_event(scope.make(
-                    AgentStarted, AgentStartedData(agent=data.agent, step=data.step),
-                    id=f"{command.run_id}:{data.step}:agent_started", agent=data.agent,
-                    causation_id=command.id,
-                ))
+                await self.bus.publish_event(
+                    scope.make(
+                        AgentStarted,
+                        AgentStartedData(agent=data.agent, step=data.step),
+                        id=f"{command.run_id}:{data.step}:agent_started",
+                        agent=data.agent,
+                        causation_id=command.id,
+                    )
+                )
                 ctx = StepContext(self.bus, command, watch, start_seq, self.tool_wait_s)
                 try:
-                    await self.cancels.run(str(command.run_id), self._interruptible(command, scope, ctx, watch))
+                    await self.cancels.run(
+                        str(command.run_id), self._interruptible(command, scope, ctx, watch)
+                    )
                 except Cancelled:
-                    log.info("step %d (%s) interrupted: the run was cancelled or ended", data.step, data.agent)
+                    log.info(
+                        "step %d (%s) interrupted: the run was cancelled or ended", data.step, data.agent
+                    )
 
-    async def _interruptible(self, command: AgentStep, scope: Scope, ctx: StepContext, watch: SubjectWatch) -> None:
+    async def _interruptible(
+        self, command: AgentStep, scope: Scope, ctx: StepContext, watch: SubjectWatch
+    ) -> None:
         """The step, stopped as soon as its run stops (seen on the thread)."""
         stopper = asyncio.create_task(self._stop_when_run_stops(command, watch))
         try:
@@ -105,7 +115,8 @@ class StepRunner:
         with contextlib.suppress(TimeoutError):
             await watch.wait_for(
                 lambda e: e.get("run_id") == run_id and e.get("type") in _RUN_STOPS,
-                timeout=command.data.deadline_ms / 1000 + 60.0, scan_after_seq=None,
+                timeout=command.data.deadline_ms / 1000 + 60.0,
+                scan_after_seq=None,
             )
             self.cancels.cancel(run_id)
 
@@ -144,27 +155,39 @@ class StepRunner:
             await self._fail(command, scope, exc)
             return
         except TimeoutError:
-            await self._fail(command, scope, DeadlineExceeded(
-                f"The {data.agent} agent ran out of time.", code=ErrorCode.STEP_TIMEOUT
-            ))
+            await self._fail(
+                command,
+                scope,
+                DeadlineExceeded(f"The {data.agent} agent ran out of time.", code=ErrorCode.STEP_TIMEOUT),
+            )
             return
-        await self.bus.publish_event(scope.make(
-            AgentCompleted,
-            AgentCompletedData(
-                agent=data.agent, step=data.step, summary=summary, output=output,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-                tokens=ctx.tokens, llm_cost_usd=round(ctx.llm_cost_usd, 6), brain=ctx.brain,
-            ),
-            id=f"{command.run_id}:{data.step}:agent_completed", agent=data.agent,
-            causation_id=command.id,
-        ))
+        await self.bus.publish_event(
+            scope.make(
+                AgentCompleted,
+                AgentCompletedData(
+                    agent=data.agent,
+                    step=data.step,
+                    summary=summary,
+                    output=output,
+                    duration_ms=int((time.perf_counter() - started) * 1000),
+                    tokens=ctx.tokens,
+                    llm_cost_usd=round(ctx.llm_cost_usd, 6),
+                    brain=ctx.brain,
+                ),
+                id=f"{command.run_id}:{data.step}:agent_completed",
+                agent=data.agent,
+                causation_id=command.id,
+            )
+        )
 
     async def _fail(self, command: AgentStep, scope: Scope, exc: ApexError) -> None:
         log.warning("agent %s failed: %s", command.data.agent, exc.message)
-        await self.bus.publish_event(scope.make(
-            AgentFailed,
-            AgentFailedData(agent=command.data.agent, step=command.data.step, error=exc.info()),
-            id=f"{command.run_id}:{command.data.step}:agent_failed", agent=command.data.agent,
-            causation_id=command.id,
-        ))
-
+        await self.bus.publish_event(
+            scope.make(
+                AgentFailed,
+                AgentFailedData(agent=command.data.agent, step=command.data.step, error=exc.info()),
+                id=f"{command.run_id}:{command.data.step}:agent_failed",
+                agent=command.data.agent,
+                causation_id=command.id,
+            )
+        )

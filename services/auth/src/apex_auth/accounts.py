@@ -93,8 +93,9 @@ class Accounts:
                 )
         except Conflict:
             # The owner's tenant learns that someone tried to sign up with their email.
-            self._after_answer(await self._find_user(address), "auth.register", client,
-                               {"reason": "email_taken"})
+            self._after_answer(
+                await self._find_user(address), "auth.register", client, {"reason": "email_taken"}
+            )
             raise
         metrics.REGISTRATIONS.labels("success").inc()
         return Issued(await self._sessions.issue(opened), user.id, user.tenant_id)
@@ -121,10 +122,17 @@ class Accounts:
         async with self._db.transaction() as conn:
             await self._upgrade_hash(conn, user, password)
             opened = await self._sessions.open(conn, user, client)
-            await record(conn, AuditRecord(
-                action="auth.login", outcome="success", tenant_id=user.tenant_id,
-                actor_user_id=user.id, session_id=opened.subject.session_id, source_ip=client.ip,
-            ))
+            await record(
+                conn,
+                AuditRecord(
+                    action="auth.login",
+                    outcome="success",
+                    tenant_id=user.tenant_id,
+                    actor_user_id=user.id,
+                    session_id=opened.subject.session_id,
+                    source_ip=client.ip,
+                ),
+            )
         metrics.LOGINS.labels("success").inc()
         return await self._sessions.issue(opened)
 
@@ -138,21 +146,34 @@ class Accounts:
         invite_id, now = new_id("inv"), utcnow()
         async with self._db.transaction() as conn:
             await self._require_admin(conn, principal)
-            await conn.execute(insert(invites).values(
-                id=invite_id, tenant_id=principal.tenant_id, email=address, role=role,
-                token_hash=token_hash, created_by=principal.user_id, created_at=now,
-                expires_at=now + self._invite_ttl,
-            ))
-            await record(conn, AuditRecord(
-                action="auth.invite_created", outcome="success", tenant_id=principal.tenant_id,
-                actor_user_id=principal.user_id, session_id=principal.session_id,
-                source_ip=client.ip, target=invite_id, details={"role": role, "email": address},
-            ))
+            await conn.execute(
+                insert(invites).values(
+                    id=invite_id,
+                    tenant_id=principal.tenant_id,
+                    email=address,
+                    role=role,
+                    token_hash=token_hash,
+                    created_by=principal.user_id,
+                    created_at=now,
+                    expires_at=now + self._invite_ttl,
+                )
+            )
+            await record(
+                conn,
+                AuditRecord(
+                    action="auth.invite_created",
+                    outcome="success",
+                    tenant_id=principal.tenant_id,
+                    actor_user_id=principal.user_id,
+                    session_id=principal.session_id,
+                    source_ip=client.ip,
+                    target=invite_id,
+                    details={"role": role, "email": address},
+                ),
+            )
         return InviteIssued(invite_id, token, now + self._invite_ttl)
 
-    async def change_password(
-        self, principal: Principal, current: str, new: str, client: Client
-    ) -> None:
+    async def change_password(self, principal: Principal, current: str, new: str, client: Client) -> None:
         """Replaces the caller's password and revokes their other sessions."""
         counter = self._throttle.counter(self._limits["login_account"], principal.user_id)
         await self._throttle.hit(counter)
@@ -165,25 +186,40 @@ class Accounts:
             raise InvalidInput("The new password must differ from the current one.")
         new_hash = await self._passwords.hash(new)
         async with self._db.transaction() as conn:
-            await conn.execute(update(users).where(users.c.id == user.id).values(
-                password_hash=new_hash, password_changed_at=utcnow()
-            ))
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user.id)
+                .values(password_hash=new_hash, password_changed_at=utcnow())
+            )
             others = await _other_sessions(conn, principal)
             notices = await self._revocations.revoke(
-                conn, others, reason="password_changed",
+                conn,
+                others,
+                reason="password_changed",
                 actor=Actor(principal.user_id, principal.session_id, client.ip),
             )
-            await record(conn, AuditRecord(
-                action="auth.password_changed", outcome="success", tenant_id=principal.tenant_id,
-                actor_user_id=principal.user_id, session_id=principal.session_id,
-                source_ip=client.ip, details={"sessions_revoked": len(notices)},
-            ))
+            await record(
+                conn,
+                AuditRecord(
+                    action="auth.password_changed",
+                    outcome="success",
+                    tenant_id=principal.tenant_id,
+                    actor_user_id=principal.user_id,
+                    session_id=principal.session_id,
+                    source_ip=client.ip,
+                    details={"sessions_revoked": len(notices)},
+                ),
+            )
         await self._revocations.announce(notices)
 
     async def me(self, principal: Principal) -> dict[str, Any]:
         user = await self._user(principal)
-        return {"user_id": user.id, "tenant_id": user.tenant_id, "email": user.email,
-                "roles": list(user.roles)}
+        return {
+            "user_id": user.id,
+            "tenant_id": user.tenant_id,
+            "email": user.email,
+            "roles": list(user.roles),
+        }
 
     async def _create_account(
         self,
@@ -201,9 +237,7 @@ class Accounts:
             tenant_id, role, invite_id = await _new_tenant(conn, tenant or ""), "admin", None
         user = await _insert_user(conn, tenant_id, address, password_hash, role)
         if invite_id is not None:
-            await conn.execute(
-                update(invites).where(invites.c.id == invite_id).values(accepted_by=user.id)
-            )
+            await conn.execute(update(invites).where(invites.c.id == invite_id).values(accepted_by=user.id))
         opened = await self._sessions.open(conn, user, client)
         await _record_registration(conn, user, opened.subject.session_id, invite_id, client)
         return user, opened
@@ -219,65 +253,63 @@ class Accounts:
 
     async def _user(self, principal: Principal) -> Any:
         async with self._db.engine.connect() as conn:
-            row = (await conn.execute(select(users).where(
-                users.c.id == principal.user_id, users.c.tenant_id == principal.tenant_id
-            ))).first()
+            row = (
+                await conn.execute(
+                    select(users).where(
+                        users.c.id == principal.user_id, users.c.tenant_id == principal.tenant_id
+                    )
+                )
+            ).first()
         if row is None:
             raise AuthFailed(code=ErrorCode.SESSION_REVOKED)
         return row
 
     async def _require_admin(self, conn: AsyncConnection, principal: Principal) -> None:
-        roles = await conn.scalar(select(users.c.roles).where(
-            users.c.id == principal.user_id, users.c.tenant_id == principal.tenant_id
-        ))
+        roles = await conn.scalar(
+            select(users.c.roles).where(
+                users.c.id == principal.user_id, users.c.tenant_id == principal.tenant_id
+            )
+        )
         if not roles or "admin" not in roles:
             raise Forbidden("Only an admin of the tenant can do that.")
 
-    async def _accept_invite(
-        self, conn: AsyncConnection, token: str, address: str
-    ) -> tuple[str, str, str]:
-        row = (await conn.execute(
-            select(invites).where(invites.c.token_hash == digest(token)).with_for_update()
-        )).first()
-        if (
-            row is None
-            or row.accepted_at is not None
-            or row.expires_at <= utcnow()
-            or row.email != address
-        ):
+    async def _accept_invite(self, conn: AsyncConnection, token: str, address: str) -> tuple[str, str, str]:
+        row = (
+            await conn.execute(select(invites).where(invites.c.token_hash == digest(token)).with_for_update())
+        ).first()
+        if row is None or row.accepted_at is not None or row.expires_at <= utcnow() or row.email != address:
             raise InvalidInput(_BAD_INVITE)
-        await conn.execute(
-            update(invites).where(invites.c.id == row.id).values(accepted_at=utcnow())
-        )
+        await conn.execute(update(invites).where(invites.c.id == row.id).values(accepted_at=utcnow()))
         return row.tenant_id, row.role, row.id
 
     async def _upgrade_hash(self, conn: AsyncConnection, user: Any, password: str) -> None:
         if self._passwords.needs_rehash(user.password_hash):
             new_hash = await self._passwords.hash(password)
-            await conn.execute(
-                update(users).where(users.c.id == user.id).values(password_hash=new_hash)
-            )
+            await conn.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
 
-    def _after_answer(
-        self, user: Any, action: str, client: Client, details: dict[str, Any]
-    ) -> None:
+    def _after_answer(self, user: Any, action: str, client: Client, details: dict[str, Any]) -> None:
         task = asyncio.create_task(self._record_failure(user, action, client, details))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _record_failure(
-        self, user: Any, action: Any, client: Client, details: dict[str, Any]
-    ) -> None:
+    async def _record_failure(self, user: Any, action: Any, client: Client, details: dict[str, Any]) -> None:
         if user is None:
             with log_context(audit_action=action, source_ip=client.ip, account="unknown"):
                 log.info("%s: no account has this email %s", action, details or "")
             return
         try:
             async with self._db.transaction() as conn:
-                await record(conn, AuditRecord(
-                    action=action, outcome="failure", tenant_id=user.tenant_id,
-                    actor_user_id=user.id, source_ip=client.ip, details=details,
-                ))
+                await record(
+                    conn,
+                    AuditRecord(
+                        action=action,
+                        outcome="failure",
+                        tenant_id=user.tenant_id,
+                        actor_user_id=user.id,
+                        source_ip=client.ip,
+                        details=details,
+                    ),
+                )
         except STORE_FAILURES as exc:
             log.error("audit of %s for %s not recorded: %r", action, user.id, exc)
 
@@ -295,41 +327,57 @@ async def _insert_user(
     conn: AsyncConnection, tenant_id: str, address: str, password_hash: str, role: str
 ) -> Any:
     now = utcnow()
-    values = {"id": new_id("usr"), "tenant_id": tenant_id, "email": address,
-              "password_hash": password_hash, "roles": [role], "created_at": now,
-              "password_changed_at": now}
+    values = {
+        "id": new_id("usr"),
+        "tenant_id": tenant_id,
+        "email": address,
+        "password_hash": password_hash,
+        "roles": [role],
+        "created_at": now,
+        "password_changed_at": now,
+    }
     try:
         await conn.execute(insert(users).values(**values))
     except IntegrityError as exc:
         metrics.REGISTRATIONS.labels("already_exists").inc()
-        raise Conflict(
-            "An account with this email already exists.", code=ErrorCode.ALREADY_EXISTS
-        ) from exc
+        raise Conflict("An account with this email already exists.", code=ErrorCode.ALREADY_EXISTS) from exc
     return (await conn.execute(select(users).where(users.c.id == values["id"]))).one()
 
 
 async def _record_registration(
     conn: AsyncConnection, user: Any, session_id: str, invite_id: str | None, client: Client
 ) -> None:
-    common = {"tenant_id": user.tenant_id, "actor_user_id": user.id, "session_id": session_id,
-              "source_ip": client.ip}
-    await record(conn, AuditRecord(
-        action="auth.register", outcome="success", target=user.id,
-        details={"roles": list(user.roles)}, **common,
-    ))
+    common = {
+        "tenant_id": user.tenant_id,
+        "actor_user_id": user.id,
+        "session_id": session_id,
+        "source_ip": client.ip,
+    }
+    await record(
+        conn,
+        AuditRecord(
+            action="auth.register",
+            outcome="success",
+            target=user.id,
+            details={"roles": list(user.roles)},
+            **common,
+        ),
+    )
     if invite_id is not None:
-        await record(conn, AuditRecord(
-            action="auth.invite_accepted", outcome="success", target=invite_id, **common
-        ))
+        await record(
+            conn, AuditRecord(action="auth.invite_accepted", outcome="success", target=invite_id, **common)
+        )
 
 
 async def _other_sessions(conn: AsyncConnection, principal: Principal) -> list[str]:
-    rows = await conn.execute(select(sessions.c.id).where(
-        sessions.c.tenant_id == principal.tenant_id,
-        sessions.c.user_id == principal.user_id,
-        sessions.c.id != principal.session_id,
-        sessions.c.revoked_at.is_(None),
-    ))
+    rows = await conn.execute(
+        select(sessions.c.id).where(
+            sessions.c.tenant_id == principal.tenant_id,
+            sessions.c.user_id == principal.user_id,
+            sessions.c.id != principal.session_id,
+            sessions.c.revoked_at.is_(None),
+        )
+    )
     return [row.id for row in rows]
 
 

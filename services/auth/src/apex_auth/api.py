@@ -40,9 +40,7 @@ async def register(body: RegisterRequest, accounts: AccountsPort, client: Caller
     issued = await accounts.register(
         body.email, body.password, tenant=body.tenant, invite=body.invite, client=client
     )
-    return Registered(
-        **issued.tokens.model_dump(), user_id=issued.user_id, tenant_id=issued.tenant_id
-    )
+    return Registered(**issued.tokens.model_dump(), user_id=issued.user_id, tenant_id=issued.tenant_id)
 
 
 @router.post("/login")

@@ -127,8 +127,9 @@ class AuditRelay:
         async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
-                    select(audit_outbox.c.seq, audit_outbox.c.id, audit_outbox.c.tenant_id,
-                           audit_outbox.c.entry)
+                    select(
+                        audit_outbox.c.seq, audit_outbox.c.id, audit_outbox.c.tenant_id, audit_outbox.c.entry
+                    )
                     .where(audit_outbox.c.sent_at.is_(None), audit_outbox.c.tenant_id.is_not(None))
                     .order_by(audit_outbox.c.seq)
                     .limit(self._batch)

@@ -100,18 +100,23 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
     )
     revocations = Revocations(redis, bus.nc, ttl_s=settings.revocation_ttl_s)
     sessions = Sessions(db, tokens, revocations, refresh_ttl_s=settings.jwt_refresh_ttl_s)
-    passwords = PasswordHashing(Argon2Params(
-        time_cost=settings.auth_argon2_time_cost,
-        memory_kib=settings.auth_argon2_memory_kib,
-        parallelism=settings.auth_argon2_parallelism,
-    ))
+    passwords = PasswordHashing(
+        Argon2Params(
+            time_cost=settings.auth_argon2_time_cost,
+            memory_kib=settings.auth_argon2_memory_kib,
+            parallelism=settings.auth_argon2_parallelism,
+        )
+    )
     accounts = Accounts(
-        db, passwords, sessions, revocations, Throttle(redis), limits(settings),
+        db,
+        passwords,
+        sessions,
+        revocations,
+        Throttle(redis),
+        limits(settings),
         invite_ttl_s=settings.auth_invite_ttl_s,
     )
-    relay = AuditRelay(
-        db.engine, bus.js, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s
-    )
+    relay = AuditRelay(db.engine, bus.js, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s)
     db.after_commit(relay.wake)
     health = Health(SERVICE, settings.instance_id, settings.auth_port)
     health.add_check("postgres", lambda: _within(is_reachable(db.engine)))

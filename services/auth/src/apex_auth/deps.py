@@ -43,9 +43,7 @@ def _client(request: Request, service: Service) -> Client:
     peer = request.client.host if request.client else None
     hops = service.settings.auth_forwarded_hops
     forwarded = [
-        part.strip()
-        for part in request.headers.get("x-forwarded-for", "").split(",")
-        if part.strip()
+        part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()
     ]
     ip = forwarded[-hops] if hops and len(forwarded) >= hops else peer
     return Client(ip=ip, user_agent=request.headers.get("user-agent"))

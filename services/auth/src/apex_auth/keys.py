@@ -102,10 +102,16 @@ class KeyRing:
                 .values(retired_at=retire_at)
             )
             kid = await self._insert(conn, now)
-            await record(conn, AuditRecord(
-                action="auth.key_rotated", outcome="success", tenant_id=None, target=kid,
-                details={"previous_keys_retire_at": retire_at.isoformat()},
-            ))
+            await record(
+                conn,
+                AuditRecord(
+                    action="auth.key_rotated",
+                    outcome="success",
+                    tenant_id=None,
+                    target=kid,
+                    details={"previous_keys_retire_at": retire_at.isoformat()},
+                ),
+            )
         metrics.KEY_ROTATIONS.inc()
         await self.reload()
         return kid
@@ -182,8 +188,13 @@ class KeyRing:
         ).decode()
         await conn.execute(
             insert(signing_keys).values(
-                kid=jwk["kid"], algorithm=ALGORITHM, private_pem=pem, public_jwk=jwk,
-                created_at=now, activated_at=now, retired_at=None,
+                kid=jwk["kid"],
+                algorithm=ALGORITHM,
+                private_pem=pem,
+                public_jwk=jwk,
+                created_at=now,
+                activated_at=now,
+                retired_at=None,
             )
         )
         return jwk["kid"]

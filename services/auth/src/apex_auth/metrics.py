@@ -9,18 +9,14 @@ LOGINS = Counter(
     "Login attempts by outcome (success, failure, unknown_account, throttled)",
     ["outcome"],
 )
-REGISTRATIONS = Counter(
-    "apex_auth_registrations_total", "Registrations by outcome", ["outcome"]
-)
+REGISTRATIONS = Counter("apex_auth_registrations_total", "Registrations by outcome", ["outcome"])
 REFRESHES = Counter(
     "apex_auth_refreshes_total", "Refresh attempts by outcome (success, invalid, reused)", ["outcome"]
 )
 THROTTLED = Counter(
     "apex_auth_throttled_total", "Requests refused by throttling, by the limit that fired", ["limit"]
 )
-SESSIONS_REVOKED = Counter(
-    "apex_auth_sessions_revoked_total", "Sessions revoked, by reason", ["reason"]
-)
+SESSIONS_REVOKED = Counter("apex_auth_sessions_revoked_total", "Sessions revoked, by reason", ["reason"])
 REVOCATION_BROADCAST_FAILURES = Counter(
     "apex_auth_revocation_broadcast_failures_total",
     "Revocations whose NATS broadcast failed (Redis still holds them)",
@@ -33,9 +29,7 @@ KEY_ROTATIONS = Counter("apex_auth_key_rotations_total", "Signing key rotations"
 AUDIT_RECORDED = Counter(
     "apex_auth_audit_recorded_total", "Audit facts written to the outbox", ["action", "outcome"]
 )
-AUDIT_PUBLISHED = Counter(
-    "apex_auth_audit_published_total", "Audit facts acknowledged by JetStream"
-)
+AUDIT_PUBLISHED = Counter("apex_auth_audit_published_total", "Audit facts acknowledged by JetStream")
 AUDIT_RELAY_FAILURES = Counter(
     "apex_auth_audit_relay_failures_total", "Relay rounds that failed and were retried"
 )

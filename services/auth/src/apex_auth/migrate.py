@@ -59,9 +59,7 @@ async def current_revision(dsn: str) -> str | None:
             )
             if not exists:
                 return None
-            version = await conn.scalar(
-                text(f"SELECT version_num FROM {SCHEMA}.alembic_version_auth")
-            )
+            version = await conn.scalar(text(f"SELECT version_num FROM {SCHEMA}.alembic_version_auth"))
             return None if version is None else str(version)
     finally:
         await engine.dispose()

@@ -59,16 +59,23 @@ class Revocations:
             .returning(sessions.c.id, sessions.c.tenant_id, sessions.c.user_id)
         )
         notices = [
-            SessionRevoked(session_id=row.id, tenant_id=row.tenant_id, user_id=row.user_id,
-                           reason=reason)
+            SessionRevoked(session_id=row.id, tenant_id=row.tenant_id, user_id=row.user_id, reason=reason)
             for row in result
         ]
         for notice in notices:
-            await record(conn, AuditRecord(
-                action="auth.session_revoked", outcome="success", tenant_id=notice.tenant_id,
-                actor_user_id=actor.user_id, session_id=actor.session_id,
-                source_ip=actor.source_ip, target=notice.session_id, details={"reason": reason},
-            ))
+            await record(
+                conn,
+                AuditRecord(
+                    action="auth.session_revoked",
+                    outcome="success",
+                    tenant_id=notice.tenant_id,
+                    actor_user_id=actor.user_id,
+                    session_id=actor.session_id,
+                    source_ip=actor.source_ip,
+                    target=notice.session_id,
+                    details={"reason": reason},
+                ),
+            )
         await self._mirror(notices)
         return notices
 

@@ -20,8 +20,9 @@ class RegisterRequest(Body):
     email: str = Field(max_length=320)
     password: str = Secret
     tenant: str | None = Field(default=None, description="Name of the new tenant", max_length=100)
-    invite: str | None = Field(default=None, description="Invite token from POST /auth/invites",
-                               max_length=512)
+    invite: str | None = Field(
+        default=None, description="Invite token from POST /auth/invites", max_length=512
+    )
 
     @model_validator(mode="after")
     def _tenant_or_invite(self) -> Self:

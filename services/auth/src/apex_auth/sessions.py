@@ -55,11 +55,17 @@ class Sessions:
         transaction, with its first refresh token."""
         now = utcnow()
         session_id = new_id("ses")
-        await conn.execute(insert(sessions).values(
-            id=session_id, tenant_id=user.tenant_id, user_id=user.id, created_at=now,
-            last_seen_at=now, user_agent=(client.user_agent or "")[:_USER_AGENT_CHARS] or None,
-            ip=client.ip,
-        ))
+        await conn.execute(
+            insert(sessions).values(
+                id=session_id,
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                created_at=now,
+                last_seen_at=now,
+                user_agent=(client.user_agent or "")[:_USER_AGENT_CHARS] or None,
+                ip=client.ip,
+            )
+        )
         refresh = await self._add_refresh_token(conn, session_id, generation=1, now=now)
         return Opened(Subject(user.id, user.tenant_id, session_id, tuple(user.roles)), refresh)
 
@@ -99,11 +105,18 @@ class Sessions:
             notices = await self._revocations.revoke(
                 conn, [principal.session_id], reason="logout", actor=_actor(principal, client)
             )
-            await record(conn, AuditRecord(
-                action="auth.logout", outcome="success", tenant_id=principal.tenant_id,
-                actor_user_id=principal.user_id, session_id=principal.session_id,
-                source_ip=client.ip, target=principal.session_id,
-            ))
+            await record(
+                conn,
+                AuditRecord(
+                    action="auth.logout",
+                    outcome="success",
+                    tenant_id=principal.tenant_id,
+                    actor_user_id=principal.user_id,
+                    session_id=principal.session_id,
+                    source_ip=client.ip,
+                    target=principal.session_id,
+                ),
+            )
         await self._revocations.announce(notices)
 
     async def list_own(self, principal: Principal) -> list[SessionView]:
@@ -126,8 +139,14 @@ class Sessions:
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            SessionView(row.id, row.created_at, row.last_seen_at, row.user_agent, row.ip,
-                        current=row.id == principal.session_id)
+            SessionView(
+                row.id,
+                row.created_at,
+                row.last_seen_at,
+                row.user_agent,
+                row.ip,
+                current=row.id == principal.session_id,
+            )
             for row in rows
         ]
 
@@ -139,17 +158,23 @@ class Sessions:
         except InvalidId as exc:
             raise NotFound("No such session.") from exc
         async with self._db.transaction() as conn:
-            row = (await conn.execute(
-                select(sessions.c.tenant_id, sessions.c.user_id, sessions.c.revoked_at)
-                .where(sessions.c.id == session_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(sessions.c.tenant_id, sessions.c.user_id, sessions.c.revoked_at).where(
+                        sessions.c.id == session_id
+                    )
+                )
+            ).first()
             owned = row is not None and (row.tenant_id, row.user_id) == (
-                principal.tenant_id, principal.user_id
+                principal.tenant_id,
+                principal.user_id,
             )
             if row is not None and not owned:
                 await _record_probe(conn, principal, client, session_id, row.tenant_id)
             notices = await self._revocations.revoke(
-                conn, [session_id] if owned else [], reason="revoked_by_user",
+                conn,
+                [session_id] if owned else [],
+                reason="revoked_by_user",
                 actor=_actor(principal, client),
             )
         if not notices:
@@ -166,13 +191,15 @@ class Sessions:
             revoked = False  # Postgres below is the authority; Redis is the fast path
         if not revoked:
             async with self._db.engine.connect() as conn:
-                row = (await conn.execute(
-                    select(sessions.c.revoked_at).where(
-                        sessions.c.id == claims.sid,
-                        sessions.c.user_id == claims.sub,
-                        sessions.c.tenant_id == claims.tid,
+                row = (
+                    await conn.execute(
+                        select(sessions.c.revoked_at).where(
+                            sessions.c.id == claims.sid,
+                            sessions.c.user_id == claims.sub,
+                            sessions.c.tenant_id == claims.tid,
+                        )
                     )
-                )).first()
+                ).first()
             revoked = row is None or row.revoked_at is not None
         if revoked:
             metrics.TOKENS_REJECTED.labels(ErrorCode.SESSION_REVOKED.value).inc()
@@ -182,10 +209,15 @@ class Sessions:
     async def _locked_token(self, conn: AsyncConnection, token_hash: bytes) -> Any:
         query = (
             select(
-                refresh_tokens.c.token_hash, refresh_tokens.c.generation,
-                refresh_tokens.c.expires_at, refresh_tokens.c.used_at,
-                sessions.c.id.label("session_id"), sessions.c.revoked_at,
-                users.c.id.label("user_id"), users.c.tenant_id, users.c.roles,
+                refresh_tokens.c.token_hash,
+                refresh_tokens.c.generation,
+                refresh_tokens.c.expires_at,
+                refresh_tokens.c.used_at,
+                sessions.c.id.label("session_id"),
+                sessions.c.revoked_at,
+                users.c.id.label("user_id"),
+                users.c.tenant_id,
+                users.c.roles,
             )
             .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
             .join(users, users.c.id == sessions.c.user_id)
@@ -197,43 +229,56 @@ class Sessions:
     async def _rotate(self, conn: AsyncConnection, row: Any, client: Client) -> Opened:
         now = utcnow()
         await conn.execute(
-            update(refresh_tokens)
-            .where(refresh_tokens.c.token_hash == row.token_hash)
-            .values(used_at=now)
+            update(refresh_tokens).where(refresh_tokens.c.token_hash == row.token_hash).values(used_at=now)
         )
-        await conn.execute(
-            update(sessions).where(sessions.c.id == row.session_id).values(last_seen_at=now)
-        )
+        await conn.execute(update(sessions).where(sessions.c.id == row.session_id).values(last_seen_at=now))
         generation = row.generation + 1
         refresh = await self._add_refresh_token(conn, row.session_id, generation, now=now)
-        await record(conn, AuditRecord(
-            action="auth.refresh", outcome="success", tenant_id=row.tenant_id,
-            actor_user_id=row.user_id, session_id=row.session_id, source_ip=client.ip,
-            details={"generation": generation},
-        ))
+        await record(
+            conn,
+            AuditRecord(
+                action="auth.refresh",
+                outcome="success",
+                tenant_id=row.tenant_id,
+                actor_user_id=row.user_id,
+                session_id=row.session_id,
+                source_ip=client.ip,
+                details={"generation": generation},
+            ),
+        )
         subject = Subject(row.user_id, row.tenant_id, row.session_id, tuple(row.roles))
         return Opened(subject, refresh)
 
     async def _revoke_reused(self, conn: AsyncConnection, row: Any, client: Client) -> list[Any]:
         metrics.REFRESHES.labels("reused").inc()
-        await record(conn, AuditRecord(
-            action="auth.refresh_reused", outcome="denied", tenant_id=row.tenant_id,
-            actor_user_id=row.user_id, session_id=row.session_id, source_ip=client.ip,
-            details={"generation": row.generation},
-        ))
-        actor = Actor(user_id=None, session_id=row.session_id, source_ip=client.ip)
-        return await self._revocations.revoke(
-            conn, [row.session_id], reason="refresh_reused", actor=actor
+        await record(
+            conn,
+            AuditRecord(
+                action="auth.refresh_reused",
+                outcome="denied",
+                tenant_id=row.tenant_id,
+                actor_user_id=row.user_id,
+                session_id=row.session_id,
+                source_ip=client.ip,
+                details={"generation": row.generation},
+            ),
         )
+        actor = Actor(user_id=None, session_id=row.session_id, source_ip=client.ip)
+        return await self._revocations.revoke(conn, [row.session_id], reason="refresh_reused", actor=actor)
 
     async def _add_refresh_token(
         self, conn: AsyncConnection, session_id: str, generation: int, *, now: datetime
     ) -> str:
         token, token_hash = new_secret(REFRESH_PREFIX)
-        await conn.execute(insert(refresh_tokens).values(
-            token_hash=token_hash, session_id=session_id, generation=generation,
-            created_at=now, expires_at=now + self._refresh_ttl,
-        ))
+        await conn.execute(
+            insert(refresh_tokens).values(
+                token_hash=token_hash,
+                session_id=session_id,
+                generation=generation,
+                created_at=now,
+                expires_at=now + self._refresh_ttl,
+            )
+        )
         return token
 
 
@@ -253,8 +298,16 @@ async def _record_probe(
     conn: AsyncConnection, principal: Principal, client: Client, target: str, owner_tenant: str
 ) -> None:
     action = "access.cross_tenant" if owner_tenant != principal.tenant_id else "access.denied"
-    await record(conn, AuditRecord(
-        action=action, outcome="denied", tenant_id=principal.tenant_id,
-        actor_user_id=principal.user_id, session_id=principal.session_id,
-        source_ip=client.ip, target=target, details={"resource": "session"},
-    ))
+    await record(
+        conn,
+        AuditRecord(
+            action=action,
+            outcome="denied",
+            tenant_id=principal.tenant_id,
+            actor_user_id=principal.user_id,
+            session_id=principal.session_id,
+            source_ip=client.ip,
+            target=target,
+            details={"resource": "session"},
+        ),
+    )

@@ -74,9 +74,7 @@ class AuthSettings(ServiceSettings):
     def _oidc_is_all_or_nothing(self) -> AuthSettings:
         parts = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
         if any(parts) and not all(parts):
-            raise ValueError(
-                "APEX_OIDC_ISSUER, APEX_OIDC_AUDIENCE and APEX_OIDC_JWKS_URL go together"
-            )
+            raise ValueError("APEX_OIDC_ISSUER, APEX_OIDC_AUDIENCE and APEX_OIDC_JWKS_URL go together")
         return self
 
     @model_validator(mode="after")

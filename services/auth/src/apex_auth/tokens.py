@@ -68,9 +68,7 @@ class AccessTokens:
     ``token_expired`` or ``token_invalid`` otherwise. It does not look at revocation.
     """
 
-    def __init__(
-        self, keys: KeySource, *, issuer: str, audience: str, ttl_s: int, leeway_s: int
-    ) -> None:
+    def __init__(self, keys: KeySource, *, issuer: str, audience: str, ttl_s: int, leeway_s: int) -> None:
         if not 0 < ttl_s <= ACCESS_TOKEN_MAX_TTL_S:
             raise ValueError(f"access token TTL must be within 1..{ACCESS_TOKEN_MAX_TTL_S} s")
         self._keys = keys

@@ -49,7 +49,15 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
     )
     app.state.services = services
     install_error_handlers(app)
-    for router in (threads.router, runs.router, usage.router, admin.router, users.router, dashboard.router, authproxy.router):
+    for router in (
+        threads.router,
+        runs.router,
+        usage.router,
+        admin.router,
+        users.router,
+        dashboard.router,
+        authproxy.router,
+    ):
         app.include_router(router)
     # The chat page signs in through the gateway: /auth/* is passed on to the auth service.
     app.state.auth_proxy = authproxy.AuthProxy(services.settings.auth_url, http or httpx.AsyncClient())
@@ -60,20 +68,26 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
     return app
 
 
-async def build_services(settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient,
-                         redis: aioredis.Redis) -> GatewayServices:
+async def build_services(
+    settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient, redis: aioredis.Redis
+) -> GatewayServices:
     health = Health("gateway", settings.instance_id, settings.gateway_port)
     revocations = SessionRevocations(redis, health.breaker("redis", threshold=3, reset_after_s=2.0))
     external = None
     if settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url:
         external = ExternalIssuer(
-            issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
             keys=KeySet(settings.oidc_jwks_url, http, settings.jwks_min_refresh_s),
-            tenant_claim=settings.oidc_tenant_claim, algorithms=tuple(settings.oidc_algorithms),
+            tenant_claim=settings.oidc_tenant_claim,
+            algorithms=tuple(settings.oidc_algorithms),
         )
     verifier = TokenVerifier(
-        KeySet(settings.jwks_url, http, settings.jwks_min_refresh_s), revocations,
-        issuer=settings.jwt_issuer, audience=settings.jwt_audience, external=external,
+        KeySet(settings.jwks_url, http, settings.jwks_min_refresh_s),
+        revocations,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        external=external,
     )
     directory = ServiceDirectory()
     await directory.start(bus)
@@ -126,15 +140,21 @@ async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None
 async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
-    bus = await Bus.connect(settings.nats_url, f"gateway-{settings.instance_id}", replicas=settings.nats_replicas)
+    bus = await Bus.connect(
+        settings.nats_url, f"gateway-{settings.instance_id}", replicas=settings.nats_replicas
+    )
     await bus.ensure_topology()
     redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     async with httpx.AsyncClient() as http:
         services = await build_services(settings, bus, http, redis)
         await watch_revocations(services)
         server, server_task = await serve_http(
-            create_app(services, http), settings.http_host, settings.gateway_port,
-            ws_max_size=settings.ws_max_frame_bytes, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+            create_app(services, http),
+            settings.http_host,
+            settings.gateway_port,
+            ws_max_size=settings.ws_max_frame_bytes,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
             ws_per_message_deflate=False,
         )
         beat_stop = asyncio.Event()

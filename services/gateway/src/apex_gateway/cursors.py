@@ -37,18 +37,26 @@ class DeliveryCursors:
     async def get(self, who: Principal, thread_id: str) -> int:
         """The acknowledged seq, 0 when nothing was acknowledged."""
         try:
-            value = await self._breaker.call(lambda: self._redis.get(cursor_key(who, thread_id)), _REDIS_FAILURES)
+            value = await self._breaker.call(
+                lambda: self._redis.get(cursor_key(who, thread_id)), _REDIS_FAILURES
+            )
         except _REDIS_FAILURES as exc:
-            raise Unavailable("Your read position cannot be loaded right now; subscribe with a seq.",
-                              code=ErrorCode.STORE_UNAVAILABLE) from exc
+            raise Unavailable(
+                "Your read position cannot be loaded right now; subscribe with a seq.",
+                code=ErrorCode.STORE_UNAVAILABLE,
+            ) from exc
         return int(value or 0)
 
     async def advance(self, who: Principal, thread_id: str, seq: int) -> int:
         """Moves the cursor forward (never back); returns the stored value."""
         try:
-            return int(await self._breaker.call(
-                lambda: self._advance(keys=[cursor_key(who, thread_id)], args=[seq]), _REDIS_FAILURES
-            ))
+            return int(
+                await self._breaker.call(
+                    lambda: self._advance(keys=[cursor_key(who, thread_id)], args=[seq]), _REDIS_FAILURES
+                )
+            )
         except _REDIS_FAILURES as exc:
-            raise Unavailable("Your acknowledgement could not be stored; it will be asked again.",
-                              code=ErrorCode.STORE_UNAVAILABLE) from exc
+            raise Unavailable(
+                "Your acknowledgement could not be stored; it will be asked again.",
+                code=ErrorCode.STORE_UNAVAILABLE,
+            ) from exc

@@ -18,7 +18,9 @@ def get_services(request: Request) -> GatewayServices:
 Services = Annotated[GatewayServices, Depends(get_services)]
 
 
-async def current_principal(services: Services, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def current_principal(
+    services: Services, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
     token = None
     if authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()

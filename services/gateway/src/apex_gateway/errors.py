@@ -26,12 +26,19 @@ def install_error_handlers(app: FastAPI) -> None:
         details = exc.details or {}
         if "retry_after_ms" in details:
             headers["Retry-After"] = str(max(1, int(details["retry_after_ms"]) // 1000))
-        if exc.code in (ErrorCode.TOKEN_MISSING, ErrorCode.TOKEN_INVALID, ErrorCode.TOKEN_EXPIRED,
-                        ErrorCode.SESSION_REVOKED):
-            headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code.value}"'
+        if exc.code in (
+            ErrorCode.TOKEN_MISSING,
+            ErrorCode.TOKEN_INVALID,
+            ErrorCode.TOKEN_EXPIRED,
+            ErrorCode.SESSION_REVOKED,
+        ):
+            headers["WWW-Authenticate"] = (
+                f'Bearer error="invalid_token", error_description="{exc.code.value}"'
+            )
         extra = {"details": details} if details else {}
-        return JSONResponse(error_body(exc.code, exc.message, exc.retryable, **extra),
-                            status_code=exc.status, headers=headers)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.retryable, **extra), status_code=exc.status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -42,10 +49,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.INVALID_REQUEST, 401: ErrorCode.TOKEN_MISSING,
-                403: ErrorCode.FORBIDDEN}.get(exc.status_code, ErrorCode.INVALID_REQUEST)
-        return JSONResponse(error_body(code, str(exc.detail), CATALOGUE[code].retryable),
-                            status_code=exc.status_code)
+        code = {
+            404: ErrorCode.NOT_FOUND,
+            405: ErrorCode.INVALID_REQUEST,
+            401: ErrorCode.TOKEN_MISSING,
+            403: ErrorCode.FORBIDDEN,
+        }.get(exc.status_code, ErrorCode.INVALID_REQUEST)
+        return JSONResponse(
+            error_body(code, str(exc.detail), CATALOGUE[code].retryable), status_code=exc.status_code
+        )
 
     @app.exception_handler(Exception)
     async def defect(_: Request, exc: Exception) -> JSONResponse:

@@ -25,11 +25,22 @@ from apex_contracts.usage import USAGE_FIELDS, UsageRecord
 REQUIRED_COLUMNS = ("ts", "provider", "model", "prompt_tokens", "completion_tokens")
 # Names the big providers' exports use for Apex's fields.
 COLUMN_ALIASES = {
-    "timestamp": "ts", "time": "ts", "created_at": "ts", "start_time": "ts", "date": "ts",
-    "input_tokens": "prompt_tokens", "output_tokens": "completion_tokens",
-    "cached_input_tokens": "cached_tokens", "cache_read_input_tokens": "cached_tokens",
-    "input_cached_tokens": "cached_tokens", "duration_ms": "latency_ms", "latency": "latency_ms",
-    "cost": "cost_usd", "app": "workload", "feature": "workload", "model_id": "model",
+    "timestamp": "ts",
+    "time": "ts",
+    "created_at": "ts",
+    "start_time": "ts",
+    "date": "ts",
+    "input_tokens": "prompt_tokens",
+    "output_tokens": "completion_tokens",
+    "cached_input_tokens": "cached_tokens",
+    "cache_read_input_tokens": "cached_tokens",
+    "input_cached_tokens": "cached_tokens",
+    "duration_ms": "latency_ms",
+    "latency": "latency_ms",
+    "cost": "cost_usd",
+    "app": "workload",
+    "feature": "workload",
+    "model_id": "model",
 }
 _BOM = b"\xef\xbb\xbf"
 
@@ -72,7 +83,9 @@ def validate_row(line: int, raw: Any) -> Row:
     if "tenant_id" in raw:
         return Rejected(line, "tenant_id is not accepted in uploads: records belong to your tenant")
     try:
-        record = UsageRecord.model_validate({k: v for k, v in raw.items() if k in USAGE_FIELDS and v not in ("", None)})
+        record = UsageRecord.model_validate(
+            {k: v for k, v in raw.items() if k in USAGE_FIELDS and v not in ("", None)}
+        )
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
@@ -127,8 +140,10 @@ def csv_header(values: list[str], info: UploadInfo) -> list[str | None]:
     names = [COLUMN_ALIASES.get(v.strip().lower(), v.strip().lower()) for v in values]
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise InvalidInput(f"The CSV header lacks required columns: {', '.join(missing)}.",
-                           details={"missing_columns": missing, "required": list(REQUIRED_COLUMNS)})
+        raise InvalidInput(
+            f"The CSV header lacks required columns: {', '.join(missing)}.",
+            details={"missing_columns": missing, "required": list(REQUIRED_COLUMNS)},
+        )
     info.ignored_columns = [v for v, n in zip(values, names, strict=True) if n not in USAGE_FIELDS]
     return [n if n in USAGE_FIELDS else None for n in names]
 
@@ -222,7 +237,9 @@ class JsonRecords:
 
     def finish(self) -> None:
         if not self._done:
-            raise InvalidInput('The JSON upload ended before its records did (an array of records, or {"records": [...]}).')
+            raise InvalidInput(
+                'The JSON upload ended before its records did (an array of records, or {"records": [...]}).'
+            )
 
     def _scan(self) -> Iterator[tuple[int, bytes | dict[str, Any]]]:
         buf = self._buf
@@ -233,7 +250,7 @@ class JsonRecords:
                 self._pos = len(buf)
                 return
             i = match.start()
-            ch = buf[i:i + 1]
+            ch = buf[i : i + 1]
             self._pos = i + 1
             if ch == b"\n":
                 self._line += 1
@@ -246,7 +263,7 @@ class JsonRecords:
                 else:
                     self._in_string = False
                     if len(self._stack) == 1 and self._stack[0] == b"{":
-                        self._last_key = buf[self._string_start + 1:i]
+                        self._last_key = buf[self._string_start + 1 : i]
             else:
                 yield from self._structural(ch, i)
 
@@ -277,9 +294,13 @@ class JsonRecords:
             if not self._stack:
                 raise InvalidInput("The JSON upload is not valid JSON.")
             self._stack.pop()
-            if self._items_depth is not None and len(self._stack) == self._items_depth and self._item_start is not None:
+            if (
+                self._items_depth is not None
+                and len(self._stack) == self._items_depth
+                and self._item_start is not None
+            ):
                 self._after_item = True
-                yield self._item_line, self._buf[self._item_start:i + 1]
+                yield self._item_line, self._buf[self._item_start : i + 1]
                 self._item_start = None
             elif self._items_depth is not None and len(self._stack) == self._items_depth - 1:
                 yield from self._scalar(i)
@@ -293,7 +314,7 @@ class JsonRecords:
         end = self._buf.find(b"}", i)
         while end != -1 and end - i < 1_000_000:
             try:
-                value = orjson.loads(self._buf[i:end + 1])
+                value = orjson.loads(self._buf[i : end + 1])
             except orjson.JSONDecodeError:
                 end = self._buf.find(b"}", end + 1)
                 continue
@@ -321,10 +342,10 @@ class JsonRecords:
         object or array (``1``, ``"x"``) is yielded, to be rejected by its line."""
         if self._item_start is not None:
             self._after_item = True
-            yield self._item_line, self._buf[self._item_start:i]
+            yield self._item_line, self._buf[self._item_start : i]
             self._item_start = None
         elif not self._after_item and self._boundary is not None:
-            text = self._buf[self._boundary:i].strip()
+            text = self._buf[self._boundary : i].strip()
             if text:
                 yield self._line, text
         self._after_item = False

@@ -79,22 +79,31 @@ class MessageService:
         self, idem: object, key: str, record: RunRecord, client_msg_id: str, text: str, first: bool
     ) -> Accepted:
         scope = Scope(
-            tenant_id=record.tenant_id, user_id=record.user_id, thread_id=record.thread_id,
+            tenant_id=record.tenant_id,
+            user_id=record.user_id,
+            thread_id=record.thread_id,
             run_id=record.run_id,
         )
-        seq = await self.bus.publish_event(scope.make(
-            MessageCreated,
-            MessageCreatedData(
-                message_id=record.message_id, content=text, client_msg_id=client_msg_id,
-                title=_title(text),
+        seq = await self.bus.publish_event(
+            scope.make(
+                MessageCreated,
+                MessageCreatedData(
+                    message_id=record.message_id,
+                    content=text,
+                    client_msg_id=client_msg_id,
+                    title=_title(text),
+                ),
+                id=f"{record.run_id}:message",
+            )
+        )
+        await self.bus.publish(
+            scope.make(
+                RunStart,
+                RunStartData(message_id=record.message_id, text=text, client_msg_id=client_msg_id),
+                id=f"{record.run_id}:start",
             ),
-            id=f"{record.run_id}:message",
-        ))
-        await self.bus.publish(scope.make(
-            RunStart,
-            RunStartData(message_id=record.message_id, text=text, client_msg_id=client_msg_id),
-            id=f"{record.run_id}:start",
-        ), subjects.CMD_RUN_START)
+            subjects.CMD_RUN_START,
+        )
         started = record.model_copy(update={"started": True, "message_seq": seq})
         await idem.put(key, started.model_dump_json().encode())  # type: ignore[attr-defined]
         runs = await self.bus.kv(KV_RUNS)
@@ -125,13 +134,19 @@ class MessageService:
         if record.tenant_id != who.tenant_id or record.user_id != who.user_id:
             raise NotFound("No such run.")
         scope = Scope(
-            tenant_id=record.tenant_id, user_id=record.user_id, thread_id=record.thread_id,
+            tenant_id=record.tenant_id,
+            user_id=record.user_id,
+            thread_id=record.thread_id,
             run_id=record.run_id,
         )
-        await self.bus.publish(scope.make(
-            RunCancel, RunCancelData(cause=cause, requested_by=who.user_id),
-            id=f"{run_id}:cancel",
-        ), subjects.CMD_RUN_CANCEL)
+        await self.bus.publish(
+            scope.make(
+                RunCancel,
+                RunCancelData(cause=cause, requested_by=who.user_id),
+                id=f"{run_id}:cancel",
+            ),
+            subjects.CMD_RUN_CANCEL,
+        )
         return record
 
 

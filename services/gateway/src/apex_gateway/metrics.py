@@ -12,35 +12,67 @@ from apex_gateway.latency import BOUNDS_S, LatencyWindows
 
 @dataclass
 class GatewayMetrics:
-    connections: Gauge = field(default_factory=lambda: Gauge(
-        "apex_gateway_connections", "Open WebSocket connections"))
-    connects: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_connects_total", "WebSocket handshakes by outcome", ["outcome"]))
-    closes: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_closes_total", "Connections closed by close code", ["code"]))
-    events_sent: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_events_sent_total", "Event frames sent to clients"))
-    events_replayed: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_events_replayed_total", "Event frames sent as replay (not live)"))
-    events_resent: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_events_resent_total", "Event frames sent again after an ack timeout"))
-    resyncs: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_resyncs_total", "Subscriptions ended with resync_required"))
-    events_acked: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_events_acked_total", "Cumulative acks received"))
-    frames_in: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_frames_in_total", "Client frames received by type", ["type"]))
-    errors: Counter = field(default_factory=lambda: Counter(
-        "apex_gateway_errors_total", "Errors answered to clients by code", ["code"]))
-    ack_latency: Histogram = field(default_factory=lambda: Histogram(
-        "apex_gateway_ack_latency_seconds", "From sending an event frame to its cumulative ack",
-        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)))
-    http_latency: Histogram = field(default_factory=lambda: Histogram(
-        "apex_gateway_http_seconds", "HTTP API latency", ["route"]))
-    delivery_latency: Histogram = field(default_factory=lambda: Histogram(
-        "apex_gateway_delivery_latency_seconds",
-        "From an event's occurred_at to its live frame written to the client's socket",
-        buckets=BOUNDS_S))
+    connections: Gauge = field(
+        default_factory=lambda: Gauge("apex_gateway_connections", "Open WebSocket connections")
+    )
+    connects: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_connects_total", "WebSocket handshakes by outcome", ["outcome"]
+        )
+    )
+    closes: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_closes_total", "Connections closed by close code", ["code"]
+        )
+    )
+    events_sent: Counter = field(
+        default_factory=lambda: Counter("apex_gateway_events_sent_total", "Event frames sent to clients")
+    )
+    events_replayed: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_events_replayed_total", "Event frames sent as replay (not live)"
+        )
+    )
+    events_resent: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_events_resent_total", "Event frames sent again after an ack timeout"
+        )
+    )
+    resyncs: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_resyncs_total", "Subscriptions ended with resync_required"
+        )
+    )
+    events_acked: Counter = field(
+        default_factory=lambda: Counter("apex_gateway_events_acked_total", "Cumulative acks received")
+    )
+    frames_in: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_frames_in_total", "Client frames received by type", ["type"]
+        )
+    )
+    errors: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_errors_total", "Errors answered to clients by code", ["code"]
+        )
+    )
+    ack_latency: Histogram = field(
+        default_factory=lambda: Histogram(
+            "apex_gateway_ack_latency_seconds",
+            "From sending an event frame to its cumulative ack",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+    )
+    http_latency: Histogram = field(
+        default_factory=lambda: Histogram("apex_gateway_http_seconds", "HTTP API latency", ["route"])
+    )
+    delivery_latency: Histogram = field(
+        default_factory=lambda: Histogram(
+            "apex_gateway_delivery_latency_seconds",
+            "From an event's occurred_at to its live frame written to the client's socket",
+            buckets=BOUNDS_S,
+        )
+    )
     delivery_windows: LatencyWindows = field(default_factory=LatencyWindows)
 
     def observe_delivery(self, seconds: float) -> None:

@@ -22,8 +22,11 @@ PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model")
 INPUT_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-CACHED_KEYS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-               "gen_ai.usage.input_tokens.cached")
+CACHED_KEYS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.input_tokens.cached",
+)
 STATUS_ERROR = 2
 
 

@@ -31,15 +31,19 @@ class ServiceDirectory:
     def instances(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [
-            {**beat.model_dump(mode="json"), "age_s": round(now - seen, 1),
-             "alive": now - seen < HEARTBEAT_STALE_S}
+            {
+                **beat.model_dump(mode="json"),
+                "age_s": round(now - seen, 1),
+                "alive": now - seen < HEARTBEAT_STALE_S,
+            }
             for seen, beat in sorted(self._beats.values(), key=lambda x: (x[1].service, x[1].instance))
         ]
 
     def missing(self, required: tuple[str, ...] = SERVICES) -> list[str]:
         now = time.monotonic()
         alive = {
-            beat.service for seen, beat in self._beats.values()
+            beat.service
+            for seen, beat in self._beats.values()
             if now - seen < HEARTBEAT_STALE_S and beat.ready
         }
         return [s for s in required if s not in alive]

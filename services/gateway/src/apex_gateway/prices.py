@@ -34,7 +34,12 @@ class TenantPriceStore:
     async def _bucket(self) -> Any:
         if self._kv is None:
             # Idempotent: the tools service opens the bucket the same way.
-            self._kv = await self._bus.js.create_key_value(KeyValueConfig(
-                bucket=KV_PRICE_OVERRIDES, history=5, storage=StorageType.FILE, replicas=self._bus.replicas,
-            ))
+            self._kv = await self._bus.js.create_key_value(
+                KeyValueConfig(
+                    bucket=KV_PRICE_OVERRIDES,
+                    history=5,
+                    storage=StorageType.FILE,
+                    replicas=self._bus.replicas,
+                )
+            )
         return self._kv

@@ -56,13 +56,19 @@ class GatewayServices:
         action = "access.cross_tenant" if owner is not None else "access.denied"
         entry = AuditEntry(
             id=derive_id("evt", who.session_id, kind, target, utcnow().isoformat()),
-            tenant_id=who.tenant_id, action=action, outcome="denied", actor_user_id=who.user_id,
-            session_id=who.session_id, service="gateway", target=f"{kind}:{target}",
+            tenant_id=who.tenant_id,
+            action=action,
+            outcome="denied",
+            actor_user_id=who.user_id,
+            session_id=who.session_id,
+            service="gateway",
+            target=f"{kind}:{target}",
             details={"owner_tenant_differs": bool(owner and owner[0] != who.tenant_id)},
         )
         try:
             await self.bus.js.publish(
-                audit_subject(who.tenant_id), entry.model_dump_json().encode(),
+                audit_subject(who.tenant_id),
+                entry.model_dump_json().encode(),
                 headers={"Nats-Msg-Id": entry.id},
             )
         except (nats.errors.Error, ApexError) as exc:

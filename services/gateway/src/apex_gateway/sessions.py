@@ -42,10 +42,12 @@ class SessionRevocations:
         if expiry is not None and expiry > time.monotonic():
             return True
         try:
-            return bool(await self._breaker.call(
-                lambda: self._redis.exists(revoked_session_key(session_id)),
-                (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
-            ))
+            return bool(
+                await self._breaker.call(
+                    lambda: self._redis.exists(revoked_session_key(session_id)),
+                    (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+                )
+            )
         except REDIS_ERRORS as exc:
             log.warning("revocation check without Redis (%r); relying on broadcasts", exc)
             return False
@@ -63,7 +65,10 @@ class ConnectionRegistry:
         self._by_user[conn.principal.user_id].add(conn)
 
     def remove(self, conn: Connection) -> None:
-        for index, key in ((self._by_session, conn.principal.session_id), (self._by_user, conn.principal.user_id)):
+        for index, key in (
+            (self._by_session, conn.principal.session_id),
+            (self._by_user, conn.principal.user_id),
+        ):
             index[key].discard(conn)
             if not index[key]:
                 del index[key]

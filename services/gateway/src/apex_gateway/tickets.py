@@ -33,8 +33,11 @@ class TicketBook:
     async def issue(self, who: Principal) -> tuple[str, int]:
         ticket = secrets.token_urlsafe(32)
         record = Ticket(
-            user_id=who.user_id, tenant_id=who.tenant_id, session_id=who.session_id,
-            roles=list(who.roles), expires_at=time.time() + TICKET_TTL_S,
+            user_id=who.user_id,
+            tenant_id=who.tenant_id,
+            session_id=who.session_id,
+            roles=list(who.roles),
+            expires_at=time.time() + TICKET_TTL_S,
             token_expires_at=who.expires_at,
         )
         kv = await self.bus.kv(KV_WS_TICKETS)
@@ -50,13 +53,19 @@ class TicketBook:
         try:
             entry = await kv.get(ticket)
             await kv.delete(ticket, last=entry.revision)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyWrongLastSequenceError,
-                nats.js.errors.KeyDeletedError) as exc:
+        except (
+            nats.js.errors.KeyNotFoundError,
+            nats.js.errors.KeyWrongLastSequenceError,
+            nats.js.errors.KeyDeletedError,
+        ) as exc:
             raise refused from exc
         record = Ticket.model_validate_json(entry.value or b"{}")
         if record.expires_at < time.time():
             raise refused
         return Principal(
-            user_id=record.user_id, tenant_id=record.tenant_id, session_id=record.session_id,
-            roles=tuple(record.roles), expires_at=record.token_expires_at,
+            user_id=record.user_id,
+            tenant_id=record.tenant_id,
+            session_id=record.session_id,
+            roles=tuple(record.roles),
+            expires_at=record.token_expires_at,
         )

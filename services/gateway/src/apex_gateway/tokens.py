@@ -69,7 +69,8 @@ class KeySet:
                 log.warning("JWKS fetch from %s failed: %r", self.url, exc)
                 if not self._keys:
                     raise AuthFailed(
-                        "Tokens cannot be checked right now.", code=ErrorCode.TOKEN_INVALID,
+                        "Tokens cannot be checked right now.",
+                        code=ErrorCode.TOKEN_INVALID,
                         retryable=True,
                     ) from exc
                 return
@@ -97,13 +98,16 @@ class ExternalIssuer:
     def principal(self, claims: dict[str, Any]) -> Principal:
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
-            raise AuthFailed(f"The token has no {self.tenant_claim} claim naming the tenant.",
-                             code=ErrorCode.TOKEN_INVALID)
+            raise AuthFailed(
+                f"The token has no {self.tenant_claim} claim naming the tenant.", code=ErrorCode.TOKEN_INVALID
+            )
         roles = claims.get("roles") if isinstance(claims.get("roles"), list) else ["member"]
         return Principal(
             user_id=derive_id("usr", self.issuer, str(claims["sub"])),
             tenant_id=tenant if is_id(tenant, "ten") else derive_id("ten", self.issuer, tenant),
-            session_id=derive_id("ses", self.issuer, str(claims["sub"]), str(claims.get("sid") or claims["iat"])),
+            session_id=derive_id(
+                "ses", self.issuer, str(claims["sub"]), str(claims.get("sid") or claims["iat"])
+            ),
             roles=tuple(str(r) for r in roles),
             expires_at=int(claims["exp"]),
         )
@@ -142,15 +146,24 @@ class TokenVerifier:
 
     async def _external(self, token: str, external: ExternalIssuer) -> Principal:
         key = await external.keys.key(_header(token, external.algorithms)["kid"])
-        claims = self._jwt(token, key, external.algorithms, external.audience, external.issuer,
-                           ("iss", "aud", "sub", "exp", "iat"))
+        claims = self._jwt(
+            token,
+            key,
+            external.algorithms,
+            external.audience,
+            external.issuer,
+            ("iss", "aud", "sub", "exp", "iat"),
+        )
         return external.principal(claims)
 
     async def _builtin(self, token: str) -> Principal:
         claims = await self._decode(token)
         return Principal(
-            user_id=claims.sub, tenant_id=claims.tid, session_id=claims.sid,
-            roles=tuple(claims.roles), expires_at=claims.exp,
+            user_id=claims.sub,
+            tenant_id=claims.tid,
+            session_id=claims.sid,
+            roles=tuple(claims.roles),
+            expires_at=claims.exp,
         )
 
     async def _decode(self, token: str) -> AccessClaims:
@@ -159,14 +172,28 @@ class TokenVerifier:
         try:
             return AccessClaims.model_validate(raw)
         except ValidationError as exc:
-            raise AuthFailed("The access token's claims are not valid.", code=ErrorCode.TOKEN_INVALID) from exc
+            raise AuthFailed(
+                "The access token's claims are not valid.", code=ErrorCode.TOKEN_INVALID
+            ) from exc
 
-    def _jwt(self, token: str, key: Any, algorithms: tuple[str, ...], audience: str, issuer: str,
-             required: tuple[str, ...]) -> dict[str, Any]:
+    def _jwt(
+        self,
+        token: str,
+        key: Any,
+        algorithms: tuple[str, ...],
+        audience: str,
+        issuer: str,
+        required: tuple[str, ...],
+    ) -> dict[str, Any]:
         try:
             return jwt.decode(  # type: ignore[no-any-return]
-                token, key, algorithms=list(algorithms), audience=audience, issuer=issuer,
-                leeway=self.leeway_s, options={"require": list(required)},
+                token,
+                key,
+                algorithms=list(algorithms),
+                audience=audience,
+                issuer=issuer,
+                leeway=self.leeway_s,
+                options={"require": list(required)},
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthFailed("The access token has expired.", code=ErrorCode.TOKEN_EXPIRED) from exc
@@ -181,7 +208,9 @@ def _header(token: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
     except jwt.DecodeError as exc:
         raise AuthFailed("The access token is malformed.", code=ErrorCode.TOKEN_INVALID) from exc
     if header.get("alg") not in algorithms or not isinstance(header.get("kid"), str):
-        raise AuthFailed("The token uses an algorithm or key that is not accepted.", code=ErrorCode.TOKEN_INVALID)
+        raise AuthFailed(
+            "The token uses an algorithm or key that is not accepted.", code=ErrorCode.TOKEN_INVALID
+        )
     return header
 
 

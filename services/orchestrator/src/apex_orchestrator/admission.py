@@ -110,7 +110,10 @@ def release(record: UserRuns, run_id: str) -> tuple[UserRuns, None]:
 
 RunEnded = Callable[[Slot], Awaitable[bool]]
 _KV_FAILURES: tuple[type[BaseException], ...] = (
-    nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError,
+    nats.errors.Error,
+    nats.js.errors.Error,
+    OSError,
+    TimeoutError,
 )
 
 

@@ -33,7 +33,10 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
         keepalive_every_s=heartbeat_every(RUN_START_CONSUMER),
     )
     sweeper = Sweeper(
-        bus, endings, stall_after_s=settings.stall_after_s, every_s=settings.sweep_every_s,
+        bus,
+        endings,
+        stall_after_s=settings.stall_after_s,
+        every_s=settings.sweep_every_s,
         lookback_s=settings.sweep_lookback_s,
     )
     host.health.add_probe("runs_in_flight", lambda: driver.runs_in_flight)
@@ -43,10 +46,14 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
         await bus.js.publish(subject, data, headers=headers)
 
-    host.broker.add_middleware(poison_guard(
-        publish_raw, poison_handler(endings), [RUN_START_CONSUMER, RUN_CANCEL_CONSUMER],
-        backoff_s=settings.command_retry_backoff_s,
-    ))
+    host.broker.add_middleware(
+        poison_guard(
+            publish_raw,
+            poison_handler(endings),
+            [RUN_START_CONSUMER, RUN_CANCEL_CONSUMER],
+            backoff_s=settings.command_retry_backoff_s,
+        )
+    )
     host.include(build_router(driver, endings, settings.orchestrator_max_runs))
     await host.start()
     host.spawn(sweeper.run(stop), "sweeper")

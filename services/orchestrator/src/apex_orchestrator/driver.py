@@ -140,21 +140,41 @@ class RunDriver:
                 case RunStep(step=step, agent=agent):
                     await self._run_step(run, step, agent)
                 case Complete(output=output):
-                    await self.endings.end(run.scope.make(RunCompleted, RunCompletedData(
-                        status=output.status,
-                        response=output.response,
-                        duration_ms=_elapsed_ms(run.state),
-                        usage=RunUsage(tool_calls=run.state.tool_calls, llm_tokens=run.state.llm_tokens,
-                                       llm_cost_usd=round(run.state.llm_cost_usd, 6)),
-                    ), id=terminal_id(run.run_id), causation_id=run.command.id))
+                    await self.endings.end(
+                        run.scope.make(
+                            RunCompleted,
+                            RunCompletedData(
+                                status=output.status,
+                                response=output.response,
+                                duration_ms=_elapsed_ms(run.state),
+                                usage=RunUsage(
+                                    tool_calls=run.state.tool_calls,
+                                    llm_tokens=run.state.llm_tokens,
+                                    llm_cost_usd=round(run.state.llm_cost_usd, 6),
+                                ),
+                            ),
+                            id=terminal_id(run.run_id),
+                            causation_id=run.command.id,
+                        )
+                    )
                     return
                 case Fail(error=info):
-                    await self.endings.fail(run.scope, run.run_id, info, duration_ms=_elapsed_ms(run.state),
-                                            causation_id=run.command.id)
+                    await self.endings.fail(
+                        run.scope,
+                        run.run_id,
+                        info,
+                        duration_ms=_elapsed_ms(run.state),
+                        causation_id=run.command.id,
+                    )
                     return
                 case Cancel(cause=cause):
-                    await self.endings.cancel(run.scope, run.run_id, cause, duration_ms=_elapsed_ms(run.state),
-                                              causation_id=run.command.id)
+                    await self.endings.cancel(
+                        run.scope,
+                        run.run_id,
+                        cause,
+                        duration_ms=_elapsed_ms(run.state),
+                        causation_id=run.command.id,
+                    )
                     return
 
     # --- admission ------------------------------------------------------------------
@@ -169,24 +189,35 @@ class RunDriver:
             case Admitted():
                 return True
             case Rejected(running=running):
-                await self.endings.fail(run.scope, run.run_id, error(
-                    ErrorCode.CONCURRENCY_LIMIT,
-                    f"You already have {len(running)} run(s) in progress; wait for them or cancel one.",
-                ), causation_id=run.command.id)
+                await self.endings.fail(
+                    run.scope,
+                    run.run_id,
+                    error(
+                        ErrorCode.CONCURRENCY_LIMIT,
+                        f"You already have {len(running)} run(s) in progress; wait for them or cancel one.",
+                    ),
+                    causation_id=run.command.id,
+                )
                 run.state.terminal = "run.failed"
                 return False
             case Queued(ahead=ahead, policy=policy, victims=victims):
                 if not run.state.queued:
-                    await self.bus.publish_event(run.scope.make(
-                        RunQueued,
-                        RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),  # type: ignore[arg-type]
-                        id=f"{run.run_id}:queued", causation_id=run.command.id,
-                    ))
+                    await self.bus.publish_event(
+                        run.scope.make(
+                            RunQueued,
+                            RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),  # type: ignore[arg-type]
+                            id=f"{run.run_id}:queued",
+                            causation_id=run.command.id,
+                        )
+                    )
                     log.info("run %s queued behind %d run(s) (%s)", run.run_id, len(ahead), policy.value)
                 for victim in victims:
                     await self.endings.request_cancel(
-                        run.scope.model_copy(update={"thread_id": victim.thread_id}), victim.run_id,
-                        cause="interrupted", requested_by=run.run_id, causation_id=run.command.id,
+                        run.scope.model_copy(update={"thread_id": victim.thread_id}),
+                        victim.run_id,
+                        cause="interrupted",
+                        requested_by=run.run_id,
+                        causation_id=run.command.id,
                     )
                 return await self._wait_turn(run, key)
         return False  # pragma: no cover - the match is exhaustive
@@ -213,16 +244,19 @@ class RunDriver:
             with contextlib.suppress(TimeoutError):
                 await run.watch.wait_for(
                     lambda e: e.get("run_id") == run.run_id and e.get("type") in _QUEUE_WAKE,
-                    timeout=rules.poll_s, scan_after_seq=None,
+                    timeout=rules.poll_s,
+                    scan_after_seq=None,
                 )
 
     async def _accept(self, run: _Run) -> None:
-        await self.bus.publish_event(run.scope.make(
-            RunAccepted,
-            RunAcceptedData(message_id=run.command.data.message_id, question=run.command.data.text),
-            id=f"{run.run_id}:accepted",
-            causation_id=run.command.id,
-        ))
+        await self.bus.publish_event(
+            run.scope.make(
+                RunAccepted,
+                RunAcceptedData(message_id=run.command.data.message_id, question=run.command.data.text),
+                id=f"{run.run_id}:accepted",
+                causation_id=run.command.id,
+            )
+        )
         await self._until_logged(run, f"{run.run_id}:accepted")
 
     # --- steps ----------------------------------------------------------------------
@@ -231,22 +265,25 @@ class RunDriver:
         """Asks an agent worker for the step, then waits until the log says the step is
         over, or something else (a cancellation, a limit) decides the run's next move."""
         state = run.state
-        await self.bus.publish(run.scope.make(
-            AgentStep,
-            AgentStepData(
+        await self.bus.publish(
+            run.scope.make(
+                AgentStep,
+                AgentStepData(
+                    agent=agent,  # type: ignore[arg-type]
+                    step=step,
+                    question=run.command.data.text,
+                    inputs=state.inputs(),
+                    history=[{"question": t.question, "answer": t.answer} for t in state.history[-5:]],
+                    budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
+                    budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
+                    deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
+                ),
+                id=f"{run.run_id}:{step}:agent.step",
                 agent=agent,  # type: ignore[arg-type]
-                step=step,
-                question=run.command.data.text,
-                inputs=state.inputs(),
-                history=[{"question": t.question, "answer": t.answer} for t in state.history[-5:]],
-                budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
-                budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
-                deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
+                causation_id=run.command.id,
             ),
-            id=f"{run.run_id}:{step}:agent.step",
-            agent=agent,  # type: ignore[arg-type]
-            causation_id=run.command.id,
-        ), subjects.CMD_AGENT_STEP)
+            subjects.CMD_AGENT_STEP,
+        )
         loop = asyncio.get_running_loop()
         unstarted_deadline = loop.time() + self.limits.step_timeout_s
         unconfirmed: set[str] = set()
@@ -258,14 +295,23 @@ class RunDriver:
             if started is None and loop.time() >= unstarted_deadline:
                 # no worker took the step at all (the orchestrator's own clock: the log
                 # has no start to measure from)
-                await self.endings.fail(run.scope, run.run_id, step_timeout(agent, self.limits),
-                                        duration_ms=_elapsed_ms(run.state), causation_id=run.command.id)
+                await self.endings.fail(
+                    run.scope,
+                    run.run_id,
+                    step_timeout(agent, self.limits),
+                    duration_ms=_elapsed_ms(run.state),
+                    causation_id=run.command.id,
+                )
                 run.state.terminal = "run.failed"
                 return
             try:
                 woke = await run.watch.wait_for(
-                    lambda e: e.get("run_id") == run.run_id and e.get("type") in _STEP_WAKE
-                    and e.get("id") not in run.state.applied and e.get("id") not in unconfirmed,
+                    lambda e: (
+                        e.get("run_id") == run.run_id
+                        and e.get("type") in _STEP_WAKE
+                        and e.get("id") not in run.state.applied
+                        and e.get("id") not in unconfirmed
+                    ),
                     timeout=self._wait_s(run, unstarted_deadline - loop.time() if started is None else None),
                     scan_after_seq=None,
                 )

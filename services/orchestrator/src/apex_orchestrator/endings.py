@@ -64,22 +64,39 @@ class RunEndings:
         except TRANSIENT_NATS_ERRORS as exc:
             log.warning("could not broadcast the end of run %s: %r", run_id, exc)
 
-    async def fail(self, scope: Scope, run_id: str, error: ErrorInfo, *, duration_ms: int = 0,
-                   causation_id: str | None = None) -> None:
-        await self.end(for_run(scope, run_id).make(
-            RunFailed, RunFailedData(error=error, duration_ms=duration_ms),
-            id=terminal_id(run_id), causation_id=causation_id,
-        ))
+    async def fail(
+        self,
+        scope: Scope,
+        run_id: str,
+        error: ErrorInfo,
+        *,
+        duration_ms: int = 0,
+        causation_id: str | None = None,
+    ) -> None:
+        await self.end(
+            for_run(scope, run_id).make(
+                RunFailed,
+                RunFailedData(error=error, duration_ms=duration_ms),
+                id=terminal_id(run_id),
+                causation_id=causation_id,
+            )
+        )
 
-    async def cancel(self, scope: Scope, run_id: str, cause: str, *, duration_ms: int = 0,
-                     causation_id: str | None = None) -> None:
-        await self.end(for_run(scope, run_id).make(
-            RunCancelled, RunCancelledData(cause=cause, duration_ms=duration_ms),
-            id=terminal_id(run_id), causation_id=causation_id,
-        ))
+    async def cancel(
+        self, scope: Scope, run_id: str, cause: str, *, duration_ms: int = 0, causation_id: str | None = None
+    ) -> None:
+        await self.end(
+            for_run(scope, run_id).make(
+                RunCancelled,
+                RunCancelledData(cause=cause, duration_ms=duration_ms),
+                id=terminal_id(run_id),
+                causation_id=causation_id,
+            )
+        )
 
-    async def fail_unless_ended(self, scope: Scope, run_id: str, error: ErrorInfo,
-                                causation_id: str | None = None) -> str | None:
+    async def fail_unless_ended(
+        self, scope: Scope, run_id: str, error: ErrorInfo, causation_id: str | None = None
+    ) -> str | None:
         """Ends a run that nobody drives any more: ``run.cancelled`` when its cancellation
         was requested, else ``run.failed`` with ``error``. Returns the event type
         recorded, None when the run had already ended."""
@@ -99,18 +116,21 @@ class RunEndings:
         await self.fail(scope, run_id, error, causation_id=causation_id)
         return "run.failed"
 
-    async def request_cancel(self, scope: Scope, run_id: str, *, cause: str, requested_by: str,
-                             causation_id: str | None = None) -> bool:
+    async def request_cancel(
+        self, scope: Scope, run_id: str, *, cause: str, requested_by: str, causation_id: str | None = None
+    ) -> bool:
         """Appends ``run.cancel_requested`` to the run's thread unless it already ended,
         and tells the run's workers at once. Returns False for an ended run."""
         if await run_ended(self.bus, scope, run_id):
             return False
-        await self.bus.publish_event(for_run(scope, run_id).make(
-            RunCancelRequested,
-            RunCancelRequestedData(cause=cause, requested_by=requested_by),
-            id=f"{run_id}:cancel_requested",
-            causation_id=causation_id,
-        ))
+        await self.bus.publish_event(
+            for_run(scope, run_id).make(
+                RunCancelRequested,
+                RunCancelRequestedData(cause=cause, requested_by=requested_by),
+                id=f"{run_id}:cancel_requested",
+                causation_id=causation_id,
+            )
+        )
         await self.stop_work(run_id)
         return True
 

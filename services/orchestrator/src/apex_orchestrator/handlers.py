@@ -40,8 +40,11 @@ def build_router(driver: RunDriver, endings: RunEndings, max_runs: int) -> NatsR
     )
     async def on_run_cancel(command: RunCancel, msg: NatsMessage) -> None:
         await endings.request_cancel(
-            Scope.of(command), str(command.run_id), cause=command.data.cause,
-            requested_by=command.data.requested_by, causation_id=command.id,
+            Scope.of(command),
+            str(command.run_id),
+            cause=command.data.cause,
+            requested_by=command.data.requested_by,
+            causation_id=command.id,
         )
         await msg.ack()
 
@@ -63,9 +66,12 @@ def poison_handler(endings: RunEndings):  # type: ignore[no-untyped-def]
         if isinstance(command, RunCancel):
             # the cancellation could not be recorded: end the run as the user asked
             if not await run_ended(endings.bus, Scope.of(command), str(command.run_id)):
-                await endings.cancel(Scope.of(command), str(command.run_id), command.data.cause,
-                                     causation_id=command.id)
+                await endings.cancel(
+                    Scope.of(command), str(command.run_id), command.data.cause, causation_id=command.id
+                )
             return
-        await endings.fail_unless_ended(Scope.of(command), str(command.run_id), error, causation_id=command.id)
+        await endings.fail_unless_ended(
+            Scope.of(command), str(command.run_id), error, causation_id=command.id
+        )
 
     return on_poison

@@ -106,8 +106,11 @@ def limit_breach(state: RunState, limits: RunLimits, now: datetime) -> ErrorInfo
             f"The run took longer than {limits.run_timeout_s:g} s and was stopped.",
         )
     current = state.current_step()
-    if current is not None and current.started_at is not None and \
-            now >= current.started_at + timedelta(seconds=limits.step_timeout_s):
+    if (
+        current is not None
+        and current.started_at is not None
+        and now >= current.started_at + timedelta(seconds=limits.step_timeout_s)
+    ):
         return step_timeout(current.agent, limits)
     if state.tool_calls > limits.max_tool_calls:
         return error(

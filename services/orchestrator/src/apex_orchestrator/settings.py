@@ -21,9 +21,13 @@ class OrchestratorSettings(ServiceSettings):
         default=DoubleTexting.ENQUEUE, description="what a run beyond max_runs_per_user does"
     )
     # the sweeper of stopped runs
-    stall_after_s: float = Field(default=120.0, gt=0, description="quiet time before a driverless run is ended")
+    stall_after_s: float = Field(
+        default=120.0, gt=0, description="quiet time before a driverless run is ended"
+    )
     sweep_every_s: float = Field(default=10.0, gt=0)
-    sweep_lookback_s: float = Field(default=86_400.0, gt=0, description="how far back the sweeper reads at start")
+    sweep_lookback_s: float = Field(
+        default=86_400.0, gt=0, description="how far back the sweeper reads at start"
+    )
     # retries of a run.start whose handler raised (None: the consumer's own schedule)
     command_retry_backoff_s: tuple[float, ...] | None = None
 

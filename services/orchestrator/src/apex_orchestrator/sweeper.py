@@ -76,8 +76,11 @@ class Sweeper:
         """Reads the new events, then ends the runs that stopped; returns their ids."""
         await self._read_new_events()
         now = datetime.now(UTC)
-        quiet = [run_id for run_id, run in self._open.items()
-                 if now - run.last_at > timedelta(seconds=self.stall_after_s)]
+        quiet = [
+            run_id
+            for run_id, run in self._open.items()
+            if now - run.last_at > timedelta(seconds=self.stall_after_s)
+        ]
         if not quiet:
             return []
         driven = await self._runs_with_a_command()
@@ -86,9 +89,12 @@ class Sweeper:
             if run_id in driven:
                 continue
             outcome = await self.endings.fail_unless_ended(
-                self._open[run_id].scope, run_id,
-                error(ErrorCode.RUN_STALLED,
-                      f"The run stopped making progress for more than {self.stall_after_s:g} s."),
+                self._open[run_id].scope,
+                run_id,
+                error(
+                    ErrorCode.RUN_STALLED,
+                    f"The run stopped making progress for more than {self.stall_after_s:g} s.",
+                ),
             )
             self._open.pop(run_id, None)
             if outcome is not None:
@@ -113,8 +119,12 @@ class Sweeper:
             return
         try:
             at = datetime.fromisoformat(str(event.get("occurred_at")))
-            scope = Scope(tenant_id=event["tenant_id"], user_id=event["user_id"],  # type: ignore[arg-type]
-                          thread_id=event["thread_id"], run_id=run_id)  # type: ignore[arg-type]
+            scope = Scope(
+                tenant_id=event["tenant_id"],
+                user_id=event["user_id"],  # type: ignore[arg-type]
+                thread_id=event["thread_id"],
+                run_id=run_id,
+            )  # type: ignore[arg-type]
         except (ValueError, KeyError):
             return
         known = self._open.get(run_id)
@@ -136,8 +146,13 @@ class Sweeper:
         inbox = self.bus.nc.new_inbox()
         sub = await self.bus.nc.subscribe(inbox, max_msgs=1)
         try:
-            request = {"start_time": moment.isoformat().replace("+00:00", "Z"), "next_by_subj": subjects.EVT_ALL}
-            await self.bus.nc.publish(f"$JS.API.DIRECT.GET.{APEX_EVT.name}", orjson.dumps(request), reply=inbox)
+            request = {
+                "start_time": moment.isoformat().replace("+00:00", "Z"),
+                "next_by_subj": subjects.EVT_ALL,
+            }
+            await self.bus.nc.publish(
+                f"$JS.API.DIRECT.GET.{APEX_EVT.name}", orjson.dumps(request), reply=inbox
+            )
             msg = await sub.next_msg(timeout=5.0)
         finally:
             with contextlib.suppress(*TRANSIENT_NATS_ERRORS, nats.errors.Error):

@@ -48,7 +48,8 @@ def open_stores(settings: PersistenceSettings, analytics: AnalyticsStore | None 
     return Stores(
         db=Database(make_engine(settings.postgres_dsn)),
         redis=aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0),
-        analytics=analytics or open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database),
+        analytics=analytics
+        or open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database),
     )
 
 
@@ -80,7 +81,9 @@ class PersistenceService:
         self._tasks: list[asyncio.Task[None]] = []
 
     def breaker(self, store: str) -> CircuitBreaker:
-        return self.host.health.breaker(store, threshold=3, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE)
+        return self.host.health.breaker(
+            store, threshold=3, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE
+        )
 
     async def start(self) -> None:
         if self.settings.migrate_on_start:
@@ -90,7 +93,10 @@ class PersistenceService:
         for name, (projection, spec) in projections(self.stores, self.settings).items():
             store = "postgres" if name == "audit" else name
             runner = ProjectorRunner(
-                bus.js, projection, spec, self.breaker(store),
+                bus.js,
+                projection,
+                spec,
+                self.breaker(store),
                 batch_size=self.settings.projection_batch,
             )
             self.runners.append(runner)
@@ -105,17 +111,27 @@ class PersistenceService:
     async def _start_upkeep(self) -> None:
         """Erasures, retention and rebuilds: the work beside the projectors."""
         settings, stores = self.settings, self.stores
-        eraser = Eraser(self.host.bus, ErasureLedger(stores.db), self.breaker("postgres"),
-                        every_s=settings.eraser_every_s)
+        eraser = Eraser(
+            self.host.bus, ErasureLedger(stores.db), self.breaker("postgres"), every_s=settings.eraser_every_s
+        )
         sweeper = RetentionSweeper(
-            settings.retention(), stores.db, stores.analytics,
-            {name: self.breaker(name) for name in ("postgres", "clickhouse")}, every_s=settings.retention_sweep_s,
+            settings.retention(),
+            stores.db,
+            stores.analytics,
+            {name: self.breaker(name) for name in ("postgres", "clickhouse")},
+            every_s=settings.retention_sweep_s,
         )
         self._tasks.append(asyncio.create_task(eraser.run(self._stop), name="eraser"))
         self._tasks.append(asyncio.create_task(sweeper.run(self._stop), name="retention"))
         rebuilder = Rebuilder(
-            self.host.bus.nc, stores.db, stores.redis, stores.analytics, retention=settings.retention(),
-            redis_keep=settings.redis_recent_events, redis_ttl_s=settings.redis_ttl_s, batch=settings.rebuild_batch,
+            self.host.bus.nc,
+            stores.db,
+            stores.redis,
+            stores.analytics,
+            retention=settings.retention(),
+            redis_keep=settings.redis_recent_events,
+            redis_ttl_s=settings.redis_ttl_s,
+            batch=settings.rebuild_batch,
         )
         self.rebuilds = RebuildControl(rebuilder, settings.instance_id, self.host.health.details)
         await self.rebuilds.start()
@@ -181,7 +197,9 @@ async def _on_poison(raw: bytes, error: ErrorInfo) -> None:
     except ValidationError:
         log.error("dead-lettered an unreadable usage command: %s", error.message)
         return
-    log.error("usage batch %s of %s dead-lettered: %s", command.data.batch_id, command.tenant_id, error.message)
+    log.error(
+        "usage batch %s of %s dead-lettered: %s", command.data.batch_id, command.tenant_id, error.message
+    )
 
 
 async def main(stop: asyncio.Event, settings: PersistenceSettings | None = None) -> None:

@@ -14,7 +14,9 @@ from apex_runtime import CircuitBreaker
 def routers() -> list[NatsRouter]:
     breakers = {store: CircuitBreaker(store) for store in ("postgres", "clickhouse")}
     reads = ReadApi(
-        HistoryReads.__new__(HistoryReads), UsageLedger.__new__(UsageLedger), breakers,
+        HistoryReads.__new__(HistoryReads),
+        UsageLedger.__new__(UsageLedger),
+        breakers,
         failures={"postgres": (), "clickhouse": ()},
     )
     ingest = UsageIngestHandler.__new__(UsageIngestHandler)

@@ -40,16 +40,26 @@ def erasure_audit(erasure: Erasure, removed_audit_entries: int = 0) -> AuditEntr
         service="persistence",
         target=erasure.target,
         details={
-            "kind": erasure.kind, "tombstone": erasure.event_id, "tombstone_seq": erasure.seq,
-            "requested_at": erasure.at.isoformat(), "stores": list(STORES_ERASED),
+            "kind": erasure.kind,
+            "tombstone": erasure.event_id,
+            "tombstone_seq": erasure.seq,
+            "requested_at": erasure.at.isoformat(),
+            "stores": list(STORES_ERASED),
             "audit_entries_removed": removed_audit_entries,
         },
     )
 
 
 class Eraser:
-    def __init__(self, bus: Bus, ledger: ErasureLedger, breaker: CircuitBreaker, *, every_s: float = 1.0,
-                 projectors: Sequence[str] = PROJECTORS) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        ledger: ErasureLedger,
+        breaker: CircuitBreaker,
+        *,
+        every_s: float = 1.0,
+        projectors: Sequence[str] = PROJECTORS,
+    ) -> None:
         self.bus = bus
         self.ledger = ledger
         self.breaker = breaker
@@ -100,13 +110,19 @@ class Eraser:
         """Removes the erased subjects from the log; returns the audit entries removed."""
         await self.bus.js.purge_stream(APEX_EVT.name, subject=erasure.subject)
         removed = await self._remove_audit_entries(erasure) if erasure.kind == "user" else 0
-        log.info("erasure of %s: purged %s from the log (%d audit entries removed)",
-                 erasure.target, erasure.subject, removed)
+        log.info(
+            "erasure of %s: purged %s from the log (%d audit entries removed)",
+            erasure.target,
+            erasure.subject,
+            removed,
+        )
         return removed
 
     async def _remove_audit_entries(self, erasure: Erasure) -> int:
         doomed: list[int] = []
-        async for seq, data in self.bus.read_subject(audit_subject(erasure.tenant_id), stream=APEX_AUDIT.name):
+        async for seq, data in self.bus.read_subject(
+            audit_subject(erasure.tenant_id), stream=APEX_AUDIT.name
+        ):
             try:
                 entry = AuditEntry.model_validate_json(data)
             except ValidationError:
@@ -122,5 +138,8 @@ class Eraser:
 
     async def audit(self, erasure: Erasure, removed: int) -> None:
         entry = erasure_audit(erasure, removed)
-        await self.bus.js.publish(audit_subject(entry.tenant_id), entry.model_dump_json().encode(),
-                                  headers={"Nats-Msg-Id": entry.id})
+        await self.bus.js.publish(
+            audit_subject(entry.tenant_id),
+            entry.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": entry.id},
+        )

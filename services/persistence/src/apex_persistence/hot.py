@@ -129,8 +129,16 @@ def thread_key(tenant_id: str, thread_id: str, part: str) -> str:
 class RedisProjection:
     failures = REDIS_FAILURES
 
-    def __init__(self, client: aioredis.Redis, *, keep: int = 100, ttl_s: int = 7 * 86_400,
-                 name: str = "redis", keys: KeySpace | None = None, window_s: int | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        keep: int = 100,
+        ttl_s: int = 7 * 86_400,
+        name: str = "redis",
+        keys: KeySpace | None = None,
+        window_s: int | None = None,
+    ) -> None:
         """``window_s``: skip events older than that (a rebuild: they would have expired);
         tombstones apply whatever their age."""
         self.client = client
@@ -170,7 +178,11 @@ class RedisProjection:
         tenant, user = erasure.tenant_id, erasure.user_id
         await self._erase_user(
             keys=[self.keys.user(tenant, user, "erased"), self.keys.user(tenant, user, "threads")],
-            args=[erasure.seq, f"{self.keys.prefix}apex:{tenant}:thread:", f"{self.keys.prefix}apex:{tenant}:run:"],
+            args=[
+                erasure.seq,
+                f"{self.keys.prefix}apex:{tenant}:thread:",
+                f"{self.keys.prefix}apex:{tenant}:run:",
+            ],
             client=pipe,
         )
 
@@ -184,21 +196,43 @@ class RedisProjection:
         tenant, thread, keys = event.tenant_id, event.thread_id, self.keys
         if isinstance(event, ThreadDeleted):
             await self._delete(
-                keys=[keys.thread(tenant, thread, "recent"), keys.thread(tenant, thread, "deleted"),
-                      keys.thread(tenant, thread, "runs"), keys.user(tenant, event.user_id, "erased"),
-                      keys.user(tenant, event.user_id, "threads")],
-                args=[projected.seq, "1" if event.data.erase else "0", f"{keys.prefix}apex:{tenant}:run:", thread],
+                keys=[
+                    keys.thread(tenant, thread, "recent"),
+                    keys.thread(tenant, thread, "deleted"),
+                    keys.thread(tenant, thread, "runs"),
+                    keys.user(tenant, event.user_id, "erased"),
+                    keys.user(tenant, event.user_id, "threads"),
+                ],
+                args=[
+                    projected.seq,
+                    "1" if event.data.erase else "0",
+                    f"{keys.prefix}apex:{tenant}:run:",
+                    thread,
+                ],
                 client=pipe,
             )
             return
         status = facts.run_status(event) if event.run_id else None
         await self._apply(
-            keys=[keys.run(tenant, event.run_id) if event.run_id else keys.thread(tenant, thread, "none"),
-                  keys.thread(tenant, thread, "recent"), keys.thread(tenant, thread, "deleted"),
-                  keys.thread(tenant, thread, "runs"), keys.user(tenant, event.user_id, "erased"),
-                  keys.user(tenant, event.user_id, "threads")],
-            args=[projected.seq, status or "", thread, event.occurred_at.isoformat(), event.run_id or "",
-                  _raw(projected), self.keep, self.ttl_s, facts.status_rank(status or "")],
+            keys=[
+                keys.run(tenant, event.run_id) if event.run_id else keys.thread(tenant, thread, "none"),
+                keys.thread(tenant, thread, "recent"),
+                keys.thread(tenant, thread, "deleted"),
+                keys.thread(tenant, thread, "runs"),
+                keys.user(tenant, event.user_id, "erased"),
+                keys.user(tenant, event.user_id, "threads"),
+            ],
+            args=[
+                projected.seq,
+                status or "",
+                thread,
+                event.occurred_at.isoformat(),
+                event.run_id or "",
+                _raw(projected),
+                self.keep,
+                self.ttl_s,
+                facts.status_rank(status or ""),
+            ],
             client=pipe,
         )
 
@@ -221,7 +255,8 @@ class HotViews:
 
     async def recent_events(self, tenant_id: str, thread_id: str) -> list[tuple[int, bytes]]:
         """The thread's most recent events as (seq, event JSON), in seq order."""
-        members = cast(list[tuple[bytes, float]], await self.client.zrange(
-            thread_key(tenant_id, thread_id, "recent"), 0, -1, withscores=True
-        ))
+        members = cast(
+            list[tuple[bytes, float]],
+            await self.client.zrange(thread_key(tenant_id, thread_id, "recent"), 0, -1, withscores=True),
+        )
         return [(int(score), member) for member, score in members]

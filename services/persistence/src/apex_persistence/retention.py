@@ -31,18 +31,28 @@ log = logging.getLogger(__name__)
 _CHUNK: Final = 500
 
 
-async def sweep_postgres(db: Database, cutoff: datetime, *, schema: str = SCHEMA, lock: str = "postgres") -> int:
+async def sweep_postgres(
+    db: Database, cutoff: datetime, *, schema: str = SCHEMA, lock: str = "postgres"
+) -> int:
     """Deletes the threads whose last event is older than ``cutoff``, with their
     messages, runs and archive rows; returns the number of threads."""
     s = schema_name(schema)
     gone = 0
     while True:
         async with db.writer() as conn:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": writer_lock(lock)})
-            ids = list((await conn.execute(
-                text(f"SELECT id FROM {s}.threads WHERE updated_at < :cutoff ORDER BY updated_at LIMIT {_CHUNK}"),
-                {"cutoff": cutoff},
-            )).scalars())
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": writer_lock(lock)}
+            )
+            ids = list(
+                (
+                    await conn.execute(
+                        text(
+                            f"SELECT id FROM {s}.threads WHERE updated_at < :cutoff ORDER BY updated_at LIMIT {_CHUNK}"
+                        ),
+                        {"cutoff": cutoff},
+                    )
+                ).scalars()
+            )
             for table in ("messages", "runs", "events"):
                 await conn.execute(text(f"DELETE FROM {s}.{table} WHERE thread_id = ANY(:ids)"), {"ids": ids})
             await conn.execute(text(f"DELETE FROM {s}.threads WHERE id = ANY(:ids)"), {"ids": ids})
@@ -59,19 +69,29 @@ async def sweep_audit(db: Database, cutoff: datetime) -> None:
 
 async def sweep_clickhouse(store: AnalyticsStore, events: datetime | None, usage: datetime | None) -> None:
     if events is not None:
-        await store.command("DELETE FROM $db.events WHERE occurred_at < {cutoff:DateTime64(3, 'UTC')}",
-                            {"cutoff": ch_time(events)})
+        await store.command(
+            "DELETE FROM $db.events WHERE occurred_at < {cutoff:DateTime64(3, 'UTC')}",
+            {"cutoff": ch_time(events)},
+        )
     if usage is not None:
-        await store.command("DELETE FROM $db.llm_usage WHERE ts < {cutoff:DateTime64(3, 'UTC')}",
-                            {"cutoff": ch_time(usage)})
+        await store.command(
+            "DELETE FROM $db.llm_usage WHERE ts < {cutoff:DateTime64(3, 'UTC')}", {"cutoff": ch_time(usage)}
+        )
 
 
 class RetentionSweeper:
     """Applies the retention of every store every ``every_s``; a store that is down is
     swept at the next round."""
 
-    def __init__(self, retention: Retention, db: Database, analytics: AnalyticsStore,
-                 breakers: dict[str, CircuitBreaker], *, every_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        retention: Retention,
+        db: Database,
+        analytics: AnalyticsStore,
+        breakers: dict[str, CircuitBreaker],
+        *,
+        every_s: float = 3600.0,
+    ) -> None:
         self.retention = retention
         self.db = db
         self.analytics = analytics
@@ -90,7 +110,9 @@ class RetentionSweeper:
         events, usage = Retention.cutoff(r.clickhouse_days, now), Retention.cutoff(r.usage_days, now)
         try:
             if threads is not None:
-                gone = await self.breakers["postgres"].call(lambda: sweep_postgres(self.db, threads), PG_FAILURES)
+                gone = await self.breakers["postgres"].call(
+                    lambda: sweep_postgres(self.db, threads), PG_FAILURES
+                )
                 log.info("retention: %d threads older than %s removed", gone, threads.date())
             if audit is not None:
                 await self.breakers["postgres"].call(lambda: sweep_audit(self.db, audit), PG_FAILURES)
@@ -100,6 +122,7 @@ class RetentionSweeper:
         try:
             if events is not None or usage is not None:
                 await self.breakers["clickhouse"].call(
-                    lambda: sweep_clickhouse(self.analytics, events, usage), failures)
+                    lambda: sweep_clickhouse(self.analytics, events, usage), failures
+                )
         except (CircuitOpen, *failures) as exc:
             log.warning("retention: ClickHouse unavailable, next round: %r", exc)

@@ -45,7 +45,9 @@ class PersistenceSettings(ServiceSettings):
     )
     retention_postgres_days: int = Field(default=0, ge=0, description="threads idle longer go; 0 keeps all")
     retention_audit_days: int = Field(default=0, ge=0, description="audit entries older go; 0 keeps all")
-    retention_clickhouse_days: int = Field(default=0, ge=0, description="analytics events older go; 0 keeps all")
+    retention_clickhouse_days: int = Field(
+        default=0, ge=0, description="analytics events older go; 0 keeps all"
+    )
     retention_usage_days: int = Field(default=0, ge=0, description="llm_usage rows older go; 0 keeps all")
     retention_sweep_s: float = Field(default=3600.0, gt=0, description="how often retention is applied")
     eraser_every_s: float = Field(default=1.0, gt=0, description="how often pending erasures are finished")
@@ -53,8 +55,10 @@ class PersistenceSettings(ServiceSettings):
 
     def retention(self) -> Retention:
         return Retention(
-            postgres_days=self.retention_postgres_days, audit_days=self.retention_audit_days,
-            clickhouse_days=self.retention_clickhouse_days, usage_days=self.retention_usage_days,
+            postgres_days=self.retention_postgres_days,
+            audit_days=self.retention_audit_days,
+            clickhouse_days=self.retention_clickhouse_days,
+            usage_days=self.retention_usage_days,
         )
 
     @field_validator("clickhouse_database")

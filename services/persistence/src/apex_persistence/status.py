@@ -52,8 +52,9 @@ async def consumer_positions(bus: Bus) -> Consumed:
     return out
 
 
-async def projections_status(settings: PersistenceSettings, store: str | None = None,
-                             wait_s: float = 6.0) -> int:
+async def projections_status(
+    settings: PersistenceSettings, store: str | None = None, wait_s: float = 6.0
+) -> int:
     """Prints the table; 1 when no persistence instance answers (the JetStream figures
     are printed anyway)."""
     bus = await Bus.connect(settings.nats_url, "persistence-status")

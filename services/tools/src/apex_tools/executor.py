@@ -43,9 +43,13 @@ from apex_tools.registry import Tool
 
 log = logging.getLogger(__name__)
 # A tool that raises one of these met an unavailable dependency, not a bad call.
-_DEPENDENCY_CODES = frozenset({
-    ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.STORE_UNAVAILABLE, ErrorCode.BUS_UNAVAILABLE,
-})
+_DEPENDENCY_CODES = frozenset(
+    {
+        ErrorCode.SERVICE_UNAVAILABLE,
+        ErrorCode.STORE_UNAVAILABLE,
+        ErrorCode.BUS_UNAVAILABLE,
+    }
+)
 
 
 class ToolExecutor:
@@ -69,8 +73,9 @@ class ToolExecutor:
     def breaker(self, family: str) -> CircuitBreaker:
         """One breaker per tool family: a family whose dependency keeps failing is
         refused at once (and retried later) instead of piling up timeouts."""
-        return self.health.breaker(f"tools_{family}", threshold=5, reset_after_s=5.0,
-                                   code=ErrorCode.SERVICE_UNAVAILABLE)
+        return self.health.breaker(
+            f"tools_{family}", threshold=5, reset_after_s=5.0, code=ErrorCode.SERVICE_UNAVAILABLE
+        )
 
     async def handle(self, command: ToolCall) -> None:
         call = command.data
@@ -99,16 +104,20 @@ class ToolExecutor:
         await self._complete(command, entry)
 
     async def _announce(self, command: ToolCall) -> None:
-        await self.bus.publish_event(Scope.of(command).make(
-            ToolExecuting,
-            ToolExecutingData(
-                call_id=command.data.call_id, tool=command.data.tool,
-                arguments=command.data.arguments, agent=command.agent,
-            ),
-            id=f"{command.run_id}:{command.data.call_id}:tool_executing",
-            agent=command.agent,
-            causation_id=command.id,
-        ))
+        await self.bus.publish_event(
+            Scope.of(command).make(
+                ToolExecuting,
+                ToolExecutingData(
+                    call_id=command.data.call_id,
+                    tool=command.data.tool,
+                    arguments=command.data.arguments,
+                    agent=command.agent,
+                ),
+                id=f"{command.run_id}:{command.data.call_id}:tool_executing",
+                agent=command.agent,
+                causation_id=command.id,
+            )
+        )
 
     async def _execute(self, command: ToolCall) -> LedgerEntry:
         """The call's outcome; raises Unavailable when a dependency is down (retry)."""
@@ -119,16 +128,18 @@ class ToolExecutor:
             if tool is None:
                 raise ApexError(f"There is no tool named {call.tool!r}.", code=ErrorCode.TOOL_UNKNOWN)
             args = _validate(tool, call.arguments)
-            result = await self._run(tool, command.tenant_id, args, min(tool.timeout_s, call.timeout_ms / 1000))
+            result = await self._run(
+                tool, command.tenant_id, args, min(tool.timeout_s, call.timeout_ms / 1000)
+            )
         except Unavailable:
             raise
         except ApexError as exc:
             log.warning("tool %s failed: %s", call.tool, exc.message)
-            return LedgerEntry(
-                status="error", tool=call.tool, duration_ms=_ms(started), error=exc.info()
-            )
+            return LedgerEntry(status="error", tool=call.tool, duration_ms=_ms(started), error=exc.info())
         return LedgerEntry(
-            status="ok", tool=call.tool, duration_ms=_ms(started),
+            status="ok",
+            tool=call.tool,
+            duration_ms=_ms(started),
             result=result.model_dump(mode="json"),
         )
 
@@ -152,16 +163,22 @@ class ToolExecutor:
         return result
 
     async def _complete(self, command: ToolCall, entry: LedgerEntry) -> None:
-        await self.bus.publish_event(Scope.of(command).make(
-            ToolCompleted,
-            ToolCompletedData(
-                call_id=command.data.call_id, tool=command.data.tool, status=entry.status,
-                duration_ms=entry.duration_ms, result=entry.result, error=entry.error,
-            ),
-            id=f"{command.run_id}:{command.data.call_id}:tool_completed",
-            agent=command.agent,
-            causation_id=command.id,
-        ))
+        await self.bus.publish_event(
+            Scope.of(command).make(
+                ToolCompleted,
+                ToolCompletedData(
+                    call_id=command.data.call_id,
+                    tool=command.data.tool,
+                    status=entry.status,
+                    duration_ms=entry.duration_ms,
+                    result=entry.result,
+                    error=entry.error,
+                ),
+                id=f"{command.run_id}:{command.data.call_id}:tool_completed",
+                agent=command.agent,
+                causation_id=command.id,
+            )
+        )
 
 
 def _validate(tool: Tool, arguments: dict[str, object]) -> object:
@@ -172,7 +189,8 @@ def _validate(tool: Tool, arguments: dict[str, object]) -> object:
         where = ".".join(str(p) for p in first["loc"]) or "arguments"
         spec = CATALOGUE[ErrorCode.TOOL_INPUT_INVALID]
         raise ApexError(
-            f"{tool.name}: {where}: {first['msg']}", code=ErrorCode.TOOL_INPUT_INVALID,
+            f"{tool.name}: {where}: {first['msg']}",
+            code=ErrorCode.TOOL_INPUT_INVALID,
             retryable=spec.retryable,
         ) from exc
 

@@ -15,7 +15,10 @@ from apex_runtime import CircuitBreaker
 
 T = TypeVar("T")
 _KV_FAILURES: tuple[type[BaseException], ...] = (
-    nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError,
+    nats.errors.Error,
+    nats.js.errors.Error,
+    OSError,
+    TimeoutError,
 )
 
 
@@ -62,4 +65,6 @@ class KvLedger:
         try:
             return await self._breaker.call(call, _KV_FAILURES)
         except _KV_FAILURES as exc:
-            raise Unavailable(f"The tool ledger did not answer: {exc!r}", code=ErrorCode.STORE_UNAVAILABLE) from exc
+            raise Unavailable(
+                f"The tool ledger did not answer: {exc!r}", code=ErrorCode.STORE_UNAVAILABLE
+            ) from exc

@@ -24,8 +24,9 @@ def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms"
 
 
-def compose(intent: Intent, report: Report, evidence: list[ToolEvidence], request: DataRequest | None,
-            note: str = "") -> str:
+def compose(
+    intent: Intent, report: Report, evidence: list[ToolEvidence], request: DataRequest | None, note: str = ""
+) -> str:
     lines = [f"## {'Partial report' if report.data_gaps else 'Your LLM usage'}", ""]
     if note:
         lines += [f"_{note}_", ""]
@@ -51,12 +52,18 @@ def _models(report: Report, evidence: list[ToolEvidence]) -> list[str]:
         return []
     costs = find(evidence, "cost_breakdown", CostBreakdownResult, group_by="model")
     shares = {(r.key, r.provider or ""): r.share for r in costs[0].rows} if costs else {}
-    lines = ["### By model", "", "| Model | Provider | Requests | Cost | Share | p50 latency | p95 latency |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "### By model",
+        "",
+        "| Model | Provider | Requests | Cost | Share | p50 latency | p95 latency |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for m in report.by_model:
         share = shares.get((m.model, m.provider))
-        lines.append(f"| {m.model} | {m.provider} | {m.requests:,} | {usd(m.cost_usd)} | "
-                     f"{pct(share) if share is not None else 'n/a'} | {ms(m.p50_latency_ms)} | {ms(m.p95_latency_ms)} |")
+        lines.append(
+            f"| {m.model} | {m.provider} | {m.requests:,} | {usd(m.cost_usd)} | "
+            f"{pct(share) if share is not None else 'n/a'} | {ms(m.p50_latency_ms)} | {ms(m.p95_latency_ms)} |"
+        )
     return lines + [""]
 
 
@@ -65,14 +72,19 @@ def _workloads(evidence: list[ToolEvidence], intent: Intent) -> list[str]:
     costs = find(evidence, "cost_breakdown", CostBreakdownResult, group_by="workload")
     if costs and costs[0].rows:
         lines += ["### By workload", ""]
-        lines += [f"- **{r.key}**: {usd(r.cost_usd)} ({pct(r.share)}), {r.requests:,} requests"
-                  for r in costs[0].rows[:8]]
+        lines += [
+            f"- **{r.key}**: {usd(r.cost_usd)} ({pct(r.share)}), {r.requests:,} requests"
+            for r in costs[0].rows[:8]
+        ]
         lines.append("")
     latency = find(evidence, "latency_profile", LatencyResult, group_by="workload")
     if latency and intent == "latency":
         lines += ["### Latency by workload", ""]
-        lines += [f"- **{r.key}**: p50 {ms(r.p50_ms)}, p95 {ms(r.p95_ms)}, p99 {ms(r.p99_ms)}"
-                  for r in latency[0].rows if r.measured]
+        lines += [
+            f"- **{r.key}**: p50 {ms(r.p50_ms)}, p95 {ms(r.p95_ms)}, p99 {ms(r.p99_ms)}"
+            for r in latency[0].rows
+            if r.measured
+        ]
         lines.append("")
     return lines
 
@@ -82,10 +94,16 @@ def _recommendations(report: Report) -> list[str]:
         return ["### Recommendations", "", "No saving worth acting on was found in this data.", ""]
     lines = ["### Recommendations", ""]
     for rec in report.recommendations:
-        lines.append(f"- **{rec.title}**: saves about **{usd(rec.est_monthly_savings_usd)} a month** "
-                     f"({rec.confidence} confidence). {rec.rationale}")
-    lines += ["", "Savings are estimated from this period, scaled to a month; where two touch the same "
-              "workload they overlap rather than add up.", ""]
+        lines.append(
+            f"- **{rec.title}**: saves about **{usd(rec.est_monthly_savings_usd)} a month** "
+            f"({rec.confidence} confidence). {rec.rationale}"
+        )
+    lines += [
+        "",
+        "Savings are estimated from this period, scaled to a month; where two touch the same "
+        "workload they overlap rather than add up.",
+        "",
+    ]
     return lines
 
 
@@ -94,9 +112,13 @@ def _errors(evidence: list[ToolEvidence]) -> list[str]:
     if errors is None or not errors[0].failed:
         return []
     e = errors[0]
-    return ["### Failed calls", "",
-            f"{e.failed:,} of {e.requests:,} calls failed ({pct(e.error_rate)}), wasting about "
-            f"{usd(e.total_monthly_saving_usd)} a month.", ""]
+    return [
+        "### Failed calls",
+        "",
+        f"{e.failed:,} of {e.requests:,} calls failed ({pct(e.error_rate)}), wasting about "
+        f"{usd(e.total_monthly_saving_usd)} a month.",
+        "",
+    ]
 
 
 def _forecast(evidence: list[ToolEvidence]) -> list[str]:
@@ -110,9 +132,13 @@ def _forecast(evidence: list[ToolEvidence]) -> list[str]:
         basis = f"at the observed trend ({g.growth_pct_used:+.1f}% a month)"
     else:
         basis = "with no trend to go by"
-    return ["### Forecast", "",
-            f"You spend about {usd(g.current_monthly_cost_usd)} a month now; {basis}, next month costs about "
-            f"**{usd(g.projected_next_month_cost_usd)}** ({g.confidence} confidence).", ""]
+    return [
+        "### Forecast",
+        "",
+        f"You spend about {usd(g.current_monthly_cost_usd)} a month now; {basis}, next month costs about "
+        f"**{usd(g.projected_next_month_cost_usd)}** ({g.confidence} confidence).",
+        "",
+    ]
 
 
 def _gaps(report: Report, request: DataRequest | None) -> list[str]:

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-_NOISE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?|\b\d{1,2}:\d{2}\b")
+_NOISE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?|\b\d{1,2}:\d{2}\b"
+)
 _NUMBER = re.compile(
     r"(?<![\w.\-/$])(?P<sign>[-−+]?)(?P<dollar>\$?)(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?P<pct>\s?%)?"
 )
@@ -40,8 +42,14 @@ def figures(text: str) -> list[Figure]:
             continue  # the start of a name: "4o", "3b"
         digits = match["int"].replace(",", "") + (match["frac"] or "")
         value = float(digits) * (-1 if match["sign"] in ("-", "−") else 1)
-        out.append(Figure(match.group(0).strip(), value, len(match["frac"] or "") - 1 if match["frac"] else 0,
-                          bool(match["pct"])))
+        out.append(
+            Figure(
+                match.group(0).strip(),
+                value,
+                len(match["frac"] or "") - 1 if match["frac"] else 0,
+                bool(match["pct"]),
+            )
+        )
     return out
 
 
@@ -69,7 +77,7 @@ def supported(figure: Figure, known: list[float]) -> bool:
     candidates = known
     if figure.percent:
         candidates = known + [v * 100 for v in known if -10 <= v <= 10]
-    scale = 10 ** figure.decimals
+    scale = 10**figure.decimals
     return any(abs(round(v * scale) - round(figure.value * scale)) == 0 for v in candidates)
 
 

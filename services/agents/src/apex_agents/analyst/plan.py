@@ -32,7 +32,13 @@ NEEDED_FIELDS: dict[Intent, tuple[str, ...]] = {
     "out_of_scope": (),
 }
 FORECAST_MIN_DAYS = 14
-SAVINGS_TOOLS = ("model_substitution", "caching_opportunity", "batch_opportunity", "error_waste", "prompt_outliers")
+SAVINGS_TOOLS = (
+    "model_substitution",
+    "caching_opportunity",
+    "batch_opportunity",
+    "error_waste",
+    "prompt_outliers",
+)
 
 
 def sufficiency(intent: Intent, coverage: CoverageResult | None) -> tuple[Sufficiency, list[str]]:
@@ -45,8 +51,9 @@ def sufficiency(intent: Intent, coverage: CoverageResult | None) -> tuple[Suffic
     return ("partial" if missing else "sufficient"), missing
 
 
-def tool_plan(intent: Intent, period: Period, models: list[str], growth_pct: float | None = None
-              ) -> list[tuple[str, Model]]:
+def tool_plan(
+    intent: Intent, period: Period, models: list[str], growth_pct: float | None = None
+) -> list[tuple[str, Model]]:
     """The tool calls that answer ``intent``, most important first."""
     scope = {"period": period, "models": models}
     core: list[tuple[str, Model]] = [
@@ -67,15 +74,22 @@ def tool_plan(intent: Intent, period: Period, models: list[str], growth_pct: flo
         case "cost" | "general":
             extra = [by_workload, *savings.values()]
         case "latency":
-            extra = [("latency_profile", LatencyInput(group_by="workload", **scope)),
-                     savings["model_substitution"], savings["error_waste"]]
+            extra = [
+                ("latency_profile", LatencyInput(group_by="workload", **scope)),
+                savings["model_substitution"],
+                savings["error_waste"],
+            ]
         case "model_choice":
             extra = [by_workload, savings["model_substitution"]]
         case "caching":
             extra = [savings["caching_opportunity"], savings["prompt_outliers"]]
         case "usage_overview":
-            extra = [by_workload, ("cost_breakdown", CostBreakdownInput(group_by="provider", **scope)),
-                     savings["error_waste"], growth]
+            extra = [
+                by_workload,
+                ("cost_breakdown", CostBreakdownInput(group_by="provider", **scope)),
+                savings["error_waste"],
+                growth,
+            ]
         case "forecast":
             extra = [by_workload, growth]
         case _:

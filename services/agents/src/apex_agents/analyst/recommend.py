@@ -43,23 +43,35 @@ GAP_TEXT = {
 def find(evidence: list[ToolEvidence], tool: str, model: type[R], **match: Any) -> tuple[R, str] | None:
     """The first successful result of ``tool`` whose fields equal ``match``, with its call id."""
     for item in evidence:
-        if item.tool == tool and item.status == "ok" and item.result is not None and all(
-            item.result.get(k) == v for k, v in match.items()
+        if (
+            item.tool == tool
+            and item.status == "ok"
+            and item.result is not None
+            and all(item.result.get(k) == v for k, v in match.items())
         ):
             return model.model_validate(item.result), item.call_id
     return None
 
 
-def build_report(triage: TriageOutput, evidence: list[ToolEvidence], failures: list[dict[str, Any]]) -> Report:
+def build_report(
+    triage: TriageOutput, evidence: list[ToolEvidence], failures: list[dict[str, Any]]
+) -> Report:
     coverage = find(triage.evidence, "usage_coverage", CoverageResult)
     costs = find(evidence, "cost_breakdown", CostBreakdownResult, group_by="model")
     latency = find(evidence, "latency_profile", LatencyResult, group_by="model")
     by_latency = {(r.key, r.provider): r for r in latency[0].rows} if latency else {}
     by_model = [
         ModelUsage(
-            model=row.key, provider=row.provider or "", requests=row.requests, cost_usd=row.cost_usd,
-            p50_latency_ms=by_latency[(row.key, row.provider)].p50_ms if (row.key, row.provider) in by_latency else None,
-            p95_latency_ms=by_latency[(row.key, row.provider)].p95_ms if (row.key, row.provider) in by_latency else None,
+            model=row.key,
+            provider=row.provider or "",
+            requests=row.requests,
+            cost_usd=row.cost_usd,
+            p50_latency_ms=by_latency[(row.key, row.provider)].p50_ms
+            if (row.key, row.provider) in by_latency
+            else None,
+            p95_latency_ms=by_latency[(row.key, row.provider)].p95_ms
+            if (row.key, row.provider) in by_latency
+            else None,
         )
         for row in (costs[0].rows if costs else [])
     ]
@@ -73,12 +85,19 @@ def build_report(triage: TriageOutput, evidence: list[ToolEvidence], failures: l
     )
 
 
-def data_gaps(triage: TriageOutput, evidence: list[ToolEvidence], failures: list[dict[str, Any]],
-              coverage: CoverageResult | None) -> list[str]:
+def data_gaps(
+    triage: TriageOutput,
+    evidence: list[ToolEvidence],
+    failures: list[dict[str, Any]],
+    coverage: CoverageResult | None,
+) -> list[str]:
     gaps = [GAP_TEXT.get(f, f"{f} is missing") for f in triage.missing_fields]
     if coverage and coverage.unpriced_models:
-        gaps.append("no list price for " + ", ".join(coverage.unpriced_models)
-                    + ": their calls cost what you uploaded, else zero (set a price override)")
+        gaps.append(
+            "no list price for "
+            + ", ".join(coverage.unpriced_models)
+            + ": their calls cost what you uploaded, else zero (set a price override)"
+        )
     gaps += [f"the {e.tool} analysis failed" for e in evidence if e.status != "ok"]
     gaps += [f"the {f.get('agent')} agent failed" for f in failures]
     return gaps
@@ -106,10 +125,18 @@ def recommendations(evidence: list[ToolEvidence], costs_call: str | None) -> lis
     return [rec.model_copy(update={"id": f"rec-{n}"}) for n, (_, rec) in enumerate(ranked, start=1)]
 
 
-def _rec(kind: str, title: str, rationale: str, saving: float, confidence: Confidence,
-         cites: list[str]) -> Recommendation:
-    return Recommendation(id="rec", kind=kind, title=title, rationale=rationale,
-                          est_monthly_savings_usd=saving, confidence=confidence, evidence=cites)
+def _rec(
+    kind: str, title: str, rationale: str, saving: float, confidence: Confidence, cites: list[str]
+) -> Recommendation:
+    return Recommendation(
+        id="rec",
+        kind=kind,
+        title=title,
+        rationale=rationale,
+        est_monthly_savings_usd=saving,
+        confidence=confidence,
+        evidence=cites,
+    )
 
 
 def pct(share: float) -> str:
@@ -123,12 +150,17 @@ def usd(value: float) -> str:
 def _substitutions(result: SubstitutionResult, cites: list[str]) -> list[Recommendation]:
     return [
         _rec(
-            "model_substitution", f"Move {r.workload} from {r.model} to {r.alternative}",
-            (f"{r.alternative} is a current {r.provider} model "
-             + ("of the same class" if r.similar else "one class smaller: check quality on a sample first")
-             + f"; for this workload's tokens it costs {pct(r.saving_share)} less at list prices. "
-             f"Latency: {r.latency_effect}."),
-            r.monthly_saving_usd, r.confidence, cites,
+            "model_substitution",
+            f"Move {r.workload} from {r.model} to {r.alternative}",
+            (
+                f"{r.alternative} is a current {r.provider} model "
+                + ("of the same class" if r.similar else "one class smaller: check quality on a sample first")
+                + f"; for this workload's tokens it costs {pct(r.saving_share)} less at list prices. "
+                f"Latency: {r.latency_effect}."
+            ),
+            r.monthly_saving_usd,
+            r.confidence,
+            cites,
         )
         for r in result.rows
     ]
@@ -138,30 +170,47 @@ def _caching(result: CachingResult, cites: list[str]) -> list[Recommendation]:
     out = []
     for r in result.rows:
         if r.cached_price is not None and r.monthly_saving_usd >= MIN_MONTHLY_SAVING:
-            out.append(_rec(
-                "prompt_caching", f"Cache repeated prompts on {r.model}",
-                (f"{r.repeated_requests:,} calls repeat an earlier prompt ({pct(r.repeat_share)} of those "
-                 f"with a prompt hash); served from the prompt cache their input costs "
-                 f"{usd(r.cached_price)} instead of {usd(r.input_price)} per million tokens."),
-                r.monthly_saving_usd, "medium", cites,
-            ))
+            out.append(
+                _rec(
+                    "prompt_caching",
+                    f"Cache repeated prompts on {r.model}",
+                    (
+                        f"{r.repeated_requests:,} calls repeat an earlier prompt ({pct(r.repeat_share)} of those "
+                        f"with a prompt hash); served from the prompt cache their input costs "
+                        f"{usd(r.cached_price)} instead of {usd(r.input_price)} per million tokens."
+                    ),
+                    r.monthly_saving_usd,
+                    "medium",
+                    cites,
+                )
+            )
         elif r.monthly_response_cache_saving_usd >= MIN_MONTHLY_SAVING:
-            out.append(_rec(
-                "response_caching", f"Cache responses to repeated prompts on {r.model}",
-                (f"{r.repeated_requests:,} calls repeat an earlier prompt and {r.model} has no prompt cache; "
-                 "an application cache of identical prompts would avoid them, where the same answer may be reused."),
-                r.monthly_response_cache_saving_usd, "low", cites,
-            ))
+            out.append(
+                _rec(
+                    "response_caching",
+                    f"Cache responses to repeated prompts on {r.model}",
+                    (
+                        f"{r.repeated_requests:,} calls repeat an earlier prompt and {r.model} has no prompt cache; "
+                        "an application cache of identical prompts would avoid them, where the same answer may be reused."
+                    ),
+                    r.monthly_response_cache_saving_usd,
+                    "low",
+                    cites,
+                )
+            )
     return out
 
 
 def _batching(result: BatchResult, cites: list[str]) -> list[Recommendation]:
     return [
         _rec(
-            "batch_api", f"Run {r.workload} through the {r.provider} Batch API",
+            "batch_api",
+            f"Run {r.workload} through the {r.provider} Batch API",
             f"{r.workload} looks latency-tolerant ({r.reason}); batch calls on {r.model} cost "
             f"{pct(r.batch_discount)} less and return within a day.",
-            r.monthly_saving_usd, "high" if r.reason.startswith("named") else "medium", cites,
+            r.monthly_saving_usd,
+            "high" if r.reason.startswith("named") else "medium",
+            cites,
         )
         for r in result.rows
     ]
@@ -170,9 +219,12 @@ def _batching(result: BatchResult, cites: list[str]) -> list[Recommendation]:
 def _errors(result: ErrorWasteResult, cites: list[str]) -> list[Recommendation]:
     return [
         _rec(
-            "error_reduction", f"Cut failed calls in {r.workload} on {r.model}",
+            "error_reduction",
+            f"Cut failed calls in {r.workload} on {r.model}",
             f"{r.failed:,} of {r.requests:,} calls failed ({pct(r.error_rate)}) and were paid for. {r.advice}",
-            r.monthly_wasted_usd, "medium", cites,
+            r.monthly_wasted_usd,
+            "medium",
+            cites,
         )
         for r in result.rows[:3]
     ]
@@ -181,11 +233,14 @@ def _errors(result: ErrorWasteResult, cites: list[str]) -> list[Recommendation]:
 def _outliers(result: OutlierResult, cites: list[str]) -> list[Recommendation]:
     return [
         _rec(
-            "prompt_trimming", f"Trim oversized prompts in {r.workload}",
+            "prompt_trimming",
+            f"Trim oversized prompts in {r.workload}",
             f"{r.outliers:,} prompts exceed {r.threshold_tokens:,} tokens, far above the median of "
             f"{r.p50_tokens:,}; trimming them to the median (less context, summarised history) removes "
             f"{r.excess_tokens:,} input tokens.",
-            r.monthly_saving_usd, "low", cites,
+            r.monthly_saving_usd,
+            "low",
+            cites,
         )
         for r in result.rows
     ]

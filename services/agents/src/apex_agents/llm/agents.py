@@ -53,15 +53,18 @@ class Classification(Model):
     growth_pct: float | None = Field(default=None, ge=-100, le=1000)
 
 
-async def ask(ctx: StepContext, client: ChatClient, messages: list[dict[str, Any]], **options: Any) -> Completion:
+async def ask(
+    ctx: StepContext, client: ChatClient, messages: list[dict[str, Any]], **options: Any
+) -> Completion:
     """One completion within the run's token budget, its tokens and list-price cost
     accounted to the step; a budget used up is the model being unavailable to this run."""
     budget = ctx.command.data.budget_llm_tokens
     if budget is not None and ctx.tokens >= budget:
         raise ApexError("The run's language-model token budget is used up.", code=ErrorCode.LLM_UNAVAILABLE)
     completion = await client.complete(messages, **options)
-    cost = PriceCatalogue.default().cost_usd("", client.config.model, completion.prompt_tokens,
-                                             completion.completion_tokens)
+    cost = PriceCatalogue.default().cost_usd(
+        "", client.config.model, completion.prompt_tokens, completion.completion_tokens
+    )
     ctx.account(completion.tokens, cost)
     return completion
 
@@ -112,7 +115,9 @@ class LlmTriage:
                 return await self._decide(ctx, parsed)
             await ctx.think(f"The model's classification was malformed ({error}); asking again.")
             messages += _correction(completion, call, error)
-        raise ApexError("The language model never classified the question properly.", code=ErrorCode.LLM_BAD_RESPONSE)
+        raise ApexError(
+            "The language model never classified the question properly.", code=ErrorCode.LLM_BAD_RESPONSE
+        )
 
     async def _decide(self, ctx: StepContext, parsed: Classification) -> tuple[TriageOutput, str]:
         intent: Intent = parsed.intent
@@ -140,8 +145,10 @@ def _classification(call: ToolRequest | None) -> tuple[Classification | None, st
 def _correction(completion: Completion, call: ToolRequest | None, error: str) -> list[dict[str, Any]]:
     """The model's own turn and the rejection, so it can correct itself."""
     if call is None:
-        return [{"role": "assistant", "content": completion.text or ""},
-                {"role": "user", "content": f"Call classify_question ({error})."}]
+        return [
+            {"role": "assistant", "content": completion.text or ""},
+            {"role": "user", "content": f"Call classify_question ({error})."},
+        ]
     return [
         {"role": "assistant", "content": None, "tool_calls": [_echo(call)]},
         {"role": "tool", "tool_call_id": call.id, "content": f"rejected: {error}. Call it again, correctly."},
@@ -157,8 +164,9 @@ class LlmDataHelper:
         self.client = client
 
     async def __call__(self, ctx: StepContext) -> tuple[DataHelperOutput, str]:
-        triage = TriageOutput.model_validate(ctx.inputs.get("triage") or {"intent": "general",
-                                                                           "sufficiency": "insufficient"})
+        triage = TriageOutput.model_validate(
+            ctx.inputs.get("triage") or {"intent": "general", "sufficiency": "insufficient"}
+        )
         request = request_for(triage)
         if triage.sufficiency == "insufficient" or triage.intent == "out_of_scope":
             return DataHelperOutput(data_request=request), "Wrote a data request"
@@ -171,8 +179,13 @@ class LlmDataHelper:
             completion = await ask(ctx, self.client, messages, tools=tool_schemas())
             if not completion.tool_calls:
                 break
-            messages.append({"role": "assistant", "content": completion.text or None,
-                             "tool_calls": [_echo(c) for c in completion.tool_calls]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": completion.text or None,
+                    "tool_calls": [_echo(c) for c in completion.tool_calls],
+                }
+            )
             valid, rejected = _checked(completion.tool_calls)
             for call, error in rejected:
                 await ctx.think(f"Rejected a malformed {call.name or 'tool'} call: {error}.")
@@ -187,14 +200,23 @@ class LlmDataHelper:
 
 def _brief(question: str, triage: TriageOutput) -> str:
     coverage = next((e.result for e in triage.evidence if e.result), {})
-    return orjson.dumps({
-        "question": question, "intent": triage.intent, "period": triage.period.model_dump(mode="json"),
-        "models": triage.models, "missing_fields": triage.missing_fields,
-        "coverage": {k: coverage.get(k) for k in ("rows", "period", "workloads", "models", "fields_missing")},
-    }).decode()
+    return orjson.dumps(
+        {
+            "question": question,
+            "intent": triage.intent,
+            "period": triage.period.model_dump(mode="json"),
+            "models": triage.models,
+            "missing_fields": triage.missing_fields,
+            "coverage": {
+                k: coverage.get(k) for k in ("rows", "period", "workloads", "models", "fields_missing")
+            },
+        }
+    ).decode()
 
 
-def _checked(calls: list[ToolRequest]) -> tuple[list[tuple[ToolRequest, str, Model]], list[tuple[ToolRequest, str]]]:
+def _checked(
+    calls: list[ToolRequest],
+) -> tuple[list[tuple[ToolRequest, str, Model]], list[tuple[ToolRequest, str]]]:
     valid: list[tuple[ToolRequest, str, Model]] = []
     rejected: list[tuple[ToolRequest, str]] = []
     for call in calls:
@@ -205,7 +227,9 @@ def _checked(calls: list[ToolRequest]) -> tuple[list[tuple[ToolRequest, str, Mod
             args = TOOL_SPECS[call.name][0].model_validate_json(call.arguments or "{}")
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
-            rejected.append((call, f"{'.'.join(str(p) for p in first['loc']) or 'arguments'}: {first['msg']}"))
+            rejected.append(
+                (call, f"{'.'.join(str(p) for p in first['loc']) or 'arguments'}: {first['msg']}")
+            )
             continue
         valid.append((call, call.name, args))
     return valid, rejected
@@ -214,11 +238,16 @@ def _checked(calls: list[ToolRequest]) -> tuple[list[tuple[ToolRequest, str, Mod
 async def _floor(ctx: StepContext, triage: TriageOutput, evidence: list[Any]) -> list[Any]:
     """Runs the plan's calls the model did not make (same tool and grouping)."""
     made = {(e.tool, (e.result or {}).get("group_by")) for e in evidence if e.status == "ok"}
-    missing = [(name, args) for name, args in tool_plan(triage.intent, triage.period, triage.models, triage.growth_pct)
-               if (name, getattr(args, "group_by", None)) not in made]
+    missing = [
+        (name, args)
+        for name, args in tool_plan(triage.intent, triage.period, triage.models, triage.growth_pct)
+        if (name, getattr(args, "group_by", None)) not in made
+    ]
     if not missing:
         return []
-    await ctx.think("Adding the analyses the report needs: " + ", ".join(dict.fromkeys(n for n, _ in missing)) + ".")
+    await ctx.think(
+        "Adding the analyses the report needs: " + ", ".join(dict.fromkeys(n for n, _ in missing)) + "."
+    )
     return await ctx.call_tools(missing)
 
 
@@ -261,14 +290,19 @@ class LlmWriter:
 
 
 def _material(question: str, draft: Draft) -> str:
-    results = {e.call_id: {"tool": e.tool, "result": orjson.loads(_digest(e.result, 4000))
-                           if e.result else None} for e in draft.evidence if e.status == "ok"}
-    return "\n\n".join([
-        f"QUESTION: {question}",
-        "REPORT: " + draft.report.model_dump_json(),
-        "TOOL RESULTS: " + orjson.dumps(results).decode()[:20_000],
-        "A correct plain version you may improve on:\n" + draft.template(),
-    ])
+    results = {
+        e.call_id: {"tool": e.tool, "result": orjson.loads(_digest(e.result, 4000)) if e.result else None}
+        for e in draft.evidence
+        if e.status == "ok"
+    }
+    return "\n\n".join(
+        [
+            f"QUESTION: {question}",
+            "REPORT: " + draft.report.model_dump_json(),
+            "TOOL RESULTS: " + orjson.dumps(results).decode()[:20_000],
+            "A correct plain version you may improve on:\n" + draft.template(),
+        ]
+    )
 
 
 class FallbackWriter:

@@ -79,8 +79,10 @@ class Breakers:
     def of(self, provider: str) -> CircuitBreaker:
         if provider not in self._breakers:
             self._breakers[provider] = CircuitBreaker(
-                f"language model at {provider}", threshold=self._threshold,
-                reset_after_s=self._reset_after_s, code=ErrorCode.LLM_UNAVAILABLE,
+                f"language model at {provider}",
+                threshold=self._threshold,
+                reset_after_s=self._reset_after_s,
+                code=ErrorCode.LLM_UNAVAILABLE,
             )
         return self._breakers[provider]
 
@@ -93,8 +95,13 @@ class _Retryable(Exception):
 
 
 class ChatClient:
-    def __init__(self, config: LlmConfig, http: httpx.AsyncClient, breakers: Breakers,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        config: LlmConfig,
+        http: httpx.AsyncClient,
+        breakers: Breakers,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.config = config
         self._http = http
         self.breaker = breakers.of(config.provider)
@@ -113,7 +120,9 @@ class ChatClient:
         """One chat completion, streamed; ``on_text`` gets each text chunk, ``on_restart``
         is called before a retry that follows partly streamed text."""
         body: dict[str, Any] = {
-            "model": self.config.model, "messages": messages, "stream": True,
+            "model": self.config.model,
+            "messages": messages,
+            "stream": True,
             "stream_options": {"include_usage": True},
         }
         if tools:
@@ -140,10 +149,16 @@ class ChatClient:
             return completion
         assert last is not None
         if self.breaker.state != "closed":
-            raise CircuitOpen(f"{self.breaker.name} failed repeatedly ({last})", code=ErrorCode.LLM_UNAVAILABLE)
+            raise CircuitOpen(
+                f"{self.breaker.name} failed repeatedly ({last})", code=ErrorCode.LLM_UNAVAILABLE
+            )
         if last.timeout:
-            raise DeadlineExceeded(f"The language model did not answer in time ({last}).", code=ErrorCode.LLM_TIMEOUT)
-        raise Unavailable(f"The language model failed every attempt ({last}).", code=ErrorCode.LLM_UNAVAILABLE)
+            raise DeadlineExceeded(
+                f"The language model did not answer in time ({last}).", code=ErrorCode.LLM_TIMEOUT
+            )
+        raise Unavailable(
+            f"The language model failed every attempt ({last}).", code=ErrorCode.LLM_UNAVAILABLE
+        )
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -158,18 +173,25 @@ class ChatClient:
         url = self.config.base_url.rstrip("/") + "/chat/completions"
         timeout = httpx.Timeout(self.config.timeout_s, connect=self.config.connect_timeout_s)
         try:
-            async with asyncio.timeout(self.config.timeout_s), self._http.stream(
-                "POST", url, content=orjson.dumps(body), headers=headers, timeout=timeout
-            ) as response:
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                self._http.stream(
+                    "POST", url, content=orjson.dumps(body), headers=headers, timeout=timeout
+                ) as response,
+            ):
                 if response.status_code in _RETRY_STATUS:
                     await response.aread()
                     raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")[:300]
-                    raise ApexError(f"The language model refused the request: HTTP {response.status_code} "
-                                    f"{text}", code=ErrorCode.LLM_BAD_RESPONSE, retryable=False)
-                if "json" in response.headers.get("content-type", "") and "event-stream" not in \
-                        response.headers.get("content-type", ""):
+                    raise ApexError(
+                        f"The language model refused the request: HTTP {response.status_code} {text}",
+                        code=ErrorCode.LLM_BAD_RESPONSE,
+                        retryable=False,
+                    )
+                if "json" in response.headers.get(
+                    "content-type", ""
+                ) and "event-stream" not in response.headers.get("content-type", ""):
                     completion = _from_json(orjson.loads(await response.aread()))
                     await sink(completion.text)
                     return completion
@@ -214,8 +236,10 @@ async def _from_stream(response: httpx.Response, sink: TextSink) -> Completion:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise ApexError(f"The language model streamed something that is not JSON: {payload[:80]!r}",
-                            code=ErrorCode.LLM_BAD_RESPONSE) from exc
+            raise ApexError(
+                f"The language model streamed something that is not JSON: {payload[:80]!r}",
+                code=ErrorCode.LLM_BAD_RESPONSE,
+            ) from exc
         _usage(completion, chunk.get("usage"))
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
@@ -238,11 +262,18 @@ def _from_json(body: dict[str, Any]) -> Completion:
     try:
         message = body["choices"][0]["message"]
     except (KeyError, IndexError, TypeError) as exc:
-        raise ApexError("The language model answered without a message.", code=ErrorCode.LLM_BAD_RESPONSE) from exc
-    completion = Completion(text=message.get("content") or "", finish_reason=body["choices"][0].get("finish_reason"))
+        raise ApexError(
+            "The language model answered without a message.", code=ErrorCode.LLM_BAD_RESPONSE
+        ) from exc
+    completion = Completion(
+        text=message.get("content") or "", finish_reason=body["choices"][0].get("finish_reason")
+    )
     completion.tool_calls = [
-        ToolRequest(c.get("id", ""), (c.get("function") or {}).get("name", ""),
-                    (c.get("function") or {}).get("arguments", ""))
+        ToolRequest(
+            c.get("id", ""),
+            (c.get("function") or {}).get("name", ""),
+            (c.get("function") or {}).get("arguments", ""),
+        )
         for c in message.get("tool_calls") or []
     ]
     _usage(completion, body.get("usage"))

@@ -8,7 +8,14 @@ from typing import Any
 from apex_contracts.report import Intent
 
 INTENTS: tuple[Intent, ...] = (
-    "cost", "latency", "model_choice", "caching", "usage_overview", "forecast", "general", "out_of_scope",
+    "cost",
+    "latency",
+    "model_choice",
+    "caching",
+    "usage_overview",
+    "forecast",
+    "general",
+    "out_of_scope",
 )
 
 TRIAGE = """You triage questions for Apex, an advisor on a company's LLM usage (spend, latency,
@@ -52,8 +59,10 @@ def classify_tool() -> dict[str, Any]:
                     "start": {"type": ["string", "null"], "description": "ISO date, inclusive"},
                     "end": {"type": ["string", "null"], "description": "ISO date, exclusive"},
                     "models": {"type": "array", "items": {"type": "string"}},
-                    "growth_pct": {"type": ["number", "null"],
-                                   "description": "a monthly growth in percent the question gives"},
+                    "growth_pct": {
+                        "type": ["number", "null"],
+                        "description": "a monthly growth in percent the question gives",
+                    },
                 },
                 "required": ["intent"],
             },

@@ -34,7 +34,10 @@ def request_for(triage: TriageOutput) -> Any:
     if triage.sufficiency == "sufficient" and not triage.missing_fields:
         return None
     return data_request(
-        triage.intent, triage.period, triage.missing_fields, have_rows=triage.sufficiency != "insufficient",
+        triage.intent,
+        triage.period,
+        triage.missing_fields,
+        have_rows=triage.sufficiency != "insufficient",
     )
 
 

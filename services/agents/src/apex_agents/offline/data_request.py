@@ -43,7 +43,7 @@ EXPORTS = [
 FORMATS = [
     "CSV with a header row: " + ",".join(USAGE_FIELDS),
     "NDJSON: one JSON object per line with those fields",
-    "JSON: an array of those objects, or {\"records\": [...]}",
+    'JSON: an array of those objects, or {"records": [...]}',
 ]
 
 

@@ -32,9 +32,7 @@ OUT_OF_SCOPE_TEXT = (
 
 
 class ReportWriter(Protocol):
-    async def write(
-        self, ctx: StepContext, draft: Draft, feedback: list[str] | None
-    ) -> str:
+    async def write(self, ctx: StepContext, draft: Draft, feedback: list[str] | None) -> str:
         """The report's text; ``feedback`` lists the figures a previous text stated that
         no tool result supports (None on the first attempt)."""
         ...
@@ -43,8 +41,14 @@ class ReportWriter(Protocol):
 class Draft:
     """Everything a writer may say: the report and the tool results behind it."""
 
-    def __init__(self, intent: Intent, report: Report, evidence: list[ToolEvidence],
-                 request: DataRequest | None, note: str = "") -> None:
+    def __init__(
+        self,
+        intent: Intent,
+        report: Report,
+        evidence: list[ToolEvidence],
+        request: DataRequest | None,
+        note: str = "",
+    ) -> None:
         self.intent = intent
         self.report = report
         self.evidence = evidence
@@ -102,7 +106,9 @@ class Reporting:
         wrong = unsupported(text, draft.results())
         if not wrong:
             return text
-        await ctx.think(f"The text states figures no tool result supports ({', '.join(wrong[:5])}); rewriting it.")
+        await ctx.think(
+            f"The text states figures no tool result supports ({', '.join(wrong[:5])}); rewriting it."
+        )
         text = await self.writer.write(ctx, draft, wrong)
         wrong = unsupported(text, draft.results())
         if not wrong:
@@ -113,7 +119,9 @@ class Reporting:
 
 def guidance(triage: TriageOutput, request: DataRequest | None) -> ReportingOutput:
     report = Report(
-        period=triage.period, total_cost_usd=0, requests=0,
+        period=triage.period,
+        total_cost_usd=0,
+        requests=0,
         data_gaps=["no usage data" if request is None else request.reason],
     )
     lines = [

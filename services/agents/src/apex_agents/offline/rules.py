@@ -12,16 +12,33 @@ from apex_contracts.report import Intent, Period
 # Checked in order; the first intent with a matching pattern wins.
 _INTENT_PATTERNS: tuple[tuple[Intent, re.Pattern[str]], ...] = (
     ("caching", re.compile(r"\b(cach\w*|repeated prompts?|duplicate prompts?|same prompts?)\b")),
-    ("forecast", re.compile(r"\b(forecast\w*|next month|projection|projected|predict\w*|grow\w*|trend\w*|budget for)\b")),
-    ("model_choice", re.compile(
-        r"\b(which model|switch\w*|substitut\w*|alternative model|cheaper model|smaller model|"
-        r"downgrade|model choice|choose a model|compare models?|replace \w+ with)\b"
-    )),
-    ("latency", re.compile(r"\b(latency|slow\w*|faster|speed\w*|response times?|p50|p95|p99|ttft|timeouts?)\b")),
-    ("cost", re.compile(
-        r"(\$|\b(cost\w*|spend\w*|spent|money|bill\w*|expensive|cheap\w*|price\w*|pricing|sav(e|ing)s?|cut)\b)"
-    )),
-    ("usage_overview", re.compile(r"\b(overview|summary|summari[sz]e|usage|how much|breakdown|volume|traffic)\b")),
+    (
+        "forecast",
+        re.compile(
+            r"\b(forecast\w*|next month|projection|projected|predict\w*|grow\w*|trend\w*|budget for)\b"
+        ),
+    ),
+    (
+        "model_choice",
+        re.compile(
+            r"\b(which model|switch\w*|substitut\w*|alternative model|cheaper model|smaller model|"
+            r"downgrade|model choice|choose a model|compare models?|replace \w+ with)\b"
+        ),
+    ),
+    (
+        "latency",
+        re.compile(r"\b(latency|slow\w*|faster|speed\w*|response times?|p50|p95|p99|ttft|timeouts?)\b"),
+    ),
+    (
+        "cost",
+        re.compile(
+            r"(\$|\b(cost\w*|spend\w*|spent|money|bill\w*|expensive|cheap\w*|price\w*|pricing|sav(e|ing)s?|cut)\b)"
+        ),
+    ),
+    (
+        "usage_overview",
+        re.compile(r"\b(overview|summary|summari[sz]e|usage|how much|breakdown|volume|traffic)\b"),
+    ),
 )
 _DOMAIN = re.compile(
     r"\b(llm|gpt|claude|gemini|mistral|llama|model\w*|token\w*|prompt\w*|openai|anthropic|"
@@ -33,8 +50,10 @@ _OFF_TOPIC = re.compile(
 _LAST_N = re.compile(r"\b(?:last|past|previous)\s+(\d{1,3})\s+(day|week|month)s?\b")
 _LAST_ONE = re.compile(r"\b(?:last|past|previous)\s+(day|week|month|quarter)\b")
 _THIS = re.compile(r"\bthis\s+(week|month)\b")
-_GROWTH = re.compile(r"([+-]?\d{1,3}(?:\.\d+)?)\s?%\s*(?:monthly\s+|a\s+month\s+|per\s+month\s+)?(?:growth|grow\w*|increase|more|up)"
-                     r"|(?:grow\w*|increase\w*|growth of|up)\s+(?:by\s+)?([+-]?\d{1,3}(?:\.\d+)?)\s?%")
+_GROWTH = re.compile(
+    r"([+-]?\d{1,3}(?:\.\d+)?)\s?%\s*(?:monthly\s+|a\s+month\s+|per\s+month\s+)?(?:growth|grow\w*|increase|more|up)"
+    r"|(?:grow\w*|increase\w*|growth of|up)\s+(?:by\s+)?([+-]?\d{1,3}(?:\.\d+)?)\s?%"
+)
 _ISO_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})\s*(?:to|-|–|until|through)\s*(\d{4}-\d{2}-\d{2})")
 
 

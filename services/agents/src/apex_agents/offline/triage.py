@@ -7,9 +7,14 @@ from apex_contracts.report import Intent, Period, TriageOutput
 from apex_contracts.tools import CoverageInput, CoverageResult
 
 LABELS: dict[Intent, str] = {
-    "cost": "where the money goes", "latency": "latency", "model_choice": "model choice",
-    "caching": "caching", "usage_overview": "a usage overview", "forecast": "a forecast",
-    "general": "a general question", "out_of_scope": "something outside LLM usage",
+    "cost": "where the money goes",
+    "latency": "latency",
+    "model_choice": "model choice",
+    "caching": "caching",
+    "usage_overview": "a usage overview",
+    "forecast": "a forecast",
+    "general": "a general question",
+    "out_of_scope": "something outside LLM usage",
 }
 
 
@@ -28,7 +33,9 @@ class Triage:
         return await check_data(ctx, intent, period, models, extract_growth(ctx.question))
 
 
-def read_question(question: str, history: list[dict[str, str]], ctx: StepContext) -> tuple[Intent, Period, list[str]]:
+def read_question(
+    question: str, history: list[dict[str, str]], ctx: StepContext
+) -> tuple[Intent, Period, list[str]]:
     intent = classify(question)
     period = extract_period(question, ctx.now)
     models = extract_models(question)
@@ -40,15 +47,25 @@ def read_question(question: str, history: list[dict[str, str]], ctx: StepContext
     return intent, period, models
 
 
-async def check_data(ctx: StepContext, intent: Intent, period: Period, models: list[str],
-                     growth_pct: float | None = None) -> tuple[TriageOutput, str]:
+async def check_data(
+    ctx: StepContext, intent: Intent, period: Period, models: list[str], growth_pct: float | None = None
+) -> tuple[TriageOutput, str]:
     """Runs ``usage_coverage`` for the question's scope and decides sufficiency."""
     evidence = await ctx.call_tool("usage_coverage", CoverageInput(period=period, models=models))
     coverage = CoverageResult.model_validate(evidence.result) if evidence.result else None
     enough, missing = sufficiency(intent, coverage)
     rows = coverage.rows if coverage else 0
-    await ctx.think(f"{rows:,} usage records in range; the data is {enough}"
-                    + (f" (missing: {', '.join(missing)})." if missing and rows else "."))
-    output = TriageOutput(intent=intent, period=period, models=models, growth_pct=growth_pct,
-                          sufficiency=enough, missing_fields=missing, evidence=[evidence])
+    await ctx.think(
+        f"{rows:,} usage records in range; the data is {enough}"
+        + (f" (missing: {', '.join(missing)})." if missing and rows else ".")
+    )
+    output = TriageOutput(
+        intent=intent,
+        period=period,
+        models=models,
+        growth_pct=growth_pct,
+        sufficiency=enough,
+        missing_fields=missing,
+        evidence=[evidence],
+    )
     return output, f"Intent {intent}, data {enough}"

@@ -15,8 +15,11 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 @router.get("/audit", response_model=AuditPage)
 async def audit_log(
-    who: CurrentAdmin, services: Services, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: datetime | None = None, action: Annotated[list[str] | None, Query()] = None,
+    who: CurrentAdmin,
+    services: Services,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: datetime | None = None,
+    action: Annotated[list[str] | None, Query()] = None,
 ) -> AuditPage:
     """The tenant's security facts, newest first; page with ``before``."""
     query = AuditList(tenant_id=who.tenant_id, limit=limit, before=before, actions=action or [])

@@ -43,10 +43,15 @@ router = APIRouter(prefix="/api/v1/threads", tags=["threads"])
 
 @router.get("", response_model=ThreadsPage)
 async def list_threads(
-    who: CurrentUser, services: Services, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None, search: Annotated[str | None, Query(max_length=200)] = None,
+    who: CurrentUser,
+    services: Services,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ThreadsPage:
-    query = ThreadsList(tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, cursor=cursor, search=search)
+    query = ThreadsList(
+        tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, cursor=cursor, search=search
+    )
     return await services.bus.query(Q_THREADS_LIST, query, ThreadsPage)
 
 
@@ -59,8 +64,11 @@ async def get_thread(thread_id: str, who: CurrentUser, services: Services) -> Th
 
 @router.get("/{thread_id}/events")
 async def thread_events(
-    thread_id: str, who: CurrentUser, services: Services,
-    after_seq: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    thread_id: str,
+    who: CurrentUser,
+    services: Services,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     """Events with seq > after_seq, oldest first; ``next_after_seq`` pages forward."""
     subject = await _owned(services, who, thread_id)
@@ -71,13 +79,20 @@ async def thread_events(
             break
     head = await services.bus.last_seq(subject)
     last = events[-1]["seq"] if events else after_seq
-    return {"thread_id": thread_id, "events": events, "next_after_seq": last, "head_seq": head,
-            "more": last < head}
+    return {
+        "thread_id": thread_id,
+        "events": events,
+        "next_after_seq": last,
+        "head_seq": head,
+        "more": last < head,
+    }
 
 
 @router.get("/{thread_id}/stream")
 async def stream_events(
-    thread_id: str, who: CurrentUser, services: Services,
+    thread_id: str,
+    who: CurrentUser,
+    services: Services,
     last_event_id: Annotated[str | None, Header()] = None,
     after_seq: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
@@ -85,8 +100,11 @@ async def stream_events(
     ``Last-Event-ID``."""
     subject = await _owned(services, who, thread_id)
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
-    return StreamingResponse(_sse(services, subject, thread_id, start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _sse(services, subject, thread_id, start),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _sse(services: GatewayServices, subject: str, thread_id: str, after: int) -> AsyncIterator[bytes]:
@@ -130,7 +148,10 @@ class PostMessage(Model):
 
 @router.post("/{thread_id}/messages", status_code=202)
 async def post_message(
-    thread_id: str, body: PostMessage, who: CurrentUser, services: Services,
+    thread_id: str,
+    body: PostMessage,
+    who: CurrentUser,
+    services: Services,
     idempotency_key: Annotated[str, Header(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-:.]+$")],
 ) -> dict[str, str]:
     """The HTTP twin of ``message.send``: the same Idempotency-Key returns the same run."""
@@ -144,25 +165,38 @@ class RenameThread(Model):
 
 
 @router.patch("/{thread_id}", status_code=202)
-async def rename_thread(thread_id: str, body: RenameThread, who: CurrentUser, services: Services) -> dict[str, str]:
+async def rename_thread(
+    thread_id: str, body: RenameThread, who: CurrentUser, services: Services
+) -> dict[str, str]:
     """Appends ``thread.renamed``; the thread list shows the new title once projected."""
     await _owned(services, who, thread_id)
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    await services.bus.publish_event(scope.make(
-        ThreadRenamed, ThreadRenamedData(title=body.title.strip()), id=f"{thread_id}:renamed:{new_id('evt')}",
-    ))
+    await services.bus.publish_event(
+        scope.make(
+            ThreadRenamed,
+            ThreadRenamedData(title=body.title.strip()),
+            id=f"{thread_id}:renamed:{new_id('evt')}",
+        )
+    )
     return {"thread_id": thread_id, "title": body.title.strip()}
 
 
 @router.delete("/{thread_id}", status_code=202)
 async def delete_thread(
-    thread_id: str, who: CurrentUser, services: Services, erase: bool = False,
+    thread_id: str,
+    who: CurrentUser,
+    services: Services,
+    erase: bool = False,
 ) -> dict[str, object]:
     """Appends the ``thread.deleted`` tombstone: the thread disappears from every view;
     with ``erase=true`` its content is removed from every store and the archive."""
     await _owned(services, who, thread_id)
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    await services.bus.publish_event(scope.make(
-        ThreadDeleted, ThreadDeletedData(erase=erase, requested_by=who.user_id), id=f"{thread_id}:deleted:{'erase' if erase else 'hide'}",
-    ))
+    await services.bus.publish_event(
+        scope.make(
+            ThreadDeleted,
+            ThreadDeletedData(erase=erase, requested_by=who.user_id),
+            id=f"{thread_id}:deleted:{'erase' if erase else 'hide'}",
+        )
+    )
     return {"thread_id": thread_id, "deleted": True, "erase": erase}

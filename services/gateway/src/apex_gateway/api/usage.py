@@ -108,7 +108,9 @@ class Upload:
         self.duplicates += len(batch) - len(fresh)
         if fresh:
             command = UsageIngest(
-                id=f"{self.batch_id}:{self._part}", tenant_id=self.who.tenant_id, user_id=self.who.user_id,
+                id=f"{self.batch_id}:{self._part}",
+                tenant_id=self.who.tenant_id,
+                user_id=self.who.user_id,
                 data=UsageIngestData(batch_id=self.batch_id, source=self.kind, records=fresh),  # type: ignore[arg-type]
             )
             await self.services.bus.publish(command, subjects.CMD_USAGE_INGEST)
@@ -122,8 +124,13 @@ class Upload:
         if not self.duplicates_checked:
             return set()
         keys = [r.dedup_key() for r in batch]
-        query = UsageAggregate(tenant_id=self.who.tenant_id, group_by=["dedup_key"], metrics=["requests"],
-                               filter=UsageFilter(dedup_keys=keys), limit=len(keys))
+        query = UsageAggregate(
+            tenant_id=self.who.tenant_id,
+            group_by=["dedup_key"],
+            metrics=["requests"],
+            filter=UsageFilter(dedup_keys=keys),
+            limit=len(keys),
+        )
         try:
             found = await self.services.bus.query(Q_USAGE_AGGREGATE, query, UsageRows, timeout=30.0)
         except ApexError as exc:
@@ -135,12 +142,28 @@ class Upload:
 
     def answer(self, **extra: Any) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.started
-        log.info("upload %s (%s): %d accepted, %d duplicates, %d rejected in %.1f s (duplicate checks %.1f s, "
-                 "publishing %.1f s)", self.batch_id, self.kind, self.accepted, self.duplicates, self.rejected_total,
-                 elapsed, self.checking_s, self.publishing_s)
-        return {"batch_id": self.batch_id, "format": self.kind, "accepted": self.accepted,
-                "duplicates": self.duplicates, "duplicates_checked": self.duplicates_checked,
-                "rejected": self.rejected, "rejected_total": self.rejected_total, **extra}
+        log.info(
+            "upload %s (%s): %d accepted, %d duplicates, %d rejected in %.1f s (duplicate checks %.1f s, "
+            "publishing %.1f s)",
+            self.batch_id,
+            self.kind,
+            self.accepted,
+            self.duplicates,
+            self.rejected_total,
+            elapsed,
+            self.checking_s,
+            self.publishing_s,
+        )
+        return {
+            "batch_id": self.batch_id,
+            "format": self.kind,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "duplicates_checked": self.duplicates_checked,
+            "rejected": self.rejected,
+            "rejected_total": self.rejected_total,
+            **extra,
+        }
 
 
 @router.post("")
@@ -149,7 +172,9 @@ async def upload_usage(request: Request, who: CurrentUser, services: Services) -
     limit = services.settings.upload_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise InvalidInput(f"The upload is larger than {limit // (1024 * 1024)} MB.", code=ErrorCode.PAYLOAD_TOO_LARGE)
+        raise InvalidInput(
+            f"The upload is larger than {limit // (1024 * 1024)} MB.", code=ErrorCode.PAYLOAD_TOO_LARGE
+        )
     upload = Upload(services, who, "csv")
     chunks = _limited(request.stream(), limit, upload)
     first = await anext(chunks, b"")
@@ -170,13 +195,16 @@ async def upload_usage(request: Request, who: CurrentUser, services: Services) -
 async def upload_otlp(request: Request, who: CurrentUser, services: Services) -> dict[str, Any]:
     """OTLP/HTTP JSON traces; GenAI spans become usage records, other spans are skipped."""
     if "protobuf" in request.headers.get("content-type", ""):
-        raise InvalidInput("Send OTLP/HTTP as JSON (Content-Type: application/json); protobuf is not accepted.")
+        raise InvalidInput(
+            "Send OTLP/HTTP as JSON (Content-Type: application/json); protobuf is not accepted."
+        )
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > OTLP_MAX_BYTES:
-            raise InvalidInput("An OTLP export is limited to 32 MB; send smaller batches.",
-                               code=ErrorCode.PAYLOAD_TOO_LARGE)
+            raise InvalidInput(
+                "An OTLP export is limited to 32 MB; send smaller batches.", code=ErrorCode.PAYLOAD_TOO_LARGE
+            )
     try:
         document = orjson.loads(body)
         spans = list(otlp.rows(document))
@@ -188,8 +216,10 @@ async def upload_otlp(request: Request, who: CurrentUser, services: Services) ->
             await upload.add(row)
     await upload.flush()
     skipped = sum(1 for row in spans if row is None)
-    partial = {"rejectedSpans": upload.rejected_total,
-               "errorMessage": "; ".join(f"span {r['line']}: {r['error']}" for r in upload.rejected[:5])}
+    partial = {
+        "rejectedSpans": upload.rejected_total,
+        "errorMessage": "; ".join(f"span {r['line']}: {r['error']}" for r in upload.rejected[:5]),
+    }
     return upload.answer(skipped_spans=skipped, partialSuccess=partial)
 
 
@@ -202,9 +232,14 @@ async def get_prices(who: CurrentUser, services: Services) -> dict[str, Any]:
     """The dated catalogue with the tenant's overrides applied, and the overrides."""
     stored = await TenantPriceStore(services.bus).get(who.tenant_id)
     catalogue = PriceCatalogue.for_tenant(stored)
-    return {"as_of": catalogue.as_of, "currency": catalogue.currency,
-            "overrides": stored.model_dump(mode="json"),
-            "models": [m.model_dump(mode="json") | {"override": catalogue.is_override(m)} for m in catalogue.models]}
+    return {
+        "as_of": catalogue.as_of,
+        "currency": catalogue.currency,
+        "overrides": stored.model_dump(mode="json"),
+        "models": [
+            m.model_dump(mode="json") | {"override": catalogue.is_override(m)} for m in catalogue.models
+        ],
+    }
 
 
 @router.put("/prices")
@@ -219,8 +254,9 @@ async def put_prices(body: PricesIn, who: CurrentAdmin, services: Services) -> d
 @router.get("/summary")
 async def usage_summary(who: CurrentUser, services: Services) -> dict[str, Any]:
     prices = await TenantPriceStore(services.bus).get(who.tenant_id)
-    return await services.bus.query_raw(Q_USAGE_SUMMARY, UsageSummary(tenant_id=who.tenant_id,
-                                                                      prices=prices.overrides))
+    return await services.bus.query_raw(
+        Q_USAGE_SUMMARY, UsageSummary(tenant_id=who.tenant_id, prices=prices.overrides)
+    )
 
 
 async def _limited(chunks: AsyncIterator[bytes], limit: int, upload: Upload) -> AsyncIterator[bytes]:
@@ -232,7 +268,8 @@ async def _limited(chunks: AsyncIterator[bytes], limit: int, upload: Upload) -> 
                 f"The upload is larger than {limit // (1024 * 1024)} MB. At least the first {upload.accepted:,} "
                 "records were stored; uploading the file again is safe (records are idempotent), in parts or as a "
                 "smaller file.",
-                code=ErrorCode.PAYLOAD_TOO_LARGE, details={"accepted_before_limit": upload.accepted},
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                details={"accepted_before_limit": upload.accepted},
             )
         if chunk:
             yield chunk

@@ -24,7 +24,9 @@ async def erase_me(who: CurrentUser, services: Services) -> dict[str, object]:
     threads, runs, events and analytics rows; the erasure is audited (``data.erased``)
     when it is complete. The gateway's own records (cursors, idempotency, run owners) go now."""
     tombstone = UserErased(
-        id=f"{who.user_id}:erased", tenant_id=who.tenant_id, user_id=who.user_id,
+        id=f"{who.user_id}:erased",
+        tenant_id=who.tenant_id,
+        user_id=who.user_id,
         data=UserErasedData(requested_by=who.user_id, reason="user request"),
     )
     await services.bus.publish(tombstone, UserErased.subject(who.tenant_id, who.user_id))
@@ -35,7 +37,9 @@ async def erase_me(who: CurrentUser, services: Services) -> dict[str, object]:
 async def _forget_gateway_records(services: GatewayServices, who: Principal) -> int:
     removed = 0
     try:
-        async for key in services.cursors.redis_client.scan_iter(match=f"apex:{who.tenant_id}:cursor:{who.user_id}:*"):
+        async for key in services.cursors.redis_client.scan_iter(
+            match=f"apex:{who.tenant_id}:cursor:{who.user_id}:*"
+        ):
             removed += int(await services.cursors.redis_client.delete(key))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         log.warning("cursors of an erased user remain until Redis is back: %r", exc)
@@ -56,4 +60,3 @@ async def _forget_gateway_records(services: GatewayServices, who: Principal) -> 
             await runs.purge(run_id)
             removed += 1
     return removed
-

@@ -61,10 +61,16 @@ class Connection:
 
     def send_error(self, exc: ApexError, ref: str | None = None, **extra: Any) -> None:
         details = exc.details or {}
-        self.send(ErrorFrame(
-            code=exc.code.value, message=exc.message, retryable=exc.retryable,
-            ref=ref or details.get("ref"), retry_after_ms=details.get("retry_after_ms"), **extra,
-        ))
+        self.send(
+            ErrorFrame(
+                code=exc.code.value,
+                message=exc.message,
+                retryable=exc.retryable,
+                ref=ref or details.get("ref"),
+                retry_after_ms=details.get("retry_after_ms"),
+                **extra,
+            )
+        )
 
     def push_event(self, frame: str, occurred_at: float | None = None) -> bool:
         """Queues an event frame; False when this connection already has too many waiting.
@@ -111,9 +117,12 @@ class Connection:
     async def serve(self) -> None:
         settings = self.services.settings
         ready = SessionReady(
-            connection_id=self.id, user_id=self.principal.user_id,
-            tenant_id=self.principal.tenant_id, protocol=PROTOCOL,
-            heartbeat_ms=settings.ws_heartbeat_ms, epoch=self.services.epoch,
+            connection_id=self.id,
+            user_id=self.principal.user_id,
+            tenant_id=self.principal.tenant_id,
+            protocol=PROTOCOL,
+            heartbeat_ms=settings.ws_heartbeat_ms,
+            epoch=self.services.epoch,
             limits={"max_frame_bytes": settings.ws_max_frame_bytes, "send_queue": settings.ws_send_queue},
         )
         await self.ws.send_text(ready.model_dump_json())

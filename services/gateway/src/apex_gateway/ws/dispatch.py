@@ -42,10 +42,14 @@ async def on_message_send(conn: Connection, frame: MessageSend) -> None:
     accepted = await conn.services.messages.send(
         conn.principal, frame.client_msg_id, frame.text, frame.thread_id
     )
-    conn.send(MessageAccepted(
-        ref=frame.ref, client_msg_id=frame.client_msg_id, thread_id=accepted.thread_id,
-        run_id=accepted.run_id,
-    ))
+    conn.send(
+        MessageAccepted(
+            ref=frame.ref,
+            client_msg_id=frame.client_msg_id,
+            thread_id=accepted.thread_id,
+            run_id=accepted.run_id,
+        )
+    )
     if accepted.thread_id not in conn.subscriptions:
         await subscribe(conn, accepted.thread_id, max(0, accepted.message_seq - 1), ref=frame.ref)
 

@@ -31,7 +31,7 @@ def _bearer(ws: WebSocket) -> str | None:
         return header[7:].strip() or None
     for protocol in ws.scope.get("subprotocols", []):
         if protocol.startswith(BEARER_SUBPROTOCOL_PREFIX):
-            return protocol[len(BEARER_SUBPROTOCOL_PREFIX):] or None
+            return protocol[len(BEARER_SUBPROTOCOL_PREFIX) :] or None
     return None
 
 
@@ -61,7 +61,10 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except AuthFailed as exc:
         await _refuse(ws, services, CLOSE_UNAUTHORIZED, exc.code.value)
         return
-    if services.connections.count_for_user(principal.user_id) >= services.settings.ws_max_connections_per_user:
+    if (
+        services.connections.count_for_user(principal.user_id)
+        >= services.settings.ws_max_connections_per_user
+    ):
         await _refuse(ws, services, CLOSE_TOO_MANY, ErrorCode.TOO_MANY_CONNECTIONS.value)
         return
     conn = Connection(ws, principal, services)
@@ -101,8 +104,12 @@ async def _refuse(ws: WebSocket, services: GatewayServices, code: int, reason: s
 
 
 async def _report_defect(ws: WebSocket, ref: str) -> None:
-    frame = ErrorFrame(code=ErrorCode.INTERNAL_ERROR.value, message="Something went wrong on our side.",
-                       retryable=True, ref=ref)
+    frame = ErrorFrame(
+        code=ErrorCode.INTERNAL_ERROR.value,
+        message="Something went wrong on our side.",
+        retryable=True,
+        ref=ref,
+    )
     try:
         await ws.send_text(frame.model_dump_json(exclude_none=True))
         await ws.close(code=1011, reason="internal_error")

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 
 def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
-    return orjson.dumps({"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}).decode()
+    return orjson.dumps(
+        {"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}
+    ).decode()
 
 
 def _epoch_s(occurred_at: Any) -> float | None:
@@ -73,18 +75,27 @@ class ThreadSubscription:
         self._replaying_until = head
         self.conn.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
         if not complete:
-            self.conn.send(ErrorFrame(
-                code=ErrorCode.REPLAY_INCOMPLETE,
-                message=f"Events before seq {first_kept} cannot be replayed right now; history resumes there.",
-                retryable=True, thread_id=self.thread_id, first_seq=first_kept, ref=ref,
-            ))
+            self.conn.send(
+                ErrorFrame(
+                    code=ErrorCode.REPLAY_INCOMPLETE,
+                    message=f"Events before seq {first_kept} cannot be replayed right now; history resumes there.",
+                    retryable=True,
+                    thread_id=self.thread_id,
+                    first_seq=first_kept,
+                    ref=ref,
+                )
+            )
         for seq, frame in archived:
             self.conn.services.metrics.events_replayed.inc()
             self._offer(seq, frame)
         self._sub = await bus.js.subscribe(
-            self.subject, ordered_consumer=True, cb=self._deliver, idle_heartbeat=5.0,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                  opt_start_seq=max(after + 1, first_kept, 1)),
+            self.subject,
+            ordered_consumer=True,
+            cb=self._deliver,
+            idle_heartbeat=5.0,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(after + 1, first_kept, 1)
+            ),
         )
 
     async def _from_archive(self, first_kept: int) -> tuple[bool, list[tuple[int, str]]]:
@@ -94,8 +105,13 @@ class ThreadSubscription:
         after = self.window.after_seq
         out: list[tuple[int, str]] = []
         while after < first_kept - 1:
-            query = EventsArchive(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=self.thread_id,
-                                  after_seq=after, limit=1000)
+            query = EventsArchive(
+                tenant_id=who.tenant_id,
+                user_id=who.user_id,
+                thread_id=self.thread_id,
+                after_seq=after,
+                limit=1000,
+            )
             try:
                 page = await self.conn.services.bus.query(Q_EVENTS_ARCHIVE, query, EventsPage)
             except ApexError as exc:
@@ -123,7 +139,9 @@ class ThreadSubscription:
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         previous = self.window.last_sent
         try:
-            if self.window.offer(seq, frame, time.monotonic()) and not self.conn.push_event(frame, occurred_at):
+            if self.window.offer(seq, frame, time.monotonic()) and not self.conn.push_event(
+                frame, occurred_at
+            ):
                 raise ResyncNeeded(previous)
         except ResyncNeeded as resync:
             self._resync(resync.last_seq)
@@ -132,10 +150,15 @@ class ThreadSubscription:
         if self._ended:
             return
         self._ended = True
-        self.conn.send(ErrorFrame(
-            code=ErrorCode.RESYNC_REQUIRED, message="You fell behind; resubscribe with after_seq = last_seq.",
-            retryable=True, thread_id=self.thread_id, last_seq=last_seq,
-        ))
+        self.conn.send(
+            ErrorFrame(
+                code=ErrorCode.RESYNC_REQUIRED,
+                message="You fell behind; resubscribe with after_seq = last_seq.",
+                retryable=True,
+                thread_id=self.thread_id,
+                last_seq=last_seq,
+            )
+        )
         self.conn.services.metrics.resyncs.inc()
         self.conn.drop_subscription(self.thread_id)
 

@@ -81,5 +81,5 @@ class DeliveryWindow:
         if self.resends >= self.max_resends:
             raise ResyncNeeded(self.acked)
         self.resends += 1
-        self._deadline = now + self.ack_timeout_s * (2 ** self.resends)
+        self._deadline = now + self.ack_timeout_s * (2**self.resends)
         return [frame for _seq, frame, _at in self._unacked]

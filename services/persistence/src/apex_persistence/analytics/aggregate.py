@@ -40,7 +40,6 @@ DIMENSIONS: Final[dict[str, tuple[str, Kind]]] = {
 _COST = "u.cost_usd"
 
 
-
 def _quantile(level: float, column: str) -> str:
     return f"quantileExactInclusive({level})(u.{column})"
 
@@ -126,8 +125,13 @@ def _cost_expression(repriced: Repriced, params: dict[str, Any]) -> str:
     cached = f"least(toFloat64(ifNull(u.cached_tokens, 0)), {prompt})"
     branches = []
     for n, (provider, model, price) in enumerate(repriced):
-        params |= {f"rp{n}": provider, f"rm{n}": model, f"ri{n}": price.input,
-                   f"rc{n}": price.cached_price, f"ro{n}": price.output}
+        params |= {
+            f"rp{n}": provider,
+            f"rm{n}": model,
+            f"ri{n}": price.input,
+            f"rc{n}": price.cached_price,
+            f"ro{n}": price.output,
+        }
         branches.append(
             f"u.provider = {{rp{n}:String}} AND u.model = {{rm{n}:String}}, "
             f"(({prompt} - {cached}) * {{ri{n}:Float64}} + {cached} * {{rc{n}:Float64}} "

@@ -24,9 +24,11 @@ _BOOTSTRAP: Final = (
 )
 
 VERSIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
-    (1, (
-        # Keyed by event id: a redelivered event replaces itself; reads use FINAL.
-        """CREATE TABLE IF NOT EXISTS $db.events (
+    (
+        1,
+        (
+            # Keyed by event id: a redelivered event replaces itself; reads use FINAL.
+            """CREATE TABLE IF NOT EXISTS $db.events (
             tenant_id String,
             user_id String,
             thread_id String,
@@ -42,8 +44,8 @@ VERSIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             tokens Nullable(UInt64),
             payload String
         ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, id)""",
-        # Keyed by (tenant, dedup_key): re-uploading rows replaces them (latest ingest wins).
-        """CREATE TABLE IF NOT EXISTS $db.llm_usage (
+            # Keyed by (tenant, dedup_key): re-uploading rows replaces them (latest ingest wins).
+            """CREATE TABLE IF NOT EXISTS $db.llm_usage (
             tenant_id String,
             ts DateTime64(3, 'UTC'),
             provider LowCardinality(String),
@@ -61,27 +63,31 @@ VERSIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             dedup_key String,
             ingested_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(ingested_at) ORDER BY (tenant_id, dedup_key)""",
-        """CREATE TABLE IF NOT EXISTS $db.projection_checkpoints (
+            """CREATE TABLE IF NOT EXISTS $db.projection_checkpoints (
             name String,
             last_seq UInt64,
             updated_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(last_seq) ORDER BY name""",
-        """CREATE TABLE IF NOT EXISTS $db.erased_threads (
+            """CREATE TABLE IF NOT EXISTS $db.erased_threads (
             tenant_id String,
             thread_id String,
             seq UInt64,
             erased_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, thread_id)""",
-    )),
-    (2, (
-        # Tombstones of erased users: their late events are dropped before insertion.
-        """CREATE TABLE IF NOT EXISTS $db.erased_users (
+        ),
+    ),
+    (
+        2,
+        (
+            # Tombstones of erased users: their late events are dropped before insertion.
+            """CREATE TABLE IF NOT EXISTS $db.erased_users (
             tenant_id String,
             user_id String,
             seq UInt64,
             erased_at DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, user_id)""",
-    )),
+        ),
+    ),
 )
 LATEST: Final = VERSIONS[-1][0]
 
@@ -102,7 +108,9 @@ async def migrate_analytics(store: AnalyticsStore) -> list[int]:
             continue
         for statement in statements:
             await store.command(statement)
-        await store.insert("schema_versions", [{"version": version, "applied_at": ch_time(datetime.now(UTC))}])
+        await store.insert(
+            "schema_versions", [{"version": version, "applied_at": ch_time(datetime.now(UTC))}]
+        )
         applied.append(version)
         log.info("analytics schema %s at version %d", store.database, version)
     return applied

@@ -115,7 +115,9 @@ class _ChdbEngine:
                 open_session: Any = session.Session
                 self._session = open_session(str(self.path))
             except RuntimeError as exc:
-                raise AnalyticsUnavailable(f"cannot open the embedded ClickHouse at {self.path}: {exc}") from exc
+                raise AnalyticsUnavailable(
+                    f"cannot open the embedded ClickHouse at {self.path}: {exc}"
+                ) from exc
         return self._session
 
     def close(self) -> None:

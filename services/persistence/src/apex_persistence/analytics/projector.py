@@ -29,7 +29,9 @@ _ERASE = {
     "thread": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND thread_id = {id:String}",
     "user": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND user_id = {id:String}",
 }
-_POSITION = "SELECT max(last_seq) AS last_seq FROM $db.projection_checkpoints FINAL WHERE name = {name:String}"
+_POSITION = (
+    "SELECT max(last_seq) AS last_seq FROM $db.projection_checkpoints FINAL WHERE name = {name:String}"
+)
 
 
 class ClickHouseProjection:
@@ -53,9 +55,10 @@ class ClickHouseProjection:
         for erasure in found:
             key = erasure.thread_id if erasure.kind == "thread" else erasure.user_id
             await self.store.command(_ERASE[erasure.kind], {"tenant": erasure.tenant_id, "id": key})
-        await self.store.insert("projection_checkpoints", [
-            {"name": self.name, "last_seq": last_seq(batch), "updated_at": ch_time(datetime.now(UTC))}
-        ])
+        await self.store.insert(
+            "projection_checkpoints",
+            [{"name": self.name, "last_seq": last_seq(batch), "updated_at": ch_time(datetime.now(UTC))}],
+        )
 
     async def record(self, found: Sequence[Erasure]) -> None:
         """Records tombstones (before any insert: a later event of the subject is dropped)."""
@@ -67,16 +70,27 @@ class ClickHouseProjection:
     async def _without_erased(self, projected: list[Projected]) -> list[Projected]:
         if not projected:
             return []
-        rows = await self.store.select(_ERASED, {
-            "tenants": sorted({p.event.tenant_id for p in projected}),
-            "threads": sorted({p.event.thread_id for p in projected}),
-            "users": sorted({p.event.user_id for p in projected}),
-        })
+        rows = await self.store.select(
+            _ERASED,
+            {
+                "tenants": sorted({p.event.tenant_id for p in projected}),
+                "threads": sorted({p.event.thread_id for p in projected}),
+                "users": sorted({p.event.user_id for p in projected}),
+            },
+        )
         erased = {(row["kind"], row["tenant_id"], row["id"]) for row in rows}
-        return [p for p in projected
-                if ("thread", p.event.tenant_id, p.event.thread_id) not in erased
-                and ("user", p.event.tenant_id, p.event.user_id) not in erased]
+        return [
+            p
+            for p in projected
+            if ("thread", p.event.tenant_id, p.event.thread_id) not in erased
+            and ("user", p.event.tenant_id, p.event.user_id) not in erased
+        ]
 
 
 def _tombstone(erasure: Erasure, column: str, value: str | None) -> dict[str, object]:
-    return {"tenant_id": erasure.tenant_id, column: value, "seq": erasure.seq, "erased_at": ch_time(erasure.at)}
+    return {
+        "tenant_id": erasure.tenant_id,
+        column: value,
+        "seq": erasure.seq,
+        "erased_at": ch_time(erasure.at),
+    }

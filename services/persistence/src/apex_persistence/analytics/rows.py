@@ -64,7 +64,10 @@ def cost_of(record: UsageRecord, catalogue: PriceCatalogue) -> tuple[float, Cost
     if record.cost_usd is not None:
         return record.cost_usd, "reported"
     listed = catalogue.cost_usd(
-        record.provider, record.model, record.prompt_tokens, record.completion_tokens,
+        record.provider,
+        record.model,
+        record.prompt_tokens,
+        record.completion_tokens,
         record.cached_tokens or 0,
     )
     if listed is None:

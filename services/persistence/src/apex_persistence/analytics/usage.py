@@ -38,7 +38,7 @@ class UsageLedger:
         now = self.clock()
         rows = [usage_row(tenant_id, record, self.catalogue, now) for record in records]
         for start in range(0, len(rows), _INSERT_CHUNK):
-            await self.store.insert("llm_usage", rows[start:start + _INSERT_CHUNK])
+            await self.store.insert("llm_usage", rows[start : start + _INSERT_CHUNK])
         return len(rows)
 
     async def aggregate(self, query: UsageAggregate) -> UsageRows:
@@ -59,7 +59,8 @@ class UsageLedger:
         catalogue = self.catalogue.with_overrides(query.prices)
         pairs = await self.store.select(
             "SELECT DISTINCT u.provider AS provider, u.model AS model FROM $db.llm_usage AS u "
-            "WHERE u.tenant_id = {tenant_id:String}", {"tenant_id": query.tenant_id},
+            "WHERE u.tenant_id = {tenant_id:String}",
+            {"tenant_id": query.tenant_id},
         )
         out = []
         for pair in pairs:
@@ -71,15 +72,25 @@ class UsageLedger:
     async def summary(self, query: UsageSummary) -> UsageSummaryView:
         """Totals, period and per-model figures (requests, cost, p50/p95 latency)."""
         where = UsageFilter(start=query.start, end=query.end)
-        totals = await self.aggregate(UsageAggregate(
-            tenant_id=query.tenant_id, metrics=["requests", "cost_usd", "first_ts", "last_ts"], filter=where,
-            prices=query.prices,
-        ))
-        models = await self.aggregate(UsageAggregate(
-            tenant_id=query.tenant_id, group_by=["model", "provider"],
-            metrics=["requests", "cost_usd", "latency_p50", "latency_p95"],
-            filter=where, order_by="cost_usd", limit=1000, prices=query.prices,
-        ))
+        totals = await self.aggregate(
+            UsageAggregate(
+                tenant_id=query.tenant_id,
+                metrics=["requests", "cost_usd", "first_ts", "last_ts"],
+                filter=where,
+                prices=query.prices,
+            )
+        )
+        models = await self.aggregate(
+            UsageAggregate(
+                tenant_id=query.tenant_id,
+                group_by=["model", "provider"],
+                metrics=["requests", "cost_usd", "latency_p50", "latency_p95"],
+                filter=where,
+                order_by="cost_usd",
+                limit=1000,
+                prices=query.prices,
+            )
+        )
         total = totals.rows[0] if totals.rows else {}
         return UsageSummaryView(
             period=Period(start=query.start or total.get("first_ts"), end=query.end or total.get("last_ts")),
@@ -87,8 +98,11 @@ class UsageLedger:
             total_cost_usd=float(total.get("cost_usd") or 0.0),
             by_model=[
                 ModelUsage(
-                    model=row["model"], provider=row["provider"], requests=row["requests"],
-                    cost_usd=row["cost_usd"] or 0.0, p50_latency_ms=row["latency_p50"],
+                    model=row["model"],
+                    provider=row["provider"],
+                    requests=row["requests"],
+                    cost_usd=row["cost_usd"] or 0.0,
+                    p50_latency_ms=row["latency_p50"],
                     p95_latency_ms=row["latency_p95"],
                 )
                 for row in models.rows

@@ -51,8 +51,11 @@ def build_ingest_router(handler: UsageIngestHandler, max_workers: int = 2) -> Na
     router = NatsRouter()
 
     @subscribe_command(
-        router, USAGE_INGEST_CONSUMER, max_workers=max_workers,
-        title="usage ingest", description="Stores a batch of usage records in llm_usage for the command's tenant",
+        router,
+        USAGE_INGEST_CONSUMER,
+        max_workers=max_workers,
+        title="usage ingest",
+        description="Stores a batch of usage records in llm_usage for the command's tenant",
     )
     async def ingest_usage(msg: NatsMessage) -> None:
         command = UsageIngest.model_validate_json(msg.body)

@@ -62,8 +62,9 @@ class ReadApi:
         breakers: dict[str, CircuitBreaker],
         failures: dict[str, tuple[type[BaseException], ...]],
     ) -> None:
-        def route(name: str, request: type[BaseModel], answer: Callable[[Any], Awaitable[BaseModel]],
-                  store: str) -> Route:
+        def route(
+            name: str, request: type[BaseModel], answer: Callable[[Any], Awaitable[BaseModel]], store: str
+        ) -> Route:
             return Route(name, request, answer, store, breakers[store], failures[store])
 
         self.routes = [

@@ -104,10 +104,15 @@ def _merge_touches(touches: list[Row]) -> list[Row]:
 
 
 def _collect(changes: HistoryChanges, seq: int, event: Event) -> None:
-    changes.threads.append({
-        "id": event.thread_id, "tenant_id": event.tenant_id, "user_id": event.user_id,
-        "created_at": event.occurred_at, "updated_at": event.occurred_at,
-    })
+    changes.threads.append(
+        {
+            "id": event.thread_id,
+            "tenant_id": event.tenant_id,
+            "user_id": event.user_id,
+            "created_at": event.occurred_at,
+            "updated_at": event.occurred_at,
+        }
+    )
     if isinstance(event, MessageCreated):
         changes.titles.append(_title(event.thread_id, facts.proposed_title(event), seq, "message"))
         changes.messages.append(_message(event, event.data.message_id, "user", event.data.content, seq))
@@ -129,8 +134,14 @@ def _title(thread_id: str, title: str, seq: int, source: str) -> Row:
 
 def _message(event: Event, message_id: str, role: str, content: str, seq: int) -> Row:
     return {
-        "id": message_id, "tenant_id": event.tenant_id, "thread_id": event.thread_id, "role": role,
-        "content": content, "run_id": event.run_id, "seq": seq, "created_at": event.occurred_at,
+        "id": message_id,
+        "tenant_id": event.tenant_id,
+        "thread_id": event.thread_id,
+        "role": role,
+        "content": content,
+        "run_id": event.run_id,
+        "seq": seq,
+        "created_at": event.occurred_at,
     }
 
 

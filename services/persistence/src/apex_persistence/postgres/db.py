@@ -66,7 +66,9 @@ async def _transient() -> AsyncIterator[None]:
             raise
         state = str(getattr(exc.orig, "sqlstate", None) or "")
         if exc.connection_invalidated or state[:2] in _TRANSIENT_SQLSTATE_CLASSES:
-            raise PostgresUnavailable(f"Postgres unavailable ({state or 'disconnected'}): {exc.orig}") from exc
+            raise PostgresUnavailable(
+                f"Postgres unavailable ({state or 'disconnected'}): {exc.orig}"
+            ) from exc
         raise
 
 

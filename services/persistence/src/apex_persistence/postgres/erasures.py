@@ -32,17 +32,28 @@ _DELETE_USER_AUDIT = text("""
 
 def ledger_row(erasure: Erasure) -> dict[str, object]:
     return {
-        "tenant_id": erasure.tenant_id, "target": erasure.target, "kind": erasure.kind,
-        "user_id": erasure.user_id, "thread_id": erasure.thread_id, "seq": erasure.seq,
-        "event_id": erasure.event_id, "requested_by": erasure.requested_by, "requested_at": erasure.at,
+        "tenant_id": erasure.tenant_id,
+        "target": erasure.target,
+        "kind": erasure.kind,
+        "user_id": erasure.user_id,
+        "thread_id": erasure.thread_id,
+        "seq": erasure.seq,
+        "event_id": erasure.event_id,
+        "requested_by": erasure.requested_by,
+        "requested_at": erasure.at,
     }
 
 
 def _erasure(row: object) -> Erasure:
     return Erasure(
-        kind=row.kind, tenant_id=row.tenant_id, user_id=row.user_id,  # type: ignore[attr-defined]
-        thread_id=row.thread_id, seq=row.seq, event_id=row.event_id,  # type: ignore[attr-defined]
-        requested_by=row.requested_by, at=row.requested_at,  # type: ignore[attr-defined]
+        kind=row.kind,
+        tenant_id=row.tenant_id,
+        user_id=row.user_id,  # type: ignore[attr-defined]
+        thread_id=row.thread_id,
+        seq=row.seq,
+        event_id=row.event_id,  # type: ignore[attr-defined]
+        requested_by=row.requested_by,
+        at=row.requested_at,  # type: ignore[attr-defined]
     )
 
 
@@ -57,19 +68,26 @@ async def covering(conn: AsyncConnection, projected: Sequence[Projected]) -> lis
     """The recorded erasures that cover any of these events."""
     if not projected:
         return []
-    rows = await conn.execute(_COVERING, {
-        "threads": sorted({p.event.thread_id for p in projected}),
-        "users": sorted({p.event.user_id for p in projected}),
-    })
-    return [e for e in map(_erasure, rows) if any(
-        e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in projected)]
+    rows = await conn.execute(
+        _COVERING,
+        {
+            "threads": sorted({p.event.thread_id for p in projected}),
+            "users": sorted({p.event.user_id for p in projected}),
+        },
+    )
+    return [
+        e
+        for e in map(_erasure, rows)
+        if any(e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in projected)
+    ]
 
 
 async def purge_again(conn: AsyncConnection, hit: Sequence[Erasure]) -> None:
     """Events of an erased subject reached the log after its purge: purge it once more."""
     for erasure in hit:
         await conn.execute(
-            update(erasures).where(erasures.c.tenant_id == erasure.tenant_id, erasures.c.target == erasure.target)
+            update(erasures)
+            .where(erasures.c.tenant_id == erasure.tenant_id, erasures.c.target == erasure.target)
             .values(purged_at=None)
         )
 
@@ -78,7 +96,8 @@ async def purge_users_again(conn: AsyncConnection, pairs: set[tuple[str, str]]) 
     """Audit entries of erased users reached the audit stream after their purge."""
     for tenant_id, user_id in pairs:
         await conn.execute(
-            update(erasures).where(erasures.c.tenant_id == tenant_id, erasures.c.target == f"user:{user_id}")
+            update(erasures)
+            .where(erasures.c.tenant_id == tenant_id, erasures.c.target == f"user:{user_id}")
             .values(purged_at=None)
         )
 
@@ -94,7 +113,8 @@ async def erased_users(conn: AsyncConnection, pairs: set[tuple[str, str]]) -> se
         return set()
     rows = await conn.execute(
         select(erasures.c.tenant_id, erasures.c.user_id).where(
-            erasures.c.kind == "user", erasures.c.user_id.in_(sorted({user for _, user in pairs})))
+            erasures.c.kind == "user", erasures.c.user_id.in_(sorted({user for _, user in pairs}))
+        )
     )
     return {(r.tenant_id, r.user_id) for r in rows} & pairs
 
@@ -115,8 +135,10 @@ class ErasureLedger:
         """Erasures not yet purged from the log or not yet audited: (erasure, purged, audited)."""
         async with self.db.writer() as conn:
             rows = await conn.execute(
-                select(erasures).where((erasures.c.purged_at.is_(None)) | (erasures.c.audited_at.is_(None)))
-                .order_by(erasures.c.seq).limit(limit)
+                select(erasures)
+                .where((erasures.c.purged_at.is_(None)) | (erasures.c.audited_at.is_(None)))
+                .order_by(erasures.c.seq)
+                .limit(limit)
             )
             return [(_erasure(r), r.purged_at is not None, r.audited_at is not None) for r in rows]
 

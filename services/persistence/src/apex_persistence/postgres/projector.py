@@ -46,13 +46,15 @@ def writer_lock(name: str) -> str:
 
 async def _checkpoint(conn: AsyncConnection, name: str, seq: int) -> None:
     stmt = pg_insert(projection_checkpoints).values(name=name, last_seq=seq, updated_at=datetime.now(UTC))
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=["name"],
-        set_={
-            "last_seq": text("GREATEST(apex.projection_checkpoints.last_seq, EXCLUDED.last_seq)"),
-            "updated_at": stmt.excluded.updated_at,
-        },
-    ))
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"],
+            set_={
+                "last_seq": text("GREATEST(apex.projection_checkpoints.last_seq, EXCLUDED.last_seq)"),
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+    )
 
 
 async def _position(db: Database, name: str) -> int:
@@ -84,8 +86,9 @@ class PostgresProjection:
         async with self.db.writer() as conn:
             # Replicas share the consumer, and a rebuild's swap takes the same lock: one
             # writer at a time keeps row locks simple and the swap clean.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                               {"name": writer_lock(self.name)})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": writer_lock(self.name)}
+            )
             await self.apply_in(conn, decoded)
             await _checkpoint(conn, self.name, last_seq(batch))
 
@@ -135,8 +138,13 @@ class PostgresProjection:
 
 def _late(known: Sequence[Erasure], events: Sequence[Projected]) -> list[Erasure]:
     """Erasures with events that came after their tombstone (which a purge may have missed)."""
-    return [e for e in known if any(
-        p.seq > e.seq and e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in events)]
+    return [
+        e
+        for e in known
+        if any(
+            p.seq > e.seq and e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in events
+        )
+    ]
 
 
 class AuditProjection:
@@ -164,11 +172,17 @@ class AuditProjection:
 
 async def _without_erased_actors(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """An erased user's entries are not kept (the record of the erasure itself is)."""
-    actors = {(r["tenant_id"], r["actor_user_id"]) for r in rows if r["actor_user_id"] and r["action"] != "data.erased"}
+    actors = {
+        (r["tenant_id"], r["actor_user_id"])
+        for r in rows
+        if r["actor_user_id"] and r["action"] != "data.erased"
+    }
     erased = await erasures.erased_users(conn, actors)
     if erased:  # and the eraser removes them from the audit stream too
         await erasures.purge_users_again(conn, erased)
-    return [r for r in rows if r["action"] == "data.erased" or (r["tenant_id"], r["actor_user_id"]) not in erased]
+    return [
+        r for r in rows if r["action"] == "data.erased" or (r["tenant_id"], r["actor_user_id"]) not in erased
+    ]
 
 
 def _audit_row(delivery: Delivery) -> dict[str, Any] | None:

@@ -79,8 +79,11 @@ class HistoryReads:
     async def threads_list(self, q: ThreadsList) -> ThreadsPage:
         stmt = (
             select(threads.c.id, threads.c.title, threads.c.created_at, threads.c.updated_at)
-            .where(threads.c.tenant_id == q.tenant_id, threads.c.user_id == q.user_id,
-                   threads.c.deleted_at.is_(None))
+            .where(
+                threads.c.tenant_id == q.tenant_id,
+                threads.c.user_id == q.user_id,
+                threads.c.deleted_at.is_(None),
+            )
             .order_by(threads.c.updated_at.desc(), threads.c.id.desc())
             .limit(q.limit + 1)
         )
@@ -95,7 +98,9 @@ class HistoryReads:
         more = len(rows) > q.limit
         return ThreadsPage(
             threads=[
-                ThreadSummary(id=r.id, title=r.title or UNTITLED, created_at=r.created_at, updated_at=r.updated_at)
+                ThreadSummary(
+                    id=r.id, title=r.title or UNTITLED, created_at=r.created_at, updated_at=r.updated_at
+                )
                 for r in page
             ],
             next_cursor=encode_cursor(page[-1].updated_at, page[-1].id) if more else None,
@@ -104,13 +109,17 @@ class HistoryReads:
     async def thread_get(self, q: ThreadGet) -> ThreadDetail:
         async with self.db.reader(q.tenant_id) as conn:
             thread = await _thread_row(conn, q.tenant_id, q.user_id, q.thread_id)
-            rows = (await conn.execute(
-                select(messages)
-                .where(messages.c.thread_id == q.thread_id, messages.c.tenant_id == q.tenant_id)
-                .order_by(messages.c.seq, messages.c.id)
-            )).all()
+            rows = (
+                await conn.execute(
+                    select(messages)
+                    .where(messages.c.thread_id == q.thread_id, messages.c.tenant_id == q.tenant_id)
+                    .order_by(messages.c.seq, messages.c.id)
+                )
+            ).all()
         return ThreadDetail(
-            id=thread.id, title=thread.title or UNTITLED, created_at=thread.created_at,
+            id=thread.id,
+            title=thread.title or UNTITLED,
+            created_at=thread.created_at,
             updated_at=thread.updated_at,
             messages=[
                 ChatMessage(id=m.id, role=m.role, content=m.content, run_id=m.run_id, created_at=m.created_at)
@@ -120,28 +129,45 @@ class HistoryReads:
 
     async def run_get(self, q: RunGet) -> RunView:
         async with self.db.reader(q.tenant_id) as conn:
-            row = (await conn.execute(select(runs).where(
-                runs.c.id == q.run_id, runs.c.tenant_id == q.tenant_id, runs.c.user_id == q.user_id,
-            ))).first()
+            row = (
+                await conn.execute(
+                    select(runs).where(
+                        runs.c.id == q.run_id,
+                        runs.c.tenant_id == q.tenant_id,
+                        runs.c.user_id == q.user_id,
+                    )
+                )
+            ).first()
         if row is None:
             raise NotFound(f"run {q.run_id} not found")
         return RunView(
-            id=row.id, thread_id=row.thread_id, status=row.status, started_at=row.started_at,
-            ended_at=row.ended_at, duration_ms=row.duration_ms, tool_calls=row.tool_calls,
+            id=row.id,
+            thread_id=row.thread_id,
+            status=row.status,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            duration_ms=row.duration_ms,
+            tool_calls=row.tool_calls,
             llm_tokens=row.reported_tokens if row.reported_tokens is not None else row.llm_tokens,
-            llm_cost_usd=row.llm_cost_usd, error_code=row.error_code,
+            llm_cost_usd=row.llm_cost_usd,
+            error_code=row.error_code,
         )
 
     async def events_archive(self, q: EventsArchive) -> EventsPage:
         async with self.db.reader(q.tenant_id) as conn:
             await _thread_row(conn, q.tenant_id, q.user_id, q.thread_id)
-            rows = (await conn.execute(
-                select(events.c.seq, events.c.payload)
-                .where(events.c.thread_id == q.thread_id, events.c.tenant_id == q.tenant_id,
-                       events.c.seq > q.after_seq)
-                .order_by(events.c.seq)
-                .limit(q.limit)
-            )).all()
+            rows = (
+                await conn.execute(
+                    select(events.c.seq, events.c.payload)
+                    .where(
+                        events.c.thread_id == q.thread_id,
+                        events.c.tenant_id == q.tenant_id,
+                        events.c.seq > q.after_seq,
+                    )
+                    .order_by(events.c.seq)
+                    .limit(q.limit)
+                )
+            ).all()
         return EventsPage(
             events=[ArchivedEvent(seq=r.seq, event=r.payload) for r in rows],
             first_seq=rows[0].seq if rows else None,
@@ -150,7 +176,8 @@ class HistoryReads:
 
     async def audit_list(self, q: AuditList) -> AuditPage:
         stmt = (
-            select(audit_log).where(audit_log.c.tenant_id == q.tenant_id)
+            select(audit_log)
+            .where(audit_log.c.tenant_id == q.tenant_id)
             .order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
             .limit(q.limit)
         )

@@ -13,14 +13,18 @@ from apex_persistence.postgres.tables import SCHEMA, schema_name, view_tables_in
 
 def _rank(status: str) -> str:
     """``facts.status_rank`` in SQL: accepted 0, running 1, terminal 2."""
-    return (f"(CASE WHEN {status} IN ('completed', 'needs_data', 'failed', 'cancelled') THEN 2 "
-            f"WHEN {status} = 'running' THEN 1 ELSE 0 END)")
+    return (
+        f"(CASE WHEN {status} IN ('completed', 'needs_data', 'failed', 'cancelled') THEN 2 "
+        f"WHEN {status} = 'running' THEN 1 ELSE 0 END)"
+    )
 
 
 # A run's status moves only further in its life, or at the same stage to a higher seq:
 # the same rule as the hot view, and commutative, so any order of arrival agrees.
-_FURTHER = (f"({_rank('EXCLUDED.status')} > {_rank('r.status')} OR ({_rank('EXCLUDED.status')} = "
-            f"{_rank('r.status')} AND EXCLUDED.status_seq > r.status_seq))")
+_FURTHER = (
+    f"({_rank('EXCLUDED.status')} > {_rank('r.status')} OR ({_rank('EXCLUDED.status')} = "
+    f"{_rank('r.status')} AND EXCLUDED.status_seq > r.status_seq))"
+)
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,12 @@ def history_sql(schema: str = SCHEMA) -> HistorySql:
         """),
         erase_thread=tuple(
             text(f"DELETE FROM {s}.{table} WHERE {column} = :thread_id AND tenant_id = :tenant_id")
-            for table, column in (("messages", "thread_id"), ("runs", "thread_id"), ("events", "thread_id"),
-                                  ("threads", "id"))
+            for table, column in (
+                ("messages", "thread_id"),
+                ("runs", "thread_id"),
+                ("events", "thread_id"),
+                ("threads", "id"),
+            )
         ),
         erase_user=(
             text(f"""DELETE FROM {s}.messages WHERE tenant_id = :tenant_id AND thread_id IN (

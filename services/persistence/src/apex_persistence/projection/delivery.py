@@ -49,8 +49,11 @@ class Decoded:
         """The events that no erasure covers."""
         if not erased:
             return self.events
-        return [p for p in self.events
-                if not any(e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for e in erased)]
+        return [
+            p
+            for p in self.events
+            if not any(e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for e in erased)
+        ]
 
 
 def last_seq(batch: Sequence[Delivery]) -> int:
@@ -61,11 +64,14 @@ def decode(batch: Iterable[Delivery]) -> Decoded:
     """Thread events (see ``decode_events``) and erasure tombstones of the batch."""
     ordered = sorted(batch, key=lambda d: d.seq)
     erasures = [
-        erasure for d in ordered
+        erasure
+        for d in ordered
         if is_user_subject(d.subject) and (erasure := user_erasure(d.seq, d.subject, d.data)) is not None
     ]
     events = decode_events(d for d in ordered if not is_user_subject(d.subject))
-    erasures += [e for p in events if isinstance(p.event, ThreadDeleted) and (e := thread_erasure(p.seq, p.event))]
+    erasures += [
+        e for p in events if isinstance(p.event, ThreadDeleted) and (e := thread_erasure(p.seq, p.event))
+    ]
     return Decoded(events, sorted(erasures, key=lambda e: e.seq))
 
 

@@ -58,8 +58,16 @@ class Erasure:
 def thread_erasure(seq: int, event: ThreadDeleted) -> Erasure | None:
     if not event.data.erase:
         return None
-    return Erasure("thread", event.tenant_id, event.user_id, event.thread_id, seq, event.id,
-                   event.data.requested_by, event.occurred_at)
+    return Erasure(
+        "thread",
+        event.tenant_id,
+        event.user_id,
+        event.thread_id,
+        seq,
+        event.id,
+        event.data.requested_by,
+        event.occurred_at,
+    )
 
 
 def is_user_subject(subject: str) -> bool:
@@ -80,8 +88,16 @@ def user_erasure(seq: int, subject: str, data: bytes) -> Erasure | None:
     if owner != (event.tenant_id, event.user_id) or subject != UserErased.subject(*owner):
         log.warning("skipping seq %d: user erasure %s does not belong to %s", seq, event.id, subject)
         return None
-    return Erasure("user", event.tenant_id, event.user_id, None, seq, event.id, event.data.requested_by,
-                   event.occurred_at)
+    return Erasure(
+        "user",
+        event.tenant_id,
+        event.user_id,
+        None,
+        seq,
+        event.id,
+        event.data.requested_by,
+        event.occurred_at,
+    )
 
 
 def first_per_target(erasures: Iterable[Erasure]) -> list[Erasure]:

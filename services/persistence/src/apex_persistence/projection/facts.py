@@ -25,7 +25,13 @@ from apex_contracts import (
 TERMINAL_STATUSES: Final = frozenset({"completed", "needs_data", "failed", "cancelled"})
 RUN_STATUSES: Final = ("accepted", "running", *sorted(TERMINAL_STATUSES))
 _RUNNING_EVENTS = (
-    AgentStarted, AgentThinking, AgentCompleted, AgentFailed, ToolExecuting, ToolCompleted, MessageDelta,
+    AgentStarted,
+    AgentThinking,
+    AgentCompleted,
+    AgentFailed,
+    ToolExecuting,
+    ToolCompleted,
+    MessageDelta,
 )
 TITLE_WORDS: Final = 8
 TITLE_CHARS: Final = 80

@@ -24,7 +24,9 @@ from apex_runtime import TRANSIENT_NATS_ERRORS, CircuitBreaker, CircuitOpen
 log = logging.getLogger(__name__)
 _STREAM_INFO_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.js.errors.NotFoundError)
 
-LAG = Gauge("apex_projection_lag_events", "events the projection has not applied and acknowledged yet", ["store"])
+LAG = Gauge(
+    "apex_projection_lag_events", "events the projection has not applied and acknowledged yet", ["store"]
+)
 APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
 FAILED = Counter("apex_projection_failed_batches", "batches that found the store unavailable", ["store"])
 
@@ -116,7 +118,10 @@ class ProjectorRunner:
         self._backoff_s = min(self.max_backoff_s, max(0.2, self._backoff_s * 2))
         log.warning(
             "%s projection: store unavailable, %d events redelivered in %.1fs: %r",
-            self.store, len(messages), self._backoff_s, exc,
+            self.store,
+            len(messages),
+            self._backoff_s,
+            exc,
         )
         with contextlib.suppress(*TRANSIENT_NATS_ERRORS):
             for message in messages:
@@ -159,8 +164,13 @@ class LagMonitor:
     sequence applied" would say 0 too early. ``checkpoint_<store>`` is that highest
     sequence."""
 
-    def __init__(self, js: JetStreamContext, runners: Sequence[ProjectorRunner], details: dict[str, float | int | str],
-                 every_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        runners: Sequence[ProjectorRunner],
+        details: dict[str, float | int | str],
+        every_s: float = 2.0,
+    ) -> None:
         self.js = js
         self.runners = runners
         self.details = details

@@ -24,8 +24,9 @@ SWAPPED: Final = ("events", "erased_threads", "erased_users", "projection_checkp
 class FreshClickHouse:
     store = "clickhouse"
 
-    def __init__(self, live: AnalyticsStore, erasures: Sequence[Erasure], *,
-                 retention_cutoff: datetime | None = None) -> None:
+    def __init__(
+        self, live: AnalyticsStore, erasures: Sequence[Erasure], *, retention_cutoff: datetime | None = None
+    ) -> None:
         self.live_store = live
         self.fresh_store = live.sibling(f"{live.database}_rebuild")
         self.erasures = erasures
@@ -45,7 +46,9 @@ class FreshClickHouse:
     async def swap(self, catch_up: CatchUp) -> int:
         reached = await catch_up()
         for table in SWAPPED:
-            await self.live_store.command(f"EXCHANGE TABLES $db.{table} AND {self.fresh_store.database}.{table}")
+            await self.live_store.command(
+                f"EXCHANGE TABLES $db.{table} AND {self.fresh_store.database}.{table}"
+            )
         log.info("clickhouse: rebuilt tables swapped in at seq %d", reached)
         return reached
 

@@ -16,8 +16,14 @@ from apex_runtime import Bus
 Printer = Callable[[str], None]
 
 
-async def projections_rebuild(settings: PersistenceSettings, store: str | None = None, *,
-                              say: Printer = print, answer_s: float = 5.0, silence_s: float = 600.0) -> int:
+async def projections_rebuild(
+    settings: PersistenceSettings,
+    store: str | None = None,
+    *,
+    say: Printer = print,
+    answer_s: float = 5.0,
+    silence_s: float = 600.0,
+) -> int:
     """0 when every store was rebuilt and swapped in; 1 otherwise (nobody answered, a
     store failed, or the instance went silent for ``silence_s``)."""
     stores = [store] if store else list(REBUILDABLE)
@@ -43,7 +49,9 @@ async def projections_rebuild(settings: PersistenceSettings, store: str | None =
         await bus.close()
 
 
-async def _follow(replies: asyncio.Queue[dict[str, Any]], say: Printer, answer_s: float, silence_s: float) -> int:
+async def _follow(
+    replies: asyncio.Queue[dict[str, Any]], say: Printer, answer_s: float, silence_s: float
+) -> int:
     failed = False
     wait = answer_s
     while True:
@@ -62,8 +70,10 @@ async def _follow(replies: asyncio.Queue[dict[str, Any]], say: Printer, answer_s
         elif kind == "progress":
             say(f"{reply['store']:<11} {reply['position']}/{reply['head']}")
         elif kind == "done":
-            say(f"{reply['store']:<11} rebuilt and swapped in: {reply['events']} events in {reply['seconds']} s "
-                f"({reply['rate']} events/s), at seq {reply['reached']}")
+            say(
+                f"{reply['store']:<11} rebuilt and swapped in: {reply['events']} events in {reply['seconds']} s "
+                f"({reply['rate']} events/s), at seq {reply['reached']}"
+            )
         elif kind == "failed":
             failed = True
             error = reply.get("error") or {}

@@ -53,8 +53,18 @@ class RebuildRequest(Model):
 class Rebuilder:
     """Builds the fresh views of a store and runs its rebuild, one per store at a time."""
 
-    def __init__(self, nc: NATS, db: Database, redis: Any, analytics: AnalyticsStore, *,
-                 retention: Retention, redis_keep: int, redis_ttl_s: int, batch: int = 1000) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        db: Database,
+        redis: Any,
+        analytics: AnalyticsStore,
+        *,
+        retention: Retention,
+        redis_keep: int,
+        redis_ttl_s: int,
+        batch: int = 1000,
+    ) -> None:
         self.nc = nc
         self.db = db
         self.redis = redis
@@ -70,8 +80,9 @@ class Rebuilder:
             return FreshPostgres(self.db, retention_cutoff=Retention.cutoff(self.retention.postgres_days))
         if store == "redis":
             return FreshRedis(self.redis, erasures, keep=self.redis_keep, ttl_s=self.redis_ttl_s)
-        return FreshClickHouse(self.analytics, erasures,
-                               retention_cutoff=Retention.cutoff(self.retention.clickhouse_days))
+        return FreshClickHouse(
+            self.analytics, erasures, retention_cutoff=Retention.cutoff(self.retention.clickhouse_days)
+        )
 
     async def run(self, store: str, progress: Callable[[str, int, int], None] | None = None) -> RebuildReport:
         async with exclusive(self.db, store):
@@ -143,22 +154,36 @@ class RebuildControl:
                 await self._failed(store, reply, exc)
                 continue
             except self._store_failures() as exc:
-                await self._failed(store, reply, Unavailable(f"{store}: {exc!r}", code=ErrorCode.STORE_UNAVAILABLE))
+                await self._failed(
+                    store, reply, Unavailable(f"{store}: {exc!r}", code=ErrorCode.STORE_UNAVAILABLE)
+                )
                 continue
             except TRANSIENT_NATS_ERRORS as exc:
-                await self._failed(store, reply, Unavailable(f"the log: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE))
+                await self._failed(
+                    store, reply, Unavailable(f"the log: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE)
+                )
                 continue
             except asyncio.CancelledError:
-                await self._failed(store, reply, Unavailable("the service is stopping", code=ErrorCode.SHUTTING_DOWN))
+                await self._failed(
+                    store, reply, Unavailable("the service is stopping", code=ErrorCode.SHUTTING_DOWN)
+                )
                 raise
             except BaseException as exc:
                 # A defect: the asker hears of it, then the service exits (see ``run``).
                 await self._failed(store, reply, InternalError(f"rebuild of {store} failed: {exc!r}"))
                 raise
             self.details[f"rebuild_{store}"] = f"done {report.events} events in {report.seconds:.1f}s"
-            await self._send(reply, {"type": "done", "store": store, "events": report.events,
-                                     "seconds": round(report.seconds, 3), "rate": round(report.rate),
-                                     "reached": report.reached})
+            await self._send(
+                reply,
+                {
+                    "type": "done",
+                    "store": store,
+                    "events": report.events,
+                    "seconds": round(report.seconds, 3),
+                    "rate": round(report.rate),
+                    "reached": report.reached,
+                },
+            )
         await self._send(reply, {"type": "finished"})
 
     def _store_failures(self) -> tuple[type[BaseException], ...]:
@@ -167,7 +192,9 @@ class RebuildControl:
     async def _failed(self, store: str, reply: str | None, exc: ApexError) -> None:
         log.error("rebuild of %s failed: %s", store, exc.message)
         self.details[f"rebuild_{store}"] = f"failed: {exc.code}"
-        await self._send(reply, {"type": "failed", "store": store, "error": exc.info().model_dump(mode="json")})
+        await self._send(
+            reply, {"type": "failed", "store": store, "error": exc.info().model_dump(mode="json")}
+        )
 
     def _progress(self, reply: str | None) -> Callable[[str, int, int], None]:
         last = 0.0
@@ -179,7 +206,10 @@ class RebuildControl:
             if reply is not None and now - last >= 1.0:
                 last = now
                 sent = asyncio.get_running_loop().create_task(
-                    self._send(reply, {"type": "progress", "store": store, "position": position, "head": head}))
+                    self._send(
+                        reply, {"type": "progress", "store": store, "position": position, "head": head}
+                    )
+                )
                 self._sending.add(sent)
                 sent.add_done_callback(self._sending.discard)
 

@@ -43,8 +43,9 @@ class FreshPostgres:
             for table in tables.values():
                 await conn.run_sync(lambda sync, t=table: t.create(sync))
                 await _secure(conn, f"{FRESH_SCHEMA}.{table.name}")
-            await conn.execute(text("DELETE FROM apex.projection_checkpoints WHERE name = :name"),
-                               {"name": FRESH_NAME})
+            await conn.execute(
+                text("DELETE FROM apex.projection_checkpoints WHERE name = :name"), {"name": FRESH_NAME}
+            )
 
     async def finish(self) -> None:
         if self.retention_cutoff is not None:
@@ -55,21 +56,26 @@ class FreshPostgres:
             await conn.execute(text("SET LOCAL lock_timeout = '10s'"))
             # No live batch runs from here to the commit (any replica): the fresh tables
             # catch up to the head and take the live tables' place in one step.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                               {"name": writer_lock(self.live.name)})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": writer_lock(self.live.name)}
+            )
             reached = await catch_up()
             await conn.execute(text(f"DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"))
             await conn.execute(text(f"CREATE SCHEMA {RETIRED_SCHEMA}"))
             for table in VIEW_TABLES:
                 await conn.execute(text(f"ALTER TABLE {SCHEMA}.{table.name} SET SCHEMA {RETIRED_SCHEMA}"))
                 await conn.execute(text(f"ALTER TABLE {FRESH_SCHEMA}.{table.name} SET SCHEMA {SCHEMA}"))
-            await conn.execute(text("""
+            await conn.execute(
+                text("""
                 INSERT INTO apex.projection_checkpoints (name, last_seq, updated_at) VALUES (:name, :seq, :at)
                 ON CONFLICT (name) DO UPDATE
                 SET last_seq = GREATEST(apex.projection_checkpoints.last_seq, EXCLUDED.last_seq), updated_at = :at
-            """), {"name": self.live.name, "seq": reached, "at": datetime.now(UTC)})
-            await conn.execute(text("DELETE FROM apex.projection_checkpoints WHERE name = :name"),
-                               {"name": FRESH_NAME})
+            """),
+                {"name": self.live.name, "seq": reached, "at": datetime.now(UTC)},
+            )
+            await conn.execute(
+                text("DELETE FROM apex.projection_checkpoints WHERE name = :name"), {"name": FRESH_NAME}
+            )
         log.info("postgres: rebuilt views swapped in at seq %d", reached)
         return reached
 
@@ -77,14 +83,17 @@ class FreshPostgres:
         async with self.db.writer() as conn:
             for schema in (FRESH_SCHEMA, RETIRED_SCHEMA):
                 await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            await conn.execute(text("DELETE FROM apex.projection_checkpoints WHERE name = :name"),
-                               {"name": FRESH_NAME})
+            await conn.execute(
+                text("DELETE FROM apex.projection_checkpoints WHERE name = :name"), {"name": FRESH_NAME}
+            )
 
 
 async def _secure(conn: AsyncConnection, table: str) -> None:
     """What the migrations give every view table: row-level security and the reader's grant."""
     await conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
-    await conn.execute(text(
-        f"CREATE POLICY tenant_isolation ON {table} USING (tenant_id = current_setting('{TENANT_SETTING}', true))"
-    ))
+    await conn.execute(
+        text(
+            f"CREATE POLICY tenant_isolation ON {table} USING (tenant_id = current_setting('{TENANT_SETTING}', true))"
+        )
+    )
     await conn.execute(text(f"GRANT SELECT ON {table} TO {READER_ROLE}"))

@@ -44,8 +44,9 @@ class RebuildReport:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-async def rebuild(fresh: FreshViews, source: LogSource, *, progress: Progress | None = None,
-                  close_gap: int = 2000) -> RebuildReport:
+async def rebuild(
+    fresh: FreshViews, source: LogSource, *, progress: Progress | None = None, close_gap: int = 2000
+) -> RebuildReport:
     started = time.monotonic()
     copier = _Copier(source, fresh.projection, fresh.store, progress)
     await fresh.prepare()
@@ -70,15 +71,24 @@ async def rebuild(fresh: FreshViews, source: LogSource, *, progress: Progress | 
     with contextlib.suppress(*fresh.projection.failures):
         await fresh.discard()
     report = RebuildReport(fresh.store, copier.events, seconds, reached)
-    log.info("%s rebuilt: %d events in %.1f s (%.0f events/s)", report.store, report.events, seconds, report.rate)
+    log.info(
+        "%s rebuilt: %d events in %.1f s (%.0f events/s)", report.store, report.events, seconds, report.rate
+    )
     return report
 
 
 class _Copier:
     """Applies the log to a projection from ``start``; ``position``: everything up to it is in."""
 
-    def __init__(self, source: LogSource, projection: Projection, store: str, progress: Progress | None,
-                 *, start: int = 0) -> None:
+    def __init__(
+        self,
+        source: LogSource,
+        projection: Projection,
+        store: str,
+        progress: Progress | None,
+        *,
+        start: int = 0,
+    ) -> None:
         self.source = source
         self.projection = projection
         self.store = store

@@ -42,8 +42,9 @@ class FreshRedis:
         self.client = client
         self.erasures = erasures
         # Only the last ttl_s of the log: older keys would have expired from the live view.
-        self.projection = RedisProjection(client, keep=keep, ttl_s=ttl_s, name="redis-rebuild",
-                                          keys=KeySpace(FRESH_PREFIX), window_s=ttl_s)
+        self.projection = RedisProjection(
+            client, keep=keep, ttl_s=ttl_s, name="redis-rebuild", keys=KeySpace(FRESH_PREFIX), window_s=ttl_s
+        )
         self.live = RedisProjection(client, keep=keep, ttl_s=ttl_s)
         self._rename = client.register_script(_RENAME)
 
@@ -65,15 +66,23 @@ class FreshRedis:
         fresh = [key async for key in self.client.scan_iter(match=FRESH_PREFIX + "*", count=1000)]
         fresh = [key for key in fresh if key.decode() != FRESH_PREFIX + CHECKPOINT_KEY]
         for start in range(0, len(fresh), _CHUNK):
-            await self._rename(keys=fresh[start:start + _CHUNK], args=[len(FRESH_PREFIX)])
-        rebuilt = {key[len(FRESH_PREFIX):] for key in fresh}
-        stale = [key for pattern in _HOT_PATTERNS async for key in self.client.scan_iter(match=pattern, count=1000)
-                 if HOT_KEY.match(key.decode()) and key not in rebuilt]
+            await self._rename(keys=fresh[start : start + _CHUNK], args=[len(FRESH_PREFIX)])
+        rebuilt = {key[len(FRESH_PREFIX) :] for key in fresh}
+        stale = [
+            key
+            for pattern in _HOT_PATTERNS
+            async for key in self.client.scan_iter(match=pattern, count=1000)
+            if HOT_KEY.match(key.decode()) and key not in rebuilt
+        ]
         for start in range(0, len(stale), _CHUNK):
-            await self.client.unlink(*stale[start:start + _CHUNK])
+            await self.client.unlink(*stale[start : start + _CHUNK])
         await self.live._checkpoint(keys=[CHECKPOINT_KEY], args=[reached])
-        log.info("redis: %d rebuilt keys swapped in, %d stale keys removed, at seq %d",
-                 len(fresh), len(stale), reached)
+        log.info(
+            "redis: %d rebuilt keys swapped in, %d stale keys removed, at seq %d",
+            len(fresh),
+            len(stale),
+            reached,
+        )
         return reached
 
     async def discard(self) -> None:

@@ -57,16 +57,26 @@ class LogSource:
         cursor = after
         while True:
             async with self.db.writer() as conn:
-                rows = (await conn.execute(
-                    select(archive.c.seq, archive.c.tenant_id, archive.c.user_id, archive.c.thread_id,
-                           archive.c.payload)
-                    .where(archive.c.seq > cursor, archive.c.seq < before)
-                    .order_by(archive.c.seq).limit(self.batch)
-                )).all()
+                rows = (
+                    await conn.execute(
+                        select(
+                            archive.c.seq,
+                            archive.c.tenant_id,
+                            archive.c.user_id,
+                            archive.c.thread_id,
+                            archive.c.payload,
+                        )
+                        .where(archive.c.seq > cursor, archive.c.seq < before)
+                        .order_by(archive.c.seq)
+                        .limit(self.batch)
+                    )
+                ).all()
             if not rows:
                 return
-            yield [Delivery(r.seq, thread_events(r.tenant_id, r.user_id, r.thread_id), orjson.dumps(r.payload))
-                   for r in rows]
+            yield [
+                Delivery(r.seq, thread_events(r.tenant_id, r.user_id, r.thread_id), orjson.dumps(r.payload))
+                for r in rows
+            ]
             cursor = rows[-1].seq
 
     async def _stream_batch(self, start: int, upto: int) -> list[Delivery]:
@@ -84,14 +94,18 @@ class LogSource:
                 if status in _END_OF_BATCH:
                     break
                 if status is not None:
-                    raise Unavailable(f"direct get on {self.stream} failed ({status})", code=ErrorCode.BUS_UNAVAILABLE)
+                    raise Unavailable(
+                        f"direct get on {self.stream} failed ({status})", code=ErrorCode.BUS_UNAVAILABLE
+                    )
                 seq = int(headers["Nats-Sequence"])
                 if seq <= upto:
                     out.append(Delivery(seq, headers["Nats-Subject"], msg.data))
                 if len(out) >= self.batch or seq >= upto:
                     break
         except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"direct get on {self.stream} timed out", code=ErrorCode.BUS_UNAVAILABLE) from exc
+            raise Unavailable(
+                f"direct get on {self.stream} timed out", code=ErrorCode.BUS_UNAVAILABLE
+            ) from exc
         finally:
             await sub.unsubscribe()
         return out

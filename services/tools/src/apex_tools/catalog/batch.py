@@ -30,8 +30,11 @@ async def batch_opportunity(usage: UsageQueries, tenant_id: str, args: BatchInpu
     where = usage_filter(args)
     rows, hours, days = await asyncio.gather(
         tenant.aggregate(
-            ["requests", "cost_usd", "with_latency", "latency_p50"], where,
-            group_by=["workload", "provider", "model"], order_by="cost_usd", limit=1000,
+            ["requests", "cost_usd", "with_latency", "latency_p50"],
+            where,
+            group_by=["workload", "provider", "model"],
+            order_by="cost_usd",
+            limit=1000,
         ),
         tenant.aggregate(["requests"], where, group_by=["workload", "hour_of_day"], limit=10_000),
         span_days(tenant, where),
@@ -46,15 +49,26 @@ async def batch_opportunity(usage: UsageQueries, tenant_id: str, args: BatchInpu
         if reason is None or price is None or not price.batch_discount:
             continue
         saving = num(row["cost_usd"]) * price.batch_discount
-        out.append(BatchRow(
-            workload=workload, provider=row["provider"], model=row["model"], requests=int(row["requests"]),
-            cost_usd=num(row["cost_usd"]), reason=reason, off_hours_share=off_hours.get(workload, 0.0),
-            batch_discount=price.batch_discount, saving_usd=saving, monthly_saving_usd=monthly(saving, days),
-            p50_ms=row.get("latency_p50") if row.get("with_latency") else None,
-        ))
+        out.append(
+            BatchRow(
+                workload=workload,
+                provider=row["provider"],
+                model=row["model"],
+                requests=int(row["requests"]),
+                cost_usd=num(row["cost_usd"]),
+                reason=reason,
+                off_hours_share=off_hours.get(workload, 0.0),
+                batch_discount=price.batch_discount,
+                saving_usd=saving,
+                monthly_saving_usd=monthly(saving, days),
+                p50_ms=row.get("latency_p50") if row.get("with_latency") else None,
+            )
+        )
     out.sort(key=lambda r: r.monthly_saving_usd, reverse=True)
     return BatchResult(
-        rows=out, considered_workloads=len({key(r["workload"]) for r in rows}), span_days=round(days, 3),
+        rows=out,
+        considered_workloads=len({key(r["workload"]) for r in rows}),
+        span_days=round(days, 3),
         total_saving_usd=sum(r.saving_usd for r in out),
         total_monthly_saving_usd=sum(r.monthly_saving_usd for r in out),
         queries=tenant.citations(),

@@ -26,16 +26,24 @@ async def caching_opportunity(usage: UsageQueries, tenant_id: str, args: Caching
     where = usage_filter(args)
     prompts, models, days = await asyncio.gather(
         tenant.aggregate(
-            ["requests", "prompt_tokens", "cached_tokens", "cost_usd"], where,
-            group_by=["provider", "model", "prompt_hash"], min_requests=args.min_repeats,
-            order_by="prompt_tokens", limit=_MAX_PROMPTS,
+            ["requests", "prompt_tokens", "cached_tokens", "cost_usd"],
+            where,
+            group_by=["provider", "model", "prompt_hash"],
+            min_requests=args.min_repeats,
+            order_by="prompt_tokens",
+            limit=_MAX_PROMPTS,
         ),
         tenant.aggregate(["requests", "with_prompt_hash"], where, group_by=["provider", "model"], limit=1000),
         span_days(tenant, where),
     )
     repeated = [p for p in prompts if p.get("prompt_hash")]
     rows = [
-        _row(tenant, m, [p for p in repeated if (p["provider"], p["model"]) == (m["provider"], m["model"])], days)
+        _row(
+            tenant,
+            m,
+            [p for p in repeated if (p["provider"], p["model"]) == (m["provider"], m["model"])],
+            days,
+        )
         for m in models
     ]
     rows = sorted((r for r in rows if r.repeated_requests), key=lambda r: r.monthly_saving_usd, reverse=True)
@@ -53,7 +61,9 @@ async def caching_opportunity(usage: UsageQueries, tenant_id: str, args: Caching
     )
 
 
-def _row(tenant: TenantUsage, model: dict[str, Any], prompts: list[dict[str, Any]], days: float) -> CachingRow:
+def _row(
+    tenant: TenantUsage, model: dict[str, Any], prompts: list[dict[str, Any]], days: float
+) -> CachingRow:
     price = tenant.price(model["provider"], model["model"])
     repeats = uncached = 0.0
     repeat_cost = 0.0
@@ -68,11 +78,19 @@ def _row(tenant: TenantUsage, model: dict[str, Any], prompts: list[dict[str, Any
     saving = uncached * (input_price - cached_price) / 1_000_000 if cached_price is not None else 0.0
     hashed = int(model["with_prompt_hash"] or 0)
     return CachingRow(
-        provider=model["provider"], model=model["model"], requests=int(model["requests"]),
-        hashed_requests=hashed, repeated_requests=int(repeats), repeat_share=share(repeats, hashed),
-        repeat_uncached_tokens=round(uncached), input_price=input_price, cached_price=cached_price,
-        saving_usd=saving, monthly_saving_usd=monthly(saving, days),
-        response_cache_saving_usd=repeat_cost, monthly_response_cache_saving_usd=monthly(repeat_cost, days),
+        provider=model["provider"],
+        model=model["model"],
+        requests=int(model["requests"]),
+        hashed_requests=hashed,
+        repeated_requests=int(repeats),
+        repeat_share=share(repeats, hashed),
+        repeat_uncached_tokens=round(uncached),
+        input_price=input_price,
+        cached_price=cached_price,
+        saving_usd=saving,
+        monthly_saving_usd=monthly(saving, days),
+        response_cache_saving_usd=repeat_cost,
+        monthly_response_cache_saving_usd=monthly(repeat_cost, days),
     )
 
 

@@ -17,7 +17,10 @@ NONE_KEY = "(none)"
 
 def usage_filter(args: PeriodInput, **extra: Any) -> UsageFilter:
     return UsageFilter(
-        start=args.period.start, end=args.period.end, models=args.models, workloads=args.workloads,
+        start=args.period.start,
+        end=args.period.end,
+        models=args.models,
+        workloads=args.workloads,
         **extra,
     )
 
@@ -39,13 +42,27 @@ class TenantUsage:
         return cls(usage, tenant_id, prices, PriceCatalogue.for_tenant(prices))
 
     async def aggregate(
-        self, metrics: list[Metric], where: UsageFilter, *, group_by: list[Dimension] | None = None,
-        order_by: Metric | None = None, limit: int = 1000, min_requests: int = 0,
+        self,
+        metrics: list[Metric],
+        where: UsageFilter,
+        *,
+        group_by: list[Dimension] | None = None,
+        order_by: Metric | None = None,
+        limit: int = 1000,
+        min_requests: int = 0,
     ) -> list[dict[str, Any]]:
-        result = await self.usage.aggregate(UsageAggregate(
-            tenant_id=self.tenant_id, group_by=group_by or [], metrics=metrics, filter=where,
-            order_by=order_by, limit=limit, min_requests=min_requests, prices=self.prices.overrides,
-        ))
+        result = await self.usage.aggregate(
+            UsageAggregate(
+                tenant_id=self.tenant_id,
+                group_by=group_by or [],
+                metrics=metrics,
+                filter=where,
+                order_by=order_by,
+                limit=limit,
+                min_requests=min_requests,
+                prices=self.prices.overrides,
+            )
+        )
         self.ran.append(result)
         return result.rows
 

@@ -17,7 +17,10 @@ async def cost_breakdown(
         group.append("provider")
     rows = await tenant.aggregate(
         ["requests", "cost_usd", "prompt_tokens", "completion_tokens", "cached_tokens"],
-        usage_filter(args), group_by=group, order_by="cost_usd", limit=1000,
+        usage_filter(args),
+        group_by=group,
+        order_by="cost_usd",
+        limit=1000,
     )
     if args.group_by == "day":
         rows.sort(key=lambda r: str(r["day"]))

@@ -49,8 +49,6 @@ async def usage_coverage(usage: UsageQueries, tenant_id: str, args: CoverageInpu
             ModelCount(provider=m["provider"], model=m["model"], requests=int(m["requests"])) for m in models
         ],
         workloads=[str(w["workload"]) for w in workloads if w.get("workload")],
-        unpriced_models=sorted(
-            m["model"] for m in models if tenant.price(m["provider"], m["model"]) is None
-        ),
+        unpriced_models=sorted(m["model"] for m in models if tenant.price(m["provider"], m["model"]) is None),
         queries=tenant.citations(),
     )

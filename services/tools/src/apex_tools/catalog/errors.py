@@ -26,8 +26,10 @@ async def error_waste(usage: UsageQueries, tenant_id: str, args: ErrorWasteInput
     where = usage_filter(args)
     rows, days = await asyncio.gather(
         tenant.aggregate(
-            ["requests", "cost_usd", "prompt_tokens", "completion_tokens"], where,
-            group_by=["workload", "provider", "model", "status"], limit=10_000,
+            ["requests", "cost_usd", "prompt_tokens", "completion_tokens"],
+            where,
+            group_by=["workload", "provider", "model", "status"],
+            limit=10_000,
         ),
         span_days(tenant, where),
     )
@@ -40,24 +42,41 @@ async def error_waste(usage: UsageQueries, tenant_id: str, args: ErrorWasteInput
     failed = sum(int(r["requests"]) for r in rows if r["status"] != "ok")
     wasted = sum(num(r["cost_usd"]) for r in rows if r["status"] != "ok")
     return ErrorWasteResult(
-        requests=requests, failed=failed, error_rate=share(failed, requests), rows=out,
-        span_days=round(days, 3), total_saving_usd=wasted, total_monthly_saving_usd=monthly(wasted, days),
+        requests=requests,
+        failed=failed,
+        error_rate=share(failed, requests),
+        rows=out,
+        span_days=round(days, 3),
+        total_saving_usd=wasted,
+        total_monthly_saving_usd=monthly(wasted, days),
         queries=tenant.citations(),
     )
 
 
 def _row(group: tuple[str, str, str], rows: list[dict[str, Any]], days: float) -> ErrorRow:
     by_status = {r["status"]: r for r in rows}
-    count = {s: int(by_status[s]["requests"]) if s in by_status else 0 for s in ("error", "rate_limited", "timeout")}
+    count = {
+        s: int(by_status[s]["requests"]) if s in by_status else 0
+        for s in ("error", "rate_limited", "timeout")
+    }
     failed_rows = [r for r in rows if r["status"] != "ok"]
     wasted = sum(num(r["cost_usd"]) for r in failed_rows)
     requests = sum(int(r["requests"]) for r in rows)
     worst = max(count, key=lambda s: (count[s], s))
     return ErrorRow(
-        workload=group[0], provider=group[1], model=group[2], requests=requests,
-        failed=sum(count.values()), error_rate=share(sum(count.values()), requests),
-        errors=count["error"], rate_limited=count["rate_limited"], timeouts=count["timeout"],
-        wasted_cost_usd=wasted, monthly_wasted_usd=monthly(wasted, days),
-        wasted_tokens=sum(int(r["prompt_tokens"] or 0) + int(r["completion_tokens"] or 0) for r in failed_rows),
+        workload=group[0],
+        provider=group[1],
+        model=group[2],
+        requests=requests,
+        failed=sum(count.values()),
+        error_rate=share(sum(count.values()), requests),
+        errors=count["error"],
+        rate_limited=count["rate_limited"],
+        timeouts=count["timeout"],
+        wasted_cost_usd=wasted,
+        monthly_wasted_usd=monthly(wasted, days),
+        wasted_tokens=sum(
+            int(r["prompt_tokens"] or 0) + int(r["completion_tokens"] or 0) for r in failed_rows
+        ),
         advice=ADVICE[worst],
     )

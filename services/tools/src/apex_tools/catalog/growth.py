@@ -17,7 +17,9 @@ from apex_tools.ports import UsageQueries
 
 async def growth_projection(usage: UsageQueries, tenant_id: str, args: GrowthInput) -> GrowthResult:
     tenant = await TenantUsage.open(usage, tenant_id)
-    rows = await tenant.aggregate(["cost_usd", "requests"], usage_filter(args), group_by=["day"], limit=10_000)
+    rows = await tenant.aggregate(
+        ["cost_usd", "requests"], usage_filter(args), group_by=["day"], limit=10_000
+    )
     daily = _fill(rows)
     window = daily[-MONTH_DAYS:]
     mean_cost = sum(d.cost_usd for d in window) / len(window) if window else 0.0
@@ -31,9 +33,13 @@ async def growth_projection(usage: UsageQueries, tenant_id: str, args: GrowthInp
         growth, source = 0.0, "none"
     current = mean_cost * MONTH_DAYS
     return GrowthResult(
-        days_observed=len(daily), daily=daily, current_monthly_cost_usd=current,
-        current_monthly_requests=round(mean_requests * MONTH_DAYS), observed_monthly_growth_pct=observed,
-        growth_pct_used=round(growth, 1), growth_source=source,  # type: ignore[arg-type]
+        days_observed=len(daily),
+        daily=daily,
+        current_monthly_cost_usd=current,
+        current_monthly_requests=round(mean_requests * MONTH_DAYS),
+        observed_monthly_growth_pct=observed,
+        growth_pct_used=round(growth, 1),
+        growth_source=source,  # type: ignore[arg-type]
         projected_next_month_cost_usd=current * (1 + round(growth, 1) / 100),
         projected_next_month_requests=round(mean_requests * MONTH_DAYS * (1 + round(growth, 1) / 100)),
         confidence="low" if len(daily) < 14 else ("high" if len(daily) >= 28 else "medium"),
@@ -51,7 +57,9 @@ def _fill(rows: list[dict[str, object]]) -> list[DailyCost]:
     for n in range((last - first).days + 1):
         day = (first + timedelta(days=n)).isoformat()
         row = by_day.get(day, {})
-        out.append(DailyCost(day=day, cost_usd=num(row.get("cost_usd")), requests=int(row.get("requests") or 0)))  # type: ignore[call-overload]
+        out.append(
+            DailyCost(day=day, cost_usd=num(row.get("cost_usd")), requests=int(row.get("requests") or 0))
+        )  # type: ignore[call-overload]
     return out
 
 
@@ -63,5 +71,7 @@ def trend_pct(values: list[float]) -> float | None:
     if n < 7 or mean <= 0:
         return None
     t_mean = (n - 1) / 2
-    slope = sum((t - t_mean) * (v - mean) for t, v in enumerate(values)) / sum((t - t_mean) ** 2 for t in range(n))
+    slope = sum((t - t_mean) * (v - mean) for t, v in enumerate(values)) / sum(
+        (t - t_mean) ** 2 for t in range(n)
+    )
     return round(slope * MONTH_DAYS / mean * 100, 1)

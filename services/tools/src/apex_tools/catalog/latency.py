@@ -15,7 +15,10 @@ async def latency_profile(usage: UsageQueries, tenant_id: str, args: LatencyInpu
         group.append("provider")
     rows = await tenant.aggregate(
         ["requests", "with_latency", "latency_p50", "latency_p95", "latency_p99"],
-        usage_filter(args), group_by=group, order_by="requests", limit=1000,
+        usage_filter(args),
+        group_by=group,
+        order_by="requests",
+        limit=1000,
     )
     return LatencyResult(
         group_by=args.group_by,

@@ -34,20 +34,33 @@ async def model_substitution(
     where = usage_filter(args)
     rows, latency_by_model, days = await asyncio.gather(
         tenant.aggregate(
-            ["requests", "cost_usd", "prompt_tokens", "cached_tokens", "completion_tokens",
-             "with_latency", "latency_p50", "latency_p95"],
-            where, group_by=["workload", "provider", "model"], order_by="cost_usd", limit=1000,
+            [
+                "requests",
+                "cost_usd",
+                "prompt_tokens",
+                "cached_tokens",
+                "completion_tokens",
+                "with_latency",
+                "latency_p50",
+                "latency_p95",
+            ],
+            where,
+            group_by=["workload", "provider", "model"],
+            order_by="cost_usd",
+            limit=1000,
         ),
         tenant.aggregate(
             ["with_latency", "latency_p50", "latency_p95"],
             usage_filter(args.model_copy(update={"models": [], "workloads": []})),
-            group_by=["provider", "model"], limit=1000,
+            group_by=["provider", "model"],
+            limit=1000,
         ),
         span_days(tenant, where),
     )
     seen_latency = {
         (tenant.catalogue.canonical_provider(r["provider"]), r["model"]): r
-        for r in latency_by_model if r.get("with_latency")
+        for r in latency_by_model
+        if r.get("with_latency")
     }
     out: list[SubstitutionRow] = []
     unpriced: set[str] = set()
@@ -61,7 +74,9 @@ async def model_substitution(
             out.append(_row(row, price, *best, days, seen_latency))
     out.sort(key=lambda r: r.monthly_saving_usd, reverse=True)
     return SubstitutionResult(
-        rows=out, span_days=round(days, 3), unpriced_models=sorted(unpriced),
+        rows=out,
+        span_days=round(days, 3),
+        unpriced_models=sorted(unpriced),
         total_saving_usd=sum(r.saving_usd for r in out),
         total_monthly_saving_usd=sum(r.monthly_saving_usd for r in out),
         queries=tenant.citations(),
@@ -95,8 +110,14 @@ def _best_alternative(
 
 
 def _row(
-    row: dict[str, Any], price: ModelPrice, alternative: ModelPrice, similar: bool, list_cost: float,
-    alt_cost: float, days: float, seen_latency: dict[tuple[str, str], dict[str, Any]],
+    row: dict[str, Any],
+    price: ModelPrice,
+    alternative: ModelPrice,
+    similar: bool,
+    list_cost: float,
+    alt_cost: float,
+    days: float,
+    seen_latency: dict[tuple[str, str], dict[str, Any]],
 ) -> SubstitutionRow:
     relative = (list_cost - alt_cost) / list_cost
     saving = num(row["cost_usd"]) * relative
@@ -104,13 +125,23 @@ def _row(
     p50 = row.get("latency_p50") if row.get("with_latency") else None
     alt_p50 = alt_seen.get("latency_p50") if alt_seen else None
     return SubstitutionRow(
-        workload=key(row["workload"]), provider=row["provider"], model=row["model"],
-        requests=int(row["requests"]), cost_usd=num(row["cost_usd"]), list_cost_usd=list_cost,
-        alternative=alternative.model, similar=similar, confidence="medium" if similar else "low",
-        alternative_cost_usd=num(row["cost_usd"]) - saving, saving_usd=saving,
-        monthly_saving_usd=monthly(saving, days), saving_share=round(relative, 4),
-        p50_ms=p50, p95_ms=row.get("latency_p95") if row.get("with_latency") else None,
-        alternative_p50_ms=alt_p50, alternative_p95_ms=alt_seen.get("latency_p95") if alt_seen else None,
+        workload=key(row["workload"]),
+        provider=row["provider"],
+        model=row["model"],
+        requests=int(row["requests"]),
+        cost_usd=num(row["cost_usd"]),
+        list_cost_usd=list_cost,
+        alternative=alternative.model,
+        similar=similar,
+        confidence="medium" if similar else "low",
+        alternative_cost_usd=num(row["cost_usd"]) - saving,
+        saving_usd=saving,
+        monthly_saving_usd=monthly(saving, days),
+        saving_share=round(relative, 4),
+        p50_ms=p50,
+        p95_ms=row.get("latency_p95") if row.get("with_latency") else None,
+        alternative_p50_ms=alt_p50,
+        alternative_p95_ms=alt_seen.get("latency_p95") if alt_seen else None,
         latency_effect=_latency_effect(p50, alt_p50, similar),
     )
 
@@ -123,5 +154,9 @@ def _latency_effect(p50: float | None, alt_p50: float | None, similar: bool) -> 
         return unmeasured if similar else f"likely faster (a smaller model); {unmeasured}"
     if p50 is None:
         return f"p50 {alt_p50:,.0f} ms on your other workloads; this one has no latency data"
-    word = "similar" if abs(alt_p50 - p50) <= _SIMILAR_LATENCY * p50 else ("faster" if alt_p50 < p50 else "slower")
+    word = (
+        "similar"
+        if abs(alt_p50 - p50) <= _SIMILAR_LATENCY * p50
+        else ("faster" if alt_p50 < p50 else "slower")
+    )
     return f"{word} on your other workloads (p50 {alt_p50:,.0f} ms there, {p50:,.0f} ms here; prompts differ)"

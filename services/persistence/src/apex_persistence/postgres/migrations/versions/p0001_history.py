@@ -57,8 +57,10 @@ def _history_tables() -> None:
         schema=S,
     )
     op.create_index(
-        "threads_by_user", "threads",
-        ["tenant_id", "user_id", sa.text("updated_at DESC"), sa.text("id DESC")], schema=S,
+        "threads_by_user",
+        "threads",
+        ["tenant_id", "user_id", sa.text("updated_at DESC"), sa.text("id DESC")],
+        schema=S,
     )
     op.create_table(
         "messages",

@@ -41,8 +41,13 @@ def upgrade() -> None:
     )
     op.create_index("erasures_by_user", "erasures", ["tenant_id", "user_id"], schema=S)
     op.create_index("erasures_by_thread", "erasures", ["thread_id"], schema=S)
-    op.create_index("erasures_pending", "erasures", ["seq"], schema=S,
-                    postgresql_where=sa.text("purged_at IS NULL OR audited_at IS NULL"))
+    op.create_index(
+        "erasures_pending",
+        "erasures",
+        ["seq"],
+        schema=S,
+        postgresql_where=sa.text("purged_at IS NULL OR audited_at IS NULL"),
+    )
     op.create_index("threads_by_updated", "threads", ["updated_at"], schema=S)
     op.create_index("events_by_seq", "events", ["seq"], schema=S)  # a rebuild reads the archive by seq
     # Threads erased under p0001 were kept as rows with erased_at: they become ledger
@@ -81,7 +86,8 @@ def _audit_guard(*, allow_delete: bool) -> None:
         "IF TG_OP = 'DELETE' AND current_setting('apex.erasing', true) = 'on' THEN\n"
         "                RETURN OLD;\n"
         "            END IF;"
-        if allow_delete else ""
+        if allow_delete
+        else ""
     )
     op.execute(f"""
         CREATE OR REPLACE FUNCTION {S}.audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
