@@ -7,9 +7,11 @@ import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from apex_client import ApexSocket
@@ -112,6 +114,53 @@ async def test_acks_become_the_cursor_and_devices_each_get_everything(platform: 
     await laptop.close()
     resumed = await _replay(platform, user, accepted["thread_id"], after="cursor")
     assert resumed[0]["seq"] == next(f["seq"] for f in on_phone if f["seq"] > middle)
+
+
+async def _stored_cursor(platform: Platform, user: User, thread_id: str) -> int:
+    conn = await asyncpg.connect(platform.recorded_env()["APEX_POSTGRES_DSN"])
+    try:
+        seq = await conn.fetchval(
+            "SELECT seq FROM apex.delivery_cursors WHERE tenant_id = $1 AND user_id = $2 AND thread_id = $3",
+            user.tenant_id,
+            user.user_id,
+            thread_id,
+        )
+    finally:
+        await conn.close()
+    return int(seq or 0)
+
+
+async def test_the_cursor_survives_losing_its_redis_key(platform: Platform) -> None:
+    user = platform.register()
+    thread_id, _run_id, events = await _run(platform, user)
+    acked = events[len(events) // 2]["seq"]
+    ws = await open_socket(platform.ws_url, user.access_token)
+    await recv(ws)
+    await send(ws, {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": acked - 1})
+    while (await recv(ws)).get("seq") != acked:  # an ack covers only what was sent
+        pass
+    await send(ws, {"type": "event.ack", "thread_id": thread_id, "seq": acked})
+    await send(ws, {"type": "ping", "ref": "sync"})
+    while (await recv(ws))["type"] != "pong":
+        pass
+    await ws.close()
+    for _ in range(150):  # flushed to persistence about once a second
+        if await _stored_cursor(platform, user, thread_id) == acked:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the acknowledged cursor did not reach persistence")
+
+    redis = aioredis.from_url(platform.recorded_env()["APEX_REDIS_URL"])
+    key = f"apex:{user.tenant_id}:cursor:{user.user_id}:{thread_id}"
+    try:
+        assert await redis.delete(key) == 1  # as after a Redis restart without persistence
+        resumed = await _replay(platform, user, thread_id, after="cursor")
+        assert int(await redis.get(key) or 0) == acked  # restored into Redis as well
+    finally:
+        await redis.aclose()
+    expected = [(f["seq"], f["event"]["id"]) for f in events if f["seq"] > acked]
+    assert [(f["seq"], f["event"]["id"]) for f in resumed] == expected
 
 
 async def test_the_same_client_msg_id_is_the_same_run(platform: Platform) -> None:

@@ -13,8 +13,17 @@ from apex_persistence.analytics.ddl import _BOOTSTRAP, LATEST, VERSIONS, applied
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.postgres.migrate import current_revision, migrate
 
-HEAD = "p0002"
-TABLES = {"threads", "messages", "runs", "events", "projection_checkpoints", "audit_log", "erasures"}
+HEAD = "p0003"
+TABLES = {
+    "threads",
+    "messages",
+    "runs",
+    "events",
+    "projection_checkpoints",
+    "audit_log",
+    "erasures",
+    "delivery_cursors",
+}
 NOT_TENANT_SCOPED = {"projection_checkpoints", "erasures"}
 
 

@@ -24,6 +24,7 @@ Q_USAGE_AGGREGATE = "usage.aggregate"
 Q_USAGE_SUMMARY = "usage.summary"
 Q_AUDIT_LIST = "audit.list"
 Q_CURSOR_GET = "cursor.get"
+Q_CURSOR_FLUSH = "cursor.flush"
 
 
 class QueryReply(Model):
@@ -97,6 +98,44 @@ class EventsPage(Model):
     events: list[ArchivedEvent]
     first_seq: int | None = None
     last_seq: int | None = None
+
+
+# --- delivery cursors (the gateway's acks, made durable) -----------------------------------
+
+CURSOR_FLUSH_MAX = 1000
+
+
+class CursorGet(UserQuery):
+    """The stored delivery cursor of one user on one thread."""
+
+    thread_id: ThreadId
+
+
+class CursorPosition(Model):
+    """``seq`` is the highest acknowledged seq; 0 when nothing was stored."""
+
+    seq: int = Field(ge=0)
+
+
+class CursorEntry(Model):
+    user_id: UserId
+    thread_id: ThreadId
+    seq: int = Field(ge=0)
+
+
+class CursorFlush(TenantQuery):
+    """Cursors of one tenant to store. The one write on ``apex.q``: the gateway needs the
+    reply (stored, or keep the cursors and retry); each entry only ever moves its cursor
+    forward, so a repeated or reordered flush changes nothing."""
+
+    entries: list[CursorEntry] = Field(min_length=1, max_length=CURSOR_FLUSH_MAX)
+
+
+class CursorsStored(Model):
+    """``stored``: cursors that moved forward (not those already as far, nor those of
+    an erased user or thread)."""
+
+    stored: int = Field(ge=0)
 
 
 Dimension = Literal[

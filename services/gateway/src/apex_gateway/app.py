@@ -20,6 +20,7 @@ from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
 from apex_gateway import authproxy, dashboard
 from apex_gateway.api import admin, runs, threads, usage, users
+from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.errors import install_error_handlers
 from apex_gateway.messages import MessageService
@@ -35,6 +36,7 @@ from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
 
 log = logging.getLogger(__name__)
+CURSOR_FLUSH_EVERY_S = 1.0
 OTHER_SERVICES = tuple(s for s in SERVICES if s != "gateway")
 
 
@@ -95,6 +97,14 @@ async def build_services(
     health.add_check("services", lambda: not directory.missing(OTHER_SERVICES))
     metrics = GatewayMetrics()
     dashboard.publish_delivery_figures(health, metrics)
+    archive = PersistedCursors(bus, health.breaker("cursor_store", threshold=3, reset_after_s=2.0))
+    flusher = CursorFlusher(
+        archive,
+        failures=metrics.cursor_flush_failures,
+        flushed=metrics.cursors_flushed,
+        unflushed=metrics.cursors_unflushed,
+        every_s=CURSOR_FLUSH_EVERY_S,
+    )
     return GatewayServices(
         settings=settings,
         bus=bus,
@@ -102,7 +112,14 @@ async def build_services(
         revocations=revocations,
         connections=ConnectionRegistry(),
         messages=MessageService(bus),
-        cursors=DeliveryCursors(redis, health.breaker("redis", threshold=3, reset_after_s=2.0)),
+        cursors=DeliveryCursors(
+            redis,
+            health.breaker("redis", threshold=3, reset_after_s=2.0),
+            archive,
+            flusher,
+            metrics.cursor_restores,
+        ),
+        cursor_flusher=flusher,
         directory=directory,
         health=health,
         metrics=metrics,
@@ -160,6 +177,9 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         beat_stop = asyncio.Event()
         beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
         resends = asyncio.create_task(resend_overdue(services, beat_stop))
+        # Stopped after the server, so the acks of the drained sockets are flushed too.
+        flush_stop = asyncio.Event()
+        flushes = asyncio.create_task(services.cursor_flusher.run(flush_stop))
         log.info("gateway ready on %s:%d", settings.http_host, settings.gateway_port)
         await stop.wait()
         await drain(services)
@@ -169,6 +189,8 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
             await asyncio.wait_for(server_task, 15.0)
         await beats
         await resends
+        flush_stop.set()
+        await flushes
     await redis.aclose()
     await bus.close()
 

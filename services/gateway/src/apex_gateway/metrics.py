@@ -73,6 +73,30 @@ class GatewayMetrics:
             buckets=BOUNDS_S,
         )
     )
+    cursors_flushed: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_cursors_flushed_total", "Delivery cursors stored in persistence by a flush"
+        )
+    )
+    cursor_flush_failures: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_cursor_flush_failures_total",
+            "Cursor flush requests that failed, by error code (their cursors are kept and retried)",
+            ["code"],
+        )
+    )
+    cursors_unflushed: Gauge = field(
+        default_factory=lambda: Gauge(
+            "apex_gateway_cursors_unflushed", "Delivery cursors advanced since their last flush"
+        )
+    )
+    cursor_restores: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_cursor_restores_total",
+            "Cursors missing from Redis asked of persistence, by outcome (found, none, unavailable)",
+            ["outcome"],
+        )
+    )
     delivery_windows: LatencyWindows = field(default_factory=LatencyWindows)
 
     def observe_delivery(self, seconds: float) -> None:

@@ -9,6 +9,7 @@ import nats.errors
 
 from apex_contracts import ApexError, derive_id, utcnow
 from apex_contracts.audit import AuditEntry, audit_subject
+from apex_gateway.cursor_flusher import CursorFlusher
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
@@ -37,6 +38,7 @@ class GatewayServices:
     metrics: GatewayMetrics
     epoch: str
     tickets: TicketBook
+    cursor_flusher: CursorFlusher
     user_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
     def user_rate(self, user_id: str) -> TokenBucket:

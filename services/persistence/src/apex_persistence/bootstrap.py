@@ -21,6 +21,7 @@ from apex_persistence.api.ingest import UsageIngestHandler, build_ingest_router
 from apex_persistence.api.queries import ReadApi, build_query_router
 from apex_persistence.eraser import Eraser
 from apex_persistence.hot import RedisProjection
+from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.db import PG_FAILURES, Database, make_engine
 from apex_persistence.postgres.erasures import ErasureLedger
 from apex_persistence.postgres.migrate import migrate
@@ -142,6 +143,7 @@ class PersistenceService:
         reads = ReadApi(
             HistoryReads(self.stores.db),
             ledger,
+            CursorStore(self.stores.db),
             breakers={name: self.breaker(name) for name in ("postgres", "clickhouse")},
             failures={"postgres": PG_FAILURES, "clickhouse": self.stores.analytics.failures},
         )

@@ -7,6 +7,7 @@ from faststream.nats import NatsRouter
 from apex_persistence.analytics.usage import UsageLedger
 from apex_persistence.api.ingest import UsageIngestHandler, build_ingest_router
 from apex_persistence.api.queries import ReadApi, build_query_router
+from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.reads import HistoryReads
 from apex_runtime import CircuitBreaker
 
@@ -16,6 +17,7 @@ def routers() -> list[NatsRouter]:
     reads = ReadApi(
         HistoryReads.__new__(HistoryReads),
         UsageLedger.__new__(UsageLedger),
+        CursorStore.__new__(CursorStore),
         breakers,
         failures={"postgres": (), "clickhouse": ()},
     )

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from apex_contracts import ApexError, ErrorCode, InvalidInput, Unavailable, subjects
 from apex_contracts.queries import (
     Q_AUDIT_LIST,
+    Q_CURSOR_FLUSH,
+    Q_CURSOR_GET,
     Q_EVENTS_ARCHIVE,
     Q_RUNS_GET,
     Q_SLA_SUMMARY,
@@ -26,6 +28,8 @@ from apex_contracts.queries import (
     Q_USAGE_AGGREGATE,
     Q_USAGE_SUMMARY,
     AuditList,
+    CursorFlush,
+    CursorGet,
     EventsArchive,
     QueryReply,
     RunGet,
@@ -37,6 +41,7 @@ from apex_contracts.queries import (
 )
 from apex_persistence.analytics.usage import UsageLedger
 from apex_persistence.api.sla import sla_answer
+from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.reads import HistoryReads
 from apex_runtime import CircuitBreaker
 
@@ -59,6 +64,7 @@ class ReadApi:
         self,
         history: HistoryReads,
         usage: UsageLedger,
+        cursors: CursorStore,
         breakers: dict[str, CircuitBreaker],
         failures: dict[str, tuple[type[BaseException], ...]],
     ) -> None:
@@ -73,6 +79,8 @@ class ReadApi:
             route(Q_RUNS_GET, RunGet, history.run_get, "postgres"),
             route(Q_EVENTS_ARCHIVE, EventsArchive, history.events_archive, "postgres"),
             route(Q_AUDIT_LIST, AuditList, history.audit_list, "postgres"),
+            route(Q_CURSOR_GET, CursorGet, cursors.get, "postgres"),
+            route(Q_CURSOR_FLUSH, CursorFlush, cursors.flush, "postgres"),
             route(Q_USAGE_AGGREGATE, UsageAggregate, usage.aggregate, "clickhouse"),
             route(Q_USAGE_SUMMARY, UsageSummary, usage.summary, "clickhouse"),
             route(Q_SLA_SUMMARY, SlaSummary, sla_answer(usage), "clickhouse"),

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from apex_contracts.audit import AuditEntry, audit_subject
 from apex_persistence.postgres import erasures
 from apex_persistence.postgres.changes import HistoryChanges, archive_row, history_changes
+from apex_persistence.postgres.cursors import erase_cursors
 from apex_persistence.postgres.db import PG_FAILURES, Database
 from apex_persistence.postgres.statements import history_sql
 from apex_persistence.postgres.tables import SCHEMA, audit_log, projection_checkpoints
@@ -102,6 +103,8 @@ class PostgresProjection:
             await erasures.purge_again(conn, _late(known, decoded.events))
         fresh = await self._archive(conn, live)
         await self._write(conn, history_changes(p for p in live if p.event.id in fresh))
+        if found:  # the gateway's cursors are not a view: they live in ``apex`` only
+            await erase_cursors(conn, ((e.tenant_id, e.user_id, e.thread_id) for e in found))
         for erasure in found:
             await self._erase(conn, erasure)
 

@@ -154,7 +154,22 @@ erasures = Table(
     Index("erasures_pending", "seq", postgresql_where=text("purged_at IS NULL OR audited_at IS NULL")),
 )
 
-TENANT_TABLES: Final = (threads, messages, runs, events, audit_log)
+# Not a view of the log: the gateway's acknowledged seq per user and thread (flushed
+# from Redis), so a lost Redis key never replays a whole thread.
+delivery_cursors = Table(
+    "delivery_cursors",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("thread_id", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    _ts("updated_at"),
+    PrimaryKeyConstraint("tenant_id", "user_id", "thread_id", name="delivery_cursors_pkey"),
+    CheckConstraint("seq >= 0", name="delivery_cursors_seq"),
+    Index("delivery_cursors_by_thread", "tenant_id", "thread_id"),
+)
+
+TENANT_TABLES: Final = (threads, messages, runs, events, audit_log, delivery_cursors)
 # The tables a rebuild recreates from the log and swaps in (the rest are not views).
 VIEW_TABLES: Final = (threads, messages, runs, events)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -1,0 +1,110 @@
+"""The gateway's delivery cursors over a real Redis (Valkey), with the archive in memory:
+a key Redis lost is read back from the archive (and from what this gateway has not
+flushed yet) and written back; an archive that cannot answer is an error, never 0; an
+ack on a lost key never moves the cursor back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from apex_contracts import ErrorCode, Unavailable, new_id
+from apex_contracts.queries import CursorEntry
+from apex_gateway.cursor_flusher import CursorFlusher, CursorId
+from apex_gateway.cursors import DeliveryCursors, cursor_key
+from apex_gateway.tokens import Principal
+from apex_runtime import CircuitBreaker
+
+
+class Archive:
+    def __init__(self) -> None:
+        self.rows: dict[CursorId, int] = {}
+        self.down = False
+
+    async def load(self, cursor: CursorId) -> int:
+        if self.down:
+            raise Unavailable("persistence did not answer in time")
+        return self.rows.get(cursor, 0)
+
+    async def save(self, tenant_id: str, entries: list[CursorEntry]) -> None:
+        if self.down:
+            raise Unavailable("persistence did not answer in time")
+        for e in entries:
+            key = (tenant_id, e.user_id, e.thread_id)
+            self.rows[key] = max(self.rows.get(key, 0), e.seq)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def cursors(redis: aioredis.Redis, archive: Archive) -> tuple[DeliveryCursors, CursorFlusher, Counter]:
+    registry = CollectorRegistry()
+    flusher = CursorFlusher(
+        archive,
+        failures=Counter("failures", "x", ["code"], registry=registry),
+        flushed=Counter("flushed", "x", registry=registry),
+        unflushed=Gauge("unflushed", "x", registry=registry),
+    )
+    restores = Counter("restores", "x", ["outcome"], registry=registry)
+    return DeliveryCursors(redis, CircuitBreaker("redis"), archive, flusher, restores), flusher, restores
+
+
+def principal() -> Principal:
+    return Principal(new_id("usr"), new_id("ten"), new_id("ses"), (), 0)
+
+
+async def test_a_lost_key_is_restored_from_the_archive(redis: aioredis.Redis) -> None:
+    archive = Archive()
+    store, flusher, restores = cursors(redis, archive)
+    who, thread = principal(), new_id("thr")
+    assert await store.get(who, thread) == 0  # never acked, nothing stored: a real 0
+    assert await store.advance(who, thread, 7) == 7
+    assert await store.advance(who, thread, 5) == 7
+    assert await flusher.flush()
+    assert archive.rows == {(who.tenant_id, who.user_id, thread): 7}
+
+    await redis.delete(cursor_key(who, thread))
+    assert await store.get(who, thread) == 7
+    assert await redis.get(cursor_key(who, thread)) == b"7"  # written back
+    assert restores.labels("found")._value.get() == 1
+
+    # Acked but not flushed yet when Redis lost it: this gateway still knows.
+    assert await store.advance(who, thread, 9) == 9
+    await redis.delete(cursor_key(who, thread))
+    assert await store.get(who, thread) == 9
+
+
+async def test_an_archive_that_cannot_answer_is_an_error_not_zero(redis: aioredis.Redis) -> None:
+    archive = Archive()
+    store, flusher, restores = cursors(redis, archive)
+    who, thread = principal(), new_id("thr")
+    archive.rows[(who.tenant_id, who.user_id, thread)] = 12
+    archive.down = True
+    with pytest.raises(Unavailable) as refused:
+        await store.get(who, thread)
+    assert refused.value.code == ErrorCode.STORE_UNAVAILABLE and refused.value.retryable
+    assert restores.labels("unavailable")._value.get() == 1
+
+    # An older ack meanwhile: held for the flush, not written over the lost key.
+    assert await store.advance(who, thread, 4) == 4
+    assert await redis.get(cursor_key(who, thread)) is None
+    archive.down = False
+    assert await flusher.flush()
+    assert await store.get(who, thread) == 12
+
+
+async def test_an_ack_on_a_lost_key_never_moves_the_cursor_back(redis: aioredis.Redis) -> None:
+    archive = Archive()
+    store, _, _ = cursors(redis, archive)
+    who, thread = principal(), new_id("thr")
+    archive.rows[(who.tenant_id, who.user_id, thread)] = 30
+    assert await store.advance(who, thread, 10) == 30  # a device that resumed from an older seq
+    assert await store.get(who, thread) == 30
+    assert await store.advance(who, thread, 31) == 31
