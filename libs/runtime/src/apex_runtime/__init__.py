@@ -1,4 +1,4 @@
-"""What every Apex service runs on: settings, the bus, consumers, health, logs."""
+"""What every Apex service runs on: settings, the bus, consumers, health, logs, traces."""
 
 from apex_runtime.breaker import CircuitBreaker, CircuitOpen
 from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus, SubjectWatch, connect_nats
@@ -7,6 +7,7 @@ from apex_runtime.host import ServiceHost
 from apex_runtime.logs import configure_logging, log_context
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, ops_routes, run_process, serve_http
 from apex_runtime.settings import ServiceSettings
+from apex_runtime.tracing import Tracing, configure_tracing
 
 __all__ = [
     "TRANSIENT_NATS_ERRORS",
@@ -17,7 +18,9 @@ __all__ = [
     "ServiceHost",
     "ServiceSettings",
     "SubjectWatch",
+    "Tracing",
     "configure_logging",
+    "configure_tracing",
     "connect_nats",
     "heartbeat_loop",
     "keep_alive",

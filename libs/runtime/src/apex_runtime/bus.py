@@ -38,6 +38,7 @@ from apex_contracts.streams import (
     STREAMS,
     StreamSpec,
 )
+from apex_runtime import tracing
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
@@ -137,9 +138,12 @@ class Bus:
     async def publish(self, message: Envelope, subject: str) -> int:
         """Stores ``message`` durably and returns its stream sequence. Retries transient
         failures; the message id is the Nats-Msg-Id, so a retry never stores it twice
-        (within the duplicate window). Raises Unavailable(publish_failed)."""
+        (within the duplicate window). The current span's ``traceparent`` travels in the
+        headers, so the consumer's spans join the sender's trace. Raises
+        Unavailable(publish_failed)."""
         payload = message.wire()
         headers = {"Nats-Msg-Id": message.id}
+        tracing.inject(headers)
         delay = 0.05
         last: BaseException | None = None
         for _attempt in range(self.publish_attempts):

@@ -12,8 +12,10 @@ from typing import Any
 from faststream.nats import NatsBroker, NatsRouter
 
 from apex_contracts import ErrorCode, Unavailable
+from apex_contracts.streams import ConsumerSpec
 from apex_runtime.bus import Bus
 from apex_runtime.consumers import RunCancellations
+from apex_runtime.lag import watch_consumer_lag
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, serve_http
 from apex_runtime.settings import ServiceSettings
 
@@ -81,6 +83,11 @@ class ServiceHost:
         self._tasks.append(http_task)
         self._tasks.append(asyncio.create_task(heartbeat_loop(self.bus, self.health, self._stop)))
         log.info("%s ready on :%d", self.service, self.http_port)
+
+    def watch_consumers(self, *consumers: ConsumerSpec) -> None:
+        """Shows the backlog of these command consumers on /metrics and in the
+        heartbeat (after ``start``)."""
+        self.spawn(watch_consumer_lag(self.bus, self.health, consumers, self._stop), "consumer-lag")
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)

@@ -1,5 +1,7 @@
-"""Structured logs: one JSON object per line, carrying the tenant, run and trace ids of
-whatever the process is doing (set with ``log_context``)."""
+"""Structured logs: one JSON object per line, carrying the tenant and run ids of whatever
+the process is doing (set with ``log_context``) and, while a span is current, its
+``trace_id`` and ``span_id`` (a run's trace id is derived from the run id, see
+``apex_runtime.tracing``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from apex_runtime.tracing import current_ids
 
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("apex_log_context")
 
@@ -40,6 +44,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             **_context.get({}),
         }
+        ids = current_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,6 +44,11 @@ DETAIL = Gauge(
     "apex_service_detail",
     "a numeric detail of the service's heartbeat (runs in flight, ...)",
     ["service", "name"],
+)
+HEARTBEATS = Counter(
+    "apex_heartbeats_sent_total",
+    "heartbeats published on apex.health.<service>.<instance>, by outcome (sent, failed)",
+    ["service", "outcome"],
 )
 
 
@@ -119,7 +124,10 @@ async def heartbeat_loop(bus: Bus, health: Health, stop: asyncio.Event) -> None:
         try:
             await bus.nc.publish(subject, beat.model_dump_json().encode())
         except TRANSIENT_NATS_ERRORS as exc:
+            HEARTBEATS.labels(health.service, "failed").inc()
             log.warning("heartbeat not sent: %r", exc)
+        else:
+            HEARTBEATS.labels(health.service, "sent").inc()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
 

@@ -29,7 +29,10 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP base URL of a trace collector (http://collector:4318); unset: no export",
+    )
 
     @model_validator(mode="after")
     def _production_needs_real_urls(self) -> ServiceSettings:
