@@ -9,17 +9,19 @@ from pydantic import ValidationError
 
 from apex_agents.brains import build_agents
 from apex_agents.handlers import build_router
+from apex_agents.metrics import agents_metrics
 from apex_agents.settings import AgentsSettings
 from apex_agents.stepper import StepRunner
 from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorCode, ErrorInfo, Scope, parse_command
 from apex_contracts.streams import AGENT_STEP_CONSUMER
-from apex_runtime import ServiceHost, configure_logging, poison_guard
+from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_runtime.consumers import heartbeat_every
 
 
 async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> None:
     settings = settings or AgentsSettings()
     configure_logging("agents", settings.log_level, settings.log_format)
+    tracing = configure_tracing("agents", settings.otlp_endpoint)
     host = ServiceHost("agents", settings, settings.agents_port)
     bus = await host.connect()
     # the language model's breaker: its state shows on /metrics and in heartbeats
@@ -36,6 +38,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
         cancels=await host.run_cancellations(),  # type: ignore[arg-type]
         tool_wait_s=settings.tool_wait_s,
         keepalive_every_s=heartbeat_every(AGENT_STEP_CONSUMER),
+        metrics=agents_metrics(),
     )
 
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
@@ -49,6 +52,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
         except (ValidationError, ValueError):
             return
         if isinstance(command, AgentStep):
+            runner.metrics.errors.labels(command.data.agent, error.code).inc()
             await bus.publish_event(
                 Scope.of(command).make(
                     AgentFailed,
@@ -62,6 +66,8 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     host.broker.add_middleware(poison_guard(publish_raw, on_poison, [AGENT_STEP_CONSUMER]))
     host.include(build_router(runner, settings.agents_max_concurrent))
     await host.start()
+    host.watch_consumers(AGENT_STEP_CONSUMER)
     await stop.wait()
     await host.stop()
     await http.aclose()
+    tracing.flush()

@@ -50,7 +50,8 @@ class StepContext:
         self._thoughts = 0
         self._calls = 0
         self._messages = 0
-        self.tokens = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
         self.llm_cost_usd = 0.0
         self.brain: Literal["offline", "llm"] = "offline"
 
@@ -89,10 +90,15 @@ class StepContext:
             )
         )
 
-    def account(self, tokens: int, cost_usd: float | None) -> None:
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def account(self, input_tokens: int, output_tokens: int, cost_usd: float | None) -> None:
         """Adds a language-model call's tokens (and list-price cost) to this step's usage;
         ``agent_completed`` carries them and the orchestrator sums them per run."""
-        self.tokens += tokens
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
         self.llm_cost_usd += cost_usd or 0.0
         self.brain = "llm"
 

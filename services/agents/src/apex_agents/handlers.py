@@ -19,7 +19,7 @@ def build_router(runner: StepRunner, max_workers: int) -> NatsRouter:
         description="Runs one agent step; a step whose outcome is already recorded is skipped.",
     )
     async def on_agent_step(command: AgentStep, msg: NatsMessage) -> None:
-        await runner.run(command, keepalive=msg.in_progress)
+        await runner.run(command, keepalive=msg.in_progress, headers=msg.headers)
         await msg.ack()
 
     return router

@@ -13,12 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
+from opentelemetry.context import Context
+from prometheus_client import CollectorRegistry
 
 from apex_agents.context import StepContext
+from apex_agents.metrics import AgentsMetrics
 from apex_contracts import (
     TERMINAL,
     AgentCompleted,
@@ -36,7 +39,7 @@ from apex_contracts import (
     subjects,
 )
 from apex_contracts.report import AgentOutput
-from apex_runtime import Bus, SubjectWatch, keep_alive, log_context
+from apex_runtime import Bus, SubjectWatch, keep_alive, log_context, tracing
 from apex_runtime.consumers import RunCancellations
 
 log = logging.getLogger(__name__)
@@ -63,18 +66,29 @@ class StepRunner:
         cancels: RunCancellations | None = None,
         tool_wait_s: float = 20.0,
         keepalive_every_s: float = 2.0,
+        metrics: AgentsMetrics | None = None,
     ) -> None:
         self.bus = bus
         self.agents = agents
         self.cancels = cancels or RunCancellations()
         self.tool_wait_s = tool_wait_s
         self.keepalive_every_s = keepalive_every_s
+        self.metrics = metrics or AgentsMetrics(CollectorRegistry())
 
-    async def run(self, command: AgentStep, keepalive: Keepalive) -> None:
+    async def run(
+        self, command: AgentStep, keepalive: Keepalive, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        """Runs the step; ``headers`` of the command carry the trace it belongs to."""
         scope = Scope.of(command)
         data = command.data
         subject = subjects.thread_events(scope.tenant_id, scope.user_id, scope.thread_id)
-        with log_context(tenant_id=scope.tenant_id, run_id=command.run_id, agent=data.agent):
+        parent = tracing.parent_from(headers, command.run_id)
+        with log_context(
+            tenant_id=scope.tenant_id,
+            run_id=command.run_id,
+            agent=data.agent,
+            trace_id=tracing.run_trace_id(str(command.run_id)),
+        ):
             async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
                 start_seq = await self._already_done_or_start(command, subject)
                 if start_seq is None:
@@ -91,7 +105,7 @@ class StepRunner:
                 ctx = StepContext(self.bus, command, watch, start_seq, self.tool_wait_s)
                 try:
                     await self.cancels.run(
-                        str(command.run_id), self._interruptible(command, scope, ctx, watch)
+                        str(command.run_id), self._interruptible(command, scope, ctx, watch, parent)
                     )
                 except Cancelled:
                     log.info(
@@ -99,12 +113,12 @@ class StepRunner:
                     )
 
     async def _interruptible(
-        self, command: AgentStep, scope: Scope, ctx: StepContext, watch: SubjectWatch
+        self, command: AgentStep, scope: Scope, ctx: StepContext, watch: SubjectWatch, parent: Context | None
     ) -> None:
         """The step, stopped as soon as its run stops (seen on the thread)."""
         stopper = asyncio.create_task(self._stop_when_run_stops(command, watch))
         try:
-            await self._execute(command, scope, ctx)
+            await self._traced(command, scope, ctx, parent)
         finally:
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,7 +155,52 @@ class StepRunner:
                 start_seq = seq
         return start_seq
 
-    async def _execute(self, command: AgentStep, scope: Scope, ctx: StepContext) -> None:
+    async def _traced(
+        self, command: AgentStep, scope: Scope, ctx: StepContext, parent: Context | None
+    ) -> None:
+        """The step inside its ``invoke_agent <agent>`` span, counted whatever happens."""
+        agent = command.data.agent
+        started = time.perf_counter()
+        outcome = "interrupted"  # unless the step gets further
+        attributes = {
+            tracing.OPERATION: "invoke_agent",
+            tracing.AGENT_NAME: agent,
+            tracing.CONVERSATION_ID: scope.thread_id,
+            tracing.RUN_ID: str(command.run_id),
+            tracing.TENANT_ID: scope.tenant_id,
+            tracing.STEP: command.data.step,
+        }
+        try:
+            with tracing.span(f"invoke_agent {agent}", context=parent, attributes=attributes) as current:
+                result = await self._execute(command, scope, ctx)
+                outcome = "completed" if result == "completed" else "failed"
+                if outcome == "failed":
+                    tracing.fail(current, code=result)
+                current.set_attributes(
+                    {
+                        "apex.brain": ctx.brain,
+                        tracing.INPUT_TOKENS: ctx.input_tokens,
+                        tracing.OUTPUT_TOKENS: ctx.output_tokens,
+                    }
+                )
+        except Cancelled:
+            raise
+        except ApexError:
+            outcome = "retried"  # the bus failed: the command is delivered again
+            raise
+        finally:
+            self.metrics.step_done(
+                agent,
+                outcome,
+                brain=ctx.brain,
+                seconds=time.perf_counter() - started,
+                input_tokens=ctx.input_tokens,
+                output_tokens=ctx.output_tokens,
+                cost_usd=ctx.llm_cost_usd,
+            )
+
+    async def _execute(self, command: AgentStep, scope: Scope, ctx: StepContext) -> str:
+        """Runs the agent; returns ``completed`` or the code of the error it failed with."""
         data = command.data
         started = time.perf_counter()
         agent = self.agents[data.agent]
@@ -152,15 +211,13 @@ class StepRunner:
         except ApexError as exc:
             if exc.code in _BUS_FAILURES:
                 raise  # the step is retried as a whole; its facts are deduplicated
-            await self._fail(command, scope, exc)
-            return
+            return await self._fail(command, scope, exc)
         except TimeoutError:
-            await self._fail(
+            return await self._fail(
                 command,
                 scope,
                 DeadlineExceeded(f"The {data.agent} agent ran out of time.", code=ErrorCode.STEP_TIMEOUT),
             )
-            return
         await self.bus.publish_event(
             scope.make(
                 AgentCompleted,
@@ -179,9 +236,11 @@ class StepRunner:
                 causation_id=command.id,
             )
         )
+        return "completed"
 
-    async def _fail(self, command: AgentStep, scope: Scope, exc: ApexError) -> None:
+    async def _fail(self, command: AgentStep, scope: Scope, exc: ApexError) -> str:
         log.warning("agent %s failed: %s", command.data.agent, exc.message)
+        self.metrics.errors.labels(command.data.agent, exc.code).inc()
         await self.bus.publish_event(
             scope.make(
                 AgentFailed,
@@ -191,3 +250,4 @@ class StepRunner:
                 causation_id=command.id,
             )
         )
+        return str(exc.code)

@@ -10,21 +10,23 @@ from apex_orchestrator.admission import UserSlots
 from apex_orchestrator.driver import Admission, RunDriver
 from apex_orchestrator.endings import RunEndings
 from apex_orchestrator.handlers import build_router, poison_handler
+from apex_orchestrator.metrics import orchestrator_metrics
 from apex_orchestrator.settings import OrchestratorSettings
 from apex_orchestrator.sweeper import Sweeper
-from apex_runtime import ServiceHost, configure_logging, poison_guard
+from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_runtime.consumers import heartbeat_every
 
 
 async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None) -> None:
     settings = settings or OrchestratorSettings()
     configure_logging("orchestrator", settings.log_level, settings.log_format)
+    tracing = configure_tracing("orchestrator", settings.otlp_endpoint)
     host = ServiceHost("orchestrator", settings, settings.orchestrator_port)
     bus = await host.connect()
     slots_breaker = host.health.breaker(
         "user_runs_kv", threshold=5, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE
     )
-    endings = RunEndings(bus, UserSlots(await bus.kv(KV_USER_RUNS), slots_breaker))
+    endings = RunEndings(bus, UserSlots(await bus.kv(KV_USER_RUNS), slots_breaker), orchestrator_metrics())
     driver = RunDriver(
         bus,
         settings.limits(),
@@ -56,6 +58,8 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     )
     host.include(build_router(driver, endings, settings.orchestrator_max_runs))
     await host.start()
+    host.watch_consumers(RUN_START_CONSUMER, RUN_CANCEL_CONSUMER)
     host.spawn(sweeper.run(stop), "sweeper")
     await stop.wait()
     await host.stop()
+    tracing.flush()

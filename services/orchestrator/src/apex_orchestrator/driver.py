@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
+from opentelemetry.trace import SpanKind
 
 from apex_contracts import (
     TERMINAL,
@@ -52,7 +53,7 @@ from apex_orchestrator.policy import (
     step_timeout,
 )
 from apex_orchestrator.state import RunState
-from apex_runtime import Bus, SubjectWatch, keep_alive, log_context
+from apex_runtime import Bus, SubjectWatch, keep_alive, log_context, tracing
 
 log = logging.getLogger(__name__)
 Keepalive = Callable[[], Awaitable[None]]
@@ -101,6 +102,7 @@ class RunDriver:
         self.endings = endings
         self.admission = admission
         self.keepalive_every_s = keepalive_every_s
+        self.metrics = endings.metrics
         self._driving: dict[str, asyncio.Event] = {}
 
     @property
@@ -120,7 +122,12 @@ class RunDriver:
         scope = Scope.of(command)
         subject = subjects.thread_events(scope.tenant_id, scope.user_id, scope.thread_id)
         try:
-            with log_context(tenant_id=scope.tenant_id, run_id=run_id, thread_id=scope.thread_id):
+            with log_context(
+                tenant_id=scope.tenant_id,
+                run_id=run_id,
+                thread_id=scope.thread_id,
+                trace_id=tracing.run_trace_id(run_id),
+            ):
                 async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
                     state = await fold_run(self.bus, scope, run_id)
                     await self._loop(_Run(command, scope, subject, state, watch))
@@ -257,6 +264,7 @@ class RunDriver:
                 causation_id=run.command.id,
             )
         )
+        self.metrics.runs_started.inc()
         await self._until_logged(run, f"{run.run_id}:accepted")
 
     # --- steps ----------------------------------------------------------------------
@@ -264,34 +272,21 @@ class RunDriver:
     async def _run_step(self, run: _Run, step: int, agent: str) -> None:
         """Asks an agent worker for the step, then waits until the log says the step is
         over, or something else (a cancellation, a limit) decides the run's next move."""
-        state = run.state
-        await self.bus.publish(
-            run.scope.make(
-                AgentStep,
-                AgentStepData(
-                    agent=agent,  # type: ignore[arg-type]
-                    step=step,
-                    question=run.command.data.text,
-                    inputs=state.inputs(),
-                    history=[{"question": t.question, "answer": t.answer} for t in state.history[-5:]],
-                    budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
-                    budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
-                    deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
-                ),
-                id=f"{run.run_id}:{step}:agent.step",
-                agent=agent,  # type: ignore[arg-type]
-                causation_id=run.command.id,
-            ),
-            subjects.CMD_AGENT_STEP,
-        )
+        # the run's first step: its agent_started is the first thing the user sees happen
+        first = not any(s.started for s in run.state.steps.values())
+        await self._dispatch(run, step, agent)
         loop = asyncio.get_running_loop()
         unstarted_deadline = loop.time() + self.limits.step_timeout_s
         unconfirmed: set[str] = set()
         while True:
             await self._catch_up(run)
+            started = run.state.steps.get(step)
+            if first and started is not None and started.started_at is not None:
+                first = False
+                waited = (started.started_at - run.command.occurred_at).total_seconds()
+                self.metrics.first_event_seconds.observe(max(waited, 0.0))
             if next_action(run.state, self.limits, utcnow()) != RunStep(step, agent):  # type: ignore[arg-type]
                 return
-            started = run.state.steps.get(step)
             if started is None and loop.time() >= unstarted_deadline:
                 # no worker took the step at all (the orchestrator's own clock: the log
                 # has no start to measure from)
@@ -319,6 +314,43 @@ class RunDriver:
                 continue
             if not await self._until_logged(run, woke["id"]):
                 unconfirmed.add(woke["id"])
+
+    async def _dispatch(self, run: _Run, step: int, agent: str) -> None:
+        """Sends the step's ``agent.step`` from a short span under the run's root span:
+        the agent's ``invoke_agent`` span becomes its child through the traceparent."""
+        state = run.state
+        with tracing.span(
+            f"dispatch {agent}",
+            context=tracing.run_context(run.run_id),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                tracing.AGENT_NAME: agent,
+                tracing.STEP: step,
+                tracing.RUN_ID: run.run_id,
+                "messaging.system": "nats",
+                "messaging.destination.name": subjects.CMD_AGENT_STEP,
+            },
+        ):
+            await self.bus.publish(
+                run.scope.make(
+                    AgentStep,
+                    AgentStepData(
+                        agent=agent,  # type: ignore[arg-type]
+                        step=step,
+                        question=run.command.data.text,
+                        inputs=state.inputs(),
+                        history=[{"question": t.question, "answer": t.answer} for t in state.history[-5:]],
+                        budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
+                        budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
+                        deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
+                    ),
+                    id=f"{run.run_id}:{step}:agent.step",
+                    agent=agent,  # type: ignore[arg-type]
+                    causation_id=run.command.id,
+                ),
+                subjects.CMD_AGENT_STEP,
+            )
+        self.metrics.steps_dispatched.labels(agent).inc()
 
     def _wait_s(self, run: _Run, unstarted_left_s: float | None) -> float:
         """How long to sleep before looking again: until the next deadline, at most 5 s

@@ -10,8 +10,10 @@ the same run at the same moment still record one ending.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from apex_contracts import (
     TERMINAL,
@@ -27,8 +29,9 @@ from apex_contracts import (
     subjects,
 )
 from apex_orchestrator.admission import Slot, UserSlots
+from apex_orchestrator.metrics import OrchestratorMetrics, terminal_status
 from apex_orchestrator.state import RunState, UnreadableEvent
-from apex_runtime import TRANSIENT_NATS_ERRORS, Bus
+from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, tracing
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +42,19 @@ def terminal_id(run_id: str) -> str:
 
 
 class RunEndings:
-    def __init__(self, bus: Bus, slots: UserSlots) -> None:
+    def __init__(self, bus: Bus, slots: UserSlots, metrics: OrchestratorMetrics | None = None) -> None:
         self.bus = bus
         self.slots = slots
+        self.metrics = metrics or OrchestratorMetrics(CollectorRegistry())
 
     async def end(self, event: ThreadEvent) -> None:
         """Records the terminal ``event`` (id ``<run>:terminal``), then stops the run's
-        remaining work and frees its slot."""
+        remaining work and frees its slot. The run's metrics and its root span are
+        recorded here, by whoever ends the run."""
         await self.bus.publish_event(event)
         log.info("run %s ended: %s", event.run_id, event.type)
+        self.metrics.run_ended(event)
+        _trace_run(event)
         await self.settle(event.tenant_id, event.user_id, str(event.run_id))
 
     async def settle(self, tenant_id: str, user_id: str, run_id: str) -> None:
@@ -137,6 +144,23 @@ class RunEndings:
     async def slot_ended(self, tenant_id: str, user_id: str, slot: Slot) -> bool:
         scope = Scope(tenant_id=tenant_id, user_id=user_id, thread_id=slot.thread_id)
         return await run_ended(self.bus, scope, slot.run_id)
+
+
+def _trace_run(event: ThreadEvent) -> None:
+    """The run's root span, from its acceptance (the terminal event's duration) to now."""
+    status, code = terminal_status(event)
+    duration_ms = int(getattr(event.data, "duration_ms", 0) or 0)
+    tracing.record_run(
+        str(event.run_id),
+        started=event.occurred_at - timedelta(milliseconds=duration_ms),
+        ended=event.occurred_at,
+        attributes={
+            tracing.TENANT_ID: event.tenant_id,
+            tracing.CONVERSATION_ID: event.thread_id,
+            "apex.run.status": status,
+        },
+        error_code=code,
+    )
 
 
 def for_run(scope: Scope, run_id: str) -> Scope:

@@ -12,6 +12,7 @@ from apex_contracts import ErrorInfo, RunCancel, RunStart, Scope, parse_command
 from apex_contracts.streams import RUN_CANCEL_CONSUMER, RUN_START_CONSUMER
 from apex_orchestrator.driver import RunDriver
 from apex_orchestrator.endings import RunEndings, run_ended
+from apex_orchestrator.metrics import OrchestratorMetrics
 from apex_runtime import subscribe_command
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def build_router(driver: RunDriver, endings: RunEndings, max_runs: int) -> NatsR
         description="Drives a run to exactly one terminal event; acked only then.",
     )
     async def on_run_start(command: RunStart, msg: NatsMessage) -> None:
+        _count_redelivery(driver.metrics, "run.start", msg)
         await driver.drive(command, keepalive=msg.in_progress)
         await msg.ack()
 
@@ -39,6 +41,7 @@ def build_router(driver: RunDriver, endings: RunEndings, max_runs: int) -> NatsR
         description="Records the cancellation in the run's thread and interrupts its workers.",
     )
     async def on_run_cancel(command: RunCancel, msg: NatsMessage) -> None:
+        _count_redelivery(driver.metrics, "run.cancel", msg)
         await endings.request_cancel(
             Scope.of(command),
             str(command.run_id),
@@ -49,6 +52,11 @@ def build_router(driver: RunDriver, endings: RunEndings, max_runs: int) -> NatsR
         await msg.ack()
 
     return router
+
+
+def _count_redelivery(metrics: OrchestratorMetrics, command: str, msg: NatsMessage) -> None:
+    if msg.raw_message.metadata.num_delivered > 1:
+        metrics.redeliveries.labels(command).inc()
 
 
 def poison_handler(endings: RunEndings):  # type: ignore[no-untyped-def]

@@ -8,10 +8,11 @@ from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, ErrorInfo, ToolCall, parse_command
 from apex_contracts.streams import KV_TOOL_LEDGER, TOOL_CALL_CONSUMER
-from apex_runtime import ServiceHost, configure_logging, poison_guard
+from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_tools.executor import ToolExecutor
 from apex_tools.handlers import build_router
 from apex_tools.ledger import KvLedger
+from apex_tools.metrics import tools_metrics
 from apex_tools.ports import BusUsageQueries
 from apex_tools.registry import default_tools
 from apex_tools.settings import ToolsSettings
@@ -20,6 +21,7 @@ from apex_tools.settings import ToolsSettings
 async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> None:
     settings = settings or ToolsSettings()
     configure_logging("tools", settings.log_level, settings.log_format)
+    tracing = configure_tracing("tools", settings.otlp_endpoint)
     host = ServiceHost("tools", settings, settings.tools_port)
     bus = await host.connect()
     ledger_breaker = host.health.breaker(
@@ -32,6 +34,7 @@ async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> No
         default_tools(),
         cancels=await host.run_cancellations(),
         health=host.health,
+        metrics=tools_metrics(),
     )
     for family in sorted({tool.family for tool in executor.tools.values()}):
         executor.breaker(family)  # registered up front: visible before the first failure
@@ -52,5 +55,7 @@ async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> No
     host.broker.add_middleware(poison_guard(publish_raw, on_poison, [TOOL_CALL_CONSUMER]))
     host.include(build_router(executor, settings.tools_max_concurrent))
     await host.start()
+    host.watch_consumers(TOOL_CALL_CONSUMER)
     await stop.wait()
     await host.stop()
+    tracing.flush()

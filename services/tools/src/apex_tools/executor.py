@@ -10,6 +10,9 @@ What can go wrong, and what happens:
   when every delivery failed does the call complete with the error;
 - the run is cancelled or ends while the tool runs: the tool is interrupted and the call
   publishes nothing more (the run's terminal event closes it for the client).
+
+Each delivery is an ``execute_tool <tool>`` span (GenAI semantic conventions), a child
+of the agent step that asked (its ``traceparent`` travels with the command).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
+from opentelemetry.trace import Span
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from apex_contracts import (
@@ -34,10 +41,11 @@ from apex_contracts import (
     Unavailable,
 )
 from apex_contracts.errors import CATALOGUE
-from apex_runtime import CircuitBreaker, Health, log_context
+from apex_runtime import CircuitBreaker, Health, log_context, tracing
 from apex_runtime.bus import Bus
 from apex_runtime.consumers import RunCancellations
 from apex_tools.ledger import Ledger, LedgerEntry
+from apex_tools.metrics import ToolsMetrics
 from apex_tools.ports import UsageQueries
 from apex_tools.registry import Tool
 
@@ -62,6 +70,7 @@ class ToolExecutor:
         *,
         cancels: RunCancellations | None = None,
         health: Health | None = None,
+        metrics: ToolsMetrics | None = None,
     ) -> None:
         self.bus = bus
         self.ledger = ledger
@@ -69,6 +78,7 @@ class ToolExecutor:
         self.tools = tools
         self.cancels = cancels or RunCancellations()
         self.health = health or Health("tools", "local")
+        self.metrics = metrics or ToolsMetrics(CollectorRegistry())
 
     def breaker(self, family: str) -> CircuitBreaker:
         """One breaker per tool family: a family whose dependency keeps failing is
@@ -77,29 +87,64 @@ class ToolExecutor:
             f"tools_{family}", threshold=5, reset_after_s=5.0, code=ErrorCode.SERVICE_UNAVAILABLE
         )
 
-    async def handle(self, command: ToolCall) -> None:
+    async def handle(self, command: ToolCall, headers: Mapping[str, Any] | None = None) -> None:
+        """Runs the call (``headers`` of the command carry the trace it belongs to)."""
         call = command.data
         run_id = str(command.run_id)
-        with log_context(tenant_id=command.tenant_id, run_id=run_id):
-            entry = await self.ledger.get(call.call_id)
-            if entry is None:
-                if self.cancels.is_cancelled(run_id):
-                    log.info("not running %s: run %s was cancelled", call.tool, run_id)
-                    return
-                await self._announce(command)
-                try:
-                    entry = await self.cancels.run(run_id, self._execute(command))
-                except Cancelled:
-                    log.info("%s interrupted: run %s was cancelled or ended", call.tool, run_id)
-                    return
-                await self.ledger.put(call.call_id, entry)
-            if not entry.published:
-                await self._complete(command, entry)
-                await self.ledger.put(call.call_id, entry.model_copy(update={"published": True}))
+        attributes: dict[str, str | int] = {
+            tracing.OPERATION: "execute_tool",
+            tracing.TOOL_NAME: call.tool,
+            tracing.TOOL_CALL_ID: call.call_id,
+            "gen_ai.tool.type": "function",
+            tracing.RUN_ID: run_id,
+            tracing.TENANT_ID: command.tenant_id,
+        }
+        if command.agent:
+            attributes[tracing.AGENT_NAME] = command.agent
+        with (
+            log_context(tenant_id=command.tenant_id, run_id=run_id, trace_id=tracing.run_trace_id(run_id)),
+            tracing.span(
+                f"execute_tool {call.tool}",
+                context=tracing.parent_from(headers, run_id),
+                attributes=attributes,
+            ) as current,
+        ):
+            await self._handle(command, current)
+
+    async def _handle(self, command: ToolCall, current: Span) -> None:
+        call = command.data
+        run_id = str(command.run_id)
+        entry = await self.ledger.get(call.call_id)
+        if entry is None:
+            if self.cancels.is_cancelled(run_id):
+                log.info("not running %s: run %s was cancelled", call.tool, run_id)
+                return
+            await self._announce(command)
+            try:
+                entry = await self.cancels.run(run_id, self._execute(command))
+            except Cancelled as exc:
+                log.info("%s interrupted: run %s was cancelled or ended", call.tool, run_id)
+                tracing.fail(current, exc)
+                return
+            except Unavailable as exc:
+                self.metrics.retried.labels(call.tool, exc.code).inc()
+                raise
+            await self.ledger.put(call.call_id, entry)
+            code = entry.error.code if entry.error else None
+            self.metrics.call_done(call.tool, entry.status, entry.duration_ms / 1000, code)
+            if code is not None:
+                tracing.fail(current, code=code)
+        else:
+            self.metrics.replayed.labels(call.tool).inc()
+            current.set_attribute("apex.tool.from_ledger", True)
+        if not entry.published:
+            await self._complete(command, entry)
+            await self.ledger.put(call.call_id, entry.model_copy(update={"published": True}))
 
     async def fail(self, command: ToolCall, error: ErrorInfo) -> None:
         """Completes a call that cannot run (a dead-lettered command) with its error."""
         entry = LedgerEntry(status="error", tool=command.data.tool, duration_ms=0, error=error)
+        self.metrics.call_done(command.data.tool, "error", 0.0, error.code)
         await self.ledger.put(command.data.call_id, entry)
         await self._complete(command, entry)
 

@@ -22,7 +22,7 @@ def build_router(executor: ToolExecutor, max_workers: int) -> NatsRouter:
     async def on_tool_call(command: ToolCall, msg: NatsMessage) -> None:
         # a tool may run longer than the ack wait: heartbeat so it is not handed to another
         async with keep_alive(msg.in_progress, heartbeat_every(TOOL_CALL_CONSUMER)):
-            await executor.handle(command)
+            await executor.handle(command, headers=msg.headers)
         await msg.ack()
 
     return router

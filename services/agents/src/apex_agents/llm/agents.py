@@ -65,7 +65,7 @@ async def ask(
     cost = PriceCatalogue.default().cost_usd(
         "", client.config.model, completion.prompt_tokens, completion.completion_tokens
     )
-    ctx.account(completion.tokens, cost)
+    ctx.account(completion.prompt_tokens, completion.completion_tokens, cost)
     return completion
 
 

@@ -5,7 +5,10 @@ provider that refuses calls while the provider keeps failing.
 
 Errors are typed: ``Unavailable(llm_unavailable)`` (the provider failed every attempt,
 or its breaker is open), ``DeadlineExceeded(llm_timeout)`` and
-``ApexError(llm_bad_response)`` (an answer that is not a chat completion)."""
+``ApexError(llm_bad_response)`` (an answer that is not a chat completion).
+
+Each call is a ``chat <model>`` span (GenAI semantic conventions) covering its retries,
+with the tokens used and, on failure, ``error.type`` = the error's code."""
 
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from opentelemetry.trace import SpanKind, Tracer
 
 from apex_contracts import ApexError, DeadlineExceeded, ErrorCode, Unavailable
-from apex_runtime import CircuitBreaker, CircuitOpen
+from apex_runtime import CircuitBreaker, CircuitOpen, tracing
 
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 TextSink = Callable[[str], Awaitable[None]]
@@ -101,11 +105,13 @@ class ChatClient:
         http: httpx.AsyncClient,
         breakers: Breakers,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
         self._http = http
         self.breaker = breakers.of(config.provider)
         self._sleep = sleep
+        self._tracer = tracer
         self.attempts = 0
 
     async def complete(
@@ -119,6 +125,37 @@ class ChatClient:
     ) -> Completion:
         """One chat completion, streamed; ``on_text`` gets each text chunk, ``on_restart``
         is called before a retry that follows partly streamed text."""
+        host = urlsplit(self.config.base_url)
+        attributes: dict[str, str | int] = {
+            tracing.OPERATION: "chat",
+            tracing.REQUEST_MODEL: self.config.model,
+            # the API spoken: every OpenAI-compatible endpoint is called the same way
+            tracing.PROVIDER: "openai",
+            "server.address": host.hostname or self.config.provider,
+        }
+        if host.port:
+            attributes["server.port"] = host.port
+        with tracing.span(
+            f"chat {self.config.model}", kind=SpanKind.CLIENT, attributes=attributes, using=self._tracer
+        ) as current:
+            completion = await self._complete(messages, tools, tool_choice, on_text, on_restart)
+            current.set_attributes(
+                {
+                    tracing.INPUT_TOKENS: completion.prompt_tokens,
+                    tracing.OUTPUT_TOKENS: completion.completion_tokens,
+                    tracing.FINISH_REASONS: [completion.finish_reason or "unknown"],
+                }
+            )
+            return completion
+
+    async def _complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: Any,
+        on_text: TextSink | None,
+        on_restart: Callable[[], Awaitable[None]] | None,
+    ) -> Completion:
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
