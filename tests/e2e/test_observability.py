@@ -23,6 +23,7 @@ from tests.e2e.platform import Platform, platform_env
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 
 AGENTS = ("supervisor", "triage", "data_helper", "reporting")
+SCRAPED = ("orchestrator", "agents", "tools", "persistence")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ async def test_one_message_is_one_trace_and_moves_the_counters(
     traced: tuple[Platform, OtlpReceiver],
 ) -> None:
     platform, receiver = traced
-    before = {service: _scrape(platform, service) for service in ("orchestrator", "agents", "tools")}
+    before = {service: _scrape(platform, service) for service in SCRAPED}
     user = platform.register()
     ws = await open_socket(platform.ws_url, user.access_token)
     assert (await recv(ws))["type"] == "session.ready"
@@ -118,7 +119,7 @@ async def test_one_message_is_one_trace_and_moves_the_counters(
         assert tool.parent_span_id in invoke_ids, "a tool span hangs under the agent that called it"
     assert {s.trace_id for s in spans} == {run_trace_id(run_id)}
 
-    after = {service: _scrape(platform, service) for service in ("orchestrator", "agents", "tools")}
+    after = {service: _scrape(platform, service) for service in SCRAPED}
 
     def moved(process: str, name: str, **labels: str) -> float:
         return _total(after[process], name, **labels) - _total(before[process], name, **labels)
@@ -137,7 +138,8 @@ async def test_one_message_is_one_trace_and_moves_the_counters(
         ("orchestrator", "orchestrator-run-start"),
         ("agents", "agents-step"),
         ("tools", "tools-call"),
+        ("persistence", "persistence-usage-ingest"),
     ):
         backlog = {"service": service, "consumer": consumer}
         assert ("apex_consumer_pending_messages", frozenset(backlog.items())) in after[service]
-        assert moved(service, "apex_heartbeats_sent_total", service=service, outcome="sent") >= 1
+        assert _total(after[service], "apex_heartbeats_sent_total", service=service, outcome="sent") >= 1

@@ -103,6 +103,7 @@ class PersistenceService:
             self.runners.append(runner)
         self._wire_bus()
         await self.host.start()
+        self.host.watch_consumers(USAGE_INGEST_CONSUMER)  # the upload backlog on /metrics
         for runner in self.runners:
             self._tasks.append(asyncio.create_task(runner.run(self._stop), name=f"project:{runner.store}"))
         lag = LagMonitor(bus.js, self.runners, self.host.health.details)
