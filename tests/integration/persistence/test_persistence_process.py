@@ -19,6 +19,7 @@ from apex_cli.embedded import free_port
 from apex_persistence.postgres.db import Database, make_engine
 from apex_persistence.postgres.migrate import current_revision
 from apex_runtime import Bus
+from tests.integration.persistence.test_persistence_migrations import HEAD
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -44,7 +45,7 @@ async def test_migrate_up_and_down(pg_dsn: str, tmp_path: Path) -> None:
     env = _env(tmp_path, APEX_POSTGRES_DSN=pg_dsn)
     code, output = await _run(env, "migrate")
     assert code == 0, output
-    assert await current_revision(pg_dsn) == "p0002"
+    assert await current_revision(pg_dsn) == HEAD
     assert (tmp_path / "chdb").is_dir()
     code, output = await _run(env, "migrate", "--down", "base")
     assert code == 0, output

@@ -6,6 +6,7 @@ makes the same answer hold beyond the stream's duplicate window."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 
@@ -105,9 +106,10 @@ class MessageService:
             subjects.CMD_RUN_START,
         )
         started = record.model_copy(update={"started": True, "message_seq": seq})
-        await idem.put(key, started.model_dump_json().encode())  # type: ignore[attr-defined]
+        body = started.model_dump_json().encode()
         runs = await self.bus.kv(KV_RUNS)
-        await runs.put(record.run_id, started.model_dump_json().encode())
+        # independent records (each write is idempotent): one round trip, not two
+        await asyncio.gather(idem.put(key, body), runs.put(record.run_id, body))  # type: ignore[attr-defined]
         return Accepted(record.thread_id, record.run_id, seq, duplicate=not first)
 
     async def thread_exists(self, who: Principal, thread_id: str) -> bool:

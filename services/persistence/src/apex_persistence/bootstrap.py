@@ -99,6 +99,11 @@ class PersistenceService:
                 spec,
                 self.breaker(store),
                 batch_size=self.settings.projection_batch,
+                linger_s=(
+                    self.settings.analytics_linger_s
+                    if store == "clickhouse"
+                    else self.settings.projection_linger_s
+                ),
             )
             self.runners.append(runner)
         self._wire_bus()

@@ -38,6 +38,16 @@ class PersistenceSettings(ServiceSettings):
     chdb_path: Path = Path(".apex/chdb")
     persistence_port: int = 8005
     projection_batch: int = Field(default=500, ge=1, le=5000)
+    projection_linger_s: float = Field(
+        default=0.02, ge=0, le=5, description="how long a projector gathers a batch (Postgres, Redis)"
+    )
+    analytics_linger_s: float = Field(
+        default=0.25,
+        ge=0,
+        le=5,
+        description="how long the ClickHouse projector gathers a batch: fewer, larger inserts"
+        " leave the engine free for the tools' queries",
+    )
     redis_recent_events: int = Field(default=100, ge=0, le=10_000)
     redis_ttl_s: int = Field(default=7 * 86_400, ge=60)
     migrate_on_start: bool = Field(

@@ -9,6 +9,7 @@ a partial history."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime
@@ -66,12 +67,12 @@ class ThreadSubscription:
     async def start(self, ref: str | None = None) -> None:
         bus = self.conn.services.bus
         after = self.window.after_seq
-        first_kept = await bus.first_seq()
+        first_kept, last = await asyncio.gather(bus.first_seq(), bus.last_seq(self.subject))
         archived: list[tuple[int, str]] = []
         complete = True
         if after + 1 < first_kept:
             complete, archived = await self._from_archive(first_kept)
-        head = max(await bus.last_seq(self.subject), archived[-1][0] if archived else 0)
+        head = max(last, archived[-1][0] if archived else 0)
         self._replaying_until = head
         self.conn.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
         if not complete:

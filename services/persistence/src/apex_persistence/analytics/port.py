@@ -9,6 +9,7 @@ process, and within it one connection, may hold an embedded data path.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,9 +66,12 @@ class _BlockingStore:
 
     failures: tuple[type[BaseException], ...] = (AnalyticsUnavailable,)
 
-    def __init__(self, database: str, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, database: str, executor: ThreadPoolExecutor, read_executor: ThreadPoolExecutor | None = None
+    ) -> None:
         self.database = database
         self._executor = executor
+        self._read_executor = read_executor or executor
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -84,7 +88,8 @@ class _BlockingStore:
             await self._call(self._insert, f"{self.database}.{table}", body)
 
     async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        raw = await self._call(self._select, self.qualify(sql), dict(params))
+        loop = asyncio.get_running_loop()
+        raw = await loop.run_in_executor(self._read_executor, self._select, self.qualify(sql), dict(params))
         return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
     def _command(self, sql: str, params: dict[str, Any]) -> None:
@@ -98,13 +103,20 @@ class _BlockingStore:
 
 
 class _ChdbEngine:
-    """The process's one embedded engine: its session, opened on first use, and the
-    single thread every call runs on."""
+    """The process's one embedded engine, opened on first use: one connection for writes
+    and statements on its own thread, and a connection per read thread. A tool's queries
+    run side by side, never behind a projection's insert."""
+
+    READ_THREADS = 3
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
+        self.read_executor = ThreadPoolExecutor(max_workers=self.READ_THREADS, thread_name_prefix="chdb-read")
         self._session: Any = None
+        self._local = threading.local()
+        self._readers: list[Any] = []
+        self._lock = threading.Lock()
 
     def session(self) -> Any:
         if self._session is None:
@@ -120,6 +132,31 @@ class _ChdbEngine:
                 ) from exc
         return self._session
 
+    def reader(self) -> Any:
+        """This read thread's connection (the session, opened first, makes the folder)."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            with self._lock:
+                if self._session is None:
+                    self.session()
+            import chdb
+
+            try:
+                reader = self._local.reader = chdb.connect(str(self.path))
+            except RuntimeError as exc:
+                raise AnalyticsUnavailable(
+                    f"cannot open the embedded ClickHouse at {self.path}: {exc}"
+                ) from exc
+            with self._lock:
+                self._readers.append(reader)
+        return reader
+
+    def close_readers(self) -> None:
+        with self._lock:
+            readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
@@ -134,7 +171,7 @@ class ChdbStore(_BlockingStore):
     def __init__(self, path: Path, database: str = "apex", *, engine: _ChdbEngine | None = None) -> None:
         self._engine = engine or _ChdbEngine(path)
         self._owns_engine = engine is None
-        super().__init__(database, self._engine.executor)
+        super().__init__(database, self._engine.executor, self._engine.read_executor)
 
     def sibling(self, database: str) -> ChdbStore:
         """A store over another database of the same engine (a fresh table set, or a
@@ -143,6 +180,8 @@ class ChdbStore(_BlockingStore):
 
     async def close(self) -> None:
         if self._owns_engine:
+            self._read_executor.shutdown(wait=True)
+            self._engine.close_readers()
             await self._call(self._engine.close)
             self._executor.shutdown(wait=True)
 
@@ -153,7 +192,7 @@ class ChdbStore(_BlockingStore):
         self._engine.session().query(f"INSERT INTO {table} FORMAT JSONEachRow\n{body.decode()}")
 
     def _select(self, sql: str, params: dict[str, Any]) -> bytes:
-        return bytes(self._engine.session().query(sql, "JSONEachRow", params=_bound(params)).bytes())
+        return bytes(self._engine.reader().query(sql, "JSONEachRow", params=_bound(params)).bytes())
 
 
 class ClickHouseServerStore(_BlockingStore):

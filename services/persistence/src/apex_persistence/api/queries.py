@@ -111,12 +111,18 @@ def _brief(exc: ValidationError) -> str:
     )
 
 
+# Queries of one route answered side by side (a tool asks several at once); the stores
+# bound the real parallelism (the pool's connections, the engine's read threads).
+QUERY_WORKERS = 8
+
+
 def build_query_router(api: ReadApi) -> NatsRouter:
     router = NatsRouter()
     for route in api.routes:
         router.subscriber(
             subjects.query(route.name),
             queue=QUEUE_GROUP,
+            max_workers=QUERY_WORKERS,
             title=f"query {route.name}",
             description=f"Read API {route.name}: {route.request.__name__} -> QueryReply",
         )(_handler(api, route))
