@@ -108,3 +108,14 @@ async def test_an_ack_on_a_lost_key_never_moves_the_cursor_back(redis: aioredis.
     assert await store.advance(who, thread, 10) == 30  # a device that resumed from an older seq
     assert await store.get(who, thread) == 30
     assert await store.advance(who, thread, 31) == 31
+
+
+async def test_forgetting_an_erased_thread_drops_its_key(redis: aioredis.Redis) -> None:
+    archive = Archive()
+    store, _, _ = cursors(redis, archive)
+    who, thread, other = principal(), new_id("thr"), new_id("thr")
+    await store.advance(who, thread, 4)
+    await store.advance(who, other, 6)
+    await store.forget(who, thread)
+    assert await redis.get(cursor_key(who, thread)) is None
+    assert await redis.get(cursor_key(who, other)) == b"6"  # only that thread's

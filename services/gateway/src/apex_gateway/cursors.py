@@ -111,6 +111,15 @@ class DeliveryCursors:
         self._flusher.mark(cursor, stored)
         return stored
 
+    async def forget(self, who: Principal, thread_id: str) -> None:
+        """Drops the thread's cursor from Redis (its erasure; persistence drops its row and
+        refuses later flushes of it). Redis being down leaves a bare number behind, never
+        content: it is logged, not raised, so the erasure itself goes on."""
+        try:
+            await self._breaker.call(lambda: self._redis.delete(cursor_key(who, thread_id)), _REDIS_FAILURES)
+        except _REDIS_FAILURES as exc:
+            log.warning("the cursor of erased thread %s remains until Redis is back: %r", thread_id, exc)
+
     async def _restore_and_advance(self, who: Principal, thread_id: str, seq: int) -> int:
         """Redis has no key: it gets the stored cursor (or ``seq`` if further). Without an
         answer from persistence Redis stays without the key, so the next read asks again,

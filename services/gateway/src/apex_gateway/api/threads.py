@@ -199,4 +199,6 @@ async def delete_thread(
             id=f"{thread_id}:deleted:{'erase' if erase else 'hide'}",
         )
     )
+    if erase:
+        await services.cursors.forget(who, thread_id)
     return {"thread_id": thread_id, "deleted": True, "erase": erase}
