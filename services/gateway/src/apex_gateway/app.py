@@ -33,6 +33,7 @@ from apex_gateway.tickets import TicketBook
 from apex_gateway.tokens import ExternalIssuer, KeySet, TokenVerifier
 from apex_gateway.web import mount_web
 from apex_gateway.ws.endpoint import websocket_endpoint
+from apex_gateway.ws.feeds import ThreadFeeds
 from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ async def build_services(
         metrics=metrics,
         epoch=await bus.stream_epoch(),
         tickets=TicketBook(bus),
+        feeds=ThreadFeeds(bus.js.subscribe),
     )
 
 

@@ -19,6 +19,7 @@ from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
 from apex_gateway.tickets import TicketBook
 from apex_gateway.tokens import Principal, TokenVerifier
+from apex_gateway.ws.feeds import ThreadFeeds
 from apex_runtime import Bus, Health
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class GatewayServices:
     epoch: str
     tickets: TicketBook
     cursor_flusher: CursorFlusher
+    feeds: ThreadFeeds
     user_buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
     def user_rate(self, user_id: str) -> TokenBucket:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apex_contracts import NotFound, subjects
+from apex_contracts import ApexError, NotFound, subjects
 from apex_contracts.frames import (
     ClientFrame,
     EventAck,
@@ -75,7 +75,13 @@ async def subscribe(conn: Connection, thread_id: str, after_seq: int, ref: str |
     subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
     sub = ThreadSubscription(conn, thread_id, subject, after_seq)
     conn.subscriptions[thread_id] = sub
-    await sub.start(ref=ref)
+    try:
+        await sub.start(ref=ref)
+    except ApexError:
+        if conn.subscriptions.get(thread_id) is sub:
+            del conn.subscriptions[thread_id]
+        await sub.stop()
+        raise
 
 
 async def on_unsubscribe(conn: Connection, frame: ThreadUnsubscribe) -> None:

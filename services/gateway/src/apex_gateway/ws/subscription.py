@@ -1,6 +1,8 @@
-"""One thread streamed to one connection: replay from ``after_seq`` then live, through a
-JetStream ordered consumer, so the seam between replay and live has no gap and no
-duplicate (the consumer delivers every stored message once, in stream order).
+"""One thread streamed to one connection: replay from ``after_seq`` then live. The
+subscription joins the thread's live feed (``feeds.py``, shared by every connection on
+the thread) before it reads the replay, and holds live events back until the replay is
+sent: the two overlap, never leave a gap, and the overlap is dropped by seq, so the seam
+has no duplicate either.
 
 When the stream no longer holds the start of what was asked (retention), the missing
 part comes from the Postgres archive first; when neither can provide it, the client is
@@ -12,39 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import nats.errors
-import nats.js.errors
 import orjson
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from apex_contracts import ApexError, ErrorCode
-from apex_contracts.events import client_view
 from apex_contracts.frames import ErrorFrame, ThreadSubscribed
 from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
+from apex_gateway.ws.feeds import event_frame
 from apex_gateway.ws.window import DeliveryWindow, ResyncNeeded
 
 if TYPE_CHECKING:
     from apex_gateway.ws.connection import Connection
 
 log = logging.getLogger(__name__)
-
-
-def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
-    return orjson.dumps(
-        {"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}
-    ).decode()
-
-
-def _epoch_s(occurred_at: Any) -> float | None:
-    """An event's ``occurred_at`` as epoch seconds; None when it cannot be read."""
-    try:
-        return datetime.fromisoformat(occurred_at).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 class ThreadSubscription:
@@ -56,8 +39,9 @@ class ThreadSubscription:
         self.window = DeliveryWindow(
             after_seq, ack_timeout_s=settings.ack_timeout_ms / 1000, max_unacked=settings.ws_send_queue
         )
-        self._sub: Any = None
-        self._replaying_until = 0
+        self._joined = False
+        self._replaying = True
+        self._pending: list[tuple[int, str, float | None]] = []
         self._ended = False
 
     @property
@@ -65,7 +49,10 @@ class ThreadSubscription:
         return self.window.last_sent
 
     async def start(self, ref: str | None = None) -> None:
-        bus = self.conn.services.bus
+        services = self.conn.services
+        bus = services.bus
+        await services.feeds.join(self.subject, self.thread_id, self)
+        self._joined = True
         after = self.window.after_seq
         first_kept, last = await asyncio.gather(bus.first_seq(), bus.last_seq(self.subject))
         archived: list[tuple[int, str]] = []
@@ -73,7 +60,6 @@ class ThreadSubscription:
         if after + 1 < first_kept:
             complete, archived = await self._from_archive(first_kept)
         head = max(last, archived[-1][0] if archived else 0)
-        self._replaying_until = head
         self.conn.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
         if not complete:
             self.conn.send(
@@ -87,17 +73,27 @@ class ThreadSubscription:
                 )
             )
         for seq, frame in archived:
-            self.conn.services.metrics.events_replayed.inc()
+            services.metrics.events_replayed.inc()
             self._offer(seq, frame)
-        self._sub = await bus.js.subscribe(
-            self.subject,
-            ordered_consumer=True,
-            cb=self._deliver,
-            idle_heartbeat=5.0,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(after + 1, first_kept, 1)
-            ),
-        )
+        async for seq, data in bus.read_subject(self.subject, after_seq=max(after, first_kept - 1, 0)):
+            if self._ended:
+                return
+            if seq > self.window.last_sent:
+                services.metrics.events_replayed.inc()
+                self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(data)))
+        pending, self._pending = self._pending, []
+        self._replaying = False
+        for seq, frame, occurred in pending:
+            self.live(seq, frame, occurred)
+
+    def live(self, seq: int, frame: str, occurred_at: float | None) -> None:
+        """An event of the thread's live feed (held back while the replay is sent)."""
+        if self._ended:
+            return
+        if self._replaying:
+            self._pending.append((seq, frame, occurred_at))
+        elif seq > self.window.last_sent:
+            self._offer(seq, frame, occurred_at)
 
     async def _from_archive(self, first_kept: int) -> tuple[bool, list[tuple[int, str]]]:
         """Archived events in (after_seq, first_kept): what the stream no longer holds.
@@ -124,18 +120,6 @@ class ThreadSubscription:
                 return True, out
             after = page.events[-1].seq
         return True, out
-
-    async def _deliver(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
-        if self._ended or seq <= self.window.last_sent:
-            return
-        event = orjson.loads(msg.data)
-        occurred = None
-        if seq <= self._replaying_until:
-            self.conn.services.metrics.events_replayed.inc()
-        else:
-            occurred = _epoch_s(event.get("occurred_at"))
-        self._offer(seq, event_frame(self.thread_id, seq, event), occurred)
 
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         previous = self.window.last_sent
@@ -182,10 +166,7 @@ class ThreadSubscription:
 
     async def stop(self) -> None:
         self._ended = True
-        if self._sub is None:
-            return
-        sub, self._sub = self._sub, None
-        try:
-            await sub.unsubscribe()
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            log.debug("unsubscribe of %s failed: %r", self.subject, exc)
+        self._pending = []
+        if self._joined:
+            self._joined = False
+            await self.conn.services.feeds.leave(self.subject, self)

@@ -1,0 +1,125 @@
+"""One live feed per thread per gateway: a single JetStream ordered consumer whose events
+are decoded and framed once, then handed to every connection subscribed to the thread.
+
+A thousand sockets on one thread cost one consumer and one decode per event, not a
+thousand of each (JetStream also caps the consumers of a stream). A feed starts at the
+events stored after it was created (``DeliverPolicy.NEW``): what came before is each
+subscriber's replay, read after it joined the feed, so replay and live overlap and never
+leave a gap; the subscriber drops the overlap by seq."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from apex_contracts import ErrorCode, Unavailable
+from apex_contracts.events import client_view
+
+log = logging.getLogger(__name__)
+
+
+def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
+    return orjson.dumps(
+        {"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}
+    ).decode()
+
+
+def epoch_s(occurred_at: Any) -> float | None:
+    """An event's ``occurred_at`` as epoch seconds; None when it cannot be read."""
+    try:
+        return datetime.fromisoformat(occurred_at).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+class Listener(Protocol):
+    def live(self, seq: int, frame: str, occurred_at: float | None) -> None:
+        """One event as it was stored; called in stream order."""
+        ...
+
+
+@dataclass
+class _Feed:
+    thread_id: str
+    sub: Any = None
+    starting: asyncio.Future[None] | None = None
+    listeners: set[Listener] = field(default_factory=set)
+
+    async def deliver(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        event = orjson.loads(msg.data)
+        frame = event_frame(self.thread_id, seq, event)
+        occurred = epoch_s(event.get("occurred_at"))
+        for listener in list(self.listeners):
+            listener.live(seq, frame, occurred)
+
+
+class ThreadFeeds:
+    """The feeds of this gateway, shared by its connections; a feed lives while it has a
+    listener."""
+
+    def __init__(self, subscribe: Callable[..., Any]) -> None:
+        self._subscribe = subscribe  # the JetStream context's ``subscribe``
+        self._feeds: dict[str, _Feed] = {}
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    async def join(self, subject: str, thread_id: str, listener: Listener) -> None:
+        """Returns once ``listener`` gets every event stored on ``subject`` from now on."""
+        feed = self._feeds.get(subject)
+        if feed is None:
+            feed = self._feeds[subject] = _Feed(thread_id)
+            feed.starting = asyncio.ensure_future(self._start(feed, subject))
+        feed.listeners.add(listener)
+        assert feed.starting is not None
+        try:
+            await asyncio.shield(feed.starting)
+        except Unavailable:
+            feed.listeners.discard(listener)
+            if self._feeds.get(subject) is feed:
+                del self._feeds[subject]
+            raise
+
+    async def leave(self, subject: str, listener: Listener) -> None:
+        feed = self._feeds.get(subject)
+        if feed is None or listener not in feed.listeners:
+            return
+        feed.listeners.discard(listener)
+        if feed.listeners:
+            return
+        del self._feeds[subject]
+        assert feed.starting is not None
+        with contextlib.suppress(Unavailable):
+            await asyncio.shield(feed.starting)
+        if feed.sub is not None:
+            try:
+                await feed.sub.unsubscribe()
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.debug("unsubscribe of %s failed: %r", subject, exc)
+
+    async def _start(self, feed: _Feed, subject: str) -> None:
+        try:
+            feed.sub = await self._subscribe(
+                subject,
+                ordered_consumer=True,
+                cb=feed.deliver,
+                idle_heartbeat=5.0,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+            )
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            raise Unavailable(
+                "Live updates for this thread cannot start right now; subscribe again shortly.",
+                code=ErrorCode.BUS_UNAVAILABLE,
+            ) from exc
