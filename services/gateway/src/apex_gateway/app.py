@@ -163,7 +163,12 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         settings.nats_url, f"gateway-{settings.instance_id}", replicas=settings.nats_replicas
     )
     await bus.ensure_topology()
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    # A connect storm waits briefly for a pooled connection instead of failing
+    # (redis-py's default pool raises once it is exhausted).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=256, timeout=1.0, socket_timeout=1.0, socket_connect_timeout=1.0
+    )
+    redis = aioredis.Redis(connection_pool=pool)
     async with httpx.AsyncClient() as http:
         services = await build_services(settings, bus, http, redis)
         await watch_revocations(services)
@@ -194,6 +199,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         flush_stop.set()
         await flushes
     await redis.aclose()
+    await pool.aclose()
     await bus.close()
 
 
