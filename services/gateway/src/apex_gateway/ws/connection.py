@@ -143,7 +143,8 @@ class Connection:
         idle_s = self.services.settings.ws_heartbeat_ms * 2.5 / 1000
         while True:
             try:
-                message = await asyncio.wait_for(self.ws.receive(), idle_s)
+                async with asyncio.timeout(idle_s):  # no extra task per receive, unlike wait_for
+                    message = await self.ws.receive()
             except TimeoutError:
                 await self.close(1001, "idle_timeout")
                 return
