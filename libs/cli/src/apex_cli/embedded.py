@@ -29,6 +29,11 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be started; the message says which and why."""
 
 
+class PortTaken(EmbeddedError):
+    """The port chosen for a server was taken before it could start (another process got
+    there between the choice and the start, e.g. during a slow ``initdb``)."""
+
+
 def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     """``preferred`` when it is free, otherwise a free port chosen by the kernel."""
     for candidate in ([preferred] if preferred else []) + [0]:
@@ -81,7 +86,7 @@ class EmbeddedServer:
         if self.pid is not None:
             return self
         if port_open(self.port):
-            raise EmbeddedError(f"{self.name}: port {self.port} is already in use")
+            raise PortTaken(f"{self.name}: port {self.port} is already in use")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.argv,

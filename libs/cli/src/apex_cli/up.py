@@ -25,6 +25,7 @@ from apex_cli.config import INFRA_URLS, SERVICE_PORTS, START_ORDER, Home
 from apex_cli.embedded import (
     EmbeddedError,
     EmbeddedServer,
+    PortTaken,
     _die_with_parent,
     free_port,
     nats_server,
@@ -90,6 +91,25 @@ class Infra:
         self.emit = emit
         self.servers: dict[str, EmbeddedServer] = {}
 
+    @staticmethod
+    def _start_one(
+        name: str, make: Callable[[int], EmbeddedServer], default_port: int, attempts: int = 3
+    ) -> tuple[EmbeddedServer, int]:
+        """The server on its default port when free, else on one the kernel picks; a port
+        taken between the choice and the start is chosen again."""
+        port = free_port(default_port)
+        for _ in range(attempts - 1):
+            try:
+                return make(port).start(), port
+            except PortTaken:
+                port = free_port()
+            except EmbeddedError as exc:
+                raise UpError(f"embedded {name} failed to start: {exc}") from exc
+        try:
+            return make(port).start(), port
+        except EmbeddedError as exc:
+            raise UpError(f"embedded {name} failed to start: {exc}") from exc
+
     def start(self) -> dict[str, str]:
         env: dict[str, str] = {}
         makers = {
@@ -109,11 +129,7 @@ class Infra:
                 self.emit("apex", f"{name}: using {configured}")
                 continue
             _kill_leftover(self.home.pid_file(name))
-            port = free_port(default_port)
-            try:
-                server = makers[name](port).start()
-            except EmbeddedError as exc:
-                raise UpError(f"embedded {name} failed to start: {exc}") from exc
+            server, port = self._start_one(name, makers[name], default_port)
             self.servers[name] = server
             self.home.pid_file(name).write_text(str(server.pid))
             env[variable] = server.url

@@ -1,0 +1,46 @@
+"""`apex up` starts an embedded server on another port when the one it chose is taken
+before the server could start (two platforms starting at once race for 5432)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from apex_cli.embedded import EmbeddedError, PortTaken
+from apex_cli.up import Infra, UpError
+
+
+class Starter:
+    def __init__(self, failures: list[EmbeddedError]) -> None:
+        self.failures = failures
+        self.ports: list[int] = []
+
+    def __call__(self, port: int) -> Any:
+        self.ports.append(port)
+        starter = self
+
+        class Server:
+            def start(self) -> str:
+                if starter.failures:
+                    raise starter.failures.pop(0)
+                return f"server on {port}"
+
+        return Server()
+
+
+def test_a_port_taken_before_the_start_is_chosen_again() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        make = Starter([PortTaken(f"postgres: port {taken} is already in use")])
+        server, port = Infra._start_one("postgres", make, taken)
+    assert port != taken and server == f"server on {port}"
+
+
+def test_other_failures_and_a_port_taken_every_time_are_errors() -> None:
+    with pytest.raises(UpError, match="initdb failed"):
+        Infra._start_one("postgres", Starter([EmbeddedError("initdb failed")]), 0)
+    with pytest.raises(UpError, match="already in use"):
+        Infra._start_one("postgres", Starter([PortTaken("already in use")] * 3), 0)
