@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from apex_contracts import Envelope, ErrorCode, ErrorInfo, ThreadEvent, Unavailable, subjects, validate_id
 from apex_contracts.errors import ApexError
+from apex_contracts.pricing import KV_PRICE_OVERRIDES
 from apex_contracts.queries import QueryReply
 from apex_contracts.streams import (
     APEX_EVT,
@@ -56,12 +57,14 @@ TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
-_KV_BUCKETS: dict[str, float] = {
-    KV_IDEMPOTENCY: 7 * 86_400.0,
-    KV_RUNS: 30 * 86_400.0,
-    KV_TOOL_LEDGER: 30 * 86_400.0,
-    KV_WS_TICKETS: 60.0,
-    KV_USER_RUNS: 7 * 86_400.0,
+# bucket: (ttl in seconds, 0 = none; values kept per key)
+_KV_BUCKETS: dict[str, tuple[float, int]] = {
+    KV_IDEMPOTENCY: (7 * 86_400.0, 1),
+    KV_RUNS: (30 * 86_400.0, 1),
+    KV_TOOL_LEDGER: (30 * 86_400.0, 1),
+    KV_WS_TICKETS: (60.0, 1),
+    KV_USER_RUNS: (7 * 86_400.0, 1),
+    KV_PRICE_OVERRIDES: (0.0, 5),  # a tenant's last few price lists, kept for good
 }
 
 
@@ -93,12 +96,12 @@ class Bus:
         """Creates (or updates) every stream and bucket; safe to run from any replica."""
         for spec in STREAMS:
             await self._ensure_stream(spec)
-        for bucket, ttl in _KV_BUCKETS.items():
+        for bucket, (ttl, history) in _KV_BUCKETS.items():
             await self.js.create_key_value(
                 KeyValueConfig(
                     bucket=bucket,
-                    history=1,
-                    ttl=ttl,
+                    history=history,
+                    ttl=ttl or None,
                     storage=StorageType.FILE,
                     replicas=self.replicas,
                 )

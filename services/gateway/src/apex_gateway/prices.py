@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import nats.js.errors
-from nats.js.api import KeyValueConfig, StorageType
 
 from apex_contracts.pricing import KV_PRICE_OVERRIDES, TenantPrices
 from apex_runtime import Bus
@@ -33,13 +32,5 @@ class TenantPriceStore:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            # Idempotent: the tools service opens the bucket the same way.
-            self._kv = await self._bus.js.create_key_value(
-                KeyValueConfig(
-                    bucket=KV_PRICE_OVERRIDES,
-                    history=5,
-                    storage=StorageType.FILE,
-                    replicas=self._bus.replicas,
-                )
-            )
+            self._kv = await self._bus.kv(KV_PRICE_OVERRIDES)  # made by ensure_topology
         return self._kv

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import nats.js.errors
-from nats.js.api import KeyValueConfig, StorageType
 
 from apex_contracts.pricing import KV_PRICE_OVERRIDES, TenantPrices
 from apex_contracts.queries import Q_USAGE_AGGREGATE, UsageAggregate, UsageRows
@@ -44,13 +43,5 @@ class BusUsageQueries:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            # Idempotent: the gateway, which writes overrides, creates it the same way.
-            self._kv = await self._bus.js.create_key_value(
-                KeyValueConfig(
-                    bucket=KV_PRICE_OVERRIDES,
-                    history=5,
-                    storage=StorageType.FILE,
-                    replicas=self._bus.replicas,
-                )
-            )
+            self._kv = await self._bus.kv(KV_PRICE_OVERRIDES)  # made by ensure_topology
         return self._kv
