@@ -24,8 +24,11 @@ async def timeline(runs: int) -> None:
         ws = await open_ws(platform, user)
         for _ in range(runs):
             started = time.perf_counter()
-            await ws.send(orjson.dumps({"type": "message.send", "client_msg_id": uuid.uuid4().hex,
-                                        "text": QUESTION}).decode())
+            await ws.send(
+                orjson.dumps(
+                    {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION}
+                ).decode()
+            )
             previous = 0.0
             lines = []
             while True:

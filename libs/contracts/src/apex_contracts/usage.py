@@ -31,6 +31,9 @@ USAGE_FIELDS: tuple[str, ...] = (
     "cost_usd",
     "prompt_hash",
     "request_id",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "service_tier",
 )
 # Fields a record may lack; the analyst reports them as data gaps.
 OPTIONAL_USAGE_FIELDS: tuple[str, ...] = (
@@ -40,7 +43,14 @@ OPTIONAL_USAGE_FIELDS: tuple[str, ...] = (
     "cost_usd",
     "prompt_hash",
     "request_id",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "service_tier",
 )
+# Added after the first release: left out of the content hash while unset, so records
+# uploaded before they existed keep their dedup key.
+_LATER_FIELDS: frozenset[str] = frozenset({"cache_write_tokens", "reasoning_tokens", "service_tier"})
+ServiceTier = Literal["default", "batch", "flex", "priority", "scale"]
 
 
 class UsageRecord(Model):
@@ -56,6 +66,12 @@ class UsageRecord(Model):
     cost_usd: float | None = Field(default=None, ge=0, le=1_000_000)
     prompt_hash: str | None = Field(default=None, max_length=128)
     request_id: str | None = Field(default=None, max_length=200)
+    # Token counts follow one convention whatever the provider: ``prompt_tokens`` is every
+    # input token, cache reads (``cached_tokens``) and cache writes (``cache_write_tokens``)
+    # included; ``reasoning_tokens`` are part of ``completion_tokens``.
+    cache_write_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
+    reasoning_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
+    service_tier: ServiceTier | None = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -81,7 +97,14 @@ class UsageRecord(Model):
         return value
 
     @field_validator(
-        "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_usd", mode="before"
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "latency_ms",
+        "cost_usd",
+        mode="before",
     )
     @classmethod
     def _not_a_boolean(cls, value: object) -> object:
@@ -89,7 +112,7 @@ class UsageRecord(Model):
             raise ValueError("must be a number, not true/false")
         return value
 
-    @field_validator("status", mode="before")
+    @field_validator("status", "service_tier", mode="before")
     @classmethod
     def _status_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -103,6 +126,11 @@ class UsageRecord(Model):
     def _cached_within_prompt(self) -> UsageRecord:
         if self.cached_tokens is not None and self.cached_tokens > self.prompt_tokens:
             raise ValueError("cached_tokens cannot exceed prompt_tokens")
+        cache_io = (self.cached_tokens or 0) + (self.cache_write_tokens or 0)
+        if self.cache_write_tokens is not None and cache_io > self.prompt_tokens:
+            raise ValueError("cached_tokens + cache_write_tokens cannot exceed prompt_tokens")
+        if self.reasoning_tokens is not None and self.reasoning_tokens > self.completion_tokens:
+            raise ValueError("reasoning_tokens cannot exceed completion_tokens")
         return self
 
     def dedup_key(self) -> str:
@@ -111,5 +139,9 @@ class UsageRecord(Model):
         (The same rule as persistence's ``rows.dedup_key``, which stores it.)"""
         if self.request_id:
             return self.request_id
-        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        fields = self.model_dump(mode="json")
+        for name in _LATER_FIELDS:
+            if fields[name] is None:
+                del fields[name]
+        canonical = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
         return "h_" + hashlib.sha256(canonical).hexdigest()[:32]

@@ -88,6 +88,16 @@ VERSIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
         ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, user_id)""",
         ),
     ),
+    (
+        3,
+        (
+            # Cache writes and reasoning tokens as current GenAI conventions report them;
+            # the service tier (batch, flex, priority) the call was billed at.
+            "ALTER TABLE $db.llm_usage ADD COLUMN IF NOT EXISTS cache_write_tokens Nullable(UInt64)",
+            "ALTER TABLE $db.llm_usage ADD COLUMN IF NOT EXISTS reasoning_tokens Nullable(UInt64)",
+            "ALTER TABLE $db.llm_usage ADD COLUMN IF NOT EXISTS service_tier LowCardinality(Nullable(String))",
+        ),
+    ),
 )
 LATEST: Final = VERSIONS[-1][0]
 

@@ -3,7 +3,6 @@ record as a row of ``llm_usage`` with its cost and its dedup key."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -51,12 +50,8 @@ def event_row(projected: Projected) -> Row:
 
 
 def dedup_key(record: UsageRecord) -> str:
-    """The record's identity in ``llm_usage``: its ``request_id`` when it has one,
-    otherwise a hash of every field, so the same row uploaded twice is one row."""
-    if record.request_id:
-        return record.request_id
-    canonical = orjson.dumps(record.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return "h_" + hashlib.sha256(canonical).hexdigest()[:32]
+    """The record's identity in ``llm_usage`` (``UsageRecord.dedup_key``)."""
+    return record.dedup_key()
 
 
 def cost_of(record: UsageRecord, catalogue: PriceCatalogue) -> tuple[float, CostSource]:
@@ -86,6 +81,9 @@ def usage_row(tenant_id: str, record: UsageRecord, catalogue: PriceCatalogue, in
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cached_tokens": record.cached_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "service_tier": record.service_tier,
         "latency_ms": record.latency_ms,
         "status": record.status,
         "cost_usd": cost,
