@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import genai_prices
+
 from apex_contracts.pricing import PriceCatalogue
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -107,12 +109,28 @@ def list_cost(price: dict[str, Any], prompt: int, cached: int, completion: int) 
 
 
 def cost(row: dict[str, Any], catalogue: PriceCatalogue | None = None) -> float:
+    """What a row costs: as uploaded, else at a tenant's override (``catalogue``), else
+    the price table's own calculation at the row's moment (genai-prices, not Apex's code)."""
     if row.get("cost_usd") is not None:
         return float(row["cost_usd"])
-    price = price_of(row["provider"], row["model"], catalogue)
-    if price is None:
+    price = price_of(row["provider"], row["model"], catalogue) if catalogue else None
+    if price is not None and price["source"] == "tenant override":
+        return list_cost(price, row["prompt_tokens"], row.get("cached_tokens") or 0, row["completion_tokens"])
+    usage = genai_prices.Usage(
+        input_tokens=row["prompt_tokens"],
+        cache_read_tokens=row.get("cached_tokens") or 0,
+        output_tokens=row["completion_tokens"],
+    )
+    try:
+        priced = genai_prices.calc_price(
+            usage,
+            row["model"],
+            provider_id=row["provider"],
+            genai_request_timestamp=datetime.fromisoformat(row["ts"]),
+        )
+    except LookupError:
         return 0.0
-    return list_cost(price, row["prompt_tokens"], row.get("cached_tokens") or 0, row["completion_tokens"])
+    return float(priced.total_price)
 
 
 def group(data: Iterable[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], list[dict[str, Any]]]:

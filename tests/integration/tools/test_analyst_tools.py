@@ -111,7 +111,7 @@ async def test_model_substitution(usage: LedgerUsage, tenant: str, loaded: list[
         for tiers, similar in ((same, True), (lower, False)):
             options = [
                 (ds.list_cost(m.model_dump(), *tokens), m.model)
-                for m in catalogue.models
+                for m in catalogue.models()
                 if m.provider == price["provider"]
                 and not m.legacy
                 and m.model != price["model"]

@@ -147,6 +147,8 @@ Metric = Literal[
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
+    "cost_sources",
     "latency_avg",
     "latency_p50",
     "latency_p95",

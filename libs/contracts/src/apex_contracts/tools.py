@@ -26,6 +26,9 @@ class QueryCitation(Model):
 
 class ToolResult(Model):
     queries: list[QueryCitation] = []
+    # What priced the money this result states: "uploaded", the price table and its
+    # version (pricing.TABLE), "tenant override", "unpriced" (rows that cost 0).
+    price_sources: list[str] = []
 
 
 class PeriodInput(Model):
@@ -83,6 +86,7 @@ class CostRow(Model):
     completion_tokens: int
     cached_tokens: int = 0
     share: float
+    price_sources: list[str] = []
 
 
 class CostBreakdownResult(ToolResult):

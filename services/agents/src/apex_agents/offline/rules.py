@@ -97,7 +97,7 @@ def extract_models(question: str, catalogue: PriceCatalogue | None = None) -> li
     that is only part of a longer one found (``gpt-4o`` in ``gpt-4o-mini``) does not count."""
     text = question.lower()
     catalogue = catalogue or PriceCatalogue.default()
-    names = sorted({m.model for m in catalogue.models}, key=len, reverse=True)
+    names = sorted(catalogue.names(), key=len, reverse=True)
     found: list[tuple[int, str]] = []
     for name in names:
         for match in re.finditer(re.escape(name), text):

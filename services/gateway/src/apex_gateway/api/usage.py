@@ -24,6 +24,7 @@ from pydantic import Field
 from apex_contracts import InvalidInput, UsageIngest, UsageIngestData, UsageRecord, new_id, subjects, utcnow
 from apex_contracts.envelope import Model
 from apex_contracts.errors import ApexError, ErrorCode
+from apex_contracts.price_table import models_in_table
 from apex_contracts.pricing import PriceCatalogue, PriceOverride, TenantPrices
 from apex_contracts.queries import (
     Q_USAGE_AGGREGATE,
@@ -229,15 +230,18 @@ class PricesIn(Model):
 
 @router.get("/prices")
 async def get_prices(who: CurrentUser, services: Services) -> dict[str, Any]:
-    """The dated catalogue with the tenant's overrides applied, and the overrides."""
+    """The price table (name and version) and the tenant's overrides, with the models of
+    Apex's tier mapping at the price that applies to the tenant today."""
     stored = await TenantPriceStore(services.bus).get(who.tenant_id)
     catalogue = PriceCatalogue.for_tenant(stored)
     return {
-        "as_of": catalogue.as_of,
+        "table": catalogue.table,
+        "as_of": catalogue.table,
+        "models_in_table": models_in_table(),
         "currency": catalogue.currency,
         "overrides": stored.model_dump(mode="json"),
         "models": [
-            m.model_dump(mode="json") | {"override": catalogue.is_override(m)} for m in catalogue.models
+            m.model_dump(mode="json") | {"override": catalogue.is_override(m)} for m in catalogue.models()
         ],
     }
 

@@ -9,6 +9,8 @@ Python's ``statistics.quantiles(method="inclusive")``.
 Tenant price overrides are applied here, at read time: ``repriced`` names the stored
 (provider, model) pairs an override prices, and every cost metric computes those rows
 (unless their cost was uploaded) from their tokens at the override's prices.
+``cost_sources`` names what priced the rows a figure sums: "uploaded", the price table
+and its version (as stored at ingest), "tenant override" or "unpriced".
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from datetime import date, datetime
 from typing import Any, Final, Literal
 
 from apex_contracts import InvalidInput
-from apex_contracts.pricing import PER_TOKENS, ModelPrice
+from apex_contracts.pricing import OVERRIDE, PER_TOKENS, ModelPrice
 from apex_contracts.queries import Dimension, Metric, UsageAggregate
 from apex_persistence.analytics.rows import ch_time, from_ch_time
 
-Kind = Literal["str", "int", "float", "time", "date"]
+Kind = Literal["str", "int", "float", "time", "date", "strs"]
 
 DIMENSIONS: Final[dict[str, tuple[str, Kind]]] = {
     "model": ("u.model", "str"),
@@ -38,6 +40,9 @@ DIMENSIONS: Final[dict[str, tuple[str, Kind]]] = {
     "dedup_key": ("u.dedup_key", "str"),
 }
 _COST = "u.cost_usd"
+_SOURCE = "$source"  # stands for the (override-aware) source expression
+# Stored ``cost_source`` values as a reader names them (anything else is the table's name).
+_SOURCE_LABELS = {"reported": "uploaded", "unknown": "unpriced", "catalogue": "apex price list 2026-03-21"}
 
 
 def _quantile(level: float, column: str) -> str:
@@ -50,6 +55,8 @@ METRICS: Final[dict[str, tuple[str, Kind]]] = {
     "prompt_tokens": ("sum(u.prompt_tokens)", "int"),
     "completion_tokens": ("sum(u.completion_tokens)", "int"),
     "cached_tokens": ("ifNull(sum(u.cached_tokens), 0)", "int"),
+    "cache_write_tokens": ("ifNull(sum(u.cache_write_tokens), 0)", "int"),
+    "cost_sources": (f"arraySort(groupUniqArray({_SOURCE}))", "strs"),  # what priced the rows
     "latency_avg": ("avgOrNull(u.latency_ms)", "float"),
     "latency_p50": (_quantile(0.5, "latency_ms"), "float"),
     "latency_p95": (_quantile(0.95, "latency_ms"), "float"),
@@ -97,8 +104,9 @@ def compile_aggregate(query: UsageAggregate, repriced: Repriced = ()) -> Compile
     metrics: list[Metric] = list(dict.fromkeys(query.metrics))
     where, params = _where(query)
     cost = _cost_expression(repriced, params)
+    source = _source_expression(repriced)
     select = [f"{DIMENSIONS[d][0]} AS {d}" for d in group] + [
-        f"{METRICS[m][0].replace(_COST, cost)} AS {m}" for m in metrics
+        f"{METRICS[m][0].replace(_COST, cost).replace(_SOURCE, source)} AS {m}" for m in metrics
     ]
     sql = [f"SELECT {', '.join(select)}", "FROM $db.llm_usage AS u FINAL", f"WHERE {' AND '.join(where)}"]
     if group:
@@ -123,6 +131,7 @@ def _cost_expression(repriced: Repriced, params: dict[str, Any]) -> str:
         return _COST
     prompt = "toFloat64(u.prompt_tokens)"
     cached = f"least(toFloat64(ifNull(u.cached_tokens, 0)), {prompt})"
+    written = f"least(toFloat64(ifNull(u.cache_write_tokens, 0)), {prompt} - {cached})"
     branches = []
     for n, (provider, model, price) in enumerate(repriced):
         params |= {
@@ -130,14 +139,28 @@ def _cost_expression(repriced: Repriced, params: dict[str, Any]) -> str:
             f"rm{n}": model,
             f"ri{n}": price.input,
             f"rc{n}": price.cached_price,
+            f"rw{n}": price.cache_write_price,
             f"ro{n}": price.output,
+            f"rb{n}": 1 - price.batch_discount,
         }
+        # the same arithmetic as ModelPrice.cost_usd, a batch call at the batch discount
         branches.append(
             f"u.provider = {{rp{n}:String}} AND u.model = {{rm{n}:String}}, "
-            f"(({prompt} - {cached}) * {{ri{n}:Float64}} + {cached} * {{rc{n}:Float64}} "
-            f"+ toFloat64(u.completion_tokens) * {{ro{n}:Float64}}) / {PER_TOKENS}"
+            f"(({prompt} - {cached} - {written}) * {{ri{n}:Float64}} + {cached} * {{rc{n}:Float64}} "
+            f"+ {written} * {{rw{n}:Float64}} + toFloat64(u.completion_tokens) * {{ro{n}:Float64}}) "
+            f"/ {PER_TOKENS} * if(u.service_tier = 'batch', {{rb{n}:Float64}}, 1)"
         )
     return f"multiIf(u.cost_source = 'reported', u.cost_usd, {', '.join(branches)}, u.cost_usd)"
+
+
+def _source_expression(repriced: Repriced) -> str:
+    """What priced each row, named for a reader (uses the cost expression's parameters)."""
+    branches = [f"u.cost_source = '{stored}', '{label}'" for stored, label in _SOURCE_LABELS.items()]
+    overridden = [
+        f"u.provider = {{rp{n}:String}} AND u.model = {{rm{n}:String}}, '{OVERRIDE}'"
+        for n in range(len(repriced))
+    ]
+    return f"multiIf({', '.join(branches[:1] + overridden + branches[1:])}, u.cost_source)"
 
 
 def _where(query: UsageAggregate) -> tuple[list[str], dict[str, Any]]:
@@ -186,6 +209,8 @@ def _value(value: Any, kind: Kind) -> Any:
     if kind == "time":
         moment = value if isinstance(value, datetime) else from_ch_time(str(value))
         return moment.isoformat()
+    if kind == "strs":
+        return sorted(str(v) for v in value)
     if kind == "date":
         return value.isoformat() if isinstance(value, date) else str(value)
     return str(value)

@@ -4,7 +4,7 @@ record as a row of ``llm_usage`` with its cost and its dedup key."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -13,8 +13,11 @@ from apex_contracts.pricing import PriceCatalogue
 from apex_persistence.projection import facts
 from apex_persistence.projection.delivery import Projected
 
-CostSource = Literal["reported", "catalogue", "unknown"]
 Row = dict[str, Any]
+# ``llm_usage.cost_source``: "reported" (uploaded), the price table's name and version
+# (``pricing.TABLE``, e.g. "genai-prices 0.2.3"), "unknown" (unpriced); rows stored before
+# the table came in say "catalogue" (Apex's hand-kept list of 2026-03-21).
+REPORTED, UNKNOWN = "reported", "unknown"
 
 
 def ch_time(moment: datetime) -> str:
@@ -54,20 +57,15 @@ def dedup_key(record: UsageRecord) -> str:
     return record.dedup_key()
 
 
-def cost_of(record: UsageRecord, catalogue: PriceCatalogue) -> tuple[float, CostSource]:
-    """The cost as uploaded, else at catalogue list prices, else 0 marked unknown."""
+def cost_of(record: UsageRecord, catalogue: PriceCatalogue) -> tuple[float, str]:
+    """The cost as uploaded, else at the price table's price at the record's moment
+    (``PriceCatalogue.price``), else 0 marked unknown; with the cost's source."""
     if record.cost_usd is not None:
-        return record.cost_usd, "reported"
-    listed = catalogue.cost_usd(
-        record.provider,
-        record.model,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.cached_tokens or 0,
-    )
-    if listed is None:
-        return 0.0, "unknown"
-    return listed, "catalogue"
+        return record.cost_usd, REPORTED
+    priced = catalogue.price(record)
+    if priced.cost_usd is None:
+        return 0.0, UNKNOWN
+    return priced.cost_usd, priced.source
 
 
 def usage_row(tenant_id: str, record: UsageRecord, catalogue: PriceCatalogue, ingested_at: datetime) -> Row:

@@ -112,4 +112,4 @@ class UsageLedger:
 
 
 def _costs(query: UsageAggregate) -> bool:
-    return any(metric in ("cost_usd", "error_cost_usd") for metric in query.metrics)
+    return any(metric in ("cost_usd", "error_cost_usd", "cost_sources") for metric in query.metrics)

@@ -72,6 +72,7 @@ async def batch_opportunity(usage: UsageQueries, tenant_id: str, args: BatchInpu
         total_saving_usd=sum(r.saving_usd for r in out),
         total_monthly_saving_usd=sum(r.monthly_saving_usd for r in out),
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )
 
 

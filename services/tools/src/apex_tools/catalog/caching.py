@@ -58,6 +58,7 @@ async def caching_opportunity(usage: UsageQueries, tenant_id: str, args: Caching
         hashed_share=share(sum(int(m["with_prompt_hash"] or 0) for m in models), requests),
         truncated=len(prompts) >= _MAX_PROMPTS,
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )
 
 

@@ -35,6 +35,7 @@ class TenantUsage:
     prices: TenantPrices
     catalogue: PriceCatalogue
     ran: list[UsageRows] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
 
     @classmethod
     async def open(cls, usage: UsageQueries, tenant_id: str) -> TenantUsage:
@@ -51,6 +52,9 @@ class TenantUsage:
         limit: int = 1000,
         min_requests: int = 0,
     ) -> list[dict[str, Any]]:
+        """Rows of a typed aggregate; a cost metric also collects what priced its rows."""
+        if "cost_usd" in metrics and "cost_sources" not in metrics:
+            metrics = [*metrics, "cost_sources"]
         result = await self.usage.aggregate(
             UsageAggregate(
                 tenant_id=self.tenant_id,
@@ -64,13 +68,25 @@ class TenantUsage:
             )
         )
         self.ran.append(result)
+        for row in result.rows:
+            self.sources.update(row.get("cost_sources") or [])
         return result.rows
 
     def citations(self) -> list[QueryCitation]:
         return [QueryCitation(sql=r.sql, elapsed_ms=round(r.elapsed_ms, 2)) for r in self.ran]
 
     def price(self, provider: str, model: str) -> ModelPrice | None:
-        return self.catalogue.find(provider, model)
+        """Today's price of a model (the tenant's override, else the table's); the
+        source is remembered for the result's ``price_sources``."""
+        found = self.catalogue.find(provider, model)
+        if found is not None:
+            self.sources.add(found.source)
+        return found
+
+    def price_sources(self) -> list[str]:
+        """What priced the money in this tool's result: stored costs' sources and the
+        prices its arithmetic used."""
+        return sorted(self.sources)
 
 
 async def span_days(tenant: TenantUsage, where: UsageFilter) -> float:
@@ -96,9 +112,10 @@ def monthly(amount: float, days: float) -> float:
     return amount * MONTH_DAYS / max(days, 1.0)
 
 
-def tokens_cost(price: ModelPrice, prompt: int, cached: int, completion: int) -> float:
-    """List cost of token totals (cached tokens at the cached-input price)."""
-    return price.cost_usd(prompt, completion, cached)
+def tokens_cost(price: ModelPrice, prompt: int, cached: int, completion: int, cache_write: int = 0) -> float:
+    """List cost of token totals (cache reads and writes at their own prices), at the
+    first band: long-context bands depend on each call's size, which totals do not keep."""
+    return price.cost_usd(prompt, completion, cached, cache_write)
 
 
 def key(value: object) -> str:

@@ -39,8 +39,10 @@ async def cost_breakdown(
                 completion_tokens=int(r["completion_tokens"] or 0),
                 cached_tokens=int(r["cached_tokens"] or 0),
                 share=share(num(r["cost_usd"]), total),
+                price_sources=r.get("cost_sources") or [],
             )
             for r in rows
         ],
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )

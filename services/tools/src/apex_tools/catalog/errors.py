@@ -50,6 +50,7 @@ async def error_waste(usage: UsageQueries, tenant_id: str, args: ErrorWasteInput
         total_saving_usd=wasted,
         total_monthly_saving_usd=monthly(wasted, days),
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )
 
 

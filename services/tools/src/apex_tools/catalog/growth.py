@@ -44,6 +44,7 @@ async def growth_projection(usage: UsageQueries, tenant_id: str, args: GrowthInp
         projected_next_month_requests=round(mean_requests * MONTH_DAYS * (1 + round(growth, 1) / 100)),
         confidence="low" if len(daily) < 14 else ("high" if len(daily) >= 28 else "medium"),
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )
 
 

@@ -41,6 +41,7 @@ async def prompt_outliers(usage: UsageQueries, tenant_id: str, args: OutlierInpu
         total_saving_usd=sum(r.saving_usd for r in rows),
         total_monthly_saving_usd=sum(r.monthly_saving_usd for r in rows),
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )
 
 

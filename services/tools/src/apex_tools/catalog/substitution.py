@@ -39,6 +39,7 @@ async def model_substitution(
                 "cost_usd",
                 "prompt_tokens",
                 "cached_tokens",
+                "cache_write_tokens",
                 "completion_tokens",
                 "with_latency",
                 "latency_p50",
@@ -71,6 +72,7 @@ async def model_substitution(
             continue
         best = _best_alternative(tenant, price, row, args)
         if best is not None:
+            tenant.sources.add(best[0].source)
             out.append(_row(row, price, *best, days, seen_latency))
     out.sort(key=lambda r: r.monthly_saving_usd, reverse=True)
     return SubstitutionResult(
@@ -80,11 +82,17 @@ async def model_substitution(
         total_saving_usd=sum(r.saving_usd for r in out),
         total_monthly_saving_usd=sum(r.monthly_saving_usd for r in out),
         queries=tenant.citations(),
+        price_sources=tenant.price_sources(),
     )
 
 
-def _tokens(row: dict[str, Any]) -> tuple[int, int, int]:
-    return int(row["prompt_tokens"] or 0), int(row["cached_tokens"] or 0), int(row["completion_tokens"] or 0)
+def _tokens(row: dict[str, Any]) -> tuple[int, int, int, int]:
+    return (
+        int(row["prompt_tokens"] or 0),
+        int(row["cached_tokens"] or 0),
+        int(row["completion_tokens"] or 0),
+        int(row.get("cache_write_tokens") or 0),
+    )
 
 
 def _best_alternative(

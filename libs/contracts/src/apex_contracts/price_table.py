@@ -1,0 +1,186 @@
+"""The maintained price table (``genai-prices``, pinned): finding a model in it and the
+cost of one call at the call's own moment.
+
+The table knows ~2,300 models of ~47 providers with their price history (a price has a
+start date), long-context bands (past a number of input tokens every token of the call
+costs the band's price), cache-read and cache-write prices, and batch / priority / flex
+variants. Apex uses it offline, as shipped in the pinned package: ``TABLE`` names the
+version, and every cost a report states names it.
+
+A name is looked up as sent (the table knows dated names such as ``gpt-4o-2024-08-06``
+and Bedrock ids such as ``us.anthropic.claude-…-v2:0``), then without a provider prefix
+(``openai/gpt-4o``, ``models/gemini-2.5-flash``), then by Apex's own aliases
+(``model_tiers.json``). A provider the table does not know lets the table guess it from
+the model name; a model it does not know is unpriced (``None``), never $0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import cache, lru_cache
+from typing import Any
+
+import genai_prices
+from genai_prices import types as gp
+from genai_prices.data_snapshot import get_snapshot
+
+TABLE = f"genai-prices {genai_prices.__version__}"
+PER_TOKENS = 1_000_000
+# Price keys the fast arithmetic below computes exactly for the usage Apex records (text
+# tokens: input with cache reads and writes inside it, output). A model priced by any
+# other key (audio, images, modalities) is priced by the table's own calculation.
+_FAST_KEYS = frozenset(
+    {
+        "input_mtok",
+        "output_mtok",
+        "cache_read_mtok",
+        "cache_write_mtok",
+        "cache_write_1h_mtok",
+        "web_searches_kcount",
+        "requests_kcount",
+    }
+)
+_PREFIXES = ("models/",)
+
+Price = Decimal | gp.TieredPrices
+
+
+@dataclass(frozen=True, slots=True)
+class TableModel:
+    provider_id: str
+    model_id: str
+    info: gp.ModelInfo
+
+    def prices(self, at: datetime, context: Mapping[str, str] | None = None) -> gp.ModelPrice:
+        return self.info.get_prices(at, context)
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """One call's tokens, Apex's convention: ``prompt`` counts every input token, cache
+    reads (``cached``) and cache writes (``cache_write``) included."""
+
+    prompt: int
+    completion: int
+    cached: int = 0
+    cache_write: int = 0
+
+
+@cache
+def models_in_table() -> int:
+    return sum(len(p.models) for p in get_snapshot().providers)
+
+
+@cache
+def providers_in_table() -> int:
+    return len(get_snapshot().providers)
+
+
+def _knows_provider(provider_id: str) -> bool:
+    try:
+        get_snapshot().find_provider(None, provider_id, None)
+    except LookupError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=8192)
+def lookup(providers: tuple[str, ...], refs: tuple[str, ...]) -> TableModel | None:
+    """The first (provider, name) pair the table knows; the table guesses the provider
+    from the name when none of ``providers`` is one it knows."""
+    snapshot = get_snapshot()
+    known = [p for p in dict.fromkeys(providers) if p and _knows_provider(p)]
+    names = list(dict.fromkeys(variants(refs)))
+    for name in names:
+        for provider_id in known or [None]:  # type: ignore[list-item]
+            try:
+                provider, info = snapshot.find_provider_model(name, None, provider_id, None)
+            except LookupError:
+                continue
+            return TableModel(provider.id, info.id, info)
+    return None
+
+
+def variants(refs: Iterable[str]) -> Iterable[str]:
+    """Each name, then without its provider prefix (``openai/gpt-4o``, ``models/…``)."""
+    for ref in refs:
+        name = ref.strip().lower()
+        if not name:
+            continue
+        yield name
+        for prefix in _PREFIXES:
+            if name.startswith(prefix):
+                yield name[len(prefix) :]
+        if "/" in name:
+            yield name.split("/", 1)[1]
+
+
+def base(price: Price | None) -> float | None:
+    """The price of the first band (the one almost every call pays)."""
+    if price is None:
+        return None
+    return float(price.base if isinstance(price, gp.TieredPrices) else price)
+
+
+def band_start(price: gp.ModelPrice) -> int | None:
+    """Input tokens above which a call pays a higher (long-context) band, if any."""
+    starts = [
+        tier.start
+        for key in ("input_mtok", "output_mtok")
+        if isinstance(value := getattr(price, key), gp.TieredPrices)
+        for tier in value.tiers
+    ]
+    return min(starts) if starts else None
+
+
+def _rate(price: Price | None, total_input: int) -> Decimal | None:
+    if price is None or isinstance(price, Decimal):
+        return price
+    rate = price.base
+    for tier in reversed(price.tiers):
+        if total_input > tier.start:
+            return tier.price
+    return rate
+
+
+def _keys(price: gp.ModelPrice) -> set[str]:
+    return {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
+
+
+def call_cost(price: gp.ModelPrice, tokens: Tokens) -> float | None:
+    """The cost of one call at ``price`` (USD); None when the table cannot price it."""
+    if not _keys(price) <= _FAST_KEYS:
+        return _table_cost(price, tokens)
+    total = tokens.prompt
+    input_rate = _rate(price.input_mtok, total) or Decimal(0)  # no input price: the table's "free"
+    cached = min(tokens.cached, tokens.prompt)
+    written = min(tokens.cache_write, tokens.prompt - cached)
+    read_rate = _rate(price.cache_read_mtok, total)
+    write_rate = _rate(price.cache_write_mtok, total)
+    output_rate = _rate(price.output_mtok, total) or Decimal(0)
+    amount = (
+        (tokens.prompt - cached - written) * input_rate
+        + cached * (input_rate if read_rate is None else read_rate)
+        + written * (input_rate if write_rate is None else write_rate)
+        + tokens.completion * output_rate
+    ) / PER_TOKENS
+    per_request = price.requests_kcount
+    if isinstance(per_request, Decimal):
+        amount += per_request / 1000
+    return float(amount)
+
+
+def _table_cost(price: gp.ModelPrice, tokens: Tokens) -> float | None:
+    usage: dict[str, Any] = {"input_tokens": tokens.prompt, "output_tokens": tokens.completion}
+    if tokens.cached:
+        usage["cache_read_tokens"] = tokens.cached
+    if tokens.cache_write:
+        usage["cache_write_tokens"] = tokens.cache_write
+    try:
+        return float(price.calc_price(gp.Usage(**usage))["total_price"])
+    except ValueError:
+        # a model priced only by units Apex does not record (audio seconds, images...)
+        return None
