@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from apex_agents.analyst.compose import compose
-from apex_agents.analyst.figures import figures, unsupported
+from apex_agents.analyst.figures import stated, unsupported
 from apex_agents.analyst.plan import sufficiency, tool_plan
 from apex_agents.analyst.recommend import build_report
 from apex_agents.offline.reporting import Draft, Reporting
@@ -41,6 +41,7 @@ COVERAGE = {
     "unpriced_models": [],
 }
 COSTS = {
+    "price_sources": ["genai-prices 0.2.3"],
     "group_by": "model",
     "total_cost_usd": 1234.56,
     "requests": 1500,
@@ -149,24 +150,74 @@ def gathered() -> list[ToolEvidence]:
     ]
 
 
-def test_figures_are_numbers_that_are_not_names_dates_or_times() -> None:
+def test_stated_numbers_are_not_names_dates_times_or_versions() -> None:
     text = (
         "**1,500 requests** cost **$1,234.56** from 2026-01-01 to 2026-01-31 on gpt-4o and "
-        "claude-opus-4-1 (p95 of 31,000 ms, 81.0%), at 06:00 UTC; trend -5.5%."
+        "claude-opus-4-1 (p95 of 31,000 ms, 81.0%), at 06:00 UTC; trend -5.5% (genai-prices 0.2.3)."
     )
-    assert [(f.text, f.value, f.decimals, f.percent) for f in figures(text)] == [
-        ("1,500", 1500, 0, False),
-        ("$1,234.56", 1234.56, 2, False),
-        ("31,000", 31000, 0, False),
-        ("81.0%", 81.0, 1, True),
-        ("-5.5%", -5.5, 1, True),
+    assert [(n.text, n.value, n.decimals, n.kind) for n in stated(text)] == [
+        ("1,500", 1500, 0, "count"),
+        ("$1,234.56", 1234.56, 2, "money"),
+        ("31,000", 31000, 0, "ms"),
+        ("81.0%", 81.0, 1, "percent"),
+        ("-5.5%", -5.5, 1, "percent"),
     ]
 
 
-def test_a_figure_is_supported_only_by_a_tool_result_at_its_precision() -> None:
-    results = [{"total": 1234.5612, "share": 0.8123, "p95": 30999.6, "queries": [{"elapsed_ms": 77.0}]}]
-    assert unsupported("Total $1,234.56, share 81.2% (or 81%), p95 31,000 ms.", results) == []
-    assert unsupported("Total $1,234.57, 77 ms, share 80%.", results) == ["$1,234.57", "77", "80%"]
+def test_a_number_is_supported_by_a_figure_of_its_value_at_its_precision() -> None:
+    report = build_report(triage(), gathered(), [])
+    ok = "In total, 1,500 requests cost $1,234.56; claude-opus-4-1 has a p95 latency of 31,000 ms."
+    assert unsupported(ok, report.figures) == []
+    wrong = unsupported("In total you spent $1,234.57 over 77 requests.", report.figures)
+    assert [w.split(" ")[0] for w in wrong] == ["$1,234.57", "77"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # $1,000.00 is what claude-opus-4-1 costs, not gpt-4o
+        ("gpt-4o costs $1,000.00 a month.", "not about gpt-4o"),
+        # 81.0% is claude-opus-4-1's share of spend, not a saving
+        ("Moving claude-opus-4-1 elsewhere saves 81.0%.", "not a saving figure"),
+        # 1,000 is how many requests gpt-4o served, not how many failed
+        ("1,000 calls to gpt-4o failed.", "not a failed_calls figure"),
+        ("gpt-4o had 1,000 failed calls.", "not a failed_calls figure"),
+    ],
+)
+def test_a_mislabelled_figure_is_refused(text: str, reason: str) -> None:
+    report = build_report(triage(), gathered(), [])
+    (refusal,) = unsupported(text, report.figures)
+    assert reason in refusal, refusal
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "claude-opus-4-1 costs $1,000.00 over the period.",
+        "claude-opus-4-1 accounts for 81.0% of spend.",
+        "gpt-4o served 1,000 requests.",
+        "Moving code-review from claude-opus-4-1 to claude-opus-4-5 saves about $666.67 a month.",
+        "For code-review, claude-opus-4-5 costs 66.7% less at list prices.",
+    ],
+)
+def test_the_same_figures_rightly_labelled_pass(text: str) -> None:
+    report = build_report(triage(), gathered(), [])
+    assert unsupported(text, report.figures) == []
+
+
+def test_each_figure_names_its_source_call_and_field_and_money_its_price_sources() -> None:
+    report = build_report(triage(), gathered(), [])
+    cost = next(f for f in report.figures if f.measure == "cost" and f.entity.model == "gpt-4o")
+    assert (cost.value, cost.unit, cost.source.call_id, cost.source.tool, cost.source.field) == (
+        234.56,
+        "usd",
+        call(1),
+        "cost_breakdown",
+        "rows[1].cost_usd",
+    )
+    assert cost.prices == ["genai-prices 0.2.3"] and report.price_sources == ["genai-prices 0.2.3"]
+    share = next(f for f in report.figures if f.measure == "share" and f.entity.model == "gpt-4o")
+    assert share.prices == [], "a share is not money"
 
 
 def test_the_report_comes_from_the_tool_results_and_cites_their_calls() -> None:
@@ -185,6 +236,14 @@ def test_the_report_comes_from_the_tool_results_and_cites_their_calls() -> None:
     )
     assert rec.evidence == [call(3), call(1)], "the substitution call, and the costs it is measured against"
     assert "66.7%" in rec.rationale
+    assert (rec.workload, rec.model, rec.provider) == ("code-review", "claude-opus-4-1", "anthropic")
+    assert rec.target is not None and (rec.target.kind, rec.target.model) == ("model", "claude-opus-4-5")
+    assert rec.saving is not None and (rec.saving.value, rec.saving.unit, rec.saving.measure) == (
+        666.67,
+        "usd_per_month",
+        "saving",
+    )
+    assert (rec.saving.source.call_id, rec.saving.source.field) == (call(3), "rows[0].monthly_saving_usd")
     assert report.period == Period(start=START, end=END) and report.data_gaps == []
 
 
@@ -198,7 +257,8 @@ def test_gaps_name_missing_fields_unpriced_models_and_failed_analyses() -> None:
     )
     assert report.data_gaps == [
         "latency_ms is missing, so latency percentiles and latency effects are unknown",
-        "no list price for acme-ft-1: their calls cost what you uploaded, else zero (set a price override)",
+        "no price for acme-ft-1 in the price table or your overrides: their calls count what you uploaded, "
+        "else nothing (set a price override)",
         "the caching_opportunity analysis failed",
         "the data_helper agent failed",
     ]
@@ -207,8 +267,7 @@ def test_gaps_name_missing_fields_unpriced_models_and_failed_analyses() -> None:
 def test_the_template_states_the_report_and_only_supported_figures() -> None:
     report = build_report(triage(), gathered(), [])
     text = compose("cost", report, [triage().evidence[0], *gathered()], None)
-    results = [e.result for e in [triage().evidence[0], *gathered()]]
-    assert unsupported(text, results) == []
+    assert unsupported(text, report.figures) == []
     assert (
         "$1,234.56" in text
         and "**$666.67 a month**" in text
@@ -249,7 +308,9 @@ async def test_a_text_with_an_unsupported_figure_is_rewritten(texts: list[str], 
     writer = Scripted(texts)
     ctx = Thinking()
     text = await Reporting(writer=writer).checked_text(ctx, draft)  # type: ignore[arg-type]
-    assert writer.feedback == [None, ["$9,999.99"]], "the rewrite is told which figure was wrong"
+    assert writer.feedback == [None, ["$9,999.99 (no figure of the report has this value)"]], (
+        "the rewrite is told which figure was wrong, and why"
+    )
     assert text == (kept or draft.template()), "a failed rewrite falls back to the template"
     assert "$9,999.99" in ctx.thoughts[0]
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from apex_contracts.envelope import AgentName, Model
+from apex_contracts.figures import Figure
 from apex_contracts.ids import CallId
 
 
@@ -56,14 +57,42 @@ class ModelUsage(Model):
     p95_latency_ms: Millis = None
 
 
+# What a recommendation does (docs/analyst.md lists them with their targets).
+RecommendationKind = Literal[
+    "model_substitution",  # target: a model
+    "prompt_caching",  # target: the provider's prompt cache
+    "response_caching",  # target: an application response cache
+    "batch_api",  # target: the batch service tier
+    "error_reduction",  # target: fewer failed calls
+    "prompt_trimming",  # target: prompts at most the workload's median size
+]
+TargetKind = Literal["model", "prompt_cache", "response_cache", "service_tier", "failed_calls", "prompt_size"]
+
+
+class Target(Model):
+    """What a recommendation moves the workload to."""
+
+    kind: TargetKind
+    model: str | None = None  # kind model
+    service_tier: str | None = None  # kind service_tier: "batch"
+    max_prompt_tokens: int | None = None  # kind prompt_size
+
+
 class Recommendation(Model):
     id: str
-    kind: str
+    kind: RecommendationKind
     title: str
     rationale: str
     est_monthly_savings_usd: Money
     confidence: Confidence
     evidence: list[CallId] = Field(min_length=1)
+    # Added with figures (older reports lack them): what it acts on, what it moves to,
+    # and its saving as a figure (unit usd_per_month, measure saving).
+    workload: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    target: Target | None = None
+    saving: Figure | None = None
 
 
 class Report(Model):
@@ -73,6 +102,10 @@ class Report(Model):
     by_model: list[ModelUsage] = []
     recommendations: list[Recommendation] = []
     data_gaps: list[str] = []
+    # Added with figures: every number the text states, bound to its source, and what
+    # priced the money (the price table and its version, tenant overrides, uploads).
+    figures: list[Figure] = []
+    price_sources: list[str] = []
 
 
 class ExportHowTo(Model):

@@ -1,12 +1,12 @@
-"""The report as markdown for people: only figures that are in the tool results, each
-formatted the way the validator reads it back (money in cents, shares in tenths of a
-percent, latency in whole ms). The offline brain's text, and the LLM brain's fallback."""
+"""The report as markdown for people, rendered from the report's figures only (``bind.py``):
+every number stated is a figure, formatted the way the validator reads it back (money in
+cents, shares in tenths of a percent, latency in whole ms). The offline brain's text, and
+the language model's fallback."""
 
 from __future__ import annotations
 
-from apex_agents.analyst.recommend import find, pct, usd
+from apex_agents.analyst.bind import MAX_WORKLOADS, Binder, say
 from apex_contracts.report import DataRequest, Intent, Report, ToolEvidence
-from apex_contracts.tools import CostBreakdownResult, ErrorWasteResult, GrowthResult, LatencyResult
 
 INTRO: dict[Intent, str] = {
     "cost": "Here is where your LLM spend goes and how to cut it.",
@@ -20,38 +20,38 @@ INTRO: dict[Intent, str] = {
 }
 
 
-def ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} ms"
-
-
 def compose(
     intent: Intent, report: Report, evidence: list[ToolEvidence], request: DataRequest | None, note: str = ""
 ) -> str:
+    """``evidence`` is kept for the writer's interface; the text uses ``report.figures``."""
+    b = Binder(report.figures)
     lines = [f"## {'Partial report' if report.data_gaps else 'Your LLM usage'}", ""]
     if note:
         lines += [f"_{note}_", ""]
-    lines += [INTRO[intent], "", _headline(report), ""]
-    lines += _models(report, evidence)
-    lines += _workloads(evidence, intent)
+    lines += [INTRO[intent], "", _headline(report, b), ""]
+    lines += _models(report, b)
+    lines += _workloads(report, b, intent)
     lines += _recommendations(report)
-    lines += _errors(evidence)
-    lines += _forecast(evidence)
+    lines += _errors(b)
+    lines += _forecast(b)
     lines += _gaps(report, request)
+    lines += _prices(report)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _headline(report: Report) -> str:
+def _headline(report: Report, b: Binder) -> str:
     period = ""
     if report.period.start and report.period.end:
         period = f" from {report.period.start.date().isoformat()} to {report.period.end.date().isoformat()}"
-    return f"**{report.requests:,} requests** cost **{usd(report.total_cost_usd)}**{period}."
+    requests, cost = b.get("requests"), b.get("cost")
+    if requests is None or cost is None:
+        return "No cost figures were found for this period."
+    return f"**{say(requests)} requests** cost **{say(cost)}**{period}."
 
 
-def _models(report: Report, evidence: list[ToolEvidence]) -> list[str]:
+def _models(report: Report, b: Binder) -> list[str]:
     if not report.by_model:
         return []
-    costs = find(evidence, "cost_breakdown", CostBreakdownResult, group_by="model")
-    shares = {(r.key, r.provider or ""): r.share for r in costs[0].rows} if costs else {}
     lines = [
         "### By model",
         "",
@@ -59,31 +59,36 @@ def _models(report: Report, evidence: list[ToolEvidence]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for m in report.by_model:
-        share = shares.get((m.model, m.provider))
+        at = {"model": m.model, "provider": m.provider or None}
         lines.append(
-            f"| {m.model} | {m.provider} | {m.requests:,} | {usd(m.cost_usd)} | "
-            f"{pct(share) if share is not None else 'n/a'} | {ms(m.p50_latency_ms)} | {ms(m.p95_latency_ms)} |"
+            f"| {m.model} | {m.provider} | {b.say('requests', **at)} | {b.say('cost', **at)} | "
+            f"{b.say('share', **at)} | {b.say('latency', 'p50', **at)} | {b.say('latency', 'p95', **at)} |"
         )
     return lines + [""]
 
 
-def _workloads(evidence: list[ToolEvidence], intent: Intent) -> list[str]:
+def _workloads(report: Report, b: Binder, intent: Intent) -> list[str]:
     lines: list[str] = []
-    costs = find(evidence, "cost_breakdown", CostBreakdownResult, group_by="workload")
-    if costs and costs[0].rows:
+    names = [f.entity.workload for f in b.figures if f.measure == "cost" and f.entity.kind == "workload"]
+    if names:
         lines += ["### By workload", ""]
         lines += [
-            f"- **{r.key}**: {usd(r.cost_usd)} ({pct(r.share)}), {r.requests:,} requests"
-            for r in costs[0].rows[:8]
+            f"- **{w}**: {b.say('cost', workload=w)} ({b.say('share', workload=w)} of spend), "
+            f"{b.say('requests', workload=w)} requests"
+            for w in names[:MAX_WORKLOADS]
         ]
         lines.append("")
-    latency = find(evidence, "latency_profile", LatencyResult, group_by="workload")
-    if latency and intent == "latency":
+    measured = [
+        f.entity.workload
+        for f in b.figures
+        if f.measure == "latency" and f.qualifier == "p50" and f.entity.kind == "workload"
+    ]
+    if measured and intent == "latency":
         lines += ["### Latency by workload", ""]
         lines += [
-            f"- **{r.key}**: p50 {ms(r.p50_ms)}, p95 {ms(r.p95_ms)}, p99 {ms(r.p99_ms)}"
-            for r in latency[0].rows
-            if r.measured
+            f"- **{w}**: p50 {b.say('latency', 'p50', workload=w)}, p95 {b.say('latency', 'p95', workload=w)}, "
+            f"p99 {b.say('latency', 'p99', workload=w)}"
+            for w in measured
         ]
         lines.append("")
     return lines
@@ -95,7 +100,7 @@ def _recommendations(report: Report) -> list[str]:
     lines = ["### Recommendations", ""]
     for rec in report.recommendations:
         lines.append(
-            f"- **{rec.title}**: saves about **{usd(rec.est_monthly_savings_usd)} a month** "
+            f"- **{rec.title}**: saves about **{say(rec.saving)} a month** "
             f"({rec.confidence} confidence). {rec.rationale}"
         )
     lines += [
@@ -107,36 +112,30 @@ def _recommendations(report: Report) -> list[str]:
     return lines
 
 
-def _errors(evidence: list[ToolEvidence]) -> list[str]:
-    errors = find(evidence, "error_waste", ErrorWasteResult)
-    if errors is None or not errors[0].failed:
+def _errors(b: Binder) -> list[str]:
+    failed = b.get("failed_calls")
+    if failed is None or not failed.value:
         return []
-    e = errors[0]
     return [
         "### Failed calls",
         "",
-        f"{e.failed:,} of {e.requests:,} calls failed ({pct(e.error_rate)}), wasting about "
-        f"{usd(e.total_monthly_saving_usd)} a month.",
+        f"{say(failed)} failed calls out of {b.say('requests', 'all')} requests ({b.say('error_rate')}), "
+        f"wasting about {b.say('cost', 'wasted')} a month.",
         "",
     ]
 
 
-def _forecast(evidence: list[ToolEvidence]) -> list[str]:
-    growth = find(evidence, "growth_projection", GrowthResult)
-    if growth is None or not growth[0].days_observed:
+def _forecast(b: Binder) -> list[str]:
+    now = b.get("cost", "now")
+    if now is None:
         return []
-    g = growth[0]
-    if g.growth_source == "given":
-        basis = f"at the growth you gave ({g.growth_pct_used:+.1f}% a month)"
-    elif g.growth_source == "observed":
-        basis = f"at the observed trend ({g.growth_pct_used:+.1f}% a month)"
-    else:
-        basis = "with no trend to go by"
+    growth = b.get("growth")
+    basis = f"at a growth of {say(growth)} a month" if growth is not None and growth.value else "with no trend to go by"
     return [
         "### Forecast",
         "",
-        f"You spend about {usd(g.current_monthly_cost_usd)} a month now; {basis}, next month costs about "
-        f"**{usd(g.projected_next_month_cost_usd)}** ({g.confidence} confidence).",
+        f"You spend about {say(now)} a month now; {basis}, next month costs about "
+        f"**{b.say('cost', 'next month')}**.",
         "",
     ]
 
@@ -148,3 +147,9 @@ def _gaps(report: Report, request: DataRequest | None) -> list[str]:
     if request is not None:
         lines += ["", f"To close them, upload {', '.join(request.fields)} ({request.upload})."]
     return lines + [""]
+
+
+def _prices(report: Report) -> list[str]:
+    if not report.price_sources:
+        return []
+    return [f"_Prices: {', '.join(report.price_sources)}._", ""]

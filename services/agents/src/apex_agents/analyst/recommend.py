@@ -1,19 +1,24 @@
 """The ``report`` object, built from tool results only: totals and per-model figures from
 ``cost_breakdown`` and ``latency_profile``, one recommendation per saving a savings tool
-found (each citing the call that found it), and the data gaps. Deterministic, so both
-brains produce the same report from the same evidence."""
+found (each citing the call that found it, with its kind, workload, model, target and
+saving as a figure), the data gaps, and every figure the text may state (``bind.py``).
+Deterministic, so both brains produce the same report from the same evidence."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from apex_agents.analyst.bind import Binder, evidence_of, say
 from apex_contracts.envelope import Model
+from apex_contracts.figures import Figure
 from apex_contracts.report import (
     Confidence,
     ModelUsage,
     Recommendation,
+    RecommendationKind,
     Report,
+    Target,
     ToolEvidence,
     TriageOutput,
 )
@@ -23,12 +28,17 @@ from apex_contracts.tools import (
     CostBreakdownResult,
     CoverageResult,
     ErrorWasteResult,
+    GrowthResult,
     LatencyResult,
     OutlierResult,
     SubstitutionResult,
+    SubstitutionRow,
 )
 
 R = TypeVar("R", bound=Model)
+SAVINGS_TOOLS = frozenset(
+    {"model_substitution", "caching_opportunity", "batch_opportunity", "error_waste", "prompt_outliers"}
+)
 MAX_RECOMMENDATIONS = 8
 MIN_MONTHLY_SAVING = 0.01
 GAP_TEXT = {
@@ -40,8 +50,10 @@ GAP_TEXT = {
 }
 
 
-def find(evidence: list[ToolEvidence], tool: str, model: type[R], **match: Any) -> tuple[R, str] | None:
-    """The first successful result of ``tool`` whose fields equal ``match``, with its call id."""
+def found(
+    evidence: list[ToolEvidence], tool: str, model: type[R], **match: Any
+) -> tuple[R, ToolEvidence] | None:
+    """The first successful result of ``tool`` whose fields equal ``match``, with its evidence."""
     for item in evidence:
         if (
             item.tool == tool
@@ -49,15 +61,32 @@ def find(evidence: list[ToolEvidence], tool: str, model: type[R], **match: Any) 
             and item.result is not None
             and all(item.result.get(k) == v for k, v in match.items())
         ):
-            return model.model_validate(item.result), item.call_id
+            return model.model_validate(item.result), item
     return None
+
+
+def find(evidence: list[ToolEvidence], tool: str, model: type[R], **match: Any) -> tuple[R, str] | None:
+    """The first successful result of ``tool`` whose fields equal ``match``, with its call id."""
+    hit = found(evidence, tool, model, **match)
+    return None if hit is None else (hit[0], hit[1].call_id)
 
 
 def build_report(
     triage: TriageOutput, evidence: list[ToolEvidence], failures: list[dict[str, Any]]
 ) -> Report:
     coverage = find(triage.evidence, "usage_coverage", CoverageResult)
-    costs = find(evidence, "cost_breakdown", CostBreakdownResult, group_by="model")
+    binder = Binder()
+    costs = found(evidence, "cost_breakdown", CostBreakdownResult, group_by="model")
+    for group in ("model", "workload"):
+        if hit := found(evidence, "cost_breakdown", CostBreakdownResult, group_by=group):
+            binder.costs(hit[1], hit[0])
+    for group in ("model", "workload"):
+        if hit := found(evidence, "latency_profile", LatencyResult, group_by=group):
+            binder.latency(hit[1], hit[0])
+    if hit := found(evidence, "error_waste", ErrorWasteResult):
+        binder.errors(hit[1], hit[0])
+    if hit := found(evidence, "growth_projection", GrowthResult):
+        binder.growth(hit[1], hit[0])
     latency = find(evidence, "latency_profile", LatencyResult, group_by="model")
     by_latency = {(r.key, r.provider): r for r in latency[0].rows} if latency else {}
     by_model = [
@@ -75,13 +104,16 @@ def build_report(
         )
         for row in (costs[0].rows if costs else [])
     ]
+    recs = recommendations(evidence, costs[1].call_id if costs else None, binder)
     return Report(
         period=coverage[0].period if coverage else triage.period,
         total_cost_usd=costs[0].total_cost_usd if costs else 0,
         requests=costs[0].requests if costs else (coverage[0].rows if coverage else 0),
         by_model=by_model,
-        recommendations=recommendations(evidence, costs[1] if costs else None),
+        recommendations=recs,
         data_gaps=data_gaps(triage, evidence, failures, coverage[0] if coverage else None),
+        figures=binder.figures,
+        price_sources=sorted({p for f in binder.figures for p in f.prices}),
     )
 
 
@@ -94,18 +126,25 @@ def data_gaps(
     gaps = [GAP_TEXT.get(f, f"{f} is missing") for f in triage.missing_fields]
     if coverage and coverage.unpriced_models:
         gaps.append(
-            "no list price for "
+            "no price for "
             + ", ".join(coverage.unpriced_models)
-            + ": their calls cost what you uploaded, else zero (set a price override)"
+            + " in the price table or your overrides: their calls count what you uploaded, else nothing "
+            "(set a price override)"
         )
     gaps += [f"the {e.tool} analysis failed" for e in evidence if e.status != "ok"]
     gaps += [f"the {f.get('agent')} agent failed" for f in failures]
     return gaps
 
 
-def recommendations(evidence: list[ToolEvidence], costs_call: str | None) -> list[Recommendation]:
-    found: list[tuple[float, Recommendation]] = []
-    makers: list[tuple[str, type[Model], Callable[..., list[Recommendation]]]] = [
+Maker = Callable[[Any, tuple[ToolEvidence, list[str]], list[str], Binder], list[Recommendation]]
+
+
+def recommendations(
+    evidence: list[ToolEvidence], costs_call: str | None, binder: Binder | None = None
+) -> list[Recommendation]:
+    binder = binder or Binder()
+    ranked_in: list[tuple[float, Recommendation]] = []
+    makers: list[tuple[str, type[Model], Maker]] = [
         ("model_substitution", SubstitutionResult, _substitutions),
         ("caching_opportunity", CachingResult, _caching),
         ("batch_opportunity", BatchResult, _batching),
@@ -113,134 +152,203 @@ def recommendations(evidence: list[ToolEvidence], costs_call: str | None) -> lis
         ("prompt_outliers", OutlierResult, _outliers),
     ]
     for tool, model, make in makers:
-        hit = find(evidence, tool, model)
+        hit = found(evidence, tool, model)
         if hit is None:
             continue
-        result, call_id = hit
-        cites = [call_id] + ([costs_call] if costs_call else [])
-        for rec in make(result, cites):
+        result, item = hit
+        cites = [item.call_id] + ([costs_call] if costs_call else [])
+        for rec in make(result, evidence_of(item, result), cites, binder):
             if rec.est_monthly_savings_usd >= MIN_MONTHLY_SAVING:
-                found.append((rec.est_monthly_savings_usd, rec))
-    ranked = sorted(found, key=lambda item: (-item[0], item[1].kind, item[1].title))[:MAX_RECOMMENDATIONS]
-    return [rec.model_copy(update={"id": f"rec-{n}"}) for n, (_, rec) in enumerate(ranked, start=1)]
+                ranked_in.append((rec.est_monthly_savings_usd, rec))
+    ranked = sorted(ranked_in, key=lambda item: (-item[0], item[1].kind, item[1].title))[:MAX_RECOMMENDATIONS]
+    kept = [rec.model_copy(update={"id": f"rec-{n}"}) for n, (_, rec) in enumerate(ranked, start=1)]
+    _drop_figures_of_others(binder, kept)
+    return kept
+
+
+def _drop_figures_of_others(binder: Binder, kept: list[Recommendation]) -> None:
+    """Leaves out the figures of savings rows no kept recommendation states."""
+    rows = {(r.saving.source.call_id, r.saving.source.field.split(".", 1)[0]) for r in kept if r.saving}
+    binder.figures = [
+        f
+        for f in binder.figures
+        if f.source.tool not in SAVINGS_TOOLS
+        or not f.source.field.startswith("rows[")
+        or (f.source.call_id, f.source.field.split(".", 1)[0]) in rows
+    ]
 
 
 def _rec(
-    kind: str, title: str, rationale: str, saving: float, confidence: Confidence, cites: list[str]
+    kind: RecommendationKind,
+    title: str,
+    rationale: str,
+    saving: Figure | None,
+    confidence: Confidence,
+    cites: list[str],
+    target: Target,
 ) -> Recommendation:
+    assert saving is not None, "a recommendation's saving is a figure"
     return Recommendation(
         id="rec",
         kind=kind,
         title=title,
         rationale=rationale,
-        est_monthly_savings_usd=saving,
+        est_monthly_savings_usd=saving.value,
         confidence=confidence,
         evidence=cites,
+        workload=saving.entity.workload,
+        model=saving.entity.model,
+        provider=saving.entity.provider,
+        target=target,
+        saving=saving,
     )
 
 
-def pct(share: float) -> str:
-    return f"{share * 100:.1f}%"
-
-
-def usd(value: float) -> str:
-    return f"${value:,.2f}"
-
-
-def _substitutions(result: SubstitutionResult, cites: list[str]) -> list[Recommendation]:
-    return [
-        _rec(
-            "model_substitution",
-            f"Move {r.workload} from {r.model} to {r.alternative}",
-            (
-                f"{r.alternative} is a current {r.provider} model "
-                + ("of the same class" if r.similar else "one class smaller: check quality on a sample first")
-                + f"; for this workload's tokens it costs {pct(r.saving_share)} less at list prices. "
-                f"Latency: {r.latency_effect}."
-            ),
-            r.monthly_saving_usd,
-            r.confidence,
-            cites,
-        )
-        for r in result.rows
-    ]
-
-
-def _caching(result: CachingResult, cites: list[str]) -> list[Recommendation]:
+def _substitutions(
+    result: SubstitutionResult, ev: tuple[ToolEvidence, list[str]], cites: list[str], b: Binder
+) -> list[Recommendation]:
     out = []
-    for r in result.rows:
+    for n, r in enumerate(result.rows):
+        saving = b.substitution(ev, n, r)
+        moved = {"workload": r.workload, "model": r.model, "provider": r.provider, "alternative": r.alternative}
+        share = b.say("saving", "list price", **moved)
+        out.append(
+            _rec(
+                "model_substitution",
+                f"Move {r.workload} from {r.model} to {r.alternative}",
+                (
+                    f"{r.alternative} is a current {r.provider} model "
+                    + ("of the same class" if r.similar else "one class smaller: check quality on a sample first")
+                    + f"; for this workload's tokens it costs {share} less at list prices. "
+                    f"Latency: {_latency_effect(b, r)}."
+                ),
+                saving,
+                r.confidence,
+                cites,
+                Target(kind="model", model=r.alternative),
+            )
+        )
+    return out
+
+
+def _latency_effect(b: Binder, r: SubstitutionRow) -> str:
+    """The tool's latency effect, its figures rendered from the bound figures."""
+    here = b.get("latency", "p50", workload=r.workload, model=r.model, provider=r.provider)
+    there = b.get("latency", "p50", model=r.alternative, provider=r.provider)
+    if there is None:
+        return r.latency_effect  # no figure in it: "not measured yet ..."
+    if here is None:
+        return f"p50 {say(there)} on your other workloads; this one has no latency data"
+    word = r.latency_effect.split(" ", 1)[0]
+    return f"{word} on your other workloads (p50 {say(there)} there, {say(here)} here; prompts differ)"
+
+
+def _caching(
+    result: CachingResult, ev: tuple[ToolEvidence, list[str]], cites: list[str], b: Binder
+) -> list[Recommendation]:
+    out = []
+    for n, r in enumerate(result.rows):
+        at = {"model": r.model, "provider": r.provider}
         if r.cached_price is not None and r.monthly_saving_usd >= MIN_MONTHLY_SAVING:
+            saving = b.caching(ev, n, r, response=False)
             out.append(
                 _rec(
                     "prompt_caching",
                     f"Cache repeated prompts on {r.model}",
                     (
-                        f"{r.repeated_requests:,} calls repeat an earlier prompt ({pct(r.repeat_share)} of those "
-                        f"with a prompt hash); served from the prompt cache their input costs "
-                        f"{usd(r.cached_price)} instead of {usd(r.input_price)} per million tokens."
+                        f"{b.say('requests', 'repeated', **at)} calls repeat an earlier prompt "
+                        f"({b.say('share', 'repeated', **at)} of those with a prompt hash); served from the "
+                        f"prompt cache their input costs {b.say('price', 'cached input', **at)} instead of "
+                        f"{b.say('price', 'input', **at)} per million tokens."
                     ),
-                    r.monthly_saving_usd,
+                    saving,
                     "medium",
                     cites,
+                    Target(kind="prompt_cache", model=r.model),
                 )
             )
         elif r.monthly_response_cache_saving_usd >= MIN_MONTHLY_SAVING:
+            saving = b.caching(ev, n, r, response=True)
             out.append(
                 _rec(
                     "response_caching",
                     f"Cache responses to repeated prompts on {r.model}",
                     (
-                        f"{r.repeated_requests:,} calls repeat an earlier prompt and {r.model} has no prompt cache; "
-                        "an application cache of identical prompts would avoid them, where the same answer may be reused."
+                        f"{b.say('requests', 'repeated', **at)} calls repeat an earlier prompt and {r.model} "
+                        "has no prompt cache; an application cache of identical prompts would avoid them, where "
+                        "the same answer may be reused."
                     ),
-                    r.monthly_response_cache_saving_usd,
+                    saving,
                     "low",
                     cites,
+                    Target(kind="response_cache", model=r.model),
                 )
             )
     return out
 
 
-def _batching(result: BatchResult, cites: list[str]) -> list[Recommendation]:
-    return [
-        _rec(
-            "batch_api",
-            f"Run {r.workload} through the {r.provider} Batch API",
-            f"{r.workload} looks latency-tolerant ({r.reason}); batch calls on {r.model} cost "
-            f"{pct(r.batch_discount)} less and return within a day.",
-            r.monthly_saving_usd,
-            "high" if r.reason.startswith("named") else "medium",
-            cites,
+def _batching(
+    result: BatchResult, ev: tuple[ToolEvidence, list[str]], cites: list[str], b: Binder
+) -> list[Recommendation]:
+    out = []
+    for n, r in enumerate(result.rows):
+        saving = b.batch(ev, n, r)
+        at = {"workload": r.workload, "model": r.model, "provider": r.provider}
+        out.append(
+            _rec(
+                "batch_api",
+                f"Run {r.workload} through the {r.provider} Batch API",
+                f"{r.workload} looks latency-tolerant ({r.reason}); batch calls on {r.model} cost "
+                f"{b.say('saving', 'batch discount', **at)} less and return within a day.",
+                saving,
+                "high" if r.reason.startswith("named") else "medium",
+                cites,
+                Target(kind="service_tier", model=r.model, service_tier="batch"),
+            )
         )
-        for r in result.rows
-    ]
+    return out
 
 
-def _errors(result: ErrorWasteResult, cites: list[str]) -> list[Recommendation]:
-    return [
-        _rec(
-            "error_reduction",
-            f"Cut failed calls in {r.workload} on {r.model}",
-            f"{r.failed:,} of {r.requests:,} calls failed ({pct(r.error_rate)}) and were paid for. {r.advice}",
-            r.monthly_wasted_usd,
-            "medium",
-            cites,
+def _errors(
+    result: ErrorWasteResult, ev: tuple[ToolEvidence, list[str]], cites: list[str], b: Binder
+) -> list[Recommendation]:
+    out = []
+    for n, r in enumerate(result.rows[:3]):
+        saving = b.error_row(ev, n, r)
+        at = {"workload": r.workload, "model": r.model, "provider": r.provider}
+        out.append(
+            _rec(
+                "error_reduction",
+                f"Cut failed calls in {r.workload} on {r.model}",
+                f"{b.say('failed_calls', **at)} failed calls out of {b.say('requests', **at)} requests "
+                f"({b.say('error_rate', **at)}), all paid for. {r.advice}",
+                saving,
+                "medium",
+                cites,
+                Target(kind="failed_calls", model=r.model),
+            )
         )
-        for r in result.rows[:3]
-    ]
+    return out
 
 
-def _outliers(result: OutlierResult, cites: list[str]) -> list[Recommendation]:
-    return [
-        _rec(
-            "prompt_trimming",
-            f"Trim oversized prompts in {r.workload}",
-            f"{r.outliers:,} prompts exceed {r.threshold_tokens:,} tokens, far above the median of "
-            f"{r.p50_tokens:,}; trimming them to the median (less context, summarised history) removes "
-            f"{r.excess_tokens:,} input tokens.",
-            r.monthly_saving_usd,
-            "low",
-            cites,
+def _outliers(
+    result: OutlierResult, ev: tuple[ToolEvidence, list[str]], cites: list[str], b: Binder
+) -> list[Recommendation]:
+    out = []
+    for n, r in enumerate(result.rows):
+        saving = b.outlier(ev, n, r)
+        at = {"workload": r.workload}
+        out.append(
+            _rec(
+                "prompt_trimming",
+                f"Trim oversized prompts in {r.workload}",
+                f"{b.say('requests', 'outliers', **at)} prompts exceed {b.say('tokens', 'threshold', **at)} tokens, "
+                f"far above the median of {b.say('tokens', 'median', **at)} tokens; trimming them to the median "
+                f"(less context, summarised history) removes {b.say('tokens', 'excess', **at)} input tokens.",
+                saving,
+                "low",
+                cites,
+                Target(kind="prompt_size", max_prompt_tokens=r.p50_tokens),
+            )
         )
-        for r in result.rows
-    ]
+    return out

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, ValidationError
 
+from apex_agents.analyst.bind import say
 from apex_agents.analyst.plan import tool_plan
 from apex_agents.context import DeltaStream, StepContext
 from apex_agents.llm import prompts
@@ -32,6 +33,7 @@ from apex_agents.offline.rules import extract_growth
 from apex_agents.offline.triage import LABELS, check_data
 from apex_contracts import ApexError, ErrorCode
 from apex_contracts.envelope import Model
+from apex_contracts.figures import Figure
 from apex_contracts.pricing import PriceCatalogue
 from apex_contracts.report import DataHelperOutput, Intent, Period, TriageOutput
 from apex_contracts.tools import TOOL_SPECS, tool_schemas
@@ -150,13 +152,23 @@ def _correction(completion: Completion, call: ToolRequest | None, error: str) ->
             {"role": "user", "content": f"Call classify_question ({error})."},
         ]
     return [
-        {"role": "assistant", "content": None, "tool_calls": [_echo(call)]},
+        assistant_turn("", [call]),
         {"role": "tool", "tool_call_id": call.id, "content": f"rejected: {error}. Call it again, correctly."},
     ]
 
 
-def _echo(call: ToolRequest) -> dict[str, Any]:
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+def assistant_turn(text: str, calls: list[ToolRequest]) -> dict[str, Any]:
+    """The model's own tool-call turn, sent back in the dialect every common server takes:
+    ``content`` a string, empty when the model only called tools (llama.cpp refuses null,
+    and vLLM, Ollama and LiteLLM's proxy take an empty string)."""
+    return {
+        "role": "assistant",
+        "content": text or "",
+        "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ],
+    }
 
 
 class LlmDataHelper:
@@ -179,13 +191,7 @@ class LlmDataHelper:
             completion = await ask(ctx, self.client, messages, tools=tool_schemas())
             if not completion.tool_calls:
                 break
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": completion.text or None,
-                    "tool_calls": [_echo(c) for c in completion.tool_calls],
-                }
-            )
+            messages.append(assistant_turn(completion.text, completion.tool_calls))
             valid, rejected = _checked(completion.tool_calls)
             for call, error in rejected:
                 await ctx.think(f"Rejected a malformed {call.name or 'tool'} call: {error}.")
@@ -290,19 +296,25 @@ class LlmWriter:
 
 
 def _material(question: str, draft: Draft) -> str:
-    results = {
-        e.call_id: {"tool": e.tool, "result": orjson.loads(_digest(e.result, 4000)) if e.result else None}
-        for e in draft.evidence
-        if e.status == "ok"
-    }
+    """The question, the report (without its figures' sources), its figures one a line
+    (what the model may state) and the template text."""
+    report = draft.report.model_dump(mode="json", exclude={"figures"})
+    for rec in report["recommendations"]:
+        rec.pop("saving", None)
     return "\n\n".join(
         [
             f"QUESTION: {question}",
-            "REPORT: " + draft.report.model_dump_json(),
-            "TOOL RESULTS: " + orjson.dumps(results).decode()[:20_000],
+            "REPORT: " + orjson.dumps(report).decode(),
+            "FIGURES (value | measure | about):\n" + "\n".join(_figure_line(f) for f in draft.report.figures),
             "A correct plain version you may improve on:\n" + draft.template(),
         ]
     )
+
+
+def _figure_line(figure: Figure) -> str:
+    qualifier = f" ({figure.qualifier})" if figure.qualifier else ""
+    monthly = " a month" if figure.unit == "usd_per_month" else ""
+    return f"{say(figure)}{monthly} | {figure.measure}{qualifier} | {figure.entity.label()}"
 
 
 class FallbackWriter:

@@ -290,6 +290,8 @@ async def _from_stream(response: httpx.Response, sink: TextSink) -> Completion:
                 slot.name += function.get("name") or ""
                 slot.arguments += function.get("arguments") or ""
             completion.finish_reason = choice.get("finish_reason") or completion.finish_reason
+    for index, call in calls.items():
+        call.id = call.id or f"call_{index}"  # some servers stream no id: the echo needs one
     completion.tool_calls = [calls[i] for i in sorted(calls)]
     return completion
 

@@ -37,13 +37,15 @@ you need, answer with the single word: done."""
 WRITER = """You are the reporting agent of Apex. Write the answer to the user's question in
 markdown, for a busy engineering lead: a headline, the figures that matter, then the
 recommendations with their monthly savings and confidence, then data gaps if any.
-Rules: state ONLY figures that appear in the REPORT or TOOL RESULTS below, formatted as given
-(money as $1,234.56, shares as 41.2%, latency as whole ms). Never compute new totals, sums or
-differences. Never number lists or headings. Name models and workloads exactly. If you are
-unsure of a figure, leave it out."""
+Rules: state ONLY numbers from FIGURES below, written exactly as given there (money as
+$1,234.56, shares as 41.2%, latency as whole ms), each in a sentence that names the same model
+or workload and says what it measures (cost, saving, share, requests, failed calls, latency,
+tokens, price, growth). Never compute new totals, sums or differences. Never number lists or
+headings. Name models and workloads exactly. If you are unsure of a figure, leave it out."""
 
-REWRITE = """These figures in your text are not in the tool results: {figures}. Rewrite the whole
-answer without them, stating only figures that appear in the data you were given."""
+REWRITE = """These numbers in your text do not match the report's figures: {figures}. Rewrite the
+whole answer, stating each number only as FIGURES gives it: same value, same measure, same
+model or workload."""
 
 
 def classify_tool() -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """The reporting agent: always runs last and always answers. A full report, a partial
 one naming its gaps, or a guidance report (``needs_data``) saying exactly what data to
 upload. The ``report`` object is computed from tool results; the text comes from a
-``ReportWriter`` (the template here, or a language model) and is checked by the figure
-validator: a text with a figure no tool result supports is rejected and rewritten once,
+``ReportWriter`` (the template here, rendered from the report's figures, or a language
+model) and is checked against the report's figures by the validator: a text stating a
+number with no figure of that value, measure and entity is rejected and rewritten once,
 and if the rewrite fails too, the template text (valid by construction) is used."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from apex_agents.analyst.compose import compose
 from apex_agents.analyst.figures import unsupported
@@ -33,8 +34,8 @@ OUT_OF_SCOPE_TEXT = (
 
 class ReportWriter(Protocol):
     async def write(self, ctx: StepContext, draft: Draft, feedback: list[str] | None) -> str:
-        """The report's text; ``feedback`` lists the figures a previous text stated that
-        no tool result supports (None on the first attempt)."""
+        """The report's text; ``feedback`` lists the numbers a previous text stated that no
+        figure supports, each with the reason (None on the first attempt)."""
         ...
 
 
@@ -58,8 +59,6 @@ class Draft:
     def template(self) -> str:
         return compose(self.intent, self.report, self.evidence, self.request, self.note)
 
-    def results(self) -> list[dict[str, Any]]:
-        return [e.result for e in self.evidence if e.result is not None]
 
 
 class TemplateWriter:
@@ -103,14 +102,12 @@ class Reporting:
 
     async def checked_text(self, ctx: StepContext, draft: Draft) -> str:
         text = await self.writer.write(ctx, draft, None)
-        wrong = unsupported(text, draft.results())
+        wrong = unsupported(text, draft.report.figures)
         if not wrong:
             return text
-        await ctx.think(
-            f"The text states figures no tool result supports ({', '.join(wrong[:5])}); rewriting it."
-        )
+        await ctx.think(f"The text states figures the report does not support ({'; '.join(wrong[:5])}); rewriting it.")
         text = await self.writer.write(ctx, draft, wrong)
-        wrong = unsupported(text, draft.results())
+        wrong = unsupported(text, draft.report.figures)
         if not wrong:
             return text
         await ctx.think("The rewrite still states unsupported figures; answering with the plain report.")
