@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from apex_agents.analyst.figures import unsupported
+from tests.integration.agents.bound import assert_bound, figures_of
 from tests.e2e.platform import Platform, User
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 from tests.integration.tools import analyst_dataset as ds
@@ -79,7 +80,8 @@ async def test_a_chat_on_uploaded_data_reports_its_own_figures(platform: Platfor
     )
 
     text = final["data"]["response"]["text"]
-    assert unsupported(text, [e["data"]["result"] for e in completed if e["data"].get("result")]) == []
+    assert unsupported(text, figures_of(report)) == []
+    assert_bound(report, completed)
     assert money(report["total_cost_usd"]) in text
     for rec in report["recommendations"]:
         assert money(rec["est_monthly_savings_usd"]) in text

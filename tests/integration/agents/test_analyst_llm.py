@@ -13,6 +13,7 @@ import orjson
 
 from apex_agents.analyst.figures import unsupported
 from apex_agents.llm.agents import FALLBACK_NOTE
+from tests.integration.agents.bound import assert_bound, figures_of
 from tests.integration.agents.conftest import Run, StackFactory
 from tests.integration.agents.scripted_llm import (
     Reply,
@@ -77,7 +78,7 @@ class Conversation:
                     ("d4", "cost_breakdown", '{"group_by": "planet"}'),
                 ]
             )
-        if any("not in the tool results" in (m.get("content") or "") for m in request["messages"]):
+        if any("do not match the report's figures" in (m.get("content") or "") for m in request["messages"]):
             return Stream(text=written(report_in(request)), completion_tokens=300)
         return Stream(text=["Your spend is ", INVENTED, " a month."])
 
@@ -117,13 +118,17 @@ async def test_the_model_classifies_calls_tools_and_streams_a_checked_text(make_
     assert all(
         r["model"] == "gpt-4.1-mini" and r["_auth"] == "Bearer sk-test" and r["stream"] for r in llm.requests
     )
+    echoed = [m for r in llm.requests for m in r["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+    assert echoed and all(m["content"] == "" for m in echoed), (
+        "a tool-call turn goes back with an empty string content, never null (llama.cpp refuses null)"
+    )
 
     response = run.response
     assert any(INVENTED in t for t in run.thoughts("reporting")), "the invented figure was caught"
     assert INVENTED not in response["text"]
     assert response["text"] == "".join(written(response["report"]))
-    results = [e["data"]["result"] for e in run.of("tool_completed") if e["data"]["result"]]
-    assert unsupported(response["text"], results) == []
+    assert unsupported(response["text"], figures_of(response["report"])) == []
+    assert_bound(response["report"], run.of("tool_completed"))
     assert response["report"]["total_cost_usd"] == ds.cents(sum(ds.cost(r) for r in rows))
     assert all(set(r["evidence"]) <= run.call_ids() for r in response["report"]["recommendations"])
 

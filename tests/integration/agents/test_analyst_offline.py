@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from apex_agents.analyst.figures import figures, unsupported
+from apex_agents.analyst.figures import stated, unsupported
+from tests.integration.agents.bound import assert_bound, figures_of
 from tests.integration.agents.conftest import Run, StackFactory
 from tests.integration.tools import analyst_dataset as ds
 
@@ -33,7 +34,8 @@ async def test_a_cost_question_gets_a_full_report_of_the_data(make_stack: StackF
     report = response["report"]
     assert response["kind"] == "partial", "acme-ft-1 has no list price: a named gap"
     assert report["data_gaps"] == [
-        "no list price for acme-ft-1: their calls cost what you uploaded, else zero (set a price override)"
+        "no price for acme-ft-1 in the price table or your overrides: their calls count what you uploaded, "
+        "else nothing (set a price override)"
     ]
     assert report["requests"] == len(rows)
     assert report["total_cost_usd"] == ds.cents(sum(ds.cost(r) for r in rows))
@@ -65,7 +67,9 @@ async def test_a_cost_question_gets_a_full_report_of_the_data(make_stack: StackF
     )
 
     text = response["text"]
-    assert unsupported(text, results(run)) == [], "every figure in the text comes from a tool result"
+    assert unsupported(text, figures_of(report)) == [], text
+    assert_bound(report, run.of("tool_completed"))
+    assert report["price_sources"] == ["genai-prices 0.2.3", "uploaded"] and "genai-prices 0.2.3" in text
     assert money(report["total_cost_usd"]) in text and f"{report['requests']:,}" in text
     for rec in report["recommendations"]:
         assert money(rec["est_monthly_savings_usd"]) in text and rec["title"] in text
@@ -98,7 +102,7 @@ async def test_data_without_latency_gets_a_partial_report_naming_the_gap(make_st
     assert all(m.get("p50_latency_ms") is None for m in response["report"]["by_model"])
     assert "latency_ms" in response["text"] and "Data gaps" in response["text"]
     assert response["report"]["total_cost_usd"] == ds.cents(sum(ds.cost(r) for r in rows))
-    assert unsupported(response["text"], results(run)) == []
+    assert unsupported(response["text"], figures_of(response["report"])) == []
 
 
 async def test_an_empty_tenant_gets_a_guidance_report(make_stack: StackFactory) -> None:
@@ -158,4 +162,4 @@ async def test_an_out_of_scope_question_is_answered_without_tools(make_stack: St
     run = await stack.ask("Tell me a joke about the weather")
     assert run.response["kind"] == "out_of_scope"
     assert not run.of("tool_executing")
-    assert figures(run.response["text"]) == []
+    assert stated(run.response["text"]) == []

@@ -119,7 +119,7 @@ def _errors(b: Binder) -> list[str]:
     return [
         "### Failed calls",
         "",
-        f"{say(failed)} failed calls out of {b.say('requests', 'all')} requests ({b.say('error_rate')}), "
+        f"{say(failed)} failed calls out of {b.say('requests', 'all')} requests ({b.say('error_rate')} failed), "
         f"wasting about {b.say('cost', 'wasted')} a month.",
         "",
     ]

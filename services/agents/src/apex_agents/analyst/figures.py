@@ -189,7 +189,11 @@ def _claim(clause: str, number: Stated) -> str | None:
     """The measure the words nearest to the number give it (None: no word does)."""
     if number.kind == "money" and re.search(_FAMILIES[1][1], clause, re.I):
         return "price"
-    if number.kind == "count" and re.search(r"\b(?:out )?of\s*$", clause[: number.start]):
+    if (
+        number.kind == "count"
+        and re.search(r"\b(?:out )?of\s*$", clause[: number.start])
+        and re.match(r"\s*(?:calls|requests)\b", clause[number.end :])
+    ):
         return "requests"  # "12 of 300 calls failed": 300 is the calls made
     best: tuple[int, str] | None = None
     for match in _KEYWORD.finditer(clause):

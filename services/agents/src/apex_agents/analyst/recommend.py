@@ -321,7 +321,7 @@ def _errors(
                 "error_reduction",
                 f"Cut failed calls in {r.workload} on {r.model}",
                 f"{b.say('failed_calls', **at)} failed calls out of {b.say('requests', **at)} requests "
-                f"({b.say('error_rate', **at)}), all paid for. {r.advice}",
+                f"({b.say('error_rate', **at)} failed), all paid for. {r.advice}",
                 saving,
                 "medium",
                 cites,
