@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: install run test test-unit test-integration test-e2e test-browser browser-deps lint format bench docs clean
+.PHONY: install run test test-unit test-integration test-e2e test-browser browser-deps llm-server lint format bench docs clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -25,13 +25,13 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/apex up
 
-test: install browser-deps
+test: install browser-deps llm-server
 	$(PYTEST) tests/unit tests/integration tests/e2e tests/browser
 
 test-unit: install
 	$(PYTEST) tests/unit
 
-test-integration: install
+test-integration: install llm-server
 	$(PYTEST) tests/integration
 
 test-e2e: install
@@ -43,6 +43,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# llama.cpp's server and a 135M model for the LLM brain's test against a real server, in
+# their own venv under .llm/ (compiled once, a few minutes; never in the workspace lock).
+llm-server: install
+	$(VENV)/bin/python -m tests.integration.agents.llamacpp
 
 test-browser: install browser-deps
 	$(PYTEST) tests/browser

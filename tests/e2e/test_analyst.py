@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from apex_agents.analyst.figures import unsupported
-from tests.integration.agents.bound import assert_bound, figures_of
 from tests.e2e.platform import Platform, User
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
+from tests.integration.agents.bound import assert_bound, figures_of
 from tests.integration.tools import analyst_dataset as ds
 
 

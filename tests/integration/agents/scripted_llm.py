@@ -27,6 +27,7 @@ class Stream:
 class Status:
     code: int
     retry_after_s: float | None = None
+    message: str = "scripted"
 
 
 @dataclass
@@ -98,7 +99,7 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
         return
     if isinstance(reply, Status):
         extra = f"Retry-After: {reply.retry_after_s}\r\n" if reply.retry_after_s is not None else ""
-        body = orjson.dumps({"error": {"message": "scripted", "code": reply.code}})
+        body = orjson.dumps({"error": {"message": reply.message, "code": reply.code}})
         writer.write(
             f"HTTP/1.1 {reply.code} Scripted\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n".encode()

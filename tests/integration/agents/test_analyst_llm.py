@@ -118,7 +118,9 @@ async def test_the_model_classifies_calls_tools_and_streams_a_checked_text(make_
     assert all(
         r["model"] == "gpt-4.1-mini" and r["_auth"] == "Bearer sk-test" and r["stream"] for r in llm.requests
     )
-    echoed = [m for r in llm.requests for m in r["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+    echoed = [
+        m for r in llm.requests for m in r["messages"] if m["role"] == "assistant" and m.get("tool_calls")
+    ]
     assert echoed and all(m["content"] == "" for m in echoed), (
         "a tool-call turn goes back with an empty string content, never null (llama.cpp refuses null)"
     )
@@ -181,3 +183,26 @@ async def test_agent_completed_carries_the_tokens_the_model_reported(make_stack:
     completed = {e["data"]["agent"]: e["data"] for e in run.of("agent_completed")}
     assert completed["triage"]["tokens"] == 2 * 120, "two answered classifications of 100 + 20 tokens"
     assert completed["triage"]["brain"] == "llm"
+
+
+async def test_a_server_that_refuses_the_request_as_invalid_is_not_retried(make_stack: StackFactory) -> None:
+    """llama.cpp's server answers a request it cannot validate with HTTP 500: retrying the
+    same request cannot help, so the step falls back at once, visibly, and the breaker stays
+    closed for the next steps."""
+
+    def script(request: dict[str, Any]) -> Reply:
+        if role(request) == "triage":
+            return Status(
+                500, message="1 validation error: messages.2.content: Input should be a valid string"
+            )
+        return Stream(text=["done"])
+
+    async with ScriptedLLM(script) as llm:
+        stack = await make_stack(llm_base_url=llm.base_url, llm_model="gpt-4.1-mini", llm_backoff_s=0.01)
+        await stack.upload(ds.rows(days=3))
+        run = await stack.ask("Where is my LLM spend going?")
+    triage_requests = [r for r in llm.requests if role(r) == "triage"]
+    assert len(triage_requests) == 1, "an invalid request is not sent again"
+    assert run.output("reporting")
+    assert any("refused the request" in t for t in run.thoughts("triage"))
+    assert any(role(r) == "data_helper" for r in llm.requests), "the breaker stayed closed"

@@ -70,7 +70,10 @@ class Entity(Model):
     def label(self) -> str:
         if self.kind == "period":
             return "the whole period"
-        parts = [f"workload {self.workload}" if self.workload else "", f"model {self.model}" if self.model else ""]
+        parts = [
+            f"workload {self.workload}" if self.workload else "",
+            f"model {self.model}" if self.model else "",
+        ]
         parts.append(f"provider {self.provider}" if self.provider and not self.model else "")
         parts.append(f"day {self.day}" if self.day else "")
         parts.append(f"compared with {self.alternative}" if self.alternative else "")

@@ -23,6 +23,7 @@ def llm_config(settings: AgentsSettings) -> LlmConfig | None:
         model=settings.llm_model,
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         timeout_s=settings.llm_timeout_s,
+        max_tokens=settings.llm_max_tokens,
         max_attempts=settings.llm_max_attempts,
         backoff_s=settings.llm_backoff_s,
         breaker_threshold=settings.llm_breaker_threshold,

@@ -13,6 +13,9 @@ class AgentsSettings(ServiceSettings):
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
+    llm_max_tokens: int | None = Field(
+        default=None, ge=16, description="max_tokens sent with each request (unset: the server's default)"
+    )
     llm_timeout_s: float = Field(default=20.0, gt=0, description="one language-model attempt")
     llm_max_attempts: int = Field(default=3, ge=1, le=10)
     llm_backoff_s: float = Field(default=0.5, ge=0)

@@ -138,33 +138,49 @@ class Binder:
         self, ev: tuple[ToolEvidence, list[str]], n: int, row: CachingRow, response: bool
     ) -> Figure | None:
         at = Entity(model=row.model, provider=row.provider)
-        self.add(ev, f"rows[{n}].repeated_requests", row.repeated_requests, "count", "requests", at, "repeated")
+        self.add(
+            ev, f"rows[{n}].repeated_requests", row.repeated_requests, "count", "requests", at, "repeated"
+        )
         self.add(ev, f"rows[{n}].repeat_share", row.repeat_share, "ratio", "share", at, "repeated")
         if response:
             field, value = "monthly_response_cache_saving_usd", row.monthly_response_cache_saving_usd
             return self.add(ev, f"rows[{n}].{field}", value, "usd_per_month", "saving", at, "response cache")
         self.add(ev, f"rows[{n}].cached_price", row.cached_price, "usd_per_mtok", "price", at, "cached input")
         self.add(ev, f"rows[{n}].input_price", row.input_price, "usd_per_mtok", "price", at, "input")
-        return self.add(ev, f"rows[{n}].monthly_saving_usd", row.monthly_saving_usd, "usd_per_month", "saving", at)
+        return self.add(
+            ev, f"rows[{n}].monthly_saving_usd", row.monthly_saving_usd, "usd_per_month", "saving", at
+        )
 
     def batch(self, ev: tuple[ToolEvidence, list[str]], n: int, row: BatchRow) -> Figure | None:
         at = Entity(workload=row.workload, model=row.model, provider=row.provider)
         self.add(ev, f"rows[{n}].batch_discount", row.batch_discount, "ratio", "saving", at, "batch discount")
-        return self.add(ev, f"rows[{n}].monthly_saving_usd", row.monthly_saving_usd, "usd_per_month", "saving", at)
+        return self.add(
+            ev, f"rows[{n}].monthly_saving_usd", row.monthly_saving_usd, "usd_per_month", "saving", at
+        )
 
     def error_row(self, ev: tuple[ToolEvidence, list[str]], n: int, row: ErrorRow) -> Figure | None:
         at = Entity(workload=row.workload, model=row.model, provider=row.provider)
         self.add(ev, f"rows[{n}].failed", row.failed, "count", "failed_calls", at)
         self.add(ev, f"rows[{n}].requests", row.requests, "count", "requests", at)
         self.add(ev, f"rows[{n}].error_rate", row.error_rate, "ratio", "error_rate", at)
-        return self.add(ev, f"rows[{n}].monthly_wasted_usd", row.monthly_wasted_usd, "usd_per_month", "saving", at)
+        return self.add(
+            ev, f"rows[{n}].monthly_wasted_usd", row.monthly_wasted_usd, "usd_per_month", "saving", at
+        )
 
     def errors(self, item: ToolEvidence, result: ErrorWasteResult) -> None:
         ev = (item, result.price_sources)
         self.add(ev, "failed", result.failed, "count", "failed_calls")
         self.add(ev, "requests", result.requests, "count", "requests", None, "all")
         self.add(ev, "error_rate", result.error_rate, "ratio", "error_rate")
-        self.add(ev, "total_monthly_saving_usd", result.total_monthly_saving_usd, "usd_per_month", "cost", None, "wasted")
+        self.add(
+            ev,
+            "total_monthly_saving_usd",
+            result.total_monthly_saving_usd,
+            "usd_per_month",
+            "cost",
+            None,
+            "wasted",
+        )
 
     def outlier(self, ev: tuple[ToolEvidence, list[str]], n: int, row: OutlierRow) -> Figure | None:
         at = Entity(workload=row.workload)
@@ -172,11 +188,21 @@ class Binder:
         self.add(ev, f"rows[{n}].threshold_tokens", row.threshold_tokens, "tokens", "tokens", at, "threshold")
         self.add(ev, f"rows[{n}].p50_tokens", row.p50_tokens, "tokens", "tokens", at, "median")
         self.add(ev, f"rows[{n}].excess_tokens", row.excess_tokens, "tokens", "tokens", at, "excess")
-        return self.add(ev, f"rows[{n}].monthly_saving_usd", row.monthly_saving_usd, "usd_per_month", "saving", at)
+        return self.add(
+            ev, f"rows[{n}].monthly_saving_usd", row.monthly_saving_usd, "usd_per_month", "saving", at
+        )
 
     def growth(self, item: ToolEvidence, result: GrowthResult) -> None:
         ev = (item, result.price_sources)
-        self.add(ev, "current_monthly_cost_usd", result.current_monthly_cost_usd, "usd_per_month", "cost", None, "now")
+        self.add(
+            ev,
+            "current_monthly_cost_usd",
+            result.current_monthly_cost_usd,
+            "usd_per_month",
+            "cost",
+            None,
+            "now",
+        )
         self.add(ev, "growth_pct_used", result.growth_pct_used, "percent", "growth")
         self.add(
             ev,

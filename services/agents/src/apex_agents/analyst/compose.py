@@ -130,7 +130,11 @@ def _forecast(b: Binder) -> list[str]:
     if now is None:
         return []
     growth = b.get("growth")
-    basis = f"at a growth of {say(growth)} a month" if growth is not None and growth.value else "with no trend to go by"
+    basis = (
+        f"at a growth of {say(growth)} a month"
+        if growth is not None and growth.value
+        else "with no trend to go by"
+    )
     return [
         "### Forecast",
         "",

@@ -41,7 +41,10 @@ _TOTAL = re.compile(r"\b(total|overall|in all|altogether|across|all (your|models
 
 # Keyword families, longest phrases first; each maps a number's kind to a measure.
 _FAMILIES: tuple[tuple[str, str], ...] = (
-    ("failed", r"(?:calls|requests)\b[^.;]{0,30}?\bfail(?:ed|ing|s)?\b|fail(?:ed|ing|s|ures?)?|errors?|timeouts?|rate[ -]limited"),
+    (
+        "failed",
+        r"(?:calls|requests)\b[^.;]{0,30}?\bfail(?:ed|ing|s)?\b|fail(?:ed|ing|s|ures?)?|errors?|timeouts?|rate[ -]limited",
+    ),
     ("price", r"per million tokens|per 1m tokens|per mtok"),
     ("saving", r"sav(?:e|es|ing|ings)|cut|cuts|less|cheaper|reduc\w*|lower|discount"),
     ("share", r"share|of (?:your |the )?(?:spend|cost|total|those|calls|requests|traffic)|accounts? for"),
@@ -126,7 +129,9 @@ def check(text: str, figures: list[Figure]) -> list[Refusal]:
         for clause in _SENTENCE.split(block):
             clause_names = _named(clause, names) or block_names
             for number in stated(clause):
-                reason = _refusal(number, _claim(clause, number), clause_names, bool(_TOTAL.search(clause)), figures)
+                reason = _refusal(
+                    number, _claim(clause, number), clause_names, bool(_TOTAL.search(clause)), figures
+                )
                 if reason:
                     refused.append(Refusal(number.text, reason))
     return refused

@@ -210,7 +210,12 @@ def _substitutions(
     out = []
     for n, r in enumerate(result.rows):
         saving = b.substitution(ev, n, r)
-        moved = {"workload": r.workload, "model": r.model, "provider": r.provider, "alternative": r.alternative}
+        moved = {
+            "workload": r.workload,
+            "model": r.model,
+            "provider": r.provider,
+            "alternative": r.alternative,
+        }
         share = b.say("saving", "list price", **moved)
         out.append(
             _rec(
@@ -218,7 +223,11 @@ def _substitutions(
                 f"Move {r.workload} from {r.model} to {r.alternative}",
                 (
                     f"{r.alternative} is a current {r.provider} model "
-                    + ("of the same class" if r.similar else "one class smaller: check quality on a sample first")
+                    + (
+                        "of the same class"
+                        if r.similar
+                        else "one class smaller: check quality on a sample first"
+                    )
                     + f"; for this workload's tokens it costs {share} less at list prices. "
                     f"Latency: {_latency_effect(b, r)}."
                 ),

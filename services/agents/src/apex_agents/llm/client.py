@@ -5,7 +5,12 @@ provider that refuses calls while the provider keeps failing.
 
 Errors are typed: ``Unavailable(llm_unavailable)`` (the provider failed every attempt,
 or its breaker is open), ``DeadlineExceeded(llm_timeout)`` and
-``ApexError(llm_bad_response)`` (an answer that is not a chat completion).
+``ApexError(llm_bad_response)`` (an answer that is not a chat completion, or a server
+that refuses the request as invalid: never retried, so never an HTTP error loop).
+
+The dialect is the one llama.cpp, vLLM, Ollama and LiteLLM's proxy all accept: an
+assistant tool-call turn goes back with ``content`` an empty string, never null
+(``llm.agents.assistant_turn``); a streamed tool call without an id gets one.
 
 Each call is a ``chat <model>`` span (GenAI semantic conventions) covering its retries,
 with the tokens used and, on failure, ``error.type`` = the error's code."""
@@ -35,6 +40,7 @@ class LlmConfig:
     base_url: str
     model: str
     api_key: str | None = None
+    max_tokens: int | None = None
     timeout_s: float = 20.0
     connect_timeout_s: float = 5.0
     max_attempts: int = 3
@@ -63,6 +69,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    usage_reported: bool = False
 
     @property
     def tokens(self) -> int:
@@ -162,6 +169,8 @@ class ChatClient:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.config.max_tokens:
+            body["max_tokens"] = self.config.max_tokens
         if tools:
             body["tools"] = tools
             if tool_choice is not None:
@@ -217,7 +226,15 @@ class ChatClient:
                 ) as response,
             ):
                 if response.status_code in _RETRY_STATUS:
-                    await response.aread()
+                    text = (await response.aread()).decode(errors="replace")
+                    if _refuses_request(text):
+                        # the same request would fail the same way: not a provider outage
+                        raise ApexError(
+                            f"The language model's server refused the request: HTTP {response.status_code} "
+                            f"{text[:300]}",
+                            code=ErrorCode.LLM_BAD_RESPONSE,
+                            retryable=False,
+                        )
                     raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")[:300]
@@ -231,8 +248,11 @@ class ChatClient:
                 ) and "event-stream" not in response.headers.get("content-type", ""):
                     completion = _from_json(orjson.loads(await response.aread()))
                     await sink(completion.text)
-                    return completion
-                return await _from_stream(response, sink)
+                else:
+                    completion = await _from_stream(response, sink)
+                if not completion.usage_reported:
+                    _estimate_usage(completion, body)
+                return completion
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _Retryable(f"no answer within {self.config.timeout_s:.0f} s", timeout=True) from exc
         except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
@@ -251,6 +271,16 @@ class _Sink:
             self.streamed = True
             if self._on_text is not None:
                 await self._on_text(chunk)
+
+
+_REFUSAL = ("validation error", "must be a string", "literal_error", "invalid request", "unprocessable")
+
+
+def _refuses_request(body: str) -> bool:
+    """A 5xx answer that says the request itself is invalid (llama.cpp's server answers a
+    schema error with 500): retrying it would only open the breaker."""
+    lowered = body[:2000].lower()
+    return any(word in lowered for word in _REFUSAL)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -323,3 +353,16 @@ def _usage(completion: Completion, usage: Any) -> None:
     if isinstance(usage, dict):
         completion.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion.completion_tokens = int(usage.get("completion_tokens") or 0)
+        completion.usage_reported = True
+
+
+_CHARS_PER_TOKEN = 4
+
+
+def _estimate_usage(completion: Completion, body: dict[str, Any]) -> None:
+    """Tokens of a server that reports no usage (llama.cpp's streams none), at about four
+    characters a token, so the run's token budget still holds."""
+    sent = len(orjson.dumps(body.get("messages"))) + len(orjson.dumps(body.get("tools") or []))
+    said = len(completion.text) + sum(len(c.name) + len(c.arguments) for c in completion.tool_calls)
+    completion.prompt_tokens = max(1, sent // _CHARS_PER_TOKEN)
+    completion.completion_tokens = max(1, said // _CHARS_PER_TOKEN)

@@ -60,7 +60,6 @@ class Draft:
         return compose(self.intent, self.report, self.evidence, self.request, self.note)
 
 
-
 class TemplateWriter:
     async def write(self, ctx: StepContext, draft: Draft, feedback: list[str] | None) -> str:
         return draft.template()
@@ -105,7 +104,9 @@ class Reporting:
         wrong = unsupported(text, draft.report.figures)
         if not wrong:
             return text
-        await ctx.think(f"The text states figures the report does not support ({'; '.join(wrong[:5])}); rewriting it.")
+        await ctx.think(
+            f"The text states figures the report does not support ({'; '.join(wrong[:5])}); rewriting it."
+        )
         text = await self.writer.write(ctx, draft, wrong)
         wrong = unsupported(text, draft.report.figures)
         if not wrong:
