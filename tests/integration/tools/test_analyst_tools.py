@@ -338,3 +338,48 @@ async def test_tools_answer_an_empty_tenant_with_zeros(usage: LedgerUsage, tenan
     for name in TOOL_SPECS:
         got = await run(usage, tenant, name)
         assert got.get("rows") in (0, [], None), name
+
+
+async def test_ingest_prices_each_record_at_its_own_moment_and_names_what_priced_it(
+    usage: LedgerUsage, tenant: str, ledger: UsageLedger
+) -> None:
+    """Through the real ledger and ClickHouse: o3 at its price before and after its price
+    cut (2025-06-10), a batch call at the batch price, cache writes at their price, an
+    unknown model unpriced (not $0 silently: its source says so), and a tenant override
+    naming itself."""
+    base = {"provider": "openai", "prompt_tokens": 1_000_000, "completion_tokens": 0, "workload": "w"}
+    rows = [
+        {**base, "ts": "2025-06-01T12:00:00Z", "model": "o3", "request_id": "o3-before"},
+        {**base, "ts": "2025-06-11T12:00:00Z", "model": "o3", "request_id": "o3-after"},
+        {**base, "ts": "2025-06-11T12:00:00Z", "model": "gpt-4o", "service_tier": "batch", "request_id": "batch"},
+        {
+            **base,
+            "ts": "2025-06-11T12:00:00Z",
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5-20250929",
+            "prompt_tokens": 160_000,  # below its long-context band (200k)
+            "cache_write_tokens": 160_000,
+            "request_id": "cache-write",
+        },
+        {**base, "ts": "2025-06-11T12:00:00Z", "provider": "acme", "model": "acme-9", "request_id": "unknown"},
+    ]
+    await load(ledger, tenant, rows)
+    got = await run(usage, tenant, "cost_breakdown", group_by="model")
+    costs = {r["key"]: (r["cost_usd"], r["price_sources"]) for r in got["rows"]}
+    table = ["genai-prices 0.2.3"]
+    assert costs["o3"] == (10.0 + 2.0, table), "$10 per million input tokens before the cut, $2 after"
+    assert costs["gpt-4o"] == (1.25, table), "the batch price: half of $2.50"
+    assert costs["claude-sonnet-4-5-20250929"] == (0.6, table), "cache writes at $3.75 per million"
+    assert costs["acme-9"] == (0.0, ["unpriced"])
+    assert got["price_sources"] == sorted([*table, "unpriced"])
+    coverage = await run(usage, tenant, "usage_coverage")
+    assert coverage["unpriced_models"] == ["acme-9"]
+
+    usage.tenant_prices[tenant] = TenantPrices(
+        overrides=[PriceOverride(provider="acme", model="acme-9", input=4.0, output=4.0)]
+    )
+    after = await run(usage, tenant, "cost_breakdown", group_by="model")
+    assert {r["key"]: (r["cost_usd"], r["price_sources"]) for r in after["rows"]}["acme-9"] == (
+        4.0,
+        ["tenant override"],
+    )
