@@ -351,7 +351,13 @@ async def test_ingest_prices_each_record_at_its_own_moment_and_names_what_priced
     rows = [
         {**base, "ts": "2025-06-01T12:00:00Z", "model": "o3", "request_id": "o3-before"},
         {**base, "ts": "2025-06-11T12:00:00Z", "model": "o3", "request_id": "o3-after"},
-        {**base, "ts": "2025-06-11T12:00:00Z", "model": "gpt-4o", "service_tier": "batch", "request_id": "batch"},
+        {
+            **base,
+            "ts": "2025-06-11T12:00:00Z",
+            "model": "gpt-4o",
+            "service_tier": "batch",
+            "request_id": "batch",
+        },
         {
             **base,
             "ts": "2025-06-11T12:00:00Z",
@@ -361,7 +367,13 @@ async def test_ingest_prices_each_record_at_its_own_moment_and_names_what_priced
             "cache_write_tokens": 160_000,
             "request_id": "cache-write",
         },
-        {**base, "ts": "2025-06-11T12:00:00Z", "provider": "acme", "model": "acme-9", "request_id": "unknown"},
+        {
+            **base,
+            "ts": "2025-06-11T12:00:00Z",
+            "provider": "acme",
+            "model": "acme-9",
+            "request_id": "unknown",
+        },
     ]
     await load(ledger, tenant, rows)
     got = await run(usage, tenant, "cost_breakdown", group_by="model")

@@ -221,3 +221,20 @@ def test_the_fast_arithmetic_is_the_tables_own(
         assert ours is None, (provider, model.id)
         return
     assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), (provider, model.id)
+
+
+@pytest.mark.parametrize("tokens", [Tokens(12_000, 800, 3_000, 1_000), Tokens(300_000, 5_000, 20_000, 0)])
+def test_the_fast_arithmetic_is_the_tables_own_on_every_model(tokens: Tokens) -> None:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    for provider, model in _TABLE_MODELS:
+        price = model.get_prices(at)
+        usage = {"input_tokens": tokens.prompt, "output_tokens": tokens.completion}
+        usage |= {"cache_read_tokens": tokens.cached} if tokens.cached else {}
+        usage |= {"cache_write_tokens": tokens.cache_write} if tokens.cache_write else {}
+        ours = call_cost(price, tokens)
+        try:
+            theirs = float(price.calc_price(genai_prices.Usage(**usage))["total_price"])
+        except ValueError:
+            assert ours is None, (provider, model.id)
+            continue
+        assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), (provider, model.id)

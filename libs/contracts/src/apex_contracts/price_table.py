@@ -30,8 +30,10 @@ from genai_prices.data_snapshot import get_snapshot
 TABLE = f"genai-prices {genai_prices.__version__}"
 PER_TOKENS = 1_000_000
 # Price keys the fast arithmetic below computes exactly for the usage Apex records (text
-# tokens: input with cache reads and writes inside it, output). A model priced by any
-# other key (audio, images, modalities) is priced by the table's own calculation.
+# tokens: input with cache reads and writes inside it, output), and keys of units Apex
+# never records (audio, images, video, pages, searches: zero of them). A model priced by
+# any other key (characters, separately priced reasoning or citations) is priced by the
+# table's own, slower calculation. The test checks both agree on every model of the table.
 _FAST_KEYS = frozenset(
     {
         "input_mtok",
@@ -39,8 +41,22 @@ _FAST_KEYS = frozenset(
         "cache_read_mtok",
         "cache_write_mtok",
         "cache_write_1h_mtok",
-        "web_searches_kcount",
         "requests_kcount",
+        "web_searches_kcount",
+        "storage_searches_kcount",
+        "input_audio_mtok",
+        "output_audio_mtok",
+        "cache_audio_read_mtok",
+        "audio_hours",
+        "input_audio_hours",
+        "input_image_mtok",
+        "output_image_mtok",
+        "cache_image_read_mtok",
+        "input_video_mtok",
+        "output_video_mtok",
+        "input_document_kpages",
+        "input_annotated_document_kpages",
+        "input_text_messages_kcount",
     }
 )
 _PREFIXES = ("models/",)
@@ -56,6 +72,76 @@ class TableModel:
 
     def prices(self, at: datetime, context: Mapping[str, str] | None = None) -> gp.ModelPrice:
         return self.info.get_prices(at, context)
+
+    @property
+    def by_time_of_day(self) -> bool:
+        """Whether a price depends on the time of day (off-peak prices), not only the date."""
+        constraints = [c.constraint for c in self.info.prices] if isinstance(self.info.prices, list) else []
+        constraints += [v.constraint for v in self.info.price_variants or ()]
+        return any(isinstance(c, gp.TimeOfDateConstraint) for c in constraints)
+
+
+Rate = tuple[float, tuple[tuple[int, float], ...]]  # the first band's price, then (start, price) bands
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """A model's token prices at one moment, ready for arithmetic (USD per million tokens)."""
+
+    input: Rate
+    cache_read: Rate | None
+    cache_write: Rate | None
+    output: Rate
+    per_request: float
+    exact: bool  # False: only the table's own calculation prices this model right
+    price: gp.ModelPrice
+
+
+def _as_rate(price: Price | None) -> Rate | None:
+    if price is None:
+        return None
+    if isinstance(price, gp.TieredPrices):
+        return float(price.base), tuple((t.start, float(t.price)) for t in price.tiers)
+    return float(price), ()
+
+
+def rates(price: gp.ModelPrice) -> Rates:
+    per_request = price.requests_kcount
+    return Rates(
+        input=_as_rate(price.input_mtok) or (0.0, ()),  # no input price: the table's "free"
+        cache_read=_as_rate(price.cache_read_mtok),
+        cache_write=_as_rate(price.cache_write_mtok),
+        output=_as_rate(price.output_mtok) or (0.0, ()),
+        per_request=float(per_request) / 1000 if isinstance(per_request, Decimal) else 0.0,
+        exact=_keys(price) <= _FAST_KEYS,
+        price=price,
+    )
+
+
+def _band(rate: Rate, total_input: int) -> float:
+    for start, price in reversed(rate[1]):
+        if total_input > start:
+            return price
+    return rate[0]
+
+
+def rates_cost(r: Rates, tokens: Tokens) -> float | None:
+    """The cost of one call at ``r`` (USD); None when the table cannot price it."""
+    if not r.exact:
+        return _table_cost(r.price, tokens)
+    total = tokens.prompt
+    input_rate = _band(r.input, total)
+    cached = min(tokens.cached, tokens.prompt)
+    written = min(tokens.cache_write, tokens.prompt - cached)
+    read_rate = input_rate if r.cache_read is None else _band(r.cache_read, total)
+    write_rate = input_rate if r.cache_write is None else _band(r.cache_write, total)
+    amount = (
+        (tokens.prompt - cached - written) * input_rate
+        + cached * read_rate
+        + written * write_rate
+        + tokens.completion * _band(r.output, total)
+    ) / PER_TOKENS
+    return amount + r.per_request
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,41 +222,13 @@ def band_start(price: gp.ModelPrice) -> int | None:
     return min(starts) if starts else None
 
 
-def _rate(price: Price | None, total_input: int) -> Decimal | None:
-    if price is None or isinstance(price, Decimal):
-        return price
-    rate = price.base
-    for tier in reversed(price.tiers):
-        if total_input > tier.start:
-            return tier.price
-    return rate
-
-
 def _keys(price: gp.ModelPrice) -> set[str]:
     return {k for k, v in price.__dict__.items() if v is not None and not k.startswith("_")}
 
 
 def call_cost(price: gp.ModelPrice, tokens: Tokens) -> float | None:
     """The cost of one call at ``price`` (USD); None when the table cannot price it."""
-    if not _keys(price) <= _FAST_KEYS:
-        return _table_cost(price, tokens)
-    total = tokens.prompt
-    input_rate = _rate(price.input_mtok, total) or Decimal(0)  # no input price: the table's "free"
-    cached = min(tokens.cached, tokens.prompt)
-    written = min(tokens.cache_write, tokens.prompt - cached)
-    read_rate = _rate(price.cache_read_mtok, total)
-    write_rate = _rate(price.cache_write_mtok, total)
-    output_rate = _rate(price.output_mtok, total) or Decimal(0)
-    amount = (
-        (tokens.prompt - cached - written) * input_rate
-        + cached * (input_rate if read_rate is None else read_rate)
-        + written * (input_rate if write_rate is None else write_rate)
-        + tokens.completion * output_rate
-    ) / PER_TOKENS
-    per_request = price.requests_kcount
-    if isinstance(per_request, Decimal):
-        amount += per_request / 1000
-    return float(amount)
+    return rates_cost(rates(price), tokens)
 
 
 def _table_cost(price: gp.ModelPrice, tokens: Tokens) -> float | None:

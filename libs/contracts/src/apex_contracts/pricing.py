@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -182,6 +183,8 @@ class PriceCatalogue:
 
     def __init__(self, mapping: TierMapping, overrides: Sequence[PriceOverride] = ()) -> None:
         self.mapping = mapping
+        self._resolved: dict[tuple[str, str], _Resolved] = {}
+        self._rates: dict[tuple[object, ...], tuple[price_table.Rates, float]] = {}
         self.overrides = [
             o.model_copy(
                 update={
@@ -323,27 +326,67 @@ class PriceCatalogue:
         service_tier: ServiceTier | None = None,
     ) -> Priced:
         at = at or datetime.now(UTC)
-        raw = provider.strip().lower()
-        canonical = self.canonical_provider(raw)
-        name = model.strip().lower()
-        if (override := self._override(canonical, name)) is not None:
-            entry = self._overridden(override, self._tier_entry(canonical, name))
+        resolved = self._resolve(provider, model)
+        if resolved.override is not None:
+            entry = resolved.override
             cost = entry.cost_usd(tokens.prompt, tokens.completion, tokens.cached, tokens.cache_write)
             if service_tier == "batch":
                 cost *= 1 - entry.batch_discount
             return Priced(cost_usd=cost, source=OVERRIDE)
-        found = self._table(raw, canonical, name)
+        found = resolved.table
         if found is None:
-            return Priced(cost_usd=None, source="unpriced")
+            return Priced.model_construct(cost_usd=None, source="unpriced")
+        rates, factor = self._rates_at(provider, model, resolved, found, at, service_tier)
+        listed = price_table.rates_cost(rates, tokens)
+        if listed is None:
+            return Priced.model_construct(cost_usd=None, source="unpriced")
+        return Priced.model_construct(cost_usd=listed * factor, source=TABLE)
+
+    def _rates_at(
+        self,
+        provider: str,
+        model: str,
+        resolved: _Resolved,
+        found: TableModel,
+        at: datetime,
+        service_tier: ServiceTier | None,
+    ) -> tuple[price_table.Rates, float]:
+        """The model's rates at ``at`` for the tier, and the factor a batch call the table
+        has no batch price for gets (memoised per day: prices change by date, except
+        time-of-day prices, memoised per moment)."""
+        moment: object = at if found.by_time_of_day else at.astimezone(UTC).date()
+        key = (provider, model, service_tier, moment)
+        if (hit := self._rates.get(key)) is not None:
+            return hit
         standard = found.prices(at)
         context = _context(service_tier)
         variant = found.prices(at, context) if context else standard
-        listed = price_table.call_cost(variant, tokens)
-        if listed is None:
-            return Priced(cost_usd=None, source="unpriced")
+        factor = 1.0
         if service_tier == "batch" and variant == standard:
-            listed *= 1 - self.mapping.batch_discount.get(canonical, 0.0)
-        return Priced(cost_usd=listed, source=TABLE)
+            factor = 1 - self.mapping.batch_discount.get(resolved.provider, 0.0)
+        result = (price_table.rates(variant), factor)
+        if len(self._rates) < 100_000:
+            self._rates[key] = result
+        return result
+
+    def _resolve(self, provider: str, model: str) -> _Resolved:
+        """What prices (provider, model): the override or the table's model (memoised: ingest
+        prices many records of few models)."""
+        key = (provider, model)
+        if (hit := self._resolved.get(key)) is not None:
+            return hit
+        raw = provider.strip().lower()
+        canonical = self.canonical_provider(raw)
+        name = model.strip().lower()
+        override = self._override(canonical, name)
+        resolved = _Resolved(
+            canonical,
+            self._overridden(override, self._tier_entry(canonical, name)) if override else None,
+            None if override else self._table(raw, canonical, name),
+        )
+        if len(self._resolved) < 100_000:
+            self._resolved[key] = resolved
+        return resolved
 
     def cost_usd(
         self,
@@ -389,6 +432,13 @@ class PriceCatalogue:
             elif other.tier in lower:
                 out.append((other, False))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    provider: str
+    override: ModelPrice | None
+    table: TableModel | None
 
 
 def _context(service_tier: ServiceTier | None) -> dict[str, str] | None:
