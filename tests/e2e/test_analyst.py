@@ -1,7 +1,7 @@
 """The analyst over the whole platform (``apex up``): a user uploads usage data through
 the gateway and asks in a chat; the report's figures are the data's own, computed here
 independently (money to the cent), every recommendation cites tool calls of that run,
-and the text states the report's figures and none that are not in the tool results.
+and the text states the report's figures, each bound to a tool call of the run and a field of its result.
 Also: idempotent re-uploads, bad uploads, OTLP traces, price overrides, an empty tenant
 and a data set without latency."""
 

@@ -16,7 +16,7 @@ from apex_agents.analyst.recommend import build_report
 from apex_agents.offline.reporting import Draft, Reporting
 from apex_agents.offline.rules import extract_growth
 from apex_contracts import derive_id
-from apex_contracts.report import Period, ToolEvidence, TriageOutput
+from apex_contracts.report import Period, Report, ToolEvidence, TriageOutput
 from apex_contracts.tools import CoverageResult
 
 RUN = "run_01M8600000000000000000000A"
@@ -345,3 +345,28 @@ def test_each_intent_plans_its_tools_and_a_given_growth_reaches_the_projection()
     assert extract_growth("what will next month cost at 20% growth?") == 20.0
     assert extract_growth("if traffic grows by 12.5%") == 12.5
     assert extract_growth("what does gpt-4o cost?") is None
+
+
+def test_a_report_stored_before_figures_still_reads() -> None:
+    """Reports in the event log from before figures (no figures, no target or saving)."""
+    old = {
+        "period": {"start": START.isoformat(), "end": END.isoformat()},
+        "total_cost_usd": 12.5,
+        "requests": 10,
+        "by_model": [],
+        "recommendations": [
+            {
+                "id": "rec-1",
+                "kind": "batch_api",
+                "title": "Run nightly through the openai Batch API",
+                "rationale": "…",
+                "est_monthly_savings_usd": 3.0,
+                "confidence": "medium",
+                "evidence": [call(1)],
+            }
+        ],
+        "data_gaps": [],
+    }
+    report = Report.model_validate(old)
+    assert report.figures == [] and report.recommendations[0].saving is None
+    assert Report.model_validate_json(report.model_dump_json()) == report
