@@ -10,8 +10,10 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from apex_contracts.streams import STREAMS
 
 
 def default_instance() -> str:
@@ -33,6 +35,24 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="OTLP/HTTP base URL of a trace collector (http://collector:4318); unset: no export",
     )
+    nats_stream_max_bytes: dict[str, int] = Field(
+        default_factory=dict,
+        description='size cap per stream, JSON ({"APEX_EVT": 32212254720}); their sum must fit the'
+        " JetStream file store (max_file_store) with room to spare",
+    )
+
+    @field_validator("nats_stream_max_bytes")
+    @classmethod
+    def _known_streams(cls, value: dict[str, int]) -> dict[str, int]:
+        known = {spec.name for spec in STREAMS}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"APEX_NATS_STREAM_MAX_BYTES names unknown streams {unknown}; known: {sorted(known)}"
+            )
+        if any(size <= 0 for size in value.values()):
+            raise ValueError("APEX_NATS_STREAM_MAX_BYTES sizes must be positive byte counts")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_real_urls(self) -> ServiceSettings:

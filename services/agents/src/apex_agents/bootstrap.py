@@ -13,7 +13,7 @@ from apex_agents.metrics import agents_metrics
 from apex_agents.settings import AgentsSettings
 from apex_agents.stepper import StepRunner
 from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorCode, ErrorInfo, Scope, parse_command
-from apex_contracts.streams import AGENT_STEP_CONSUMER
+from apex_contracts.streams import AGENT_STEP_CONSUMER, with_capacity
 from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_runtime.consumers import heartbeat_every
 
@@ -63,10 +63,14 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
                 )
             )
 
-    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [AGENT_STEP_CONSUMER]))
-    host.include(build_router(runner, settings.agents_max_concurrent))
+    consumer = with_capacity(
+        AGENT_STEP_CONSUMER, per_replica=settings.agents_max_concurrent, replicas=settings.agents_max_replicas
+    )
+    await bus.ensure_consumer(consumer)
+    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [consumer]))
+    host.include(build_router(runner, settings.agents_max_concurrent, consumer))
     await host.start()
-    host.watch_consumers(AGENT_STEP_CONSUMER)
+    host.watch_consumers(consumer)
     await stop.wait()
     await host.stop()
     await http.aclose()

@@ -65,7 +65,10 @@ async def open_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
         await check_reachable(engine, settings.postgres_dsn)
         await _check_redis(redis, settings.redis_url)
         bus = await Bus.connect(
-            settings.nats_url, f"{SERVICE}-{settings.instance_id}", replicas=settings.nats_replicas
+            settings.nats_url,
+            f"{SERVICE}-{settings.instance_id}",
+            replicas=settings.nats_replicas,
+            stream_max_bytes=settings.nats_stream_max_bytes,
         )
         await bus.ensure_topology()
         if settings.auth_auto_migrate:

@@ -160,7 +160,10 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
     bus = await Bus.connect(
-        settings.nats_url, f"gateway-{settings.instance_id}", replicas=settings.nats_replicas
+        settings.nats_url,
+        f"gateway-{settings.instance_id}",
+        replicas=settings.nats_replicas,
+        stream_max_bytes=settings.nats_stream_max_bytes,
     )
     await bus.ensure_topology()
     # A connect storm waits briefly for a pooled connection instead of failing
