@@ -10,10 +10,11 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apex_contracts.streams import STREAMS
+from apex_runtime.secrets import is_placeholder, placeholder_in_url
 
 
 def default_instance() -> str:
@@ -58,4 +59,30 @@ class ServiceSettings(BaseSettings):
     def _production_needs_real_urls(self) -> ServiceSettings:
         if self.env == "production" and "127.0.0.1" in self.nats_url:
             raise ValueError("APEX_NATS_URL must point at the NATS cluster in production")
+        return self
+
+    @model_validator(mode="after")
+    def _production_refuses_placeholder_secrets(self) -> ServiceSettings:
+        """In production every secret this service reads (a ``SecretStr`` setting, the
+        password inside a ``*_url`` or ``*_dsn``) must be a real one: a template's
+        CHANGE-ME or a shipped default stops the process at start, naming the variable."""
+        if self.env != "production":
+            return self
+        prefix = str(self.model_config.get("env_prefix", ""))
+        refused = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if (
+                isinstance(value, SecretStr)
+                and is_placeholder(value.get_secret_value())
+                or isinstance(value, str)
+                and name.endswith(("_url", "_dsn"))
+                and placeholder_in_url(value)
+            ):
+                refused.append(f"{prefix}{name}".upper())
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)}: a placeholder or default secret; set the real value from your"
+                " secret store (docs/deploy.md, Secrets)"
+            )
         return self

@@ -36,6 +36,8 @@ def error_response(exc: ApexError, status: int | None = None) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_ms / 1000)))
+    elif exc.details and isinstance(exc.details.get("retry_after_ms"), int):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after_ms"] / 1000)))
     if isinstance(exc, AuthFailed) and exc.code is not ErrorCode.INVALID_CREDENTIALS:
         headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
     body = {"error": exc.info().model_dump(exclude_none=True)}

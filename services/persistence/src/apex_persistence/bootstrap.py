@@ -50,7 +50,12 @@ def open_stores(settings: PersistenceSettings, analytics: AnalyticsStore | None 
         db=Database(make_engine(settings.postgres_dsn)),
         redis=aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0),
         analytics=analytics
-        or open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database),
+        or open_store(
+            settings.clickhouse_url,
+            settings.chdb_path,
+            settings.clickhouse_database,
+            settings.clickhouse_cluster,
+        ),
     )
 
 
@@ -87,9 +92,11 @@ class PersistenceService:
         )
 
     async def start(self) -> None:
+        # with migrations off (the migration job applies them first), nothing here touches
+        # a schema: replicas starting together never race on DDL
         if self.settings.migrate_on_start:
             await migrate(self.settings.postgres_dsn)
-        await migrate_analytics(self.stores.analytics)
+            await migrate_analytics(self.stores.analytics)
         bus = await self.host.connect()
         for name, (projection, spec) in projections(self.stores, self.settings).items():
             store = "postgres" if name == "audit" else name
@@ -228,7 +235,9 @@ async def run_migrations(settings: PersistenceSettings, *, down: str | None = No
         await migrate(settings.postgres_dsn, down, down=True)
         return
     await migrate(settings.postgres_dsn)
-    analytics = open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
+    analytics = open_store(
+        settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database, settings.clickhouse_cluster
+    )
     try:
         await migrate_analytics(analytics)
     finally:
