@@ -22,6 +22,15 @@ def default_instance() -> str:
     return f"{host}-{os.getpid()}"
 
 
+def _placeholder_secret(name: str, value: object) -> bool:
+    """A secret setting holding a placeholder. An empty secret counts as unset (an
+    optional key): whether the service can do without it is its own settings' call."""
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        return bool(secret) and is_placeholder(secret)
+    return isinstance(value, str) and name.endswith(("_url", "_dsn")) and placeholder_in_url(value)
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APEX_", extra="ignore", frozen=True)
 
@@ -71,14 +80,7 @@ class ServiceSettings(BaseSettings):
         prefix = str(self.model_config.get("env_prefix", ""))
         refused = []
         for name in type(self).model_fields:
-            value = getattr(self, name)
-            if (
-                isinstance(value, SecretStr)
-                and is_placeholder(value.get_secret_value())
-                or isinstance(value, str)
-                and name.endswith(("_url", "_dsn"))
-                and placeholder_in_url(value)
-            ):
+            if _placeholder_secret(name, getattr(self, name)):
                 refused.append(f"{prefix}{name}".upper())
         if refused:
             raise ValueError(
