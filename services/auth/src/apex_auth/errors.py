@@ -97,6 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
     for store_error in STORE_ERRORS:
         app.add_exception_handler(store_error, _store)
     for bus_error in NATS_ERRORS:
-        if issubclass(bus_error, Exception):
+        # a bare TimeoutError on a request is Postgres's (its command timeout): the bus is
+        # never waited on in a request, so it stays store_unavailable
+        if issubclass(bus_error, Exception) and bus_error is not TimeoutError:
             app.add_exception_handler(bus_error, _bus)
     app.add_exception_handler(Exception, _defect)
