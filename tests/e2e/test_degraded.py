@@ -224,6 +224,9 @@ async def test_sigterm_ends_sse_streams_and_flushes_the_last_acks(platform: Plat
         await asyncio.wait_for(opened.wait(), 30)
         ws = await open_socket(f"ws://127.0.0.1:{port}/ws", user.access_token)
         await recv(ws)
+        await send(ws, {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0})
+        while (frame := await recv(ws)).get("seq") != head:  # the replay, up to the last event
+            assert frame["type"] in ("thread.subscribed", "event"), frame
         await send(ws, {"type": "event.ack", "thread_id": thread_id, "seq": head})
         await send(ws, {"type": "ping"})
         while (await recv(ws))["type"] != "pong":  # the ack is handled before the pong
