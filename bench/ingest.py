@@ -116,7 +116,17 @@ class Platform:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.gateway}/readyz", timeout=1).status_code == 200:
+                if all(
+                    httpx.get(f"http://127.0.0.1:{self.env[variable]}/readyz", timeout=1).status_code == 200
+                    for variable in (
+                        "APEX_GATEWAY_PORT",
+                        "APEX_AUTH_PORT",
+                        "APEX_ORCHESTRATOR_PORT",
+                        "APEX_AGENTS_PORT",
+                        "APEX_TOOLS_PORT",
+                        "APEX_PERSISTENCE_PORT",
+                    )
+                ):
                     return
             except httpx.HTTPError:
                 pass

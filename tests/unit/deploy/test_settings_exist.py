@@ -12,6 +12,8 @@ import pytest
 from apex_cli.config import START_ORDER
 from apex_cli.service import main as service_entry
 from tests.unit.deploy.manifests import (
+    COMPOSE,
+    COMPOSE_ENV,
     INFRA,
     compose,
     config_sources,
@@ -62,7 +64,7 @@ def test_every_setting_in_k8s_exists() -> None:
 @pytest.mark.parametrize("service", START_ORDER)
 def test_compose_settings_are_accepted_by_the_service(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     environment = compose()["services"][service]["environment"]
-    _only(monkeypatch, {key: interpolate(str(value)) for key, value in environment.items()})
+    _only(monkeypatch, {key: interpolate(str(value), COMPOSE_ENV) for key, value in environment.items()})
     settings = settings_class(service)()
     assert getattr(settings, f"{service}_port") == int(environment[f"APEX_{service.upper()}_PORT"])
 
@@ -85,3 +87,39 @@ def _only(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
             monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+
+
+def test_the_k8s_pods_settings_cover_every_secret_the_store_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each key of apex-secrets is a setting some service reads."""
+    store = config_sources()["apex-secrets"]
+    assert store and not set(store) - EVERY_SETTING
+
+
+@pytest.mark.parametrize("service", ["gateway", "auth", "agents", "persistence"])
+def test_production_refuses_the_old_placeholders(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values the repository once shipped (the CHANGE-ME template, compose's local
+    defaults) stop a production process at start, naming the variable."""
+    container = of_kind("Deployment")[service]["spec"]["template"]["spec"]["containers"][0]
+    env = container_env(container, config_sources())
+    placeholders = {
+        "APEX_POSTGRES_DSN": "postgresql://apex:CHANGE-ME@postgres.example.internal:5432/apex",
+        "APEX_REDIS_URL": "rediss://:CHANGE-ME@redis.example.internal:6380/0",
+        "APEX_CLICKHOUSE_URL": "http://apex:apex-local-only@clickhouse:8123/apex",
+        "APEX_AUTH_KEY_PASSPHRASE": "change-me-in-production",
+        "APEX_LLM_API_KEY": "CHANGE-ME",
+    }
+    read = [key for key in placeholders if key in env_names(settings_class(service))]
+    assert read, f"{service} reads none of the secrets"
+    for key in read:
+        _only(monkeypatch, {**env, key: placeholders[key]})
+        with pytest.raises(ValueError, match=key):
+            settings_class(service)()
+
+
+def test_compose_refuses_to_start_without_its_secrets() -> None:
+    from tests.unit.deploy.manifests import required_variables
+
+    assert required_variables(COMPOSE.read_text()) == set(COMPOSE_ENV)
+    environment = compose()["services"]["auth"]["environment"]
+    with pytest.raises(KeyError, match="APEX_AUTH_KEY_PASSPHRASE"):
+        interpolate(str(environment["APEX_AUTH_KEY_PASSPHRASE"]), {})

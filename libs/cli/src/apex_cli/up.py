@@ -244,12 +244,20 @@ def service_env(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def readiness_urls(env: dict[str, str]) -> list[str]:
+    """Every service's /readyz: a gateway is ready on its own (readiness means "this
+    process can serve"), so the platform is ready when all of them are."""
+    return [f"http://127.0.0.1:{env[variable]}/readyz" for variable, _ in SERVICE_PORTS.values()]
+
+
 async def wait_ready(gateway: str, services: list[ServiceProcess], timeout: float) -> float | None:
     started = time.monotonic()
+    urls = readiness_urls(services[0].env) if services else [f"{gateway}/readyz"]
     async with httpx.AsyncClient() as http:
         while time.monotonic() - started < timeout:
             with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"{gateway}/readyz", timeout=2.0)).status_code == 200:
+                answers = await asyncio.gather(*(http.get(url, timeout=2.0) for url in urls))
+                if all(answer.status_code == 200 for answer in answers):
                     return time.monotonic() - started
             await asyncio.sleep(0.2)
     return None

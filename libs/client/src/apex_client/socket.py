@@ -1,12 +1,11 @@
-"""An ``apex.v1`` WebSocket client that survives drops: it reconnects with jittered
-backoff, resubscribes each thread after the last seq it saw, and acks what it
+"""An ``apex.v1`` WebSocket client that survives drops: it reconnects with exponential
+backoff and full jitter (``apex_client.backoff``), resubscribes each thread after the last seq it saw, and acks what it
 processed, so the stream it yields has every event once, in order."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from apex_client.backoff import Backoff
 from apex_contracts import ApexError, ErrorCode
 from apex_contracts.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, PROTOCOL
 
@@ -30,6 +30,7 @@ class ApexSocket:
         self._token = token
         self.ack = ack
         self.max_backoff_s = max_backoff_s
+        self.backoff = Backoff(cap_s=max_backoff_s)
         self.threads: dict[str, int] = {}
         self.session: dict[str, Any] | None = None
         self.reconnects = 0
@@ -79,7 +80,6 @@ class ApexSocket:
         return self._token if isinstance(self._token, str) else await self._token()
 
     async def _run(self) -> None:
-        backoff = 0.2
         while not self._closed:
             try:
                 token = await self._token_value()
@@ -91,7 +91,7 @@ class ApexSocket:
                     open_timeout=10,
                 ) as ws:
                     self._ws = ws
-                    backoff = 0.2
+                    self.backoff.reset()
                     await self._session(ws)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
@@ -108,8 +108,7 @@ class ApexSocket:
             if self._closed:
                 return
             self.reconnects += 1
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, self.max_backoff_s)
+            await asyncio.sleep(self.backoff.next_delay())
 
     def _fatal(self, code: ErrorCode, reason: str) -> None:
         self._inbox.put_nowait(

@@ -80,6 +80,7 @@ class ErrorCode(StrEnum):
     STORE_UNAVAILABLE = "store_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
+    AUTH_BUSY = "auth_busy"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -189,6 +190,12 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.SERVICE_UNAVAILABLE: _E(503, True, "A service did not answer.", "gateway, tools"),
     ErrorCode.SHUTTING_DOWN: _E(
         503, True, "The server is restarting; reconnect.", "gateway drain (close 1012)"
+    ),
+    ErrorCode.AUTH_BUSY: _E(
+        503,
+        True,
+        "Too many sign-ins at once; try again in a moment.",
+        "auth (every password-hashing slot busy beyond the wait; `Retry-After` says when)",
     ),
     ErrorCode.INTERNAL_ERROR: _E(500, True, "Something went wrong on our side.", "anywhere"),
 }
@@ -320,6 +327,7 @@ _BY_CODE: dict[ErrorCode, type[ApexError]] = {
     ErrorCode.BUS_UNAVAILABLE: Unavailable,
     ErrorCode.STORE_UNAVAILABLE: Unavailable,
     ErrorCode.SERVICE_UNAVAILABLE: Unavailable,
+    ErrorCode.AUTH_BUSY: Unavailable,
     ErrorCode.LLM_UNAVAILABLE: Unavailable,
     ErrorCode.RUN_CANCELLED: Cancelled,
 }

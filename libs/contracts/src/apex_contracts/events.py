@@ -93,13 +93,18 @@ class RunAccepted(ThreadEvent):
 
 
 class RunQueuedData(Model):
-    behind: list[RunId]
+    behind: list[RunId] = []
     policy: Literal["enqueue", "interrupt"] = "enqueue"
+    reason: Literal["concurrency", "waiting_for_service"] = "concurrency"
+    waiting_for: list[str] = []
 
 
 class RunQueued(ThreadEvent):
-    """Double-texting: this run waits for the user's earlier runs (``enqueue``), or for
-    the ones it interrupted to stop (``interrupt``). ``behind`` names them."""
+    """The run waits. ``reason`` says why: ``concurrency`` (double-texting) waits for the
+    user's earlier runs (``enqueue``) or for the ones it interrupted to stop
+    (``interrupt``), named in ``behind``; ``waiting_for_service`` (appended by the
+    gateway) waits for the services named in ``waiting_for`` to come back: the command
+    is kept, and the run starts when they do."""
 
     type: Literal["run.queued"] = "run.queued"
     data: RunQueuedData

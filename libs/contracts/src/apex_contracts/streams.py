@@ -6,7 +6,7 @@ specs into nats-py configs so this package stays free of the client library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from apex_contracts import subjects
@@ -40,6 +40,14 @@ class ConsumerSpec:
     max_deliver: int = 5
     max_ack_pending: int = 1000
     backoff_s: tuple[float, ...] = field(default=())
+
+
+def with_capacity(spec: ConsumerSpec, *, per_replica: int, replicas: int) -> ConsumerSpec:
+    """``spec`` with ``max_ack_pending`` sized to what the workers can hold at once: each
+    replica takes up to ``per_replica`` messages, and at most ``replicas`` replicas run
+    (the autoscaler's maximum). A fixed cap would hold back work that idle replicas could
+    take (or let a few replicas hoard more than they can run)."""
+    return replace(spec, max_ack_pending=max(1, per_replica) * max(1, replicas))
 
 
 APEX_CMD: Final = StreamSpec(name="APEX_CMD", subjects=(f"{subjects.CMD_PREFIX}.>",), retention="workqueue")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import nats
@@ -37,6 +37,7 @@ from apex_contracts.streams import (
     KV_USER_RUNS,
     KV_WS_TICKETS,
     STREAMS,
+    ConsumerSpec,
     StreamSpec,
 )
 from apex_runtime import tracing
@@ -71,16 +72,33 @@ _KV_BUCKETS: dict[str, tuple[float, int]] = {
 class Bus:
     """One NATS connection per process and the JetStream operations Apex needs."""
 
-    def __init__(self, nc: NATS, *, replicas: int = 1, publish_attempts: int = 6) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        replicas: int = 1,
+        publish_attempts: int = 6,
+        stream_max_bytes: Mapping[str, int] | None = None,
+    ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.replicas = replicas
         self.publish_attempts = publish_attempts
+        # per stream, the operator's size cap (APEX_NATS_STREAM_MAX_BYTES); absent: the spec's
+        self.stream_max_bytes = dict(stream_max_bytes or {})
 
     @classmethod
-    async def connect(cls, url: str, name: str, *, replicas: int = 1, **options: Any) -> Bus:
+    async def connect(
+        cls,
+        url: str,
+        name: str,
+        *,
+        replicas: int = 1,
+        stream_max_bytes: Mapping[str, int] | None = None,
+        **options: Any,
+    ) -> Bus:
         nc = await connect_nats(url, name, **options)
-        return cls(nc, replicas=replicas)
+        return cls(nc, replicas=replicas, stream_max_bytes=stream_max_bytes)
 
     @property
     def connected(self) -> bool:
@@ -107,25 +125,55 @@ class Bus:
                 )
             )
 
-    async def _ensure_stream(self, spec: StreamSpec) -> None:
-        config = StreamConfig(
+    def stream_config(self, spec: StreamSpec) -> StreamConfig:
+        """The stream as this deployment runs it. A size cap on the work queue refuses
+        new commands when full (``publish_failed`` to the sender, retryable) rather than
+        dropping accepted ones; the log streams drop their oldest messages (Postgres keeps
+        the archive of events)."""
+        max_bytes = self.stream_max_bytes.get(spec.name, spec.max_bytes)
+        work_queue = spec.retention == "workqueue"
+        return StreamConfig(
             name=spec.name,
             subjects=list(spec.subjects),
-            retention=RetentionPolicy.WORK_QUEUE if spec.retention == "workqueue" else RetentionPolicy.LIMITS,
+            retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=spec.max_age_s or None,
-            max_bytes=spec.max_bytes,
-            discard=DiscardPolicy.OLD,
+            max_bytes=max_bytes,
+            discard=DiscardPolicy.NEW if work_queue and max_bytes > 0 else DiscardPolicy.OLD,
             duplicate_window=spec.duplicate_window_s,
             allow_direct=spec.allow_direct,
             num_replicas=self.replicas,
         )
+
+    async def _ensure_stream(self, spec: StreamSpec) -> None:
+        config = self.stream_config(spec)
         try:
             await self.js.add_stream(config)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != 10058:  # stream name already in use with a different config
                 raise
             await self.js.update_stream(config)
+
+    async def ensure_consumer(self, spec: ConsumerSpec) -> None:
+        """Brings an existing durable consumer's ``max_ack_pending`` to ``spec``'s (a
+        consumer is otherwise created once and never updated by its subscribers, so a
+        changed capacity would not reach it). A missing consumer is left to the
+        subscriber that creates it from ``spec``."""
+        try:
+            info = await self.js.consumer_info(spec.stream, spec.durable)
+        except nats.js.errors.NotFoundError:
+            return
+        if info.config.max_ack_pending == spec.max_ack_pending:
+            return
+        await self.js.add_consumer(
+            spec.stream, config=info.config.evolve(max_ack_pending=spec.max_ack_pending)
+        )
+        log.info(
+            "consumer %s: max_ack_pending %s -> %d",
+            spec.durable,
+            info.config.max_ack_pending,
+            spec.max_ack_pending,
+        )
 
     async def kv(self, bucket: str) -> Any:
         return await self.js.key_value(bucket)

@@ -57,7 +57,11 @@ class ServiceHost:
                 f"Cannot reach NATS at {self.settings.nats_url}: {exc}",
                 code=ErrorCode.BUS_UNAVAILABLE,
             ) from exc
-        self._bus = Bus(self.broker.connection, replicas=self.settings.nats_replicas)
+        self._bus = Bus(
+            self.broker.connection,
+            replicas=self.settings.nats_replicas,
+            stream_max_bytes=self.settings.nats_stream_max_bytes,
+        )
         await self._bus.ensure_topology()
         self.health.add_check("nats", lambda: self.bus.connected)
         return self._bus

@@ -54,7 +54,14 @@ HEARTBEATS = Counter(
 
 class Health:
     """Liveness, readiness checks, circuit breakers and live figures (probes) of one
-    process: what ``/readyz``, ``/metrics`` and the heartbeat report."""
+    process: what ``/readyz``, ``/metrics`` and the heartbeat report.
+
+    Readiness means "this process can serve": only the checks added with ``gates=True``
+    (the process's own bus connection, typically) decide it. A dependency that only some
+    features need is added with ``gates=False``: ``/readyz`` reports it under
+    ``dependencies`` while the process stays ready, and the features that need it answer
+    with a typed error (``store_unavailable``, ``service_unavailable``...). One store or
+    service down must never take every replica out of its load balancer."""
 
     def __init__(self, service: str, instance: str, http_port: int | None = None) -> None:
         self.service = service
@@ -63,12 +70,14 @@ class Health:
         self.started_at = datetime.now(UTC)
         self.stopping = False
         self._checks: dict[str, Check] = {}
+        self._dependencies: dict[str, Check] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.details: dict[str, float | int | str] = {}
         self._probes: dict[str, Probe] = {}
 
-    def add_check(self, name: str, check: Check) -> None:
-        self._checks[name] = check
+    def add_check(self, name: str, check: Check, *, gates: bool = True) -> None:
+        """A readiness check; ``gates=False`` reports it without deciding readiness."""
+        (self._checks if gates else self._dependencies)[name] = check
 
     def add_probe(self, name: str, probe: Probe) -> None:
         """A figure read whenever a heartbeat is sent or /metrics is scraped."""
@@ -94,11 +103,12 @@ class Health:
         return self.breakers[name]
 
     async def readiness(self) -> dict[str, bool]:
-        results: dict[str, bool] = {}
-        for name, check in self._checks.items():
-            outcome = check()
-            results[name] = bool(await outcome if isinstance(outcome, Awaitable) else outcome)
-        return results
+        """The checks that decide readiness."""
+        return await _run_checks(self._checks)
+
+    async def dependencies(self) -> dict[str, bool]:
+        """The dependencies reported beside readiness (they do not decide it)."""
+        return await _run_checks(self._dependencies)
 
     async def heartbeat(self) -> Heartbeat:
         checks = await self.readiness()
@@ -115,6 +125,14 @@ class Health:
             breakers={name: b.state for name, b in self.breakers.items()},
             details=self.current_details(),
         )
+
+
+async def _run_checks(checks: dict[str, Check]) -> dict[str, bool]:
+    results: dict[str, bool] = {}
+    for name, check in checks.items():
+        outcome = check()
+        results[name] = bool(await outcome if isinstance(outcome, Awaitable) else outcome)
+    return results
 
 
 async def heartbeat_loop(bus: Bus, health: Health, stop: asyncio.Event) -> None:
@@ -142,8 +160,11 @@ def ops_routes(health: Health) -> list[Route]:
         return JSONResponse(
             {
                 "ready": ready,
+                "stopping": health.stopping,
                 "checks": checks,
+                "dependencies": await health.dependencies(),
                 "breakers": {name: b.state for name, b in health.breakers.items()},
+                "details": health.current_details(),
             },
             status_code=200 if ready else 503,
         )

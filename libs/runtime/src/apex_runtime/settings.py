@@ -10,13 +10,25 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from apex_contracts.streams import STREAMS
+from apex_runtime.secrets import is_placeholder, placeholder_in_url
 
 
 def default_instance() -> str:
     host = socket.gethostname().split(".")[0].replace("_", "-")[:40] or "host"
     return f"{host}-{os.getpid()}"
+
+
+def _placeholder_secret(name: str, value: object) -> bool:
+    """A secret setting holding a placeholder. An empty secret counts as unset (an
+    optional key): whether the service can do without it is its own settings' call."""
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        return bool(secret) and is_placeholder(secret)
+    return isinstance(value, str) and name.endswith(("_url", "_dsn")) and placeholder_in_url(value)
 
 
 class ServiceSettings(BaseSettings):
@@ -33,9 +45,46 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="OTLP/HTTP base URL of a trace collector (http://collector:4318); unset: no export",
     )
+    nats_stream_max_bytes: dict[str, int] = Field(
+        default_factory=dict,
+        description='size cap per stream, JSON ({"APEX_EVT": 32212254720}); their sum must fit the'
+        " JetStream file store (max_file_store) with room to spare",
+    )
+
+    @field_validator("nats_stream_max_bytes")
+    @classmethod
+    def _known_streams(cls, value: dict[str, int]) -> dict[str, int]:
+        known = {spec.name for spec in STREAMS}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"APEX_NATS_STREAM_MAX_BYTES names unknown streams {unknown}; known: {sorted(known)}"
+            )
+        if any(size <= 0 for size in value.values()):
+            raise ValueError("APEX_NATS_STREAM_MAX_BYTES sizes must be positive byte counts")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_real_urls(self) -> ServiceSettings:
         if self.env == "production" and "127.0.0.1" in self.nats_url:
             raise ValueError("APEX_NATS_URL must point at the NATS cluster in production")
+        return self
+
+    @model_validator(mode="after")
+    def _production_refuses_placeholder_secrets(self) -> ServiceSettings:
+        """In production every secret this service reads (a ``SecretStr`` setting, the
+        password inside a ``*_url`` or ``*_dsn``) must be a real one: a template's
+        CHANGE-ME or a shipped default stops the process at start, naming the variable."""
+        if self.env != "production":
+            return self
+        prefix = str(self.model_config.get("env_prefix", ""))
+        refused = []
+        for name in type(self).model_fields:
+            if _placeholder_secret(name, getattr(self, name)):
+                refused.append(f"{prefix}{name}".upper())
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)}: a placeholder or default secret; set the real value from your"
+                " secret store (docs/deploy.md, Secrets)"
+            )
         return self

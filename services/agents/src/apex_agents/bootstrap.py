@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 from pydantic import ValidationError
 
-from apex_agents.brains import build_agents
+from apex_agents.brains import build_agents, llm_config
 from apex_agents.handlers import build_router
 from apex_agents.metrics import agents_metrics
 from apex_agents.settings import AgentsSettings
 from apex_agents.stepper import StepRunner
 from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorCode, ErrorInfo, Scope, parse_command
-from apex_contracts.streams import AGENT_STEP_CONSUMER
+from apex_contracts.streams import AGENT_STEP_CONSUMER, with_capacity
 from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_runtime.consumers import heartbeat_every
+
+log = logging.getLogger(__name__)
+
+
+def describe_planner(settings: AgentsSettings, details: dict[str, float | int | str]) -> str:
+    """Which brain answers, in the logs and in /readyz and the heartbeat (``planner``):
+    without APEX_LLM_BASE_URL and APEX_LLM_MODEL the offline planner answers every run,
+    which an operator must see, not discover from the reports."""
+    config = llm_config(settings)
+    if config is None:
+        details["planner"] = "offline"
+        log.warning(
+            "no language model configured (APEX_LLM_BASE_URL, APEX_LLM_MODEL): "
+            "the offline planner answers every run (fallback)"
+        )
+        return "offline"
+    details["planner"] = "llm"
+    details["llm_model"] = config.model
+    log.info("language model %s at %s; the offline planner is the fallback", config.model, config.base_url)
+    return "llm"
 
 
 async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> None:
@@ -31,6 +52,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
         reset_after_s=settings.llm_breaker_reset_s,
         code=ErrorCode.LLM_UNAVAILABLE,
     )
+    describe_planner(settings, host.health.details)
     http = httpx.AsyncClient()  # the language model's connection pool (unused offline)
     runner = StepRunner(
         bus,
@@ -63,10 +85,14 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
                 )
             )
 
-    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [AGENT_STEP_CONSUMER]))
-    host.include(build_router(runner, settings.agents_max_concurrent))
+    consumer = with_capacity(
+        AGENT_STEP_CONSUMER, per_replica=settings.agents_max_concurrent, replicas=settings.agents_max_replicas
+    )
+    await bus.ensure_consumer(consumer)
+    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [consumer]))
+    host.include(build_router(runner, settings.agents_max_concurrent, consumer))
     await host.start()
-    host.watch_consumers(AGENT_STEP_CONSUMER)
+    host.watch_consumers(consumer)
     await stop.wait()
     await host.stop()
     await http.aclose()

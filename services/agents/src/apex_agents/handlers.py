@@ -4,16 +4,18 @@ from faststream.nats import NatsMessage, NatsRouter
 
 from apex_agents.stepper import StepRunner
 from apex_contracts import AgentStep
-from apex_contracts.streams import AGENT_STEP_CONSUMER
+from apex_contracts.streams import AGENT_STEP_CONSUMER, ConsumerSpec
 from apex_runtime import subscribe_command
 
 
-def build_router(runner: StepRunner, max_workers: int) -> NatsRouter:
+def build_router(
+    runner: StepRunner, max_workers: int, consumer: ConsumerSpec = AGENT_STEP_CONSUMER
+) -> NatsRouter:
     router = NatsRouter()
 
     @subscribe_command(
         router,
-        AGENT_STEP_CONSUMER,
+        consumer,
         max_workers=max_workers,
         title="agent.step",
         description="Runs one agent step; a step whose outcome is already recorded is skipped.",

@@ -8,6 +8,9 @@ from apex_runtime import ServiceSettings
 class AgentsSettings(ServiceSettings):
     agents_port: int = 8003
     agents_max_concurrent: int = Field(default=64, ge=1, description="agent steps at once per replica")
+    agents_max_replicas: int = Field(
+        default=20, ge=1, description="the autoscaler's maximum: sizes the consumer's max_ack_pending"
+    )
     # long enough for a tool call whose worker died to be redelivered (ack wait) and run
     tool_wait_s: float = Field(default=30.0, gt=0, description="how long a step waits for one tool call")
     llm_base_url: str | None = None

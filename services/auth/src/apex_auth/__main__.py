@@ -1,4 +1,4 @@
-"""``python -m apex_auth [serve | migrate [--down REV] | rotate-keys]``"""
+"""``python -m apex_auth [serve | migrate [--down REV] | wait-schema [--timeout S] | rotate-keys]``"""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import logging
 import sys
 
 from apex_auth.bootstrap import rotate_keys, serve, setup_logging
-from apex_auth.migrate import migrate
+from apex_auth.db import STORE_FAILURES
+from apex_auth.migrate import migrate, schema_ready
 from apex_auth.settings import AuthSettings
 from apex_contracts import ApexError
 from apex_runtime import run_process
+from apex_runtime.schema import wait_until_ready
 
 log = logging.getLogger("apex_auth")
 
@@ -24,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument(
         "--down", metavar="REVISION", help="downgrade to REVISION instead (base = drop all)"
     )
+    wait = commands.add_parser(
+        "wait-schema", help="wait until the auth schema is at this release's head (init container)"
+    )
+    wait.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS")
     commands.add_parser("rotate-keys", help="activate a new signing key")
     return parser
 
@@ -39,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 asyncio.run(migrate(settings.postgres_dsn))
             log.info("auth schema migrated")
+        elif args.command == "wait-schema":
+            ready = asyncio.run(
+                wait_until_ready(
+                    lambda: schema_ready(settings.postgres_dsn),
+                    "auth schema",
+                    timeout_s=args.timeout,
+                    failures=STORE_FAILURES,
+                )
+            )
+            return 0 if ready else 3
         elif args.command == "rotate-keys":
             kid = asyncio.run(rotate_keys(settings))
             log.info("new signing key %s is active", kid)

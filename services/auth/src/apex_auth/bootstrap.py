@@ -28,7 +28,8 @@ from apex_auth.settings import AuthSettings
 from apex_auth.throttle import Limit, Throttle
 from apex_auth.tokens import AccessTokens
 from apex_contracts import ErrorCode, Unavailable
-from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
+from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_app, ops_routes, serve_http
+from apex_runtime.clientaddr import trusted_networks
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,10 @@ async def open_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
         await check_reachable(engine, settings.postgres_dsn)
         await _check_redis(redis, settings.redis_url)
         bus = await Bus.connect(
-            settings.nats_url, f"{SERVICE}-{settings.instance_id}", replicas=settings.nats_replicas
+            settings.nats_url,
+            f"{SERVICE}-{settings.instance_id}",
+            replicas=settings.nats_replicas,
+            stream_max_bytes=settings.nats_stream_max_bytes,
         )
         await bus.ensure_topology()
         if settings.auth_auto_migrate:
@@ -91,6 +95,7 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
         retire_after_s=settings.key_retire_after_s,
     )
     await keys.ensure()
+    await keys.jwks()  # kept: the JWKS is served from it while Postgres is away
     tokens = AccessTokens(
         keys,
         issuer=settings.jwt_issuer,
@@ -105,8 +110,11 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
             time_cost=settings.auth_argon2_time_cost,
             memory_kib=settings.auth_argon2_memory_kib,
             parallelism=settings.auth_argon2_parallelism,
-        )
+        ),
+        slots=settings.hash_slots,
+        wait_s=settings.auth_hash_wait_s,
     )
+    log.info("password hashing: %d Argon2 checks at once", passwords.slots)
     accounts = Accounts(
         db,
         passwords,
@@ -119,10 +127,26 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
     relay = AuditRelay(db.engine, bus.js, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s)
     db.after_commit(relay.wake)
     health = Health(SERVICE, settings.instance_id, settings.auth_port)
-    health.add_check("postgres", lambda: _within(is_reachable(db.engine)))
-    health.add_check("redis", lambda: _within(_redis_ok(redis)))
-    health.add_check("nats", lambda: bus.connected)
-    return AuthService(settings, db, redis, bus, keys, sessions, accounts, relay, health)
+    # Ready means this process answers: a Postgres failover or a Redis blip is a typed
+    # store_unavailable on the requests that need them (the JWKS comes from the keys
+    # already loaded), not every auth pod leaving the load balancer at once.
+    health.add_check("postgres", lambda: _within(is_reachable(db.engine)), gates=False)
+    health.add_check("redis", lambda: _within(_redis_ok(redis)), gates=False)
+    health.add_check("nats", lambda: bus.connected, gates=False)
+    health.add_probe("hash_slots", lambda: passwords.slots)
+    health.add_probe("hash_slots_in_use", lambda: passwords.in_use)
+    return AuthService(
+        settings,
+        db,
+        redis,
+        bus,
+        keys,
+        sessions,
+        accounts,
+        relay,
+        health,
+        trusted_networks(settings.trusted_proxies),
+    )
 
 
 def build_app(service: AuthService) -> FastAPI:
@@ -135,7 +159,8 @@ def build_app(service: AuthService) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(jwks_router)
-    app.router.routes.extend(ops_routes(service.health))
+    if service.settings.auth_ops_port is None:
+        app.router.routes.extend(ops_routes(service.health))
     app.middleware("http")(_no_store)
     return app
 
@@ -161,12 +186,18 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     """Runs the service until ``stop`` is set, then drains and closes everything."""
     async with open_service(settings) as service:
         server, http_task = await serve_http(build_app(service), settings.http_host, settings.auth_port)
+        ops = None
+        if settings.auth_ops_port is not None:
+            ops = await serve_http(ops_app(service.health), settings.http_host, settings.auth_ops_port)
         tasks = await run_background(service, stop)
         log.info("auth ready on %s:%d", settings.http_host, settings.auth_port)
         await stop.wait()
         service.health.stopping = True
         server.should_exit = True
         await http_task
+        if ops is not None:
+            ops[0].should_exit = True
+            await ops[1]
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=5.0)

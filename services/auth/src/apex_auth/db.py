@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from apex_contracts import ErrorCode, Unavailable
+from apex_runtime.pgtls import split_tls
 
 # Errors meaning "Postgres is not there right now", as opposed to a defect in a query.
 STORE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
@@ -36,13 +37,19 @@ def redacted(url: str) -> str:
 
 
 def make_engine(dsn: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An engine over ``dsn``; libpq TLS parameters (``sslmode=verify-full`` ...) become
+    asyncpg's ``ssl`` argument (``apex_runtime.pgtls``)."""
+    url, tls = split_tls(async_dsn(dsn))
+    connect_args: dict[str, object] = {"timeout": 5.0, "command_timeout": 10.0}
+    if tls is not None:
+        connect_args["ssl"] = tls
     return create_async_engine(
-        async_dsn(dsn),
+        url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=5.0,
-        connect_args={"timeout": 5.0, "command_timeout": 10.0},
+        connect_args=connect_args,
     )
 
 

@@ -13,6 +13,7 @@ from apex_auth.model import Client, Principal
 from apex_auth.service import AuthService
 from apex_auth.sessions import Sessions
 from apex_contracts import AuthFailed, ErrorCode
+from apex_runtime.clientaddr import client_address
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login")
 
@@ -38,14 +39,16 @@ def _keys(service: Service) -> KeyRing:
 
 
 def _client(request: Request, service: Service) -> Client:
-    """The caller's address: the socket peer, or, behind ``auth_forwarded_hops`` trusted
-    proxies, the address the outermost of them saw (never a client-chosen header)."""
+    """The caller's address: X-Forwarded-For followed past the operator's trusted proxies
+    (``APEX_TRUSTED_PROXIES``), or the address ``auth_forwarded_hops`` fixed proxies saw,
+    or the socket peer; never an address a caller could choose (``apex_runtime.clientaddr``)."""
     peer = request.client.host if request.client else None
-    hops = service.settings.auth_forwarded_hops
-    forwarded = [
-        part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()
-    ]
-    ip = forwarded[-hops] if hops and len(forwarded) >= hops else peer
+    ip = client_address(
+        peer,
+        request.headers.get("x-forwarded-for"),
+        service.trusted,
+        hops=service.settings.auth_forwarded_hops,
+    )
     return Client(ip=ip, user_agent=request.headers.get("user-agent"))
 
 

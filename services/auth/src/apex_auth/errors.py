@@ -36,6 +36,8 @@ def error_response(exc: ApexError, status: int | None = None) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_ms / 1000)))
+    elif exc.details and isinstance(exc.details.get("retry_after_ms"), int):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after_ms"] / 1000)))
     if isinstance(exc, AuthFailed) and exc.code is not ErrorCode.INVALID_CREDENTIALS:
         headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
     body = {"error": exc.info().model_dump(exclude_none=True)}
@@ -95,6 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
     for store_error in STORE_ERRORS:
         app.add_exception_handler(store_error, _store)
     for bus_error in NATS_ERRORS:
-        if issubclass(bus_error, Exception):
+        # a bare TimeoutError on a request is Postgres's (its command timeout): the bus is
+        # never waited on in a request, so it stays store_unavailable
+        if issubclass(bus_error, Exception) and bus_error is not TimeoutError:
             app.add_exception_handler(bus_error, _bus)
     app.add_exception_handler(Exception, _defect)

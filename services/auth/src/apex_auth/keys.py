@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apex_auth import metrics
 from apex_auth.audit import AuditRecord, record
-from apex_auth.db import advisory_xact_lock
+from apex_auth.db import STORE_ERRORS, advisory_xact_lock
 from apex_auth.tables import signing_keys
 from apex_contracts import utcnow
 
@@ -80,6 +80,7 @@ class KeyRing:
         self._retire_after = timedelta(seconds=retire_after_s)
         self._snapshot = _Snapshot(None, {}, float("-inf"))
         self._lock = asyncio.Lock()
+        self._last_jwks: dict[str, list[dict[str, Any]]] | None = None
 
     async def ensure(self) -> None:
         """Makes sure an active key exists (creating the first one); safe on every replica."""
@@ -131,15 +132,21 @@ class KeyRing:
         return snapshot.public.get(kid)
 
     async def jwks(self, *, now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
-        """Every published public key: active, and replaced but not yet retired."""
+        """Every published public key: active, and replaced but not yet retired. While
+        Postgres is unreachable, the last set read (the keys do not change without it)."""
         now = now or utcnow()
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(signing_keys.c.public_jwk)
-                .where(_published(now))
-                .order_by(signing_keys.c.activated_at.desc())
-            )
-            return {"keys": [dict(row.public_jwk) for row in rows]}
+        try:
+            async with self._engine.connect() as conn:
+                rows = await conn.execute(
+                    select(signing_keys.c.public_jwk)
+                    .where(_published(now))
+                    .order_by(signing_keys.c.activated_at.desc())
+                )
+                self._last_jwks = {"keys": [dict(row.public_jwk) for row in rows]}
+        except STORE_ERRORS:
+            if self._last_jwks is None:
+                raise
+        return self._last_jwks
 
     async def reload(self) -> _Snapshot:
         async with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LOGINS = Counter(
     "apex_auth_logins_total",
@@ -37,4 +37,10 @@ PASSWORD_SECONDS = Histogram(
     "apex_auth_password_hash_seconds",
     "Time spent hashing or verifying a password",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+PASSWORD_SLOTS_IN_USE = Gauge(
+    "apex_auth_password_slots_in_use", "Argon2 checks running now (at most the configured slots)"
+)
+PASSWORD_BUSY = Counter(
+    "apex_auth_password_busy_total", "Requests answered auth_busy: no hashing slot freed up in time"
 )

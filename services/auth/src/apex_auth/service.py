@@ -13,6 +13,7 @@ from apex_auth.keys import KeyRing
 from apex_auth.sessions import Sessions
 from apex_auth.settings import AuthSettings
 from apex_runtime import Bus, Health
+from apex_runtime.clientaddr import Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +27,5 @@ class AuthService:
     accounts: Accounts
     relay: AuditRelay
     health: Health
+    # the networks of the proxies in front of auth (APEX_TRUSTED_PROXIES), parsed once
+    trusted: tuple[Network, ...] = ()

@@ -7,10 +7,14 @@ stored without a passphrase, or Argon2 parameters below the OWASP minimum.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+import os
 
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from apex_auth.passwords import slots_for_memory
 from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, AUDIENCE, ISSUER
 from apex_runtime import ServiceSettings
+from apex_runtime.clientaddr import trusted_networks
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/apex"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -40,6 +44,20 @@ class AuthSettings(ServiceSettings):
     auth_argon2_time_cost: int = Field(default=3, ge=1, le=20)
     auth_argon2_memory_kib: int = Field(default=64 * 1024, ge=8, le=4 * 1024 * 1024)
     auth_argon2_parallelism: int = Field(default=4, ge=1, le=64)
+    auth_hash_slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Argon2 checks at once; unset: sized to APEX_AUTH_MEMORY_LIMIT_BYTES, else the CPUs",
+    )
+    auth_memory_limit_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="the container's memory limit (Kubernetes: resourceFieldRef limits.memory)",
+    )
+    auth_hash_wait_s: float = Field(
+        default=2.0, gt=0, le=30, description="how long a login waits for a hashing slot before auth_busy"
+    )
 
     auth_login_account_limit: int = Field(default=5, ge=1)
     auth_login_account_window_s: int = Field(default=15 * 60, ge=1)
@@ -47,7 +65,20 @@ class AuthSettings(ServiceSettings):
     auth_login_address_window_s: int = Field(default=5 * 60, ge=1)
     auth_register_address_limit: int = Field(default=10, ge=1)
     auth_register_address_window_s: int = Field(default=60 * 60, ge=1)
-    auth_forwarded_hops: int = Field(default=0, ge=0, le=5)
+    auth_forwarded_hops: int = Field(
+        default=0, ge=0, le=5, description="fixed proxies in front of auth; APEX_TRUSTED_PROXIES wins"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="networks of the proxies in front of auth (load balancer, ingress, gateway pods)"
+        ' as JSON CIDRs ["10.0.0.0/8"]: X-Forwarded-For is followed past them to the client',
+    )
+    auth_ops_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve /healthz, /readyz and /metrics on this port only; unset: on the auth port",
+    )
 
     auth_audit_batch: int = Field(default=100, ge=1, le=1000)
     auth_audit_poll_s: float = Field(default=1.0, gt=0.0, le=60.0)
@@ -56,6 +87,15 @@ class AuthSettings(ServiceSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     oidc_tenant_claim: str = "tid"
+
+    @property
+    def hash_slots(self) -> int:
+        """Argon2 checks at once: configured, or what the memory limit holds, or the CPUs."""
+        if self.auth_hash_slots is not None:
+            return self.auth_hash_slots
+        if self.auth_memory_limit_bytes:
+            return slots_for_memory(self.auth_memory_limit_bytes, self.auth_argon2_memory_kib)
+        return max(1, os.cpu_count() or 1)
 
     @property
     def revocation_ttl_s(self) -> int:
@@ -69,6 +109,12 @@ class AuthSettings(ServiceSettings):
         have been minted up to ``auth_key_cache_s`` after the rotation, by a replica that
         had not reloaded its keys yet."""
         return self.jwt_access_ttl_s + int(self.auth_key_cache_s) + self.jwt_leeway_s + 60
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        trusted_networks(value)  # raises on a typo, naming it
+        return value
 
     @model_validator(mode="after")
     def _oidc_is_all_or_nothing(self) -> AuthSettings:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 import redis.asyncio as aioredis
@@ -22,6 +23,7 @@ from apex_gateway import authproxy, dashboard
 from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
+from apex_gateway.drain import drain_paced
 from apex_gateway.errors import install_error_handlers
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
@@ -34,7 +36,7 @@ from apex_gateway.tokens import ExternalIssuer, KeySet, TokenVerifier
 from apex_gateway.web import mount_web
 from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_gateway.ws.feeds import ThreadFeeds
-from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_routes, serve_http
+from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_app, ops_routes, serve_http
 
 log = logging.getLogger(__name__)
 CURSOR_FLUSH_EVERY_S = 1.0
@@ -65,8 +67,10 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
     # The chat page signs in through the gateway: /auth/* is passed on to the auth service.
     app.state.auth_proxy = authproxy.AuthProxy(services.settings.auth_url, http or httpx.AsyncClient())
     mount_web(app)
-    for route in ops_routes(services.health):
-        app.router.routes.append(route)
+    if services.settings.gateway_ops_port is None:
+        # no separate ops port (a laptop): probes and metrics on the public port
+        for route in ops_routes(services.health):
+            app.router.routes.append(route)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     return app
 
@@ -94,8 +98,12 @@ async def build_services(
     )
     directory = ServiceDirectory()
     await directory.start(bus)
+    # Ready means this process can serve: its own bus connection. The other services are
+    # reported, not required: without them history still reads from the stream and new
+    # runs wait visibly (run.queued), rather than every gateway leaving the load balancer.
     health.add_check("nats", lambda: bus.connected)
-    health.add_check("services", lambda: not directory.missing(OTHER_SERVICES))
+    health.add_check("services", lambda: not directory.missing(OTHER_SERVICES), gates=False)
+    health.add_probe("services_missing", lambda: " ".join(directory.missing(OTHER_SERVICES)))
     metrics = GatewayMetrics()
     dashboard.publish_delivery_figures(health, metrics)
     archive = PersistedCursors(bus, health.breaker("cursor_store", threshold=3, reset_after_s=2.0))
@@ -112,7 +120,7 @@ async def build_services(
         verifier=verifier,
         revocations=revocations,
         connections=ConnectionRegistry(),
-        messages=MessageService(bus),
+        messages=MessageService(bus, waiting=directory.absent),
         cursors=DeliveryCursors(
             redis,
             health.breaker("redis", threshold=3, reset_after_s=2.0),
@@ -160,7 +168,10 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
     bus = await Bus.connect(
-        settings.nats_url, f"gateway-{settings.instance_id}", replicas=settings.nats_replicas
+        settings.nats_url,
+        f"gateway-{settings.instance_id}",
+        replicas=settings.nats_replicas,
+        stream_max_bytes=settings.nats_stream_max_bytes,
     )
     await bus.ensure_topology()
     # A connect storm waits briefly for a pooled connection instead of failing
@@ -181,6 +192,9 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
             ws_ping_timeout=20.0,
             ws_per_message_deflate=False,
         )
+        ops = None
+        if settings.gateway_ops_port is not None:
+            ops = await serve_http(ops_app(services.health), settings.http_host, settings.gateway_ops_port)
         beat_stop = asyncio.Event()
         beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
         resends = asyncio.create_task(resend_overdue(services, beat_stop))
@@ -189,23 +203,44 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         flushes = asyncio.create_task(services.cursor_flusher.run(flush_stop))
         log.info("gateway ready on %s:%d", settings.http_host, settings.gateway_port)
         await stop.wait()
-        await drain(services)
-        server.should_exit = True
-        beat_stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(server_task, 15.0)
-        await beats
-        await resends
-        flush_stop.set()
-        await flushes
+        try:
+            await drain(services, settings.gateway_drain_s)
+            server.should_exit = True
+            beat_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(server_task, 15.0)
+        finally:
+            # whatever the server did, the last acks reach persistence before we exit
+            beat_stop.set()
+            await beats
+            await resends
+            flush_stop.set()
+            await flushes
+            if ops is not None:
+                ops[0].should_exit = True
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(ops[1], 5.0)
     await redis.aclose()
     await pool.aclose()
     await bus.close()
 
 
-async def drain(services: GatewayServices) -> None:
-    """Stops accepting and closes every socket with 1012 so clients reconnect elsewhere."""
+async def drain(services: GatewayServices, window_s: float = 0.0) -> None:
+    """Stops accepting (readiness false), then ends every socket (close 1012) and every
+    SSE stream (a final ``shutting_down``), evenly over ``window_s``, so clients resume on
+    the other gateways without arriving all at once."""
     services.health.stopping = True
+    services.streams.stopping = True
     conns = services.connections.all()
-    await asyncio.gather(*(c.drain() for c in conns), return_exceptions=True)
-    log.info("drained %d connections", len(conns))
+
+    def end_stream(end: asyncio.Event) -> Callable[[], Awaitable[None]]:
+        async def close() -> None:
+            end.set()
+
+        return close
+
+    closers = [c.drain for c in conns] + [end_stream(end) for end in services.streams.all()]
+    ended = await drain_paced(closers, window_s)
+    log.info(
+        "drained %d connections and %d event streams over %.1f s", len(conns), ended - len(conns), window_s
+    )

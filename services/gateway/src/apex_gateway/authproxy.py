@@ -25,7 +25,9 @@ router = APIRouter(include_in_schema=False)
 
 
 class AuthProxy:
-    def __init__(self, auth_url: str, http: httpx.AsyncClient, timeout_s: float = 10.0) -> None:
+    # longer than auth's own store deadlines (Postgres command timeout 10 s), so a store
+    # outage reaches the user as auth's store_unavailable, not as a proxy timeout
+    def __init__(self, auth_url: str, http: httpx.AsyncClient, timeout_s: float = 15.0) -> None:
         self.base = auth_url.rstrip("/")
         self.http = http
         self.timeout_s = timeout_s

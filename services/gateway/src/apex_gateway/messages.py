@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nats.js.errors
@@ -18,6 +19,8 @@ from apex_contracts import (
     NotFound,
     RunCancel,
     RunCancelData,
+    RunQueued,
+    RunQueuedData,
     RunStart,
     RunStartData,
     Scope,
@@ -50,8 +53,13 @@ class Accepted:
 
 
 class MessageService:
-    def __init__(self, bus: Bus) -> None:
+    """``waiting()`` names the services a run needs that are down right now (none by
+    default): the run is still accepted, its command waits in the work queue, and the
+    thread shows ``run.queued`` with ``reason: waiting_for_service`` until they are back."""
+
+    def __init__(self, bus: Bus, waiting: Callable[[], list[str]] | None = None) -> None:
         self.bus = bus
+        self.waiting = waiting or (lambda: [])
 
     async def send(self, who: Principal, client_msg_id: str, text: str, thread_id: str | None) -> Accepted:
         idem = await self.bus.kv(KV_IDEMPOTENCY)
@@ -97,6 +105,14 @@ class MessageService:
                 id=f"{record.run_id}:message",
             )
         )
+        if down := self.waiting():
+            await self.bus.publish_event(
+                scope.make(
+                    RunQueued,
+                    RunQueuedData(reason="waiting_for_service", waiting_for=down),
+                    id=f"{record.run_id}:queued:service",
+                )
+            )
         await self.bus.publish(
             scope.make(
                 RunStart,

@@ -12,11 +12,15 @@ from apex_contracts import Heartbeat, subjects
 from apex_contracts.health import HEARTBEAT_STALE_S, SERVICES
 from apex_runtime import Bus
 
+# The services a run needs to make progress (persistence only serves reads and views).
+RUN_WORKERS = ("orchestrator", "agents", "tools")
+
 
 class ServiceDirectory:
     def __init__(self) -> None:
         self._beats: dict[tuple[str, str], tuple[float, Heartbeat]] = {}
         self._sub: Any = None
+        self._started = time.monotonic()
 
     async def start(self, bus: Bus) -> None:
         async def on_beat(msg: Msg) -> None:
@@ -38,6 +42,13 @@ class ServiceDirectory:
             }
             for seen, beat in sorted(self._beats.values(), key=lambda x: (x[1].service, x[1].instance))
         ]
+
+    def absent(self, required: tuple[str, ...] = RUN_WORKERS) -> list[str]:
+        """Like ``missing``, but empty until this directory has listened for one
+        heartbeat staleness period: right after start, silence means nothing yet."""
+        if time.monotonic() - self._started < HEARTBEAT_STALE_S:
+            return []
+        return self.missing(required)
 
     def missing(self, required: tuple[str, ...] = SERVICES) -> list[str]:
         now = time.monotonic()

@@ -11,6 +11,7 @@ from apex_contracts import ApexError, derive_id, utcnow
 from apex_contracts.audit import AuditEntry, audit_subject
 from apex_gateway.cursor_flusher import CursorFlusher
 from apex_gateway.cursors import DeliveryCursors
+from apex_gateway.drain import OpenStreams
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
 from apex_gateway.presence import ServiceDirectory
@@ -42,6 +43,7 @@ class GatewayServices:
     cursor_flusher: CursorFlusher
     feeds: ThreadFeeds
     user_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    streams: OpenStreams = field(default_factory=OpenStreams)
 
     def user_rate(self, user_id: str) -> TokenBucket:
         """One bucket per user across all of the user's sockets on this gateway."""

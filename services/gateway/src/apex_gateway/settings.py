@@ -8,6 +8,17 @@ from apex_runtime import ServiceSettings
 
 class GatewaySettings(ServiceSettings):
     gateway_port: int = 8000
+    gateway_ops_port: int | None = Field(
+        default=None,
+        description="serve /healthz, /readyz and /metrics on this port only (not routed by the"
+        " ingress); unset: on the gateway's own port",
+    )
+    gateway_drain_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="on SIGTERM, open sockets and SSE streams are ended evenly over this window",
+    )
     auth_url: str = "http://127.0.0.1:8001"
     redis_url: str = "redis://127.0.0.1:6379/0"
     jwt_issuer: str = auth.ISSUER

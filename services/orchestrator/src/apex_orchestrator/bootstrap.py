@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from apex_contracts import ErrorCode
-from apex_contracts.streams import KV_USER_RUNS, RUN_CANCEL_CONSUMER, RUN_START_CONSUMER
+from apex_contracts.streams import KV_USER_RUNS, RUN_CANCEL_CONSUMER, RUN_START_CONSUMER, with_capacity
 from apex_orchestrator.admission import UserSlots
 from apex_orchestrator.driver import Admission, RunDriver
 from apex_orchestrator.endings import RunEndings
@@ -48,17 +48,25 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
         await bus.js.publish(subject, data, headers=headers)
 
+    # run.start is held until the run ends: the consumer lets every replica the
+    # autoscaler may run hold its full share of runs at once
+    run_start = with_capacity(
+        RUN_START_CONSUMER,
+        per_replica=settings.orchestrator_max_runs,
+        replicas=settings.orchestrator_max_replicas,
+    )
+    await bus.ensure_consumer(run_start)
     host.broker.add_middleware(
         poison_guard(
             publish_raw,
             poison_handler(endings),
-            [RUN_START_CONSUMER, RUN_CANCEL_CONSUMER],
+            [run_start, RUN_CANCEL_CONSUMER],
             backoff_s=settings.command_retry_backoff_s,
         )
     )
-    host.include(build_router(driver, endings, settings.orchestrator_max_runs))
+    host.include(build_router(driver, endings, settings.orchestrator_max_runs, run_start))
     await host.start()
-    host.watch_consumers(RUN_START_CONSUMER, RUN_CANCEL_CONSUMER)
+    host.watch_consumers(run_start, RUN_CANCEL_CONSUMER)
     host.spawn(sweeper.run(stop), "sweeper")
     await stop.wait()
     await host.stop()

@@ -9,7 +9,7 @@ from faststream.nats import NatsMessage, NatsRouter
 from pydantic import ValidationError
 
 from apex_contracts import ErrorInfo, RunCancel, RunStart, Scope, parse_command
-from apex_contracts.streams import RUN_CANCEL_CONSUMER, RUN_START_CONSUMER
+from apex_contracts.streams import RUN_CANCEL_CONSUMER, RUN_START_CONSUMER, ConsumerSpec
 from apex_orchestrator.driver import RunDriver
 from apex_orchestrator.endings import RunEndings, run_ended
 from apex_orchestrator.metrics import OrchestratorMetrics
@@ -18,12 +18,14 @@ from apex_runtime import subscribe_command
 log = logging.getLogger(__name__)
 
 
-def build_router(driver: RunDriver, endings: RunEndings, max_runs: int) -> NatsRouter:
+def build_router(
+    driver: RunDriver, endings: RunEndings, max_runs: int, run_start: ConsumerSpec = RUN_START_CONSUMER
+) -> NatsRouter:
     router = NatsRouter()
 
     @subscribe_command(
         router,
-        RUN_START_CONSUMER,
+        run_start,
         max_workers=max_runs,
         title="run.start",
         description="Drives a run to exactly one terminal event; acked only then.",

@@ -10,6 +10,9 @@ from apex_runtime import ServiceSettings
 class OrchestratorSettings(ServiceSettings):
     orchestrator_port: int = 8002
     orchestrator_max_runs: int = Field(default=200, ge=1, description="runs driven at once per replica")
+    orchestrator_max_replicas: int = Field(
+        default=10, ge=1, description="the autoscaler's maximum: sizes run.start's max_ack_pending"
+    )
     # limits of one run
     run_timeout_s: float = Field(default=300.0, gt=0, description="wall-clock time from run.accepted")
     step_timeout_s: float = Field(default=120.0, gt=0, description="wall-clock time of one agent step")

@@ -97,7 +97,9 @@ class RunState:
         if kind == "run.accepted":
             self.accepted = True
             self.accepted_at = at
-        elif kind == "run.queued":
+        elif kind == "run.queued" and data.get("reason", "concurrency") == "concurrency":
+            # only the double-texting queue is the orchestrator's; the gateway's
+            # waiting_for_service note says nothing about the user's run slots
             self.queued = True
         elif kind == "run.cancel_requested":
             self.cancel_cause = self.cancel_cause or str(data.get("cause", "user"))

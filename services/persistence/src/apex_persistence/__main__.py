@@ -19,6 +19,10 @@ def _parse() -> argparse.Namespace:
     commands.add_parser("serve", help="run the projectors and the read API (default)")
     migrate = commands.add_parser("migrate", help="apply schema migrations and exit")
     migrate.add_argument("--down", metavar="REVISION", help="downgrade Postgres to REVISION (e.g. base)")
+    wait = commands.add_parser(
+        "wait-schema", help="wait until Postgres and ClickHouse are at this release's schema (init container)"
+    )
+    wait.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS")
     projections = commands.add_parser("projections", help="read models: status, rebuild")
     projections.add_argument("action", choices=["status", "rebuild"])
     projections.add_argument("--store", choices=STORE_CHOICES, help="one store (default: all)")
@@ -35,6 +39,10 @@ def cli() -> int:
     if args.command == "migrate":
         asyncio.run(run_migrations(PersistenceSettings(), down=args.down))
         return 0
+    if args.command == "wait-schema":
+        from apex_persistence.bootstrap import wait_for_schema
+
+        return 0 if asyncio.run(wait_for_schema(PersistenceSettings(), args.timeout)) else 3
     if args.command == "projections":
         if args.action == "rebuild":
             if args.store == "audit":

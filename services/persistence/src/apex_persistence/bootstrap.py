@@ -8,12 +8,15 @@ import logging
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from chdb import ChdbError
+from clickhouse_connect.driver.exceptions import DatabaseError as ClickHouseDatabaseError
 from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, ErrorInfo, UsageIngest
 from apex_contracts.pricing import PriceCatalogue
 from apex_contracts.streams import AUDIT_CONSUMER, USAGE_INGEST_CONSUMER, ConsumerSpec, projector_consumer
-from apex_persistence.analytics.ddl import migrate_analytics
+from apex_persistence.analytics.ddl import LATEST as ANALYTICS_LATEST
+from apex_persistence.analytics.ddl import applied_versions, migrate_analytics
 from apex_persistence.analytics.port import AnalyticsStore, open_store
 from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.usage import UsageLedger
@@ -24,7 +27,7 @@ from apex_persistence.hot import RedisProjection
 from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.db import PG_FAILURES, Database, make_engine
 from apex_persistence.postgres.erasures import ErasureLedger
-from apex_persistence.postgres.migrate import migrate
+from apex_persistence.postgres.migrate import migrate, schema_ready
 from apex_persistence.postgres.projector import AuditProjection, PostgresProjection
 from apex_persistence.postgres.reads import HistoryReads
 from apex_persistence.projection.ports import Projection
@@ -33,6 +36,7 @@ from apex_persistence.rebuild.control import RebuildControl, Rebuilder
 from apex_persistence.retention import RetentionSweeper
 from apex_persistence.settings import PersistenceSettings
 from apex_runtime import CircuitBreaker, ServiceHost, configure_logging, poison_guard
+from apex_runtime.schema import wait_until_ready
 
 log = logging.getLogger(__name__)
 SERVICE = "persistence"
@@ -50,7 +54,12 @@ def open_stores(settings: PersistenceSettings, analytics: AnalyticsStore | None 
         db=Database(make_engine(settings.postgres_dsn)),
         redis=aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=3.0),
         analytics=analytics
-        or open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database),
+        or open_store(
+            settings.clickhouse_url,
+            settings.chdb_path,
+            settings.clickhouse_database,
+            settings.clickhouse_cluster,
+        ),
     )
 
 
@@ -87,9 +96,11 @@ class PersistenceService:
         )
 
     async def start(self) -> None:
+        # with migrations off (the migration job applies them first), nothing here touches
+        # a schema: replicas starting together never race on DDL
         if self.settings.migrate_on_start:
             await migrate(self.settings.postgres_dsn)
-        await migrate_analytics(self.stores.analytics)
+            await migrate_analytics(self.stores.analytics)
         bus = await self.host.connect()
         for name, (projection, spec) in projections(self.stores, self.settings).items():
             store = "postgres" if name == "audit" else name
@@ -228,8 +239,39 @@ async def run_migrations(settings: PersistenceSettings, *, down: str | None = No
         await migrate(settings.postgres_dsn, down, down=True)
         return
     await migrate(settings.postgres_dsn)
-    analytics = open_store(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
+    analytics = open_store(
+        settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database, settings.clickhouse_cluster
+    )
     try:
         await migrate_analytics(analytics)
+    finally:
+        await analytics.close()
+
+
+# what reading the version table raises before it exists (server, embedded engine)
+SCHEMA_MISSING: tuple[type[BaseException], ...] = (ClickHouseDatabaseError, ChdbError)
+
+
+async def wait_for_schema(settings: PersistenceSettings, timeout_s: float) -> bool:
+    """``wait-schema``: True once Postgres and ClickHouse are at this release's schema
+    (what the migration job applies), False after ``timeout_s``."""
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    analytics = open_store(
+        settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database, settings.clickhouse_cluster
+    )
+
+    async def ready() -> bool:
+        if not await schema_ready(settings.postgres_dsn):
+            return False
+        try:
+            versions = await applied_versions(analytics)
+        except SCHEMA_MISSING:
+            return False  # not even the version table: the job has not run yet
+        return max(versions, default=0) >= ANALYTICS_LATEST
+
+    try:
+        return await wait_until_ready(
+            ready, "persistence schema", timeout_s=timeout_s, failures=(*PG_FAILURES, *analytics.failures)
+        )
     finally:
         await analytics.close()

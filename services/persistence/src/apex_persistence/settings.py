@@ -35,6 +35,11 @@ class PersistenceSettings(ServiceSettings):
         default=None, description="a ClickHouse server; unset = the embedded engine (chdb)"
     )
     clickhouse_database: str = "apex"
+    clickhouse_cluster: str | None = Field(
+        default=None,
+        description="a replicated ClickHouse cluster (remote_servers name): DDL runs ON CLUSTER with"
+        " Replicated engines; unset: one server",
+    )
     chdb_path: Path = Path(".apex/chdb")
     persistence_port: int = 8005
     projection_batch: int = Field(default=500, ge=1, le=5000)
@@ -82,6 +87,16 @@ class PersistenceSettings(ServiceSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> PersistenceSettings:
+        if self.clickhouse_cluster and not self.clickhouse_url:
+            raise ValueError(
+                "APEX_CLICKHOUSE_CLUSTER needs APEX_CLICKHOUSE_URL (the embedded engine is one node)"
+            )
+        if self.clickhouse_cluster and not _IDENTIFIER.match(self.clickhouse_cluster.lower()):
+            raise ValueError("APEX_CLICKHOUSE_CLUSTER must be a cluster name (letters, digits, _)")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_stores(self) -> PersistenceSettings:

@@ -7,7 +7,7 @@ import asyncio
 from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, ErrorInfo, ToolCall, parse_command
-from apex_contracts.streams import KV_TOOL_LEDGER, TOOL_CALL_CONSUMER
+from apex_contracts.streams import KV_TOOL_LEDGER, TOOL_CALL_CONSUMER, with_capacity
 from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_tools.executor import ToolExecutor
 from apex_tools.handlers import build_router
@@ -52,10 +52,14 @@ async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> No
         if isinstance(command, ToolCall):
             await executor.fail(command, error)
 
-    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [TOOL_CALL_CONSUMER]))
-    host.include(build_router(executor, settings.tools_max_concurrent))
+    consumer = with_capacity(
+        TOOL_CALL_CONSUMER, per_replica=settings.tools_max_concurrent, replicas=settings.tools_max_replicas
+    )
+    await bus.ensure_consumer(consumer)
+    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [consumer]))
+    host.include(build_router(executor, settings.tools_max_concurrent, consumer))
     await host.start()
-    host.watch_consumers(TOOL_CALL_CONSUMER)
+    host.watch_consumers(consumer)
     await stop.wait()
     await host.stop()
     tracing.flush()

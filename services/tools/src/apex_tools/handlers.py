@@ -3,18 +3,20 @@ from __future__ import annotations
 from faststream.nats import NatsMessage, NatsRouter
 
 from apex_contracts import ToolCall
-from apex_contracts.streams import TOOL_CALL_CONSUMER
+from apex_contracts.streams import TOOL_CALL_CONSUMER, ConsumerSpec
 from apex_runtime import keep_alive, subscribe_command
 from apex_runtime.consumers import heartbeat_every
 from apex_tools.executor import ToolExecutor
 
 
-def build_router(executor: ToolExecutor, max_workers: int) -> NatsRouter:
+def build_router(
+    executor: ToolExecutor, max_workers: int, consumer: ConsumerSpec = TOOL_CALL_CONSUMER
+) -> NatsRouter:
     router = NatsRouter()
 
     @subscribe_command(
         router,
-        TOOL_CALL_CONSUMER,
+        consumer,
         max_workers=max_workers,
         title="tool.call",
         description="Runs one typed tool call; a completed call id is answered from the ledger.",

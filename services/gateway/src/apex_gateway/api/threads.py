@@ -35,6 +35,8 @@ from apex_contracts.queries import (
     ThreadsPage,
 )
 from apex_gateway.deps import CurrentUser, Services
+from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
+from apex_gateway.reconnect import reconnect_spread_ms
 from apex_gateway.services import GatewayServices
 from apex_gateway.tokens import Principal
 
@@ -118,12 +120,17 @@ async def _sse(services: GatewayServices, subject: str, thread_id: str, after: i
         opt_start_seq=after + 1 if after else None,
     )
     sub = await services.bus.js.subscribe(subject, ordered_consumer=True, config=config, cb=deliver)
+    end = services.streams.open()
     try:
         yield b"retry: 1000\n\n"
         while True:
             try:
-                msg = await asyncio.wait_for(queue.get(), 15.0)
-            except TimeoutError:
+                msg = await next_or_end(queue, end, 15.0)
+            except StreamDrained:
+                # the gateway is stopping: say so, and spread the reconnects
+                yield sse_shutting_down(reconnect_spread_ms(services.settings.gateway_drain_s))
+                return
+            if msg is None:
                 yield b": keep-alive\n\n"
                 continue
             seq = msg.metadata.sequence.stream
@@ -131,6 +138,7 @@ async def _sse(services: GatewayServices, subject: str, thread_id: str, after: i
             body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event["type"].encode(), body)
     finally:
+        services.streams.close(end)
         await sub.unsubscribe()
 
 

@@ -20,6 +20,8 @@ from chdb import ChdbError
 from clickhouse_connect.driver.binding import format_bind_value
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
 
+from apex_persistence.analytics.cluster import clustered
+
 T = TypeVar("T")
 
 
@@ -200,13 +202,20 @@ class ClickHouseServerStore(_BlockingStore):
 
     failures: tuple[type[BaseException], ...] = (ClickHouseOperationalError, AnalyticsUnavailable)
 
-    def __init__(self, url: str, database: str = "apex", workers: int = 4) -> None:
+    def __init__(
+        self, url: str, database: str = "apex", workers: int = 4, cluster: str | None = None
+    ) -> None:
         super().__init__(database, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clickhouse"))
         self.url = url
+        self.cluster = cluster
         self._client: Any = None
 
     def sibling(self, database: str) -> ClickHouseServerStore:
-        return ClickHouseServerStore(self.url, database, workers=2)
+        return ClickHouseServerStore(self.url, database, workers=2, cluster=self.cluster)
+
+    def qualify(self, sql: str) -> str:
+        """On a cluster, schema statements run ``ON CLUSTER`` with replicated engines."""
+        return clustered(super().qualify(sql), self.cluster)
 
     async def close(self) -> None:
         await self._call(self._close)
@@ -239,6 +248,7 @@ def _bound(params: dict[str, Any]) -> dict[str, str]:
     return {name: format_bind_value(value) for name, value in params.items()}
 
 
-def open_store(url: str | None, chdb_path: Path, database: str) -> AnalyticsStore:
-    """A server store when ``url`` is set, the embedded engine otherwise."""
-    return ClickHouseServerStore(url, database) if url else ChdbStore(chdb_path, database)
+def open_store(url: str | None, chdb_path: Path, database: str, cluster: str | None = None) -> AnalyticsStore:
+    """A server store when ``url`` is set (on ``cluster``, replicated), the embedded
+    engine otherwise."""
+    return ClickHouseServerStore(url, database, cluster=cluster) if url else ChdbStore(chdb_path, database)

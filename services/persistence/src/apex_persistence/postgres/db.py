@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from apex_contracts import validate_id
 from apex_persistence.postgres.tables import READER_ROLE, TENANT_SETTING
+from apex_runtime.pgtls import split_tls
 
 
 class PostgresUnavailable(Exception):
@@ -47,13 +48,19 @@ def async_dsn(dsn: str) -> str:
 
 
 def make_engine(dsn: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An engine over ``dsn``; libpq TLS parameters (``sslmode=verify-full`` ...) become
+    asyncpg's ``ssl`` argument (``apex_runtime.pgtls``)."""
+    url, tls = split_tls(async_dsn(dsn))
+    connect_args: dict[str, object] = {"timeout": 5.0, "command_timeout": 15.0}
+    if tls is not None:
+        connect_args["ssl"] = tls
     return create_async_engine(
-        async_dsn(dsn),
+        url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=5.0,
-        connect_args={"timeout": 5.0, "command_timeout": 15.0},
+        connect_args=connect_args,
     )
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from apex_persistence.postgres.db import make_engine
 from apex_persistence.postgres.tables import SCHEMA, VERSION_TABLE
+from apex_runtime.schema import revision_ready
 
 _SCRIPTS = Path(__file__).parent / "migrations"
 _LOCK = "apex_persistence.migrate"
@@ -65,3 +67,18 @@ async def current_revision(dsn: str) -> str | None:
             return None if version is None else str(version)
     finally:
         await engine.dispose()
+
+
+def script_revisions() -> tuple[str, set[str]]:
+    """This release's head revision and every revision it knows."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    if head is None:
+        raise RuntimeError("no migration scripts")
+    return head, {script.revision for script in scripts.walk_revisions()}
+
+
+async def schema_ready(dsn: str) -> bool:
+    """True when the schema is at this release's head (or at a newer release's)."""
+    head, known = script_revisions()
+    return revision_ready(await current_revision(dsn), head, known)

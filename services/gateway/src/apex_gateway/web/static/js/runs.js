@@ -170,10 +170,17 @@ function terminal(status) {
   };
 }
 
+function queuedText(d) {
+  if (d.reason === "waiting_for_service") {
+    return `Queued: waiting for ${(d.waiting_for || []).join(", ") || "a service"} to come back; it starts then`;
+  }
+  return `Waiting for ${(d.behind || []).length} earlier run(s) to finish`;
+}
+
 const HANDLERS = {
   "message.created": userMessage,
   "run.accepted": (c, s, e) => c.run(e.run_id).item(s, e, "Run accepted"),
-  "run.queued": (c, s, e, d) => c.run(e.run_id).item(s, e, `Waiting for ${d.behind.length} earlier run(s) to finish`),
+  "run.queued": (c, s, e, d) => c.run(e.run_id).item(s, e, queuedText(d)),
   "run.cancel_requested": (c, s, e) => c.run(e.run_id).item(s, e, "Cancelling…"),
   agent_started: agentItem(() => "started"),
   agent_thinking: (c, s, e, d) => agentItem(() => "")(c, s, e, d).append(el("span", { class: "thinking", text: d.text })),

@@ -1,5 +1,5 @@
 // The apex.v1 WebSocket for the page: connects with the token as a subprotocol, keeps a
-// visible state, reconnects with backoff, and resumes every thread it follows right after
+// visible state, reconnects with backoff and full jitter (backoff.js), and resumes every thread it follows right after
 // the last seq it saw (thread.subscribe after_seq + epoch), so a dropped connection loses
 // nothing and shows nothing twice. Events are acked (cumulative) shortly after arrival.
 //
@@ -7,7 +7,8 @@
 // "accepted" {frame}, "subscribed" {frame}, "reset" {thread_id}, "error" {frame},
 // "signedout" {reason}.
 
-const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+import { reconnectDelay } from "./backoff.js";
+
 const QUEUED_TYPES = new Set(["message.send", "run.cancel"]);
 
 export class ApexSocket extends EventTarget {
@@ -36,7 +37,7 @@ export class ApexSocket extends EventTarget {
     clearInterval(this._timers.ping);
     ws.onclose = null;
     ws.close(4000, "client_offline");
-    this._retry(1000, why);
+    this._retry(reconnectDelay(this.attempt), why);
   }
 
   _emit(type, detail) {
@@ -199,8 +200,8 @@ export class ApexSocket extends EventTarget {
       return this._emit("signedout", { reason: close.reason });
     }
     if (close.code === 4403) return this._setState("refused", `Refused: ${close.reason || "forbidden"}`);
-    const wait = close.code === 1012 ? 200 : BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
-    this._retry(wait);
+    // 1012 (a gateway draining) included: the whole pod's clients must not come back at once
+    this._retry(reconnectDelay(this.attempt));
   }
 
   _retry(wait, why = null) {
@@ -210,10 +211,9 @@ export class ApexSocket extends EventTarget {
       this._setState("reconnecting", "No network; waiting for it to come back");
       return;
     }
-    const jittered = Math.round(wait * (0.8 + Math.random() * 0.4));
     this.attempt += 1;
-    this._setState("reconnecting", why || `Reconnecting in ${Math.max(1, Math.round(jittered / 1000))} s…`);
+    this._setState("reconnecting", why || `Reconnecting in ${Math.max(1, Math.round(wait / 1000))} s…`);
     clearTimeout(this._timers.retry);
-    this._timers.retry = setTimeout(() => this.connect(), jittered);
+    this._timers.retry = setTimeout(() => this.connect(), wait);
   }
 }
