@@ -1,5 +1,5 @@
 # One image for every Apex service: `docker run apex <service>` runs `python -m apex_<service>`
-# (gateway, auth, orchestrator, agents, tools, persistence) and `docker run apex migrate`
+# (gateway, auth, orchestrator, agents, tools, persistence, ingest) and `docker run apex migrate`
 # applies every schema (the migration job). The entry point is libs/cli/src/apex_cli/service.py.
 # Multi-stage: dependencies are resolved with uv from the lock file in a build stage; the
 # runtime stage is slim, holds only the virtual environment, and runs as a non-root user
@@ -21,6 +21,6 @@ COPY --from=build --chown=apex:apex /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     APEX_HTTP_HOST=0.0.0.0 APEX_LOG_FORMAT=json
 USER 10001:10001
-EXPOSE 8000 8001 8002 8003 8004 8005
+EXPOSE 8000 8001 8002 8003 8004 8005 8006
 ENTRYPOINT ["python", "-m", "apex_cli.service"]
 CMD ["gateway"]

@@ -12,6 +12,7 @@ Never part of ``make test``.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import random
 import shutil
@@ -95,6 +96,7 @@ class Platform:
             {
                 "APEX_HOME": str(home / ".apex"),
                 "APEX_ENV": "test",
+                "APEX_CONNECTOR_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
                 "APEX_LOG_LEVEL": "WARNING",
                 "APEX_UPLOAD_MAX_BYTES": str(2 * 1024**3),
             }

@@ -32,11 +32,13 @@ PUBLISHED: list[tuple[str, str, Any, str, str]] = [
         "Cancel a run of the sender. Nats-Msg-Id = <run_id>:cancel.",
     ),
     (
-        subjects.CMD_USAGE_INGEST,
+        subjects.CMD_USAGE_INGEST + ".{tenant_id}",
         "usage.ingest command",
         commands.UsageIngest,
-        "gateway",
-        "A batch of validated usage records for the sender's tenant.",
+        "ingest",
+        "A batch of validated, new usage records of one tenant, on its tenant's subject (the batches "
+        "still waiting there count as committed for the next upload's duplicate check). "
+        "Nats-Msg-Id = <batch_id>:<part>.",
     ),
     (
         subjects.CMD_AGENT_STEP,

@@ -3,6 +3,7 @@ in a temporary folder on free ports, with helpers to use it and to hurt it."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -186,6 +187,8 @@ def platform_env(home: Path) -> dict[str, str]:
             # every test user comes from 127.0.0.1: the per-address throttles are tested in auth's own tests
             "APEX_AUTH_REGISTER_ADDRESS_LIMIT": "100000",
             "APEX_AUTH_LOGIN_ADDRESS_LIMIT": "100000",
+            # outside development the ingest service needs its own key to seal connector keys
+            "APEX_CONNECTOR_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         }
     )
     env["APEX_ALLOWED_ORIGINS"] = orjson.dumps([f"http://127.0.0.1:{env['APEX_GATEWAY_PORT']}"]).decode()

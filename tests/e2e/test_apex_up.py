@@ -15,7 +15,18 @@ import psutil
 from tests.e2e.platform import Platform, platform_env
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 
-PROCESSES = ("nats", "postgres", "redis", "auth", "persistence", "tools", "agents", "orchestrator", "gateway")
+PROCESSES = (
+    "nats",
+    "postgres",
+    "redis",
+    "auth",
+    "persistence",
+    "ingest",
+    "tools",
+    "agents",
+    "orchestrator",
+    "gateway",
+)
 
 
 async def _chat(platform: Platform) -> str:

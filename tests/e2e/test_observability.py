@@ -138,7 +138,7 @@ async def test_one_message_is_one_trace_and_moves_the_counters(
         ("orchestrator", "orchestrator-run-start"),
         ("agents", "agents-step"),
         ("tools", "tools-call"),
-        ("persistence", "persistence-usage-ingest"),
+        ("persistence", "persistence-usage-batches"),
     ):
         backlog = {"service": service, "consumer": consumer}
         assert ("apex_consumer_pending_messages", frozenset(backlog.items())) in after[service]

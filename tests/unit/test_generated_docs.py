@@ -28,7 +28,7 @@ def test_asyncapi_documents_every_command_and_the_events() -> None:
         "apex.cmd.run.cancel",
         "apex.cmd.agent.step",
         "apex.cmd.tool.call",
-        "apex.cmd.usage.ingest",
+        "apex.cmd.usage.ingest.{tenant_id}",
         "apex.evt.{tenant_id}.{user_id}.{thread_id}",
         "apex.q.usage.aggregate",
     ):

@@ -88,7 +88,7 @@ class Stack:
                         batch_id=batch, source="ndjson", records=records[part : part + 2000]
                     ),
                 ),
-                subjects.CMD_USAGE_INGEST,
+                subjects.usage_ingest(self.tenant_id),
             )
         deadline = asyncio.get_running_loop().time() + 30
         while True:

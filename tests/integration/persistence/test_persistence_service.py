@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats.js.errors
 import orjson
 import pytest
 from sqlalchemy import text
@@ -191,7 +192,7 @@ async def test_usage_ingest_command_lands_once(service: PersistenceService, even
             tenant_id=tenant,
             data=UsageIngestData.model_validate({"batch_id": batch_id, "records": records}),
         )
-        await bus.publish(command, subjects.CMD_USAGE_INGEST)
+        await bus.publish(command, subjects.usage_ingest(tenant))
 
     async def totals() -> dict[str, Any] | None:
         rows = await bus.query(
@@ -205,5 +206,44 @@ async def test_usage_ingest_command_lands_once(service: PersistenceService, even
     await asyncio.sleep(0.5)
     row = await totals()
     assert row == {"requests": 40, "prompt_tokens": sum(1000 + n for n in range(40)), "latency_p50": 395.0}
-    consumer = await bus.js.consumer_info("APEX_CMD", "persistence-usage-ingest")
+    consumer = await bus.js.consumer_info("APEX_CMD", "persistence-usage-batches")
     assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
+
+
+async def test_a_usage_batch_on_another_tenants_subject_is_dead_lettered(
+    service: PersistenceService, eventually: Any
+) -> None:
+    bus = service.host.bus
+    owner, other = new_id("ten"), new_id("ten")
+    command = UsageIngest(
+        id=new_id("cmd"),
+        tenant_id=owner,
+        data=UsageIngestData.model_validate(
+            {
+                "batch_id": "b-misfiled",
+                "records": [
+                    {
+                        "ts": "2026-01-05T10:00:00Z",
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "prompt_tokens": 1,
+                        "completion_tokens": 1,
+                    }
+                ],
+            }
+        ),
+    )
+    await bus.publish(command, subjects.usage_ingest(other))
+
+    async def dead_lettered() -> Any:
+        try:
+            return await bus.js.get_last_msg("APEX_DLQ", f"apex.dlq.usage.ingest.{other}")
+        except nats.js.errors.NotFoundError:
+            return None
+
+    letter = await eventually(dead_lettered)
+    assert letter.headers["Apex-Error-Code"] == "invalid_request"
+    rows = await bus.query(
+        Q_USAGE_AGGREGATE, UsageAggregate(tenant_id=other, metrics=["requests"]), UsageRows
+    )
+    assert rows.rows in ([], [{"requests": 0}])

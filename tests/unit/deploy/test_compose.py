@@ -90,7 +90,7 @@ def test_probes_are_off_the_published_port_and_the_language_model_is_configurabl
         )
 
 
-@pytest.mark.parametrize("name", ["auth", "orchestrator", "agents", "tools", "persistence"])
+@pytest.mark.parametrize("name", ["auth", "orchestrator", "agents", "tools", "persistence", "ingest"])
 def test_only_the_gateway_is_published(name: str) -> None:
     """The page talks to one origin: the gateway serves it and proxies /auth/*."""
     services = compose()["services"]

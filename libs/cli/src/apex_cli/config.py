@@ -17,9 +17,10 @@ SERVICE_PORTS: dict[str, tuple[str, int]] = {
     "agents": ("APEX_AGENTS_PORT", 8003),
     "tools": ("APEX_TOOLS_PORT", 8004),
     "persistence": ("APEX_PERSISTENCE_PORT", 8005),
+    "ingest": ("APEX_INGEST_PORT", 8006),
 }
 # Start order: stores' owners first, the gateway (the door) last.
-START_ORDER = ("auth", "persistence", "tools", "agents", "orchestrator", "gateway")
+START_ORDER = ("auth", "persistence", "ingest", "tools", "agents", "orchestrator", "gateway")
 INFRA_URLS = {
     "nats": ("APEX_NATS_URL", 4222),
     "postgres": ("APEX_POSTGRES_DSN", 5432),

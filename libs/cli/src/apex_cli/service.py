@@ -1,5 +1,5 @@
 """Container entry point: ``python -m apex_cli.service <service> [args]`` runs one service
-(``gateway``, ``auth``, ``orchestrator``, ``agents``, ``tools``, ``persistence``) or
+(``gateway``, ``auth``, ``orchestrator``, ``agents``, ``tools``, ``persistence``, ``ingest``) or
 ``migrate`` (every migration, for the migration job)."""
 
 from __future__ import annotations

@@ -241,6 +241,7 @@ def service_env(base: dict[str, str]) -> dict[str, str]:
         env.setdefault(variable, str(default))
         del name
     env.setdefault("APEX_AUTH_URL", f"http://127.0.0.1:{env['APEX_AUTH_PORT']}")
+    env.setdefault("APEX_INGEST_URL", f"http://127.0.0.1:{env['APEX_INGEST_PORT']}")
     return env
 
 

@@ -85,7 +85,7 @@ class ToolCall(Envelope):
 
 class UsageIngestData(Model):
     batch_id: str
-    source: Literal["json", "ndjson", "csv", "otlp", "demo"] = "json"
+    source: Literal["json", "ndjson", "csv", "otlp", "demo", "openai", "anthropic"] = "json"
     records: list[UsageRecord]
 
 

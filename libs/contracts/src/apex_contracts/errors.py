@@ -78,6 +78,10 @@ class ErrorCode(StrEnum):
     BUS_UNAVAILABLE = "bus_unavailable"
     PUBLISH_FAILED = "publish_failed"
     STORE_UNAVAILABLE = "store_unavailable"
+    # provider usage connectors
+    PROVIDER_AUTH_FAILED = "provider_auth_failed"
+    PROVIDER_RATE_LIMITED = "provider_rate_limited"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
     AUTH_BUSY = "auth_busy"
@@ -114,7 +118,7 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_REQUEST: _E(422, False, "The request is not valid.", "HTTP API"),
     ErrorCode.FRAME_TOO_LARGE: _E(413, False, "The frame is larger than the limit.", "gateway (close 1009)"),
     ErrorCode.PAYLOAD_TOO_LARGE: _E(
-        413, False, "The upload is larger than the limit.", "gateway usage upload"
+        413, False, "The upload is larger than the limit.", "ingest usage upload and OTLP"
     ),
     ErrorCode.NOT_FOUND: _E(404, False, "Not found.", "gateway, persistence read API"),
     ErrorCode.CONFLICT: _E(409, False, "The request conflicts with the current state.", "gateway, auth"),
@@ -187,6 +191,24 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "every publisher (after its retries; the command is retried)",
     ),
     ErrorCode.STORE_UNAVAILABLE: _E(503, True, "A data store is unavailable.", "persistence, auth"),
+    ErrorCode.PROVIDER_AUTH_FAILED: _E(
+        422,
+        False,
+        "The provider refused the admin key; connect again with a valid one.",
+        "ingest provider connectors (the provider answered 401 or 403)",
+    ),
+    ErrorCode.PROVIDER_RATE_LIMITED: _E(
+        429,
+        True,
+        "The provider asked to slow down; the sync resumes later.",
+        "ingest provider connectors (the provider answered 429)",
+    ),
+    ErrorCode.PROVIDER_UNAVAILABLE: _E(
+        502,
+        True,
+        "The provider's usage API did not answer properly; the sync resumes later.",
+        "ingest provider connectors (5xx, timeouts, connection errors, unreadable pages)",
+    ),
     ErrorCode.SERVICE_UNAVAILABLE: _E(503, True, "A service did not answer.", "gateway, tools"),
     ErrorCode.SHUTTING_DOWN: _E(
         503, True, "The server is restarting; reconnect.", "gateway drain (close 1012)"
@@ -329,5 +351,7 @@ _BY_CODE: dict[ErrorCode, type[ApexError]] = {
     ErrorCode.SERVICE_UNAVAILABLE: Unavailable,
     ErrorCode.AUTH_BUSY: Unavailable,
     ErrorCode.LLM_UNAVAILABLE: Unavailable,
+    ErrorCode.PROVIDER_AUTH_FAILED: InvalidInput,
+    ErrorCode.PROVIDER_UNAVAILABLE: Unavailable,
     ErrorCode.RUN_CANCELLED: Cancelled,
 }

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from apex_contracts.envelope import Model, utcnow
 
-SERVICES: tuple[str, ...] = ("gateway", "auth", "orchestrator", "agents", "tools", "persistence")
+SERVICES: tuple[str, ...] = ("gateway", "auth", "orchestrator", "agents", "tools", "persistence", "ingest")
 HEARTBEAT_INTERVAL_S = 2.0
 HEARTBEAT_STALE_S = 6.0
 

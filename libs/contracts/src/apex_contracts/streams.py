@@ -99,10 +99,12 @@ TOOL_CALL_CONSUMER: Final = ConsumerSpec(
     # a store behind a tool restarting (persistence) is waited out: ~15 s of retries
     backoff_s=(0.5, 1.0, 2.0, 4.0, 8.0),
 )
+# A new durable name: JetStream keeps a durable's filter, and the batches moved from
+# ``apex.cmd.usage.ingest`` to one subject per tenant.
 USAGE_INGEST_CONSUMER: Final = ConsumerSpec(
-    durable="persistence-usage-ingest",
+    durable="persistence-usage-batches",
     stream=APEX_CMD.name,
-    filter_subject=subjects.CMD_USAGE_INGEST,
+    filter_subject=subjects.CMD_USAGE_INGEST_ALL,
     ack_wait_s=60.0,
     max_deliver=-1,
 )
@@ -133,3 +135,7 @@ KV_TOOL_LEDGER: Final = "apex_tool_ledger"
 KV_WS_TICKETS: Final = "apex_ws_tickets"
 # <tenant>.<user> -> the user's admitted and queued runs (per-user concurrency, double-texting)
 KV_USER_RUNS: Final = "apex_user_runs"
+# name -> holder and expiry: one holder at a time across replicas (``apex_runtime.leases``)
+KV_LEASES: Final = "apex_leases"
+# <tenant>.<provider> -> a provider usage connector: its sealed admin key and sync state
+KV_CONNECTORS: Final = "apex_connectors"

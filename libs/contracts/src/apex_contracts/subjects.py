@@ -21,7 +21,10 @@ CMD_RUN_START: Final = "apex.cmd.run.start"
 CMD_RUN_CANCEL: Final = "apex.cmd.run.cancel"
 CMD_AGENT_STEP: Final = "apex.cmd.agent.step"
 CMD_TOOL_CALL: Final = "apex.cmd.tool.call"
+# Usage batches go to ``apex.cmd.usage.ingest.<tenant>``: a tenant's batches not yet
+# stored can be read by subject (the duplicate check of the next upload needs them).
 CMD_USAGE_INGEST: Final = "apex.cmd.usage.ingest"
+CMD_USAGE_INGEST_ALL: Final = "apex.cmd.usage.ingest.*"
 COMMAND_SUBJECTS: Final = (
     CMD_RUN_START,
     CMD_RUN_CANCEL,
@@ -54,6 +57,11 @@ def user_events(tenant_id: str, user_id: str) -> str:
 
 def tenant_events(tenant_id: str) -> str:
     return f"{EVT_PREFIX}.{validate_id(tenant_id, 'ten')}.>"
+
+
+def usage_ingest(tenant_id: str) -> str:
+    """Where a tenant's usage batches wait to be stored."""
+    return f"{CMD_USAGE_INGEST}.{validate_id(tenant_id, 'ten')}"
 
 
 def query(name: str) -> str:

@@ -31,7 +31,9 @@ from apex_contracts.pricing import KV_PRICE_OVERRIDES
 from apex_contracts.queries import QueryReply
 from apex_contracts.streams import (
     APEX_EVT,
+    KV_CONNECTORS,
     KV_IDEMPOTENCY,
+    KV_LEASES,
     KV_RUNS,
     KV_TOOL_LEDGER,
     KV_USER_RUNS,
@@ -66,6 +68,8 @@ _KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_WS_TICKETS: (60.0, 1),
     KV_USER_RUNS: (7 * 86_400.0, 1),
     KV_PRICE_OVERRIDES: (0.0, 5),  # a tenant's last few price lists, kept for good
+    KV_LEASES: (86_400.0, 1),  # a lease outlives its holder by its own expiry, not the bucket's
+    KV_CONNECTORS: (0.0, 1),
 }
 
 

@@ -76,6 +76,17 @@ def subscribe_command(
     )
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for index, token in enumerate(want):
+        if token == ">":
+            return len(have) > index
+        if index >= len(have) or (token != "*" and token != have[index]):
+            return False
+    return len(have) == len(want)
+
+
 def heartbeat_every(spec: ConsumerSpec) -> float:
     """How often a long handler of ``spec`` sends in-progress acks."""
     return max(0.5, spec.ack_wait_s / 5)
@@ -117,7 +128,9 @@ class _PoisonGuard(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
         raw: Msg = msg.raw_message
-        spec = self._specs.get(raw.subject)
+        spec = self._specs.get(raw.subject) or next(
+            (spec for pattern, spec in self._specs.items() if subject_matches(pattern, raw.subject)), None
+        )
         if spec is None:
             return await call_next(msg)
         if 0 < spec.max_deliver < raw.metadata.num_delivered:

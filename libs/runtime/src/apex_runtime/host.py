@@ -88,6 +88,11 @@ class ServiceHost:
         self._tasks.append(asyncio.create_task(heartbeat_loop(self.bus, self.health, self._stop)))
         log.info("%s ready on :%d", self.service, self.http_port)
 
+    @property
+    def bound_port(self) -> int:
+        """The HTTP port the ops server listens on (the one the kernel chose for port 0)."""
+        return int(self._http.servers[0].sockets[0].getsockname()[1])
+
     def watch_consumers(self, *consumers: ConsumerSpec) -> None:
         """Shows the backlog of these command consumers on /metrics and in the
         heartbeat (after ``start``)."""

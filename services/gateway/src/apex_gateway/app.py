@@ -19,7 +19,7 @@ from apex_contracts import ErrorCode, subjects
 from apex_contracts.auth import SessionRevoked
 from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
-from apex_gateway import authproxy, dashboard
+from apex_gateway import authproxy, dashboard, ingestproxy
 from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
@@ -62,10 +62,15 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
         users.router,
         dashboard.router,
         authproxy.router,
+        ingestproxy.router,
     ):
         app.include_router(router)
     # The chat page signs in through the gateway: /auth/* is passed on to the auth service.
     app.state.auth_proxy = authproxy.AuthProxy(services.settings.auth_url, http or httpx.AsyncClient())
+    # Usage data in (uploads, OTLP, connectors) is the ingest service's work.
+    app.state.ingest_proxy = ingestproxy.IngestProxy(
+        services.settings.ingest_url, http or httpx.AsyncClient()
+    )
     mount_web(app)
     if services.settings.gateway_ops_port is None:
         # no separate ops port (a laptop): probes and metrics on the public port

@@ -1,56 +1,18 @@
-"""Which sessions are revoked, and which sockets belong to which session, so a sign-out
-closes every socket of that session on every gateway within a second."""
+"""Which sockets belong to which session, so a sign-out closes every socket of that
+session on every gateway within a second (which sessions are revoked:
+``apex_runtime.revocations``)."""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-import redis.exceptions
-
-from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, revoked_session_key
-from apex_runtime import CircuitBreaker, CircuitOpen
+from apex_runtime.revocations import REDIS_ERRORS, SessionRevocations
 
 if TYPE_CHECKING:
     from apex_gateway.ws.connection import Connection
 
-log = logging.getLogger(__name__)
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, CircuitOpen)
-
-
-class SessionRevocations:
-    """Revoked sessions from the broadcast (kept in memory for the longest token life) and
-    from Redis. When Redis is unreachable the memory set still answers: the broadcast
-    reached every gateway, and tokens live at most 15 minutes."""
-
-    def __init__(self, redis: aioredis.Redis, breaker: CircuitBreaker) -> None:
-        self._redis = redis
-        self._breaker = breaker
-        self._recent: dict[str, float] = {}
-
-    def remember(self, session_id: str) -> None:
-        now = time.monotonic()
-        self._recent[session_id] = now + ACCESS_TOKEN_MAX_TTL_S
-        if len(self._recent) > 100_000:
-            self._recent = {k: v for k, v in self._recent.items() if v > now}
-
-    async def is_revoked(self, session_id: str) -> bool:
-        expiry = self._recent.get(session_id)
-        if expiry is not None and expiry > time.monotonic():
-            return True
-        try:
-            return bool(
-                await self._breaker.call(
-                    lambda: self._redis.exists(revoked_session_key(session_id)),
-                    (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
-                )
-            )
-        except REDIS_ERRORS as exc:
-            log.warning("revocation check without Redis (%r); relying on broadcasts", exc)
-            return False
+__all__ = ["REDIS_ERRORS", "ConnectionRegistry", "SessionRevocations"]
 
 
 class ConnectionRegistry:

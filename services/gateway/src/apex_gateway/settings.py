@@ -39,8 +39,7 @@ class GatewaySettings(ServiceSettings):
     ws_user_rate_burst: int = 200
     ws_max_connections_per_user: int = 20
     ack_timeout_ms: int = 10_000
-    upload_max_bytes: int = 64 * 1024 * 1024
-    ingest_batch_rows: int = 5000
+    ingest_url: str = "http://127.0.0.1:8006"
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> GatewaySettings:

@@ -1,5 +1,6 @@
-"""The usage ingest consumer: ``apex.cmd.usage.ingest`` into ``llm_usage``, acked only
-after the insert. While ClickHouse is unavailable the handler keeps the command (with
+"""The usage ingest consumer: ``apex.cmd.usage.ingest.<tenant>`` into ``llm_usage``, acked
+only after the insert (the ingest service reads a tenant's batches not yet acked as
+committed, so the ack must mean stored). While ClickHouse is unavailable the handler keeps the command (with
 in-progress acks) and retries with a backoff, so a short outage is a delay; a longer
 one hands the command back to the poison guard, which redelivers it later."""
 
@@ -10,7 +11,7 @@ import logging
 
 from faststream.nats import NatsMessage, NatsRouter
 
-from apex_contracts import ErrorCode, Unavailable, UsageIngest
+from apex_contracts import ErrorCode, InvalidInput, Unavailable, UsageIngest, subjects
 from apex_contracts.streams import USAGE_INGEST_CONSUMER
 from apex_persistence.analytics.usage import UsageLedger
 from apex_runtime import CircuitBreaker, CircuitOpen, keep_alive, subscribe_command
@@ -55,10 +56,12 @@ def build_ingest_router(handler: UsageIngestHandler, max_workers: int = 2) -> Na
         USAGE_INGEST_CONSUMER,
         max_workers=max_workers,
         title="usage ingest",
-        description="Stores a batch of usage records in llm_usage for the command's tenant",
+        description="Stores a batch of usage records in llm_usage for the command's tenant (subject: its tenant)",
     )
     async def ingest_usage(msg: NatsMessage) -> None:
         command = UsageIngest.model_validate_json(msg.body)
+        if msg.raw_message.subject != subjects.usage_ingest(command.tenant_id):
+            raise InvalidInput(f"usage batch {command.data.batch_id} is on another tenant's subject")
         async with keep_alive(msg.raw_message.in_progress, every_s=USAGE_INGEST_CONSUMER.ack_wait_s / 3):
             stored = await handler.handle(command)
         await msg.ack()

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from apex_contracts import InvalidInput, UsageRecord
-from apex_gateway import otlp
-from apex_gateway.ingest import Rejected, UploadInfo, detect_format, parse_csv, parse_json, parse_ndjson
+from apex_ingest import otlp
+from apex_ingest.parsing import Rejected, UploadInfo, detect_format, parse_csv, parse_json, parse_ndjson
 
 
 async def chunks(data: bytes, size: int = 7) -> AsyncIterator[bytes]:
@@ -233,7 +233,7 @@ def test_otlp_genai_spans_become_usage_records() -> None:
             }
         ]
     }
-    rows = list(otlp.rows(document))
+    rows = list(otlp.rows(otlp.decode_json(document)))
     first, timeout, limited, skipped, bad = rows
     assert isinstance(first, UsageRecord)
     assert (
@@ -257,4 +257,4 @@ def test_otlp_genai_spans_become_usage_records() -> None:
     assert skipped is None, "a span that is no LLM call is skipped, not rejected"
     assert isinstance(bad, Rejected) and bad.line == 5 and bad.error.startswith("prompt_tokens")
     with pytest.raises(ValueError, match="resourceSpans"):
-        list(otlp.rows({"spans": []}))
+        otlp.decode_json({"spans": []})

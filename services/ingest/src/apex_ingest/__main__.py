@@ -1,0 +1,4 @@
+from apex_ingest.bootstrap import main
+from apex_runtime import run_process
+
+run_process(main)

@@ -1,0 +1,157 @@
+"""Read-your-writes ingest: a batch of usage records is committed under its dedupe keys,
+so the next upload of the same records, however soon, counts them as duplicates, and
+uploads of the same records running side by side store and count them once.
+
+A tenant's batches wait on their own subject (``apex.cmd.usage.ingest.<tenant>``) until
+persistence has stored them in ``llm_usage``, and are removed from it once stored (a
+work queue). So every record already committed is either still on that subject or in
+``llm_usage``. Committing a batch, under the tenant's lease (one committer at a time,
+whatever the replica):
+
+1. read the tenant's batches still waiting that this upload has not seen yet;
+2. ask ``llm_usage`` which of the remaining keys it holds;
+3. publish the records found in neither, as one batch on the tenant's subject.
+
+Reading the waiting batches before asking the store matters: a batch removed in between
+was stored before it was removed, so the store's answer has it. The lease makes 1-3
+atomic for the tenant; a holder that stalls past its lease could let a concurrent upload
+count a record twice (never store it twice: ``llm_usage`` keeps one row per key), and
+the lease is checked once more just before publishing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from pydantic import ValidationError
+
+from apex_contracts import ErrorCode, Unavailable, UsageIngest, UsageIngestData, UsageRecord, subjects
+from apex_contracts.errors import ApexError
+from apex_contracts.queries import Q_USAGE_AGGREGATE, UsageAggregate, UsageFilter, UsageRows
+from apex_contracts.streams import APEX_CMD
+from apex_runtime import Bus
+from apex_runtime.leases import Leases
+
+log = logging.getLogger(__name__)
+LEASE_TTL_S = 30.0
+LEASE_WAIT_S = 120.0
+STORE_QUERY_TIMEOUT_S = 30.0
+ATTEMPTS = 3
+
+
+@dataclass
+class Committed:
+    accepted: int
+    duplicates: int
+
+
+@dataclass
+class UploadCommits:
+    """One upload's (or one sync's) commits for one tenant. ``duplicates_checked`` turns
+    false when the store could not say which records it holds (they are sent anyway:
+    the store still keeps one row per key)."""
+
+    tenant_id: str
+    user_id: str | None
+    batch_id: str
+    source: str
+    duplicates_checked: bool = True
+    parts: int = 0
+    _cursor: int = 0  # the tenant subject is read up to here
+    _own: set[int] = field(default_factory=set)  # stream sequences this upload published
+    _waiting: set[int] = field(default_factory=set)  # hashed keys of other uploads' waiting batches
+
+
+class UsageCommitter:
+    def __init__(self, bus: Bus, leases: Leases, *, lease_ttl_s: float = LEASE_TTL_S) -> None:
+        self.bus = bus
+        self.leases = leases
+        self.lease_ttl_s = lease_ttl_s
+
+    def begin(self, tenant_id: str, user_id: str | None, batch_id: str, source: str) -> UploadCommits:
+        return UploadCommits(tenant_id, user_id, batch_id, source)
+
+    async def commit(self, upload: UploadCommits, batch: list[UsageRecord]) -> Committed:
+        """Commits the batch's new records; returns how many were new and how many were
+        already committed. Raises Unavailable when the bus or the lease cannot be had."""
+        lease_name = f"usage.{upload.tenant_id}"
+        for _attempt in range(ATTEMPTS):
+            try:
+                async with self.leases.hold(lease_name, self.lease_ttl_s, wait_s=LEASE_WAIT_S) as lease:
+                    await self._read_waiting(upload)
+                    fresh = [r for r in batch if hash(r.dedup_key()) not in upload._waiting]
+                    stored = await self._stored(upload, fresh)
+                    fresh = [r for r in fresh if r.dedup_key() not in stored]
+                    if lease.lost:
+                        continue  # another committer may have gone ahead: look again
+                    if fresh:
+                        await self._publish(upload, fresh)
+                    return Committed(len(fresh), len(batch) - len(fresh))
+            except TimeoutError as exc:
+                raise Unavailable(
+                    "Another upload of this tenant holds the usage ledger; try again shortly.",
+                    code=ErrorCode.SERVICE_UNAVAILABLE,
+                ) from exc
+        raise Unavailable(
+            "The usage ledger's lease kept slipping; try again.", code=ErrorCode.BUS_UNAVAILABLE
+        )
+
+    async def _read_waiting(self, upload: UploadCommits) -> None:
+        """Adds the keys of the tenant's batches published since the last look (by other
+        uploads) that persistence has not stored yet."""
+        subject = subjects.usage_ingest(upload.tenant_id)
+        async for seq, data in self.bus.read_subject(subject, after_seq=upload._cursor, stream=APEX_CMD.name):
+            upload._cursor = seq
+            if seq in upload._own:
+                continue
+            for key in _keys_of(data):
+                upload._waiting.add(hash(key))
+
+    async def _stored(self, upload: UploadCommits, batch: list[UsageRecord]) -> set[str]:
+        if not upload.duplicates_checked or not batch:
+            return set()
+        keys = [r.dedup_key() for r in batch]
+        query = UsageAggregate(
+            tenant_id=upload.tenant_id,
+            group_by=["dedup_key"],
+            metrics=["requests"],
+            filter=UsageFilter(dedup_keys=keys),
+            limit=len(keys),
+        )
+        try:
+            found = await self.bus.query(Q_USAGE_AGGREGATE, query, UsageRows, timeout=STORE_QUERY_TIMEOUT_S)
+        except ApexError as exc:
+            if exc.code not in (ErrorCode.STORE_UNAVAILABLE, ErrorCode.SERVICE_UNAVAILABLE):
+                raise
+            log.warning("duplicate check of %s without the store: %s", upload.batch_id, exc.message)
+            upload.duplicates_checked = False
+            return set()
+        return {str(r["dedup_key"]) for r in found.rows}
+
+    async def _publish(self, upload: UploadCommits, records: list[UsageRecord]) -> None:
+        command = UsageIngest(
+            id=f"{upload.batch_id}:{upload.parts}",
+            tenant_id=upload.tenant_id,
+            user_id=upload.user_id,
+            data=UsageIngestData(batch_id=upload.batch_id, source=upload.source, records=records),
+        )
+        seq = await self.bus.publish(command, subjects.usage_ingest(upload.tenant_id))
+        upload.parts += 1
+        upload._own.add(seq)
+        upload._cursor = max(upload._cursor, seq)
+
+
+def _keys_of(data: bytes) -> list[str]:
+    """The dedupe keys of a waiting batch (as persistence will store them)."""
+    try:
+        command = UsageIngest.model_validate_json(data)
+    except ValidationError:
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return []
+        log.warning("an unreadable usage batch waits on the tenant subject: %s", str(raw)[:200])
+        return []  # persistence dead-letters it: it will never be stored
+    return [record.dedup_key() for record in command.data.records]
