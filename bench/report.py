@@ -1,103 +1,233 @@
-"""The readable report: the figures, the ratios that are the claims, and the targets."""
+"""The readable report: issue 18's target table (each figure now, its target, the ratio
+to the peers and floors measured in the same run, and, given an earlier run, before and
+after), then the detail behind it (bench.report_detail)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bench.report_detail import detail_sections
 
-def _get(d: dict[str, Any], *path: Any, default: Any = None) -> Any:
+STORES = ("postgres", "redis", "clickhouse")
+
+
+def get(d: Any, *path: Any, default: Any = None) -> Any:
     for key in path:
-        present = (
-            key in d if isinstance(d, dict) else isinstance(d, list) and isinstance(key, int) and key < len(d)
-        )
-        if not present:
+        if isinstance(d, dict) and key in d or isinstance(d, list) and isinstance(key, int) and key < len(d):
+            d = d[key]
+        else:
             return default
-        d = d[key]
     return d
 
 
-def _ratio(a: float | None, b: float | None) -> str:
+def ratio(a: float | None, b: float | None) -> str:
     if not a or not b:
         return "n/a"
     return f"{a / b:.1f}×"
 
 
-def _target(ok: bool | None) -> str:
+def faster(apex_ms: float | None, peer_ms: float | None) -> str:
+    """How Apex compares with a peer's time: "Apex 4.2× faster" or "Apex 1.9× slower"."""
+    if not apex_ms or not peer_ms:
+        return "n/a"
+    if peer_ms >= apex_ms:
+        return f"Apex {peer_ms / apex_ms:.1f}× faster"
+    return f"Apex {apex_ms / peer_ms:.1f}× slower"
+
+
+def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
-def write_markdown(r: dict[str, Any]) -> str:
-    apex, peer = r.get("apex", {}), r.get("peer", {})
-    seq = apex.get("golden_sequential", {})
-    terminal_p50 = _get(seq, "terminal_ms", "p50", "median")
-    first_p50 = _get(seq, "first_event_ms", "p50", "median")
-    accepted_p50 = _get(seq, "run_accepted_ms", "p50", "median")
-    peer_terminal = _get(peer, "sequential", "terminal_ms", "p50")
-    peer_first = _get(peer, "sequential", "first_event_ms", "p50")
-    js_rtt = _get(apex, "floor_jetstream", "round_trip_ms", "p50")
-    ws_rtt = _get(apex, "floor_websocket", "echo_round_trip_ms", "p50")
-    agents = _get(apex, "floor_agents_in_process", "four_agents_ms", "p50")
-    conc = {c["users"]: c for c in apex.get("golden_concurrent", [])}
-    peer_conc = {c["users"]: c for c in peer.get("concurrent", [])}
-    fan = _get(apex, "gateway_fanout", "frames_per_s", "median")
-    fan_floor = _get(apex, "floor_websocket", "fanout_frames_per_s", "median")
-    idle_kb = _get(apex, "gateway_idle", "kb_per_connection")
-    replay = _get(apex, "gateway_replay", "events_per_s")
-    ingest = _get(apex, "ingest", "ndjson", "stored_rows_per_s")
-    lag_p99 = max(
-        (v.get("p99", 0) for v in (_get(apex, "projections", "lag_ms") or {}).values()), default=None
+def by_users(levels: Any, users: int) -> dict[str, Any]:
+    return next((c for c in levels or [] if isinstance(c, dict) and c.get("users") == users), {})
+
+
+def headline(r: dict[str, Any]) -> dict[str, float | None]:
+    """The figures of issue 18's table, from one run's results (None where not measured)."""
+    apex = r.get("apex") or {}
+    lag = get(apex, "projections", "lag_ms") or {}
+    out: dict[str, float | None] = {
+        "cpu_ms_per_run": get(apex, "cost", "cpu", "total_net_ms_per_run"),
+        "golden_p50_ms": get(apex, "golden_sequential", "terminal_ms", "p50", "median"),
+        "first_event_p50_ms": get(apex, "golden_sequential", "first_event_ms", "p50", "median"),
+        "replay_events_per_s": get(apex, "gateway_replay", "events_per_s"),
+        "ingest_rows_per_s": get(apex, "ingest", "ndjson", "stored_rows_per_s"),
+        "stream_p99_ms": get(r, "streaming", "model_to_client_ms", "p99"),
+        "nats_ops_per_run": get(apex, "cost", "nats_ops", "sent_total"),
+    }
+    for store in STORES:
+        out[f"lag_p99_{store}_ms"] = get(lag, store, "p99")
+    for level in apex.get("golden_concurrent") or []:
+        if isinstance(level, dict) and "users" in level:
+            out[f"runs_per_s_{level['users']}"] = level.get("runs_per_s")
+    return out
+
+
+class Table:
+    """Rows of the target table; with a baseline, each row ends with its figure before."""
+
+    def __init__(self, base: dict[str, float | None] | None) -> None:
+        self.base = base
+        self.rows: list[str] = []
+
+    def add(self, figure: str, apex: str, target: str, peers: str, ok: bool | None | str, key: str) -> None:
+        cells = [figure, apex, target, peers, ok if isinstance(ok, str) else verdict(ok)]
+        if self.base is not None:
+            before = self.base.get(key)
+            cells.append("n/a" if before is None else str(before))
+        self.rows.append("| " + " | ".join(cells) + " |")
+
+
+def _at_most(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def _at_least(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value >= limit
+
+
+def target_rows(r: dict[str, Any], base: dict[str, float | None] | None) -> list[str]:
+    apex, lg, dbos = r.get("apex") or {}, r.get("peer") or {}, r.get("durable_peer") or {}
+    now, table = headline(r), Table(base)
+    rtt = get(apex, "floor_jetstream", "round_trip_ms", "p50")
+
+    cpu_ms = now["cpu_ms_per_run"]
+    levels = sorted({c["users"] for c in apex.get("golden_concurrent") or [] if isinstance(c, dict)})
+    dbos_level = 50 if 50 in levels else (levels[0] if levels else 50)
+    dbos_cpu = get(by_users(dbos.get("concurrent"), dbos_level), "cpu", "total_net_ms_per_run")
+    table.add(
+        "CPU per run, all processes including NATS",
+        f"{cpu_ms} ms (raw {get(apex, 'cost', 'cpu', 'total_raw_ms_per_run')})",
+        "≤ 25 ms",
+        f"DBOS {dbos_cpu} ms (process + Postgres, {dbos_level} users): Apex {ratio(cpu_ms, dbos_cpu)} DBOS's",
+        _at_most(cpu_ms, 25),
+        "cpu_ms_per_run",
     )
-    drops = apex.get("dropped_connection", {})
-    peer_drops = peer.get("dropped_connection", {})
+    for users in levels:
+        mine = by_users(apex.get("golden_concurrent"), users).get("runs_per_s")
+        lg_rps = by_users(lg.get("concurrent"), users).get("runs_per_s")
+        db_rps = by_users(dbos.get("concurrent"), users).get("runs_per_s")
+        ok: bool | None | str = "(beside the peers)"
+        if users == 50:
+            ok = None if not (mine and lg_rps and db_rps) else mine / lg_rps >= 3 and mine > db_rps
+        table.add(
+            f"runs/s at {users} concurrent users",
+            str(mine),
+            "≥ 3× LangGraph's local server, ahead of DBOS" if users == 50 else "",
+            f"LangGraph {lg_rps} (Apex {ratio(mine, lg_rps)}), DBOS {db_rps} (Apex {ratio(mine, db_rps)})",
+            ok,
+            f"runs_per_s_{users}",
+        )
+    golden = now["golden_p50_ms"]
+    lg_p50, db_p50 = (
+        get(lg, "sequential", "terminal_ms", "p50"),
+        get(dbos, "sequential", "terminal_ms", "p50"),
+    )
+    table.add(
+        "golden path p50, sequential",
+        f"{golden} ms = {ratio(golden, rtt)} one JetStream round trip ({rtt} ms)",
+        "≤ 50 ms and ≤ 40× RTT",
+        f"LangGraph {lg_p50} ms ({faster(golden, lg_p50)}), DBOS {db_p50} ms ({faster(golden, db_p50)})",
+        None if golden is None or not rtt else golden <= 50 and golden / rtt <= 40,
+        "golden_p50_ms",
+    )
+    first = now["first_event_p50_ms"]
+    table.add(
+        "first event p50",
+        f"{first} ms",
+        "≤ 10 ms",
+        f"LangGraph {get(lg, 'sequential', 'first_event_ms', 'p50')} ms, "
+        f"DBOS {get(dbos, 'sequential', 'first_event_ms', 'p50')} ms",
+        _at_most(first, 10),
+        "first_event_p50_ms",
+    )
+    replay = now["replay_events_per_s"]
+    table.add(
+        "replay to a reconnecting client",
+        f"{replay} events/s",
+        "≥ 50,000",
+        "",
+        _at_least(replay, 50_000),
+        "replay_events_per_s",
+    )
+    ingest = now["ingest_rows_per_s"]
+    table.add(
+        "usage ingest until stored (NDJSON)",
+        f"{ingest} rows/s (CSV {get(apex, 'ingest', 'csv', 'stored_rows_per_s')})",
+        "≥ 100,000",
+        "",
+        _at_least(ingest, 100_000),
+        "ingest_rows_per_s",
+    )
+    rate = get(apex, "projections", "rate")
+    for store in STORES:
+        lag = now[f"lag_p99_{store}_ms"]
+        table.add(
+            f"projection lag p99 at {rate} events/s: {store}",
+            f"{lag} ms",
+            "≤ 250 ms",
+            "",
+            _at_most(lag, 250),
+            f"lag_p99_{store}_ms",
+        )
+    _streaming_row(table, r.get("streaming") or {}, now["stream_p99_ms"])
+    ops = get(apex, "cost", "nats_ops") or {}
+    mine_ops, before_ops = now["nats_ops_per_run"], (base or {}).get("nats_ops_per_run")
+    table.add(
+        "NATS operations per run",
+        f"{mine_ops} sent by the services (server: {get(ops, 'server', 'in_msgs')} in, "
+        f"{get(ops, 'server', 'out_msgs')} out)",
+        "reported, and halved",
+        "",
+        "reported (no baseline given)"
+        if base is None
+        else _at_most(mine_ops, before_ops / 2 if before_ops else None),  # type: ignore[arg-type]
+        "nats_ops_per_run",
+    )
+    return table.rows
+
+
+def _streaming_row(table: Table, stream: dict[str, Any], p99: float | None) -> None:
+    target = "every delta delivered, p99 ≤ 250 ms, lag bounded"
+    if not stream or stream.get("error"):
+        table.add("token streaming", stream.get("error", "not run"), target, "", None, "stream_p99_ms")
+        return
+    every = stream.get("deltas_delivered") == stream.get("deltas_expected") and not stream.get(
+        "deltas_duplicated"
+    )
+    bounded = stream.get("lag_bounded")
+    table.add(
+        f"token streaming: {stream['concurrent_runs']} runs × {stream['target_rate_per_run']} `message.delta`/s",
+        f"{stream.get('deltas_delivered')} of {stream.get('deltas_expected')} delivered "
+        f"({stream.get('deltas_duplicated')} twice); p99 {p99} ms model → client; lag "
+        f"{'bounded' if bounded else '**not bounded**'} (p99 by third {stream.get('p99_ms_by_third')} ms, "
+        f"written at {get(stream, 'written_rate_per_run', 'p50')}/s per run)",
+        target,
+        "",
+        None if p99 is None else bool(every and p99 <= 250 and bounded),
+        "stream_p99_ms",
+    )
+
+
+def write_markdown(r: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
+    base = headline(baseline) if baseline else None
+    load = f"load before {get(r, 'machine_before', 'load_avg_1_5_15')}, after {get(r, 'machine_after', 'load_avg_1_5_15')}"
     lines = [
         "# Apex benchmark",
         "",
-        f"Command: `{r['command']}` · started {r['started_at']} · {r['duration_s']} s · "
-        f"{r['machine_before']['cores']} cores, load before {r['machine_before']['load_avg_1_5_15']}, "
-        f"after {r['machine_after']['load_avg_1_5_15']}",
+        f"Command: `{r['command']}` · started {r['started_at']} · {r['duration_s']} s "
+        f"({', '.join(f'{k} {v} s' for k, v in (r.get('section_seconds') or {}).items())}) · "
+        f"{get(r, 'machine_before', 'cores')} cores, {load}",
         "",
-        "## Claims (ratios measured in the same run)",
+        "## Issue 18's targets (peers and floors measured in the same run)",
         "",
-        "| claim | figure | target |",
-        "|---|---|---|",
-        f"| golden path p50 vs LangGraph local server | Apex {terminal_p50} ms, peer {peer_terminal} ms: "
-        f"**{_ratio(peer_terminal, terminal_p50)} faster** | ≥ 10× — {_target(_at_least(peer_terminal, terminal_p50, 10))} |",
-        f"| first event p50 vs peer | Apex {first_p50} ms (run.accepted {accepted_p50} ms), peer {peer_first} ms: "
-        f"{_ratio(peer_first, first_p50)} | ≤ 10 ms — {_target(None if first_p50 is None else first_p50 <= 10)} |",
-        f"| golden path p50 sequential | {terminal_p50} ms | ≤ 50 ms — "
-        f"{_target(None if terminal_p50 is None else terminal_p50 <= 50)} |",
-    ]
-    for users in sorted(conc):
-        a, p = conc[users].get("runs_per_s"), _get(peer_conc, users, "runs_per_s")
-        target = " ≥ 3× at 50 — " + _target(_at_least(a, p, 3)) if users == 50 else ""
-        lines.append(f"| runs/s at {users} concurrent users | Apex {a}, peer {p}: {_ratio(a, p)} |{target} |")
-    lines += [
-        f"| golden path as a multiple of its floors | {_ratio(terminal_p50, js_rtt)} one JetStream round trip "
-        f"({js_rtt} ms), {_ratio(terminal_p50, ws_rtt)} one WebSocket echo ({ws_rtt} ms), "
-        f"{_ratio(terminal_p50, agents)} the four agents in process ({agents} ms) | |",
-        f"| events lost or duplicated over {drops.get('trials')} dropped connections | Apex "
-        f"{drops.get('events_lost')} lost / {drops.get('events_duplicated')} duplicated; peer "
-        f"{peer_drops.get('events_lost')} lost / {peer_drops.get('events_duplicated')} duplicated in "
-        f"{peer_drops.get('trials_with_loss_or_dup')} of {peer_drops.get('trials')} trials | zero — "
-        f"{_target(None if not drops else drops.get('events_lost', 1) + drops.get('events_duplicated', 1) == 0)} |",
-        f"| fan-out vs bare WebSocket | {fan} vs {fan_floor} frames/s: {_ratio(fan, fan_floor)} | ≥ 0.5× — "
-        f"{_target(None if not fan or not fan_floor else fan / fan_floor >= 0.5)} |",
-        f"| gateway memory per idle connection | {idle_kb} KB | ≤ 30 KB — "
-        f"{_target(None if idle_kb is None else idle_kb <= 30)} |",
-        f"| replay to a reconnecting client | {replay} events/s | ≥ 20,000 — "
-        f"{_target(None if replay is None else replay >= 20_000)} |",
-        f"| usage ingest (NDJSON, until stored) | {ingest} rows/s | ≥ 50,000 — "
-        f"{_target(None if ingest is None else ingest >= 50_000)} |",
-        f"| projection lag p99 at {_get(apex, 'projections', 'rate')} events/s | {lag_p99} ms (worst store) | "
-        f"≤ 500 ms — {_target(None if lag_p99 is None else lag_p99 <= 500)} |",
+        "| figure | Apex | target | peers and floors | verdict |" + (" before |" if base else ""),
+        "|---|---|---|---|---|" + ("---|" if base else ""),
+        *target_rows(r, base),
         "",
-        "Every figure with its spread is in `latest.json`; versions of Apex's and the peer's dependencies too.",
+        *detail_sections(r),
+        "Every figure with its spread is in `latest.json`; versions of Apex's and the peers' dependencies too.",
         "",
     ]
     return "\n".join(lines)
-
-
-def _at_least(numerator: float | None, denominator: float | None, factor: float) -> bool | None:
-    if not numerator or not denominator:
-        return None
-    return numerator / denominator >= factor
