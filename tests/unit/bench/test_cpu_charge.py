@@ -26,7 +26,11 @@ def test_charge_per_run_raw_and_net_of_idle() -> None:
         wall_s=10.0,
         runs=100,
     )
-    assert figures["per_process"]["nats"] == {"raw_ms_per_run": 20.0, "net_ms_per_run": 10.0, "idle_ms_per_s": 100.0}
+    assert figures["per_process"]["nats"] == {
+        "raw_ms_per_run": 20.0,
+        "net_ms_per_run": 10.0,
+        "idle_ms_per_s": 100.0,
+    }
     assert figures["per_process"]["persistence"]["net_ms_per_run"] == 10.0
     assert figures["total_raw_ms_per_run"] == 30.0
     assert figures["total_net_ms_per_run"] == 20.0

@@ -31,12 +31,16 @@ from bench.natsops import grouped, per_run
         ("elsewhere", "", b"", "other"),
     ],
 )
-def test_what_a_client_sends_is_named_by_its_purpose(subject: str, reply: str, payload: bytes, kind: str) -> None:
+def test_what_a_client_sends_is_named_by_its_purpose(
+    subject: str, reply: str, payload: bytes, kind: str
+) -> None:
     assert sent_kind(subject, reply, payload) == kind
 
 
 def test_what_a_client_receives_is_named_by_its_origin() -> None:
-    assert received_kind("apex.evt.t.u.r", "$JS.ACK.APEX_EVT.persistence-redis.1.1.1.1.1") == "delivery_apex_evt"
+    assert (
+        received_kind("apex.evt.t.u.r", "$JS.ACK.APEX_EVT.persistence-redis.1.1.1.1.1") == "delivery_apex_evt"
+    )
     assert received_kind("$KV.apex_runs.k", "$JS.ACK.KV_apex_runs.watch.1.1.1.1.1") == "delivery_kv"
     assert received_kind("_INBOX.abc.1", "") == "reply"
     assert received_kind("apex.evt.t.u.r", "") == "event_received"

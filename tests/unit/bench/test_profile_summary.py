@@ -21,10 +21,18 @@ def test_busy_samples_are_shared_by_function_and_package() -> None:
     assert summary["samples"] == 100
     assert summary["waiting_samples"] == 40
     assert summary["top_self_pct"][0] == ["query (chdb/state/sqlitelike.py)", 50.0]
-    assert dict(map(tuple, summary["packages_self_pct"])) == {"chdb": 50.0, "orjson": 30.0, "stdlib:asyncio": 20.0}
+    assert dict(map(tuple, summary["packages_self_pct"])) == {
+        "chdb": 50.0,
+        "orjson": 30.0,
+        "stdlib:asyncio": 20.0,
+    }
     inclusive = dict(map(tuple, summary["top_inclusive_pct"]))
-    assert inclusive["handle (apex_persistence/projection/runner.py)"] == 80.0, "lines of one function are one entry"
-    assert not any("sitecustomize" in name for name in inclusive), "the bench's own thread is not the service's"
+    assert inclusive["handle (apex_persistence/projection/runner.py)"] == 80.0, (
+        "lines of one function are one entry"
+    )
+    assert not any("sitecustomize" in name for name in inclusive), (
+        "the bench's own thread is not the service's"
+    )
 
 
 def test_an_empty_profile_has_no_shares() -> None:

@@ -28,7 +28,9 @@ def result() -> dict[str, Any]:
                 "cpu": {
                     "total_net_ms_per_run": 20.0,
                     "total_raw_ms_per_run": 22.0,
-                    "per_process": {"nats": {"net_ms_per_run": 8.0, "raw_ms_per_run": 9.0, "idle_ms_per_s": 1.0}},
+                    "per_process": {
+                        "nats": {"net_ms_per_run": 8.0, "raw_ms_per_run": 9.0, "idle_ms_per_s": 1.0}
+                    },
                 },
                 "nats_ops": {"sent_total": 60.0, "sent_by_kind": {"ack": 30.0}, "server": {"in_msgs": 60.0}},
             },
@@ -38,7 +40,12 @@ def result() -> dict[str, Any]:
                 "rate": 1000.0,
                 "lag_ms": {"postgres": {"p99": 200.0}, "redis": {"p99": 100.0}, "clickhouse": {"p99": 300.0}},
             },
-            "dropped_connection": {"trials": 100, "events_lost": 0, "events_duplicated": 0, "trials_with_loss_or_dup": 0},
+            "dropped_connection": {
+                "trials": 100,
+                "events_lost": 0,
+                "events_duplicated": 0,
+                "trials_with_loss_or_dup": 0,
+            },
             "killed_worker": {"error": "TimeoutError: agents did not come back"},
         },
         "peer": {
@@ -47,8 +54,15 @@ def result() -> dict[str, Any]:
         },
         "durable_peer": {
             "sequential": {"terminal_ms": {"p50": 60.0}, "first_event_ms": {"p50": 9.0}},
-            "concurrent": [{"users": 50, "runs_per_s": 15.0, "cpu": {"total_net_ms_per_run": 80.0, "per_process": {}}}],
-            "killed_worker": {"trials": 3, "events_lost": 0, "events_duplicated": 4, "trials_with_loss_or_dup": 3},
+            "concurrent": [
+                {"users": 50, "runs_per_s": 15.0, "cpu": {"total_net_ms_per_run": 80.0, "per_process": {}}}
+            ],
+            "killed_worker": {
+                "trials": 3,
+                "events_lost": 0,
+                "events_duplicated": 4,
+                "trials_with_loss_or_dup": 3,
+            },
         },
         "streaming": {
             "concurrent_runs": 100,

@@ -12,7 +12,9 @@ from bench.streaming import StreamedRun, figures
 
 def delta(index: int, sent: float, written: float, message: str = "msg_1") -> dict[str, object]:
     text = f"[{str(int(sent * 1e6)).translate(str.maketrans('0123456789', 'abcdefghij'))}]{FILLER}"
-    occurred = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(written)) + f".{int(written % 1 * 1e6):06d}+00:00"
+    occurred = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(written)) + f".{int(written % 1 * 1e6):06d}+00:00"
+    )
     return {"occurred_at": occurred, "data": {"message_id": message, "index": index, "text": text}}
 
 
