@@ -113,3 +113,19 @@ def test_against_a_baseline_each_figure_is_shown_before_and_after() -> None:
     assert row(text, "CPU per run").endswith("| 89.0 |")
     assert "met" in row(text, "NATS operations per run"), "60 is under half of 157"
     assert headline(before)["nats_ops_per_run"] == 157.0
+
+
+def test_the_readme_table_is_rewritten_between_its_markers_only() -> None:
+    from bench.readme import END, START, regenerate
+
+    readme = f"# Apex\n\nbefore\n{START}\n| old | table |\n{END}\nafter\n"
+    rewritten = regenerate(readme, result())
+    head, _, rest = rewritten.partition(START)
+    table, _, tail = rest.partition(END)
+    assert head == "# Apex\n\nbefore\n" and tail == "\nafter\n"
+    assert "| old | table |" not in table
+    assert (
+        "| golden path p50, sequential (send → terminal event) | 93 ms | Apex 10.8× faster than LangGraph"
+        in table
+    )
+    assert "| worker SIGKILLed mid-run | n/a | DBOS 0 lost, 4 duplicated in 3 trials" in table
