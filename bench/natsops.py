@@ -132,6 +132,11 @@ def grouped(figures: dict[str, float]) -> dict[str, Any]:
                 sums[key.split("/")[part]] += value
         return {k: round(v, 1) for k, v in sums.most_common()}
 
+    matrix: dict[str, dict[str, float]] = {}
+    for key, value in sorted(figures.items(), key=lambda kv: -kv[1]):
+        if key.startswith("sent/"):
+            _, service, kind = key.split("/", 2)
+            matrix.setdefault(service, {})[kind] = value
     server = {k.split("/", 1)[1]: v for k, v in figures.items() if k.startswith("server/")}
     for size in ("in_bytes", "out_bytes"):
         if size in server:
@@ -140,6 +145,7 @@ def grouped(figures: dict[str, float]) -> dict[str, Any]:
         "sent_total": round(sum(v for k, v in figures.items() if k.startswith("sent/")), 1),
         "sent_by_kind": group("sent/", 2),
         "sent_by_service": group("sent/", 1),
+        "sent_by_service_and_kind": matrix,
         "received_by_kind": group("received/", 2),
         "server": server,
         "stored_per_stream": {k.split("/", 1)[1]: v for k, v in figures.items() if k.startswith("stored/")},

@@ -119,12 +119,21 @@ async def _record(binary: str, pid: int, seconds: float, rate: int, out: Path) -
 
 
 async def profile(
-    pids: Mapping[str, int], seconds: float, load: Callable[[], Awaitable[Any]], rate: int = 100
+    pids: Mapping[str, int],
+    seconds: float,
+    load: Callable[[], Awaitable[Any]],
+    rate: int = 100,
+    binary: str | None = None,
 ) -> dict[str, Any]:
-    """Samples every process of ``pids`` for ``seconds`` while ``load()`` runs."""
-    binary = py_spy()
+    """Samples every process of ``pids`` for ``seconds`` while ``load()`` runs (the load
+    runs whether or not the profile can be taken)."""
+    binary = binary or py_spy()
     if binary is None:
-        return {"available": False, "reason": "py-spy is not installed (make install puts it in .venv)"}
+        return {
+            "available": False,
+            "reason": "py-spy is not installed (make install puts it in .venv)",
+            "load": await load(),
+        }
     folder = Path(tempfile.mkdtemp(prefix="apex-bench-pyspy-"))
     recorders = {
         name: asyncio.create_task(_record(binary, pid, seconds, rate, folder / f"{name}.txt"))

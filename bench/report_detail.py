@@ -98,9 +98,17 @@ def ops_table(r: dict[str, Any]) -> list[str]:
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in (ops.get("sent_by_kind") or {}).items()],
         "",
-        "| by service | sent per run |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in (ops.get("sent_by_service") or {}).items()],
+        "| by service | sent per run | of which |",
+        "|---|---|---|",
+        *[
+            f"| {k} | {v} | "
+            + ", ".join(
+                f"{kind} {n}"
+                for kind, n in ((ops.get("sent_by_service_and_kind") or {}).get(k) or {}).items()
+            )
+            + " |"
+            for k, v in (ops.get("sent_by_service") or {}).items()
+        ],
         "",
         "Stored per stream, per run: "
         + ", ".join(f"{k} {v}" for k, v in (ops.get("stored_per_stream") or {}).items()),
