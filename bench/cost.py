@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apex_cli.config import SERVICE_PORTS
 from bench import cpu, natsops
 from bench.common import summary
 from bench.golden import one_run, open_ws
 from bench.profile import profile
 from tests.e2e.platform import Platform
 
-SERVICES = ("gateway", "auth", "orchestrator", "agents", "tools", "persistence")
+SERVICES = tuple(SERVICE_PORTS)  # every Python service apex up runs
 
 
 async def open_users(platform: Platform, users: int) -> list[Any]:
