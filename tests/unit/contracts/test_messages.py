@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from apex_contracts import (
@@ -22,8 +25,10 @@ from apex_contracts import commands as cmd
 from apex_contracts import events as ev
 from apex_contracts.envelope import upcast, upcaster
 from apex_contracts.errors import ErrorCode, ErrorInfo
-from apex_contracts.frames import SERVER_FRAME_ADAPTER, parse_client_frame
+from apex_contracts.frames import CLIENT_FRAME_TYPES, SERVER_FRAME_ADAPTER, parse_client_frame
 from apex_contracts.report import AssistantResponse, Period, Report, ReportingOutput, SupervisorOutput
+
+PARSER_CODES = {ErrorCode.INVALID_JSON, ErrorCode.UNKNOWN_TYPE, ErrorCode.INVALID_FRAME, ErrorCode.INVALID_ID}
 
 SCOPE = Scope(tenant_id=new_id("ten"), user_id=new_id("usr"), thread_id=new_id("thr"), run_id=new_id("run"))
 ERROR = ErrorInfo(code="tool_failed", message="boom", retryable=True)
@@ -140,6 +145,11 @@ def test_bad_ids_never_enter_a_subject() -> None:
         ('{"type": "thread.subscribe", "thread_id": "thr_nope"}', ErrorCode.INVALID_ID),
         (f'{{"type": "event.ack", "thread_id": "{SCOPE.thread_id}", "seq": -1}}', ErrorCode.INVALID_FRAME),
         ('{"type": "run.cancel", "run_id": "run_1"}', ErrorCode.INVALID_ID),
+        ('{"type": []}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type": {}}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type": null}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type": "session.refresh"}', ErrorCode.INVALID_FRAME),
+        ('{"type": "session.refresh", "token": ["x"]}', ErrorCode.INVALID_FRAME),
     ],
 )
 def test_bad_client_frames_have_precise_codes(text: str, code: ErrorCode) -> None:
@@ -158,6 +168,7 @@ def test_bad_client_frames_have_precise_codes(text: str, code: ErrorCode) -> Non
         {"type": "event.ack", "thread_id": SCOPE.thread_id, "seq": 9},
         {"type": "run.cancel", "run_id": SCOPE.run_id},
         {"type": "ping"},
+        {"type": "session.refresh", "token": "a.b.c"},
     ],
 )
 def test_client_frames_parse(frame: dict[str, Any]) -> None:
@@ -189,3 +200,36 @@ def test_server_frames_parse() -> None:
     for sample in samples:
         assert SERVER_FRAME_ADAPTER.validate_python(sample).type == sample["type"]
     assert datetime.now(UTC)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+FRAME_TYPES = sorted(CLIENT_FRAME_TYPES) + ["event", "nope"]
+FIELDS = ["ref", "client_msg_id", "text", "thread_id", "after_seq", "epoch", "seq", "run_id", "token"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        JSON,
+        st.fixed_dictionaries(
+            {"type": st.one_of(st.sampled_from(FRAME_TYPES), JSON)},
+            optional={name: JSON for name in FIELDS},
+        ),
+    )
+)
+def test_any_json_is_a_typed_frame_or_a_typed_error(value: Any) -> None:
+    """The parser reads no field before checking its type: whatever the JSON, the answer
+    is a frame or an InvalidInput with a frame-parser code, never another exception."""
+    text = json.dumps(value)
+    try:
+        frame = parse_client_frame(text)
+    except InvalidInput as exc:
+        assert exc.code in PARSER_CODES
+        ref = (exc.details or {}).get("ref")
+        assert ref is None or (isinstance(ref, str) and len(ref) <= 100)
+    else:
+        assert frame.type in CLIENT_FRAME_TYPES

@@ -24,6 +24,9 @@ ACCESS_TOKEN_MAX_TTL_S: Final = 15 * 60
 REQUIRED_CLAIMS: Final = ("iss", "aud", "sub", "tid", "sid", "jti", "iat", "nbf", "exp", "typ", "roles")
 
 Role = Literal["admin", "member"]
+# The platform's operators: granted by configuration only (the auth service's allow-list of
+# user ids, or an external issuer's claim), never stored with a user, never by registration.
+OPERATOR_ROLE: Final = "operator"
 RevokeReason = Literal["logout", "refresh_reused", "password_changed", "revoked_by_user", "erased"]
 
 

@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     INVALID_FRAME = "invalid_frame"
     INVALID_ID = "invalid_id"
     INVALID_REQUEST = "invalid_request"
+    INVALID_HANDSHAKE = "invalid_handshake"
     FRAME_TOO_LARGE = "frame_too_large"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     # lookup and state
@@ -56,6 +57,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     RESYNC_REQUIRED = "resync_required"
+    SLOW_CONSUMER = "slow_consumer"
     REPLAY_INCOMPLETE = "replay_incomplete"
     # run limits
     CONCURRENCY_LIMIT = "concurrency_limit"
@@ -103,9 +105,17 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.TOKEN_INVALID: _E(401, False, "The access token is not valid.", "gateway handshake, HTTP API"),
     ErrorCode.TOKEN_EXPIRED: _E(
-        401, True, "The access token has expired; refresh it and reconnect.", "gateway handshake, HTTP API"
+        401,
+        True,
+        "The access token has expired; refresh it and reconnect.",
+        "gateway handshake, HTTP API, an open socket whose token expired (close 4401; send `session.refresh` before)",
     ),
-    ErrorCode.SESSION_REVOKED: _E(401, False, "This session was signed out.", "gateway, auth"),
+    ErrorCode.SESSION_REVOKED: _E(
+        401,
+        False,
+        "This session was signed out.",
+        "gateway (handshake; open sockets within the revocation re-check interval), auth",
+    ),
     ErrorCode.FORBIDDEN: _E(403, False, "You are not allowed to do that.", "gateway, auth"),
     ErrorCode.ORIGIN_NOT_ALLOWED: _E(403, False, "This site is not allowed to connect.", "gateway handshake"),
     ErrorCode.INVALID_CREDENTIALS: _E(401, False, "Email or password is wrong.", "auth login"),
@@ -116,6 +126,12 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.INVALID_ID: _E(400, False, "An id is malformed.", "every boundary that takes an id"),
     ErrorCode.INVALID_REQUEST: _E(422, False, "The request is not valid.", "HTTP API"),
+    ErrorCode.INVALID_HANDSHAKE: _E(
+        400,
+        False,
+        "The WebSocket handshake is malformed (several tickets or tokens, an unreadable query).",
+        "gateway handshake (close 4400)",
+    ),
     ErrorCode.FRAME_TOO_LARGE: _E(413, False, "The frame is larger than the limit.", "gateway (close 1009)"),
     ErrorCode.PAYLOAD_TOO_LARGE: _E(
         413, False, "The upload is larger than the limit.", "ingest usage upload and OTLP"
@@ -130,6 +146,12 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.RESYNC_REQUIRED: _E(
         409, True, "You fell behind; resubscribe from your last seq.", "gateway send queue"
+    ),
+    ErrorCode.SLOW_CONSUMER: _E(
+        429,
+        True,
+        "You did not read your frames fast enough; reconnect and resume from your last seq.",
+        "gateway send queue (close 4408)",
     ),
     ErrorCode.REPLAY_INCOMPLETE: _E(
         410, False, "Part of the history is no longer available.", "gateway replay"

@@ -2,7 +2,9 @@
 
 ``parse_client_frame`` turns a text frame into a typed frame or raises an ``ApexError``
 whose code tells the client exactly what was wrong (``invalid_json``, ``unknown_type``,
-``invalid_frame``, ``invalid_id``); the connection stays open either way.
+``invalid_frame``, ``invalid_id``); the connection stays open either way. It reads no field
+of the raw JSON before checking its type: any JSON value in any place is an answer, never a
+crash (property-tested over a live socket in tests/e2e/test_hostile_frames.py).
 """
 
 from __future__ import annotations
@@ -66,13 +68,31 @@ class Ping(Model):
     ref: Ref = None
 
 
+class SessionRefresh(Model):
+    """A new access token for the open socket: same user, tenant and session. Answered
+    with ``session.refreshed``; the socket then lives until the new token expires."""
+
+    type: Literal["session.refresh"] = "session.refresh"
+    ref: Ref = None
+    token: str = Field(min_length=1, max_length=8192)
+
+
 ClientFrame = Annotated[
-    MessageSend | ThreadSubscribe | ThreadUnsubscribe | EventAck | RunCancelFrame | Ping,
+    MessageSend | ThreadSubscribe | ThreadUnsubscribe | EventAck | RunCancelFrame | Ping | SessionRefresh,
     Field(discriminator="type"),
 ]
 CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
-    {"message.send", "thread.subscribe", "thread.unsubscribe", "event.ack", "run.cancel", "ping"}
+    {
+        "message.send",
+        "thread.subscribe",
+        "thread.unsubscribe",
+        "event.ack",
+        "run.cancel",
+        "ping",
+        "session.refresh",
+    }
 )
+MAX_REF_CHARS = 100
 _CLIENT_ADAPTER: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
@@ -83,11 +103,13 @@ def parse_client_frame(text: str | bytes) -> ClientFrame:
         raise InvalidInput("The frame is not valid JSON.", code=ErrorCode.INVALID_JSON) from exc
     if not isinstance(raw, dict):
         raise InvalidInput("A frame is a JSON object.", code=ErrorCode.INVALID_FRAME)
-    ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+    ref = _echoable_ref(raw.get("ref"))
     frame_type = raw.get("type")
-    if frame_type not in CLIENT_FRAME_TYPES:
+    # an unhashable ``type`` (a list, an object) must not reach the set lookup
+    if not isinstance(frame_type, str) or frame_type not in CLIENT_FRAME_TYPES:
+        shown = frame_type[:40] if isinstance(frame_type, str) else type(frame_type).__name__
         raise InvalidInput(
-            f"Unknown frame type {str(frame_type)[:40]!r}.",
+            f"Unknown frame type {shown!r}.",
             code=ErrorCode.UNKNOWN_TYPE,
             details={"ref": ref, "known": sorted(CLIENT_FRAME_TYPES)},
         )
@@ -95,6 +117,11 @@ def parse_client_frame(text: str | bytes) -> ClientFrame:
         return _CLIENT_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         raise _frame_error(exc, ref) from None
+
+
+def _echoable_ref(value: Any) -> str | None:
+    """The frame's ``ref`` when it is one an answer may carry back (a short string)."""
+    return value if isinstance(value, str) and len(value) <= MAX_REF_CHARS else None
 
 
 def _frame_error(exc: ValidationError, ref: str | None) -> InvalidInput:
@@ -152,6 +179,14 @@ class Pong(Model):
     ref: str | None = None
 
 
+class SessionRefreshed(Model):
+    """The socket now lives until ``expires_at`` (epoch seconds, the new token's ``exp``)."""
+
+    type: Literal["session.refreshed"] = "session.refreshed"
+    ref: str | None = None
+    expires_at: int
+
+
 class ErrorFrame(Model):
     type: Literal["error"] = "error"
     code: str
@@ -162,10 +197,12 @@ class ErrorFrame(Model):
     retry_after_ms: int | None = None
     last_seq: int | None = None
     first_seq: int | None = None
+    # ``internal_error`` only: the id under which the server logged the fault
+    incident: str | None = None
 
 
 ServerFrame = Annotated[
-    SessionReady | EventFrame | MessageAccepted | ThreadSubscribed | Pong | ErrorFrame,
+    SessionReady | EventFrame | MessageAccepted | ThreadSubscribed | Pong | SessionRefreshed | ErrorFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME_ADAPTER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
@@ -180,6 +217,8 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_LARGE = 1009
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_BAD_HANDSHAKE = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_SLOW_CONSUMER = 4408
 CLOSE_TOO_MANY = 4429

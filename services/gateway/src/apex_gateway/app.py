@@ -25,10 +25,12 @@ from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import drain_paced
 from apex_gateway.errors import install_error_handlers
+from apex_gateway.limits import UserLimits
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
 from apex_gateway.presence import ServiceDirectory
 from apex_gateway.services import GatewayServices
+from apex_gateway.session_watch import watch_sessions
 from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
 from apex_gateway.tickets import TicketBook
@@ -110,6 +112,7 @@ async def build_services(
     health.add_check("services", lambda: not directory.missing(OTHER_SERVICES), gates=False)
     health.add_probe("services_missing", lambda: " ".join(directory.missing(OTHER_SERVICES)))
     metrics = GatewayMetrics()
+    connections = ConnectionRegistry()
     dashboard.publish_delivery_figures(health, metrics)
     archive = PersistedCursors(bus, health.breaker("cursor_store", threshold=3, reset_after_s=2.0))
     flusher = CursorFlusher(
@@ -124,7 +127,7 @@ async def build_services(
         bus=bus,
         verifier=verifier,
         revocations=revocations,
-        connections=ConnectionRegistry(),
+        connections=connections,
         messages=MessageService(bus, waiting=directory.absent),
         cursors=DeliveryCursors(
             redis,
@@ -134,12 +137,33 @@ async def build_services(
             metrics.cursor_restores,
         ),
         cursor_flusher=flusher,
+        limits=_user_limits(settings, redis, health, metrics, connections),
         directory=directory,
         health=health,
         metrics=metrics,
         epoch=await bus.stream_epoch(),
         tickets=TicketBook(bus),
         feeds=ThreadFeeds(bus.js.subscribe),
+    )
+
+
+def _user_limits(
+    settings: GatewaySettings,
+    redis: aioredis.Redis,
+    health: Health,
+    metrics: GatewayMetrics,
+    connections: ConnectionRegistry,
+) -> UserLimits:
+    return UserLimits(
+        redis,
+        health.breaker("redis", threshold=3, reset_after_s=2.0),
+        max_connections=settings.ws_max_connections_per_user,
+        rate_per_s=settings.ws_user_rate_per_s,
+        burst=settings.ws_user_rate_burst,
+        lease_s=settings.ws_connection_lease_s,
+        local_connections=connections.count_for_user,
+        degraded=metrics.shared_limits_degraded,
+        shared_up=metrics.shared_limits_up,
     )
 
 
@@ -154,7 +178,7 @@ async def watch_revocations(services: GatewayServices) -> None:
             return
         services.revocations.remember(revoked.session_id)
         for conn in services.connections.of_session(revoked.session_id):
-            await conn.close(CLOSE_UNAUTHORIZED, ErrorCode.SESSION_REVOKED.value)
+            conn.end(CLOSE_UNAUTHORIZED, ErrorCode.SESSION_REVOKED.value)
 
     await services.bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
 
@@ -203,6 +227,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         beat_stop = asyncio.Event()
         beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
         resends = asyncio.create_task(resend_overdue(services, beat_stop))
+        sessions = asyncio.create_task(watch_sessions(services, beat_stop))
         # Stopped after the server, so the acks of the drained sockets are flushed too.
         flush_stop = asyncio.Event()
         flushes = asyncio.create_task(services.cursor_flusher.run(flush_stop))
@@ -219,6 +244,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
             beat_stop.set()
             await beats
             await resends
+            await sessions
             flush_stop.set()
             await flushes
             if ops is not None:

@@ -97,6 +97,47 @@ class GatewayMetrics:
             ["outcome"],
         )
     )
+    frames_discarded: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_frames_discarded_total",
+            "Client frames not answered, by reason (rate_limited: the rest of a window already answered once)",
+            ["reason"],
+        )
+    )
+    server_closes: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_server_closes_total",
+            "Connections the gateway ended, by reason (slow_consumer, token_expired, session_revoked, ...)",
+            ["reason"],
+        )
+    )
+    shared_limits_up: Gauge = field(
+        default_factory=lambda: Gauge(
+            "apex_gateway_shared_limits_up",
+            "1 while the per-user limits are counted in Redis across gateways, 0 while per process",
+        )
+    )
+    shared_limits_degraded: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_shared_limits_degraded_total",
+            "Per-user limit decisions taken on this process's own counts (Redis did not answer)",
+            ["limit"],
+        )
+    )
+    revocation_checks: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_revocation_checks_total",
+            "Re-checks of the open sockets' sessions against the revocation set, by outcome",
+            ["outcome"],
+        )
+    )
+    long_polls: Counter = field(
+        default_factory=lambda: Counter(
+            "apex_gateway_long_polls_total",
+            "Long-poll requests on the events endpoint, by outcome (events, timeout)",
+            ["outcome"],
+        )
+    )
     delivery_windows: LatencyWindows = field(default_factory=LatencyWindows)
 
     def observe_delivery(self, seconds: float) -> None:

@@ -12,10 +12,10 @@ from apex_contracts.audit import AuditEntry, audit_subject
 from apex_gateway.cursor_flusher import CursorFlusher
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import OpenStreams
+from apex_gateway.limits import UserLimits
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
 from apex_gateway.presence import ServiceDirectory
-from apex_gateway.ratelimit import TokenBucket
 from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
 from apex_gateway.tickets import TicketBook
@@ -42,18 +42,8 @@ class GatewayServices:
     tickets: TicketBook
     cursor_flusher: CursorFlusher
     feeds: ThreadFeeds
-    user_buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    limits: UserLimits
     streams: OpenStreams = field(default_factory=OpenStreams)
-
-    def user_rate(self, user_id: str) -> TokenBucket:
-        """One bucket per user across all of the user's sockets on this gateway."""
-        bucket = self.user_buckets.get(user_id)
-        if bucket is None:
-            if len(self.user_buckets) > 50_000:
-                self.user_buckets.clear()
-            bucket = TokenBucket(self.settings.ws_user_rate_per_s, self.settings.ws_user_rate_burst)
-            self.user_buckets[user_id] = bucket
-        return bucket
 
     async def audit_probe(self, who: Principal, kind: str, target: str) -> None:
         """Records that ``who`` asked for a ``kind`` it does not own. When the id exists

@@ -38,6 +38,21 @@ class GatewaySettings(ServiceSettings):
     ws_user_rate_per_s: float = 50.0
     ws_user_rate_burst: int = 200
     ws_max_connections_per_user: int = 20
+    # How long a replay waits for room in a full send queue, and how long the 4408
+    # slow_consumer close waits for the client to read what is before it.
+    ws_send_timeout_ms: int = Field(default=15_000, ge=100)
+    # How often open sockets re-check their sessions against the revocation set (Redis):
+    # the most a sign-out whose broadcast this gateway missed can take to close them.
+    ws_revocation_check_s: float = Field(default=5.0, gt=0, le=60)
+    # A connection's slot in the per-user cap (Redis) lives this long unless renewed by
+    # its gateway (every third of it): a killed gateway's slots free themselves.
+    ws_connection_lease_s: float = Field(default=30.0, ge=3)
+    # The longest a long-poll (GET .../events?wait_ms=) waits for the next event.
+    http_long_poll_max_ms: int = Field(default=30_000, ge=0, le=120_000)
+    # A claim of an external OIDC issuer's token that makes its bearer a platform
+    # operator when it equals (or, for a list, contains) ``oidc_operator_value``.
+    oidc_operator_claim: str | None = None
+    oidc_operator_value: str = "apex-operator"
     ack_timeout_ms: int = 10_000
     ingest_url: str = "http://127.0.0.1:8006"
 

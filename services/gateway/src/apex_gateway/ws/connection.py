@@ -1,9 +1,16 @@
 """One client WebSocket speaking ``apex.v1``.
 
-Frames out go through one writer task: control frames (answers, errors) and event frames
-share a queue, but only ``ws_send_queue`` event frames may wait at once; a connection that
-cannot keep up gets ``resync_required`` for the thread instead of unbounded memory. Frames
-in are read only after ``session.ready`` was sent, so early frames wait, in order."""
+Frames out go through one writer task and one bounded outbox (``outbox.py``): events,
+answers and errors alike, at most ``ws_send_queue`` of them. A frame that finds the
+outbox full ends the connection with 4408 ``slow_consumer`` (the client resumes from its
+cursor like any dropped client); a replay waits for room instead, up to
+``ws_send_timeout_ms``. Frames in are read only after ``session.ready`` was sent, so early
+frames wait, in order. Every frame in gets an answer or a typed error: a defect while
+handling one is an ``internal_error`` frame with an ``incident`` id, and the socket lives on.
+
+The server ends a connection (idle, slow consumer, token expired, session revoked,
+draining) with ``end``: the read loop stops, queued frames are dropped, and the close
+frame is sent within ``ws_send_timeout_ms`` (a client that reads nothing never gets it)."""
 
 from __future__ import annotations
 
@@ -11,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -19,14 +25,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from apex_contracts import ApexError, ErrorCode, RateLimited, new_id
 from apex_contracts.envelope import Model
 from apex_contracts.frames import (
+    CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
+    CLOSE_SLOW_CONSUMER,
     PROTOCOL,
+    ClientFrame,
     ErrorFrame,
     SessionReady,
     parse_client_frame,
 )
 from apex_gateway.ratelimit import TokenBucket
 from apex_gateway.ws.dispatch import dispatch
+from apex_gateway.ws.outbox import Outbox
 from apex_gateway.ws.subscription import ThreadSubscription
 
 if TYPE_CHECKING:
@@ -43,24 +53,32 @@ class Connection:
         self.services = services
         self.id = new_id("con")
         self.subscriptions: dict[str, ThreadSubscription] = {}
-        self._out: asyncio.Queue[str | None] = asyncio.Queue()
-        self._events_waiting = 0
-        self._occurred: deque[float | None] = deque()  # one per queued event frame, in order
-        self._limit = services.settings.ws_send_queue
-        self._rate = TokenBucket(services.settings.ws_rate_per_s, services.settings.ws_rate_burst)
-        self._user_rate = services.user_rate(principal.user_id)
+        settings = services.settings
+        self._out = Outbox(settings.ws_send_queue)
+        self._send_timeout_s = settings.ws_send_timeout_ms / 1000
+        self._rate = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
+        self._muted_until = 0.0  # frames before this (loop time) are discarded, unanswered
         self._closing = False
+        self._ending: tuple[int, str] | None = None
+        self._receiving: asyncio.Timeout | None = None
+        self._done = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def member(self) -> str:
+        """This socket's name in the shared per-user connection count."""
+        return f"{self.services.settings.instance_id}:{self.id}"
 
     # --- sending -----------------------------------------------------------------------
 
     def send(self, frame: Model) -> None:
-        """Queues a control frame (never refused)."""
-        if not self._closing:
-            self._out.put_nowait(frame.model_dump_json(exclude_none=True))
+        """Queues an answer or an error; a full outbox ends the connection (4408)."""
+        if not self._closing and not self._out.put(frame.model_dump_json(exclude_none=True)):
+            self._slow_consumer()
 
     def send_error(self, exc: ApexError, ref: str | None = None, **extra: Any) -> None:
         details = exc.details or {}
+        self.services.metrics.errors.labels(exc.code.value).inc()
         self.send(
             ErrorFrame(
                 code=exc.code.value,
@@ -72,26 +90,30 @@ class Connection:
             )
         )
 
-    def push_event(self, frame: str, occurred_at: float | None = None) -> bool:
-        """Queues an event frame; False when this connection already has too many waiting.
-        ``occurred_at`` (epoch seconds) is given for live events: their delivery latency
-        is measured when the frame is written."""
+    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+        """Queues an event frame; ``occurred_at`` (epoch seconds) is given for live events:
+        their delivery latency is measured when the frame is written."""
         if self._closing:
-            return True
-        if self._events_waiting >= self._limit:
-            return False
-        self._events_waiting += 1
-        self._out.put_nowait("\x00" + frame)
-        self._occurred.append(occurred_at)
+            return
+        if not self._out.put(frame, occurred_at):
+            self._slow_consumer()
+            return
         self.services.metrics.events_sent.inc()
-        return True
+
+    async def room(self) -> bool:
+        """Waits until the outbox takes one more frame (a replay's pace); False when the
+        connection is ending, or ends now because the client read nothing for too long."""
+        if self._closing:
+            return False
+        if not await self._out.room(self._send_timeout_s):
+            self._slow_consumer()
+            return False
+        return not self._closing
 
     def drop_subscription(self, thread_id: str) -> None:
         sub = self.subscriptions.pop(thread_id, None)
         if sub is not None:
-            task = asyncio.create_task(sub.stop())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(sub.stop())
 
     def resend_due(self, now: float) -> None:
         """Frames whose ack is overdue are sent again (same seq); called every second."""
@@ -100,17 +122,19 @@ class Connection:
 
     async def _writer(self) -> None:
         while True:
-            text = await self._out.get()
-            if text is None:
-                return
-            occurred = None
-            if text.startswith("\x00"):
-                self._events_waiting -= 1
-                text = text[1:]
-                occurred = self._occurred.popleft()
+            text, occurred = await self._out.get()
             await self.ws.send_text(text)
             if occurred is not None:
                 self.services.metrics.observe_delivery(time.time() - occurred)
+
+    def _slow_consumer(self) -> None:
+        self._out.clear()  # what it did not read is dropped: it resumes from its cursor
+        self.end(CLOSE_SLOW_CONSUMER, ErrorCode.SLOW_CONSUMER.value)
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- the session ---------------------------------------------------------------------
 
@@ -123,7 +147,11 @@ class Connection:
             protocol=PROTOCOL,
             heartbeat_ms=settings.ws_heartbeat_ms,
             epoch=self.services.epoch,
-            limits={"max_frame_bytes": settings.ws_max_frame_bytes, "send_queue": settings.ws_send_queue},
+            limits={
+                "max_frame_bytes": settings.ws_max_frame_bytes,
+                "send_queue": settings.ws_send_queue,
+                "expires_at": self.principal.expires_at,
+            },
         )
         await self.ws.send_text(ready.model_dump_json())
         writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.id}")
@@ -134,23 +162,27 @@ class Connection:
             for sub in list(self.subscriptions.values()):
                 await sub.stop()
             self.subscriptions.clear()
-            self._out.put_nowait(None)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimeError, WebSocketDisconnect):
                 await writer
+            await self._send_close()
+            self._done.set()
 
     async def _read_loop(self, writer: asyncio.Task[None]) -> None:
         idle_s = self.services.settings.ws_heartbeat_ms * 2.5 / 1000
-        while True:
+        while self._ending is None and not writer.done():
             try:
-                async with asyncio.timeout(idle_s):  # no extra task per receive, unlike wait_for
+                # one timeout per receive, no extra task (unlike wait_for); ``end``
+                # moves it to now to stop the loop
+                async with asyncio.timeout(idle_s) as self._receiving:
                     message = await self.ws.receive()
             except TimeoutError:
-                await self.close(1001, "idle_timeout")
+                if self._ending is None:
+                    self._ending = (CLOSE_GOING_AWAY, "idle_timeout")
                 return
+            finally:
+                self._receiving = None
             if message["type"] == "websocket.disconnect":
-                return
-            if writer.done():
                 return
             text = message.get("text")
             if text is None and message.get("bytes") is not None:
@@ -158,24 +190,63 @@ class Connection:
             await self._handle(text or "")
 
     async def _handle(self, text: str) -> None:
-        wait_ms = self._rate.take() or self._user_rate.take()
+        now = asyncio.get_running_loop().time()
+        if now < self._muted_until:
+            # told once with rate_limited: the rest of its window is not answered
+            self.services.metrics.frames_discarded.labels("rate_limited").inc()
+            return
+        wait_ms = self._rate.take() or await self.services.limits.take_frame(self.principal.user_id)
         if wait_ms:
+            self._muted_until = now + wait_ms / 1000
             self.send_error(RateLimited("Too many frames; slow down.", retry_after_ms=wait_ms))
             return
+        frame: ClientFrame | None = None
         try:
             frame = parse_client_frame(text)
-        except ApexError as exc:
-            self.send_error(exc)
-            return
-        try:
+            self.services.metrics.frames_in.labels(frame.type).inc()
             await dispatch(self, frame)
         except ApexError as exc:
-            self.send_error(exc, ref=frame.ref)
+            self.send_error(exc, ref=frame.ref if frame is not None else None)
+        except Exception:  # the boundary: a defect answers this frame, the socket lives on
+            incident = new_id("evt")
+            log.exception("connection %s: frame failed (incident %s)", self.id, incident)
+            self.services.metrics.errors.labels(ErrorCode.INTERNAL_ERROR.value).inc()
+            self.send(
+                ErrorFrame(
+                    code=ErrorCode.INTERNAL_ERROR.value,
+                    message="Something went wrong on our side; the connection is still open.",
+                    retryable=True,
+                    ref=frame.ref if frame is not None else None,
+                    incident=incident,
+                )
+            )
+
+    def end(self, code: int, reason: str) -> None:
+        """Ends the connection with ``code``/``reason`` (the first reason given wins)."""
+        self._closing = True
+        if self._ending is None:
+            self._ending = (code, reason)
+            self.services.metrics.server_closes.labels(reason).inc()
+        receiving = self._receiving
+        if receiving is not None:
+            with contextlib.suppress(RuntimeError):  # already expiring
+                receiving.reschedule(asyncio.get_running_loop().time())
+
+    async def _send_close(self) -> None:
+        if self._ending is None:
+            return
+        code, reason = self._ending
+        # a client that reads nothing never takes the close frame: do not wait for it forever
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
+            async with asyncio.timeout(self._send_timeout_s):
+                await self.ws.close(code=code, reason=reason)
 
     async def close(self, code: int, reason: str) -> None:
-        self._closing = True
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await self.ws.close(code=code, reason=reason)
+        """Ends the connection and returns once it is closed (or gave up on the client)."""
+        self.end(code, reason)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._send_timeout_s + 5):
+                await self._done.wait()
 
     async def drain(self) -> None:
         await self.close(CLOSE_SERVICE_RESTART, ErrorCode.SHUTTING_DOWN.value)

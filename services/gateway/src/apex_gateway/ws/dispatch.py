@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apex_contracts import ApexError, NotFound, subjects
+from apex_contracts import ApexError, AuthFailed, ErrorCode, NotFound, subjects
 from apex_contracts.frames import (
     ClientFrame,
     EventAck,
@@ -13,6 +13,8 @@ from apex_contracts.frames import (
     Ping,
     Pong,
     RunCancelFrame,
+    SessionRefresh,
+    SessionRefreshed,
     ThreadSubscribe,
     ThreadUnsubscribe,
 )
@@ -36,6 +38,22 @@ async def dispatch(conn: Connection, frame: ClientFrame) -> None:
             await conn.services.messages.cancel(conn.principal, frame.run_id)
         case Ping():
             conn.send(Pong(ref=frame.ref))
+        case SessionRefresh():
+            await on_refresh(conn, frame)
+
+
+async def on_refresh(conn: Connection, frame: SessionRefresh) -> None:
+    """A new access token for this socket: same user, tenant and session, verified like a
+    handshake's. A refused one changes nothing (the socket lives until its current token
+    expires)."""
+    fresh = await conn.services.verifier.verify(frame.token)
+    now = conn.principal
+    if (fresh.user_id, fresh.tenant_id, fresh.session_id) != (now.user_id, now.tenant_id, now.session_id):
+        raise AuthFailed(
+            "session.refresh needs a token of the same user and session.", code=ErrorCode.TOKEN_INVALID
+        )
+    conn.principal = fresh
+    conn.send(SessionRefreshed(ref=frame.ref, expires_at=fresh.expires_at))
 
 
 async def on_message_send(conn: Connection, frame: MessageSend) -> None:

@@ -73,10 +73,12 @@ class ThreadSubscription:
                 )
             )
         for seq, frame in archived:
+            if not await self.conn.room():  # a replay is paced by the client's reading
+                return
             services.metrics.events_replayed.inc()
             self._offer(seq, frame)
         async for seq, data in bus.read_subject(self.subject, after_seq=max(after, first_kept - 1, 0)):
-            if self._ended:
+            if self._ended or not await self.conn.room():
                 return
             if seq > self.window.last_sent:
                 services.metrics.events_replayed.inc()
@@ -122,12 +124,9 @@ class ThreadSubscription:
         return True, out
 
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
-        previous = self.window.last_sent
         try:
-            if self.window.offer(seq, frame, time.monotonic()) and not self.conn.push_event(
-                frame, occurred_at
-            ):
-                raise ResyncNeeded(previous)
+            if self.window.offer(seq, frame, time.monotonic()):
+                self.conn.push_event(frame, occurred_at)  # a full outbox ends the connection
         except ResyncNeeded as resync:
             self._resync(resync.last_seq)
 
@@ -159,9 +158,7 @@ class ThreadSubscription:
             self._resync(resync.last_seq)
             return
         for frame in frames:
-            if not self.conn.push_event(frame):
-                self._resync(self.window.acked)
-                return
+            self.conn.push_event(frame)
             self.conn.services.metrics.events_resent.inc()
 
     async def stop(self) -> None:
