@@ -24,7 +24,7 @@ from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import drain_paced
-from apex_gateway.errors import install_error_handlers
+from apex_gateway.errors import ERROR_RESPONSES, install_error_handlers
 from apex_gateway.limits import UserLimits
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
@@ -66,7 +66,7 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
         authproxy.router,
         ingestproxy.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     # The chat page signs in through the gateway: /auth/* is passed on to the auth service.
     app.state.auth_proxy = authproxy.AuthProxy(services.settings.auth_url, http or httpx.AsyncClient())
     # Usage data in (uploads, OTLP, connectors) is the ingest service's work.

@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from apex_contracts import ApexError, ErrorCode, new_id
 from apex_contracts.errors import CATALOGUE
 
 log = logging.getLogger(__name__)
+
+
+class ErrorInfoBody(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    details: dict[str, Any] | None = None
+    ref: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the HTTP API."""
+
+    error: ErrorInfoBody
+
+
+# The answers any route may give besides its own (declared on every router, so the
+# OpenAPI document names them: tests/e2e/test_openapi_fuzz.py holds it to that).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "invalid_id and other malformed input"),
+        (401, "token_missing, token_invalid, token_expired, session_revoked"),
+        (403, "forbidden: the caller's role does not allow it"),
+        (404, "not_found: does not exist for this caller"),
+        (422, "invalid_request: a parameter or the body is not valid"),
+        (429, "rate_limited"),
+        (503, "a dependency is unavailable (retryable)"),
+    )
+}
 
 
 def error_body(code: ErrorCode, message: str, retryable: bool, **extra: object) -> dict[str, object]:

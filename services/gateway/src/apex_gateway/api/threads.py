@@ -4,6 +4,7 @@ directly from the stream (the same ids and order as the WebSocket)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -36,6 +37,8 @@ from apex_contracts.queries import (
 )
 from apex_gateway.deps import CurrentUser, Services
 from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
+from apex_gateway.errors import ErrorBody
+from apex_gateway.history import NextEvent, ReplayIncomplete, archived_events
 from apex_gateway.reconnect import reconnect_spread_ms
 from apex_gateway.services import GatewayServices
 from apex_gateway.tokens import Principal
@@ -64,33 +67,82 @@ async def get_thread(thread_id: str, who: CurrentUser, services: Services) -> Th
     return await services.bus.query(Q_THREADS_GET, query, ThreadDetail)
 
 
-@router.get("/{thread_id}/events")
+class ThreadEvent(Model):
+    seq: int
+    event: dict[str, Any]
+
+
+class ThreadEvents(Model):
+    thread_id: str
+    events: list[ThreadEvent]
+    next_after_seq: int
+    head_seq: int
+    more: bool
+
+
+@router.get(
+    "/{thread_id}/events",
+    response_model=ThreadEvents,
+    responses={410: {"model": ErrorBody, "description": "replay_incomplete: `details.first_seq`"}},
+)
 async def thread_events(
     thread_id: str,
     who: CurrentUser,
     services: Services,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-) -> dict[str, Any]:
-    """Events with seq > after_seq, oldest first; ``next_after_seq`` pages forward."""
+    wait_ms: Annotated[int, Query(ge=0, le=120_000)] = 0,
+) -> ThreadEvents:
+    """Events with seq > after_seq, oldest first; ``next_after_seq`` pages forward. With
+    ``wait_ms`` this is a long-poll: when there is no such event yet, the answer waits up
+    to ``wait_ms`` (at most ``APEX_HTTP_LONG_POLL_MAX_MS``) for the next one. Events the
+    stream no longer holds come from the archive; when it cannot answer: 410
+    ``replay_incomplete`` with ``details.first_seq``."""
     subject = await _owned(services, who, thread_id)
-    events: list[dict[str, Any]] = []
-    async for seq, data in services.bus.read_subject(subject, after_seq=after_seq, batch=min(limit, 1000)):
-        events.append({"seq": seq, "event": client_view(orjson.loads(data))})
-        if len(events) >= limit:
-            break
-    head = await services.bus.last_seq(subject)
-    last = events[-1]["seq"] if events else after_seq
-    return {
-        "thread_id": thread_id,
-        "events": events,
-        "next_after_seq": last,
-        "head_seq": head,
-        "more": last < head,
-    }
+    page = await _events_after(services, who, thread_id, subject, after_seq, limit)
+    wait_s = min(wait_ms, services.settings.http_long_poll_max_ms) / 1000
+    if page.events or wait_s <= 0:
+        return page
+    waiter = NextEvent(after_seq)
+    await services.feeds.join(subject, thread_id, waiter)
+    try:
+        # joined first, then looked again: an event stored in between is not missed
+        if await services.bus.last_seq(subject) <= after_seq:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.arrived.wait(), wait_s)
+    finally:
+        await services.feeds.leave(subject, waiter)
+    page = await _events_after(services, who, thread_id, subject, after_seq, limit)
+    services.metrics.long_polls.labels("events" if page.events else "timeout").inc()
+    return page
 
 
-@router.get("/{thread_id}/stream")
+async def _events_after(
+    services: GatewayServices, who: Principal, thread_id: str, subject: str, after_seq: int, limit: int
+) -> ThreadEvents:
+    bus = services.bus
+    first_kept, head = await asyncio.gather(bus.first_seq(), bus.last_seq(subject))
+    events: list[ThreadEvent] = []
+    after = after_seq
+    if after + 1 < first_kept:
+        complete, archived = await archived_events(bus, who, thread_id, after, first_kept, limit)
+        if not complete:
+            raise ReplayIncomplete(thread_id, first_kept)
+        events = [ThreadEvent(seq=seq, event=client_view(event)) for seq, event in archived]
+        after = max(after, first_kept - 1) if len(events) < limit else events[-1].seq
+        head = max(head, events[-1].seq if events else 0)
+    if len(events) < limit:
+        async for seq, data in bus.read_subject(subject, after_seq=after, batch=min(limit, 1000)):
+            events.append(ThreadEvent(seq=seq, event=client_view(orjson.loads(data))))
+            if len(events) >= limit:
+                break
+    last = events[-1].seq if events else after_seq
+    return ThreadEvents(
+        thread_id=thread_id, events=events, next_after_seq=last, head_seq=head, more=last < head
+    )
+
+
+@router.get("/{thread_id}/stream", response_class=StreamingResponse)
 async def stream_events(
     thread_id: str,
     who: CurrentUser,
@@ -99,14 +151,39 @@ async def stream_events(
     after_seq: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
     """Server-Sent Events: ``id`` is the seq, so a reconnecting client resumes with
-    ``Last-Event-ID``."""
+    ``Last-Event-ID``. Events the stream no longer holds come from the archive first;
+    when it cannot answer, an ``error`` event says ``replay_incomplete`` with ``first_seq``
+    before the events that are still there."""
     subject = await _owned(services, who, thread_id)
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
     return StreamingResponse(
-        _sse(services, subject, thread_id, start),
+        _sse_from_archive(services, who, subject, thread_id, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _sse_event(seq: int, thread_id: str, event: dict[str, Any]) -> bytes:
+    body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, str(event.get("type", "event")).encode(), body)
+
+
+async def _sse_from_archive(
+    services: GatewayServices, who: Principal, subject: str, thread_id: str, after: int
+) -> AsyncIterator[bytes]:
+    first_kept = await services.bus.first_seq()
+    if after + 1 < first_kept:
+        complete, archived = await archived_events(services.bus, who, thread_id, after, first_kept)
+        if not complete:
+            gap = ReplayIncomplete(thread_id, first_kept)
+            error = {"code": gap.code.value, "message": gap.message, "retryable": True, **(gap.details or {})}
+            yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
+            archived = []
+        for seq, event in archived:
+            yield _sse_event(seq, thread_id, client_view(event))
+        after = max(after, first_kept - 1)
+    async for chunk in _sse(services, subject, thread_id, after):
+        yield chunk
 
 
 async def _sse(services: GatewayServices, subject: str, thread_id: str, after: int) -> AsyncIterator[bytes]:
@@ -143,8 +220,10 @@ async def _sse(services: GatewayServices, subject: str, thread_id: str, after: i
 
 
 async def _owned(services: GatewayServices, who: Principal, thread_id: str) -> str:
+    """The thread's subject when it is the caller's: events in the stream, or only in the
+    archive (beyond retention). Anyone else's, or none, is not_found (and audited)."""
     subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
-    if await services.bus.last_seq(subject) == 0:
+    if not await services.messages.thread_exists(who, thread_id):
         await services.audit_probe(who, "thread", thread_id)
         raise NotFound("No such thread.")
     return subject

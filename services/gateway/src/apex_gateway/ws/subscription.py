@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from apex_contracts import ApexError, ErrorCode
+from apex_contracts import ErrorCode
 from apex_contracts.frames import ErrorFrame, ThreadSubscribed
-from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
+from apex_gateway.history import archived_events
 from apex_gateway.ws.feeds import event_frame
 from apex_gateway.ws.window import DeliveryWindow, ResyncNeeded
 
@@ -100,28 +100,10 @@ class ThreadSubscription:
     async def _from_archive(self, first_kept: int) -> tuple[bool, list[tuple[int, str]]]:
         """Archived events in (after_seq, first_kept): what the stream no longer holds.
         (False, partial) when the archive cannot answer."""
-        who = self.conn.principal
-        after = self.window.after_seq
-        out: list[tuple[int, str]] = []
-        while after < first_kept - 1:
-            query = EventsArchive(
-                tenant_id=who.tenant_id,
-                user_id=who.user_id,
-                thread_id=self.thread_id,
-                after_seq=after,
-                limit=1000,
-            )
-            try:
-                page = await self.conn.services.bus.query(Q_EVENTS_ARCHIVE, query, EventsPage)
-            except ApexError as exc:
-                log.warning("archive replay of %s failed: %s", self.thread_id, exc.message)
-                return False, out
-            kept = [e for e in page.events if e.seq < first_kept]
-            out += [(e.seq, event_frame(self.thread_id, e.seq, e.event)) for e in kept]
-            if len(kept) < len(page.events) or not page.events:
-                return True, out
-            after = page.events[-1].seq
-        return True, out
+        complete, events = await archived_events(
+            self.conn.services.bus, self.conn.principal, self.thread_id, self.window.after_seq, first_kept
+        )
+        return complete, [(seq, event_frame(self.thread_id, seq, event)) for seq, event in events]
 
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         try:
