@@ -19,6 +19,7 @@ from apex_contracts.pricing import PriceOverride
 Q_THREADS_LIST = "threads.list"
 Q_THREADS_GET = "threads.get"
 Q_RUNS_GET = "runs.get"
+Q_RUNS_RECENT = "runs.recent"
 Q_EVENTS_ARCHIVE = "events.archive"
 Q_USAGE_AGGREGATE = "usage.aggregate"
 Q_USAGE_SUMMARY = "usage.summary"
@@ -81,6 +82,28 @@ class ThreadDetail(Model):
 
 class RunGet(UserQuery):
     run_id: RunId
+
+
+class RunsRecent(TenantQuery):
+    """The tenant's latest runs, newest first (the tenant admin's dashboard)."""
+
+    limit: int = Field(default=25, ge=1, le=200)
+
+
+class RecentRun(Model):
+    id: str
+    user_id: str
+    thread_id: str
+    status: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    tool_calls: int = 0
+    error_code: str | None = None
+
+
+class RunsPage(Model):
+    runs: list[RecentRun]
 
 
 class EventsArchive(UserQuery):

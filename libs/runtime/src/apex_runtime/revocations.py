@@ -52,6 +52,25 @@ class SessionRevocations:
             log.warning("revocation check without Redis (%r); relying on broadcasts", exc)
             return False
 
+    async def revoked_among(self, session_ids: list[str]) -> set[str]:
+        """The sessions of ``session_ids`` that are revoked: those this gateway heard of,
+        and those in Redis (one MGET per 1,000). Raises a Redis error when Redis cannot
+        answer (the caller then knows only the broadcasts)."""
+        now = time.monotonic()
+        revoked = {sid for sid in session_ids if self._recent.get(sid, 0.0) > now}
+        unknown = [sid for sid in session_ids if sid not in revoked]
+        for start in range(0, len(unknown), 1000):
+            chunk = unknown[start : start + 1000]
+            values = await self._breaker.call(
+                lambda chunk=chunk: self._redis.mget([revoked_session_key(sid) for sid in chunk]),
+                (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+            )
+            for sid, value in zip(chunk, values, strict=True):
+                if value is not None:
+                    self.remember(sid)
+                    revoked.add(sid)
+        return revoked
+
     async def listen(self, nc: Any) -> Any:
         """Remembers every revocation broadcast from now on (returns the subscription)."""
 

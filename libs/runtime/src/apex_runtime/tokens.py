@@ -16,7 +16,7 @@ import jwt
 from pydantic import ValidationError
 
 from apex_contracts import AuthFailed, ErrorCode, derive_id, is_id
-from apex_contracts.auth import ALGORITHMS, REQUIRED_CLAIMS, AccessClaims
+from apex_contracts.auth import ALGORITHMS, OPERATOR_ROLE, REQUIRED_CLAIMS, AccessClaims
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR_ROLE in self.roles
 
 
 class Revocations(Protocol):
@@ -95,6 +99,17 @@ class ExternalIssuer:
     keys: KeySet
     tenant_claim: str
     algorithms: tuple[str, ...]
+    operator_claim: str | None = None
+    operator_value: str = "apex-operator"
+
+    def is_operator(self, claims: dict[str, Any]) -> bool:
+        """Only the configured claim makes an operator (never a ``roles`` entry)."""
+        if self.operator_claim is None:
+            return False
+        value = claims.get(self.operator_claim)
+        if isinstance(value, list):
+            return self.operator_value in value
+        return value == self.operator_value
 
     def principal(self, claims: dict[str, Any]) -> Principal:
         tenant = claims.get(self.tenant_claim)
@@ -102,14 +117,17 @@ class ExternalIssuer:
             raise AuthFailed(
                 f"The token has no {self.tenant_claim} claim naming the tenant.", code=ErrorCode.TOKEN_INVALID
             )
-        roles = claims.get("roles") if isinstance(claims.get("roles"), list) else ["member"]
+        listed = claims.get("roles") if isinstance(claims.get("roles"), list) else ["member"]
+        roles = [str(r) for r in listed if r != OPERATOR_ROLE]
+        if self.is_operator(claims):
+            roles.append(OPERATOR_ROLE)
         return Principal(
             user_id=derive_id("usr", self.issuer, str(claims["sub"])),
             tenant_id=tenant if is_id(tenant, "ten") else derive_id("ten", self.issuer, tenant),
             session_id=derive_id(
                 "ses", self.issuer, str(claims["sub"]), str(claims.get("sid") or claims["iat"])
             ),
-            roles=tuple(str(r) for r in roles),
+            roles=tuple(roles),
             expires_at=int(claims["exp"]),
         )
 

@@ -102,6 +102,7 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
         audience=settings.jwt_audience,
         ttl_s=settings.jwt_access_ttl_s,
         leeway_s=settings.jwt_leeway_s,
+        operators=frozenset(settings.operator_users),
     )
     revocations = Revocations(redis, bus.nc, ttl_s=settings.revocation_ttl_s)
     sessions = Sessions(db, tokens, revocations, refresh_ttl_s=settings.jwt_refresh_ttl_s)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from apex_auth.passwords import slots_for_memory
 from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, AUDIENCE, ISSUER
+from apex_contracts.ids import UserId
 from apex_runtime import ServiceSettings
 from apex_runtime.clientaddr import trusted_networks
 
@@ -31,7 +32,8 @@ class AuthSettings(ServiceSettings):
     auth_port: int = Field(default=8001, ge=0, le=65535)
     auth_auto_migrate: bool = True
 
-    jwt_access_ttl_s: int = Field(default=ACCESS_TOKEN_MAX_TTL_S, ge=30, le=ACCESS_TOKEN_MAX_TTL_S)
+    # 10 s at least: short lifetimes let tests watch expiry and in-band refresh happen
+    jwt_access_ttl_s: int = Field(default=ACCESS_TOKEN_MAX_TTL_S, ge=10, le=ACCESS_TOKEN_MAX_TTL_S)
     jwt_refresh_ttl_s: int = Field(default=14 * 86_400, ge=300, le=90 * 86_400)
     jwt_issuer: str = ISSUER
     jwt_audience: str = AUDIENCE
@@ -82,6 +84,11 @@ class AuthSettings(ServiceSettings):
 
     auth_audit_batch: int = Field(default=100, ge=1, le=1000)
     auth_audit_poll_s: float = Field(default=1.0, gt=0.0, le=60.0)
+
+    # The platform's operators, by user id (usr_…): their tokens carry the ``operator``
+    # role. User ids, not emails: registration does not prove an email, so an email list
+    # would make the role claimable by whoever registers that address first.
+    operator_users: list[UserId] = []
 
     oidc_issuer: str | None = None
     oidc_audience: str | None = None

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from apex_auth import metrics
 from apex_auth.keys import ALGORITHM, SigningKey
 from apex_contracts import AuthFailed, ErrorCode, utcnow
-from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, REQUIRED_CLAIMS, AccessClaims
+from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, OPERATOR_ROLE, REQUIRED_CLAIMS, AccessClaims
 
 REFRESH_PREFIX = "apxr_"
 INVITE_PREFIX = "apxi_"
@@ -68,10 +68,20 @@ class AccessTokens:
     ``token_expired`` or ``token_invalid`` otherwise. It does not look at revocation.
     """
 
-    def __init__(self, keys: KeySource, *, issuer: str, audience: str, ttl_s: int, leeway_s: int) -> None:
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        ttl_s: int,
+        leeway_s: int,
+        operators: frozenset[str] = frozenset(),
+    ) -> None:
         if not 0 < ttl_s <= ACCESS_TOKEN_MAX_TTL_S:
             raise ValueError(f"access token TTL must be within 1..{ACCESS_TOKEN_MAX_TTL_S} s")
         self._keys = keys
+        self._operators = operators
         self.issuer = issuer
         self.audience = audience
         self.ttl_s = ttl_s
@@ -90,11 +100,20 @@ class AccessTokens:
             "nbf": issued,
             "exp": issued + self.ttl_s,
             "typ": "access",
-            "roles": list(subject.roles),
+            "roles": self.roles_of(subject),
         }
         key = await self._keys.signing_key()
         metrics.TOKENS_ISSUED.inc()
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+    def roles_of(self, subject: Subject) -> list[str]:
+        """The stored roles (admin or member), plus ``operator`` for the users the
+        configuration names (``APEX_OPERATOR_USERS``): a role no stored row, invite or
+        registration can give."""
+        roles = [r for r in subject.roles if r != OPERATOR_ROLE]
+        if subject.user_id in self._operators:
+            roles.append(OPERATOR_ROLE)
+        return roles
 
     async def verify(self, token: str) -> AccessClaims:
         try:

@@ -95,6 +95,8 @@ async def build_services(
             keys=KeySet(settings.oidc_jwks_url, http, settings.jwks_min_refresh_s),
             tenant_claim=settings.oidc_tenant_claim,
             algorithms=tuple(settings.oidc_algorithms),
+            operator_claim=settings.oidc_operator_claim,
+            operator_value=settings.oidc_operator_value,
         )
     verifier = TokenVerifier(
         KeySet(settings.jwks_url, http, settings.jwks_min_refresh_s),

@@ -37,3 +37,12 @@ async def current_admin(who: CurrentUser) -> Principal:
 
 
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
+
+
+async def current_operator(who: CurrentUser) -> Principal:
+    if not who.is_operator:
+        raise Forbidden("This needs the operator role of the platform.")
+    return who
+
+
+CurrentOperator = Annotated[Principal, Depends(current_operator)]

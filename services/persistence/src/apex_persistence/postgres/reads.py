@@ -22,7 +22,10 @@ from apex_contracts.queries import (
     ChatMessage,
     EventsArchive,
     EventsPage,
+    RecentRun,
     RunGet,
+    RunsPage,
+    RunsRecent,
     ThreadDetail,
     ThreadGet,
     ThreadsList,
@@ -151,6 +154,33 @@ class HistoryReads:
             llm_tokens=row.reported_tokens if row.reported_tokens is not None else row.llm_tokens,
             llm_cost_usd=row.llm_cost_usd,
             error_code=row.error_code,
+        )
+
+    async def runs_recent(self, q: RunsRecent) -> RunsPage:
+        async with self.db.reader(q.tenant_id) as conn:
+            rows = (
+                await conn.execute(
+                    select(runs)
+                    .where(runs.c.tenant_id == q.tenant_id)
+                    .order_by(runs.c.updated_at.desc(), runs.c.id)
+                    .limit(q.limit)
+                )
+            ).all()
+        return RunsPage(
+            runs=[
+                RecentRun(
+                    id=r.id,
+                    user_id=r.user_id,
+                    thread_id=r.thread_id,
+                    status=r.status,
+                    started_at=r.started_at,
+                    ended_at=r.ended_at,
+                    duration_ms=r.duration_ms,
+                    tool_calls=r.tool_calls,
+                    error_code=r.error_code,
+                )
+                for r in rows
+            ]
         )
 
     async def events_archive(self, q: EventsArchive) -> EventsPage:

@@ -78,7 +78,7 @@ function startApp() {
   $("app").hidden = false;
   $("who").hidden = false;
   $("who-email").textContent = session.email || "";
-  $("dashboard-link").hidden = !session.isAdmin;
+  $("dashboard-link").hidden = !(session.isAdmin || session.isOperator);
   socket.connect();
   loadThreads();
   const fromHash = location.hash.slice(1);

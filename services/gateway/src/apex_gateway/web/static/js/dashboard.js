@@ -1,5 +1,8 @@
-// The health dashboard: polls the admin-only dashboard API every two seconds and redraws
-// its tables. A failed poll is shown (and retried), never silently ignored.
+// The health dashboards: polls the dashboard API every two seconds and redraws its tables.
+// Two scopes: a platform operator sees the platform (services, instances, streams, delivery
+// of every gateway); a tenant admin sees their own organisation (its runs, service levels,
+// errors by code, audit log) and nothing platform-wide. Someone with both roles sees both.
+// A failed poll is shown (and retried), never silently ignored.
 
 import { ApiError, Session } from "./session.js";
 import { el } from "./runs.js";
@@ -130,20 +133,39 @@ async function poll() {
   }
 }
 
+function renderRuns(page) {
+  put("runs", table("Latest runs", ["Started", "Run", "User", "Status", "Duration", "Tool calls", "Error"],
+    page.runs.map((r) => [String(r.started_at || "").replace("T", " ").slice(0, 19), r.id, r.user_id, badge(r.status),
+      fmtMs(r.duration_ms), fmt(r.tool_calls), r.error_code || "–"]),
+    { numeric: [4, 5], rowAttrs: (r) => ({ "data-run": page.runs[r].id, "data-status": page.runs[r].status }) }));
+}
+
+const scopes = () => ({ platform: session.isOperator, tenant: session.isAdmin });
+
 async function refresh() {
   const ask = (path) => session.api("GET", path);
-  const [services, streams, delivery, sla, audit] = await Promise.allSettled([
-    ask("/api/v1/dashboard/services"), ask("/api/v1/dashboard/streams"), ask("/api/v1/dashboard/delivery"),
-    ask("/api/v1/dashboard/sla"), ask("/api/v1/audit?limit=25"),
-  ]);
-  const failures = [services, streams, delivery, sla, audit].filter((r) => r.status === "rejected").map((r) => r.reason);
+  const skip = Promise.resolve(null);
+  const { platform, tenant } = scopes();
+  const asks = {
+    services: platform ? ask("/api/v1/dashboard/services") : skip,
+    streams: platform ? ask("/api/v1/dashboard/streams") : skip,
+    delivery: platform ? ask("/api/v1/dashboard/delivery") : skip,
+    sla: tenant ? ask("/api/v1/dashboard/sla") : skip,
+    runs: tenant ? ask("/api/v1/dashboard/runs?limit=15") : skip,
+    audit: tenant ? ask("/api/v1/audit?limit=25") : skip,
+  };
+  const names = Object.keys(asks);
+  const settled = await Promise.allSettled(Object.values(asks));
+  const got = Object.fromEntries(names.map((n, i) => [n, settled[i].status === "fulfilled" ? settled[i].value : null]));
+  const failures = settled.filter((r) => r.status === "rejected").map((r) => r.reason);
   if (failures.some((f) => f instanceof ApiError && f.status === 403)) return forbidden();
-  if (services.status === "fulfilled") renderServices(services.value);
-  if (streams.status === "fulfilled") renderStreams(streams.value);
-  if (delivery.status === "fulfilled") renderDelivery(delivery.value);
-  renderSla(sla.status === "fulfilled" ? sla.value : null, delivery.status === "fulfilled" ? delivery.value : null);
-  if (sla.status === "fulfilled") renderErrors(sla.value);
-  if (audit.status === "fulfilled") renderAudit(audit.value);
+  if (got.services) renderServices(got.services);
+  if (got.streams) renderStreams(got.streams);
+  if (got.delivery) renderDelivery(got.delivery);
+  if (tenant) renderSla(got.sla, got.delivery);
+  if (got.sla) renderErrors(got.sla);
+  if (got.runs) renderRuns(got.runs);
+  if (got.audit) renderAudit(got.audit);
   const state = $("refresh-state");
   if (failures.length) {
     state.dataset.state = "reconnecting";
@@ -167,8 +189,16 @@ function start() {
   $("signin").hidden = true;
   $("who").hidden = false;
   $("who-email").textContent = session.email || "";
-  if (!session.isAdmin) return forbidden();
-  $("dash").hidden = false;
+  const { platform, tenant } = scopes();
+  if (!platform && !tenant) return forbidden();
+  const dash = $("dash");
+  dash.dataset.scope = [platform && "platform", tenant && "tenant"].filter(Boolean).join(" ");
+  for (const section of dash.querySelectorAll("section[data-scope]")) {
+    section.hidden = !(section.dataset.scope === "platform" ? platform : tenant);
+  }
+  $("dash-title").textContent = platform ? "Apex health" : "Your organisation";
+  document.title = platform ? "Apex · Health" : "Apex · Your organisation";
+  dash.hidden = false;
   clearTimeout(timer);
   stopped = false;
   return poll();

@@ -74,6 +74,10 @@ export class Session extends EventTarget {
     return (this.claims.roles || []).includes("admin");
   }
 
+  get isOperator() {
+    return (this.claims.roles || []).includes("operator");
+  }
+
   async login(email, password) {
     this._adopt(await this._auth("/auth/login", { email, password }), email);
   }
