@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import time
 from typing import Any
 
 import httpx
+import orjson
 
 from apex_contracts import ApexError, ErrorCode, ErrorInfo
 from apex_contracts.auth import TokenPair
+
+
+def refresh_at(token: str) -> float | None:
+    """When (epoch seconds) to refresh an access token: a minute before it expires, or
+    at three quarters of a short lifetime. None when the token has no readable ``exp``
+    (read without verifying: only to schedule, never to trust)."""
+    try:
+        payload = token.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp, iat = float(claims["exp"]), float(claims.get("iat", claims["exp"] - 900))
+    except (IndexError, KeyError, TypeError, ValueError, binascii.Error, orjson.JSONDecodeError):
+        return None
+    return exp - min(60.0, (exp - iat) * 0.25)
 
 
 class ApexHttp:
@@ -46,6 +63,24 @@ class ApexHttp:
             if exc.code not in (ErrorCode.INVALID_CREDENTIALS, ErrorCode.TOKEN_INVALID, ErrorCode.NOT_FOUND):
                 raise
         return await self.register(email, password, tenant)
+
+    async def refresh(self) -> TokenPair:
+        """A new token pair for the same session (the refresh token rotates)."""
+        if self.tokens is None:
+            raise ApexError("log in first", code=ErrorCode.TOKEN_MISSING)
+        body = await self._call(
+            "POST", f"{self.auth_url}/auth/refresh", json={"refresh_token": self.tokens.refresh_token}
+        )
+        self.tokens = TokenPair.model_validate(body)
+        return self.tokens
+
+    async def fresh_token(self) -> str:
+        """The access token, refreshed first when it is due: the token source to give
+        ``ApexSocket`` so that it reconnects and refreshes in-band with a valid token."""
+        due = refresh_at(self.access_token)
+        if due is not None and time.time() >= due:
+            await self.refresh()
+        return self.access_token
 
     @property
     def access_token(self) -> str:

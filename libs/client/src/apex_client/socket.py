@@ -1,11 +1,14 @@
 """An ``apex.v1`` WebSocket client that survives drops: it reconnects with exponential
 backoff and full jitter (``apex_client.backoff``), resubscribes each thread after the last seq it saw, and acks what it
-processed, so the stream it yields has every event once, in order."""
+processed, so the stream it yields has every event once, in order. Given a token source
+(``ApexHttp.fresh_token``), it hands the gateway a new access token before the current
+one expires (``session.refresh``), so a socket open for hours is never closed for it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from apex_client.backoff import Backoff
+from apex_client.http import refresh_at
 from apex_contracts import ApexError, ErrorCode
 from apex_contracts.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, PROTOCOL
 
@@ -92,7 +96,11 @@ class ApexSocket:
                 ) as ws:
                     self._ws = ws
                     self.backoff.reset()
-                    await self._session(ws)
+                    refresher = asyncio.create_task(self._keep_token_fresh(ws, token))
+                    try:
+                        await self._session(ws)
+                    finally:
+                        refresher.cancel()
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in FATAL_CLOSE:
@@ -162,6 +170,19 @@ class ApexSocket:
             thread = frame["thread_id"]
             await self._subscribe(ws, thread, self.threads.get(thread, 0))
         self._inbox.put_nowait(frame)
+
+    async def _keep_token_fresh(self, ws: ClientConnection, token: str) -> None:
+        """Before the socket's token expires, asks the token source for a new one and
+        sends it in-band. A static token is never refreshed."""
+        if isinstance(self._token, str):
+            return
+        with contextlib.suppress(ConnectionClosed):
+            while (due := refresh_at(token)) is not None:
+                await asyncio.sleep(max(1.0, due - time.time()))
+                fresh = await self._token_value()
+                if fresh != token:
+                    await ws.send(orjson.dumps({"type": "session.refresh", "token": fresh}).decode())
+                    token = fresh
 
     @staticmethod
     async def _ping(ws: ClientConnection, every_s: float) -> None:

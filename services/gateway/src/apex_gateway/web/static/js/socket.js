@@ -5,7 +5,7 @@
 //
 // Events emitted: "state" {state, detail}, "ready" {frame}, "event" {frame, live},
 // "accepted" {frame}, "subscribed" {frame}, "reset" {thread_id}, "error" {frame},
-// "signedout" {reason}.
+// "refreshed" {frame}, "signedout" {reason}.
 
 import { reconnectDelay } from "./backoff.js";
 
@@ -25,6 +25,9 @@ export class ApexSocket extends EventTarget {
     this.attempt = 0;
     this._timers = { retry: null, ping: null, acks: new Map() };
     this._stopped = false;
+    // A refreshed access token goes to the open socket at once (session.refresh): the
+    // gateway closes a socket whose token expires (4401 token_expired) otherwise.
+    session.addEventListener("tokens", () => this._refreshInBand());
     window.addEventListener("online", () => this.reconnectNow());
     // The system says the network is gone: an open socket would only notice much later.
     window.addEventListener("offline", () => this._drop("No network; waiting for it to come back"));
@@ -91,6 +94,10 @@ export class ApexSocket extends EventTarget {
     }
   }
 
+  _refreshInBand() {
+    if (this.isOpen && this.session.access) this.send({ type: "session.refresh", token: this.session.access });
+  }
+
   follow(threadId, { subscribe = true } = {}) {
     this.followed.add(threadId);
     if (!this.lastSeq.has(threadId)) this.lastSeq.set(threadId, 0);
@@ -125,6 +132,7 @@ export class ApexSocket extends EventTarget {
       case "message.accepted":
         this.follow(frame.thread_id, { subscribe: false });  // the server subscribed us already
         return this._emit("accepted", { frame });
+      case "session.refreshed": return this._emit("refreshed", { frame });
       case "error": return this._error(frame);
       default: return undefined;
     }
