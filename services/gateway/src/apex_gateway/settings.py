@@ -38,9 +38,11 @@ class GatewaySettings(ServiceSettings):
     ws_user_rate_per_s: float = 50.0
     ws_user_rate_burst: int = 200
     ws_max_connections_per_user: int = 20
-    # How long a replay waits for room in a full send queue, and how long the 4408
-    # slow_consumer close waits for the client to read what is before it.
+    # How long a replay waits for room in a full send queue before the connection ends
+    # (4408 slow_consumer), and how long a server-side close waits for the client to
+    # read what is before the close frame (a client that reads nothing never gets it).
     ws_send_timeout_ms: int = Field(default=15_000, ge=100)
+    ws_close_wait_ms: int = Field(default=30_000, ge=100)
     # How often open sockets re-check their sessions against the revocation set (Redis):
     # the most a sign-out whose broadcast this gateway missed can take to close them.
     ws_revocation_check_s: float = Field(default=5.0, gt=0, le=60)

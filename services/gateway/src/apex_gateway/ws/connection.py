@@ -10,7 +10,7 @@ handling one is an ``internal_error`` frame with an ``incident`` id, and the soc
 
 The server ends a connection (idle, slow consumer, token expired, session revoked,
 draining) with ``end``: the read loop stops, queued frames are dropped, and the close
-frame is sent within ``ws_send_timeout_ms`` (a client that reads nothing never gets it)."""
+frame is sent within ``ws_close_wait_ms`` (a client that reads nothing never gets it)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class Connection:
         settings = services.settings
         self._out = Outbox(settings.ws_send_queue)
         self._send_timeout_s = settings.ws_send_timeout_ms / 1000
+        self._close_wait_s = settings.ws_close_wait_ms / 1000
         self._rate = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
         self._muted_until = 0.0  # frames before this (loop time) are discarded, unanswered
         self._closing = False
@@ -238,15 +239,16 @@ class Connection:
         code, reason = self._ending
         # a client that reads nothing never takes the close frame: do not wait for it forever
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
-            async with asyncio.timeout(self._send_timeout_s):
+            async with asyncio.timeout(self._close_wait_s):
                 await self.ws.close(code=code, reason=reason)
 
-    async def close(self, code: int, reason: str) -> None:
-        """Ends the connection and returns once it is closed (or gave up on the client)."""
+    async def close(self, code: int, reason: str, wait_s: float | None = None) -> None:
+        """Ends the connection and returns once it is closed, or after ``wait_s``."""
         self.end(code, reason)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._send_timeout_s + 5):
+            async with asyncio.timeout(self._close_wait_s + 5 if wait_s is None else wait_s):
                 await self._done.wait()
 
     async def drain(self) -> None:
-        await self.close(CLOSE_SERVICE_RESTART, ErrorCode.SHUTTING_DOWN.value)
+        # a client that reads nothing must not hold the whole drain up
+        await self.close(CLOSE_SERVICE_RESTART, ErrorCode.SHUTTING_DOWN.value, wait_s=5.0)
