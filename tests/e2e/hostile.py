@@ -17,6 +17,7 @@ from apex_contracts import (
     AgentThinkingData,
     MessageCreated,
     MessageCreatedData,
+    NotFound,
     Scope,
     new_id,
 )
@@ -119,6 +120,8 @@ async def archived_seqs(platform: Platform, user: User, thread_id: str) -> list[
             EventsArchive(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id, limit=5000),
             EventsPage,
         )
+    except NotFound:  # not projected yet
+        return []
     finally:
         await nc.close()
     return [e.seq for e in page.events]

@@ -46,7 +46,7 @@ from apex_contracts import (
     new_id,
     utcnow,
 )
-from apex_contracts.auth import TokenPair
+from apex_contracts.auth import OPERATOR_ROLE, TokenPair
 from apex_runtime import log_context
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,8 @@ class Accounts:
             "user_id": user.id,
             "tenant_id": user.tenant_id,
             "email": user.email,
-            "roles": list(user.roles),
+            # the stored roles, and operator when the token carries it (configuration, not storage)
+            "roles": [*user.roles, *(r for r in principal.roles if r == OPERATOR_ROLE)],
         }
 
     async def _create_account(
