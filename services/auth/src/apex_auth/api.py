@@ -26,7 +26,7 @@ from apex_contracts.auth import JWKS_PATH, TokenPair
 JWKS_MAX_AGE_S = 60
 
 _errors: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 409, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 429, 503)
 }
 router = APIRouter(prefix="/auth", tags=["auth"], responses=_errors)
 jwks_router = APIRouter(tags=["keys"])
