@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +39,12 @@ def hostile() -> Iterator[Platform]:
     home = Path(tempfile.mkdtemp(prefix="apex-hostile-"))
     home.chmod(0o755)
     running = Platform(home, hostile_env(home))
-    running.start()
-    yield running
-    running.stop()
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")

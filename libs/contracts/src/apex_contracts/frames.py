@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from apex_contracts.envelope import Model
 from apex_contracts.errors import ErrorCode, InvalidId, InvalidInput
@@ -21,6 +21,15 @@ from apex_contracts.ids import RunId, ThreadId
 PROTOCOL: Literal["apex.v1"] = "apex.v1"
 BEARER_SUBPROTOCOL_PREFIX = "apex.bearer."
 
+
+def no_nul(value: str) -> str:
+    """Text a person wrote, stored in Postgres: it can hold any character but NUL."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
+
+UserText = Annotated[str, AfterValidator(no_nul)]
 Ref = Annotated[str | None, Field(default=None, max_length=100)]
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-:.]+$")]
 
@@ -32,7 +41,7 @@ class MessageSend(Model):
     type: Literal["message.send"] = "message.send"
     ref: Ref = None
     client_msg_id: ClientMsgId
-    text: str = Field(min_length=1, max_length=16_000)
+    text: UserText = Field(min_length=1, max_length=16_000)
     thread_id: ThreadId | None = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from apex_contracts.auth import TokenPair
 
@@ -14,6 +14,14 @@ Secret = Field(min_length=1, max_length=1024)
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # Postgres text cannot hold NUL: refused here (422), not failed there (500)
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain the NUL character")
+        return value
 
 
 class RegisterRequest(Body):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from apex_contracts.frames import UserText
 from apex_contracts.queries import Q_AUDIT_LIST, AuditList, AuditPage
 from apex_gateway.deps import CurrentAdmin, Services
 
@@ -19,7 +20,7 @@ async def audit_log(
     services: Services,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: datetime | None = None,
-    action: Annotated[list[str] | None, Query()] = None,
+    action: Annotated[list[UserText] | None, Query()] = None,
 ) -> AuditPage:
     """The tenant's security facts, newest first; page with ``before``."""
     query = AuditList(tenant_id=who.tenant_id, limit=limit, before=before, actions=action or [])

@@ -27,6 +27,7 @@ from apex_contracts import (
 )
 from apex_contracts.envelope import Model
 from apex_contracts.events import client_view
+from apex_contracts.frames import UserText
 from apex_contracts.queries import (
     Q_THREADS_GET,
     Q_THREADS_LIST,
@@ -52,7 +53,7 @@ async def list_threads(
     services: Services,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-    search: Annotated[str | None, Query(max_length=200)] = None,
+    search: Annotated[UserText | None, Query(max_length=200)] = None,
 ) -> ThreadsPage:
     query = ThreadsList(
         tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, cursor=cursor, search=search
@@ -230,7 +231,7 @@ async def _owned(services: GatewayServices, who: Principal, thread_id: str) -> s
 
 
 class PostMessage(Model):
-    text: str = Field(min_length=1, max_length=16_000)
+    text: UserText = Field(min_length=1, max_length=16_000)
 
 
 @router.post("/{thread_id}/messages", status_code=202)
@@ -248,7 +249,7 @@ async def post_message(
 
 
 class RenameThread(Model):
-    title: str = Field(min_length=1, max_length=200)
+    title: UserText = Field(min_length=1, max_length=200)
 
 
 @router.patch("/{thread_id}", status_code=202)
