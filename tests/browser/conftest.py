@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.browser.pages import ARTIFACTS
+from tests.browser.pages import ARTIFACTS, Person
 from tests.e2e.platform import Platform, platform_env
 
 CHROMIUM = os.environ.get("APEX_CHROMIUM", "/usr/bin/chromium")
@@ -87,4 +87,55 @@ async def page(context: BrowserContext, request: pytest.FixtureRequest) -> Async
     if request.node.stash.get(_FAILED, False) and not tab.is_closed():
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await tab.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"), full_page=True)
+    assert not errors, f"the page raised: {errors}"
+
+
+@pytest.fixture(scope="package")
+def operator_site(platform: Platform) -> Iterator[tuple[str, Person]]:
+    """The platform seen by an operator: an auth replica whose configuration names one
+    operator (``APEX_OPERATOR_USERS``), and a gateway replica signing in through it.
+    Returns (that gateway's URL, the operator)."""
+    from apex_cli.embedded import free_port
+    from tests.e2e.hostile import spawn_ready
+
+    user = platform.register()
+    operator = Person(email=user.email, password=user.password, organisation="")
+    auth_port, gateway_port = free_port(), free_port()
+    auth_url, gateway_url = f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{gateway_port}"
+    auth = spawn_ready(
+        platform,
+        "auth",
+        f"{auth_url}/readyz",
+        APEX_AUTH_PORT=str(auth_port),
+        APEX_OPERATOR_USERS=f'["{user.user_id}"]',
+    )
+    gateway = spawn_ready(
+        platform,
+        "gateway",
+        f"{gateway_url}/readyz",
+        APEX_GATEWAY_PORT=str(gateway_port),
+        APEX_AUTH_URL=auth_url,
+        APEX_ALLOWED_ORIGINS=f'["{gateway_url}"]',
+    )
+    yield gateway_url, operator
+    for proc in (gateway, auth):
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+async def operator_page(
+    browser: Browser, operator_site: tuple[str, Person], request: pytest.FixtureRequest
+) -> AsyncIterator[Page]:
+    """A tab on the operator's gateway (its own origin, so its own session)."""
+    ctx = await browser.new_context(base_url=operator_site[0], viewport={"width": 1400, "height": 1000})
+    ctx.set_default_timeout(30_000)
+    tab = await ctx.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    if request.node.stash.get(_FAILED, False) and not tab.is_closed():
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await tab.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"), full_page=True)
+    await ctx.close()
     assert not errors, f"the page raised: {errors}"

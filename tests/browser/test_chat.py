@@ -5,13 +5,15 @@ cancelled; signing out and in; the session kept alive past its token's lifetime.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, WebSocket, expect
 
 from apex_cli.demo_data import generate
 from tests.browser.pages import (
@@ -119,6 +121,14 @@ async def test_bad_rows_are_named_and_the_report_is_built_from_the_good_ones(
 
 
 async def test_threads_are_created_renamed_searched_and_deleted_past_a_token_refresh(page: Page) -> None:
+    sockets: list[WebSocket] = []
+    sent: list[str] = []
+
+    def watch(ws: WebSocket) -> None:
+        sockets.append(ws)
+        ws.on("framesent", lambda payload: sent.append(str(payload)))
+
+    page.on("websocket", watch)
     await register(page)
     first_token = await access_token(page)
     await ask(page, "Which models are slowest at p95?")
@@ -145,6 +155,13 @@ async def test_threads_are_created_renamed_searched_and_deleted_past_a_token_ref
             break
         await asyncio.sleep(0.5)
     assert await access_token(page) != first_token, "the access token was not refreshed"
+    # ... and hands the new token to its open socket (session.refresh), which therefore
+    # outlives the first token (the gateway closes a socket whose token expired)
+    first_expiry = json.loads(base64.urlsafe_b64decode(first_token.split(".")[1] + "=="))["exp"]
+    await asyncio.sleep(max(0.0, first_expiry + 7 - time.time()))
+    await connected(page)
+    assert len(sockets) == 1 and not sockets[0].is_closed(), "the socket was closed and opened again"
+    assert any('"session.refresh"' in frame for frame in sent)
     await page.reload()
     await connected(page)
     await page.get_by_label("Search conversations").fill("caching")
