@@ -100,3 +100,20 @@ def test_the_kid_is_the_rfc_7638_thumbprint() -> None:
     assert jwk["x"] == "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
     assert jwk["kid"] == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
     assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
+
+
+async def test_only_the_configured_users_get_the_operator_role() -> None:
+    keys = StaticKeys()
+    operator = Subject(new_id("usr"), new_id("ten"), new_id("ses"), ("admin",))
+    configured = AccessTokens(
+        keys,
+        issuer="apex-auth",
+        audience="apex",
+        ttl_s=900,
+        leeway_s=0,
+        operators=frozenset({operator.user_id}),
+    )
+    assert (await configured.verify(await configured.mint(operator))).roles == ["admin", "operator"]
+    assert (await configured.verify(await configured.mint(SUBJECT))).roles == ["admin"]
+    stored = Subject(new_id("usr"), new_id("ten"), new_id("ses"), ("member", "operator"))
+    assert (await configured.verify(await configured.mint(stored))).roles == ["member"], "never from storage"
