@@ -75,7 +75,8 @@ async def run_chat(home: Home, email: str, password: str, tenant: str, message: 
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
         ws_url = gateway_url(home).replace("http", "ws", 1) + "/ws"
-        async with ApexSocket(ws_url, http.access_token) as socket:
+        # a token source, not the token: the socket refreshes in-band before expiry
+        async with ApexSocket(ws_url, http.fresh_token) as socket:
             if message:
                 await _ask(socket, message, None)
                 return 0
