@@ -103,7 +103,10 @@ class ApexSocket:
                         refresher.cancel()
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
-                if code in FATAL_CLOSE:
+                expired = exc.rcvd is not None and exc.rcvd.reason == ErrorCode.TOKEN_EXPIRED.value
+                if expired and not isinstance(self._token, str):
+                    pass  # e.g. a machine that slept past expiry: the token source gives a fresh one
+                elif code in FATAL_CLOSE:
                     reason = exc.rcvd.reason if exc.rcvd else "closed"
                     self._fatal(
                         ErrorCode.TOKEN_INVALID if code == CLOSE_UNAUTHORIZED else ErrorCode.FORBIDDEN, reason
