@@ -30,7 +30,12 @@ async def until_terminal(ws: ClientConnection, run_id: str, timeout: float = 60.
     frames: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
         while True:
-            frame = await recv(ws, timeout)
+            try:
+                frame = await recv(ws, 10.0)
+            except TimeoutError:
+                # a slow run on a loaded machine: keep the socket from its idle timeout
+                await send(ws, {"type": "ping"})
+                continue
             frames.append(frame)
             if (
                 frame.get("type") == "event"
