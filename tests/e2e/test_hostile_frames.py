@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
-from apex_contracts import ErrorCode, new_id
+from apex_contracts import ErrorCode
 from apex_contracts.frames import CLIENT_FRAME_TYPES, parse_server_frame
 from tests.e2e.platform import Platform, User
 
@@ -70,9 +70,20 @@ class LiveSocket:
             answers.append(frame)
 
 
+def drawn_id(prefix: str) -> st.SearchStrategy[str]:
+    """A well-formed id of nothing (hypothesis draws it: no randomness of our own)."""
+    return st.integers(min_value=0, max_value=2**128 - 1).map(lambda n: f"{prefix}_{_crockford(n)}")
+
+
+def _crockford(n: int) -> str:
+    """26 Crockford base-32 digits, as a ULID's body (n < 2**128 keeps the first digit <= 7)."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(alphabet[(n >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
 def frames_of(user_thread: str, user_run: str, token: str) -> st.SearchStrategy[dict[str, Any]]:
     """Every client frame type, each field a plausible value or any JSON value."""
-    ids = st.builds(lambda: new_id("thr")) | st.just(user_thread)
+    ids = drawn_id("thr") | st.just(user_thread)
     plausible = {
         "ref": st.text(max_size=120),
         "client_msg_id": st.sampled_from(["fuzz-1", "fuzz-2"]),  # at most two runs, whatever is drawn
@@ -81,12 +92,12 @@ def frames_of(user_thread: str, user_run: str, token: str) -> st.SearchStrategy[
         "after_seq": st.integers(min_value=-5, max_value=10**6) | st.just("cursor"),
         "epoch": st.text(max_size=30),
         "seq": st.integers(min_value=-5, max_value=10**6),
-        "run_id": st.builds(lambda: new_id("run")) | st.just(user_run),
+        "run_id": drawn_id("run") | st.just(user_run),
         "token": st.just(token) | st.text(max_size=200),
     }
     field = {name: value | JSON for name, value in plausible.items()}
     # message.send never posts into the user's real thread: a run per example would be too many
-    field_send = {**field, "thread_id": st.builds(lambda: new_id("thr")) | JSON}
+    field_send = {**field, "thread_id": drawn_id("thr") | JSON}
     kinds = []
     for kind in sorted(CLIENT_FRAME_TYPES):
         fields = field_send if kind == "message.send" else field
