@@ -1,7 +1,8 @@
 """Real servers for the whole test session: NATS (JetStream), PostgreSQL and Valkey start
 once, on free ports, in a temporary folder; each test gets its own namespace (a fresh
 database, a flushed Redis database, its own tenant ids). A test that needs to kill or
-pause a server starts its own with the ``*_factory`` fixtures.
+pause a server starts its own with the ``*_factory`` fixtures; ``nats_cluster3`` is a
+private three-node JetStream cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from apex_cli.embedded import EmbeddedServer, nats_server, postgres_server, valkey_server
+from apex_cli.embedded import (
+    EmbeddedServer,
+    NatsCluster,
+    nats_cluster,
+    nats_server,
+    postgres_server,
+    valkey_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +53,33 @@ def server_factory(infra_root: Path) -> Iterator[Callable[[str], EmbeddedServer]
     yield make
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_cluster_factory(infra_root: Path) -> Iterator[Callable[[], NatsCluster]]:
+    """Starts a private three-node JetStream cluster on loopback (``NatsCluster``: ``url``
+    lists every node for clients, ``node(name)`` kills, pauses or restarts one,
+    ``stream_leader`` and ``stream_detail`` read the nodes' monitoring); every cluster it
+    started is stopped at session end. Create streams with 3 replicas on it
+    (``Bus(..., replicas=3)``)."""
+    started: list[NatsCluster] = []
+
+    def make() -> NatsCluster:
+        cluster = nats_cluster(infra_root / f"cluster-{uuid.uuid4().hex[:8]}", 3).start()
+        started.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in reversed(started):
+        cluster.stop()
+
+
+@pytest.fixture
+def nats_cluster3(nats_cluster_factory: Callable[[], NatsCluster]) -> Iterator[NatsCluster]:
+    """A fresh three-node cluster for this test (it may kill nodes), stopped afterwards."""
+    cluster = nats_cluster_factory()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import redis.exceptions
 
 from apex_cli.config import SERVICE_PORTS, Home, setting
 from apex_cli.embedded import EmbeddedError, nats_binary
+from apex_runtime.bus import nats_servers
 
 Check = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -51,21 +52,39 @@ def _nats(home: Home) -> Check:
         try:
             nc = await asyncio.wait_for(
                 nats.connect(
-                    url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False, error_cb=_quiet
+                    nats_servers(url),
+                    connect_timeout=2,
+                    max_reconnect_attempts=0,
+                    allow_reconnect=False,
+                    error_cb=_quiet,
                 ),
-                5.0,
+                5.0 * len(nats_servers(url)),
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             return False, f"nats {url}: not reachable ({exc!r}); start it with `apex up`"
         try:
             info = await nc.jetstream().account_info()
-            return True, f"nats {url}: JetStream on, {info.streams} streams"
+            replicas = await _replicas(nc)
+            return True, f"nats {url}: JetStream on, {info.streams} streams{replicas}"
         except nats.errors.Error as exc:
             return False, f"nats {url}: JetStream not enabled ({exc!r})"
         finally:
             await nc.close()
 
     return check
+
+
+async def _replicas(nc: nats.NATS) -> str:
+    """``, 3 replicas of APEX_EVT (leader nats-2, 3 current)`` in a cluster; empty otherwise."""
+    try:
+        info = await nc.jetstream().stream_info("APEX_EVT")
+    except nats.errors.Error:
+        return ""
+    cluster = info.cluster
+    if cluster is None or not cluster.replicas:
+        return ""
+    current = 1 + sum(1 for peer in cluster.replicas if peer.current)
+    return f", {info.config.num_replicas} replicas of APEX_EVT (leader {cluster.leader}, {current} current)"
 
 
 async def _quiet(exc: Exception) -> None:

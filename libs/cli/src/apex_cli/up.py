@@ -25,9 +25,11 @@ from apex_cli.config import INFRA_URLS, SERVICE_PORTS, START_ORDER, Home
 from apex_cli.embedded import (
     EmbeddedError,
     EmbeddedServer,
+    NatsCluster,
     PortTaken,
     _die_with_parent,
     free_port,
+    nats_cluster,
     nats_server,
     postgres_server,
     valkey_server,
@@ -57,13 +59,26 @@ class UpError(RuntimeError):
 
 
 def _answers(url: str, default_port: int) -> bool:
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
-    try:
-        with socket.create_connection((host, port), timeout=2.0):
-            return True
-    except OSError:
-        return False
+    """True when the server (or, for a comma-separated list, any of them) accepts a
+    connection."""
+    for one in (part.strip() for part in url.split(",")):
+        parsed = urlparse(one)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+        try:
+            with socket.create_connection((host, port), timeout=2.0):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def nats_cluster_size() -> int:
+    """``APEX_NATS_CLUSTER``: how many embedded NATS nodes ``apex up`` starts (1, 3 or 5;
+    a JetStream cluster needs an odd number for a quorum)."""
+    raw = os.environ.get("APEX_NATS_CLUSTER", "").strip() or "1"
+    if raw not in ("1", "3", "5"):
+        raise UpError(f"APEX_NATS_CLUSTER={raw}: use 1, 3 or 5 (JetStream needs a quorum)")
+    return int(raw)
 
 
 def _kill_leftover(pid_file: Path) -> None:
@@ -86,10 +101,12 @@ def _kill_leftover(pid_file: Path) -> None:
 class Infra:
     """The stores and the bus: configured URLs are checked, missing ones started here."""
 
-    def __init__(self, home: Home, emit: Printer) -> None:
+    def __init__(self, home: Home, emit: Printer, *, restart_after_s: float = 1.0) -> None:
         self.home = home
         self.emit = emit
+        self.restart_after_s = restart_after_s
         self.servers: dict[str, EmbeddedServer] = {}
+        self._died_at: dict[str, float] = {}
 
     @staticmethod
     def _start_one(
@@ -110,14 +127,42 @@ class Infra:
         except EmbeddedError as exc:
             raise UpError(f"embedded {name} failed to start: {exc}") from exc
 
+    def _start_cluster(self, size: int, attempts: int = 3) -> NatsCluster:
+        """``size`` NATS nodes as one JetStream cluster (pid files ``nats-<i>``), on the
+        default port and the next ones where free; chosen again when one was taken."""
+        for name in (f"nats-{i + 1}" for i in range(size)):
+            _kill_leftover(self.home.pid_file(name))
+        default = INFRA_URLS["nats"][1]
+        preferred = [default + i for i in range(size)]
+        for attempt in range(attempts):
+            cluster = nats_cluster(self.home.root, size, ports=preferred if attempt == 0 else ())
+            try:
+                return cluster.start()
+            except EmbeddedError as exc:
+                cluster.stop()
+                if attempt == attempts - 1:
+                    raise UpError(f"embedded NATS cluster failed to start: {exc}") from exc
+        raise AssertionError("unreachable")
+
     def start(self) -> dict[str, str]:
         env: dict[str, str] = {}
+        size = nats_cluster_size()
+        if size > 1 and not os.environ.get("APEX_NATS_URL"):
+            cluster = self._start_cluster(size)
+            for node in cluster.nodes:
+                self.servers[node.name] = node
+                self.home.pid_file(node.name).write_text(str(node.pid))
+            env["APEX_NATS_URL"] = cluster.url
+            env["APEX_NATS_REPLICAS"] = os.environ.get("APEX_NATS_REPLICAS") or str(size)
+            self.emit("apex", f"nats: embedded cluster of {size} at {cluster.url}, data in {self.home.root}")
         makers = {
             "nats": lambda port: nats_server(self.home.root / "nats", port),
             "postgres": lambda port: postgres_server(self.home.root / "postgres", port),
             "redis": lambda port: valkey_server(self.home.root / "redis", port),
         }
         for name, (variable, default_port) in INFRA_URLS.items():
+            if variable in env:
+                continue
             configured = os.environ.get(variable)
             if configured:
                 if not _answers(configured, default_port):
@@ -143,11 +188,28 @@ class Infra:
         return env
 
     def revive(self) -> None:
+        """Restarts an embedded server that exited, ``restart_after_s`` after it was
+        seen dead (same port, same data: a NATS node rejoins its cluster and catches up)."""
+        now = time.monotonic()
         for name, server in self.servers.items():
-            if server.process is not None and server.process.poll() is not None:
-                self.emit("apex", f"{name} exited ({server.process.returncode}); restarting")
+            if server.process is None or server.process.poll() is None:
+                continue
+            died = self._died_at.setdefault(name, now)
+            if died == now:
+                self.emit(
+                    "apex",
+                    f"{name} exited ({server.process.returncode}); restarting in {self.restart_after_s:.0f} s",
+                )
+            if now - died < self.restart_after_s:
+                continue
+            del self._died_at[name]
+            try:
                 server.start()
-                self.home.pid_file(name).write_text(str(server.pid))
+            except EmbeddedError as exc:
+                self.emit("apex", f"{name} did not restart ({exc}); trying again")
+                continue
+            self.home.pid_file(name).write_text(str(server.pid))
+            self.emit("apex", f"{name} restarted (pid {server.pid})")
 
     def stop(self) -> None:
         for name, server in reversed(list(self.servers.items())):
@@ -268,7 +330,7 @@ async def run_up(home: Home, stop: asyncio.Event, *, ready_timeout: float = 120.
     t0 = time.monotonic()
     emit = make_printer(["apex", *START_ORDER])
     home.prepare()
-    infra = Infra(home, emit)
+    infra = Infra(home, emit, restart_after_s=float(os.environ.get("APEX_EMBEDDED_RESTART_S") or 1.0))
     try:
         env = service_env(infra.start())
         home.write_env({k: v for k, v in env.items() if k.startswith("APEX_")})

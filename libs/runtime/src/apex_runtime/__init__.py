@@ -1,7 +1,7 @@
 """What every Apex service runs on: settings, the bus, consumers, health, logs, traces."""
 
 from apex_runtime.breaker import CircuitBreaker, CircuitOpen
-from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus, SubjectWatch, connect_nats
+from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus, SubjectWatch, connect_nats, nats_servers
 from apex_runtime.consumers import keep_alive, poison_guard, subscribe_command
 from apex_runtime.host import ServiceHost
 from apex_runtime.logs import configure_logging, log_context
@@ -25,6 +25,7 @@ __all__ = [
     "heartbeat_loop",
     "keep_alive",
     "log_context",
+    "nats_servers",
     "ops_app",
     "ops_routes",
     "poison_guard",

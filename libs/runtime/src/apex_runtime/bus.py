@@ -60,6 +60,11 @@ TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
+# How long a read waits for a lagging replica to catch up with what the leader holds.
+_CATCH_UP_S = 2.0
+# JetStream's "no suitable peers for placement": a cluster whose peers are not all known yet.
+_NO_PEERS = 10005
+
 # bucket: (ttl in seconds, 0 = none; values kept per key)
 _KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_IDEMPOTENCY: (7 * 86_400.0, 1),
@@ -82,12 +87,14 @@ class Bus:
         *,
         replicas: int = 1,
         publish_attempts: int = 6,
+        publish_retry_s: float = 15.0,
         stream_max_bytes: Mapping[str, int] | None = None,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.replicas = replicas
         self.publish_attempts = publish_attempts
+        self.publish_retry_s = publish_retry_s
         # per stream, the operator's size cap (APEX_NATS_STREAM_MAX_BYTES); absent: the spec's
         self.stream_max_bytes = dict(stream_max_bytes or {})
 
@@ -114,8 +121,25 @@ class Bus:
 
     # --- topology ------------------------------------------------------------------
 
-    async def ensure_topology(self) -> None:
-        """Creates (or updates) every stream and bucket; safe to run from any replica."""
+    async def ensure_topology(self, *, wait_s: float = 60.0) -> None:
+        """Creates (or updates) every stream and bucket, with ``replicas`` copies each; safe
+        to run from any replica. A cluster that is electing its leaders (just formed, or
+        just lost a node) answers "unavailable" or "no suitable peers" for a few seconds:
+        that is retried for up to ``wait_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            try:
+                await self._ensure_all()
+                return
+            except (*TRANSIENT_NATS_ERRORS, nats.js.errors.BadRequestError) as exc:
+                retry = not isinstance(exc, nats.js.errors.BadRequestError) or exc.err_code == _NO_PEERS
+                if not retry or loop.time() > deadline:
+                    raise
+                log.info("JetStream not ready for the topology yet (%r); retrying", exc)
+                await asyncio.sleep(0.5)
+
+    async def _ensure_all(self) -> None:
         for spec in STREAMS:
             await self._ensure_stream(spec)
         for bucket, (ttl, history) in _KV_BUCKETS.items():
@@ -199,19 +223,26 @@ class Bus:
         payload = message.wire()
         headers = {"Nats-Msg-Id": message.id}
         tracing.inject(headers)
+        loop = asyncio.get_running_loop()
+        # At least ``publish_attempts`` tries, and for ``publish_retry_s`` at least: a
+        # cluster that lost a stream leader answers "no responders" until it has elected
+        # another (a few seconds).
+        give_up = loop.time() + self.publish_retry_s
         delay = 0.05
         last: BaseException | None = None
-        for _attempt in range(self.publish_attempts):
+        attempts = 0
+        while attempts < self.publish_attempts or loop.time() < give_up:
+            attempts += 1
             try:
                 ack = await self.js.publish(subject, payload, headers=headers, timeout=3.0)
             except TRANSIENT_NATS_ERRORS as exc:
                 last = exc
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)
                 continue
             return int(ack.seq)
         raise Unavailable(
-            f"Could not record {message.type} after {self.publish_attempts} attempts: {last!r}",
+            f"Could not record {message.type} after {attempts} attempts: {last!r}",
             code=ErrorCode.PUBLISH_FAILED,
         )
 
@@ -228,17 +259,32 @@ class Bus:
         after_seq: int = 0,
         batch: int = 1000,
         stream: str = APEX_EVT.name,
+        through_seq: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Yields (seq, payload) of every stored message on ``subject`` with seq > after_seq,
-        in order, using batched direct gets (no consumer is created)."""
+        in order, using batched direct gets (no consumer is created).
+
+        In a cluster any replica may answer a direct get, and a follower can be a few
+        milliseconds behind the leader. ``through_seq`` (a seq the leader is known to hold
+        on ``subject``, see ``last_seq(leader=True)``) makes the read go on until it has
+        reached it, asking again while the answering replica catches up (for up to
+        ``_CATCH_UP_S``; a message deleted meanwhile ends the wait)."""
         start = after_seq + 1
+        last = after_seq
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _CATCH_UP_S
         while True:
             chunk = await self._direct_batch(stream, subject, start, batch)
             for seq, data in chunk:
+                last = seq
                 yield seq, data
-            if len(chunk) < batch:
+            if len(chunk) == batch:
+                start = chunk[-1][0] + 1
+                continue
+            if last >= through_seq or loop.time() > give_up:
                 return
-            start = chunk[-1][0] + 1
+            start = last + 1
+            await asyncio.sleep(0.02)
 
     async def _direct_batch(
         self, stream: str, subject: str, start: int, batch: int
@@ -266,10 +312,12 @@ class Bus:
         finally:
             await sub.unsubscribe()
 
-    async def last_seq(self, subject: str, stream: str = APEX_EVT.name) -> int:
-        """Sequence of the newest message on ``subject``; 0 when there is none."""
+    async def last_seq(self, subject: str, stream: str = APEX_EVT.name, *, leader: bool = False) -> int:
+        """Sequence of the newest message on ``subject``; 0 when there is none. A direct get
+        (any replica answers: may lag the leader by a moment in a cluster), or with
+        ``leader`` the stream leader's answer (what every acknowledged publish is in)."""
         try:
-            msg = await self.js.get_last_msg(stream, subject, direct=True)
+            msg = await self.js.get_last_msg(stream, subject, direct=not leader)
         except nats.js.errors.NotFoundError:
             return 0
         return int(msg.seq or 0)
@@ -405,16 +453,25 @@ class SubjectWatch:
                     raise
 
 
+def nats_servers(url: str) -> list[str]:
+    """``APEX_NATS_URL`` as the client's server list: one URL, or every node of a cluster
+    separated by commas, so a client whose node goes away reconnects to another."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("APEX_NATS_URL names no server")
+    return servers
+
+
 async def connect_nats(url: str, name: str, **options: Any) -> NATS:
-    """Connects with unlimited reconnects; fails fast (and says where) when the server
-    is not there at start-up."""
+    """Connects (to any of the servers ``url`` names) with unlimited reconnects; fails
+    fast (and says where) when none is there at start-up."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
     try:
         return await nats.connect(
-            url,
+            nats_servers(url),
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,

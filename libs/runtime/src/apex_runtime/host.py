@@ -13,7 +13,7 @@ from faststream.nats import NatsBroker, NatsRouter
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.streams import ConsumerSpec
-from apex_runtime.bus import Bus
+from apex_runtime.bus import Bus, nats_servers
 from apex_runtime.consumers import RunCancellations
 from apex_runtime.lag import watch_consumer_lag
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, serve_http
@@ -29,7 +29,7 @@ class ServiceHost:
         self.http_port = http_port
         self.health = Health(service, settings.instance_id, http_port)
         self.broker = NatsBroker(
-            settings.nats_url,
+            nats_servers(settings.nats_url),
             name=f"{service}-{settings.instance_id}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,

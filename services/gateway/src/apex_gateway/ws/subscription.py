@@ -54,7 +54,10 @@ class ThreadSubscription:
         await services.feeds.join(self.subject, self.thread_id, self)
         self._joined = True
         after = self.window.after_seq
-        first_kept, last = await asyncio.gather(bus.first_seq(), bus.last_seq(self.subject))
+        # The head comes from the stream leader and the replay reads through it: in a
+        # cluster a lagging replica answering the replay must not leave a gap before the
+        # live feed's first event.
+        first_kept, last = await asyncio.gather(bus.first_seq(), bus.last_seq(self.subject, leader=True))
         archived: list[tuple[int, str]] = []
         complete = True
         if after + 1 < first_kept:
@@ -77,7 +80,9 @@ class ThreadSubscription:
                 return
             services.metrics.events_replayed.inc()
             self._offer(seq, frame)
-        async for seq, data in bus.read_subject(self.subject, after_seq=max(after, first_kept - 1, 0)):
+        async for seq, data in bus.read_subject(
+            self.subject, after_seq=max(after, first_kept - 1, 0), through_seq=last
+        ):
             if self._ended or not await self.conn.room():
                 return
             if seq > self.window.last_sent:
