@@ -56,6 +56,14 @@ def test_the_migration_job_runs_once_before_the_services() -> None:
     assert {"postgres", "clickhouse"} <= set(migrate["depends_on"])
 
 
+def test_the_services_take_the_bus_nodes_and_replicas_from_one_setting() -> None:
+    env = compose()["x-service"]["environment"]
+    assert env["APEX_NATS_URL"] == "${APEX_NATS_URL:-nats://nats:4222}"
+    assert env["APEX_NATS_REPLICAS"] == "${APEX_NATS_REPLICAS:-1}"
+    for name in START_ORDER:
+        assert compose()["services"][name]["environment"]["APEX_NATS_REPLICAS"] == env["APEX_NATS_REPLICAS"]
+
+
 def test_nats_keeps_every_acknowledged_publish_on_disk() -> None:
     nats = compose()["services"]["nats"]
     assert any(NATS_CONF in volume for volume in nats["volumes"])

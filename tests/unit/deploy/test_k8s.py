@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from apex_cli.config import SERVICE_PORTS, START_ORDER
+from apex_runtime import nats_servers
 from tests.unit.deploy.manifests import K8S, OVERLAY, k8s_files, rendered
 
 # The oldest Kubernetes the manifests support (native preStop sleep: 1.30) and the newest
@@ -248,6 +249,8 @@ def test_nats_is_a_three_node_jetstream_cluster_that_syncs_every_write() -> None
     assert "sync_interval: always" in conf
     assert conf.count("nats-headless") == 3, "a route to each of the three nodes"
     assert by_kind("ConfigMap")["apex-config"]["data"]["APEX_NATS_REPLICAS"] == "3"
+    servers = nats_servers(by_kind("ConfigMap")["apex-config"]["data"]["APEX_NATS_URL"])
+    assert [s.split(".", 1)[0] for s in servers] == ["nats://nats-0", "nats://nats-1", "nats://nats-2"]
     assert by_kind("PodDisruptionBudget")["nats"]["spec"]["maxUnavailable"] == 1
     keys = {c["topologyKey"] for c in nats["spec"]["template"]["spec"]["topologySpreadConstraints"]}
     assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import nats
@@ -46,6 +46,7 @@ from apex_runtime import tracing
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 
 # Errors after which a publish may succeed if tried again.
 TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
@@ -61,7 +62,7 @@ TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 # How long a read waits for a lagging replica to catch up with what the leader holds.
-_CATCH_UP_S = 2.0
+_CATCH_UP_S = 15.0
 # JetStream's "no suitable peers for placement": a cluster whose peers are not all known yet.
 _NO_PEERS = 10005
 
@@ -76,6 +77,10 @@ _KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_LEASES: (86_400.0, 1),  # a lease outlives its holder by its own expiry, not the bucket's
     KV_CONNECTORS: (0.0, 1),
 }
+
+
+class _NoAnswer(Exception):
+    """A direct get nobody answered (503: no replica responds right now)."""
 
 
 class Bus:
@@ -264,11 +269,12 @@ class Bus:
         """Yields (seq, payload) of every stored message on ``subject`` with seq > after_seq,
         in order, using batched direct gets (no consumer is created).
 
-        In a cluster any replica may answer a direct get, and a follower can be a few
-        milliseconds behind the leader. ``through_seq`` (a seq the leader is known to hold
-        on ``subject``, see ``last_seq(leader=True)``) makes the read go on until it has
-        reached it, asking again while the answering replica catches up (for up to
-        ``_CATCH_UP_S``; a message deleted meanwhile ends the wait)."""
+        In a cluster any replica may answer a direct get, and a follower can be behind the
+        leader (milliseconds; seconds while a lost leader is replaced). ``through_seq`` (a
+        seq the leader is known to hold on ``subject``, see ``last_seq(leader=True)``) makes
+        the read go on until it has reached it, asking again while the answering replica
+        catches up, for up to ``_CATCH_UP_S``; then it raises Unavailable rather than end
+        short of it."""
         start = after_seq + 1
         last = after_seq
         loop = asyncio.get_running_loop()
@@ -281,12 +287,35 @@ class Bus:
             if len(chunk) == batch:
                 start = chunk[-1][0] + 1
                 continue
-            if last >= through_seq or loop.time() > give_up:
+            if last >= through_seq:
                 return
+            if loop.time() > give_up:
+                raise Unavailable(
+                    f"{stream} replicas did not reach seq {through_seq} of {subject} in {_CATCH_UP_S:.0f} s",
+                    code=ErrorCode.BUS_UNAVAILABLE,
+                )
             start = last + 1
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
 
     async def _direct_batch(
+        self, stream: str, subject: str, start: int, batch: int
+    ) -> list[tuple[int, bytes]]:
+        """One batch of direct gets. A request that went to a node that just died (the
+        cluster still routed to it) gets no answer: it is asked again, for up to
+        ``publish_retry_s``, then Unavailable(bus_unavailable)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.publish_retry_s
+        while True:
+            try:
+                return await self._direct_batch_once(stream, subject, start, batch)
+            except (nats.errors.TimeoutError, _NoAnswer) as exc:
+                if loop.time() > give_up:
+                    raise Unavailable(
+                        f"direct get on {stream} was not answered: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE
+                    ) from exc
+            await asyncio.sleep(0.1)
+
+    async def _direct_batch_once(
         self, stream: str, subject: str, start: int, batch: int
     ) -> list[tuple[int, bytes]]:
         inbox = self.nc.new_inbox()
@@ -296,19 +325,19 @@ class Bus:
             await self.nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox)
             out: list[tuple[int, bytes]] = []
             while True:
-                msg = await sub.next_msg(timeout=5.0)
+                msg = await sub.next_msg(timeout=3.0)
                 headers = msg.headers or {}
                 status = headers.get("Status")
                 if status is not None:
                     if status in ("204", "404"):
                         return out
+                    if status == "503":  # no responders (yet)
+                        raise _NoAnswer(status)
                     raise Unavailable(
                         f"direct get on {stream} failed with status {status}",
                         code=ErrorCode.BUS_UNAVAILABLE,
                     )
                 out.append((int(headers["Nats-Sequence"]), msg.data))
-        except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"direct get on {stream} timed out", code=ErrorCode.BUS_UNAVAILABLE) from exc
         finally:
             await sub.unsubscribe()
 
@@ -316,11 +345,15 @@ class Bus:
         """Sequence of the newest message on ``subject``; 0 when there is none. A direct get
         (any replica answers: may lag the leader by a moment in a cluster), or with
         ``leader`` the stream leader's answer (what every acknowledged publish is in)."""
-        try:
-            msg = await self.js.get_last_msg(stream, subject, direct=not leader)
-        except nats.js.errors.NotFoundError:
-            return 0
-        return int(msg.seq or 0)
+
+        async def ask() -> int:
+            try:
+                msg = await self.js.get_last_msg(stream, subject, direct=not leader)
+            except nats.js.errors.NotFoundError:
+                return 0
+            return int(msg.seq or 0)
+
+        return await self.jetstream_api(ask, f"the last message of {stream}")
 
     async def owner_of_thread(self, thread_id: str) -> tuple[str, str] | None:
         """(tenant, user) whose subject holds ``thread_id``, or None when it has no events.
@@ -343,8 +376,26 @@ class Bus:
         return tenant, user
 
     async def first_seq(self, stream: str = APEX_EVT.name) -> int:
-        info = await self.js.stream_info(stream)
+        info = await self.jetstream_api(lambda: self.js.stream_info(stream), f"the state of {stream}")
         return int(info.state.first_seq)
+
+    async def jetstream_api(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """A JetStream API request, asked again while the cluster has no leader to answer
+        it (an election after a node loss: a few seconds), for up to ``publish_retry_s``;
+        then Unavailable(bus_unavailable), which clients may retry."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.publish_retry_s
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except TRANSIENT_NATS_ERRORS as exc:
+                if loop.time() + delay > give_up:
+                    raise Unavailable(
+                        f"JetStream did not answer for {what}: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE
+                    ) from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     # --- request / reply -----------------------------------------------------------
 

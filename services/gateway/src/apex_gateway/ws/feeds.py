@@ -29,6 +29,12 @@ from apex_contracts.events import client_view
 log = logging.getLogger(__name__)
 
 
+# An idle feed hears from its consumer this often; two missed beats and the client
+# recreates the consumer where it left off (the node that held it died: in a cluster,
+# the next event reaches sockets at most ~2 beats after the node's death).
+FEED_HEARTBEAT_S = 2.0
+
+
 def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
     return orjson.dumps(
         {"type": "event", "thread_id": thread_id, "seq": seq, "event": client_view(event)}
@@ -69,8 +75,9 @@ class ThreadFeeds:
     """The feeds of this gateway, shared by its connections; a feed lives while it has a
     listener."""
 
-    def __init__(self, subscribe: Callable[..., Any]) -> None:
+    def __init__(self, subscribe: Callable[..., Any], *, start_within_s: float = 15.0) -> None:
         self._subscribe = subscribe  # the JetStream context's ``subscribe``
+        self._start_within_s = start_within_s
         self._feeds: dict[str, _Feed] = {}
 
     def __len__(self) -> int:
@@ -110,16 +117,27 @@ class ThreadFeeds:
                 log.debug("unsubscribe of %s failed: %r", subject, exc)
 
     async def _start(self, feed: _Feed, subject: str) -> None:
-        try:
-            feed.sub = await self._subscribe(
-                subject,
-                ordered_consumer=True,
-                cb=feed.deliver,
-                idle_heartbeat=5.0,
-                config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
-            )
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            raise Unavailable(
-                "Live updates for this thread cannot start right now; subscribe again shortly.",
-                code=ErrorCode.BUS_UNAVAILABLE,
-            ) from exc
+        """Creates the feed's consumer, trying again for ``start_within_s``: a cluster
+        that lost a node may answer "unavailable" while it elects new leaders."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._start_within_s
+        delay = 0.1
+        while True:
+            try:
+                feed.sub = await self._subscribe(
+                    subject,
+                    ordered_consumer=True,
+                    cb=feed.deliver,
+                    idle_heartbeat=FEED_HEARTBEAT_S,
+                    config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+                )
+                return
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                if loop.time() + delay > give_up:
+                    raise Unavailable(
+                        "Live updates for this thread cannot start right now; subscribe again shortly.",
+                        code=ErrorCode.BUS_UNAVAILABLE,
+                    ) from exc
+                log.info("live feed of %s not started yet (%r); trying again", subject, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
