@@ -14,11 +14,15 @@ from apex_tools.handlers import build_router
 from apex_tools.ledger import KvLedger
 from apex_tools.metrics import tools_metrics
 from apex_tools.ports import BusUsageQueries
-from apex_tools.registry import default_tools
+from apex_tools.registry import Tool, default_tools
 from apex_tools.settings import ToolsSettings
 
 
-async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> None:
+async def main(
+    stop: asyncio.Event, settings: ToolsSettings | None = None, tools: dict[str, Tool] | None = None
+) -> None:
+    """Runs the tools service until ``stop``; ``tools`` replaces the default registry
+    (a deployment's own tools, or a test's)."""
     settings = settings or ToolsSettings()
     configure_logging("tools", settings.log_level, settings.log_format)
     tracing = configure_tracing("tools", settings.otlp_endpoint)
@@ -31,7 +35,8 @@ async def main(stop: asyncio.Event, settings: ToolsSettings | None = None) -> No
         bus,
         KvLedger(await bus.kv(KV_TOOL_LEDGER), ledger_breaker),
         BusUsageQueries(bus, settings.tools_query_timeout_s),
-        default_tools(),
+        tools or default_tools(),
+        lease_s=settings.tools_lease_s,
         cancels=await host.run_cancellations(),
         health=host.health,
         metrics=tools_metrics(),

@@ -1,5 +1,8 @@
-"""Runs one ``tool.call`` command: ``tool_executing``, the tool (typed, timed out), the
-ledger entry, ``tool_completed``. A call already in the ledger is answered from it.
+"""Runs one ``tool.call`` command: the claim in the ledger, ``tool_executing``, the tool
+(typed, timed out, under the claim's lease), the outcome written under the claim,
+``tool_completed``. A call with an outcome is answered from it; a call another executor
+holds is waited for (``claims.py``: a body runs at most once per call id while its lease
+holds).
 
 What can go wrong, and what happens:
 
@@ -18,8 +21,10 @@ of the agent step that asked (its ``traceparent`` travels with the command).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +49,8 @@ from apex_contracts.errors import CATALOGUE
 from apex_runtime import CircuitBreaker, Health, log_context, tracing
 from apex_runtime.bus import Bus
 from apex_runtime.consumers import RunCancellations
-from apex_tools.ledger import Ledger, LedgerEntry
+from apex_tools.claims import CALL, CallScope, Held, LeaseLost, acquire, finish, give_back, leased
+from apex_tools.ledger import Ledger, LedgerEntry, Taken
 from apex_tools.metrics import ToolsMetrics
 from apex_tools.ports import UsageQueries
 from apex_tools.registry import Tool
@@ -68,6 +74,7 @@ class ToolExecutor:
         usage: UsageQueries,
         tools: dict[str, Tool],
         *,
+        lease_s: float = 20.0,
         cancels: RunCancellations | None = None,
         health: Health | None = None,
         metrics: ToolsMetrics | None = None,
@@ -76,6 +83,7 @@ class ToolExecutor:
         self.ledger = ledger
         self.usage = usage
         self.tools = tools
+        self.lease_s = lease_s
         self.cancels = cancels or RunCancellations()
         self.health = health or Health("tools", "local")
         self.metrics = metrics or ToolsMetrics(CollectorRegistry())
@@ -114,38 +122,112 @@ class ToolExecutor:
     async def _handle(self, command: ToolCall, current: Span) -> None:
         call = command.data
         run_id = str(command.run_id)
-        entry = await self.ledger.get(call.call_id)
-        if entry is None:
-            if self.cancels.is_cancelled(run_id):
-                log.info("not running %s: run %s was cancelled", call.tool, run_id)
-                return
-            await self._announce(command)
-            try:
-                entry = await self.cancels.run(run_id, self._execute(command))
-            except Cancelled as exc:
-                log.info("%s interrupted: run %s was cancelled or ended", call.tool, run_id)
-                tracing.fail(current, exc)
-                return
-            except Unavailable as exc:
-                self.metrics.retried.labels(call.tool, exc.code).inc()
-                raise
-            await self.ledger.put(call.call_id, entry)
-            code = entry.error.code if entry.error else None
-            self.metrics.call_done(call.tool, entry.status, entry.duration_ms / 1000, code)
-            if code is not None:
-                tracing.fail(current, code=code)
-        else:
+        try:
+            got = await self.cancels.run(
+                run_id,
+                acquire(
+                    self.ledger,
+                    call.call_id,
+                    self._claimant(),
+                    self.lease_s,
+                    on_wait=self.metrics.claims.labels("waited").inc,
+                ),
+            )
+        except Cancelled as exc:
+            log.info("%s not run: run %s was cancelled or ended", call.tool, run_id)
+            tracing.fail(current, exc)
+            return
+        if isinstance(got, LedgerEntry):
+            entry = got
             self.metrics.replayed.labels(call.tool).inc()
             current.set_attribute("apex.tool.from_ledger", True)
+        else:
+            claimed = await self._run_claimed(command, got, current)
+            if claimed is None:
+                return
+            entry = claimed
         if not entry.published:
             await self._complete(command, entry)
-            await self.ledger.put(call.call_id, entry.model_copy(update={"published": True}))
+            await self._mark_published(call.call_id)
+
+    async def _run_claimed(self, command: ToolCall, held: Held, current: Span) -> LedgerEntry | None:
+        """Runs a call this executor holds; its outcome, or None when the call was
+        interrupted (cancelled: published nothing) or taken over (the other executor
+        publishes)."""
+        call = command.data
+        run_id = str(command.run_id)
+        current.set_attribute("apex.tool.attempt", held.claim.attempt)
+        self.metrics.claims.labels("taken_over" if held.taken_over else "claimed").inc()
+        if self.cancels.is_cancelled(run_id):
+            log.info("not running %s: run %s was cancelled", call.tool, run_id)
+            await self._give_back(held)
+            return None
+        await self._announce(command)
+        token = CALL.set(CallScope(call.call_id, held.claim.attempt))
+        try:
+            entry = await self.cancels.run(run_id, leased(self.ledger, held, self._execute(command)))
+        except Cancelled as exc:
+            log.info("%s interrupted: run %s was cancelled or ended", call.tool, run_id)
+            tracing.fail(current, exc)
+            await self._give_back(held)
+            return None
+        except LeaseLost:
+            log.warning("%s of call %s stopped: another executor took the call over", call.tool, call.call_id)
+            self.metrics.claims.labels("lost").inc()
+            return None
+        except Unavailable as exc:
+            self.metrics.retried.labels(call.tool, exc.code).inc()
+            await self._give_back(held)
+            raise
+        finally:
+            CALL.reset(token)
+        try:
+            await finish(self.ledger, held, entry)
+        except LeaseLost:
+            log.warning("outcome of call %s dropped: another executor took the call over", call.call_id)
+            self.metrics.claims.labels("lost").inc()
+            return None
+        code = entry.error.code if entry.error else None
+        self.metrics.call_done(call.tool, entry.status, entry.duration_ms / 1000, code)
+        if code is not None:
+            tracing.fail(current, code=code)
+        return entry
+
+    def _claimant(self) -> str:
+        return f"{self.health.instance}:{uuid.uuid4().hex[:12]}"
+
+    async def _give_back(self, held: Held) -> None:
+        try:
+            await give_back(self.ledger, held)
+        except Unavailable as exc:  # the lease expires by itself
+            log.warning("claim of %s not released: %s", held.call_id, exc.message)
+
+    async def _mark_published(self, call_id: str) -> None:
+        """Records that ``tool_completed`` is in the log (a redelivery then only acks)."""
+        found = await self.ledger.read(call_id)
+        if found is None or not isinstance(found[0], LedgerEntry) or found[0].published:
+            return
+        with contextlib.suppress(Taken):
+            await self.ledger.replace(call_id, found[0].model_copy(update={"published": True}), found[1])
 
     async def fail(self, command: ToolCall, error: ErrorInfo) -> None:
-        """Completes a call that cannot run (a dead-lettered command) with its error."""
+        """Completes a call that cannot run (a dead-lettered command) with its error,
+        unless it has an outcome already (then that one is the call's)."""
+        call_id = command.data.call_id
         entry = LedgerEntry(status="error", tool=command.data.tool, duration_ms=0, error=error)
-        self.metrics.call_done(command.data.tool, "error", 0.0, error.code)
-        await self.ledger.put(command.data.call_id, entry)
+        found = await self.ledger.read(call_id)
+        try:
+            if found is None:
+                await self.ledger.create(call_id, entry)
+            elif isinstance(found[0], LedgerEntry):
+                entry = found[0]
+            else:
+                await self.ledger.replace(call_id, entry, found[1])
+        except Taken:
+            found = await self.ledger.read(call_id)
+            if found is not None and isinstance(found[0], LedgerEntry):
+                entry = found[0]
+        self.metrics.call_done(command.data.tool, entry.status, 0.0, error.code)
         await self._complete(command, entry)
 
     async def _announce(self, command: ToolCall) -> None:

@@ -1,5 +1,6 @@
 """The tools service's Prometheus metrics (``apex_tools_*``): calls by tool and status,
-their duration, errors by code, and calls answered from the ledger.
+their duration, errors by code, calls answered from the ledger, and what claiming a
+call met (free, held by another executor, taken over, lost).
 
 ``tools_metrics()`` creates them on its first call (from the composition root) in the
 process-wide registry that ``/metrics`` serves; workers sharing a process share them. A
@@ -39,6 +40,14 @@ class ToolsMetrics:
             "apex_tools_ledger_answers_total",
             "Tool calls answered from the ledger (a redelivered call that already ran)",
             ["tool"],
+            registry=registry,
+        )
+        self.claims = Counter(
+            "apex_tools_claims_total",
+            "What claiming a tool call met: claimed (it was free), waited (another executor "
+            "held it), taken_over (that executor's lease had expired), lost (taken over while "
+            "this executor ran it: its outcome was dropped)",
+            ["outcome"],
             registry=registry,
         )
         self.retried = Counter(

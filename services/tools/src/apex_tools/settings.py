@@ -12,3 +12,8 @@ class ToolsSettings(ServiceSettings):
         default=20, ge=1, description="the autoscaler's maximum: sizes the consumer's max_ack_pending"
     )
     tools_query_timeout_s: float = Field(default=10.0, gt=0)
+    tools_lease_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="a claimed tool call is taken over by another executor once its claim went unrenewed this long",
+    )
