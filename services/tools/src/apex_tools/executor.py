@@ -74,7 +74,7 @@ class ToolExecutor:
         usage: UsageQueries,
         tools: dict[str, Tool],
         *,
-        lease_s: float = 20.0,
+        lease_s: float = 12.0,
         cancels: RunCancellations | None = None,
         health: Health | None = None,
         metrics: ToolsMetrics | None = None,
