@@ -15,12 +15,16 @@ import orjson
 
 @dataclass
 class Stream:
-    """A streamed completion: text chunks and/or tool calls, then usage."""
+    """A streamed completion: text chunks and/or tool calls, then usage. With ``hold``, the
+    stream stops after ``hold_after`` text chunks until the test sets it (a model caught
+    mid-answer)."""
 
     text: list[str] = field(default_factory=list)
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, arguments)
     prompt_tokens: int = 100
     completion_tokens: int = 20
+    hold: asyncio.Event | None = None
+    hold_after: int = 0
 
 
 @dataclass
@@ -108,7 +112,9 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
         await writer.drain()
         return
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-    for event in _events(reply):
+    for n, event in enumerate(_events(reply)):
+        if reply.hold is not None and n == reply.hold_after + 1:  # the role chunk comes first
+            await reply.hold.wait()
         data = b"data: " + event + b"\n\n"
         writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         await writer.drain()

@@ -141,7 +141,7 @@ async def test_the_model_classifies_calls_tools_and_streams_a_checked_text(make_
     assert "".join(d["data"]["text"] for d in final) == response["text"]
     assert [d["data"]["index"] for d in final] == list(range(len(final)))
     assert len(final) < len(written(response["report"])), "chunks are coalesced"
-    assert all(d["id"] == f"{run.run_id}:3:delta:1:{d['data']['index']}" for d in final)
+    assert all(d["id"] == f"{run.run_id}:3:a1:delta:1:{d['data']['index']}" for d in final)
 
 
 async def test_a_timeout_and_429s_open_the_breaker_and_the_offline_planner_answers(

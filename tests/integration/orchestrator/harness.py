@@ -160,7 +160,10 @@ def _row(query: UsageAggregate) -> dict[str, Any]:
     }
     row: dict[str, Any] = {d: dims[d] for d in query.group_by}
     for metric in query.metrics:
-        row[metric] = "2026-01-05T10:00:00+00:00" if metric.endswith("_ts") else 100
+        if metric == "cost_sources":
+            row[metric] = ["uploaded"]
+        else:
+            row[metric] = "2026-01-05T10:00:00+00:00" if metric.endswith("_ts") else 100
     return row
 
 

@@ -38,7 +38,8 @@ MSG = new_id("msg")
 
 EVENT_DATA: dict[str, Any] = {
     "message.created": ev.MessageCreatedData(message_id=MSG, content="hello", client_msg_id="c1"),
-    "message.delta": ev.MessageDeltaData(message_id=MSG, index=0, text="he"),
+    "message.delta": ev.MessageDeltaData(message_id=MSG, index=0, text="he", step=3, attempt=2),
+    "message.superseded": ev.MessageSupersededData(step=3, attempt=2, message_ids=[MSG]),
     "thread.renamed": ev.ThreadRenamedData(title="Costs"),
     "thread.deleted": ev.ThreadDeletedData(requested_by=SCOPE.user_id),
     "run.accepted": ev.RunAcceptedData(message_id=MSG, question="q"),

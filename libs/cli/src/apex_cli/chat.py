@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from apex_cli.config import Home, auth_url, gateway_url
-from apex_client import ApexHttp, ApexSocket
+from apex_client import Answers, ApexHttp, ApexSocket
 from apex_contracts import ApexError
 
 
@@ -37,6 +37,7 @@ def describe(event: dict[str, Any]) -> str | None:
         "agent_failed": f"· {agent} failed: {(data.get('error') or {}).get('message')}",
         "run.failed": f"✗ run failed: {(data.get('error') or {}).get('message')}",
         "run.cancelled": f"✗ run cancelled ({data.get('cause')})",
+        "message.superseded": f"· {agent} restarted its answer (attempt {data.get('attempt')})",
     }
     return lines.get(str(kind))
 
@@ -47,6 +48,7 @@ async def _ask(socket: ApexSocket, text: str, thread_id: str | None) -> str | No
         frame["thread_id"] = thread_id
     await socket.send(frame)
     run_id = None
+    answers = Answers()
     async for incoming in socket.frames():
         kind = incoming.get("type")
         if kind == "message.accepted":
@@ -57,11 +59,12 @@ async def _ask(socket: ApexSocket, text: str, thread_id: str | None) -> str | No
             event = incoming["event"]
             if event.get("run_id") != run_id:
                 continue
+            answers.apply(event)
             line = describe(event)
             if line:
                 print(line)
             if event["type"] == "run.completed":
-                print("\n" + event["data"]["response"]["text"] + "\n")
+                print("\n" + answers.text(event["run_id"]) + "\n")
             if event["type"] in ("run.completed", "run.failed", "run.cancelled"):
                 return thread_id
     return thread_id

@@ -48,13 +48,33 @@ class MessageDeltaData(Model):
     message_id: MessageId
     index: int = Field(ge=0)
     text: str
+    step: int | None = Field(default=None, ge=0)
+    attempt: int = Field(default=1, ge=1)
 
 
 class MessageDelta(ThreadEvent):
-    """A coalesced chunk of the assistant's streamed text."""
+    """A coalesced chunk of the assistant's streamed text: chunk ``index`` of message
+    ``message_id``, written by ``attempt`` of agent ``step`` (each attempt of a step
+    streams under its own message ids)."""
 
     type: Literal["message.delta"] = "message.delta"
     data: MessageDeltaData
+
+
+class MessageSupersededData(Model):
+    step: int = Field(ge=0)
+    attempt: int = Field(ge=2)
+    message_ids: list[MessageId] = Field(min_length=1)
+
+
+class MessageSuperseded(ThreadEvent):
+    """Attempt ``attempt`` of agent ``step`` runs again after an earlier one died while
+    streaming: the streamed messages ``message_ids`` of the earlier attempts no longer
+    count. A reader drops what it showed of them and ignores any later delta of them (a
+    paused worker may still send some); the new attempt streams under new ids."""
+
+    type: Literal["message.superseded"] = "message.superseded"
+    data: MessageSupersededData
 
 
 class ThreadRenamedData(Model):
@@ -235,6 +255,7 @@ class RunCancelled(ThreadEvent):
 Event = Annotated[
     MessageCreated
     | MessageDelta
+    | MessageSuperseded
     | ThreadRenamed
     | ThreadDeleted
     | RunAccepted

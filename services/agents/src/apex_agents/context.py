@@ -3,7 +3,8 @@ loud (``agent_thinking``), call tools (``tool.call`` commands, answered by
 ``tool_completed`` events), stream the answer's text (``message.delta``) and account for
 the language-model tokens it spends. Every id is derived from (run, step, n), so a step
 that runs again after a crash publishes the same facts and calls the same tools, which
-the stream and the ledger deduplicate."""
+the stream and the ledger deduplicate; streamed text is the exception: each attempt
+streams under its own ids (``attempt``), and supersedes what earlier ones streamed."""
 
 from __future__ import annotations
 
@@ -40,9 +41,11 @@ class StepContext:
         watch: SubjectWatch,
         start_seq: int,
         tool_wait_s: float,
+        attempt: int = 1,
     ) -> None:
         self._bus = bus
         self.command = command
+        self.attempt = attempt
         self.scope = Scope.of(command)
         self._watch = watch
         self._start_seq = start_seq
@@ -113,8 +116,10 @@ class StepContext:
         await self._bus.publish_event(
             self.scope.make(
                 MessageDelta,
-                MessageDeltaData(message_id=message_id, index=index, text=text),
-                id=f"{self.command.run_id}:{data.step}:delta:{message}:{index}",
+                MessageDeltaData(
+                    message_id=message_id, index=index, text=text, step=data.step, attempt=self.attempt
+                ),
+                id=f"{self.command.run_id}:{data.step}:a{self.attempt}:delta:{message}:{index}",
                 agent=data.agent,
                 causation_id=self.command.id,
             )
@@ -180,13 +185,15 @@ class StepContext:
 class DeltaStream:
     """Coalesces streamed text into ``message.delta`` events: a chunk is published once it
     has ``min_chars`` characters or ``max_wait_s`` passed since the last one, so a client
-    sees the text grow without an event per token. Ids are (run, step, message, index)."""
+    sees the text grow without an event per token. Ids are (run, step, attempt, message,
+    index): an attempt that runs again after a crash streams a new message, never chunks
+    that the stream would drop as duplicates of (or add to) the earlier attempt's."""
 
     def __init__(self, ctx: StepContext, message: int, min_chars: int, max_wait_s: float) -> None:
         self._ctx = ctx
         self.message = message
-        self.message_id = derive_id(
-            "msg", ctx.command.run_id, str(ctx.command.data.step), "reply", str(message)
+        self.message_id = reply_message_id(
+            str(ctx.command.run_id), ctx.command.data.step, ctx.attempt, message
         )
         self._min_chars = min_chars
         self._max_wait_s = max_wait_s
@@ -212,3 +219,8 @@ class DeltaStream:
         await self._ctx.publish_delta(self.message, self.index, self.message_id, text)
         self.index += 1
         self._last = time.monotonic()
+
+
+def reply_message_id(run_id: str, step: int, attempt: int, message: int) -> str:
+    """The id of streamed message ``message`` of ``attempt`` of ``step``."""
+    return derive_id("msg", run_id, str(step), "reply", str(attempt), str(message))

@@ -21,7 +21,13 @@ def build_router(
         description="Runs one agent step; a step whose outcome is already recorded is skipped.",
     )
     async def on_agent_step(command: AgentStep, msg: NatsMessage) -> None:
-        await runner.run(command, keepalive=msg.in_progress, headers=msg.headers)
+        await runner.run(command, keepalive=msg.in_progress, headers=msg.headers, attempt=_delivery(msg))
         await msg.ack()
 
     return router
+
+
+def _delivery(msg: NatsMessage) -> int:
+    """How many times JetStream has delivered this command (1 the first time)."""
+    metadata = getattr(msg.raw_message, "metadata", None)
+    return max(1, int(getattr(metadata, "num_delivered", 1) or 1))

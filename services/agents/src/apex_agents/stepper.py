@@ -2,6 +2,12 @@
 or ``agent_failed``. A step whose outcome is already in the log is not run again, nor a
 step of a run that ended or whose cancellation was requested.
 
+Each delivery of the command is an attempt of the step with its own identity: what it
+streams (``message.delta``) carries the attempt. An attempt that finds text streamed by
+earlier ones (they died mid-stream) first publishes ``message.superseded`` naming those
+messages, so readers drop them; an earlier attempt still alive (it was paused) stops as
+soon as it sees that, and an attempt that finds a later one's text does not start.
+
 A running step is interrupted (and publishes nothing more) when its run is cancelled or
 ends: by the ``apex.ctl.cancel.<run>`` broadcast (``RunCancellations``), or, should that
 be missed, by the run's own ``run.cancel_requested`` or terminal event arriving on the
@@ -14,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +42,8 @@ from apex_contracts import (
     Cancelled,
     DeadlineExceeded,
     ErrorCode,
+    MessageSuperseded,
+    MessageSupersededData,
     Scope,
     subjects,
 )
@@ -47,6 +56,25 @@ Keepalive = Callable[[], Awaitable[None]]
 _BUS_FAILURES = frozenset({ErrorCode.PUBLISH_FAILED, ErrorCode.BUS_UNAVAILABLE})
 # Events after which a run needs no more work.
 _RUN_STOPS = frozenset({"run.cancel_requested", *TERMINAL})
+
+
+@dataclass
+class _Start:
+    """Where a step attempt starts: the seq to scan tool results from, and the messages
+    (ids, in order) that earlier attempts streamed."""
+
+    seq: int = 0
+    partial: dict[str, None] = field(default_factory=dict)
+
+
+def _step_of(event: dict[str, Any]) -> int | None:
+    """The step a streamed event belongs to (from its data, or its id for deltas written
+    before deltas named their step: ``<run>:<step>:…``)."""
+    step = (event.get("data") or {}).get("step")
+    if step is not None:
+        return int(step)
+    parts = str(event.get("id", "")).split(":")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
 
 
 class Agent(Protocol):
@@ -76,9 +104,15 @@ class StepRunner:
         self.metrics = metrics or AgentsMetrics(CollectorRegistry())
 
     async def run(
-        self, command: AgentStep, keepalive: Keepalive, headers: Mapping[str, Any] | None = None
+        self,
+        command: AgentStep,
+        keepalive: Keepalive,
+        headers: Mapping[str, Any] | None = None,
+        attempt: int = 1,
     ) -> None:
-        """Runs the step; ``headers`` of the command carry the trace it belongs to."""
+        """Runs the step; ``headers`` of the command carry the trace it belongs to;
+        ``attempt`` is this delivery's number (JetStream counts them): the attempt's
+        identity for what it streams."""
         scope = Scope.of(command)
         data = command.data
         subject = subjects.thread_events(scope.tenant_id, scope.user_id, scope.thread_id)
@@ -90,8 +124,8 @@ class StepRunner:
             trace_id=tracing.run_trace_id(str(command.run_id)),
         ):
             async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
-                start_seq = await self._already_done_or_start(command, subject)
-                if start_seq is None:
+                start = await self._already_done_or_start(command, subject, attempt)
+                if start is None:
                     return
                 await self.bus.publish_event(
                     scope.make(
@@ -102,58 +136,117 @@ class StepRunner:
                         causation_id=command.id,
                     )
                 )
-                ctx = StepContext(self.bus, command, watch, start_seq, self.tool_wait_s)
+                if start.partial:
+                    await self._supersede(command, scope, attempt, start.partial)
+                ctx = StepContext(self.bus, command, watch, start.seq, self.tool_wait_s, attempt)
                 try:
                     await self.cancels.run(
                         str(command.run_id), self._interruptible(command, scope, ctx, watch, parent)
                     )
-                except Cancelled:
+                except Cancelled as exc:
                     log.info(
-                        "step %d (%s) interrupted: the run was cancelled or ended", data.step, data.agent
+                        "step %d (%s) attempt %d interrupted: %s", data.step, data.agent, attempt, exc.message
                     )
 
     async def _interruptible(
         self, command: AgentStep, scope: Scope, ctx: StepContext, watch: SubjectWatch, parent: Context | None
     ) -> None:
-        """The step, stopped as soon as its run stops (seen on the thread)."""
-        stopper = asyncio.create_task(self._stop_when_run_stops(command, watch))
+        """The step, stopped as soon as its run stops (seen on the thread), or as soon as a
+        later attempt of the step supersedes this one (this attempt alone stops: the later
+        one may run in this very process)."""
+        work = asyncio.ensure_future(self._traced(command, scope, ctx, parent))
+        superseded = asyncio.Event()
+        stopper = asyncio.create_task(
+            self._stop_when_run_stops(command, watch, ctx.attempt, work, superseded)
+        )
         try:
-            await self._traced(command, scope, ctx, parent)
+            await work
+        except asyncio.CancelledError:
+            if superseded.is_set():
+                raise Cancelled(f"attempt {ctx.attempt} of step {command.data.step} was superseded") from None
+            raise
         finally:
+            if not work.done():
+                work.cancel()
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopper
 
-    async def _stop_when_run_stops(self, command: AgentStep, watch: SubjectWatch) -> None:
-        run_id = str(command.run_id)
-        with contextlib.suppress(TimeoutError):
-            await watch.wait_for(
-                lambda e: e.get("run_id") == run_id and e.get("type") in _RUN_STOPS,
-                timeout=command.data.deadline_ms / 1000 + 60.0,
-                scan_after_seq=None,
-            )
-            self.cancels.cancel(run_id)
+    async def _stop_when_run_stops(
+        self,
+        command: AgentStep,
+        watch: SubjectWatch,
+        attempt: int,
+        work: asyncio.Future[None],
+        superseded: asyncio.Event,
+    ) -> None:
+        """Interrupts the run's work here when it stops; cancels ``work`` alone (and sets
+        ``superseded``) when a later attempt of this step superseded it."""
+        run_id, step = str(command.run_id), command.data.step
 
-    async def _already_done_or_start(self, command: AgentStep, subject: str) -> int | None:
-        """None when this step already has an outcome or its run stopped; else the seq to
-        scan tool results from (the step's own ``agent_started`` if an earlier attempt got
-        that far)."""
-        start_seq = 0
+        def stops(e: dict[str, Any]) -> bool:
+            if e.get("run_id") != run_id:
+                return False
+            if e.get("type") == "message.superseded":
+                data = e.get("data") or {}
+                return bool(data.get("step") == step and int(data.get("attempt", 0)) > attempt)
+            return e.get("type") in _RUN_STOPS
+
+        try:
+            event = await watch.wait_for(
+                stops, timeout=command.data.deadline_ms / 1000 + 60.0, scan_after_seq=None
+            )
+        except TimeoutError:
+            return
+        if event.get("type") == "message.superseded":
+            superseded.set()
+            work.cancel()
+            return
+        self.cancels.cancel(run_id)
+
+    async def _already_done_or_start(self, command: AgentStep, subject: str, attempt: int) -> _Start | None:
+        """None when this step already has an outcome, its run stopped, or a later attempt
+        of it has streamed (this one is stale); else where to scan tool results from (the
+        step's own ``agent_started`` if an earlier attempt got that far) and the messages
+        earlier attempts streamed."""
+        start = _Start()
         step = command.data.step
         async for seq, raw in self.bus.read_subject(subject):
             event: dict[str, Any] = orjson.loads(raw)
             if event.get("run_id") != command.run_id:
                 continue
             kind = event.get("type")
-            if kind in ("agent_completed", "agent_failed") and event["data"]["step"] == step:
+            data = event.get("data") or {}
+            if kind in ("agent_completed", "agent_failed") and data["step"] == step:
                 return None
             if kind in _RUN_STOPS:
                 return None
-            if kind == "agent_started" and event["data"]["step"] == step:
-                start_seq = seq - 1
-            if kind == "run.accepted" and not start_seq:
-                start_seq = seq
-        return start_seq
+            if kind == "agent_started" and data["step"] == step:
+                start.seq = seq - 1
+            if kind == "run.accepted" and not start.seq:
+                start.seq = seq
+            if kind in ("message.delta", "message.superseded") and _step_of(event) == step:
+                if int(data.get("attempt", 1)) > attempt:
+                    return None
+                if kind == "message.delta" and int(data.get("attempt", 1)) < attempt:
+                    start.partial.setdefault(data["message_id"], None)
+        return start
+
+    async def _supersede(
+        self, command: AgentStep, scope: Scope, attempt: int, partial: dict[str, None]
+    ) -> None:
+        """Tells readers that what earlier attempts of this step streamed no longer counts."""
+        data = command.data
+        await self.bus.publish_event(
+            scope.make(
+                MessageSuperseded,
+                MessageSupersededData(step=data.step, attempt=attempt, message_ids=list(partial)),
+                id=f"{command.run_id}:{data.step}:superseded:{attempt}",
+                agent=data.agent,
+                causation_id=command.id,
+            )
+        )
+        log.info("step %d attempt %d supersedes %d streamed message(s)", data.step, attempt, len(partial))
 
     async def _traced(
         self, command: AgentStep, scope: Scope, ctx: StepContext, parent: Context | None

@@ -164,23 +164,26 @@ class ToolExecutor:
             return None
         await self._announce(command)
         token = CALL.set(CallScope(call.call_id, held.claim.attempt))
+        keep = False  # whether the claim stays: an outcome will be written over it, or it is lost
         try:
             entry = await self.cancels.run(run_id, leased(self.ledger, held, self._execute(command)))
+            keep = True
         except Cancelled as exc:
             log.info("%s interrupted: run %s was cancelled or ended", call.tool, run_id)
             tracing.fail(current, exc)
-            await self._give_back(held)
             return None
         except LeaseLost:
             log.warning("%s of call %s stopped: another executor took the call over", call.tool, call.call_id)
             self.metrics.claims.labels("lost").inc()
+            keep = True
             return None
         except Unavailable as exc:
             self.metrics.retried.labels(call.tool, exc.code).inc()
-            await self._give_back(held)
             raise
         finally:
             CALL.reset(token)
+            if not keep:  # given back (whatever went wrong): the next delivery claims it at once
+                await self._give_back(held)
         try:
             await finish(self.ledger, held, entry)
         except LeaseLost:

@@ -13,6 +13,7 @@ from apex_contracts import (
     Event,
     MessageCreated,
     MessageDelta,
+    MessageSuperseded,
     RunAccepted,
     RunCancelled,
     RunCompleted,
@@ -32,6 +33,7 @@ _RUNNING_EVENTS = (
     ToolExecuting,
     ToolCompleted,
     MessageDelta,
+    MessageSuperseded,
 )
 TITLE_WORDS: Final = 8
 TITLE_CHARS: Final = 80

@@ -52,6 +52,7 @@ class RunView {
   constructor(runId, container, onCancel) {
     this.runId = runId;
     this.tools = new Map();
+    this.drafts = new Map();  // message_id -> {chunks, node}, in the order they started
     this.status = el("span", { class: "status", "data-status": "running", text: STATUS_TEXT.running });
     this.cancel = el("button", { type: "button", class: "danger", text: "Cancel run", onclick: () => onCancel(runId) });
     this.timeline = el("ol", { class: "timeline", "aria-live": "polite", "aria-label": "Run timeline" });
@@ -85,12 +86,14 @@ export class Conversation {
     this.onUploadHint = onUploadHint;
     this.runs = new Map();
     this.pending = new Map();  // client_msg_id -> optimistic bubble
+    this.superseded = new Set();  // streamed message ids that no longer count
   }
 
   clear() {
     this.container.replaceChildren();
     this.runs.clear();
     this.pending.clear();
+    this.superseded.clear();
   }
 
   showPending(clientMsgId, text) {
@@ -157,6 +160,8 @@ function terminal(status) {
     run.item(seq, event, el("strong", { text: STATUS_TEXT[final] || final }),
       data.duration_ms !== undefined ? ` after ${ms(data.duration_ms)}` : "");
     run.finish(final, live);
+    for (const draft of run.drafts.values()) draft.node.remove();  // the ending says what counts
+    run.drafts.clear();
     if (event.type === "run.completed") run.answer.append(answerView(data, conv.onUploadHint));
     if (event.type === "run.failed") {
       const error = data.error || {};
@@ -177,6 +182,36 @@ function queuedText(d) {
   return `Waiting for ${(d.behind || []).length} earlier run(s) to finish`;
 }
 
+// The answer as it streams: one draft per streamed message, chunks placed by index (each
+// once), only the run's latest message shown. A message superseded by a later attempt of
+// its step (the earlier one died mid-stream) is dropped, and its late chunks ignored.
+function streamedChunk(conv, seq, event, data) {
+  if (conv.superseded.has(data.message_id)) return;
+  const run = conv.run(event.run_id);
+  let draft = run.drafts.get(data.message_id);
+  if (!draft) {
+    for (const older of run.drafts.values()) older.node.hidden = true;
+    draft = { chunks: new Map(), node: el("div", { class: "msg assistant draft", "data-message": data.message_id }) };
+    run.drafts.set(data.message_id, draft);
+    run.answer.append(draft.node);
+  }
+  if (!draft.chunks.has(data.index)) draft.chunks.set(data.index, data.text);
+  draft.node.textContent = [...draft.chunks.keys()].sort((a, b) => a - b).map((i) => draft.chunks.get(i)).join("");
+}
+
+function superseded(conv, seq, event, data) {
+  const run = conv.run(event.run_id);
+  for (const id of data.message_ids || []) {
+    conv.superseded.add(id);
+    const draft = run.drafts.get(id);
+    if (draft) draft.node.remove();
+    run.drafts.delete(id);
+  }
+  const latest = [...run.drafts.values()].pop();
+  if (latest) latest.node.hidden = false;
+  run.item(seq, event, el("span", { class: "agent", text: agentName(event.agent) }), " restarted its answer");
+}
+
 const HANDLERS = {
   "message.created": userMessage,
   "run.accepted": (c, s, e) => c.run(e.run_id).item(s, e, "Run accepted"),
@@ -188,11 +223,8 @@ const HANDLERS = {
   tool_completed: toolCompleted,
   agent_completed: agentCompleted,
   agent_failed: agentItem((d) => `failed: ${(d.error || {}).message || (d.error || {}).code}`),
-  "message.delta": (c, s, e, d) => {
-    const run = c.run(e.run_id);
-    if (!run.draft) run.draft = run.answer.appendChild(el("div", { class: "msg assistant draft" }));
-    run.draft.textContent += d.text;
-  },
+  "message.delta": streamedChunk,
+  "message.superseded": superseded,
   "run.completed": terminal(null),
   "run.failed": terminal("failed"),
   "run.cancelled": terminal("cancelled"),
