@@ -27,6 +27,7 @@ import httpx
 import nats
 import pytest
 
+from apex_cli.config import START_ORDER
 from apex_cli.demo_data import generate
 from apex_contracts import TERMINAL
 from apex_contracts.streams import APEX_EVT, KV_TOOL_LEDGER, STREAMS
@@ -35,7 +36,7 @@ from tests.e2e.platform import Platform, User, platform_env
 from tests.e2e.wsclient import open_socket, recv, send
 
 NODES = ("nats-1", "nats-2", "nats-3")
-SERVICES = ("auth", "persistence", "tools", "agents", "orchestrator", "gateway")
+SERVICES = START_ORDER
 RUNS = 10
 DOWN_S = 15
 QUESTIONS = (
