@@ -161,6 +161,14 @@ async def _check_client(platform: Platform, client: Client) -> None:
         )
     answer.raise_for_status()
     replay = [(item["seq"], item["event"]["id"]) for item in answer.json()["events"]]
+    ran = [
+        item["event"]["type"]
+        for item in answer.json()["events"]
+        if item["event"].get("run_id") == client.run_id
+    ]
+    assert ran[-1] in TERMINAL, (
+        f"run {client.run_id}: facts after its ending: {ran[ran.index('run.completed') :]}"
+    )
     assert live == replay, f"run {client.run_id}: what the client saw live differs from the log"
     ids = [event_id for _seq, event_id in replay]
     assert len(ids) == len(set(ids)), "a fact twice in the log"

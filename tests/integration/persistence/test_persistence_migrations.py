@@ -3,6 +3,7 @@ carried across), and the versioned ClickHouse DDL."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import asyncpg
@@ -13,7 +14,7 @@ from apex_persistence.analytics.ddl import _BOOTSTRAP, LATEST, VERSIONS, applied
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.postgres.migrate import current_revision, migrate
 
-HEAD = "p0003"
+HEAD = "p0004"
 TABLES = {
     "threads",
     "messages",
@@ -166,3 +167,74 @@ async def test_clickhouse_ddl_upgrades_a_version_1_database(chdb_engine: ChdbSto
         assert (await store.select("SELECT count() AS n FROM $db.events", {}))[0]["n"] in (1, "1")
     finally:
         await store.command("DROP DATABASE IF EXISTS $db")
+
+
+async def test_no_code_holding_the_writer_role_can_switch_the_audit_guard_off(pg_dsn: str) -> None:
+    """A login that holds ``apex_writer`` (what persistence writes as) and nothing else: it
+    adds and reads entries, deletes an erased user's entries and expired ones through the
+    two functions only, and every way to change, delete or unguard an entry is refused."""
+    await migrate(pg_dsn)
+    login = f"writer_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_dsn)
+    await admin.execute(
+        f"CREATE ROLE {login} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB; GRANT apex_writer TO {login}"
+    )
+    tenant, erased, other = new_id("ten"), new_id("usr"), new_id("usr")
+    conn = await asyncpg.connect(pg_dsn.replace("postgres@", f"{login}@", 1))
+    try:
+        old = datetime(2020, 1, 1, tzinfo=UTC)
+        rows = [
+            ("e-actor", erased, None, "auth.login", None),
+            ("e-target", other, f"user:{erased}", "auth.session_revoked", None),
+            ("e-record", other, f"user:{erased}", "data.erased", None),
+            ("o-recent", other, None, "auth.login", None),
+            ("o-old", other, None, "auth.login", old),
+        ]
+        for n, (entry, actor, target, action, at) in enumerate(rows, start=1):
+            await conn.execute(
+                "INSERT INTO apex.audit_log (id, seq, tenant_id, action, outcome, at, service, actor_user_id, target)"
+                " VALUES ($1, $2, $3, $4, 'success', coalesce($5, now()), 'auth', $6, $7)",
+                entry,
+                n,
+                tenant,
+                action,
+                at,
+                actor,
+                target,
+            )
+        attempts = [
+            "UPDATE apex.audit_log SET outcome = 'failure'",
+            "DELETE FROM apex.audit_log",
+            "SELECT set_config('apex.erasing', 'on', true); DELETE FROM apex.audit_log",
+            "TRUNCATE apex.audit_log",
+            "ALTER TABLE apex.audit_log DISABLE TRIGGER ALL",
+            "ALTER TABLE apex.audit_log DISABLE TRIGGER audit_log_append_only",
+            "DROP TRIGGER audit_log_append_only ON apex.audit_log",
+            "CREATE OR REPLACE FUNCTION apex.audit_log_append_only() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RETURN OLD; END $$",
+            "ALTER FUNCTION apex.audit_log_append_only() RENAME TO unguarded",
+            f"ALTER TABLE apex.audit_log OWNER TO {login}",
+            "ALTER TABLE apex.audit_log RENAME TO audit_log_old",
+            "DROP TABLE apex.audit_log",
+            "SET session_replication_role = replica",
+            "SET ROLE apex_audit",
+            "GRANT DELETE ON apex.audit_log TO apex_writer; DELETE FROM apex.audit_log",  # grants nothing
+            "CREATE FUNCTION apex.wipe() RETURNS void LANGUAGE sql SECURITY DEFINER AS $$ DELETE FROM apex.audit_log $$",
+            f"SELECT apex.audit_erase_user('{tenant}', '')",
+            f"SELECT apex.audit_erase_user('{tenant}', '%')",
+            "SELECT apex.audit_expire(now())",
+        ]
+        for attempt in attempts:
+            with pytest.raises(asyncpg.PostgresError):
+                async with conn.transaction():
+                    await conn.execute(attempt)
+        assert await conn.fetchval("SELECT count(*) FROM apex.audit_log") == len(rows)
+
+        assert await conn.fetchval("SELECT apex.audit_erase_user($1, $2)", tenant, erased) == 2
+        assert await conn.fetchval("SELECT apex.audit_expire(now() - interval '30 days')") == 1
+        left = await conn.fetch("SELECT id FROM apex.audit_log ORDER BY id")
+        assert [r["id"] for r in left] == ["e-record", "o-recent"]
+    finally:
+        await conn.close()
+        await admin.execute(f"DROP ROLE IF EXISTS {login}")
+        await admin.close()

@@ -11,8 +11,9 @@ class AgentsSettings(ServiceSettings):
     agents_max_replicas: int = Field(
         default=20, ge=1, description="the autoscaler's maximum: sizes the consumer's max_ack_pending"
     )
-    # long enough for a tool call whose worker died to be redelivered (ack wait) and run
-    tool_wait_s: float = Field(default=30.0, gt=0, description="how long a step waits for one tool call")
+    # long enough for a tool call whose worker died to be redelivered (ack wait, 10 s), its
+    # claim's lease to expire (APEX_TOOLS_LEASE_S, 20 s) and the call to run
+    tool_wait_s: float = Field(default=40.0, gt=0, description="how long a step waits for one tool call")
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None

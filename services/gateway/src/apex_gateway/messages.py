@@ -30,6 +30,7 @@ from apex_contracts import (
 from apex_contracts.envelope import Model
 from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
 from apex_contracts.streams import KV_IDEMPOTENCY, KV_RUNS
+from apex_gateway.probes import ProbeAudit
 from apex_gateway.tokens import Principal
 from apex_runtime import Bus
 
@@ -57,11 +58,22 @@ class MessageService:
     default): the run is still accepted, its command waits in the work queue, and the
     thread shows ``run.queued`` with ``reason: waiting_for_service`` until they are back."""
 
-    def __init__(self, bus: Bus, waiting: Callable[[], list[str]] | None = None) -> None:
+    def __init__(
+        self, bus: Bus, waiting: Callable[[], list[str]] | None = None, probes: ProbeAudit | None = None
+    ) -> None:
         self.bus = bus
         self.waiting = waiting or (lambda: [])
+        self.probes = probes or ProbeAudit(bus)
 
-    async def send(self, who: Principal, client_msg_id: str, text: str, thread_id: str | None) -> Accepted:
+    async def send(
+        self,
+        who: Principal,
+        client_msg_id: str,
+        text: str,
+        thread_id: str | None,
+        *,
+        via: str = "ws message.send",
+    ) -> Accepted:
         idem = await self.bus.kv(KV_IDEMPOTENCY)
         key = _idem_key(who, client_msg_id)
         try:
@@ -74,6 +86,7 @@ class MessageService:
                 return Accepted(record.thread_id, record.run_id, record.message_seq, duplicate=True)
         else:
             if thread_id is not None and not await self.thread_exists(who, thread_id):
+                await self.probes.record(who, "thread", thread_id, via=via)
                 raise NotFound("No such thread.")
             record = RunRecord(
                 tenant_id=who.tenant_id,
@@ -141,15 +154,20 @@ class MessageService:
             return False
         return bool(page.events)
 
-    async def cancel(self, who: Principal, run_id: str, cause: str = "user") -> RunRecord:
-        """Asks the orchestrator to cancel a run of this user; NotFound for anyone else's."""
+    async def cancel(
+        self, who: Principal, run_id: str, cause: str = "user", *, via: str = "ws run.cancel"
+    ) -> RunRecord:
+        """Asks the orchestrator to cancel a run of this user; NotFound (audited) for
+        anyone else's or none."""
         runs = await self.bus.kv(KV_RUNS)
         try:
             entry = await runs.get(run_id)
         except nats.js.errors.KeyNotFoundError as exc:
+            await self.probes.record(who, "run", run_id, via=via)
             raise NotFound("No such run.") from exc
         record = RunRecord.model_validate_json(entry.value or b"{}")
         if record.tenant_id != who.tenant_id or record.user_id != who.user_id:
+            await self.probes.record(who, "run", run_id, via=via, owner_tenant=record.tenant_id)
             raise NotFound("No such run.")
         scope = Scope(
             tenant_id=record.tenant_id,

@@ -63,8 +63,8 @@ async def sweep_postgres(
 
 async def sweep_audit(db: Database, cutoff: datetime) -> None:
     async with db.writer() as conn:
-        await conn.execute(text("SELECT set_config('apex.erasing', 'on', true)"))
-        await conn.execute(text("DELETE FROM apex.audit_log WHERE at < :cutoff"), {"cutoff": cutoff})
+        # the audit log is not the writer's to change: the one function that expires entries
+        await conn.execute(text("SELECT apex.audit_expire(:cutoff)"), {"cutoff": cutoff})
 
 
 async def sweep_clickhouse(store: AnalyticsStore, events: datetime | None, usage: datetime | None) -> None:

@@ -74,7 +74,7 @@ class ToolExecutor:
         usage: UsageQueries,
         tools: dict[str, Tool],
         *,
-        lease_s: float = 12.0,
+        lease_s: float = 20.0,
         cancels: RunCancellations | None = None,
         health: Health | None = None,
         metrics: ToolsMetrics | None = None,
@@ -146,6 +146,10 @@ class ToolExecutor:
             if claimed is None:
                 return
             entry = claimed
+        if self.cancels.is_cancelled(run_id):
+            # the run ended (or was cancelled) meanwhile: no fact of a run after its ending
+            log.info("%s of run %s not published: the run was cancelled or ended", call.tool, run_id)
+            return
         if not entry.published:
             await self._complete(command, entry)
             await self._mark_published(call.call_id)

@@ -13,7 +13,7 @@ class ToolsSettings(ServiceSettings):
     )
     tools_query_timeout_s: float = Field(default=10.0, gt=0)
     tools_lease_s: float = Field(
-        default=12.0,
+        default=20.0,
         gt=0,
         description="a claimed tool call is taken over by another executor once its claim went unrenewed this long",
     )

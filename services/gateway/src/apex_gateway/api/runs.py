@@ -11,7 +11,7 @@ router = APIRouter(prefix="/api/v1", tags=["runs"])
 @router.post("/runs/{run_id}/cancel", status_code=202)
 async def cancel_run(run_id: str, who: CurrentUser, services: Services) -> dict[str, str]:
     validate_id(run_id, "run")
-    record = await services.messages.cancel(who, run_id)
+    record = await services.messages.cancel(who, run_id, via="POST /api/v1/runs/{run_id}/cancel")
     return {"run_id": run_id, "thread_id": record.thread_id, "status": "cancel_requested"}
 
 

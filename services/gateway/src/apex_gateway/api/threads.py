@@ -63,7 +63,7 @@ async def list_threads(
 
 @router.get("/{thread_id}", response_model=ThreadDetail)
 async def get_thread(thread_id: str, who: CurrentUser, services: Services) -> ThreadDetail:
-    await _owned(services, who, thread_id)
+    await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}")
     query = ThreadGet(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
     return await services.bus.query(Q_THREADS_GET, query, ThreadDetail)
 
@@ -99,7 +99,7 @@ async def thread_events(
     to ``wait_ms`` (at most ``APEX_HTTP_LONG_POLL_MAX_MS``) for the next one. Events the
     stream no longer holds come from the archive; when it cannot answer: 410
     ``replay_incomplete`` with ``details.first_seq``."""
-    subject = await _owned(services, who, thread_id)
+    subject = await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}/events")
     page = await _events_after(services, who, thread_id, subject, after_seq, limit)
     wait_s = min(wait_ms, services.settings.http_long_poll_max_ms) / 1000
     if page.events or wait_s <= 0:
@@ -155,7 +155,7 @@ async def stream_events(
     ``Last-Event-ID``. Events the stream no longer holds come from the archive first;
     when it cannot answer, an ``error`` event says ``replay_incomplete`` with ``first_seq``
     before the events that are still there."""
-    subject = await _owned(services, who, thread_id)
+    subject = await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}/stream")
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
     return StreamingResponse(
         _sse_from_archive(services, who, subject, thread_id, start),
@@ -220,12 +220,13 @@ async def _sse(services: GatewayServices, subject: str, thread_id: str, after: i
         await sub.unsubscribe()
 
 
-async def _owned(services: GatewayServices, who: Principal, thread_id: str) -> str:
+async def _owned(services: GatewayServices, who: Principal, thread_id: str, via: str) -> str:
     """The thread's subject when it is the caller's: events in the stream, or only in the
-    archive (beyond retention). Anyone else's, or none, is not_found (and audited)."""
+    archive (beyond retention). Anyone else's, or none, is not_found (and audited, with
+    the route it came through)."""
     subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
     if not await services.messages.thread_exists(who, thread_id):
-        await services.audit_probe(who, "thread", thread_id)
+        await services.audit_probe(who, "thread", thread_id, via=via)
         raise NotFound("No such thread.")
     return subject
 
@@ -243,8 +244,10 @@ async def post_message(
     idempotency_key: Annotated[str, Header(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-:.]+$")],
 ) -> dict[str, str]:
     """The HTTP twin of ``message.send``: the same Idempotency-Key returns the same run."""
-    await _owned(services, who, thread_id)
-    accepted = await services.messages.send(who, idempotency_key, body.text, thread_id)
+    await _owned(services, who, thread_id, "POST /api/v1/threads/{thread_id}/messages")
+    accepted = await services.messages.send(
+        who, idempotency_key, body.text, thread_id, via="POST /api/v1/threads/{thread_id}/messages"
+    )
     return {"thread_id": accepted.thread_id, "run_id": accepted.run_id, "client_msg_id": idempotency_key}
 
 
@@ -257,7 +260,7 @@ async def rename_thread(
     thread_id: str, body: RenameThread, who: CurrentUser, services: Services
 ) -> dict[str, str]:
     """Appends ``thread.renamed``; the thread list shows the new title once projected."""
-    await _owned(services, who, thread_id)
+    await _owned(services, who, thread_id, "PATCH /api/v1/threads/{thread_id}")
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
     await services.bus.publish_event(
         scope.make(
@@ -278,7 +281,7 @@ async def delete_thread(
 ) -> dict[str, object]:
     """Appends the ``thread.deleted`` tombstone: the thread disappears from every view;
     with ``erase=true`` its content is removed from every store and the archive."""
-    await _owned(services, who, thread_id)
+    await _owned(services, who, thread_id, "DELETE /api/v1/threads/{thread_id}")
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
     await services.bus.publish_event(
         scope.make(

@@ -75,7 +75,7 @@ async def on_message_send(conn: Connection, frame: MessageSend) -> None:
 async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
     who = conn.principal
     if not await conn.services.messages.thread_exists(who, frame.thread_id):
-        await conn.services.audit_probe(who, "thread", frame.thread_id)
+        await conn.services.audit_probe(who, "thread", frame.thread_id, via="ws thread.subscribe")
         raise NotFound("No such thread.", details={"ref": frame.ref})
     after = frame.after_seq
     if frame.epoch is not None and frame.epoch != conn.services.epoch:

@@ -22,12 +22,9 @@ _COVERING = text("""
     FROM apex.erasures
     WHERE (kind = 'thread' AND thread_id = ANY(:threads)) OR (kind = 'user' AND user_id = ANY(:users))
 """)
-# Entries of an erased user go; the record of the erasure itself stays.
-_DELETE_USER_AUDIT = text("""
-    DELETE FROM apex.audit_log
-    WHERE tenant_id = :tenant_id AND action <> 'data.erased'
-      AND (actor_user_id = :user_id OR strpos(coalesce(target, ''), :user_id) > 0)
-""")
+# Entries of an erased user go (the record of the erasure itself stays), through the one
+# function that may delete them (the audit log is not the writer's to change).
+_DELETE_USER_AUDIT = text("SELECT apex.audit_erase_user(:tenant_id, :user_id)")
 
 
 def ledger_row(erasure: Erasure) -> dict[str, object]:
@@ -102,9 +99,12 @@ async def purge_users_again(conn: AsyncConnection, pairs: set[tuple[str, str]]) 
         )
 
 
-async def delete_user_audit(conn: AsyncConnection, erasure: Erasure) -> None:
-    await conn.execute(text("SELECT set_config('apex.erasing', 'on', true)"))
-    await conn.execute(_DELETE_USER_AUDIT, {"tenant_id": erasure.tenant_id, "user_id": erasure.user_id})
+async def delete_user_audit(conn: AsyncConnection, erasure: Erasure) -> int:
+    """Deletes the erased user's audit entries; returns how many went."""
+    removed = await conn.scalar(
+        _DELETE_USER_AUDIT, {"tenant_id": erasure.tenant_id, "user_id": erasure.user_id}
+    )
+    return int(removed or 0)
 
 
 async def erased_users(conn: AsyncConnection, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
