@@ -183,21 +183,22 @@ class Story:
     def rename(self, thread_id: str, title: str) -> ThreadRenamed:
         return ThreadRenamed(id=new_id("evt"), **self._scope(thread_id), data=ThreadRenamedData(title=title))
 
-    def delete(self, thread_id: str, *, erase: bool = False) -> ThreadDeleted:
+    def delete(self, thread_id: str, *, erase: bool = False, runs: Sequence[str] = ()) -> ThreadDeleted:
         return ThreadDeleted(
-            id=f"{thread_id}:deleted",
+            id=f"{thread_id}:deleted:{len(runs)}",
             **self._scope(thread_id),
-            data=ThreadDeletedData(erase=erase, requested_by=self.user_id),
+            data=ThreadDeletedData(erase=erase, requested_by=self.user_id, runs=list(runs)),
         )
 
-    def erase_user(self) -> UserErased:
+    def erase_user(self, runs: Sequence[str] = ()) -> UserErased:
+        """The user's tombstone; ``runs``: the user's runs still going (covered after it)."""
         self.clock += timedelta(milliseconds=250)
         return UserErased(
             id=f"{self.user_id}:erased",
             tenant_id=self.tenant_id,
             user_id=self.user_id,
             occurred_at=self.clock,
-            data=UserErasedData(requested_by=self.user_id),
+            data=UserErasedData(requested_by=self.user_id, runs=list(runs), account_closed=True),
         )
 
     @staticmethod

@@ -1,8 +1,9 @@
 """Erasure through the whole service (real NATS, Postgres, Redis, chdb): a ``user.erased``
 or ``thread.deleted`` with ``erase`` leaves nothing of the user (or thread) in any store,
 in the archive, in the event log or in the audit trail, except the tombstone that keeps
-it erased and the ``data.erased`` audit entry; everyone else's data is untouched, and an
-event that arrives late is dropped and purged too."""
+it erased and the ``data.erased`` audit entry; everyone else's data is untouched; a
+tombstone covers what came before it and the later events of the runs it names (dropped
+and purged too), and nothing after it."""
 
 from __future__ import annotations
 
@@ -144,7 +145,9 @@ async def test_erased_user_leaves_nothing_in_any_store(
     await eventually(everywhere)
     assert "postgres.audit_log" in await traces(service, alice.user_id)
 
-    await alice.publish(bus, [alice.erase_user()])
+    going = alice.run(text=SECRET)  # a run of hers still going when she is erased
+    await alice.publish(bus, going[:2])
+    await alice.publish(bus, [alice.erase_user(runs=[str(going[0].run_id)])])
     await eventually(lambda: erased_audited(service, alice.tenant_id, f"user:{alice.user_id}"))
     assert await traces(service, SECRET) == {}
     remaining = await traces(service, alice.user_id)
@@ -156,7 +159,10 @@ async def test_erased_user_leaves_nothing_in_any_store(
         "clickhouse.erased_users",
         "audit_stream",
     }, remaining
-    assert remaining["redis"] == [f"apex:{alice.tenant_id}:user:{alice.user_id}:erased"]
+    assert sorted(remaining["redis"]) == [
+        f"apex:{alice.tenant_id}:user:{alice.user_id}:erased",
+        f"apex:{alice.tenant_id}:user:{alice.user_id}:erased_runs",
+    ]
     assert all("data.erased" in hit for hit in remaining["postgres.audit_log"] + remaining["audit_stream"])
     me = {"tenant_id": alice.tenant_id, "user_id": alice.user_id}
     assert (await bus.query(Q_THREADS_LIST, ThreadsList(**me), ThreadsPage)).threads == []
@@ -165,9 +171,9 @@ async def test_erased_user_leaves_nothing_in_any_store(
     assert {"postgres.messages", "redis", "clickhouse.events", "event_log"} <= set(bob_left)
     assert "postgres.audit_log" in await traces(service, bob.user_id)
 
-    # A run that was still going publishes after the erasure, and auth audits the end of
+    # The run that was still going publishes after the erasure, and auth audits the end of
     # her sessions: neither is kept, both are purged from the log too.
-    await alice.publish(bus, alice.run(text=SECRET))
+    await alice.publish(bus, going[2:])
     await audit(bus, alice.tenant_id, alice.user_id, "auth.session_revoked")
 
     async def purged_again() -> bool:
@@ -179,6 +185,18 @@ async def test_erased_user_leaves_nothing_in_any_store(
         )
 
     await eventually(purged_again)
+
+    # The tombstone covers only what came before it (and the runs it named): a later run
+    # under her id, which no closed account can start but nothing else forbids, is kept.
+    await alice.publish(bus, alice.run(text="a new question after the erasure"))
+
+    async def kept() -> bool:
+        return {"postgres.messages", "redis", "clickhouse.events", "event_log"} <= set(
+            await traces(service, "a new question after the erasure")
+        )
+
+    await eventually(kept)
+    assert await traces(service, SECRET) == {}
 
 
 async def test_erased_thread_leaves_nothing_and_the_rest_stays(
@@ -205,7 +223,17 @@ async def test_erased_thread_leaves_nothing_and_the_rest_stays(
         "clickhouse.erased_threads",
         "audit_stream",
     }, remaining
-    assert remaining["redis"] == [f"apex:{story.tenant_id}:thread:{thread_id}:deleted"]
+    assert remaining["redis"] == [f"apex:{story.tenant_id}:thread:{thread_id}:erased"]
     assert {"postgres.messages", "redis", "clickhouse.events", "event_log"} <= set(
         await traces(service, "keep this one")
     )
+    # and a message posted to the thread after its erasure starts it anew
+    await story.publish(bus, story.run(thread_id, text="posted after the erasure"))
+
+    async def anew() -> bool:
+        return {"postgres.messages", "redis", "clickhouse.events", "event_log"} <= set(
+            await traces(service, "posted after the erasure")
+        )
+
+    await eventually(anew)
+    assert await traces(service, SECRET) == {}

@@ -14,7 +14,7 @@ from apex_persistence.analytics.ddl import _BOOTSTRAP, LATEST, VERSIONS, applied
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.postgres.migrate import current_revision, migrate
 
-HEAD = "p0004"
+HEAD = "p0005"
 TABLES = {
     "threads",
     "messages",

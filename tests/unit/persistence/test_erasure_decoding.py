@@ -3,6 +3,7 @@ nothing, and a user's erasure subject is read as such (not as a broken thread ev
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,7 @@ from apex_contracts import ThreadDeleted, ThreadDeletedData, new_id
 from apex_contracts.events import UserErased, UserErasedData
 from apex_contracts.subjects import thread_events
 from apex_persistence.projection.delivery import Delivery, decode
-from apex_persistence.projection.erasure import first_per_target
+from apex_persistence.projection.erasure import per_target
 from apex_persistence.settings import PersistenceSettings, Retention
 
 
@@ -38,9 +39,29 @@ def test_a_user_erasure_covers_every_thread_of_that_user_only(story) -> None:
     )
     assert len(decoded.events) == 5  # the thread's events, without a warning about the tombstone
     assert decoded.without([erasure]) == []
-    assert erasure.covers(s.tenant_id, s.user_id, new_id("thr"))
-    assert not erasure.covers(s.tenant_id, new_id("usr"), s.thread_id)
-    assert not erasure.covers(new_id("ten"), s.user_id, s.thread_id)
+    assert erasure.covers(s.tenant_id, s.user_id, new_id("thr"), 8, None)
+    assert not erasure.covers(s.tenant_id, new_id("usr"), s.thread_id, 8, None)
+    assert not erasure.covers(new_id("ten"), s.user_id, s.thread_id, 8, None)
+
+
+def test_a_tombstone_covers_what_came_before_it_and_the_runs_it_names(story) -> None:
+    s = story.scope()
+    going = new_id("run")
+    tombstone = UserErased(
+        id=f"{s.user_id}:erased",
+        tenant_id=s.tenant_id,
+        user_id=s.user_id,
+        data=UserErasedData(requested_by=s.user_id, runs=[going], account_closed=True),
+    )
+    [erasure] = decode([Delivery(50, UserErased.subject(s.tenant_id, s.user_id), tombstone.wire())]).erasures
+    assert erasure.covers(s.tenant_id, s.user_id, s.thread_id, 49, None)
+    assert erasure.covers(s.tenant_id, s.user_id, s.thread_id, 60, going), "a run still going when erased"
+    assert not erasure.covers(s.tenant_id, s.user_id, s.thread_id, 60, new_id("run")), "a later run"
+    assert erasure.covers(s.tenant_id, s.user_id, s.thread_id, 50, None), "the tombstone itself"
+    assert not erasure.covers(s.tenant_id, s.user_id, s.thread_id, 51, None)
+    again = erasure.extended_by(replace(erasure, seq=70, event_id="again", runs=frozenset()))
+    assert (again.seq, again.event_id, again.runs) == (70, "again", frozenset({going}))
+    assert again.covers(s.tenant_id, s.user_id, s.thread_id, 60, None), "a later tombstone reaches further"
 
 
 def test_a_thread_erasure_is_a_delete_with_erase(story) -> None:
@@ -57,13 +78,13 @@ def test_a_thread_erasure_is_a_delete_with_erase(story) -> None:
     )
     decoded = decode(story.deliveries([soft, hard, hard.model_copy(update={"id": new_id("evt")})]))
     assert len(decoded.events) == 3
-    [first] = first_per_target(decoded.erasures)
+    [first] = per_target(decoded.erasures)
     assert (first.kind, first.thread_id, first.seq, first.target) == (
         "thread",
         s.thread_id,
-        2,
+        3,
         f"thread:{s.thread_id}",
-    )
+    ), "the latest tombstone of a thread reaches furthest"
     assert first.subject == thread_events(s.tenant_id, s.user_id, s.thread_id)
 
 

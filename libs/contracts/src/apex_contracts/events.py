@@ -89,10 +89,13 @@ class ThreadRenamed(ThreadEvent):
 class ThreadDeletedData(Model):
     erase: bool = False
     requested_by: UserId
+    runs: list[RunId] = Field(default=[], max_length=100_000)
 
 
 class ThreadDeleted(ThreadEvent):
-    """Tombstone: projections hide (or, with ``erase``, remove) the thread everywhere."""
+    """Tombstone: projections hide (or, with ``erase``, remove) the thread everywhere. An
+    erasure covers what came before it in the log, and the later events of ``runs`` (the
+    thread's runs that may still be going: their last facts follow the tombstone)."""
 
     type: Literal["thread.deleted"] = "thread.deleted"
     data: ThreadDeletedData
@@ -303,12 +306,17 @@ def client_view(event: dict[str, Any]) -> dict[str, Any]:
 class UserErasedData(Model):
     requested_by: UserId
     reason: str | None = Field(default=None, max_length=200)
+    runs: list[RunId] = Field(default=[], max_length=100_000)
+    account_closed: bool = False
 
 
 class UserErased(Envelope):
-    """Tombstone of a user: every store erases everything of the user (threads, messages,
-    runs, events, hot keys, analytics rows, the user's audit entries) and the user's
-    subjects are purged from the log; persistence audits it as ``data.erased``.
+    """Tombstone of a user: every store erases everything of the user that came before it
+    in the log (threads, messages, runs, events, hot keys, analytics rows, the user's audit
+    entries), and the later events of ``runs`` (the user's runs that may still be going);
+    the user's subjects are purged from the log; persistence audits it as ``data.erased``.
+    Events of the user after it (none once the account is closed, ``account_closed``) are
+    not covered; a re-registered user is a new user id.
 
     Not a thread event: it is published on the user's own subject in APEX_EVT,
     ``UserErased.subject(tenant, user)`` = ``apex.evt.<tenant>.<user>.erased``, so it

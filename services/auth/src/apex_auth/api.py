@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from apex_auth.deps import AccountsPort, Caller, CurrentUser, KeysPort, SessionsPort
+from apex_auth.deps import AccountsPort, Caller, ClosurePort, CurrentUser, KeysPort, SessionsPort
 from apex_auth.schemas import (
     ErrorBody,
     InviteOut,
@@ -98,6 +98,16 @@ async def create_invite(
 @router.get("/me")
 async def me(user: CurrentUser, accounts: AccountsPort) -> Me:
     return Me(**await accounts.me(user))
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def close_account(user: CurrentUser, closure: ClosurePort, client: Caller) -> Response:
+    """Closes the caller's account: every session revoked (open sockets close with 4401
+    ``session_revoked``), the user and every personal record auth holds deleted. Part of
+    erasing a user: ``DELETE /api/v1/users/me`` on the gateway calls it, then erases the
+    user's history."""
+    await closure.close(user, client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @jwks_router.get(JWKS_PATH)

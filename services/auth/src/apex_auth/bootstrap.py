@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from apex_auth.accounts import Accounts
 from apex_auth.api import jwks_router, router
 from apex_auth.audit import AuditRelay
+from apex_auth.closure import AccountClosure
 from apex_auth.db import Database, check_reachable, is_reachable, make_engine, redacted
 from apex_auth.errors import install_error_handlers
 from apex_auth.keys import KeyRing
@@ -116,13 +117,14 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
         wait_s=settings.auth_hash_wait_s,
     )
     log.info("password hashing: %d Argon2 checks at once", passwords.slots)
+    throttle, throttle_limits = Throttle(redis), limits(settings)
     accounts = Accounts(
         db,
         passwords,
         sessions,
         revocations,
-        Throttle(redis),
-        limits(settings),
+        throttle,
+        throttle_limits,
         invite_ttl_s=settings.auth_invite_ttl_s,
     )
     relay = AuditRelay(db.engine, bus.js, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s)
@@ -146,6 +148,7 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
         accounts,
         relay,
         health,
+        AccountClosure(db, revocations, throttle, throttle_limits),
         trusted_networks(settings.trusted_proxies),
     )
 

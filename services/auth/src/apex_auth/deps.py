@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from apex_auth.accounts import Accounts
+from apex_auth.closure import AccountClosure
 from apex_auth.keys import KeyRing
 from apex_auth.model import Client, Principal
 from apex_auth.service import AuthService
@@ -38,6 +39,10 @@ def _keys(service: Service) -> KeyRing:
     return service.keys
 
 
+def _closure(service: Service) -> AccountClosure:
+    return service.closure
+
+
 def _client(request: Request, service: Service) -> Client:
     """The caller's address: X-Forwarded-For followed past the operator's trusted proxies
     (``APEX_TRUSTED_PROXIES``), or the address ``auth_forwarded_hops`` fixed proxies saw,
@@ -64,5 +69,6 @@ async def _principal(
 AccountsPort = Annotated[Accounts, Depends(_accounts)]
 SessionsPort = Annotated[Sessions, Depends(_sessions)]
 KeysPort = Annotated[KeyRing, Depends(_keys)]
+ClosurePort = Annotated[AccountClosure, Depends(_closure)]
 Caller = Annotated[Client, Depends(_client)]
 CurrentUser = Annotated[Principal, Depends(_principal)]

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from apex_auth.accounts import Accounts
 from apex_auth.audit import AuditRelay
+from apex_auth.closure import AccountClosure
 from apex_auth.db import Database
 from apex_auth.keys import KeyRing
 from apex_auth.sessions import Sessions
@@ -27,5 +28,6 @@ class AuthService:
     accounts: Accounts
     relay: AuditRelay
     health: Health
+    closure: AccountClosure
     # the networks of the proxies in front of auth (APEX_TRUSTED_PROXIES), parsed once
     trusted: tuple[Network, ...] = ()

@@ -1,8 +1,9 @@
 """Finishes every erasure once all three projections have applied its tombstone (their
-durable consumers have acknowledged past its sequence): purges the erased subjects from
-the log (``apex.evt.<tenant>.<user>.<thread>``, or every subject of the user), deletes an
-erased user's entries from the audit stream, and audits the erasure as ``data.erased``
-on ``apex.audit.<tenant>``. Each step is idempotent and recorded in the ledger, so a
+durable consumers have acknowledged past its sequence): purges what it covers from the
+log (``apex.evt.<tenant>.<user>.<thread>``, or every subject of the user, up to the
+tombstone, and the later events of the runs it names), deletes an erased user's entries
+from the audit stream, and audits the erasure as ``data.erased`` on
+``apex.audit.<tenant>``. Each step is idempotent and recorded in the ledger, so a
 crash in between only repeats it; the audit entry's id is derived from the tombstone's.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import Final
 
 import nats.js.errors
+import orjson
 from pydantic import ValidationError
 
 from apex_contracts import Unavailable
@@ -107,16 +109,37 @@ class Eraser:
         return min(floors, default=0)
 
     async def purge(self, erasure: Erasure) -> int:
-        """Removes the erased subjects from the log; returns the audit entries removed."""
-        await self.bus.js.purge_stream(APEX_EVT.name, subject=erasure.subject)
+        """Removes what the erasure covers from the log (the erased subjects up to the
+        tombstone, and the later events of the runs it names); returns the audit entries
+        removed."""
+        await self.bus.js.purge_stream(APEX_EVT.name, subject=erasure.subject, seq=erasure.seq + 1)
+        late = await self._remove_late_events(erasure)
         removed = await self._remove_audit_entries(erasure) if erasure.kind == "user" else 0
         log.info(
-            "erasure of %s: purged %s from the log (%d audit entries removed)",
+            "erasure of %s: purged %s up to seq %d and %d later events of its runs (%d audit entries removed)",
             erasure.target,
             erasure.subject,
+            erasure.seq,
+            late,
             removed,
         )
         return removed
+
+    async def _remove_late_events(self, erasure: Erasure) -> int:
+        if not erasure.runs:
+            return 0
+        doomed = []
+        async for seq, data in self.bus.read_subject(erasure.subject, after_seq=erasure.seq):
+            try:
+                run_id = orjson.loads(data).get("run_id")
+            except orjson.JSONDecodeError:
+                continue
+            if run_id in erasure.runs:
+                doomed.append(seq)
+        for seq in doomed:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.bus.js.delete_msg(APEX_EVT.name, seq)
+        return len(doomed)
 
     async def _remove_audit_entries(self, erasure: Erasure) -> int:
         doomed: list[int] = []

@@ -7,13 +7,16 @@ higher sequence than the one it holds, so a redelivered, older or re-stored even
 regresses it; a thread's recent events are a sorted set scored by sequence whose member
 is the event as published (keys sorted), added with ``LT`` so that the same event stored twice keeps
 its first sequence whatever the order, and the trim keeps the highest ``keep``. A deleted
-thread or an erased user leaves a tombstone that turns its late events into no-ops.
+thread or an erased user leaves a tombstone that turns the events it covers into no-ops.
 
 Keys (one tenant's prefix each): ``apex:<tenant>:run:<run>`` (hash: status, thread_id,
 seq, updated_at, rank), ``apex:<tenant>:thread:<thread>:recent`` (sorted set),
-``…:runs`` (the thread's run ids, for erasure), ``…:deleted`` (tombstone),
-``apex:<tenant>:user:<user>:threads`` (the user's thread ids, for erasure),
-``…:erased`` (tombstone). A rebuild writes the same keys under ``KeySpace.prefix``.
+``…:runs`` (the thread's run ids, for erasure), ``…:deleted`` (a hidden thread's
+tombstone: its events are no-ops for good), ``…:erased`` and ``…:erased_runs`` (an erased
+thread's tombstone seq and the runs it names: events before it, and later events of
+those runs, are no-ops), ``apex:<tenant>:user:<user>:threads`` (the user's thread ids,
+for erasure), ``…:erased`` and ``…:erased_runs`` (the user's tombstone, alike). A rebuild
+writes the same keys under ``KeySpace.prefix``.
 """
 
 from __future__ import annotations
@@ -39,8 +42,15 @@ REDIS_FAILURES: Final[tuple[type[BaseException], ...]] = (
 CHECKPOINT_KEY: Final = "apex:projection:redis:last_seq"
 
 _APPLY = """
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local seq = tonumber(ARGV[1])
+local run = ARGV[5]
+for _, pair in ipairs({{7, 8}, {5, 9}}) do
+  local erased = redis.call('GET', KEYS[pair[1]])
+  if erased and (seq <= tonumber(erased) or (run ~= '' and redis.call('SISMEMBER', KEYS[pair[2]], run) == 1)) then
+    return 0
+  end
+end
 local ttl = tonumber(ARGV[8])
 if ARGV[2] ~= '' then
   local rank = tonumber(ARGV[9])
@@ -64,27 +74,39 @@ if keep > 0 then
 end
 return 1
 """
+# A thread's tombstone: hidden (a soft delete) for good; erased: what came before it
+# goes, and the runs it names (the tombstone's own later facts) are remembered.
 _DELETE = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
+local seq = tonumber(ARGV[1])
+local user_erased = redis.call('GET', KEYS[4])
+if user_erased and seq <= tonumber(user_erased) then return 0 end
+local thread_erased = redis.call('GET', KEYS[6])
+if thread_erased and seq <= tonumber(thread_erased) and ARGV[2] ~= '1' then return 0 end
 if ARGV[2] == '1' then
+  if seq > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[1]) end
+  for i = 5, #ARGV do redis.call('SADD', KEYS[7], ARGV[i]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
   for _, run in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     redis.call('DEL', ARGV[3] .. run)
   end
   redis.call('DEL', KEYS[3])
   redis.call('SREM', KEYS[5], ARGV[4])
+else
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[1])
 end
 return 1
 """
 _ERASE_USER = """
-redis.call('SET', KEYS[1], ARGV[1])
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end
+for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
 for _, thread in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local base = ARGV[2] .. thread .. ':'
   for _, run in ipairs(redis.call('SMEMBERS', base .. 'runs')) do
     redis.call('DEL', ARGV[3] .. run)
   end
-  redis.call('DEL', base .. 'runs', base .. 'recent', base .. 'deleted')
+  redis.call('DEL', base .. 'runs', base .. 'deleted', base .. 'erased', base .. 'erased_runs')
+  redis.call('ZREMRANGEBYSCORE', base .. 'recent', '-inf', ARGV[1])
 end
 redis.call('DEL', KEYS[2])
 return 1
@@ -174,14 +196,19 @@ class RedisProjection:
             await pipe.execute()
 
     async def queue_user_erasure(self, pipe: Any, erasure: Erasure) -> None:
-        """Erases everything of the user and leaves the user's tombstone."""
+        """Erases what the user's tombstone covers and leaves it (its seq, its runs)."""
         tenant, user = erasure.tenant_id, erasure.user_id
         await self._erase_user(
-            keys=[self.keys.user(tenant, user, "erased"), self.keys.user(tenant, user, "threads")],
+            keys=[
+                self.keys.user(tenant, user, "erased"),
+                self.keys.user(tenant, user, "threads"),
+                self.keys.user(tenant, user, "erased_runs"),
+            ],
             args=[
                 erasure.seq,
                 f"{self.keys.prefix}apex:{tenant}:thread:",
                 f"{self.keys.prefix}apex:{tenant}:run:",
+                *sorted(erasure.runs),
             ],
             client=pipe,
         )
@@ -189,7 +216,11 @@ class RedisProjection:
     async def queue_thread_tombstone(self, pipe: Any, erasure: Erasure) -> None:
         """Leaves an erased thread's tombstone (a rebuild seeds its key space with them)."""
         assert erasure.thread_id is not None
-        await pipe.set(self.keys.thread(erasure.tenant_id, erasure.thread_id, "deleted"), erasure.seq)
+        await pipe.set(self.keys.thread(erasure.tenant_id, erasure.thread_id, "erased"), erasure.seq)
+        if erasure.runs:
+            await pipe.sadd(
+                self.keys.thread(erasure.tenant_id, erasure.thread_id, "erased_runs"), *sorted(erasure.runs)
+            )
 
     async def _queue(self, pipe: Any, projected: Projected) -> None:
         event = projected.event
@@ -202,12 +233,15 @@ class RedisProjection:
                     keys.thread(tenant, thread, "runs"),
                     keys.user(tenant, event.user_id, "erased"),
                     keys.user(tenant, event.user_id, "threads"),
+                    keys.thread(tenant, thread, "erased"),
+                    keys.thread(tenant, thread, "erased_runs"),
                 ],
                 args=[
                     projected.seq,
                     "1" if event.data.erase else "0",
                     f"{keys.prefix}apex:{tenant}:run:",
                     thread,
+                    *sorted(event.data.runs),
                 ],
                 client=pipe,
             )
@@ -221,6 +255,9 @@ class RedisProjection:
                 keys.thread(tenant, thread, "runs"),
                 keys.user(tenant, event.user_id, "erased"),
                 keys.user(tenant, event.user_id, "threads"),
+                keys.thread(tenant, thread, "erased"),
+                keys.thread(tenant, thread, "erased_runs"),
+                keys.user(tenant, event.user_id, "erased_runs"),
             ],
             args=[
                 projected.seq,

@@ -98,6 +98,15 @@ VERSIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE $db.llm_usage ADD COLUMN IF NOT EXISTS service_tier LowCardinality(Nullable(String))",
         ),
     ),
+    (
+        4,
+        (
+            # An erasure covers the events before its tombstone and the later ones of the
+            # runs it names (runs still going when it was written).
+            "ALTER TABLE $db.erased_threads ADD COLUMN IF NOT EXISTS runs Array(String)",
+            "ALTER TABLE $db.erased_users ADD COLUMN IF NOT EXISTS runs Array(String)",
+        ),
+    ),
 )
 LATEST: Final = VERSIONS[-1][0]
 

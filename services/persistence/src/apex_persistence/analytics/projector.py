@@ -4,30 +4,35 @@ Exactly-once argument: ``events`` is a ReplacingMergeTree keyed by (tenant, even
 and every read uses FINAL, so a row inserted twice (redelivery, a crash between insert
 and ack, a replay) is one row. The checkpoint row is written after the events; losing
 it only means the batch comes again and replaces itself. An erased thread or user is
-recorded in ``erased_threads`` / ``erased_users`` first, its rows deleted, and later
-deliveries of its events are dropped before insertion.
+recorded in ``erased_threads`` / ``erased_users`` first (the tombstone's seq and the runs
+it names), the rows it covers deleted, and later deliveries of covered events dropped
+before insertion.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.analytics.rows import ch_time, event_row
 from apex_persistence.projection.delivery import Delivery, Projected, decode, last_seq
-from apex_persistence.projection.erasure import Erasure, first_per_target
+from apex_persistence.projection.erasure import Erasure, per_target
 
 _ERASED = """
-    SELECT 'thread' AS kind, tenant_id, thread_id AS id FROM $db.erased_threads FINAL
+    SELECT 'thread' AS kind, tenant_id, thread_id AS id, seq, runs FROM $db.erased_threads FINAL
     WHERE tenant_id IN {tenants:Array(String)} AND thread_id IN {threads:Array(String)}
     UNION ALL
-    SELECT 'user' AS kind, tenant_id, user_id AS id FROM $db.erased_users FINAL
+    SELECT 'user' AS kind, tenant_id, user_id AS id, seq, runs FROM $db.erased_users FINAL
     WHERE tenant_id IN {tenants:Array(String)} AND user_id IN {users:Array(String)}
 """
+# What a tombstone covers: the events before it and the later ones of the runs it names.
 _ERASE = {
-    "thread": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND thread_id = {id:String}",
-    "user": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND user_id = {id:String}",
+    "thread": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND thread_id = {id:String}"
+    " AND user_id = {user:String} AND (seq <= {seq:UInt64} OR has({runs:Array(String)}, ifNull(run_id, '')))",
+    "user": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND user_id = {id:String}"
+    " AND (seq <= {seq:UInt64} OR has({runs:Array(String)}, ifNull(run_id, '')))",
 }
 _POSITION = (
     "SELECT max(last_seq) AS last_seq FROM $db.projection_checkpoints FINAL WHERE name = {name:String}"
@@ -48,24 +53,57 @@ class ClickHouseProjection:
         if not batch:
             return
         decoded = decode(batch)
-        found = first_per_target(decoded.erasures)
+        found = per_target(decoded.erasures)
         await self.record(found)
         live = await self._without_erased(decoded.events)
         await self.store.insert("events", [event_row(p) for p in live])
         for erasure in found:
             key = erasure.thread_id if erasure.kind == "thread" else erasure.user_id
-            await self.store.command(_ERASE[erasure.kind], {"tenant": erasure.tenant_id, "id": key})
+            await self.store.command(
+                _ERASE[erasure.kind],
+                {
+                    "tenant": erasure.tenant_id,
+                    "id": key,
+                    "user": erasure.user_id,
+                    "seq": erasure.seq,
+                    "runs": sorted(erasure.runs),
+                },
+            )
         await self.store.insert(
             "projection_checkpoints",
             [{"name": self.name, "last_seq": last_seq(batch), "updated_at": ch_time(datetime.now(UTC))}],
         )
 
     async def record(self, found: Sequence[Erasure]) -> None:
-        """Records tombstones (before any insert: a later event of the subject is dropped)."""
+        """Records tombstones (before any insert: a covered event is dropped), each merged
+        with the one already recorded for its target (the furthest seq, every run named)."""
+        found = await self._merged(found)
         threads = [_tombstone(e, "thread_id", e.thread_id) for e in found if e.kind == "thread"]
         users = [_tombstone(e, "user_id", e.user_id) for e in found if e.kind == "user"]
         await self.store.insert("erased_threads", threads)
         await self.store.insert("erased_users", users)
+
+    async def _merged(self, found: Sequence[Erasure]) -> list[Erasure]:
+        if not found:
+            return []
+        rows = await self.store.select(
+            _ERASED,
+            {
+                "tenants": sorted({e.tenant_id for e in found}),
+                "threads": sorted({e.thread_id for e in found if e.thread_id}),
+                "users": sorted({e.user_id for e in found if e.kind == "user"}),
+            },
+        )
+        recorded = {
+            (r["kind"], r["tenant_id"], r["id"]): (int(r["seq"]), frozenset(r["runs"] or ())) for r in rows
+        }
+        merged = []
+        for erasure in found:
+            seq, runs = recorded.get(
+                (erasure.kind, erasure.tenant_id, erasure.thread_id or erasure.user_id), (0, frozenset())
+            )
+            merged.append(replace(erasure, seq=max(seq, erasure.seq), runs=erasure.runs | runs))
+        return merged
 
     async def _without_erased(self, projected: list[Projected]) -> list[Projected]:
         if not projected:
@@ -78,13 +116,23 @@ class ClickHouseProjection:
                 "users": sorted({p.event.user_id for p in projected}),
             },
         )
-        erased = {(row["kind"], row["tenant_id"], row["id"]) for row in rows}
-        return [
-            p
-            for p in projected
-            if ("thread", p.event.tenant_id, p.event.thread_id) not in erased
-            and ("user", p.event.tenant_id, p.event.user_id) not in erased
-        ]
+        reach: dict[tuple[str, str, str], tuple[int, set[str]]] = {}
+        for row in rows:  # a later tombstone of the same target reaches further
+            key = (row["kind"], row["tenant_id"], row["id"])
+            seq, runs = reach.get(key, (0, set()))
+            reach[key] = (max(seq, int(row["seq"])), runs | set(row["runs"] or ()))
+
+        def covered(p: Projected) -> bool:
+            for key in (
+                ("thread", p.event.tenant_id, p.event.thread_id),
+                ("user", p.event.tenant_id, p.event.user_id),
+            ):
+                seq, runs = reach.get(key, (0, set()))
+                if p.seq <= seq or (p.event.run_id is not None and p.event.run_id in runs):
+                    return True
+            return False
+
+        return [p for p in projected if not covered(p)]
 
 
 def _tombstone(erasure: Erasure, column: str, value: str | None) -> dict[str, object]:
@@ -93,4 +141,5 @@ def _tombstone(erasure: Erasure, column: str, value: str | None) -> dict[str, ob
         column: value,
         "seq": erasure.seq,
         "erased_at": ch_time(erasure.at),
+        "runs": sorted(erasure.runs),
     }

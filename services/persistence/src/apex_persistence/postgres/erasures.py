@@ -9,18 +9,31 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apex_persistence.postgres.db import Database
 from apex_persistence.postgres.tables import erasures
-from apex_persistence.projection.delivery import Projected
+from apex_persistence.projection.delivery import Projected, covers
 from apex_persistence.projection.erasure import Erasure
 
 _COVERING = text("""
-    SELECT kind, tenant_id, user_id, thread_id, seq, event_id, requested_by, requested_at
+    SELECT kind, tenant_id, user_id, thread_id, seq, event_id, requested_by, requested_at, runs
     FROM apex.erasures
     WHERE (kind = 'thread' AND thread_id = ANY(:threads)) OR (kind = 'user' AND user_id = ANY(:users))
+""")
+_RECORD = text("""
+    INSERT INTO apex.erasures AS e
+        (tenant_id, target, kind, user_id, thread_id, seq, event_id, requested_by, requested_at, runs)
+    VALUES (:tenant_id, :target, :kind, :user_id, :thread_id, :seq, :event_id, :requested_by, :requested_at,
+            CAST(:runs AS text[]))
+    ON CONFLICT (tenant_id, target) DO UPDATE SET
+        runs = ARRAY(SELECT DISTINCT unnest(e.runs || EXCLUDED.runs) ORDER BY 1),
+        event_id = CASE WHEN EXCLUDED.seq > e.seq THEN EXCLUDED.event_id ELSE e.event_id END,
+        requested_by = CASE WHEN EXCLUDED.seq > e.seq THEN EXCLUDED.requested_by ELSE e.requested_by END,
+        requested_at = CASE WHEN EXCLUDED.seq > e.seq THEN EXCLUDED.requested_at ELSE e.requested_at END,
+        purged_at = CASE WHEN EXCLUDED.seq > e.seq THEN NULL ELSE e.purged_at END,
+        audited_at = CASE WHEN EXCLUDED.seq > e.seq THEN NULL ELSE e.audited_at END,
+        seq = GREATEST(e.seq, EXCLUDED.seq)
 """)
 # Entries of an erased user go (the record of the erasure itself stays), through the one
 # function that may delete them (the audit log is not the writer's to change).
@@ -38,6 +51,7 @@ def ledger_row(erasure: Erasure) -> dict[str, object]:
         "event_id": erasure.event_id,
         "requested_by": erasure.requested_by,
         "requested_at": erasure.at,
+        "runs": sorted(erasure.runs),
     }
 
 
@@ -51,14 +65,16 @@ def _erasure(row: object) -> Erasure:
         event_id=row.event_id,  # type: ignore[attr-defined]
         requested_by=row.requested_by,
         at=row.requested_at,  # type: ignore[attr-defined]
+        runs=frozenset(row.runs or ()),  # type: ignore[attr-defined]
     )
 
 
 async def record(conn: AsyncConnection, found: Sequence[Erasure]) -> None:
-    """Adds the erasures to the ledger; the first tombstone of a thread or user wins."""
+    """Adds the erasures to the ledger. A later tombstone of a thread or user already
+    erased extends its erasure to the later sequence (and its runs), to be purged and
+    audited again; an earlier or the same one only adds the runs it names."""
     if found:
-        stmt = pg_insert(erasures).values([ledger_row(e) for e in found])
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "target"]))
+        await conn.execute(_RECORD, [ledger_row(e) for e in found])
 
 
 async def covering(conn: AsyncConnection, projected: Sequence[Projected]) -> list[Erasure]:
@@ -72,11 +88,7 @@ async def covering(conn: AsyncConnection, projected: Sequence[Projected]) -> lis
             "users": sorted({p.event.user_id for p in projected}),
         },
     )
-    return [
-        e
-        for e in map(_erasure, rows)
-        if any(e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in projected)
-    ]
+    return [e for e in map(_erasure, rows) if any(covers([e], p) for p in projected)]
 
 
 async def purge_again(conn: AsyncConnection, hit: Sequence[Erasure]) -> None:

@@ -34,8 +34,8 @@ from apex_persistence.postgres.cursors import erase_cursors
 from apex_persistence.postgres.db import PG_FAILURES, Database
 from apex_persistence.postgres.statements import history_sql
 from apex_persistence.postgres.tables import SCHEMA, audit_log, projection_checkpoints
-from apex_persistence.projection.delivery import Decoded, Delivery, Projected, decode, last_seq
-from apex_persistence.projection.erasure import Erasure, first_per_target
+from apex_persistence.projection.delivery import Decoded, Delivery, Projected, covers, decode, last_seq
+from apex_persistence.projection.erasure import Erasure, per_target
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class PostgresProjection:
 
     async def apply_in(self, conn: AsyncConnection, decoded: Decoded) -> None:
         """Applies a decoded batch inside the caller's transaction (no checkpoint)."""
-        found = first_per_target(decoded.erasures)
+        found = per_target(decoded.erasures)
         await erasures.record(conn, found)
         known = await erasures.covering(conn, decoded.events)
         live = decoded.without(known)
@@ -132,7 +132,13 @@ class PostgresProjection:
                 await conn.execute(statement, rows)
 
     async def _erase(self, conn: AsyncConnection, erasure: Erasure) -> None:
-        params = {"tenant_id": erasure.tenant_id, "user_id": erasure.user_id, "thread_id": erasure.thread_id}
+        params = {
+            "tenant_id": erasure.tenant_id,
+            "user_id": erasure.user_id,
+            "thread_id": erasure.thread_id,
+            "seq": erasure.seq,
+            "runs": sorted(erasure.runs),
+        }
         for statement in self.sql.erase_thread if erasure.kind == "thread" else self.sql.erase_user:
             await conn.execute(statement, params)
         if erasure.kind == "user":
@@ -140,14 +146,9 @@ class PostgresProjection:
 
 
 def _late(known: Sequence[Erasure], events: Sequence[Projected]) -> list[Erasure]:
-    """Erasures with events that came after their tombstone (which a purge may have missed)."""
-    return [
-        e
-        for e in known
-        if any(
-            p.seq > e.seq and e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for p in events
-        )
-    ]
+    """Erasures with covered events that reached the log after their purge could take
+    them (a run the tombstone names that was still going): purged again."""
+    return [e for e in known if any(p.seq > e.seq and covers([e], p) for p in events)]
 
 
 class AuditProjection:

@@ -88,21 +88,35 @@ def history_sql(schema: str = SCHEMA) -> HistorySql:
         delete_thread=text(f"""
             UPDATE {s}.threads SET deleted_at = COALESCE(deleted_at, :at) WHERE id = :id
         """),
-        erase_thread=tuple(
-            text(f"DELETE FROM {s}.{table} WHERE {column} = :thread_id AND tenant_id = :tenant_id")
-            for table, column in (
-                ("messages", "thread_id"),
-                ("runs", "thread_id"),
-                ("events", "thread_id"),
-                ("threads", "id"),
-            )
+        # What a tombstone covers: rows of events before it, and of the runs it names;
+        # a thread keeps its row (without the erased title) only while later events remain.
+        erase_thread=(
+            text(f"""DELETE FROM {s}.messages WHERE tenant_id = :tenant_id AND thread_id = :thread_id
+                     AND (seq <= :seq OR run_id = ANY(:runs))"""),
+            text(f"""DELETE FROM {s}.events WHERE tenant_id = :tenant_id AND thread_id = :thread_id
+                     AND (seq <= :seq OR run_id = ANY(:runs))"""),
+            text(f"""DELETE FROM {s}.runs WHERE tenant_id = :tenant_id AND thread_id = :thread_id
+                     AND (status_seq <= :seq OR id = ANY(:runs))"""),
+            *_erase_threads(s, "t.id = :thread_id AND t.user_id = :user_id"),
         ),
         erase_user=(
-            text(f"""DELETE FROM {s}.messages WHERE tenant_id = :tenant_id AND thread_id IN (
-                         SELECT id FROM {s}.threads WHERE tenant_id = :tenant_id AND user_id = :user_id)"""),
-            *(
-                text(f"DELETE FROM {s}.{table} WHERE tenant_id = :tenant_id AND user_id = :user_id")
-                for table in ("runs", "events", "threads")
-            ),
+            text(f"""DELETE FROM {s}.messages WHERE tenant_id = :tenant_id AND (seq <= :seq OR run_id = ANY(:runs))
+                     AND thread_id IN (SELECT id FROM {s}.threads WHERE tenant_id = :tenant_id AND user_id = :user_id)"""),
+            text(f"""DELETE FROM {s}.events WHERE tenant_id = :tenant_id AND user_id = :user_id
+                     AND (seq <= :seq OR run_id = ANY(:runs))"""),
+            text(f"""DELETE FROM {s}.runs WHERE tenant_id = :tenant_id AND user_id = :user_id
+                     AND (status_seq <= :seq OR id = ANY(:runs))"""),
+            *_erase_threads(s, "t.user_id = :user_id"),
         ),
+    )
+
+
+def _erase_threads(s: str, which: str) -> tuple[TextClause, ...]:
+    """The erased threads' rows: gone when no later event of theirs remains; otherwise
+    kept, without a title that came from before the tombstone."""
+    return (
+        text(f"""DELETE FROM {s}.threads t WHERE t.tenant_id = :tenant_id AND {which}
+                 AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.tenant_id = t.tenant_id AND e.thread_id = t.id)"""),
+        text(f"""UPDATE {s}.threads t SET title = '', title_seq = NULL, title_source = NULL
+                 WHERE t.tenant_id = :tenant_id AND {which} AND coalesce(t.title_seq, 0) <= :seq"""),
     )

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 SCHEMA: Final = "apex"
 VERSION_TABLE: Final = "alembic_version_persistence"
@@ -147,6 +147,8 @@ erasures = Table(
     _ts("requested_at"),
     _ts("purged_at", nullable=True),
     _ts("audited_at", nullable=True),
+    # the runs the tombstone names: their events after it are erased too
+    Column("runs", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     PrimaryKeyConstraint("tenant_id", "target", name="erasures_pkey"),
     CheckConstraint("kind IN ('thread', 'user')", name="erasures_kind"),
     Index("erasures_by_user", "tenant_id", "user_id"),

@@ -15,7 +15,13 @@ from pydantic import ValidationError
 
 from apex_contracts import Event, InvalidInput, ThreadDeleted, parse_event
 from apex_contracts.subjects import parse_thread_subject
-from apex_persistence.projection.erasure import Erasure, is_user_subject, thread_erasure, user_erasure
+from apex_persistence.projection.erasure import (
+    Erasure,
+    covered,
+    is_user_subject,
+    thread_erasure,
+    user_erasure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +55,13 @@ class Decoded:
         """The events that no erasure covers."""
         if not erased:
             return self.events
-        return [
-            p
-            for p in self.events
-            if not any(e.covers(p.event.tenant_id, p.event.user_id, p.event.thread_id) for e in erased)
-        ]
+        return [p for p in self.events if not covers(erased, p)]
+
+
+def covers(erased: Sequence[Erasure], p: Projected) -> bool:
+    """Whether one of ``erased`` covers the event."""
+    event = p.event
+    return covered(erased, event.tenant_id, event.user_id, event.thread_id, p.seq, event.run_id)
 
 
 def last_seq(batch: Sequence[Delivery]) -> int:

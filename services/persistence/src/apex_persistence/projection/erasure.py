@@ -1,13 +1,16 @@
 """Erasure tombstones as every projection sees them: ``thread.deleted`` with ``erase``
-erases one thread, ``user.erased`` every thread of a user. A projection records the
-tombstone in its own store (so a redelivered or replayed event can never bring the data
-back), deletes what it holds of the subject, and drops every later event it covers."""
+erases one thread, ``user.erased`` every thread of a user. A tombstone covers what came
+before it in the log (a lower sequence) and the later events of the runs it names (runs
+that were still going); nothing else, so a later thread or user is never touched. A
+projection records the tombstone in its own store (so a redelivered or replayed event can
+never bring the data back), deletes what it holds of the subject, and drops every event
+the tombstone covers, whenever it arrives."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -35,13 +38,21 @@ class Erasure:
     event_id: str
     requested_by: str
     at: datetime
+    runs: frozenset[str] = frozenset()
 
-    def covers(self, tenant_id: str, user_id: str, thread_id: str) -> bool:
-        if tenant_id != self.tenant_id:
+    def covers(self, tenant_id: str, user_id: str, thread_id: str, seq: int, run_id: str | None) -> bool:
+        """True for an event of the erased thread or user up to the tombstone (itself
+        included), or of one of the runs it names."""
+        if (tenant_id, user_id) != (self.tenant_id, self.user_id):
             return False
-        if self.kind == "user":
-            return user_id == self.user_id
-        return thread_id == self.thread_id
+        if self.kind == "thread" and thread_id != self.thread_id:
+            return False
+        return seq <= self.seq or (run_id is not None and run_id in self.runs)
+
+    def extended_by(self, later: Erasure) -> Erasure:
+        """This erasure and a later tombstone of the same target: the later one's reach."""
+        newest = later if later.seq > self.seq else self
+        return replace(newest, runs=self.runs | later.runs)
 
     @property
     def target(self) -> str:
@@ -67,6 +78,7 @@ def thread_erasure(seq: int, event: ThreadDeleted) -> Erasure | None:
         event.id,
         event.data.requested_by,
         event.occurred_at,
+        frozenset(event.data.runs),
     )
 
 
@@ -97,12 +109,21 @@ def user_erasure(seq: int, subject: str, data: bytes) -> Erasure | None:
         event.id,
         event.data.requested_by,
         event.occurred_at,
+        frozenset(event.data.runs),
     )
 
 
-def first_per_target(erasures: Iterable[Erasure]) -> list[Erasure]:
-    """One erasure per thread or user (the earliest), in sequence order."""
+def per_target(erasures: Iterable[Erasure]) -> list[Erasure]:
+    """One erasure per thread or user, reaching as far as its latest tombstone (and
+    naming every run any of them named), in sequence order."""
     seen: dict[tuple[str, str, str | None], Erasure] = {}
     for erasure in sorted(erasures, key=lambda e: e.seq):
-        seen.setdefault((erasure.kind, erasure.tenant_id, erasure.thread_id or erasure.user_id), erasure)
-    return list(seen.values())
+        key = (erasure.kind, erasure.tenant_id, erasure.thread_id or erasure.user_id)
+        seen[key] = seen[key].extended_by(erasure) if key in seen else erasure
+    return sorted(seen.values(), key=lambda e: e.seq)
+
+
+def covered(
+    erasures: Iterable[Erasure], tenant_id: str, user_id: str, thread_id: str, seq: int, run_id: str | None
+) -> bool:
+    return any(e.covers(tenant_id, user_id, thread_id, seq, run_id) for e in erasures)

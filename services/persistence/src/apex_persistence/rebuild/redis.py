@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 FRESH_PREFIX: Final = "apex:rebuild:"
 _ULID = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
 HOT_KEY: Final = re.compile(
-    rf"^apex:ten_{_ULID}:(run:run_{_ULID}|thread:thr_{_ULID}:(recent|runs|deleted)|user:usr_{_ULID}:(threads|erased))$"
+    rf"^apex:ten_{_ULID}:(run:run_{_ULID}|thread:thr_{_ULID}:(recent|runs|deleted|erased|erased_runs)"
+    rf"|user:usr_{_ULID}:(threads|erased|erased_runs))$"
 )
 _HOT_PATTERNS: Final = ("apex:ten_*:run:*", "apex:ten_*:thread:*", "apex:ten_*:user:*")
 _RENAME = """
