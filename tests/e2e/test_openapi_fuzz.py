@@ -3,9 +3,10 @@ they serve, with a valid token, on the running platform (issue 12): no 5xx, and 
 answer conforms to the document (status, content type, headers, body schema). Each
 operation gets a bounded number of generated requests.
 
-Two operations are left out because they end the token every other request uses:
-``DELETE /api/v1/users/me`` (erasure) and ``POST /auth/logout``; both have their own
-tests (tests/e2e/test_security.py)."""
+Three operations are left out because they end the token every other request uses:
+``DELETE /api/v1/users/me`` (erasure), ``DELETE /auth/me`` (account closure) and
+``POST /auth/logout``; each has its own tests (tests/e2e/test_erasure.py,
+tests/e2e/test_security.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(300)
 # make test's bound; APEX_FUZZ_EXAMPLES runs a longer campaign by hand
 EXAMPLES_PER_OPERATION = int(os.environ.get("APEX_FUZZ_EXAMPLES", "20"))
 TALLY = {"requests": 0}
-SPARED = {("DELETE", "/api/v1/users/me"), ("POST", "/auth/logout")}
+SPARED = {("DELETE", "/api/v1/users/me"), ("DELETE", "/auth/me"), ("POST", "/auth/logout")}
 # No 5xx, and the answer is what the document says: status, content type, headers, body.
 # (Not "positive data acceptance": some rules are beyond a JSON schema, e.g. an opaque
 # cursor, or "a tenant or an invite"; those answer a documented 422.)

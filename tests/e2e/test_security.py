@@ -314,24 +314,3 @@ async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platfo
         gateway.wait(30)
         server.should_exit = True
         await task
-
-
-async def test_a_user_can_erase_everything_of_theirs(platform: Platform) -> None:
-    user = platform.register()
-    ws = await open_socket(platform.ws_url, user.access_token)
-    await recv(ws)
-    await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "forget me later"})
-    accepted = await recv(ws)
-    await until_terminal(ws, accepted["run_id"])
-    await ws.close()
-    assert platform.api(user, "DELETE", "/api/v1/users/me").status_code == 202
-    deadline = time.monotonic() + 60
-    gone = False
-    while time.monotonic() < deadline and not gone:
-        threads = platform.api(user, "GET", "/api/v1/threads").json()["threads"]
-        events = platform.api(user, "GET", f"/api/v1/threads/{accepted['thread_id']}/events")
-        gone = not threads and events.status_code == 404
-        await asyncio.sleep(0.5)
-    assert gone, "the thread is gone from the history and from the log"
-    page = platform.api(user, "GET", "/api/v1/audit?action=data.erased").json()
-    assert any(e["action"] == "data.erased" for e in page["entries"])

@@ -67,7 +67,7 @@ class AccountClosure:
             notices = await self._revocations.revoke(
                 conn,
                 list(live),
-                reason="account_closed",
+                reason="erased",
                 actor=Actor(principal.user_id, principal.session_id, client.ip),
             )
             removed = await _delete_personal_records(conn, user.id, user.tenant_id, user.email)

@@ -20,6 +20,7 @@ from apex_contracts.auth import SessionRevoked
 from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
 from apex_gateway import authproxy, dashboard, ingestproxy
+from apex_gateway.accounts import AuthAccounts
 from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
@@ -146,6 +147,7 @@ async def build_services(
         epoch=await bus.stream_epoch(),
         tickets=TicketBook(bus),
         feeds=ThreadFeeds(bus.js.subscribe),
+        accounts=AuthAccounts(settings.auth_url, http),
     )
 
 

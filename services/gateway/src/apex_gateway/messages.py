@@ -195,3 +195,20 @@ def _title(text: str) -> str:
     words = text.strip().split()
     title = " ".join(words[:8])
     return title if len(words) <= 8 else title + "…"
+
+
+async def runs_of(bus: Bus, who: Principal, thread_id: str | None = None) -> list[tuple[str, RunRecord]]:
+    """The user's runs the gateway started (its idempotency records, kept 7 days): (record
+    key, record), those of ``thread_id`` only when given."""
+    idempotency = await bus.kv(KV_IDEMPOTENCY)
+    watcher = await idempotency.watch(f"{who.tenant_id}.{who.user_id}.>", ignore_deletes=True)
+    found = []
+    async for entry in watcher:
+        if entry is None:
+            break
+        if entry.value:
+            record = RunRecord.model_validate_json(entry.value)
+            if thread_id is None or record.thread_id == thread_id:
+                found.append((entry.key, record))
+    await watcher.stop()
+    return found

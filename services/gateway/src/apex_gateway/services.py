@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from apex_gateway.accounts import AuthAccounts
 from apex_gateway.cursor_flusher import CursorFlusher
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import OpenStreams
@@ -39,6 +40,7 @@ class GatewayServices:
     cursor_flusher: CursorFlusher
     feeds: ThreadFeeds
     limits: UserLimits
+    accounts: AuthAccounts
     streams: OpenStreams = field(default_factory=OpenStreams)
 
     async def audit_probe(self, who: Principal, kind: str, target: str, *, via: str) -> None:

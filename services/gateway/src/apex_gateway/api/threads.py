@@ -40,6 +40,7 @@ from apex_gateway.deps import CurrentUser, Services
 from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
 from apex_gateway.errors import ErrorBody
 from apex_gateway.history import NextEvent, ReplayIncomplete, archived_events
+from apex_gateway.messages import runs_of
 from apex_gateway.reconnect import reconnect_spread_ms
 from apex_gateway.services import GatewayServices
 from apex_gateway.tokens import Principal
@@ -281,15 +282,20 @@ async def delete_thread(
 ) -> dict[str, object]:
     """Appends the ``thread.deleted`` tombstone: the thread disappears from every view;
     with ``erase=true`` its content is removed from every store and the archive."""
-    await _owned(services, who, thread_id, "DELETE /api/v1/threads/{thread_id}")
+    subject = await _owned(services, who, thread_id, "DELETE /api/v1/threads/{thread_id}")
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    await services.bus.publish_event(
-        scope.make(
-            ThreadDeleted,
-            ThreadDeletedData(erase=erase, requested_by=who.user_id),
-            id=f"{thread_id}:deleted:{'erase' if erase else 'hide'}",
+    if erase:
+        # The erasure covers the thread up to its tombstone and the later facts of its runs
+        # (any still going); erased again later, it reaches the thread's new head.
+        head = await services.bus.last_seq(subject, leader=True)
+        runs = sorted({record.run_id for _key, record in await runs_of(services.bus, who, thread_id)})
+        data, event_id = (
+            ThreadDeletedData(erase=True, requested_by=who.user_id, runs=runs),
+            f"{thread_id}:erase:{head}",
         )
-    )
+    else:
+        data, event_id = ThreadDeletedData(erase=False, requested_by=who.user_id), f"{thread_id}:deleted:hide"
+    await services.bus.publish_event(scope.make(ThreadDeleted, data, id=event_id))
     if erase:
         await services.cursors.forget(who, thread_id)
     return {"thread_id": thread_id, "deleted": True, "erase": erase}
