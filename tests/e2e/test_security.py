@@ -174,6 +174,7 @@ async def test_cross_tenant_probes_are_not_found_and_audited(platform: Platform)
     await until_terminal(ws, accepted["run_id"])
     await ws.close()
     thread_id, run_id = accepted["thread_id"], accepted["run_id"]
+    unknown = new_id("thr")
 
     probes = {
         "GET thread": platform.api(attacker, "GET", f"/api/v1/threads/{thread_id}"),
@@ -187,7 +188,7 @@ async def test_cross_tenant_probes_are_not_found_and_audited(platform: Platform)
             headers={"Idempotency-Key": "probe-1"},
         ),
         "POST cancel": platform.api(attacker, "POST", f"/api/v1/runs/{run_id}/cancel"),
-        "GET unknown thread": platform.api(attacker, "GET", f"/api/v1/threads/{new_id('thr')}"),
+        "GET unknown thread": platform.api(attacker, "GET", f"/api/v1/threads/{unknown}"),
     }
     assert {name: (r.status_code, r.json()["error"]["code"]) for name, r in probes.items()} == {
         name: (404, "not_found") for name in probes
@@ -196,24 +197,57 @@ async def test_cross_tenant_probes_are_not_found_and_audited(platform: Platform)
     assert thread_id not in [t["id"] for t in listed]
     socket = await open_socket(platform.ws_url, attacker.access_token)
     await recv(socket)
-    await send(socket, {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0})
-    assert (await recv(socket))["code"] == "not_found"
-    await send(socket, {"type": "run.cancel", "run_id": run_id})
-    assert (await recv(socket))["code"] == "not_found"
+    for frame in (
+        {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": 0},
+        {"type": "run.cancel", "run_id": run_id},
+        {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": "hi", "thread_id": thread_id},
+    ):
+        await send(socket, frame)
+        assert (await recv(socket))["code"] == "not_found", frame
     await socket.close()
 
-    deadline = time.monotonic() + 20
+    # Exactly one entry per probe, in the prober's tenant, naming the door it came through.
+    thread, run = f"thread:{thread_id}", f"run:{run_id}"
+    expected = sorted(
+        [
+            ("access.cross_tenant", thread, "GET /api/v1/threads/{thread_id}", True),
+            ("access.cross_tenant", thread, "GET /api/v1/threads/{thread_id}/events", True),
+            ("access.cross_tenant", thread, "GET /api/v1/threads/{thread_id}/stream", True),
+            ("access.cross_tenant", thread, "POST /api/v1/threads/{thread_id}/messages", True),
+            ("access.cross_tenant", run, "POST /api/v1/runs/{run_id}/cancel", True),
+            ("access.denied", f"thread:{unknown}", "GET /api/v1/threads/{thread_id}", False),
+            ("access.cross_tenant", thread, "ws thread.subscribe", True),
+            ("access.cross_tenant", run, "ws run.cancel", True),
+            ("access.cross_tenant", thread, "ws message.send", True),
+        ]
+    )
     entries: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        page = platform.api(attacker, "GET", "/api/v1/audit?action=access.cross_tenant").json()
-        entries = [e for e in page["entries"] if e.get("target") == f"thread:{thread_id}"]
-        if len(entries) >= 4:
+        entries = _probes(platform, attacker)
+        if len(entries) >= len(expected):
             break
         await asyncio.sleep(0.5)
-    assert len(entries) >= 4, entries
-    assert all(e["actor_user_id"] == attacker.user_id and e["outcome"] == "denied" for e in entries)
+    await asyncio.sleep(1.0)  # an extra entry would have arrived by now
+    entries = _probes(platform, attacker)
+    seen = sorted(
+        (e["action"], e["target"], e["details"]["via"], e["details"]["owner_tenant_differs"]) for e in entries
+    )
+    assert seen == expected
+    assert {(e["actor_user_id"], e["outcome"], e["service"]) for e in entries} == {
+        (attacker.user_id, "denied", "gateway")
+    }
+    assert len({e["session_id"] for e in entries}) == 1 and entries[0]["session_id"]
     victim_view = platform.api(victim, "GET", "/api/v1/audit").json()["entries"]
     assert not any(e.get("actor_user_id") == attacker.user_id for e in victim_view), "audit is per tenant"
+
+
+def _probes(platform: Platform, who: User) -> list[dict[str, Any]]:
+    return [
+        e
+        for action in ("access.cross_tenant", "access.denied")
+        for e in platform.api(who, "GET", f"/api/v1/audit?action={action}").json()["entries"]
+    ]
 
 
 async def test_the_audit_log_is_for_admins_of_the_tenant_only(platform: Platform) -> None:
