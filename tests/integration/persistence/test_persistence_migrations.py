@@ -14,7 +14,7 @@ from apex_persistence.analytics.ddl import _BOOTSTRAP, LATEST, VERSIONS, applied
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.postgres.migrate import current_revision, migrate
 
-HEAD = "p0005"
+HEAD = "p0006"
 TABLES = {
     "threads",
     "messages",
@@ -24,8 +24,9 @@ TABLES = {
     "audit_log",
     "erasures",
     "delivery_cursors",
+    "archive_coverage",
 }
-NOT_TENANT_SCOPED = {"projection_checkpoints", "erasures"}
+NOT_TENANT_SCOPED = {"projection_checkpoints", "erasures", "archive_coverage"}
 
 
 async def _tables(dsn: str) -> dict[str, bool]:

@@ -206,6 +206,9 @@ class ErrorFrame(Model):
     retry_after_ms: int | None = None
     last_seq: int | None = None
     first_seq: int | None = None
+    # ``replay_incomplete``: the seqs (inclusive) neither the stream nor the archive holds
+    gap_from: int | None = None
+    gap_to: int | None = None
     # ``internal_error`` only: the id under which the server logged the fault
     incident: str | None = None
 

@@ -110,6 +110,9 @@ class EventsArchive(UserQuery):
     thread_id: ThreadId
     after_seq: int = Field(default=0, ge=0)
     limit: int = Field(default=500, ge=1, le=5000)
+    # the window a replay needs from the archive ends before this seq (the stream's first):
+    # the page names the seq ranges of the window the archive never received
+    before_seq: int | None = Field(default=None, ge=1)
 
 
 class ArchivedEvent(Model):
@@ -121,6 +124,10 @@ class EventsPage(Model):
     events: list[ArchivedEvent]
     first_seq: int | None = None
     last_seq: int | None = None
+    # The seq ranges (inclusive) of (after_seq, before_seq) the archive never received
+    # (the stream dropped them before they were archived): neither can give them. None:
+    # not asked (no before_seq), or the archive keeps no record of what it received.
+    missing: list[tuple[int, int]] | None = None
 
 
 # --- delivery cursors (the gateway's acks, made durable) -----------------------------------

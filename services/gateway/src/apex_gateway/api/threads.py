@@ -85,7 +85,12 @@ class ThreadEvents(Model):
 @router.get(
     "/{thread_id}/events",
     response_model=ThreadEvents,
-    responses={410: {"model": ErrorBody, "description": "replay_incomplete: `details.first_seq`"}},
+    responses={
+        410: {
+            "model": ErrorBody,
+            "description": "replay_incomplete: `details.gap_from` to `details.gap_to` cannot be read; history resumes at `details.first_seq`",
+        }
+    },
 )
 async def thread_events(
     thread_id: str,
@@ -98,8 +103,9 @@ async def thread_events(
     """Events with seq > after_seq, oldest first; ``next_after_seq`` pages forward. With
     ``wait_ms`` this is a long-poll: when there is no such event yet, the answer waits up
     to ``wait_ms`` (at most ``APEX_HTTP_LONG_POLL_MAX_MS``) for the next one. Events the
-    stream no longer holds come from the archive; when it cannot answer: 410
-    ``replay_incomplete`` with ``details.first_seq``."""
+    stream no longer holds come from the archive; when it cannot answer, or holds a gap:
+    the events before the gap, then 410 ``replay_incomplete`` with ``details.gap_from``,
+    ``gap_to`` and ``first_seq`` (ask with ``after_seq = first_seq - 1`` to skip it)."""
     subject = await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}/events")
     page = await _events_after(services, who, thread_id, subject, after_seq, limit)
     wait_s = min(wait_ms, services.settings.http_long_poll_max_ms) / 1000
@@ -127,10 +133,19 @@ async def _events_after(
     events: list[ThreadEvent] = []
     after = after_seq
     if after + 1 < first_kept:
-        complete, archived = await archived_events(bus, who, thread_id, after, first_kept, limit)
-        if not complete:
-            raise ReplayIncomplete(thread_id, first_kept)
-        events = [ThreadEvent(seq=seq, event=client_view(event)) for seq, event in archived]
+        archive = await archived_events(bus, who, thread_id, after, first_kept, limit)
+        for item in archive.in_order():
+            if isinstance(item[1], int):  # a gap: what precedes it is served first, then the gap
+                if not events:
+                    raise ReplayIncomplete(thread_id, item[1] + 1, item[0])
+                return ThreadEvents(
+                    thread_id=thread_id,
+                    events=events,
+                    next_after_seq=events[-1].seq,
+                    head_seq=head,
+                    more=True,
+                )
+            events.append(ThreadEvent(seq=item[0], event=client_view(item[1])))
         after = max(after, first_kept - 1) if len(events) < limit else events[-1].seq
         head = max(head, events[-1].seq if events else 0)
     if len(events) < limit:
@@ -154,8 +169,9 @@ async def stream_events(
 ) -> StreamingResponse:
     """Server-Sent Events: ``id`` is the seq, so a reconnecting client resumes with
     ``Last-Event-ID``. Events the stream no longer holds come from the archive first;
-    when it cannot answer, an ``error`` event says ``replay_incomplete`` with ``first_seq``
-    before the events that are still there."""
+    when it cannot answer or holds a gap, an ``error`` event says ``replay_incomplete``
+    with the range (``gap_from``, ``gap_to``) and ``first_seq`` before the events that
+    are still there."""
     subject = await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}/stream")
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
     return StreamingResponse(
@@ -175,14 +191,19 @@ async def _sse_from_archive(
 ) -> AsyncIterator[bytes]:
     first_kept = await services.bus.first_seq()
     if after + 1 < first_kept:
-        complete, archived = await archived_events(services.bus, who, thread_id, after, first_kept)
-        if not complete:
-            gap = ReplayIncomplete(thread_id, first_kept)
-            error = {"code": gap.code.value, "message": gap.message, "retryable": True, **(gap.details or {})}
-            yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
-            archived = []
-        for seq, event in archived:
-            yield _sse_event(seq, thread_id, client_view(event))
+        archive = await archived_events(services.bus, who, thread_id, after, first_kept)
+        for item in archive.in_order():
+            if isinstance(item[1], int):  # a gap, where it falls
+                gap = ReplayIncomplete(thread_id, item[1] + 1, item[0])
+                error = {
+                    "code": gap.code.value,
+                    "message": gap.message,
+                    "retryable": True,
+                    **(gap.details or {}),
+                }
+                yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
+            else:
+                yield _sse_event(item[0], thread_id, client_view(item[1]))
         after = max(after, first_kept - 1)
     async for chunk in _sse(services, subject, thread_id, after):
         yield chunk

@@ -5,9 +5,10 @@ sent: the two overlap, never leave a gap, and the overlap is dropped by seq, so 
 has no duplicate either.
 
 When the stream no longer holds the start of what was asked (retention), the missing
-part comes from the Postgres archive first; when neither can provide it, the client is
-told with ``replay_incomplete`` and the first seq still available, never silently given
-a partial history."""
+part comes from the Postgres archive first; when neither can provide part of it (the
+archive does not answer, or holds a gap: it fell behind what the stream dropped), the
+client is told with ``replay_incomplete`` and the range (``gap_from`` to ``gap_to``,
+history resuming at ``first_seq``), never silently given a partial history."""
 
 from __future__ import annotations
 
@@ -58,28 +59,31 @@ class ThreadSubscription:
         # cluster a lagging replica answering the replay must not leave a gap before the
         # live feed's first event.
         first_kept, last = await asyncio.gather(bus.first_seq(), bus.last_seq(self.subject, leader=True))
-        archived: list[tuple[int, str]] = []
-        complete = True
+        archived: list[tuple[int, str] | tuple[int, int]] = []
         if after + 1 < first_kept:
-            complete, archived = await self._from_archive(first_kept)
-        head = max(last, archived[-1][0] if archived else 0)
+            archived = await self._from_archive(first_kept)
+        sent = [item[0] for item in archived if isinstance(item[1], str)]
+        head = max(last, sent[-1] if sent else 0)
         self.conn.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
-        if not complete:
-            self.conn.send(
-                ErrorFrame(
-                    code=ErrorCode.REPLAY_INCOMPLETE,
-                    message=f"Events before seq {first_kept} cannot be replayed right now; history resumes there.",
-                    retryable=True,
-                    thread_id=self.thread_id,
-                    first_seq=first_kept,
-                    ref=ref,
+        for seq, item in archived:
+            if isinstance(item, int):  # a gap, told where it falls in seq order
+                self.conn.send(
+                    ErrorFrame(
+                        code=ErrorCode.REPLAY_INCOMPLETE,
+                        message=f"Events {seq} to {item} cannot be replayed; history resumes at seq {item + 1}.",
+                        retryable=True,
+                        thread_id=self.thread_id,
+                        first_seq=item + 1,
+                        gap_from=seq,
+                        gap_to=item,
+                        ref=ref,
+                    )
                 )
-            )
-        for seq, frame in archived:
+                continue
             if not await self.conn.room():  # a replay is paced by the client's reading
                 return
             services.metrics.events_replayed.inc()
-            self._offer(seq, frame)
+            self._offer(seq, item)
         async for seq, data in bus.read_subject(
             self.subject, after_seq=max(after, first_kept - 1, 0), through_seq=last
         ):
@@ -102,13 +106,18 @@ class ThreadSubscription:
         elif seq > self.window.last_sent:
             self._offer(seq, frame, occurred_at)
 
-    async def _from_archive(self, first_kept: int) -> tuple[bool, list[tuple[int, str]]]:
-        """Archived events in (after_seq, first_kept): what the stream no longer holds.
-        (False, partial) when the archive cannot answer."""
-        complete, events = await archived_events(
+    async def _from_archive(self, first_kept: int) -> list[tuple[int, str] | tuple[int, int]]:
+        """What the stream no longer holds, in seq order: archived events as frames
+        (seq, frame), and the gaps nobody can fill (first seq, last seq)."""
+        archive = await archived_events(
             self.conn.services.bus, self.conn.principal, self.thread_id, self.window.after_seq, first_kept
         )
-        return complete, [(seq, event_frame(self.thread_id, seq, event)) for seq, event in events]
+        return [
+            (item[0], item[1])
+            if isinstance(item[1], int)
+            else (item[0], event_frame(self.thread_id, item[0], item[1]))
+            for item in archive.in_order()
+        ]
 
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         try:

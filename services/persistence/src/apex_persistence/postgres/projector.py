@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apex_contracts.audit import AuditEntry, audit_subject
-from apex_persistence.postgres import erasures
+from apex_persistence.postgres import coverage, erasures
 from apex_persistence.postgres.changes import HistoryChanges, archive_row, history_changes
 from apex_persistence.postgres.cursors import erase_cursors
 from apex_persistence.postgres.db import PG_FAILURES, Database
@@ -91,6 +91,8 @@ class PostgresProjection:
                 text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": writer_lock(self.name)}
             )
             await self.apply_in(conn, decoded)
+            if self.name == "postgres":  # the live archive records what it received of the log
+                await coverage.record(conn, (delivery.seq for delivery in batch))
             await _checkpoint(conn, self.name, last_seq(batch))
 
     async def apply_in(self, conn: AsyncConnection, decoded: Decoded) -> None:

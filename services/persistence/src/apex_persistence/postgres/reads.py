@@ -32,6 +32,7 @@ from apex_contracts.queries import (
     ThreadsPage,
     ThreadSummary,
 )
+from apex_persistence.postgres import coverage
 from apex_persistence.postgres.db import Database
 from apex_persistence.postgres.tables import audit_log, events, messages, runs, threads
 from apex_persistence.projection.facts import UNTITLED
@@ -186,6 +187,8 @@ class HistoryReads:
     async def events_archive(self, q: EventsArchive) -> EventsPage:
         async with self.db.reader(q.tenant_id) as conn:
             await _thread_row(conn, q.tenant_id, q.user_id, q.thread_id)
+            # read before the events: a range received meanwhile is only reported missing
+            gaps = await coverage.missing(conn, q.after_seq, q.before_seq) if q.before_seq else None
             rows = (
                 await conn.execute(
                     select(events.c.seq, events.c.payload)
@@ -202,6 +205,7 @@ class HistoryReads:
             events=[ArchivedEvent(seq=r.seq, event=r.payload) for r in rows],
             first_seq=rows[0].seq if rows else None,
             last_seq=rows[-1].seq if rows else None,
+            missing=gaps,
         )
 
     async def audit_list(self, q: AuditList) -> AuditPage:
