@@ -17,14 +17,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from apex_cli.embedded import (
-    EmbeddedServer,
-    NatsCluster,
-    nats_cluster,
-    nats_server,
-    postgres_server,
-    valkey_server,
-)
+from apex_cli.embedded import EmbeddedServer, nats_server, postgres_server, valkey_server
+from apex_cli.natscluster import NatsCluster, nats_cluster
 
 
 @pytest.fixture(scope="session")

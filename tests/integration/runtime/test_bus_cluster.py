@@ -9,7 +9,7 @@ import time
 
 import orjson
 
-from apex_cli.embedded import NatsCluster
+from apex_cli.natscluster import NatsCluster
 from apex_contracts import (
     MessageCreated,
     MessageCreatedData,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apex_cli.embedded import nats_cluster
+from apex_cli.natscluster import nats_cluster
 from apex_cli.up import UpError, nats_cluster_size
 from apex_runtime import nats_servers
 

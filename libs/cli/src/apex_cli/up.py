@@ -25,15 +25,14 @@ from apex_cli.config import INFRA_URLS, SERVICE_PORTS, START_ORDER, Home
 from apex_cli.embedded import (
     EmbeddedError,
     EmbeddedServer,
-    NatsCluster,
     PortTaken,
     _die_with_parent,
     free_port,
-    nats_cluster,
     nats_server,
     postgres_server,
     valkey_server,
 )
+from apex_cli.natscluster import NatsCluster, nats_cluster
 
 COLORS = ["36", "32", "35", "33", "34", "31", "96", "92", "95"]
 Printer = Callable[[str, str], None]

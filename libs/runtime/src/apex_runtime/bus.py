@@ -14,76 +14,32 @@ import nats.errors
 import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import (
-    DiscardPolicy,
-    KeyValueConfig,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
 from pydantic import BaseModel, ValidationError
 
 from apex_contracts import Envelope, ErrorCode, ErrorInfo, ThreadEvent, Unavailable, subjects, validate_id
 from apex_contracts.errors import ApexError
-from apex_contracts.pricing import KV_PRICE_OVERRIDES
 from apex_contracts.queries import QueryReply
 from apex_contracts.streams import (
     APEX_EVT,
-    KV_CONNECTORS,
-    KV_IDEMPOTENCY,
-    KV_LEASES,
-    KV_RUNS,
-    KV_TOOL_LEDGER,
-    KV_USER_RUNS,
-    KV_WS_TICKETS,
-    STREAMS,
-    ConsumerSpec,
-    StreamSpec,
 )
 from apex_runtime import tracing
+from apex_runtime.topology import TRANSIENT_NATS_ERRORS, JetStreamTopology
+from apex_runtime.watch import SubjectWatch
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
 
-# Errors after which a publish may succeed if tried again.
-TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.js.errors.NoStreamResponseError,
-    nats.js.errors.ServiceUnavailableError,
-    asyncio.TimeoutError,
-)
-
 # How long a read waits for a lagging replica to catch up with what the leader holds.
 _CATCH_UP_S = 15.0
-# JetStream's "no suitable peers for placement": a cluster whose peers are not all known yet.
-_NO_PEERS = 10005
-
-# bucket: (ttl in seconds, 0 = none; values kept per key)
-_KV_BUCKETS: dict[str, tuple[float, int]] = {
-    KV_IDEMPOTENCY: (7 * 86_400.0, 1),
-    KV_RUNS: (30 * 86_400.0, 1),
-    KV_TOOL_LEDGER: (30 * 86_400.0, 1),
-    KV_WS_TICKETS: (60.0, 1),
-    KV_USER_RUNS: (7 * 86_400.0, 1),
-    KV_PRICE_OVERRIDES: (0.0, 5),  # a tenant's last few price lists, kept for good
-    KV_LEASES: (86_400.0, 1),  # a lease outlives its holder by its own expiry, not the bucket's
-    KV_CONNECTORS: (0.0, 1),
-}
 
 
 class _NoAnswer(Exception):
     """A direct get nobody answered (503: no replica responds right now)."""
 
 
-class Bus:
+class Bus(JetStreamTopology):
     """One NATS connection per process and the JetStream operations Apex needs."""
 
     def __init__(
@@ -123,90 +79,6 @@ class Bus:
     async def close(self) -> None:
         if not self.nc.is_closed:
             await self.nc.drain()
-
-    # --- topology ------------------------------------------------------------------
-
-    async def ensure_topology(self, *, wait_s: float = 60.0) -> None:
-        """Creates (or updates) every stream and bucket, with ``replicas`` copies each; safe
-        to run from any replica. A cluster that is electing its leaders (just formed, or
-        just lost a node) answers "unavailable" or "no suitable peers" for a few seconds:
-        that is retried for up to ``wait_s``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            try:
-                await self._ensure_all()
-                return
-            except (*TRANSIENT_NATS_ERRORS, nats.js.errors.BadRequestError) as exc:
-                retry = not isinstance(exc, nats.js.errors.BadRequestError) or exc.err_code == _NO_PEERS
-                if not retry or loop.time() > deadline:
-                    raise
-                log.info("JetStream not ready for the topology yet (%r); retrying", exc)
-                await asyncio.sleep(0.5)
-
-    async def _ensure_all(self) -> None:
-        for spec in STREAMS:
-            await self._ensure_stream(spec)
-        for bucket, (ttl, history) in _KV_BUCKETS.items():
-            await self.js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket,
-                    history=history,
-                    ttl=ttl or None,
-                    storage=StorageType.FILE,
-                    replicas=self.replicas,
-                )
-            )
-
-    def stream_config(self, spec: StreamSpec) -> StreamConfig:
-        """The stream as this deployment runs it. A size cap on the work queue refuses
-        new commands when full (``publish_failed`` to the sender, retryable) rather than
-        dropping accepted ones; the log streams drop their oldest messages (Postgres keeps
-        the archive of events)."""
-        max_bytes = self.stream_max_bytes.get(spec.name, spec.max_bytes)
-        work_queue = spec.retention == "workqueue"
-        return StreamConfig(
-            name=spec.name,
-            subjects=list(spec.subjects),
-            retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=spec.max_age_s or None,
-            max_bytes=max_bytes,
-            discard=DiscardPolicy.NEW if work_queue and max_bytes > 0 else DiscardPolicy.OLD,
-            duplicate_window=spec.duplicate_window_s,
-            allow_direct=spec.allow_direct,
-            num_replicas=self.replicas,
-        )
-
-    async def _ensure_stream(self, spec: StreamSpec) -> None:
-        config = self.stream_config(spec)
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != 10058:  # stream name already in use with a different config
-                raise
-            await self.js.update_stream(config)
-
-    async def ensure_consumer(self, spec: ConsumerSpec) -> None:
-        """Brings an existing durable consumer's ``max_ack_pending`` to ``spec``'s (a
-        consumer is otherwise created once and never updated by its subscribers, so a
-        changed capacity would not reach it). A missing consumer is left to the
-        subscriber that creates it from ``spec``."""
-        try:
-            info = await self.js.consumer_info(spec.stream, spec.durable)
-        except nats.js.errors.NotFoundError:
-            return
-        if info.config.max_ack_pending == spec.max_ack_pending:
-            return
-        await self.js.add_consumer(
-            spec.stream, config=info.config.evolve(max_ack_pending=spec.max_ack_pending)
-        )
-        log.info(
-            "consumer %s: max_ack_pending %s -> %d",
-            spec.durable,
-            info.config.max_ack_pending,
-            spec.max_ack_pending,
-        )
 
     async def kv(self, bucket: str) -> Any:
         return await self.js.key_value(bucket)
@@ -427,81 +299,6 @@ class Bus:
 
     def watch(self, subject: str) -> SubjectWatch:
         return SubjectWatch(self, subject)
-
-
-class SubjectWatch:
-    """Waits for messages on a subject that match a predicate, whether already in the log
-    or still to come. It subscribes first, then scans, so nothing published in between is
-    missed. Many coroutines may wait on one watch at once; each sees every message."""
-
-    def __init__(self, bus: Bus, subject: str, *, rescan_every_s: float = 2.0) -> None:
-        self._bus = bus
-        self._subject = subject
-        self._rescan_every_s = rescan_every_s
-        self._seen: list[dict[str, Any]] = []
-        self._arrived = asyncio.Condition()
-        self._sub: Any = None
-
-    async def __aenter__(self) -> SubjectWatch:
-        async def on_message(msg: Msg) -> None:
-            try:
-                message = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                log.warning("ignoring a non-JSON message on %s", msg.subject)
-                return
-            async with self._arrived:
-                self._seen.append(message)
-                self._arrived.notify_all()
-
-        self._sub = await self._bus.nc.subscribe(self._subject, cb=on_message)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._sub is not None and not self._bus.nc.is_closed:
-            await self._sub.unsubscribe()
-
-    def mark(self) -> int:
-        """A position: ``wait_for(since=mark)`` ignores messages that arrived before it."""
-        return len(self._seen)
-
-    async def wait_for(
-        self,
-        matches: Callable[[dict[str, Any]], bool],
-        *,
-        timeout: float,
-        scan_after_seq: int | None = 0,
-        since: int = 0,
-    ) -> dict[str, Any]:
-        """Returns the first matching message: from the log after ``scan_after_seq``
-        (None skips the scan), else the first live one from ``since``; raises TimeoutError.
-        With a scan, the log is read again every ``rescan_every_s`` while waiting: a live
-        message lost to a reconnect is still found once it is stored."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        index = since
-        while True:
-            if scan_after_seq is not None:
-                async for seq, data in self._bus.read_subject(self._subject, after_seq=scan_after_seq):
-                    scan_after_seq = seq
-                    message = orjson.loads(data)
-                    if matches(message):
-                        return message
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            wait = remaining if scan_after_seq is None else min(remaining, self._rescan_every_s)
-            try:
-                async with asyncio.timeout(wait), self._arrived:
-                    while True:
-                        while index < len(self._seen):
-                            message = self._seen[index]
-                            index += 1
-                            if matches(message):
-                                return message
-                        await self._arrived.wait()
-            except TimeoutError:
-                if loop.time() >= deadline:
-                    raise
 
 
 def nats_servers(url: str) -> list[str]:
