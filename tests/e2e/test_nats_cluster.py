@@ -154,12 +154,16 @@ async def _run(platform: Platform, client: Client, text: str) -> None:
 async def _check_client(platform: Platform, client: Client) -> None:
     live = [(seq, event["id"]) for _at, seq, event in client.events]
     async with httpx.AsyncClient(timeout=30) as http:
-        answer = await http.get(
-            f"{platform.gateway}/api/v1/threads/{client.thread_id}/events",
-            params={"after_seq": 0, "limit": 5000},
-            headers={"Authorization": f"Bearer {client.user.access_token}"},
-        )
-    answer.raise_for_status()
+        for _ in range(20):  # a replica answering may lag the leader by a moment: read again
+            answer = await http.get(
+                f"{platform.gateway}/api/v1/threads/{client.thread_id}/events",
+                params={"after_seq": 0, "limit": 5000},
+                headers={"Authorization": f"Bearer {client.user.access_token}"},
+            )
+            answer.raise_for_status()
+            if answer.json()["events"] and answer.json()["events"][-1]["seq"] >= live[-1][0]:
+                break
+            await asyncio.sleep(0.5)
     replay = [(item["seq"], item["event"]["id"]) for item in answer.json()["events"]]
     ran = [
         item["event"]["type"]
