@@ -11,6 +11,7 @@ client (the ``node loss`` figure of docs/durability.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from apex_cli.config import START_ORDER
 from apex_cli.demo_data import generate
@@ -125,6 +127,7 @@ async def test_a_nats_node_lost_mid_run(cluster_platform: tuple[Platform, list[U
 
 async def _run(platform: Platform, client: Client, text: str) -> None:
     ws = await open_socket(platform.ws_url, client.user.access_token, open_timeout=30)
+    pinger = asyncio.create_task(_ping(ws))  # a run held up by the node loss is not an idle socket
     try:
         await recv(ws)  # session.ready
         await send(ws, {"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": text})
@@ -148,7 +151,15 @@ async def _run(platform: Platform, client: Client, text: str) -> None:
                     client.done.set()
                     return
     finally:
+        pinger.cancel()
         await ws.close()
+
+
+async def _ping(ws: Any) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await asyncio.sleep(10)
+            await send(ws, {"type": "ping"})
 
 
 async def _check_client(platform: Platform, client: Client) -> None:

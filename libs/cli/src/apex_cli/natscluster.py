@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,16 +16,24 @@ from typing import Any
 from apex_cli.embedded import EmbeddedError, EmbeddedServer, free_port, free_ports, nats_binary, port_open
 
 
-def nats_cluster(root: Path, size: int = 3, *, ports: Sequence[int] = (), name: str = "apex") -> NatsCluster:
+def nats_cluster(
+    root: Path,
+    size: int = 3,
+    *,
+    ports: Sequence[int] = (),
+    name: str = "apex",
+    avoid: Collection[int] = (),
+) -> NatsCluster:
     """``size`` NATS servers forming one JetStream cluster on loopback: node ``i`` (from 1)
     is named ``nats-<i>`` (its JetStream ``server_name``), keeps its data in
     ``root/nats-<i>`` and routes to every other node. ``ports`` are the client ports to
-    prefer (another free one where taken). Nothing is started."""
+    prefer (another free one where taken); no port of ``avoid`` is used (ports promised
+    to other processes that have not bound them yet). Nothing is started."""
     if size < 1:
         raise EmbeddedError("a NATS cluster needs at least one node")
     wanted = list(ports) + [0] * (size - len(ports))
-    spare = iter(free_ports(4 * size))
-    taken: set[int] = set()
+    spare = iter([p for p in free_ports(4 * size + len(avoid)) if p not in avoid])
+    taken: set[int] = set(avoid)
     clients = []
     for port in wanted[:size]:
         chosen = free_port(port) if port else next(spare)
@@ -34,6 +42,8 @@ def nats_cluster(root: Path, size: int = 3, *, ports: Sequence[int] = (), name: 
         taken.add(chosen)
         clients.append(chosen)
     routes = [p for p in spare if p not in taken][: 2 * size]
+    if len(routes) < 2 * size:
+        raise EmbeddedError("not enough free ports for the NATS cluster's routes and monitoring")
     cluster_ports, monitor_ports = routes[:size], routes[size:]
     nodes = []
     for i in range(size):

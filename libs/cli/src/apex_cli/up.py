@@ -134,7 +134,9 @@ class Infra:
         default = INFRA_URLS["nats"][1]
         preferred = [default + i for i in range(size)]
         for attempt in range(attempts):
-            cluster = nats_cluster(self.home.root, size, ports=preferred if attempt == 0 else ())
+            cluster = nats_cluster(
+                self.home.root, size, ports=preferred if attempt == 0 else (), avoid=_service_ports()
+            )
             try:
                 return cluster.start()
             except EmbeddedError as exc:
@@ -214,6 +216,16 @@ class Infra:
         for name, server in reversed(list(self.servers.items())):
             server.stop()
             self.home.pid_file(name).unlink(missing_ok=True)
+
+
+def _service_ports() -> set[int]:
+    """The ports the services will listen on (configured, else their defaults): free now,
+    not bound yet, so no embedded server may take them."""
+    ports = set()
+    for variable, default in SERVICE_PORTS.values():
+        value = os.environ.get(variable, "")
+        ports.add(int(value) if value.isdigit() else default)
+    return ports
 
 
 class ServiceProcess:
