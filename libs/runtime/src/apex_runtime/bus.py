@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_id
-from apex_contracts.streams import APEX_EVT, ConsumerSpec
+from apex_contracts.streams import APEX_EVT
 from apex_runtime import tracing
 from apex_runtime.directget import DirectGet
 from apex_runtime.natskv import NatsKvBucket
@@ -227,9 +227,9 @@ class NatsBus(JetStreamTopology, Bus):
             return await self.head_seq(stream)
         return found.seq - 1
 
-    async def consumer_state(self, spec: ConsumerSpec) -> ConsumerState | None:
+    async def consumer_state(self, stream: str, durable: str) -> ConsumerState | None:
         try:
-            info = await self._js.consumer_info(spec.stream, spec.durable, timeout=2.0)
+            info = await self._js.consumer_info(stream, durable, timeout=2.0)
         except nats.js.errors.NotFoundError:
             return None
         return ConsumerState(

@@ -56,7 +56,7 @@ async def watch_consumer_lag(
 
 async def _read(bus: Bus, health: Health, spec: ConsumerSpec) -> None:
     try:
-        state = await bus.consumer_state(spec)
+        state = await bus.consumer_state(spec.stream, spec.durable)
     except TRANSIENT_NATS_ERRORS as exc:
         log.debug("consumer %s not read: %r", spec.durable, exc)
         return

@@ -249,7 +249,7 @@ class Bus(abc.ABC):
         For auditing probes only, never to grant access."""
 
     @abc.abstractmethod
-    async def consumer_state(self, spec: ConsumerSpec) -> ConsumerState | None:
+    async def consumer_state(self, stream: str, durable: str) -> ConsumerState | None:
         """The durable consumer's backlog; None when it does not exist (yet)."""
 
     @abc.abstractmethod
