@@ -41,6 +41,8 @@ T = TypeVar("T")
 # An idle ordered consumer hears from the server this often; two missed beats and the
 # client recreates it where it left off (the node that held it died).
 FOLLOW_HEARTBEAT_S = 2.0
+# JetStream's "sequence not found" (a message deleted or purged already)
+_NO_SUCH_SEQ = 10043
 
 
 class _NatsSubscription(Subscription):
@@ -251,6 +253,10 @@ class NatsBus(JetStreamTopology, Bus):
         try:
             return bool(await self._js.delete_msg(stream, seq))
         except nats.js.errors.NotFoundError:
+            return False
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _NO_SUCH_SEQ:
+                raise
             return False
 
     async def jetstream_api(self, call: Callable[[], Awaitable[T]], what: str) -> T:

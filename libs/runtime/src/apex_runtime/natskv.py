@@ -8,6 +8,9 @@ import nats.js.errors
 
 from apex_runtime.port import KvBucket, KvEntry, WrongRevision
 
+# JetStream's "wrong last sequence" (a conditional write that lost)
+_WRONG_LAST_SEQUENCE = 10071
+
 
 class NatsKvBucket(KvBucket):
     def __init__(self, kv: Any) -> None:
@@ -41,6 +44,11 @@ class NatsKvBucket(KvBucket):
         try:
             await self._kv.delete(key, last=last)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise WrongRevision(key) from exc
+        except nats.js.errors.BadRequestError as exc:
+            # nats-py reports a conditional delete that lost as the stream's error
+            if exc.err_code != _WRONG_LAST_SEQUENCE:
+                raise
             raise WrongRevision(key) from exc
 
     async def purge(self, key: str) -> None:

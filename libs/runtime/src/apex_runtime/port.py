@@ -28,6 +28,17 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound=BaseModel)
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for index, token in enumerate(want):
+        if token == ">":
+            return len(have) > index
+        if index >= len(have) or (token != "*" and token != have[index]):
+            return False
+    return len(have) == len(want)
+
+
 class Stored(NamedTuple):
     """One message as the log holds it."""
 
