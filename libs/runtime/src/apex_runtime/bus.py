@@ -70,14 +70,12 @@ class NatsBus(JetStreamTopology, Bus):
         nc: NATS,
         *,
         replicas: int = 1,
-        publish_attempts: int = 6,
         publish_retry_s: float = 15.0,
         stream_max_bytes: Mapping[str, int] | None = None,
     ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
         self.replicas = replicas
-        self.publish_attempts = publish_attempts
         self.publish_retry_s = publish_retry_s
         # per stream, the operator's size cap (APEX_NATS_STREAM_MAX_BYTES); absent: the spec's
         self.stream_max_bytes = dict(stream_max_bytes or {})
