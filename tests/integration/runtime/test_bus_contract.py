@@ -210,6 +210,22 @@ class BusContract:
         await kv.purge(key)
         assert await kv.get(key) is None
 
+    async def test_kv_purge_matching_a_pattern(self, bus: Bus) -> None:
+        kv = await bus.bucket(KV_LEASES)
+        prefix = f"contract.{new_id('usr')}"
+        for key in (f"{prefix}.a", f"{prefix}.b", f"{prefix}x.c"):
+            await kv.put(key, b"v")
+        await kv.purge_matching(f"{prefix}.>")
+        assert await kv.get(f"{prefix}.a") is None and await kv.get(f"{prefix}.b") is None
+        assert await kv.get(f"{prefix}x.c") is not None
+
+    async def test_stream_state_counts_what_is_stored(self, bus: Bus) -> None:
+        scope = _scope()
+        seq = await bus.publish_event(_event(scope, 1))
+        state = await bus.stream_state(APEX_EVT.name)
+        assert state.name == APEX_EVT.name and state.last_seq >= seq >= state.first_seq
+        assert state.messages >= 1 and state.bytes > 0 and state.replicas >= 1
+
     async def test_purge_up_to_a_seq_and_delete_one_message(self, bus: Bus) -> None:
         scope = _scope()
         seqs = [await bus.publish_event(_event(scope, n)) for n in range(4)]

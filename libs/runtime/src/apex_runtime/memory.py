@@ -40,6 +40,7 @@ from apex_runtime.port import (
     NoticeHandler,
     Stored,
     StoredHandler,
+    StreamState,
     Subscription,
     WrongRevision,
     subject_matches,
@@ -159,6 +160,10 @@ class MemoryKvBucket(KvBucket):
     async def purge(self, key: str) -> None:
         self._values.pop(key, None)
         self._revisions[key] = next(self._counter)
+
+    async def purge_matching(self, pattern: str) -> None:
+        for key in [key for key in self._values if subject_matches(pattern, key)]:
+            await self.purge(key)
 
     async def keys(self) -> list[str]:
         return list(self._values)
@@ -304,6 +309,17 @@ class MemoryBus(Bus):
             tenant, user, _thread = subjects.parse_thread_subject(stored.subject)
             return tenant, user
         return None
+
+    async def stream_state(self, stream: str) -> StreamState:
+        held = self._stream(stream)
+        return StreamState(
+            name=stream,
+            messages=len(held.messages),
+            bytes=sum(len(stored.data) for stored, _at in held.messages.values()),
+            first_seq=held.first,
+            last_seq=held.last,
+            consumers=0,
+        )
 
     async def consumer_state(self, stream: str, durable: str) -> ConsumerState | None:
         return None  # no durable consumers in memory

@@ -13,8 +13,10 @@ _WRONG_LAST_SEQUENCE = 10071
 
 
 class NatsKvBucket(KvBucket):
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: Any, js: Any, name: str) -> None:
         self._kv = kv
+        self._js = js
+        self._name = name
 
     async def get(self, key: str) -> KvEntry | None:
         try:
@@ -53,6 +55,9 @@ class NatsKvBucket(KvBucket):
 
     async def purge(self, key: str) -> None:
         await self._kv.purge(key)
+
+    async def purge_matching(self, pattern: str) -> None:
+        await self._js.purge_stream(f"KV_{self._name}", subject=f"$KV.{self._name}.{pattern}")
 
     async def keys(self) -> list[str]:
         try:
