@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,20 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_id
-from apex_contracts.pricing import KV_PRICE_OVERRIDES
-from apex_contracts.streams import (
-    APEX_EVT,
-    KV_CONNECTORS,
-    KV_IDEMPOTENCY,
-    KV_LEASES,
-    KV_RUNS,
-    KV_TOOL_LEDGER,
-    KV_USER_RUNS,
-    KV_WS_TICKETS,
-    STREAMS,
-    ConsumerSpec,
-    StreamSpec,
-)
+from apex_contracts.streams import APEX_EVT, STREAMS, ConsumerSpec, StreamSpec
 from apex_runtime.port import (
     Bus,
     ConsumerState,
@@ -45,17 +33,9 @@ from apex_runtime.port import (
     WrongRevision,
     subject_matches,
 )
+from apex_runtime.topology import KV_BUCKETS
 
-BUCKETS = (
-    KV_IDEMPOTENCY,
-    KV_RUNS,
-    KV_TOOL_LEDGER,
-    KV_WS_TICKETS,
-    KV_USER_RUNS,
-    KV_PRICE_OVERRIDES,
-    KV_LEASES,
-    KV_CONNECTORS,
-)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,7 +87,12 @@ class _Pump(Subscription):
 
     async def _run(self) -> None:
         while True:
-            await self._handler(await self._queue.get())
+            item = await self._queue.get()
+            try:
+                await self._handler(item)
+            except Exception:
+                # as a NATS client does with a callback that raised: report it, deliver on
+                log.exception("a subscription handler failed")
 
     async def stop(self) -> None:
         self._on_stop(self)
@@ -178,7 +163,7 @@ class MemoryBus(Bus):
     def __init__(self, streams: tuple[StreamSpec, ...] = STREAMS) -> None:
         created = int(time.time() * 1000)
         self._streams = {spec.name: _Stream(spec, created) for spec in streams}
-        self._buckets = {name: MemoryKvBucket() for name in BUCKETS}
+        self._buckets = {name: MemoryKvBucket() for name in KV_BUCKETS}
         self._listeners: list[_Listener] = []
         self._followers: list[tuple[str, str, _Pump]] = []  # (stream, subject, pump)
         self._inboxes = itertools.count(1)

@@ -49,7 +49,7 @@ TRANSIENT_NATS_ERRORS: tuple[type[Exception], ...] = (
 _NO_PEERS = 10005
 
 # bucket: (ttl in seconds, 0 = none; values kept per key)
-_KV_BUCKETS: dict[str, tuple[float, int]] = {
+KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_IDEMPOTENCY: (7 * 86_400.0, 1),
     KV_RUNS: (30 * 86_400.0, 1),
     KV_TOOL_LEDGER: (30 * 86_400.0, 1),
@@ -92,7 +92,7 @@ class JetStreamTopology:
     async def _ensure_all(self) -> None:
         for spec in STREAMS:
             await self._ensure_stream(spec)
-        for bucket, (ttl, history) in _KV_BUCKETS.items():
+        for bucket, (ttl, history) in KV_BUCKETS.items():
             await self._js.create_key_value(
                 KeyValueConfig(
                     bucket=bucket,
