@@ -165,9 +165,7 @@ class GatewayCursors:
 
 class TestGatewayCursors(CursorContract):
     @pytest.fixture
-    async def cursors(  # type: ignore[override]
-        self, redis: aioredis.Redis, pg_dsn: str
-    ) -> AsyncIterator[CursorsUnderTest]:
+    async def cursors(self, redis: aioredis.Redis, pg_dsn: str) -> AsyncIterator[CursorsUnderTest]:
         await migrate(pg_dsn)
         db = Database(make_engine(pg_dsn, pool_size=2))
         yield GatewayCursors(redis, StoredCursors(CursorStore(db)))

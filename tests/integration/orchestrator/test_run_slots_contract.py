@@ -16,7 +16,7 @@ from tests.integration.orchestrator.run_slots_contract import RunSlotsContract, 
 
 class TestKvRunSlots(RunSlotsContract):
     @pytest.fixture
-    async def slot_stores(self, nats: Any) -> AsyncIterator[SlotStores]:  # type: ignore[override]
+    async def slot_stores(self, nats: Any) -> AsyncIterator[SlotStores]:
         bus = await Bus.connect(nats.url, "run-slots-contract-test")
         await bus.ensure_topology()
         kv = await bus.kv(KV_USER_RUNS)

@@ -151,5 +151,5 @@ class PostgresCursors:
 
 class TestPostgresCursors(CursorContract):
     @pytest.fixture
-    def cursors(self, pg: Database) -> CursorsUnderTest:  # type: ignore[override]
+    def cursors(self, pg: Database) -> CursorsUnderTest:
         return PostgresCursors(CursorStore(pg))

@@ -125,17 +125,17 @@ class TestPostgresProjection(ProjectionContract):
     atomic_batches: ClassVar[bool] = True
 
     @pytest.fixture
-    def store(self, pg: Database) -> StoreUnderTest:  # type: ignore[override]
+    def store(self, pg: Database) -> StoreUnderTest:
         return PostgresHistory(pg)
 
 
 class TestRedisProjection(ProjectionContract):
     @pytest.fixture
-    def store(self, redis_client: aioredis.Redis) -> StoreUnderTest:  # type: ignore[override]
+    def store(self, redis_client: aioredis.Redis) -> StoreUnderTest:
         return RedisHot(redis_client)
 
 
 class TestClickHouseProjection(ProjectionContract):
     @pytest.fixture
-    async def store(self, analytics: ChdbStore) -> AsyncIterator[StoreUnderTest]:  # type: ignore[override]
+    async def store(self, analytics: ChdbStore) -> AsyncIterator[StoreUnderTest]:
         yield ClickHouseAnalytics(analytics)

@@ -16,7 +16,7 @@ from tests.integration.tools.ledger_contract import LedgerContract
 
 class TestKvLedger(LedgerContract):
     @pytest.fixture
-    async def tool_ledger(self, nats: Any) -> AsyncIterator[Ledger]:  # type: ignore[override]
+    async def tool_ledger(self, nats: Any) -> AsyncIterator[Ledger]:
         bus = await Bus.connect(nats.url, "ledger-contract-test")
         await bus.ensure_topology()
         yield KvLedger(await bus.kv(KV_TOOL_LEDGER))

@@ -36,7 +36,7 @@ def command() -> Any:
 
 def handler(ledger: FlakyLedger, patience_s: float) -> UsageIngestHandler:
     breaker = CircuitBreaker("clickhouse", threshold=100, reset_after_s=0.1)
-    return UsageIngestHandler(ledger, breaker, patience_s=patience_s)  # type: ignore[arg-type]
+    return UsageIngestHandler(ledger, breaker, patience_s=patience_s)
 
 
 async def test_a_short_outage_is_a_delay() -> None:
