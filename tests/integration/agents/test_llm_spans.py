@@ -28,13 +28,11 @@ def spans() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
     provider.shutdown()
 
 
-async def _no_sleep(_: float) -> None:
-    return None
-
-
 def _client(llm: ScriptedLLM, http: httpx.AsyncClient, tracer: Tracer) -> ChatClient:
-    config = LlmConfig(base_url=llm.base_url, model="gpt-4o-mini", max_attempts=2, breaker_threshold=10)
-    return ChatClient(config, http, Breakers(10, 30.0), sleep=_no_sleep, tracer=tracer)
+    config = LlmConfig(
+        base_url=llm.base_url, model="gpt-4o-mini", max_attempts=2, breaker_threshold=10, backoff_s=0.01
+    )
+    return ChatClient(config, http, Breakers(10, 30.0), tracer=tracer)
 
 
 async def test_a_completion_is_one_chat_span_with_its_tokens(

@@ -1,7 +1,8 @@
 """The gateway's delivery cursors over a real Redis (Valkey), with the archive in memory:
 a key Redis lost is read back from the archive (and from what this gateway has not
 flushed yet) and written back; an archive that cannot answer is an error, never 0; an
-ack on a lost key never moves the cursor back."""
+ack on a lost key never moves the cursor back. ``CursorContract`` runs on them with
+persistence's ``CursorStore`` on a real Postgres as the archive."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from apex_contracts import ErrorCode, Unavailable, new_id
-from apex_contracts.queries import CursorEntry
-from apex_gateway.cursor_flusher import CursorFlusher, CursorId
+from apex_contracts.queries import CursorEntry, CursorFlush, CursorGet
+from apex_gateway.cursor_flusher import CursorArchive, CursorFlusher, CursorId
 from apex_gateway.cursors import DeliveryCursors, cursor_key
 from apex_gateway.tokens import Principal
+from apex_persistence.postgres.cursors import CursorStore
+from apex_persistence.postgres.db import Database, make_engine
+from apex_persistence.postgres.migrate import migrate
 from apex_runtime import CircuitBreaker
+from tests.integration.persistence.cursor_contract import CursorContract, CursorsUnderTest
 
 
 class Archive:
@@ -44,7 +49,7 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-def cursors(redis: aioredis.Redis, archive: Archive) -> tuple[DeliveryCursors, CursorFlusher, Counter]:
+def cursors(redis: aioredis.Redis, archive: CursorArchive) -> tuple[DeliveryCursors, CursorFlusher, Counter]:
     registry = CollectorRegistry()
     flusher = CursorFlusher(
         archive,
@@ -119,3 +124,49 @@ async def test_forgetting_an_erased_thread_drops_its_key(redis: aioredis.Redis) 
     await store.forget(who, thread)
     assert await redis.get(cursor_key(who, thread)) is None
     assert await redis.get(cursor_key(who, other)) == b"6"  # only that thread's
+
+
+class StoredCursors:
+    """``CursorArchive`` over persistence's ``CursorStore`` on a real Postgres (what the
+    read API's ``cursor.get`` and ``cursor.flush`` run), without the bus between."""
+
+    def __init__(self, store: CursorStore) -> None:
+        self.store = store
+
+    async def load(self, cursor: CursorId) -> int:
+        tenant, user, thread = cursor
+        return (await self.store.get(CursorGet(tenant_id=tenant, user_id=user, thread_id=thread))).seq
+
+    async def save(self, tenant_id: str, entries: list[CursorEntry]) -> None:
+        await self.store.flush(CursorFlush(tenant_id=tenant_id, entries=entries))
+
+
+class GatewayCursors:
+    """The gateway's ``DeliveryCursors`` on Redis, flushed to Postgres."""
+
+    def __init__(self, redis: aioredis.Redis, archive: StoredCursors) -> None:
+        self.redis = redis
+        self.store, self.flusher, _ = cursors(redis, archive)
+
+    async def advance(self, cursor: CursorId, seq: int) -> int:
+        tenant, user, thread = cursor
+        return await self.store.advance(Principal(user, tenant, new_id("ses"), (), 0), thread, seq)
+
+    async def get(self, cursor: CursorId) -> int:
+        tenant, user, thread = cursor
+        return await self.store.get(Principal(user, tenant, new_id("ses"), (), 0), thread)
+
+    async def persist(self) -> None:
+        assert await self.flusher.flush()
+
+    async def lose_fast_copy(self) -> None:
+        await self.redis.flushdb()  # Redis restarted without persistence
+
+
+class TestGatewayCursors(CursorContract):
+    @pytest.fixture
+    async def cursors(self, redis: aioredis.Redis, pg_dsn: str) -> AsyncIterator[CursorsUnderTest]:
+        await migrate(pg_dsn)
+        db = Database(make_engine(pg_dsn, pool_size=2))
+        yield GatewayCursors(redis, StoredCursors(CursorStore(db)))
+        await db.close()

@@ -6,15 +6,12 @@ from __future__ import annotations
 import random
 import statistics
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from apex_contracts import UsageRecord, new_id
 from apex_contracts.pricing import PriceCatalogue
 from apex_contracts.queries import UsageAggregate, UsageFilter, UsageSummary
 from apex_persistence.analytics.port import ChdbStore
-from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.usage import UsageLedger
-from tests.integration.persistence.harness import dump_clickhouse
 
 MODELS = (
     ("openai", "gpt-4o"),
@@ -62,28 +59,6 @@ def expected_cost(record: UsageRecord) -> float:
         )
         or 0.0
     )
-
-
-async def test_events_projection_counts_each_event_once(analytics: ChdbStore, story: Any) -> None:
-    events = story.threads(count=2, runs_per_thread=2)
-    batch = story.deliveries(events)
-    projection = ClickHouseProjection(analytics)
-    await projection.apply(batch)
-    once = await dump_clickhouse(analytics)
-    await analytics.command("TRUNCATE TABLE $db.events")
-    for chunk in story.chaotic(batch):  # every event twice, shuffled, in random batches
-        await projection.apply(chunk)
-    assert await dump_clickhouse(analytics) == once
-    await projection.apply(batch[:5])
-    rows = await analytics.select(
-        "SELECT type, count() AS n, sum(ifNull(tokens, 0)) AS tokens FROM $db.events FINAL "
-        "WHERE tenant_id = {t:String} GROUP BY type ORDER BY type",
-        {"t": story.tenant_id},
-    )
-    counts = {r["type"]: int(r["n"]) for r in rows}
-    assert sum(counts.values()) == len(events)
-    assert counts["tool_completed"] == sum(1 for e in events if e.type == "tool_completed")
-    assert await projection.position() == len(batch)
 
 
 async def test_usage_aggregates_equal_independent_figures(analytics: ChdbStore) -> None:

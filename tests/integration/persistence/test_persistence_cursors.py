@@ -1,7 +1,7 @@
 """Delivery cursors in Postgres through the read API (real NATS, Postgres, Redis, chdb):
 ``cursor.flush`` only ever moves a cursor forward, ``cursor.get`` reads it (0 when none,
 and only the caller's tenant), and erasing a thread or a user deletes its cursors and
-refuses later flushes of them."""
+refuses later flushes of them. ``CursorContract`` runs on ``CursorStore`` directly."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ from apex_contracts.queries import (
 )
 from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.bootstrap import PersistenceService
+from apex_persistence.postgres.cursors import CursorStore
+from apex_persistence.postgres.db import Database
 from apex_persistence.settings import PersistenceSettings
 from apex_runtime import Bus
+from tests.integration.persistence.cursor_contract import CursorContract, CursorsUnderTest
+from tests.integration.persistence.cursor_contract import CursorId as CursorIdentity
 
 
 @pytest.fixture
@@ -119,3 +123,33 @@ async def test_erasure_deletes_cursors_and_refuses_later_flushes(
     async with service.stores.db.writer() as conn:
         left = (await conn.execute(text("SELECT user_id, thread_id, seq FROM apex.delivery_cursors"))).all()
     assert left == [(bob.user_id, bobs_id, 20)]
+
+
+class PostgresCursors:
+    """``CursorStore`` called directly: every flush is durable, there is no fast copy."""
+
+    def __init__(self, store: CursorStore) -> None:
+        self.store = store
+
+    async def advance(self, cursor: CursorIdentity, seq: int) -> int:
+        tenant, user, thread = cursor
+        await self.store.flush(
+            CursorFlush(tenant_id=tenant, entries=[CursorEntry(user_id=user, thread_id=thread, seq=seq)])
+        )
+        return await self.get(cursor)
+
+    async def get(self, cursor: CursorIdentity) -> int:
+        tenant, user, thread = cursor
+        return (await self.store.get(CursorGet(tenant_id=tenant, user_id=user, thread_id=thread))).seq
+
+    async def persist(self) -> None:
+        return None
+
+    async def lose_fast_copy(self) -> None:
+        return None
+
+
+class TestPostgresCursors(CursorContract):
+    @pytest.fixture
+    def cursors(self, pg: Database) -> CursorsUnderTest:
+        return PostgresCursors(CursorStore(pg))

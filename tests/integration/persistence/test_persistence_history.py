@@ -1,5 +1,5 @@
-"""The Postgres projection: exact under redelivery and reordering, erasure, titles,
-the reads, and row-level security as a second wall."""
+"""The Postgres projection: erasure, titles, the reads, and row-level security as a
+second wall (exactness under redelivery is ``test_projection_contract.py``)."""
 
 from __future__ import annotations
 
@@ -24,38 +24,7 @@ from apex_persistence.postgres.db import Database
 from apex_persistence.postgres.projector import AuditProjection, PostgresProjection
 from apex_persistence.postgres.reads import HistoryReads
 from apex_persistence.projection.delivery import Delivery
-
-VIEW_TABLES = ("threads", "messages", "runs", "events")
-
-
-async def dump(db: Database) -> dict[str, list[dict[str, Any]]]:
-    async with db.writer() as conn:
-        return {
-            table: [
-                dict(r)
-                for r in (await conn.execute(text(f"SELECT * FROM apex.{table} ORDER BY id"))).mappings()
-            ]
-            for table in VIEW_TABLES
-        }
-
-
-async def test_redelivered_shuffled_events_give_the_same_views(pg: Database, pg_dsn: str, story: Any) -> None:
-    batch = story.deliveries(story.threads(count=3, runs_per_thread=2))
-    once = PostgresProjection(pg)
-    for start in range(0, len(batch), 10):
-        await once.apply(batch[start : start + 10])
-    expected = await dump(pg)
-    assert len(expected["runs"]) == 6 and len(expected["threads"]) == 3
-    assert len(expected["messages"]) == 9  # 6 questions, 3 answers (runs that completed or need data)
-    assert len(expected["events"]) == len(batch)
-    assert await once.position() == len(batch)
-
-    async with pg.writer() as conn:
-        for table in VIEW_TABLES:
-            await conn.execute(text(f"DELETE FROM apex.{table}"))
-    for chunk in story.chaotic(batch):
-        await once.apply(chunk)
-    assert await dump(pg) == expected
+from tests.integration.persistence.harness import VIEW_TABLES, dump_postgres
 
 
 async def test_run_view_follows_the_run(pg: Database, story: Any) -> None:
@@ -186,7 +155,7 @@ async def test_delete_hides_and_erase_removes_everywhere(pg: Database, story: An
                 ThreadGet(tenant_id=story.tenant_id, user_id=story.user_id, thread_id=thread_id)
             )
     await projection.apply(story.deliveries(erased))
-    rows = await dump(pg)
+    rows = await dump_postgres(pg)
     for table in ("messages", "runs", "events"):
         assert not [r for r in rows[table] if r["thread_id"] == erased[0].thread_id], table
         assert [r for r in rows[table] if r["thread_id"] == kept[0].thread_id], table

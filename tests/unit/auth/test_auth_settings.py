@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from apex_auth import AuthSettings
-from apex_auth.db import async_dsn, redacted
+from apex_auth.db import redacted
+from apex_runtime.pg import async_dsn
 
 PRODUCTION = {
     "env": "production",

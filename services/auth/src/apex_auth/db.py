@@ -1,4 +1,5 @@
-"""Postgres access: the async engine, and the one place a DSN is rewritten for asyncpg."""
+"""Postgres access of the auth service: its engine (the shared factory of
+``apex_runtime.pg``), the driver errors it treats as "unavailable", its unit of work."""
 
 from __future__ import annotations
 
@@ -8,23 +9,15 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apex_contracts import ErrorCode, Unavailable
-from apex_runtime.pgtls import split_tls
+from apex_runtime import pg
 
 # Errors meaning "Postgres is not there right now", as opposed to a defect in a query.
 STORE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
 # What a background loop retries: any failure of the driver, the query included.
 STORE_FAILURES: tuple[type[Exception], ...] = (*STORE_ERRORS, DBAPIError)
-
-
-def async_dsn(dsn: str) -> str:
-    """``postgresql://…`` (the form every Apex service is configured with) for asyncpg."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if dsn.startswith(prefix):
-            return "postgresql+asyncpg://" + dsn.removeprefix(prefix)
-    raise ValueError("APEX_POSTGRES_DSN must start with postgresql://")
 
 
 def redacted(url: str) -> str:
@@ -37,20 +30,8 @@ def redacted(url: str) -> str:
 
 
 def make_engine(dsn: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An engine over ``dsn``; libpq TLS parameters (``sslmode=verify-full`` ...) become
-    asyncpg's ``ssl`` argument (``apex_runtime.pgtls``)."""
-    url, tls = split_tls(async_dsn(dsn))
-    connect_args: dict[str, object] = {"timeout": 5.0, "command_timeout": 10.0}
-    if tls is not None:
-        connect_args["ssl"] = tls
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_timeout=5.0,
-        connect_args=connect_args,
-    )
+    """The shared engine factory (``apex_runtime.pg``) with auth's 10 s statement timeout."""
+    return pg.make_engine(dsn, pool_size=pool_size, command_timeout_s=10.0)
 
 
 async def check_reachable(engine: AsyncEngine, dsn: str) -> None:

@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass, field
 
 import orjson
+import stamina
 from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, Unavailable, UsageIngest, UsageIngestData, UsageRecord, subjects
@@ -64,6 +65,10 @@ class UploadCommits:
     _waiting: set[int] = field(default_factory=set)  # hashed keys of other uploads' waiting batches
 
 
+class _LeaseSlipped(Exception):
+    """The tenant's lease was lost while the batch was checked: nothing was published."""
+
+
 class UsageCommitter:
     def __init__(self, bus: Bus, leases: Leases, *, lease_ttl_s: float = LEASE_TTL_S) -> None:
         self.bus = bus
@@ -76,27 +81,35 @@ class UsageCommitter:
     async def commit(self, upload: UploadCommits, batch: list[UsageRecord]) -> Committed:
         """Commits the batch's new records; returns how many were new and how many were
         already committed. Raises Unavailable when the bus or the lease cannot be had."""
-        lease_name = f"usage.{upload.tenant_id}"
-        for _attempt in range(ATTEMPTS):
-            try:
-                async with self.leases.hold(lease_name, self.lease_ttl_s, wait_s=LEASE_WAIT_S) as lease:
-                    await self._read_waiting(upload)
-                    fresh = [r for r in batch if hash(r.dedup_key()) not in upload._waiting]
-                    stored = await self._stored(upload, fresh)
-                    fresh = [r for r in fresh if r.dedup_key() not in stored]
-                    if lease.lost:
-                        continue  # another committer may have gone ahead: look again
-                    if fresh:
-                        await self._publish(upload, fresh)
-                    return Committed(len(fresh), len(batch) - len(fresh))
-            except TimeoutError as exc:
-                raise Unavailable(
-                    "Another upload of this tenant holds the usage ledger; try again shortly.",
-                    code=ErrorCode.SERVICE_UNAVAILABLE,
-                ) from exc
-        raise Unavailable(
-            "The usage ledger's lease kept slipping; try again.", code=ErrorCode.BUS_UNAVAILABLE
+        # A lease that slipped while the batch was checked is the one retried condition:
+        # another committer may have gone ahead, so the batch is looked at again.
+        retrying = stamina.AsyncRetryingCaller(
+            attempts=ATTEMPTS, timeout=None, wait_initial=0.05, wait_max=0.5, wait_jitter=0.05
         )
+        try:
+            return await retrying(_LeaseSlipped, self._commit_under_lease, upload, batch)
+        except TimeoutError as exc:
+            raise Unavailable(
+                "Another upload of this tenant holds the usage ledger; try again shortly.",
+                code=ErrorCode.SERVICE_UNAVAILABLE,
+            ) from exc
+        except _LeaseSlipped as exc:
+            raise Unavailable(
+                "The usage ledger's lease kept slipping; try again.", code=ErrorCode.BUS_UNAVAILABLE
+            ) from exc
+
+    async def _commit_under_lease(self, upload: UploadCommits, batch: list[UsageRecord]) -> Committed:
+        lease_name = f"usage.{upload.tenant_id}"
+        async with self.leases.hold(lease_name, self.lease_ttl_s, wait_s=LEASE_WAIT_S) as lease:
+            await self._read_waiting(upload)
+            fresh = [r for r in batch if hash(r.dedup_key()) not in upload._waiting]
+            stored = await self._stored(upload, fresh)
+            fresh = [r for r in fresh if r.dedup_key() not in stored]
+            if lease.lost:
+                raise _LeaseSlipped(lease_name)
+            if fresh:
+                await self._publish(upload, fresh)
+            return Committed(len(fresh), len(batch) - len(fresh))
 
     async def _read_waiting(self, upload: UploadCommits) -> None:
         """Adds the keys of the tenant's batches published since the last look (by other

@@ -1,6 +1,6 @@
 """A client for any OpenAI-compatible chat completions endpoint: tool calling, streamed
-text (server-sent events), retries with exponential backoff (429, 5xx, timeouts, broken
-connections; ``Retry-After`` honoured), a timeout per attempt, and a circuit breaker per
+text (server-sent events), retries with jittered exponential backoff (``stamina``; 429, 5xx,
+timeouts, broken connections; ``Retry-After`` honoured), a timeout per attempt, and a circuit breaker per
 provider that refuses calls while the provider keeps failing.
 
 Errors are typed: ``Unavailable(llm_unavailable)`` (the provider failed every attempt,
@@ -18,7 +18,6 @@ with the tokens used and, on failure, ``error.type`` = the error's code."""
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+import stamina
 from opentelemetry.trace import SpanKind, Tracer
 
 from apex_contracts import ApexError, DeadlineExceeded, ErrorCode, Unavailable
@@ -111,13 +111,11 @@ class ChatClient:
         config: LlmConfig,
         http: httpx.AsyncClient,
         breakers: Breakers,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         tracer: Tracer | None = None,
     ) -> None:
         self.config = config
         self._http = http
         self.breaker = breakers.of(config.provider)
-        self._sleep = sleep
         self._tracer = tracer
         self.attempts = 0
 
@@ -175,42 +173,54 @@ class ChatClient:
             body["tools"] = tools
             if tool_choice is not None:
                 body["tool_choice"] = tool_choice
-        last: _Retryable | None = None
-        for attempt in range(self.config.max_attempts):
-            self.breaker.check()  # raises CircuitOpen (llm_unavailable): the caller falls back
-            sink = _Sink(on_text)
-            try:
-                self.attempts += 1
-                completion = await self._attempt(body, sink.write)
-            except _Retryable as exc:
-                last = exc
-                self.breaker.failure()
-                if attempt + 1 < self.config.max_attempts and self.breaker.state == "closed":
-                    if sink.streamed and on_restart is not None:
-                        await on_restart()
-                    await self._sleep(self._delay(attempt, exc.retry_after_s))
-                    continue
-                break
-            self.breaker.success()
-            return completion
-        assert last is not None
-        if self.breaker.state != "closed":
-            raise CircuitOpen(
-                f"{self.breaker.name} failed repeatedly ({last})", code=ErrorCode.LLM_UNAVAILABLE
-            )
-        if last.timeout:
-            raise DeadlineExceeded(
-                f"The language model did not answer in time ({last}).", code=ErrorCode.LLM_TIMEOUT
-            )
-        raise Unavailable(
-            f"The language model failed every attempt ({last}).", code=ErrorCode.LLM_UNAVAILABLE
-        )
+        config = self.config
+        streamed = False
+        try:
+            # Jittered exponential backoff (Retry-After honoured, capped), bounded attempts;
+            # only ``_Retryable`` failures are retried, and only while the breaker is closed.
+            async for attempt in stamina.retry_context(
+                on=self._retry_after,
+                attempts=config.max_attempts,
+                timeout=None,
+                wait_initial=config.backoff_s,
+                wait_max=config.max_backoff_s,
+                wait_jitter=config.backoff_s / 2,
+            ):
+                with attempt:
+                    if streamed and on_restart is not None:
+                        await on_restart()  # the retry follows partly streamed text
+                    self.breaker.check()  # raises CircuitOpen (llm_unavailable): the caller falls back
+                    sink = _Sink(on_text)
+                    self.attempts += 1
+                    try:
+                        completion = await self._attempt(body, sink.write)
+                    except _Retryable:
+                        streamed = sink.streamed
+                        self.breaker.failure()
+                        raise
+                    self.breaker.success()
+                    return completion
+        except _Retryable as last:
+            if self.breaker.state != "closed":
+                raise CircuitOpen(
+                    f"{self.breaker.name} failed repeatedly ({last})", code=ErrorCode.LLM_UNAVAILABLE
+                ) from last
+            if last.timeout:
+                raise DeadlineExceeded(
+                    f"The language model did not answer in time ({last}).", code=ErrorCode.LLM_TIMEOUT
+                ) from last
+            raise Unavailable(
+                f"The language model failed every attempt ({last}).", code=ErrorCode.LLM_UNAVAILABLE
+            ) from last
+        raise AssertionError("stamina ends with a result or the last failure")
 
-    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        if retry_after_s is not None:
-            return min(retry_after_s, self.config.max_backoff_s)
-        base = min(self.config.backoff_s * 2**attempt, self.config.max_backoff_s)
-        return base * random.uniform(0.8, 1.2)  # jitter, so retries of many steps spread out
+    def _retry_after(self, exc: Exception) -> bool | float:
+        """Whether ``exc`` is retried, and after how long when the server said so."""
+        if not isinstance(exc, _Retryable) or self.breaker.state != "closed":
+            return False
+        if exc.retry_after_s is not None:
+            return min(exc.retry_after_s, self.config.max_backoff_s)
+        return True
 
     async def _attempt(self, body: dict[str, Any], sink: TextSink) -> Completion:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}

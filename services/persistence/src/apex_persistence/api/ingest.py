@@ -6,9 +6,10 @@ one hands the command back to the poison guard, which redelivers it later."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import cast
 
+import stamina
 from faststream.nats import NatsMessage, NatsRouter
 
 from apex_contracts import ErrorCode, InvalidInput, Unavailable, UsageIngest, subjects
@@ -28,24 +29,30 @@ class UsageIngestHandler:
     async def handle(self, command: UsageIngest) -> int:
         """Inserts the command's records; raises Unavailable(store_unavailable) when the
         store stayed unavailable for ``patience_s``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.patience_s
-        delay = 0.2
-        unavailable: tuple[type[BaseException], ...] = (CircuitOpen, *self.ledger.failures)
-        while True:
+        # the store's failures are driver exceptions (Exception subclasses, as stamina needs)
+        unavailable = cast(tuple[type[Exception], ...], (CircuitOpen, *self.ledger.failures))
+
+        async def store() -> int:
             try:
                 return await self.breaker.call(
                     lambda: self.ledger.ingest(command.tenant_id, command.data.records), self.ledger.failures
                 )
             except unavailable as exc:
-                if loop.time() + delay > deadline:
-                    raise Unavailable(
-                        f"usage batch {command.data.batch_id} not stored: {exc!r}",
-                        code=ErrorCode.STORE_UNAVAILABLE,
-                    ) from exc
                 log.warning("usage batch %s waits for ClickHouse: %r", command.data.batch_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                raise
+
+        # Bounded by time, not by count: the command is kept (in-progress acks) for up to
+        # ``patience_s``, retried with jittered exponential backoff (0.2 s doubling to 5 s).
+        retrying = stamina.AsyncRetryingCaller(
+            attempts=None, timeout=self.patience_s, wait_initial=0.2, wait_max=5.0, wait_jitter=0.1
+        )
+        try:
+            return await retrying(unavailable, store)
+        except unavailable as exc:
+            raise Unavailable(
+                f"usage batch {command.data.batch_id} not stored: {exc!r}",
+                code=ErrorCode.STORE_UNAVAILABLE,
+            ) from exc
 
 
 def build_ingest_router(handler: UsageIngestHandler, max_workers: int = 2) -> NatsRouter:

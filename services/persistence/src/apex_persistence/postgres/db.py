@@ -10,11 +10,11 @@ from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apex_contracts import validate_id
 from apex_persistence.postgres.tables import READER_ROLE, TENANT_SETTING
-from apex_runtime.pgtls import split_tls
+from apex_runtime import pg
 
 
 class PostgresUnavailable(Exception):
@@ -39,29 +39,9 @@ PG_FAILURES: Final[tuple[type[BaseException], ...]] = (
 )
 
 
-def async_dsn(dsn: str) -> str:
-    """``postgresql://…`` (how every Apex service is configured) for SQLAlchemy + asyncpg."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if dsn.startswith(prefix):
-            return "postgresql+asyncpg://" + dsn.removeprefix(prefix)
-    raise ValueError("APEX_POSTGRES_DSN must start with postgresql://")
-
-
 def make_engine(dsn: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An engine over ``dsn``; libpq TLS parameters (``sslmode=verify-full`` ...) become
-    asyncpg's ``ssl`` argument (``apex_runtime.pgtls``)."""
-    url, tls = split_tls(async_dsn(dsn))
-    connect_args: dict[str, object] = {"timeout": 5.0, "command_timeout": 15.0}
-    if tls is not None:
-        connect_args["ssl"] = tls
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_timeout=5.0,
-        connect_args=connect_args,
-    )
+    """The shared engine factory (``apex_runtime.pg``) with a 15 s statement timeout."""
+    return pg.make_engine(dsn, pool_size=pool_size, command_timeout_s=15.0)
 
 
 @asynccontextmanager
