@@ -57,9 +57,7 @@ def read_logged(run_id: str, raw: bytes) -> Event | None:
             message = {}
         of_run = isinstance(message, dict) and message.get("run_id") == run_id
         if of_run:
-            raise UnreadableEvent(
-                f"event {message.get('id')} of run {run_id} is malformed: {exc!r}"
-            ) from exc
+            raise UnreadableEvent(f"event {message.get('id')} of run {run_id} is malformed: {exc!r}") from exc
         log.warning("skipping a malformed event on the thread of run %s: %r", run_id, exc)
         return None
 
