@@ -58,7 +58,7 @@ def dedupe_ids_table() -> str:
 
 
 def with_dedupe_ids_table(document: str) -> str:
-    span = re.compile(re.escape(IDS_BEGIN.split(" (")[0]) + r".*?" + re.escape(IDS_END), re.S)
+    span = re.compile(re.escape(IDS_BEGIN.split(" (", maxsplit=1)[0]) + r".*?" + re.escape(IDS_END), re.S)
     if not span.search(document):
         raise ValueError("docs/architecture.md has no ids:begin/ids:end markers")
     return span.sub(lambda _match: dedupe_ids_table(), document)
