@@ -35,10 +35,10 @@ from apex_contracts import (
     subjects,
     utcnow,
 )
-from apex_contracts.dedupe_ids import agent_step_id, run_accepted_id, run_queued_id
+from apex_contracts.dedupe_ids import agent_step_id, run_accepted_id, run_queued_id, terminal_id
 from apex_contracts.errors import ErrorCode
 from apex_orchestrator.admission import Admitted, DoubleTexting, Queued, Rejected, Slot, UserSlots
-from apex_orchestrator.endings import RunEndings, fold_run, terminal_id
+from apex_orchestrator.endings import RunEndings, fold_run
 from apex_orchestrator.policy import (
     Accept,
     Cancel,
