@@ -15,7 +15,7 @@ from apex_agents.analyst.plan import sufficiency, tool_plan
 from apex_agents.analyst.recommend import build_report
 from apex_agents.offline.reporting import Draft, Reporting
 from apex_agents.offline.rules import extract_growth
-from apex_contracts import derive_id
+from apex_contracts import ErrorInfo, StepFailure, derive_id
 from apex_contracts.report import Period, Report, ToolEvidence, TriageOutput
 from apex_contracts.tools import CoverageResult
 
@@ -253,7 +253,7 @@ def test_gaps_name_missing_fields_unpriced_models_and_failed_analyses() -> None:
     report = build_report(
         triage(missing_fields=["latency_ms"], evidence=[evidence("usage_coverage", 0, coverage)]),
         [*gathered(), failed],
-        [{"agent": "data_helper"}],
+        [StepFailure(agent="data_helper", error=ErrorInfo(code="agent_failed", message="x", retryable=True))],
     )
     assert report.data_gaps == [
         "latency_ms is missing, so latency percentiles and latency effects are unknown",

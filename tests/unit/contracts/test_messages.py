@@ -110,8 +110,8 @@ def test_unknown_fields_are_ignored_and_unknown_types_refused() -> None:
 
 def test_upcasters_bring_old_versions_forward() -> None:
     @upcaster("test.renamed", 1)
-    def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-        return {"title": data.pop("name")}
+    def _v1_to_v2(message: dict[str, Any]) -> dict[str, Any]:
+        return {**message, "data": {"title": message["data"]["name"]}}
 
     raw = {"type": "test.renamed", "schema_version": 1, "data": {"name": "x"}}
     assert upcast(raw, {"test.renamed": 2}) == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apex_contracts import new_id
+from apex_contracts import Event, new_id, parse_event
 from apex_orchestrator.policy import (
     Accept,
     Cancel,
@@ -20,11 +20,35 @@ from apex_orchestrator.policy import (
 from apex_orchestrator.state import RunState
 
 RUN = new_id("run")
+TENANT, USER, THREAD = new_id("ten"), new_id("usr"), new_id("thr")
 T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+REPORT = {"period": {}, "total_cost_usd": 0, "requests": 0}
+# what each event needs beyond what a test says about it
+FILLER: dict[str, dict[str, Any]] = {
+    "run.accepted": {"message_id": new_id("msg"), "question": "how much?"},
+    "agent_completed": {"summary": "done", "duration_ms": 5},
+    "tool_completed": {"tool": "cost_breakdown", "status": "ok", "duration_ms": 5},
+    "run.completed": {"status": "completed", "duration_ms": 5},
+    "run.cancel_requested": {"requested_by": "usr"},
+}
 
 
-def ev(kind: str, run: str = RUN, **data: Any) -> dict[str, Any]:
-    return {"type": kind, "run_id": run, "occurred_at": T0.isoformat(), "data": data}
+def ev(kind: str, run: str = RUN, at: datetime = T0, **data: Any) -> Event:
+    """A typed event of the thread, as the orchestrator reads it from the log."""
+    if kind == "run.completed":
+        data["response"] = {"report": REPORT, **data["response"]}
+    return parse_event(
+        {
+            "id": new_id("evt"),
+            "type": kind,
+            "tenant_id": TENANT,
+            "user_id": USER,
+            "thread_id": THREAD,
+            "run_id": run,
+            "occurred_at": at.isoformat(),
+            "data": {**FILLER.get(kind, {}), **data},
+        }
+    )
 
 
 def output(agent: str, **fields: Any) -> dict[str, Any]:
@@ -38,12 +62,12 @@ def reporting_output() -> dict[str, Any]:
         response={
             "text": "upload data",
             "kind": "guidance",
-            "report": {"period": {}, "total_cost_usd": 0, "requests": 0},
+            "report": REPORT,
         },
     )
 
 
-def fold(*events: dict[str, Any]) -> RunState:
+def fold(*events: Event) -> RunState:
     return RunState.fold(RUN, list(enumerate(events, start=1)))
 
 
@@ -113,7 +137,8 @@ def test_reporting_runs_even_when_an_agent_failed() -> None:
         ev("agent_completed", agent="data_helper", step=2, output=output("data_helper")),
     )
     assert decide(state) == RunStep(3, "reporting")
-    assert state.inputs()["failures"][0]["agent"] == "triage"
+    assert [f.agent for f in state.inputs().failures] == ["triage"]
+    assert state.inputs().data_helper is not None and state.inputs().triage is None
 
 
 def test_reporting_completes_the_run() -> None:
@@ -156,7 +181,7 @@ def test_limits_fail_the_run() -> None:
     state = fold(ev("run.accepted"))
     timeout = decide(state, now=T0 + timedelta(seconds=301), run_timeout_s=300)
     assert isinstance(timeout, Fail) and timeout.error.code == "run_timeout"
-    tools = fold(ev("run.accepted"), *[ev("tool_completed", call_id=f"c{i}") for i in range(4)])
+    tools = fold(ev("run.accepted"), *[ev("tool_completed", call_id=new_id("call")) for _ in range(4)])
     budget = decide(tools, max_tool_calls=3)
     assert isinstance(budget, Fail) and budget.error.code == "budget_exceeded"
 
@@ -188,7 +213,7 @@ def test_a_step_running_past_its_time_fails_the_run_from_its_first_start() -> No
     started = T0 + timedelta(seconds=10)
     state = fold(
         ev("run.accepted"),
-        {**ev("agent_started", agent="supervisor", step=0), "occurred_at": started.isoformat()},
+        ev("agent_started", at=started, agent="supervisor", step=0),
     )
     assert decide(state, now=started + timedelta(seconds=59), step_timeout_s=60) == RunStep(0, "supervisor")
     late = decide(state, now=started + timedelta(seconds=60), step_timeout_s=60)

@@ -11,6 +11,8 @@ from apex_contracts.commands import (
     RunCancelData,
     RunStart,
     RunStartData,
+    StepFailure,
+    StepInputs,
     ToolCall,
     ToolCallData,
     UsageIngest,
@@ -79,6 +81,7 @@ from apex_contracts.events import (
     ToolExecutingData,
     client_view,
     parse_event,
+    read_event,
 )
 from apex_contracts.health import Heartbeat
 from apex_contracts.ids import (
@@ -159,6 +162,8 @@ __all__ = [
     "RunStartData",
     "RunUsage",
     "Scope",
+    "StepFailure",
+    "StepInputs",
     "SessionId",
     "TenantId",
     "ThreadDeleted",
@@ -184,6 +189,7 @@ __all__ = [
     "new_id",
     "parse_command",
     "parse_event",
+    "read_event",
     "upcaster",
     "utcnow",
     "validate_id",

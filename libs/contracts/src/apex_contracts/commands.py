@@ -8,7 +8,9 @@ import orjson
 from pydantic import Field, TypeAdapter
 
 from apex_contracts.envelope import AgentName, Envelope, Model
+from apex_contracts.errors import ErrorInfo
 from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId
+from apex_contracts.report import DataHelperOutput, ReportingOutput, SupervisorOutput, TriageOutput
 from apex_contracts.usage import UsageRecord
 
 
@@ -42,11 +44,31 @@ class RunCancel(Envelope):
     data: RunCancelData
 
 
+class StepFailure(Model):
+    """An earlier agent of the run that failed, and how."""
+
+    agent: AgentName
+    error: ErrorInfo
+
+
+class StepInputs(Model):
+    """What a step receives from the run so far: the output of each earlier agent that
+    completed (its latest step), and the earlier agents that failed. On the wire it is
+    the object it always was, ``{"<agent>": <its output>, "failures": [...]}``, absent
+    agents left out."""
+
+    supervisor: SupervisorOutput | None = None
+    triage: TriageOutput | None = None
+    data_helper: DataHelperOutput | None = None
+    reporting: ReportingOutput | None = None
+    failures: list[StepFailure] = []
+
+
 class AgentStepData(Model):
     agent: AgentName
     step: int = Field(ge=0)
     question: str
-    inputs: dict[str, Any] = {}
+    inputs: StepInputs = StepInputs()
     history: list[dict[str, str]] = []
     budget_tool_calls: int = 50
     budget_llm_tokens: int | None = None  # what is left of the run's token budget; None: no limit

@@ -112,7 +112,9 @@ _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
 def upcaster(message_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
-    """Registers a function that turns ``data`` of ``from_version`` into ``from_version + 1``."""
+    """Registers a function that turns a message of ``from_version`` (the whole raw
+    message: an upcaster may need its envelope, say its id) into the message of version
+    ``from_version + 1``; ``upcast`` stamps the new version."""
 
     def register(fn: Upcaster) -> Upcaster:
         _UPCASTERS[(message_type, from_version)] = fn
@@ -132,6 +134,6 @@ def upcast(raw: dict[str, Any], current: dict[str, int]) -> dict[str, Any]:
         step = _UPCASTERS.get((message_type, version))
         if step is None:
             raise ValueError(f"no upcaster for {message_type} v{version}")
-        raw = {**raw, "data": step(dict(raw.get("data") or {})), "schema_version": version + 1}
+        raw = {**step({**raw, "data": dict(raw.get("data") or {})}), "schema_version": version + 1}
         version += 1
     return raw

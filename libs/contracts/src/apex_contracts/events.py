@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import orjson
 from pydantic import Field, TypeAdapter
 
+from apex_contracts import upcasters as _upcasters  # noqa: F401  (registers the upcasters)
 from apex_contracts.envelope import AgentName, Envelope, Model, upcast
 from apex_contracts.errors import ErrorInfo
 from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId, validate_id
@@ -55,9 +56,11 @@ class MessageDeltaData(Model):
 class MessageDelta(ThreadEvent):
     """A coalesced chunk of the assistant's streamed text: chunk ``index`` of message
     ``message_id``, written by ``attempt`` of agent ``step`` (each attempt of a step
-    streams under its own message ids)."""
+    streams under its own message ids). Version 2: ``step`` is always named (a v1 delta
+    may name it only in its id; ``apex_contracts.upcasters`` reads it from there)."""
 
     type: Literal["message.delta"] = "message.delta"
+    schema_version: int = 2
     data: MessageDeltaData
 
 
@@ -280,7 +283,10 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES: dict[str, type[ThreadEvent]] = {
     cls.model_fields["type"].default: cls for cls in ThreadEvent.__subclasses__()
 }
-CURRENT_VERSIONS: dict[str, int] = {name: 1 for name in EVENT_TYPES}
+# the version a producer writes today: the default of each class's ``schema_version``
+CURRENT_VERSIONS: dict[str, int] = {
+    name: int(cls.model_fields["schema_version"].default) for name, cls in EVENT_TYPES.items()
+}
 
 TERMINAL: frozenset[str] = frozenset({"run.completed", "run.failed", "run.cancelled"})
 LIFECYCLE: frozenset[str] = frozenset(
@@ -292,6 +298,17 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
     """Reads an event of any known type and version; raises pydantic.ValidationError."""
     data = raw if isinstance(raw, dict) else orjson.loads(raw)
     return EVENT_ADAPTER.validate_python(upcast(data, CURRENT_VERSIONS))
+
+
+def read_event(raw: bytes | str | dict[str, Any]) -> Event | None:
+    """Reads a message of a thread's log into its event class, upcast to the current
+    version: None for a type this reader does not know (a newer producer's, which a
+    reader skips); raises pydantic.ValidationError for a known type that is malformed,
+    orjson.JSONDecodeError for bytes that are not JSON."""
+    data = raw if isinstance(raw, dict) else orjson.loads(raw)
+    if data.get("type") not in EVENT_TYPES:
+        return None
+    return parse_event(data)
 
 
 def client_view(event: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from apex_contracts import ApexError, Cancelled, ErrorCode, ErrorInfo, subjects
+from apex_contracts.dedupe_ids import dead_letter_id
 from apex_contracts.errors import InvalidId
 from apex_contracts.ids import validate_id
 from apex_contracts.streams import ConsumerSpec
@@ -190,7 +191,7 @@ class _PoisonGuard(BaseMiddleware):
         )
         headers = {
             # one dead letter per command, however often dead-lettering is retried
-            "Nats-Msg-Id": f"dlq:{raw.metadata.stream}:{raw.metadata.sequence.stream}",
+            "Nats-Msg-Id": dead_letter_id(raw.metadata.stream, raw.metadata.sequence.stream),
             "Apex-Error-Code": error.code,
             "Apex-Error-Message": error.message[:500],
             "Apex-Original-Subject": raw.subject,

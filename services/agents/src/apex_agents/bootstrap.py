@@ -14,6 +14,7 @@ from apex_agents.metrics import agents_metrics
 from apex_agents.settings import AgentsSettings
 from apex_agents.stepper import StepRunner
 from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorCode, ErrorInfo, Scope, parse_command
+from apex_contracts.dedupe_ids import agent_event_id
 from apex_contracts.streams import AGENT_STEP_CONSUMER, with_capacity
 from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_runtime.consumers import heartbeat_every
@@ -76,7 +77,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
                 Scope.of(command).make(
                     AgentFailed,
                     AgentFailedData(agent=command.data.agent, step=command.data.step, error=error),
-                    id=f"{command.run_id}:{command.data.step}:agent_failed",
+                    id=agent_event_id(str(command.run_id), command.data.step, "agent_failed"),
                     agent=command.data.agent,
                     causation_id=command.id,
                 )

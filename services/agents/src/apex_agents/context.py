@@ -9,28 +9,54 @@ streams under its own ids (``attempt``), and supersedes what earlier ones stream
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime
 from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from apex_contracts import (
     AgentStep,
     AgentThinking,
     AgentThinkingData,
     ErrorCode,
+    Event,
     LimitExceeded,
     MessageDelta,
     MessageDeltaData,
     Scope,
+    StepInputs,
     ToolCall,
     ToolCallData,
-    derive_id,
+    ToolCompleted,
+    read_event,
     subjects,
+)
+from apex_contracts.dedupe_ids import (
+    agent_thinking_id,
+    call_id_for,
+    message_delta_id,
+    reply_message_id,
+    tool_event_id,
 )
 from apex_contracts.envelope import Model
 from apex_contracts.errors import DeadlineExceeded
 from apex_contracts.report import ToolEvidence
 from apex_runtime import Bus, SubjectWatch
+
+log = logging.getLogger(__name__)
+
+
+def thread_event(raw: bytes | dict[str, Any]) -> Event | None:
+    """A message of the thread as its typed event, upcast, parsed where it is read: None
+    for a type unknown to this worker or a malformed event (the orchestrator, which
+    decides the run, fails it on that; a step only looks for its own facts)."""
+    try:
+        return read_event(raw)
+    except (ValidationError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+        log.warning("skipping an unreadable event on the thread: %r", exc)
+        return None
 
 
 class StepContext:
@@ -63,7 +89,7 @@ class StepContext:
         return self.command.data.question
 
     @property
-    def inputs(self) -> dict[str, Any]:
+    def inputs(self) -> StepInputs:
         return self.command.data.inputs
 
     @property
@@ -87,7 +113,7 @@ class StepContext:
             self.scope.make(
                 AgentThinking,
                 AgentThinkingData(agent=data.agent, step=data.step, text=text),
-                id=f"{self.command.run_id}:{data.step}:thinking:{n}",
+                id=agent_thinking_id(str(self.command.run_id), data.step, n),
                 agent=data.agent,
                 causation_id=self.command.id,
             )
@@ -119,7 +145,7 @@ class StepContext:
                 MessageDeltaData(
                     message_id=message_id, index=index, text=text, step=data.step, attempt=self.attempt
                 ),
-                id=f"{self.command.run_id}:{data.step}:a{self.attempt}:delta:{message}:{index}",
+                id=message_delta_id(str(self.command.run_id), data.step, self.attempt, message, index),
                 agent=data.agent,
                 causation_id=self.command.id,
             )
@@ -139,7 +165,7 @@ class StepContext:
             )
         planned = []
         for tool, arguments in calls:
-            call_id = derive_id("call", self.command.run_id, str(data.step), str(self._calls))
+            call_id = call_id_for(str(self.command.run_id), data.step, self._calls)
             self._calls += 1
             planned.append((call_id, tool, arguments.model_dump(mode="json")))
         await asyncio.gather(*(self._send(call_id, tool, args) for call_id, tool, args in planned))
@@ -157,7 +183,7 @@ class StepContext:
                     step=data.step,
                     timeout_ms=int(self._tool_wait_s * 1000),
                 ),
-                id=f"{self.command.run_id}:{call_id}:tool.call",
+                id=tool_event_id(str(self.command.run_id), call_id, "tool.call"),
                 agent=data.agent,
                 causation_id=self.command.id,
             ),
@@ -165,21 +191,25 @@ class StepContext:
         )
 
     async def _await(self, call_id: str, tool: str) -> ToolEvidence:
-        def completed(event: dict[str, Any]) -> bool:
-            return (
-                event.get("type") == "tool_completed" and (event.get("data") or {}).get("call_id") == call_id
-            )
+        answers: list[ToolCompleted] = []
+
+        def completed(message: dict[str, Any]) -> bool:
+            event = thread_event(message)
+            if isinstance(event, ToolCompleted) and event.data.call_id == call_id:
+                answers.append(event)
+                return True
+            return False
 
         try:
-            event = await self._watch.wait_for(
+            await self._watch.wait_for(
                 completed, timeout=self._tool_wait_s + 5.0, scan_after_seq=self._start_seq
             )
         except TimeoutError as exc:
             raise DeadlineExceeded(
                 f"The {tool} tool did not answer in time.", code=ErrorCode.TOOL_TIMEOUT
             ) from exc
-        result = event["data"]
-        return ToolEvidence(call_id=call_id, tool=tool, status=result["status"], result=result.get("result"))
+        result = answers[-1].data
+        return ToolEvidence(call_id=call_id, tool=tool, status=result.status, result=result.result)
 
 
 class DeltaStream:
@@ -219,8 +249,3 @@ class DeltaStream:
         await self._ctx.publish_delta(self.message, self.index, self.message_id, text)
         self.index += 1
         self._last = time.monotonic()
-
-
-def reply_message_id(run_id: str, step: int, attempt: int, message: int) -> str:
-    """The id of streamed message ``message`` of ``attempt`` of ``step``."""
-    return derive_id("msg", run_id, str(step), "reply", str(attempt), str(message))

@@ -23,14 +23,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry
 
-from apex_agents.context import StepContext
+from apex_agents.context import StepContext, thread_event
 from apex_agents.metrics import AgentsMetrics
 from apex_contracts import (
-    TERMINAL,
     AgentCompleted,
     AgentCompletedData,
     AgentFailed,
@@ -42,11 +40,19 @@ from apex_contracts import (
     Cancelled,
     DeadlineExceeded,
     ErrorCode,
+    Event,
+    MessageDelta,
     MessageSuperseded,
     MessageSupersededData,
+    RunAccepted,
+    RunCancelled,
+    RunCancelRequested,
+    RunCompleted,
+    RunFailed,
     Scope,
     subjects,
 )
+from apex_contracts.dedupe_ids import agent_event_id, message_superseded_id
 from apex_contracts.report import AgentOutput
 from apex_runtime import Bus, SubjectWatch, keep_alive, log_context, tracing
 from apex_runtime.consumers import RunCancellations
@@ -55,11 +61,11 @@ log = logging.getLogger(__name__)
 Keepalive = Callable[[], Awaitable[None]]
 _BUS_FAILURES = frozenset({ErrorCode.PUBLISH_FAILED, ErrorCode.BUS_UNAVAILABLE})
 # Events after which a run needs no more work.
-_RUN_STOPS = frozenset({"run.cancel_requested", *TERMINAL})
+_RUN_STOPS = (RunCancelRequested, RunCompleted, RunFailed, RunCancelled)
 
 
 @dataclass
-class _Start:
+class Start:
     """Where a step attempt starts: the seq to scan tool results from, and the messages
     (ids, in order) that earlier attempts streamed."""
 
@@ -67,14 +73,26 @@ class _Start:
     partial: dict[str, None] = field(default_factory=dict)
 
 
-def _step_of(event: dict[str, Any]) -> int | None:
-    """The step a streamed event belongs to (from its data, or its id for deltas written
-    before deltas named their step: ``<run>:<step>:…``)."""
-    step = (event.get("data") or {}).get("step")
-    if step is not None:
-        return int(step)
-    parts = str(event.get("id", "")).split(":")
-    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+def fold_start(start: Start, seq: int, event: Event, step: int, attempt: int) -> bool:
+    """Folds one event of the run into ``start``; True when the step must not run (it
+    has an outcome, the run stopped, or a later attempt of the step streamed)."""
+    match event:
+        case AgentCompleted() | AgentFailed() if event.data.step == step:
+            return True
+        case RunCancelRequested() | RunCompleted() | RunFailed() | RunCancelled():
+            return True  # the run stopped
+        case AgentStarted() if event.data.step == step:
+            start.seq = seq - 1
+        case RunAccepted() if not start.seq:
+            start.seq = seq
+        case MessageDelta() | MessageSuperseded() if event.data.step == step:
+            if event.data.attempt > attempt:
+                return True
+            if isinstance(event, MessageDelta) and event.data.attempt < attempt:
+                start.partial.setdefault(event.data.message_id, None)
+        case _:
+            pass
+    return False
 
 
 class Agent(Protocol):
@@ -131,7 +149,7 @@ class StepRunner:
                     scope.make(
                         AgentStarted,
                         AgentStartedData(agent=data.agent, step=data.step),
-                        id=f"{command.run_id}:{data.step}:agent_started",
+                        id=agent_event_id(str(command.run_id), data.step, "agent_started"),
                         agent=data.agent,
                         causation_id=command.id,
                     )
@@ -184,52 +202,43 @@ class StepRunner:
         ``superseded``) when a later attempt of this step superseded it."""
         run_id, step = str(command.run_id), command.data.step
 
-        def stops(e: dict[str, Any]) -> bool:
-            if e.get("run_id") != run_id:
-                return False
-            if e.get("type") == "message.superseded":
-                data = e.get("data") or {}
-                return bool(data.get("step") == step and int(data.get("attempt", 0)) > attempt)
-            return e.get("type") in _RUN_STOPS
+        def superseding(event: Event | None) -> bool:
+            return (
+                isinstance(event, MessageSuperseded)
+                and event.run_id == run_id
+                and event.data.step == step
+                and event.data.attempt > attempt
+            )
+
+        def stops(message: dict[str, Any]) -> bool:
+            event = thread_event(message)
+            return superseding(event) or (isinstance(event, _RUN_STOPS) and event.run_id == run_id)
 
         try:
-            event = await watch.wait_for(
+            found = await watch.wait_for(
                 stops, timeout=command.data.deadline_ms / 1000 + 60.0, scan_after_seq=None
             )
         except TimeoutError:
             return
-        if event.get("type") == "message.superseded":
+        if superseding(thread_event(found)):
             superseded.set()
             work.cancel()
             return
         self.cancels.cancel(run_id)
 
-    async def _already_done_or_start(self, command: AgentStep, subject: str, attempt: int) -> _Start | None:
+    async def _already_done_or_start(self, command: AgentStep, subject: str, attempt: int) -> Start | None:
         """None when this step already has an outcome, its run stopped, or a later attempt
         of it has streamed (this one is stale); else where to scan tool results from (the
         step's own ``agent_started`` if an earlier attempt got that far) and the messages
         earlier attempts streamed."""
-        start = _Start()
+        start = Start()
         step = command.data.step
         async for seq, raw in self.bus.read_subject(subject):
-            event: dict[str, Any] = orjson.loads(raw)
-            if event.get("run_id") != command.run_id:
+            event = thread_event(raw)
+            if event is None or event.run_id != command.run_id:
                 continue
-            kind = event.get("type")
-            data = event.get("data") or {}
-            if kind in ("agent_completed", "agent_failed") and data["step"] == step:
+            if fold_start(start, seq, event, step, attempt):
                 return None
-            if kind in _RUN_STOPS:
-                return None
-            if kind == "agent_started" and data["step"] == step:
-                start.seq = seq - 1
-            if kind == "run.accepted" and not start.seq:
-                start.seq = seq
-            if kind in ("message.delta", "message.superseded") and _step_of(event) == step:
-                if int(data.get("attempt", 1)) > attempt:
-                    return None
-                if kind == "message.delta" and int(data.get("attempt", 1)) < attempt:
-                    start.partial.setdefault(data["message_id"], None)
         return start
 
     async def _supersede(
@@ -241,7 +250,7 @@ class StepRunner:
             scope.make(
                 MessageSuperseded,
                 MessageSupersededData(step=data.step, attempt=attempt, message_ids=list(partial)),
-                id=f"{command.run_id}:{data.step}:superseded:{attempt}",
+                id=message_superseded_id(str(command.run_id), data.step, attempt),
                 agent=data.agent,
                 causation_id=command.id,
             )
@@ -324,7 +333,7 @@ class StepRunner:
                     llm_cost_usd=round(ctx.llm_cost_usd, 6),
                     brain=ctx.brain,
                 ),
-                id=f"{command.run_id}:{data.step}:agent_completed",
+                id=agent_event_id(str(command.run_id), data.step, "agent_completed"),
                 agent=data.agent,
                 causation_id=command.id,
             )
@@ -338,7 +347,7 @@ class StepRunner:
             scope.make(
                 AgentFailed,
                 AgentFailedData(agent=command.data.agent, step=command.data.step, error=exc.info()),
-                id=f"{command.run_id}:{command.data.step}:agent_failed",
+                id=agent_event_id(str(command.run_id), command.data.step, "agent_failed"),
                 agent=command.data.agent,
                 causation_id=command.id,
             )

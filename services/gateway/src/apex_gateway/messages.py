@@ -24,8 +24,16 @@ from apex_contracts import (
     RunStart,
     RunStartData,
     Scope,
-    derive_id,
     subjects,
+)
+from apex_contracts.dedupe_ids import (
+    message_created_id,
+    message_id_for,
+    run_cancel_id,
+    run_id_for,
+    run_start_id,
+    run_waiting_for_service_id,
+    thread_id_for,
 )
 from apex_contracts.envelope import Model
 from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
@@ -91,9 +99,9 @@ class MessageService:
             record = RunRecord(
                 tenant_id=who.tenant_id,
                 user_id=who.user_id,
-                thread_id=thread_id or derive_id("thr", who.tenant_id, who.user_id, client_msg_id),
-                run_id=derive_id("run", who.tenant_id, who.user_id, client_msg_id),
-                message_id=derive_id("msg", who.tenant_id, who.user_id, client_msg_id),
+                thread_id=thread_id or thread_id_for(who.tenant_id, who.user_id, client_msg_id),
+                run_id=run_id_for(who.tenant_id, who.user_id, client_msg_id),
+                message_id=message_id_for(who.tenant_id, who.user_id, client_msg_id),
             )
         return await self._start(idem, key, record, client_msg_id, text, first=entry is None)
 
@@ -115,7 +123,7 @@ class MessageService:
                     client_msg_id=client_msg_id,
                     title=_title(text),
                 ),
-                id=f"{record.run_id}:message",
+                id=message_created_id(record.run_id),
             )
         )
         if down := self.waiting():
@@ -123,14 +131,14 @@ class MessageService:
                 scope.make(
                     RunQueued,
                     RunQueuedData(reason="waiting_for_service", waiting_for=down),
-                    id=f"{record.run_id}:queued:service",
+                    id=run_waiting_for_service_id(record.run_id),
                 )
             )
         await self.bus.publish(
             scope.make(
                 RunStart,
                 RunStartData(message_id=record.message_id, text=text, client_msg_id=client_msg_id),
-                id=f"{record.run_id}:start",
+                id=run_start_id(record.run_id),
             ),
             subjects.CMD_RUN_START,
         )
@@ -179,7 +187,7 @@ class MessageService:
             scope.make(
                 RunCancel,
                 RunCancelData(cause=cause, requested_by=who.user_id),
-                id=f"{run_id}:cancel",
+                id=run_cancel_id(run_id),
             ),
             subjects.CMD_RUN_CANCEL,
         )

@@ -29,6 +29,7 @@ import stamina
 from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, Unavailable, UsageIngest, UsageIngestData, UsageRecord, subjects
+from apex_contracts.dedupe_ids import usage_ingest_id
 from apex_contracts.errors import ApexError
 from apex_contracts.queries import Q_USAGE_AGGREGATE, UsageAggregate, UsageFilter, UsageRows
 from apex_contracts.streams import APEX_CMD
@@ -145,7 +146,7 @@ class UsageCommitter:
 
     async def _publish(self, upload: UploadCommits, records: list[UsageRecord]) -> None:
         command = UsageIngest(
-            id=f"{upload.batch_id}:{upload.parts}",
+            id=usage_ingest_id(upload.batch_id, upload.parts),
             tenant_id=upload.tenant_id,
             user_id=upload.user_id,
             data=UsageIngestData(batch_id=upload.batch_id, source=upload.source, records=records),

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import orjson
 from opentelemetry.trace import SpanKind
 
 from apex_contracts import (
@@ -36,9 +35,10 @@ from apex_contracts import (
     subjects,
     utcnow,
 )
+from apex_contracts.dedupe_ids import agent_step_id, run_accepted_id, run_queued_id, terminal_id
 from apex_contracts.errors import ErrorCode
 from apex_orchestrator.admission import Admitted, DoubleTexting, Queued, Rejected, Slot, UserSlots
-from apex_orchestrator.endings import RunEndings, fold_run, terminal_id
+from apex_orchestrator.endings import RunEndings, fold_run
 from apex_orchestrator.policy import (
     Accept,
     Cancel,
@@ -52,7 +52,7 @@ from apex_orchestrator.policy import (
     next_deadline,
     step_timeout,
 )
-from apex_orchestrator.state import RunState
+from apex_orchestrator.state import RunState, read_logged
 from apex_runtime import Bus, SubjectWatch, keep_alive, log_context, tracing
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class RunDriver:
                         run.scope.make(
                             RunQueued,
                             RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),  # type: ignore[arg-type]
-                            id=f"{run.run_id}:queued",
+                            id=run_queued_id(run.run_id),
                             causation_id=run.command.id,
                         )
                     )
@@ -260,12 +260,12 @@ class RunDriver:
             run.scope.make(
                 RunAccepted,
                 RunAcceptedData(message_id=run.command.data.message_id, question=run.command.data.text),
-                id=f"{run.run_id}:accepted",
+                id=run_accepted_id(run.run_id),
                 causation_id=run.command.id,
             )
         )
         self.metrics.runs_started.inc()
-        await self._until_logged(run, f"{run.run_id}:accepted")
+        await self._until_logged(run, run_accepted_id(run.run_id))
 
     # --- steps ----------------------------------------------------------------------
 
@@ -344,7 +344,7 @@ class RunDriver:
                         budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
                         deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
                     ),
-                    id=f"{run.run_id}:{step}:agent.step",
+                    id=agent_step_id(run.run_id, step),
                     agent=agent,  # type: ignore[arg-type]
                     causation_id=run.command.id,
                 ),
@@ -381,8 +381,8 @@ class RunDriver:
         state = run.state
         async for seq, data in self.bus.read_subject(run.subject, after_seq=state.last_seq):
             state.last_seq = max(state.last_seq, seq)
-            event = orjson.loads(data)
-            if event.get("run_id") == state.run_id:
+            event = read_logged(state.run_id, data)
+            if event is not None and event.run_id == state.run_id:
                 state.apply(event)
 
 

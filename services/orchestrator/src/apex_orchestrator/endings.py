@@ -28,17 +28,13 @@ from apex_contracts import (
     ThreadEvent,
     subjects,
 )
+from apex_contracts.dedupe_ids import run_cancel_requested_id, terminal_id
 from apex_orchestrator.admission import Slot, UserSlots
 from apex_orchestrator.metrics import OrchestratorMetrics, terminal_status
-from apex_orchestrator.state import RunState, UnreadableEvent
+from apex_orchestrator.state import RunState, UnreadableEvent, read_logged
 from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, tracing
 
 log = logging.getLogger(__name__)
-
-
-def terminal_id(run_id: str) -> str:
-    """One id for every terminal event of a run: the stream keeps only the first."""
-    return f"{run_id}:terminal"
 
 
 class RunEndings:
@@ -134,7 +130,7 @@ class RunEndings:
             for_run(scope, run_id).make(
                 RunCancelRequested,
                 RunCancelRequestedData(cause=cause, requested_by=requested_by),
-                id=f"{run_id}:cancel_requested",
+                id=run_cancel_requested_id(run_id),
                 causation_id=causation_id,
             )
         )
@@ -171,9 +167,10 @@ def for_run(scope: Scope, run_id: str) -> Scope:
 
 
 async def fold_run(bus: Bus, scope: Scope, run_id: str) -> RunState:
-    """The run's state from its thread's log."""
+    """The run's state from its thread's log, each event parsed (and upcast) as it is
+    read; raises UnreadableEvent when an event of the run is malformed."""
     subject = subjects.thread_events(scope.tenant_id, scope.user_id, scope.thread_id)
-    history = [(seq, orjson.loads(data)) async for seq, data in bus.read_subject(subject)]
+    history = [(seq, read_logged(run_id, data)) async for seq, data in bus.read_subject(subject)]
     return RunState.fold(run_id, history)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from apex_contracts import AgentName, ErrorCode, ErrorInfo
 from apex_contracts.errors import CATALOGUE
-from apex_contracts.report import ReportingOutput
+from apex_contracts.report import ReportingOutput, TriageOutput
 from apex_orchestrator.state import RunState
 
 # An agent that stops because of one of these ends the run: they are the run's limits.
@@ -83,15 +83,16 @@ def next_action(state: RunState, limits: RunLimits, now: datetime) -> Action:
     if not last.done:
         return RunStep(last.step, last.agent)
     if last.agent == "reporting":
-        if last.completed and last.output is not None:
-            return Complete(ReportingOutput.model_validate(last.output))
+        if last.completed and isinstance(last.output, ReportingOutput):
+            return Complete(last.output)
         return Fail(last.failed or error(ErrorCode.AGENT_FAILED))
     done = {s.agent for s in steps if s.done}
-    triage = state.output_of("triage") or {}
+    triage = state.output_of("triage")
+    out_of_scope = isinstance(triage, TriageOutput) and triage.intent == "out_of_scope"
     for agent in state.plan():
         if agent in done:
             continue
-        if agent == "data_helper" and triage.get("intent") == "out_of_scope":
+        if agent == "data_helper" and out_of_scope:
             continue
         return RunStep(last.step + 1, agent)
     return RunStep(last.step + 1, "reporting")

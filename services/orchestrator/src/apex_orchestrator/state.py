@@ -6,14 +6,35 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
-from apex_contracts import TERMINAL, AgentName, ErrorInfo
+from apex_contracts import (
+    AgentCompleted,
+    AgentFailed,
+    AgentName,
+    AgentStarted,
+    ErrorInfo,
+    Event,
+    RunAccepted,
+    RunCancelled,
+    RunCancelRequested,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    StepFailure,
+    StepInputs,
+    ToolCompleted,
+    read_event,
+)
+from apex_contracts.report import AgentOutput, SupervisorOutput
 
+log = logging.getLogger(__name__)
 DEFAULT_PLAN: tuple[AgentName, ...] = ("triage", "data_helper", "reporting")
 
 
@@ -21,6 +42,24 @@ class UnreadableEvent(ValueError):
     """An event of the run that cannot be applied (a producer wrote a malformed one).
     The run cannot be decided on any more: its command fails until it is dead-lettered
     and the run ends with ``run.failed``."""
+
+
+def read_logged(run_id: str, raw: bytes) -> Event | None:
+    """One message of the run's thread, parsed (and upcast) where it is read: None for a
+    type this orchestrator does not know, or a malformed event of another run (not this
+    run's to decide on); raises UnreadableEvent for a malformed event of ``run_id``."""
+    try:
+        return read_event(raw)
+    except (ValidationError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            message = {}
+        of_run = isinstance(message, dict) and message.get("run_id") == run_id
+        if of_run:
+            raise UnreadableEvent(f"event {message.get('id')} of run {run_id} is malformed: {exc!r}") from exc
+        log.warning("skipping a malformed event on the thread of run %s: %r", run_id, exc)
+        return None
 
 
 @dataclass
@@ -31,7 +70,7 @@ class StepState:
     started_at: datetime | None = None
     completed: bool = False
     failed: ErrorInfo | None = None
-    output: dict[str, Any] | None = None
+    output: AgentOutput | None = None
     tokens: int = 0
 
     @property
@@ -64,68 +103,72 @@ class RunState:
     applied: set[str] = field(default_factory=set)
 
     @classmethod
-    def fold(cls, run_id: str, events: list[tuple[int, dict[str, Any]]]) -> RunState:
+    def fold(cls, run_id: str, events: Iterable[tuple[int, Event | None]]) -> RunState:
+        """The state from the thread's events in log order (None: a message the reader
+        skipped, which still counts as read)."""
         state = cls(run_id=run_id)
         questions: dict[str, str] = {}
         for seq, event in events:
             state.last_seq = max(state.last_seq, seq)
-            if event.get("run_id") == run_id:
+            if event is None:
+                continue
+            if event.run_id == run_id:
                 state.apply(event)
             else:
                 state._remember_turn(event, questions)
         return state
 
-    def _remember_turn(self, event: dict[str, Any], questions: dict[str, str]) -> None:
-        data = event.get("data") or {}
-        other_run = event.get("run_id")
-        if event.get("type") == "run.accepted" and other_run:
-            questions[other_run] = str(data.get("question", ""))
-        elif event.get("type") == "run.completed" and other_run in questions:
-            answer = str((data.get("response") or {}).get("text", ""))
-            self.history.append(Turn(question=questions.pop(other_run), answer=answer))
+    def _remember_turn(self, event: Event, questions: dict[str, str]) -> None:
+        """Earlier runs of the thread: their questions and answers, for follow-ups."""
+        match event:
+            case RunAccepted(run_id=str(other_run)):
+                questions[other_run] = event.data.question
+            case RunCompleted(run_id=str(other_run)) if other_run in questions:
+                answer = event.data.response.text
+                self.history.append(Turn(question=questions.pop(other_run), answer=answer))
+            case _:
+                pass
 
-    def apply(self, event: dict[str, Any]) -> None:
+    def apply(self, event: Event) -> None:
         """Applies one event of this run; an event already applied (same id) is ignored."""
-        event_id = event.get("id")
-        if event_id in self.applied:
+        if event.id in self.applied:
             return
-        if event_id:
-            self.applied.add(event_id)
-        kind = event.get("type")
-        data = event.get("data") or {}
-        at = _time(event)
-        if kind == "run.accepted":
-            self.accepted = True
-            self.accepted_at = at
-        elif kind == "run.queued" and data.get("reason", "concurrency") == "concurrency":
-            # only the double-texting queue is the orchestrator's; the gateway's
-            # waiting_for_service note says nothing about the user's run slots
-            self.queued = True
-        elif kind == "run.cancel_requested":
-            self.cancel_cause = self.cancel_cause or str(data.get("cause", "user"))
-        elif kind in TERMINAL:
-            self.terminal = self.terminal or kind
-        elif kind in ("agent_started", "agent_completed", "agent_failed"):
-            try:
-                self._apply_step(kind, data, at)
-            except (KeyError, TypeError, ValueError, ValidationError) as exc:
-                raise UnreadableEvent(f"event {event_id} of run {self.run_id} is malformed: {exc!r}") from exc
-        elif kind == "tool_completed":
-            self.tool_calls += 1
+        self.applied.add(event.id)
+        match event:
+            case RunAccepted():
+                self.accepted = True
+                self.accepted_at = event.occurred_at
+            case RunQueued() if event.data.reason == "concurrency":
+                # only the double-texting queue is the orchestrator's; the gateway's
+                # waiting_for_service note says nothing about the user's run slots
+                self.queued = True
+            case RunCancelRequested():
+                self.cancel_cause = self.cancel_cause or event.data.cause
+            case RunCompleted() | RunFailed() | RunCancelled():
+                self.terminal = self.terminal or event.type
+            case AgentStarted() | AgentCompleted() | AgentFailed():
+                self._apply_step(event)
+            case ToolCompleted():
+                self.tool_calls += 1
+            case _:
+                pass
 
-    def _apply_step(self, kind: str, data: dict[str, Any], at: datetime | None) -> None:
-        step = int(data["step"])
-        current = self.steps.setdefault(step, StepState(step=step, agent=data["agent"]))
+    def _apply_step(self, event: AgentStarted | AgentCompleted | AgentFailed) -> None:
+        data = event.data
+        current = self.steps.setdefault(data.step, StepState(step=data.step, agent=data.agent))
         current.started = True
-        current.started_at = current.started_at or at
-        if kind == "agent_completed":
-            current.completed = True
-            current.output = data.get("output")
-            current.tokens = int(data.get("tokens", 0))
-            self.llm_tokens += current.tokens
-            self.llm_cost_usd += float(data.get("llm_cost_usd", 0.0))
-        elif kind == "agent_failed":
-            current.failed = ErrorInfo.model_validate(data["error"])
+        current.started_at = current.started_at or event.occurred_at
+        match event:
+            case AgentCompleted():
+                current.completed = True
+                current.output = event.data.output
+                current.tokens = event.data.tokens
+                self.llm_tokens += current.tokens
+                self.llm_cost_usd += event.data.llm_cost_usd
+            case AgentFailed():
+                current.failed = event.data.error
+            case _:
+                pass
 
     # --- what the next decision needs ---------------------------------------------
 
@@ -136,7 +179,7 @@ class RunState:
         last = self.steps[max(self.steps)]
         return None if last.done else last
 
-    def output_of(self, agent: AgentName) -> dict[str, Any] | None:
+    def output_of(self, agent: AgentName) -> AgentOutput | None:
         for step in sorted(self.steps.values(), key=lambda s: s.step, reverse=True):
             if step.agent == agent and step.completed:
                 return step.output
@@ -144,29 +187,18 @@ class RunState:
 
     def plan(self) -> tuple[AgentName, ...]:
         supervisor = self.output_of("supervisor")
-        if supervisor is None:
+        if not isinstance(supervisor, SupervisorOutput):
             return DEFAULT_PLAN
-        planned = tuple(supervisor.get("plan") or DEFAULT_PLAN)
+        planned = tuple(supervisor.plan or DEFAULT_PLAN)
         return tuple(a for a in planned if a != "reporting") + ("reporting",)
 
-    def inputs(self) -> dict[str, Any]:
+    def inputs(self) -> StepInputs:
         """What later agents receive: every earlier agent's output, and failures."""
-        out: dict[str, Any] = {}
+        outputs: dict[str, AgentOutput] = {}
+        failures: list[StepFailure] = []
         for step in sorted(self.steps.values(), key=lambda s: s.step):
             if step.completed and step.output is not None:
-                out[step.agent] = step.output
+                outputs[step.agent] = step.output
             elif step.failed is not None:
-                out.setdefault("failures", []).append(
-                    {"agent": step.agent, "error": step.failed.model_dump()}
-                )
-        return out
-
-
-def _time(event: dict[str, Any]) -> datetime | None:
-    raw = event.get("occurred_at")
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(str(raw))
-    except ValueError:
-        return None
+                failures.append(StepFailure(agent=step.agent, error=step.failed))
+        return StepInputs.model_validate({**outputs, "failures": failures})

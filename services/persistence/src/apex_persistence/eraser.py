@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from apex_contracts import Unavailable
 from apex_contracts.audit import AuditEntry, audit_subject
+from apex_contracts.dedupe_ids import erasure_audit_id
 from apex_contracts.streams import APEX_AUDIT, APEX_EVT, projector_consumer
 from apex_persistence.postgres.db import PG_FAILURES
 from apex_persistence.postgres.erasures import ErasureLedger
@@ -33,7 +34,7 @@ STORES_ERASED: Final = ("postgres", "redis", "clickhouse", "events_archive", "ev
 
 def erasure_audit(erasure: Erasure, removed_audit_entries: int = 0) -> AuditEntry:
     return AuditEntry(
-        id=f"erasure:{erasure.event_id}"[:100],
+        id=erasure_audit_id(erasure.event_id),
         tenant_id=erasure.tenant_id,
         action="data.erased",
         outcome="success",

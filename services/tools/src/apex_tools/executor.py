@@ -45,6 +45,7 @@ from apex_contracts import (
     ToolExecutingData,
     Unavailable,
 )
+from apex_contracts.dedupe_ids import tool_event_id
 from apex_contracts.errors import CATALOGUE
 from apex_runtime import CircuitBreaker, Health, log_context, tracing
 from apex_runtime.bus import Bus
@@ -247,7 +248,7 @@ class ToolExecutor:
                     arguments=command.data.arguments,
                     agent=command.agent,
                 ),
-                id=f"{command.run_id}:{command.data.call_id}:tool_executing",
+                id=tool_event_id(str(command.run_id), command.data.call_id, "tool_executing"),
                 agent=command.agent,
                 causation_id=command.id,
             )
@@ -308,7 +309,7 @@ class ToolExecutor:
                     result=entry.result,
                     error=entry.error,
                 ),
-                id=f"{command.run_id}:{command.data.call_id}:tool_completed",
+                id=tool_event_id(str(command.run_id), command.data.call_id, "tool_completed"),
                 agent=command.agent,
                 causation_id=command.id,
             )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from apex_agents.analyst.bind import Binder, evidence_of, say
+from apex_contracts.commands import StepFailure
 from apex_contracts.envelope import Model
 from apex_contracts.figures import Figure
 from apex_contracts.report import (
@@ -71,9 +72,7 @@ def find(evidence: list[ToolEvidence], tool: str, model: type[R], **match: Any) 
     return None if hit is None else (hit[0], hit[1].call_id)
 
 
-def build_report(
-    triage: TriageOutput, evidence: list[ToolEvidence], failures: list[dict[str, Any]]
-) -> Report:
+def build_report(triage: TriageOutput, evidence: list[ToolEvidence], failures: list[StepFailure]) -> Report:
     coverage = find(triage.evidence, "usage_coverage", CoverageResult)
     binder = Binder()
     costs = found(evidence, "cost_breakdown", CostBreakdownResult, group_by="model")
@@ -120,7 +119,7 @@ def build_report(
 def data_gaps(
     triage: TriageOutput,
     evidence: list[ToolEvidence],
-    failures: list[dict[str, Any]],
+    failures: list[StepFailure],
     coverage: CoverageResult | None,
 ) -> list[str]:
     gaps = [GAP_TEXT.get(f, f"{f} is missing") for f in triage.missing_fields]
@@ -132,7 +131,7 @@ def data_gaps(
             "(set a price override)"
         )
     gaps += [f"the {e.tool} analysis failed" for e in evidence if e.status != "ok"]
-    gaps += [f"the {f.get('agent')} agent failed" for f in failures]
+    gaps += [f"the {f.agent} agent failed" for f in failures]
     return gaps
 
 

@@ -176,9 +176,7 @@ class LlmDataHelper:
         self.client = client
 
     async def __call__(self, ctx: StepContext) -> tuple[DataHelperOutput, str]:
-        triage = TriageOutput.model_validate(
-            ctx.inputs.get("triage") or {"intent": "general", "sufficiency": "insufficient"}
-        )
+        triage = ctx.inputs.triage or TriageOutput(intent="general", sufficiency="insufficient")
         request = request_for(triage)
         if triage.sufficiency == "insufficient" or triage.intent == "out_of_scope":
             return DataHelperOutput(data_request=request), "Wrote a data request"

@@ -15,7 +15,7 @@ class DataHelper:
     name = "data_helper"
 
     async def run(self, ctx: StepContext) -> tuple[DataHelperOutput, str]:
-        triage = TriageOutput.model_validate(ctx.inputs.get("triage") or _unknown_triage())
+        triage = ctx.inputs.triage or TriageOutput.model_validate(_unknown_triage())
         request = request_for(triage)
         if request is not None:
             await ctx.think(f"Data request prepared: {request.reason}")

@@ -73,11 +73,9 @@ class Reporting:
         self.note = note
 
     async def run(self, ctx: StepContext) -> tuple[ReportingOutput, str]:
-        triage = TriageOutput.model_validate(
-            ctx.inputs.get("triage") or {"intent": "general", "sufficiency": "insufficient"}
-        )
-        helper = DataHelperOutput.model_validate(ctx.inputs.get("data_helper") or {})
-        failures = ctx.inputs.get("failures") or []
+        triage = ctx.inputs.triage or TriageOutput(intent="general", sufficiency="insufficient")
+        helper = ctx.inputs.data_helper or DataHelperOutput()
+        failures = ctx.inputs.failures
         if triage.intent == "out_of_scope":
             report = Report(period=triage.period, total_cost_usd=0, requests=0)
             response = AssistantResponse(text=OUT_OF_SCOPE_TEXT, report=report, kind="out_of_scope")

@@ -25,6 +25,7 @@ from apex_contracts import (
     new_id,
     subjects,
 )
+from apex_contracts.dedupe_ids import thread_erased_id, thread_hidden_id, thread_renamed_id
 from apex_contracts.envelope import Model
 from apex_contracts.events import client_view
 from apex_contracts.frames import UserText
@@ -288,7 +289,7 @@ async def rename_thread(
         scope.make(
             ThreadRenamed,
             ThreadRenamedData(title=body.title.strip()),
-            id=f"{thread_id}:renamed:{new_id('evt')}",
+            id=thread_renamed_id(thread_id, new_id("evt")),
         )
     )
     return {"thread_id": thread_id, "title": body.title.strip()}
@@ -312,10 +313,10 @@ async def delete_thread(
         runs = sorted({record.run_id for _key, record in await runs_of(services.bus, who, thread_id)})
         data, event_id = (
             ThreadDeletedData(erase=True, requested_by=who.user_id, runs=runs),
-            f"{thread_id}:erase:{head}",
+            thread_erased_id(thread_id, head),
         )
     else:
-        data, event_id = ThreadDeletedData(erase=False, requested_by=who.user_id), f"{thread_id}:deleted:hide"
+        data, event_id = ThreadDeletedData(erase=False, requested_by=who.user_id), thread_hidden_id(thread_id)
     await services.bus.publish_event(scope.make(ThreadDeleted, data, id=event_id))
     if erase:
         await services.cursors.forget(who, thread_id)

@@ -9,6 +9,7 @@ import redis.exceptions
 from fastapi import APIRouter, Header
 
 from apex_contracts import AuthFailed, ErrorCode
+from apex_contracts.dedupe_ids import user_erased_id
 from apex_contracts.events import UserErased, UserErasedData
 from apex_contracts.streams import KV_IDEMPOTENCY, KV_RUNS, KV_USER_RUNS
 from apex_gateway.deps import CurrentUser, Services
@@ -42,10 +43,10 @@ async def erase_me(
     token = (authorization or "")[7:].strip()
     if not token:  # an identity not from a Bearer token (never the case today)
         raise AuthFailed(code=ErrorCode.TOKEN_MISSING)
-    await _tombstone(services, who, await runs_of(services.bus, who), ":erased", account_closed=False)
+    await _tombstone(services, who, await runs_of(services.bus, who), account_closed=False)
     await services.accounts.close(token)
     records = await runs_of(services.bus, who)
-    await _tombstone(services, who, records, ":erased:closed", account_closed=True)
+    await _tombstone(services, who, records, account_closed=True)
     forgotten = await _forget_gateway_records(services, who, records)
     return {
         "user_id": who.user_id,
@@ -59,12 +60,11 @@ async def _tombstone(
     services: GatewayServices,
     who: Principal,
     records: list[tuple[str, RunRecord]],
-    suffix: str,
     *,
     account_closed: bool,
 ) -> None:
     tombstone = UserErased(
-        id=f"{who.user_id}{suffix}",
+        id=user_erased_id(who.user_id, account_closed=account_closed),
         tenant_id=who.tenant_id,
         user_id=who.user_id,
         data=UserErasedData(

@@ -23,8 +23,8 @@ from apex_contracts import (
     ThreadDeleted,
     ThreadRenamed,
     ToolExecuting,
-    derive_id,
 )
+from apex_contracts.dedupe_ids import answer_message_id
 from apex_persistence.projection import facts
 from apex_persistence.projection.delivery import Projected
 
@@ -121,7 +121,7 @@ def _collect(changes: HistoryChanges, seq: int, event: Event) -> None:
     elif isinstance(event, ThreadDeleted):
         changes.deletions.append({"id": event.thread_id, "at": event.occurred_at})
     if isinstance(event, RunCompleted) and event.run_id is not None:
-        message_id = derive_id("msg", event.run_id, "assistant")
+        message_id = answer_message_id(event.run_id)
         changes.messages.append(_message(event, message_id, "assistant", event.data.response.text, seq))
     run = run_change(seq, event)
     if run is not None:
