@@ -9,13 +9,21 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_runtime import pg
 
-# Errors meaning "Postgres is not there right now", as opposed to a defect in a query.
-STORE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, OSError, TimeoutError)
+# Errors meaning "Postgres is not there right now", as opposed to a defect in a query. A
+# connection pool with no free connection in time is the same for a caller: retry shortly.
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    PoolTimeout,
+)
 # What a background loop retries: any failure of the driver, the query included.
 STORE_FAILURES: tuple[type[Exception], ...] = (*STORE_ERRORS, DBAPIError)
 
