@@ -15,6 +15,7 @@ import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from apex_contracts import Envelope, ErrorCode, ErrorInfo, ThreadEvent, Unavailable, subjects, validate_id
@@ -30,6 +31,20 @@ from apex_runtime.watch import SubjectWatch
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
+
+# What operators (and the lame duck test) watch while NATS nodes come and go: a retried
+# attempt is invisible to the sender; a failed publish reached it as publish_failed.
+PUBLISHES = Counter(
+    "apex_bus_publishes_total",
+    "durable publishes (Bus.publish) by outcome: stored, or failed after every retry (publish_failed)",
+    ["outcome"],
+)
+PUBLISH_RETRIES = Counter(
+    "apex_bus_publish_retries_total",
+    "publish attempts that met a transient NATS error (a node leaving, a leader election) and were tried again",
+)
+for _outcome in ("stored", "failed"):  # both series exist from the start: an alert sees 0, not nothing
+    PUBLISHES.labels(_outcome)
 
 # How long a read waits for a lagging replica to catch up with what the leader holds.
 _CATCH_UP_S = 15.0
@@ -114,10 +129,14 @@ class Bus(JetStreamTopology):
                 ack = await self.js.publish(subject, payload, headers=headers, timeout=3.0)
             except TRANSIENT_NATS_ERRORS as exc:
                 last = exc
+                PUBLISH_RETRIES.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
+            PUBLISHES.labels("stored").inc()
             return int(ack.seq)
+        PUBLISHES.labels("failed").inc()
+        log.warning("publish_failed: %s not stored after %d attempts: %r", message.type, attempts, last)
         raise Unavailable(
             f"Could not record {message.type} after {attempts} attempts: {last!r}",
             code=ErrorCode.PUBLISH_FAILED,
