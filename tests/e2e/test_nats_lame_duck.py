@@ -18,7 +18,9 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,7 +85,7 @@ async def test_a_lame_duck_node_moves_every_service_without_a_failed_publish(
 
     pid = platform.pid(victim)
     await asyncio.to_thread(lame_duck, pid)
-    signalled = time.monotonic()
+    signalled, signalled_wall = time.monotonic(), time.time()
     in_flight = sum(not c.done.is_set() for c in clients)
     print(
         f"\n{victim} ({', '.join(moving)}) in lame duck mode with {in_flight} of {RUNS_BEFORE} runs in flight"
@@ -116,8 +118,17 @@ async def test_a_lame_duck_node_moves_every_service_without_a_failed_publish(
     for _ in range(RUNS_AFTER):
         start_run()
     await asyncio.wait_for(asyncio.gather(*readers), 180)
-    for client in clients:
-        await _check_client(platform, client)
+    gateway = next(node for node in NODES for name in placed[node] if name.startswith("gateway-"))
+    for i, client in enumerate(clients):
+        try:
+            await _check_client(platform, client)
+        except AssertionError as exc:  # say which run, and where its missing events fell
+            missed = await _missed(platform, client, signalled_wall)
+            phase = "before" if i < RUNS_BEFORE else "during" if i < RUNS_BEFORE + during else "after"
+            raise AssertionError(
+                f"run {i} (started {phase} the signal; gateway on {gateway}, {victim} in lame duck): "
+                f"events not seen live (seq, type, s after the signal): {missed}"
+            ) from exc
 
     after = _publishes(platform)
     stored = after["stored"] - published["stored"]
@@ -148,6 +159,26 @@ def _service_connections(platform: Platform, nodes: tuple[str, ...]) -> dict[str
         names = [str(c.get("name") or "") for c in page.get("connections", [])]
         out[node] = Counter(n for n in names if n.split("-", 1)[0] in START_ORDER)
     return out
+
+
+async def _missed(platform: Platform, client: Client, wall: float) -> list[tuple[int, str, float]]:
+    """The events of ``client``'s thread it did not see live, with when they were stored."""
+    seen = {seq for _at, seq, _event in client.events}
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.get(
+            f"{platform.gateway}/api/v1/threads/{client.thread_id}/events",
+            params={"after_seq": 0, "limit": 5000},
+            headers={"Authorization": f"Bearer {client.user.access_token}"},
+        )
+    return [
+        (item["seq"], item["event"]["type"], round(_stored(item["event"]) - wall, 2))
+        for item in answer.json()["events"]
+        if item["seq"] not in seen
+    ]
+
+
+def _stored(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["occurred_at"]).timestamp()
 
 
 def _names(placed: dict[str, Counter[str]]) -> set[str]:
