@@ -62,6 +62,7 @@ async def test_a_lame_duck_node_moves_every_service_without_a_failed_publish(
     ldm_platform: tuple[Platform, list[User]],
 ) -> None:
     platform, users = ldm_platform
+    began = time.monotonic()
     assert len(nats_servers(platform.recorded_env()["APEX_NATS_URL"])) == 3
     placed = _service_connections(platform, NODES)
     assert sum(placed.values(), Counter()) == Counter(_names(placed)), "a service is not connected once"
@@ -145,6 +146,7 @@ async def test_a_lame_duck_node_moves_every_service_without_a_failed_publish(
     assert "publish_failed" not in log, "a publish failure in the log"
 
     await asyncio.to_thread(platform.wait_restarted, victim, pid, LAME_DUCK_DURATION_S + 30)
+    print(f"{victim} exited and was restarted by apex up; the test took {time.monotonic() - began:.0f} s")
 
 
 def _service_connections(platform: Platform, nodes: tuple[str, ...]) -> dict[str, Counter[str]]:
