@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apex_cli.natscluster import nats_cluster
+from apex_cli.natscluster import LAME_DUCK_DURATION_S, LAME_DUCK_GRACE_S, nats_cluster
 from apex_cli.up import UpError, nats_cluster_size
 from apex_runtime import nats_servers
 
@@ -43,3 +43,14 @@ def test_a_server_list_is_split_on_commas() -> None:
     assert nats_servers(" nats://a:1, nats://b:2 ,") == ["nats://a:1", "nats://b:2"]
     with pytest.raises(ValueError, match="no server"):
         nats_servers(" , ")
+
+
+def test_a_node_in_lame_duck_mode_moves_its_clients_within_a_test(tmp_path: Path) -> None:
+    """nats-server refuses a lame duck duration under 30 s and a grace not below it; a short
+    grace lets the lame duck test see every client move within seconds."""
+    cluster = nats_cluster(tmp_path, 3)
+    assert LAME_DUCK_DURATION_S >= 30 and 0 < LAME_DUCK_GRACE_S < LAME_DUCK_DURATION_S
+    for node in cluster.nodes:
+        config = (tmp_path / node.name / "nats.conf").read_text()
+        assert f"lame_duck_duration: {LAME_DUCK_DURATION_S}s" in config
+        assert f"lame_duck_grace_period: {LAME_DUCK_GRACE_S}s" in config

@@ -1,11 +1,13 @@
 """Embedded NATS nodes as one JetStream cluster on loopback (``APEX_NATS_CLUSTER=3`` in
 ``apex up``, the ``nats_cluster3`` test fixture): routes between the nodes, a data folder
 and a client, route and monitoring port each; ``NatsCluster`` starts them, waits for
-JetStream, names a stream's leader and reads a node's view of a stream."""
+JetStream, names a stream's leader, reads a node's view of a stream and puts a node in
+lame duck mode."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Collection, Sequence
@@ -14,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from apex_cli.embedded import EmbeddedError, EmbeddedServer, free_port, free_ports, nats_binary, port_open
+
+# Lame duck mode (``nats-server --signal ldm``): the node stops accepting clients, waits
+# the grace period, then closes its clients over the rest of the duration (at most one a
+# second), and exits. 30 s is the least nats-server accepts; a short grace, since locally
+# no rolling restart puts several nodes in lame duck at once (k8s/nats/config.yaml: 10 s).
+LAME_DUCK_DURATION_S = 30
+LAME_DUCK_GRACE_S = 2
 
 
 def nats_cluster(
@@ -57,6 +66,8 @@ def nats_cluster(
 listen: 127.0.0.1:{clients[i]}
 http: 127.0.0.1:{monitor_ports[i]}
 max_payload: 8MB
+lame_duck_duration: {LAME_DUCK_DURATION_S}s
+lame_duck_grace_period: {LAME_DUCK_GRACE_S}s
 jetstream {{
   store_dir: "{data_dir / "jetstream"}"
   sync_interval: always
@@ -82,6 +93,13 @@ cluster {{
             )
         )
     return NatsCluster(nodes)
+
+
+def lame_duck(pid: int | Path) -> None:
+    """Puts the nats-server of ``pid`` (or of the pid file at that path) in lame duck mode,
+    as the k8s preStop does (``nats-server --signal ldm=<pid>``); returns at once, the
+    node moves its clients and exits on its own."""
+    subprocess.run([nats_binary(), "--signal", f"ldm={pid}"], check=True, capture_output=True, timeout=10)
 
 
 def _ports_open(*ports: int) -> Callable[[EmbeddedServer], bool]:
@@ -129,6 +147,12 @@ class NatsCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
+
+    def lame_duck(self, node: EmbeddedServer) -> None:
+        """Puts ``node`` in lame duck mode (see ``lame_duck``)."""
+        if node.pid is None:
+            raise EmbeddedError(f"{node.name} is not running")
+        lame_duck(node.pid)
 
     def monitor(self, node: EmbeddedServer, path: str) -> dict[str, Any]:
         """A JSON page of ``node``'s monitoring endpoint (``/jsz?streams=true``, ``/connz``)."""

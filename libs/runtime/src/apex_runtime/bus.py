@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter
 
 from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_id
 from apex_contracts.streams import APEX_EVT
@@ -44,6 +45,20 @@ T = TypeVar("T")
 FOLLOW_HEARTBEAT_S = 2.0
 # JetStream's "sequence not found" (a message deleted or purged already)
 _NO_SUCH_SEQ = 10043
+
+# What operators (and the lame duck test) watch while NATS nodes come and go: a retried
+# attempt is invisible to the sender; a failed publish reached it as publish_failed.
+PUBLISHES = Counter(
+    "apex_bus_publishes_total",
+    "durable publishes (Bus.publish) by outcome: stored, or failed after every retry (publish_failed)",
+    ["outcome"],
+)
+PUBLISH_RETRIES = Counter(
+    "apex_bus_publish_retries_total",
+    "publish attempts that met a transient NATS error (a node leaving, a leader election) and were tried again",
+)
+for _outcome in ("stored", "failed"):  # both series exist from the start: an alert sees 0, not nothing
+    PUBLISHES.labels(_outcome)
 
 
 class _NatsSubscription(Subscription):
@@ -150,10 +165,15 @@ class NatsBus(JetStreamTopology, Bus):
                 wait_max=1.0,
                 wait_jitter=0.05,
             ):
+                if attempt.num > 1:
+                    PUBLISH_RETRIES.inc()
                 with attempt:
                     ack = await self._js.publish(subject, data, headers=headers or None, timeout=3.0)
         except TRANSIENT_NATS_ERRORS as exc:
+            PUBLISHES.labels("failed").inc()
+            log.warning("publish_failed: %s not stored within %.1f s: %r", what, self.publish_retry_s, exc)
             raise Unavailable(f"Could not record {what}: {exc!r}", code=ErrorCode.PUBLISH_FAILED) from exc
+        PUBLISHES.labels("stored").inc()
         return int(ack.seq)
 
     # --- reading the log -----------------------------------------------------------
