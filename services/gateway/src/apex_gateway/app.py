@@ -25,20 +25,26 @@ from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import drain_paced
+from apex_gateway.erasure import UserErasure
 from apex_gateway.errors import ERROR_RESPONSES, install_error_handlers
+from apex_gateway.history import ThreadLog
 from apex_gateway.limits import UserLimits
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
 from apex_gateway.presence import ServiceDirectory
+from apex_gateway.prices import TenantPriceStore
+from apex_gateway.reads import ReadSide
 from apex_gateway.services import GatewayServices
 from apex_gateway.session_watch import watch_sessions
 from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
+from apex_gateway.thread_service import ThreadService
 from apex_gateway.tickets import TicketBook
 from apex_gateway.tokens import ExternalIssuer, KeySet, TokenVerifier
 from apex_gateway.web import mount_web
 from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_gateway.ws.feeds import ThreadFeeds
+from apex_gateway.ws.subscription import SubscriptionPorts
 from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_app, ops_routes, serve_http
 
 log = logging.getLogger(__name__)
@@ -125,20 +131,24 @@ async def build_services(
         unflushed=metrics.cursors_unflushed,
         every_s=CURSOR_FLUSH_EVERY_S,
     )
+    cursors = DeliveryCursors(
+        redis,
+        health.breaker("redis", threshold=3, reset_after_s=2.0),
+        archive,
+        flusher,
+        metrics.cursor_restores,
+    )
+    accounts = AuthAccounts(settings.auth_url, http)
+    prices = TenantPriceStore(bus)
+    history = ThreadLog(bus)
+    feeds = ThreadFeeds(bus.js.subscribe)
     return GatewayServices(
         settings=settings,
-        bus=bus,
         verifier=verifier,
         revocations=revocations,
         connections=connections,
         messages=MessageService(bus, waiting=directory.absent),
-        cursors=DeliveryCursors(
-            redis,
-            health.breaker("redis", threshold=3, reset_after_s=2.0),
-            archive,
-            flusher,
-            metrics.cursor_restores,
-        ),
+        cursors=cursors,
         cursor_flusher=flusher,
         limits=_user_limits(settings, redis, health, metrics, connections),
         directory=directory,
@@ -146,8 +156,20 @@ async def build_services(
         metrics=metrics,
         epoch=await bus.stream_epoch(),
         tickets=TicketBook(bus),
-        feeds=ThreadFeeds(bus.js.subscribe),
-        accounts=AuthAccounts(settings.auth_url, http),
+        feeds=feeds,
+        accounts=accounts,
+        history=history,
+        threads=ThreadService(bus),
+        reads=ReadSide(bus, prices),
+        prices=prices,
+        erasure=UserErasure(bus, cursors, accounts),
+        subscriptions=SubscriptionPorts(
+            history,
+            feeds,
+            metrics,
+            ack_timeout_s=settings.ack_timeout_ms / 1000,
+            max_unacked=settings.ws_send_queue,
+        ),
     )
 
 
@@ -171,7 +193,7 @@ def _user_limits(
     )
 
 
-async def watch_revocations(services: GatewayServices) -> None:
+async def watch_revocations(services: GatewayServices, bus: Bus) -> None:
     """Closes every socket of a revoked session on this gateway, at once."""
 
     async def on_revoked(msg: Msg) -> None:
@@ -184,7 +206,7 @@ async def watch_revocations(services: GatewayServices) -> None:
         for conn in services.connections.of_session(revoked.session_id):
             conn.end(CLOSE_UNAUTHORIZED, ErrorCode.SESSION_REVOKED.value)
 
-    await services.bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
+    await bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
 
 
 async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None:
@@ -215,7 +237,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
     redis = aioredis.Redis(connection_pool=pool)
     async with httpx.AsyncClient() as http:
         services = await build_services(settings, bus, http, redis)
-        await watch_revocations(services)
+        await watch_revocations(services, bus)
         server, server_task = await serve_http(
             create_app(services, http),
             settings.http_host,

@@ -15,32 +15,15 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import Field
 
-from apex_contracts import (
-    NotFound,
-    Scope,
-    ThreadDeleted,
-    ThreadDeletedData,
-    ThreadRenamed,
-    ThreadRenamedData,
-    new_id,
-    subjects,
-)
+from apex_contracts import NotFound, subjects
 from apex_contracts.envelope import Model
 from apex_contracts.events import client_view
 from apex_contracts.frames import UserText
-from apex_contracts.queries import (
-    Q_THREADS_GET,
-    Q_THREADS_LIST,
-    ThreadDetail,
-    ThreadGet,
-    ThreadsList,
-    ThreadsPage,
-)
+from apex_contracts.queries import ThreadDetail, ThreadsPage
 from apex_gateway.deps import CurrentUser, Services
 from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
 from apex_gateway.errors import ErrorBody
-from apex_gateway.history import NextEvent, ReplayIncomplete, archived_events
-from apex_gateway.messages import runs_of
+from apex_gateway.history import NextEvent, ReplayIncomplete
 from apex_gateway.reconnect import reconnect_spread_ms
 from apex_gateway.services import GatewayServices
 from apex_gateway.tokens import Principal
@@ -56,17 +39,13 @@ async def list_threads(
     cursor: str | None = None,
     search: Annotated[UserText | None, Query(max_length=200)] = None,
 ) -> ThreadsPage:
-    query = ThreadsList(
-        tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, cursor=cursor, search=search
-    )
-    return await services.bus.query(Q_THREADS_LIST, query, ThreadsPage)
+    return await services.threads.list(who, limit, cursor, search)
 
 
 @router.get("/{thread_id}", response_model=ThreadDetail)
 async def get_thread(thread_id: str, who: CurrentUser, services: Services) -> ThreadDetail:
     await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}")
-    query = ThreadGet(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    return await services.bus.query(Q_THREADS_GET, query, ThreadDetail)
+    return await services.threads.get(who, thread_id)
 
 
 class ThreadEvent(Model):
@@ -115,7 +94,7 @@ async def thread_events(
     await services.feeds.join(subject, thread_id, waiter)
     try:
         # joined first, then looked again: an event stored in between is not missed
-        if await services.bus.last_seq(subject) <= after_seq:
+        if await services.history.head(subject) <= after_seq:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.arrived.wait(), wait_s)
     finally:
@@ -128,12 +107,12 @@ async def thread_events(
 async def _events_after(
     services: GatewayServices, who: Principal, thread_id: str, subject: str, after_seq: int, limit: int
 ) -> ThreadEvents:
-    bus = services.bus
-    first_kept, head = await asyncio.gather(bus.first_seq(), bus.last_seq(subject))
+    history = services.history
+    first_kept, head = await asyncio.gather(history.first_kept(), history.head(subject))
     events: list[ThreadEvent] = []
     after = after_seq
     if after + 1 < first_kept:
-        archive = await archived_events(bus, who, thread_id, after, first_kept, limit)
+        archive = await history.archived(who, thread_id, after, first_kept, limit)
         for item in archive.in_order():
             if isinstance(item[1], int):  # a gap: what precedes it is served first, then the gap
                 if not events:
@@ -149,7 +128,7 @@ async def _events_after(
         after = max(after, first_kept - 1) if len(events) < limit else events[-1].seq
         head = max(head, events[-1].seq if events else 0)
     if len(events) < limit:
-        async for seq, data in bus.read_subject(subject, after_seq=after, batch=min(limit, 1000)):
+        async for seq, data in history.read(subject, after_seq=after, batch=min(limit, 1000)):
             events.append(ThreadEvent(seq=seq, event=client_view(orjson.loads(data))))
             if len(events) >= limit:
                 break
@@ -189,9 +168,9 @@ def _sse_event(seq: int, thread_id: str, event: dict[str, Any]) -> bytes:
 async def _sse_from_archive(
     services: GatewayServices, who: Principal, subject: str, thread_id: str, after: int
 ) -> AsyncIterator[bytes]:
-    first_kept = await services.bus.first_seq()
+    first_kept = await services.history.first_kept()
     if after + 1 < first_kept:
-        archive = await archived_events(services.bus, who, thread_id, after, first_kept)
+        archive = await services.history.archived(who, thread_id, after, first_kept)
         for item in archive.in_order():
             if isinstance(item[1], int):  # a gap, where it falls
                 gap = ReplayIncomplete(thread_id, item[1] + 1, item[0])
@@ -283,14 +262,7 @@ async def rename_thread(
 ) -> dict[str, str]:
     """Appends ``thread.renamed``; the thread list shows the new title once projected."""
     await _owned(services, who, thread_id, "PATCH /api/v1/threads/{thread_id}")
-    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    await services.bus.publish_event(
-        scope.make(
-            ThreadRenamed,
-            ThreadRenamedData(title=body.title.strip()),
-            id=f"{thread_id}:renamed:{new_id('evt')}",
-        )
-    )
+    await services.threads.rename(who, thread_id, body.title.strip())
     return {"thread_id": thread_id, "title": body.title.strip()}
 
 
@@ -304,19 +276,7 @@ async def delete_thread(
     """Appends the ``thread.deleted`` tombstone: the thread disappears from every view;
     with ``erase=true`` its content is removed from every store and the archive."""
     subject = await _owned(services, who, thread_id, "DELETE /api/v1/threads/{thread_id}")
-    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    if erase:
-        # The erasure covers the thread up to its tombstone and the later facts of its runs
-        # (any still going); erased again later, it reaches the thread's new head.
-        head = await services.bus.last_seq(subject, leader=True)
-        runs = sorted({record.run_id for _key, record in await runs_of(services.bus, who, thread_id)})
-        data, event_id = (
-            ThreadDeletedData(erase=True, requested_by=who.user_id, runs=runs),
-            f"{thread_id}:erase:{head}",
-        )
-    else:
-        data, event_id = ThreadDeletedData(erase=False, requested_by=who.user_id), f"{thread_id}:deleted:hide"
-    await services.bus.publish_event(scope.make(ThreadDeleted, data, id=event_id))
+    await services.threads.delete(who, thread_id, subject, erase=erase)
     if erase:
         await services.cursors.forget(who, thread_id)
     return {"thread_id": thread_id, "deleted": True, "erase": erase}

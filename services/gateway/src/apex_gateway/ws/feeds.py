@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -25,6 +25,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.events import client_view
+from apex_gateway.ws.ports import Listener
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,6 @@ def epoch_s(occurred_at: Any) -> float | None:
         return datetime.fromisoformat(occurred_at).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-class Listener(Protocol):
-    def live(self, seq: int, frame: str, occurred_at: float | None) -> None:
-        """One event as it was stored; called in stream order."""
-        ...
 
 
 @dataclass
