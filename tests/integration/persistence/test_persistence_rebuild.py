@@ -63,7 +63,7 @@ def live_runners(
 
 def rebuilder(bus: Bus, pg: Database, redis_client: aioredis.Redis, analytics: ChdbStore) -> Rebuilder:
     return Rebuilder(
-        bus.nc,
+        bus,
         pg,
         redis_client,
         analytics,

@@ -109,7 +109,7 @@ async def test_each_store_keeps_its_window_and_a_rebuild_keeps_the_same(
 
     swept = (await dump_postgres(pg), await dump_clickhouse(analytics))
     rebuilding = Rebuilder(
-        bus.nc, pg, redis_client, analytics, retention=WINDOW, redis_keep=100, redis_ttl_s=86_400
+        bus, pg, redis_client, analytics, retention=WINDOW, redis_keep=100, redis_ttl_s=86_400
     )
     await rebuilding.run("postgres")
     await rebuilding.run("clickhouse")

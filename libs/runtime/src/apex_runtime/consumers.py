@@ -34,6 +34,7 @@ from apex_contracts import ApexError, Cancelled, ErrorCode, ErrorInfo, subjects
 from apex_contracts.errors import InvalidId
 from apex_contracts.ids import validate_id
 from apex_contracts.streams import ConsumerSpec
+from apex_runtime.port import Bus, Notice, Subscription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,7 +94,7 @@ def heartbeat_every(spec: ConsumerSpec) -> float:
 
 
 def poison_guard(
-    publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
+    publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[object]],
     on_poison: PoisonHandler,
     consumers: Iterable[ConsumerSpec],
     *,
@@ -115,7 +116,7 @@ class _PoisonGuard(BaseMiddleware):
         /,
         *,
         context: Any,
-        publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
+        publish_raw: Callable[[str, bytes, dict[str, str]], Awaitable[object]],
         on_poison: PoisonHandler,
         specs: Mapping[str, ConsumerSpec],
         backoff_s: tuple[float, ...] | None,
@@ -295,18 +296,18 @@ class RunCancellations:
                 if not running:
                     del self._tasks[run_id]
 
-    async def listen(self, nc: Any) -> Any:
+    async def listen(self, bus: Bus) -> Subscription:
         """Subscribes to ``apex.ctl.cancel.*`` (every replica hears every broadcast)."""
 
-        async def on_cancel(msg: Msg) -> None:
+        async def on_cancel(notice: Notice) -> None:
             try:
-                run_id = validate_id(msg.subject.rsplit(".", 1)[-1], "run")
+                run_id = validate_id(notice.subject.rsplit(".", 1)[-1], "run")
             except InvalidId:
                 return
             if self.cancel(run_id):
                 log.info("interrupted the work of run %s", run_id)
 
-        return await nc.subscribe(subjects.CTL_CANCEL_ALL, cb=on_cancel)
+        return await bus.listen(subjects.CTL_CANCEL_ALL, on_cancel)
 
     def _forget_old(self) -> None:
         if len(self._cancelled) < 1024:

@@ -13,10 +13,11 @@ from faststream.nats import NatsBroker, NatsRouter
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.streams import ConsumerSpec
-from apex_runtime.bus import Bus, nats_servers
+from apex_runtime.bus import NatsBus, nats_servers
 from apex_runtime.consumers import RunCancellations
 from apex_runtime.lag import watch_consumer_lag
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, serve_http
+from apex_runtime.port import Bus
 from apex_runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class ServiceHost:
                 f"Cannot reach NATS at {self.settings.nats_url}: {exc}",
                 code=ErrorCode.BUS_UNAVAILABLE,
             ) from exc
-        self._bus = Bus(
+        self._bus = NatsBus(
             self.broker.connection,
             replicas=self.settings.nats_replicas,
             stream_max_bytes=self.settings.nats_stream_max_bytes,
@@ -71,7 +72,7 @@ class ServiceHost:
         broadcast; its figures (``work_in_flight``, ``work_interrupted``) appear in the
         heartbeat and on /metrics."""
         cancels = RunCancellations()
-        await cancels.listen(self.bus.nc)
+        await cancels.listen(self.bus)
         self.health.add_probe("work_in_flight", lambda: cancels.in_flight)
         self.health.add_probe("work_interrupted", lambda: cancels.interrupted)
         return cancels

@@ -11,16 +11,14 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-import nats.js.errors
 from prometheus_client import Gauge
 
 from apex_contracts.streams import ConsumerSpec
-from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus
 from apex_runtime.ops import Health
+from apex_runtime.port import Bus
+from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 
 log = logging.getLogger(__name__)
-# a consumer not created yet, or the bus unavailable: read again next turn
-_NOT_READ: tuple[type[BaseException], ...] = (nats.js.errors.NotFoundError, *TRANSIENT_NATS_ERRORS)
 
 PENDING = Gauge(
     "apex_consumer_pending_messages",
@@ -58,12 +56,15 @@ async def watch_consumer_lag(
 
 async def _read(bus: Bus, health: Health, spec: ConsumerSpec) -> None:
     try:
-        info = await bus.js.consumer_info(spec.stream, spec.durable, timeout=2.0)
-    except _NOT_READ as exc:
+        state = await bus.consumer_state(spec.stream, spec.durable)
+    except TRANSIENT_NATS_ERRORS as exc:
         log.debug("consumer %s not read: %r", spec.durable, exc)
         return
+    if state is None:
+        log.debug("consumer %s not created yet", spec.durable)
+        return
     labels = (health.service, spec.durable)
-    PENDING.labels(*labels).set(info.num_pending or 0)
-    ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
-    REDELIVERED.labels(*labels).set(info.num_redelivered or 0)
-    health.details[f"{spec.durable}_pending"] = int(info.num_pending or 0)
+    PENDING.labels(*labels).set(state.pending)
+    ACK_PENDING.labels(*labels).set(state.ack_pending)
+    REDELIVERED.labels(*labels).set(state.redelivered)
+    health.details[f"{spec.durable}_pending"] = state.pending

@@ -21,7 +21,8 @@ from starlette.routing import Route
 from apex_contracts import Heartbeat, subjects
 from apex_contracts.health import HEARTBEAT_INTERVAL_S
 from apex_runtime.breaker import CircuitBreaker
-from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus
+from apex_runtime.port import Bus
+from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[bool] | bool]
@@ -140,7 +141,7 @@ async def heartbeat_loop(bus: Bus, health: Health, stop: asyncio.Event) -> None:
     while not stop.is_set():
         beat = await health.heartbeat()
         try:
-            await bus.nc.publish(subject, beat.model_dump_json().encode())
+            await bus.broadcast(subject, beat.model_dump_json().encode())
         except TRANSIENT_NATS_ERRORS as exc:
             HEARTBEATS.labels(health.service, "failed").inc()
             log.warning("heartbeat not sent: %r", exc)

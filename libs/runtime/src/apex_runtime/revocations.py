@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from apex_contracts import subjects
 from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, SessionRevoked, revoked_session_key
 from apex_runtime.breaker import CircuitBreaker, CircuitOpen
+from apex_runtime.port import Bus, Notice, Subscription
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, CircuitOpen)
@@ -71,15 +70,15 @@ class SessionRevocations:
                     revoked.add(sid)
         return revoked
 
-    async def listen(self, nc: Any) -> Any:
+    async def listen(self, bus: Bus) -> Subscription:
         """Remembers every revocation broadcast from now on (returns the subscription)."""
 
-        async def on_revoked(msg: Msg) -> None:
+        async def on_revoked(notice: Notice) -> None:
             try:
-                revoked = SessionRevoked.model_validate_json(msg.data)
+                revoked = SessionRevoked.model_validate_json(notice.data)
             except ValidationError:
                 log.warning("ignoring a malformed revocation broadcast")
                 return
             self.remember(revoked.session_id)
 
-        return await nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
+        return await bus.listen(subjects.CTL_SESSION_REVOKED, on_revoked)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Errors after which a request (a publish, an API call) may succeed if tried again: a
 # connection moving to another server, a cluster electing a leader.
-TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_NATS_ERRORS: tuple[type[Exception], ...] = (
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
     nats.errors.ConnectionClosedError,
@@ -63,7 +63,7 @@ _KV_BUCKETS: dict[str, tuple[float, int]] = {
 class JetStreamTopology:
     """Streams, buckets and consumer capacities (a mixin of ``Bus``)."""
 
-    js: JetStreamContext
+    _js: JetStreamContext
     replicas: int
     stream_max_bytes: Mapping[str, int]
 
@@ -89,7 +89,7 @@ class JetStreamTopology:
         for spec in STREAMS:
             await self._ensure_stream(spec)
         for bucket, (ttl, history) in _KV_BUCKETS.items():
-            await self.js.create_key_value(
+            await self._js.create_key_value(
                 KeyValueConfig(
                     bucket=bucket,
                     history=history,
@@ -122,11 +122,11 @@ class JetStreamTopology:
     async def _ensure_stream(self, spec: StreamSpec) -> None:
         config = self.stream_config(spec)
         try:
-            await self.js.add_stream(config)
+            await self._js.add_stream(config)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != 10058:  # stream name already in use with a different config
                 raise
-            await self.js.update_stream(config)
+            await self._js.update_stream(config)
 
     async def ensure_consumer(self, spec: ConsumerSpec) -> None:
         """Brings an existing durable consumer's ``max_ack_pending`` to ``spec``'s (a
@@ -134,12 +134,12 @@ class JetStreamTopology:
         changed capacity would not reach it). A missing consumer is left to the
         subscriber that creates it from ``spec``."""
         try:
-            info = await self.js.consumer_info(spec.stream, spec.durable)
+            info = await self._js.consumer_info(spec.stream, spec.durable)
         except nats.js.errors.NotFoundError:
             return
         if info.config.max_ack_pending == spec.max_ack_pending:
             return
-        await self.js.add_consumer(
+        await self._js.add_consumer(
             spec.stream, config=info.config.evolve(max_ack_pending=spec.max_ack_pending)
         )
         log.info(

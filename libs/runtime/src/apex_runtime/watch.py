@@ -8,10 +8,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from nats.aio.msg import Msg
 
 if TYPE_CHECKING:
-    from apex_runtime.bus import Bus
+    from apex_runtime.port import Bus, Notice, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +26,25 @@ class SubjectWatch:
         self._rescan_every_s = rescan_every_s
         self._seen: list[dict[str, Any]] = []
         self._arrived = asyncio.Condition()
-        self._sub: Any = None
+        self._sub: Subscription | None = None
 
     async def __aenter__(self) -> SubjectWatch:
-        async def on_message(msg: Msg) -> None:
+        async def on_message(notice: Notice) -> None:
             try:
-                message = orjson.loads(msg.data)
+                message = orjson.loads(notice.data)
             except orjson.JSONDecodeError:
-                log.warning("ignoring a non-JSON message on %s", msg.subject)
+                log.warning("ignoring a non-JSON message on %s", notice.subject)
                 return
             async with self._arrived:
                 self._seen.append(message)
                 self._arrived.notify_all()
 
-        self._sub = await self._bus.nc.subscribe(self._subject, cb=on_message)
+        self._sub = await self._bus.listen(self._subject, on_message)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._sub is not None and not self._bus.nc.is_closed:
-            await self._sub.unsubscribe()
+        if self._sub is not None:
+            await self._sub.stop()
 
     def mark(self) -> int:
         """A position: ``wait_for(since=mark)`` ignores messages that arrived before it."""

@@ -63,9 +63,6 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
         metrics=agents_metrics(),
     )
 
-    async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
-        await bus.js.publish(subject, data, headers=headers)
-
     async def on_poison(raw: bytes, error: ErrorInfo) -> None:
         """A step that fails on every delivery is recorded as failed; the orchestrator
         then lets reporting answer (or fails the run if reporting itself is poisoned)."""
@@ -89,7 +86,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
         AGENT_STEP_CONSUMER, per_replica=settings.agents_max_concurrent, replicas=settings.agents_max_replicas
     )
     await bus.ensure_consumer(consumer)
-    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [consumer]))
+    host.broker.add_middleware(poison_guard(bus.dead_letter, on_poison, [consumer]))
     host.include(build_router(runner, settings.agents_max_concurrent, consumer))
     await host.start()
     host.watch_consumers(consumer)

@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
-from nats.js import JetStreamContext
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apex_auth import metrics
 from apex_auth.db import STORE_FAILURES
 from apex_auth.tables import audit_outbox
-from apex_contracts import new_id, utcnow
+from apex_contracts import Unavailable, new_id, utcnow
 from apex_contracts.audit import AuditAction, AuditEntry, audit_subject
-from apex_runtime import TRANSIENT_NATS_ERRORS
+from apex_runtime import TRANSIENT_NATS_ERRORS, Bus
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +89,14 @@ class AuditRelay:
     def __init__(
         self,
         engine: AsyncEngine,
-        js: JetStreamContext,
+        bus: Bus,
         *,
         batch: int = 100,
         poll_s: float = 1.0,
         max_backoff_s: float = 5.0,
     ) -> None:
         self._engine = engine
-        self._js = js
+        self._bus = bus
         self._batch = batch
         self._poll_s = poll_s
         self._max_backoff_s = max_backoff_s
@@ -141,7 +140,7 @@ class AuditRelay:
             for row in rows:
                 try:
                     await self._publish(row.id, row.tenant_id, row.entry)
-                except NATS_ERRORS as exc:
+                except (*NATS_ERRORS, Unavailable) as exc:  # Unavailable: the bus's retries ran out
                     failure = exc
                     break
                 sent.append(row.seq)
@@ -156,9 +155,7 @@ class AuditRelay:
 
     async def _publish(self, entry_id: str, tenant_id: str, entry: dict[str, Any]) -> None:
         payload = AuditEntry.model_validate(entry).model_dump_json().encode()
-        await self._js.publish(
-            audit_subject(tenant_id), payload, headers={"Nats-Msg-Id": entry_id}, timeout=3.0
-        )
+        await self._bus.publish_raw(audit_subject(tenant_id), payload, {"Nats-Msg-Id": entry_id})
 
     async def _idle(self, stop: asyncio.Event) -> None:
         wake = asyncio.ensure_future(self._wake.wait())

@@ -105,7 +105,7 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
         leeway_s=settings.jwt_leeway_s,
         operators=frozenset(settings.operator_users),
     )
-    revocations = Revocations(redis, bus.nc, ttl_s=settings.revocation_ttl_s)
+    revocations = Revocations(redis, bus, ttl_s=settings.revocation_ttl_s)
     sessions = Sessions(db, tokens, revocations, refresh_ttl_s=settings.jwt_refresh_ttl_s)
     passwords = PasswordHashing(
         Argon2Params(
@@ -127,7 +127,7 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
         throttle_limits,
         invite_ttl_s=settings.auth_invite_ttl_s,
     )
-    relay = AuditRelay(db.engine, bus.js, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s)
+    relay = AuditRelay(db.engine, bus, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s)
     db.after_commit(relay.wake)
     health = Health(SERVICE, settings.instance_id, settings.auth_port)
     # Ready means this process answers: a Postgres failover or a Redis blip is a typed

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,6 +25,7 @@ from apex_auth.tables import sessions
 from apex_contracts import utcnow
 from apex_contracts.auth import SessionRevoked, revoked_session_key
 from apex_contracts.subjects import CTL_SESSION_REVOKED
+from apex_runtime import Bus
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class Actor:
 
 
 class Revocations:
-    def __init__(self, redis: Redis, nc: NATS, *, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, bus: Bus, *, ttl_s: int) -> None:
         self._redis = redis
-        self._nc = nc
+        self._bus = bus
         self._ttl_s = ttl_s
 
     async def revoke(
@@ -85,15 +85,10 @@ class Revocations:
         for notice in notices:
             metrics.SESSIONS_REVOKED.labels(notice.reason).inc()
             try:
-                await self._nc.publish(CTL_SESSION_REVOKED, notice.model_dump_json().encode())
+                await self._bus.broadcast(CTL_SESSION_REVOKED, notice.model_dump_json().encode())
             except NATS_ERRORS as exc:
                 metrics.REVOCATION_BROADCAST_FAILURES.inc()
                 log.warning("revocation of %s not broadcast: %r", notice.session_id, exc)
-        try:
-            await self._nc.flush(timeout=2)
-        except NATS_ERRORS as exc:
-            metrics.REVOCATION_BROADCAST_FAILURES.inc()
-            log.warning("revocation broadcast not flushed: %r", exc)
 
     async def is_revoked(self, session_id: str) -> bool:
         return bool(await self._redis.exists(revoked_session_key(session_id)))

@@ -116,7 +116,7 @@ class IngestService:
             clock=self.clock,
         )
         verifier = self._verifier()
-        await self._revocations.listen(bus.nc)
+        await self._revocations.listen(bus)
         self.services = IngestServices(settings, verifier, committer, connectors, self.host.health, metrics)
         await self.host.start(http_app=create_app(self.services))
         self._schedule = asyncio.create_task(connectors.run(self._stop), name="connector-schedule")

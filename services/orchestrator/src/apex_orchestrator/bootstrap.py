@@ -45,9 +45,6 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     host.health.add_probe("runs_open", lambda: sweeper.open_runs)
     host.health.add_probe("runs_swept", lambda: sweeper.swept)
 
-    async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
-        await bus.js.publish(subject, data, headers=headers)
-
     # run.start is held until the run ends: the consumer lets every replica the
     # autoscaler may run hold its full share of runs at once
     run_start = with_capacity(
@@ -58,7 +55,7 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     await bus.ensure_consumer(run_start)
     host.broker.add_middleware(
         poison_guard(
-            publish_raw,
+            bus.dead_letter,
             poison_handler(endings),
             [run_start, RUN_CANCEL_CONSUMER],
             backoff_s=settings.command_retry_backoff_s,

@@ -67,7 +67,7 @@ class RunEndings:
         still do for the run. Best effort: a worker that misses it sees the run's end in
         the log, and nothing it publishes afterwards can end the run a second time."""
         try:
-            await self.bus.nc.publish(subjects.cancel_broadcast(run_id), b"ended")
+            await self.bus.broadcast(subjects.cancel_broadcast(run_id), b"ended")
         except TRANSIENT_NATS_ERRORS as exc:
             log.warning("could not broadcast the end of run %s: %r", run_id, exc)
 

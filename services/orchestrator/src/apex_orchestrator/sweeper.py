@@ -26,7 +26,7 @@ import nats.errors
 import orjson
 
 from apex_contracts import TERMINAL, ApexError, ErrorCode, Scope, subjects
-from apex_contracts.streams import APEX_CMD, APEX_EVT
+from apex_contracts.streams import APEX_CMD
 from apex_orchestrator.endings import RunEndings
 from apex_orchestrator.policy import error
 from apex_runtime import TRANSIENT_NATS_ERRORS, Bus
@@ -143,22 +143,4 @@ class Sweeper:
 
     async def _seq_before(self, moment: datetime) -> int:
         """The last stream sequence stored before ``moment`` (0 when none)."""
-        inbox = self.bus.nc.new_inbox()
-        sub = await self.bus.nc.subscribe(inbox, max_msgs=1)
-        try:
-            request = {
-                "start_time": moment.isoformat().replace("+00:00", "Z"),
-                "next_by_subj": subjects.EVT_ALL,
-            }
-            await self.bus.nc.publish(
-                f"$JS.API.DIRECT.GET.{APEX_EVT.name}", orjson.dumps(request), reply=inbox
-            )
-            msg = await sub.next_msg(timeout=5.0)
-        finally:
-            with contextlib.suppress(*TRANSIENT_NATS_ERRORS, nats.errors.Error):
-                await sub.unsubscribe()
-        headers = msg.headers or {}
-        if "Nats-Sequence" not in headers:  # nothing stored since then: start at the end
-            info = await self.bus.js.stream_info(APEX_EVT.name)
-            return int(info.state.last_seq)
-        return int(headers["Nats-Sequence"]) - 1
+        return await self.bus.seq_before(moment, subjects.EVT_ALL)

@@ -142,7 +142,7 @@ class PersistenceService:
         self._tasks.append(asyncio.create_task(eraser.run(self._stop), name="eraser"))
         self._tasks.append(asyncio.create_task(sweeper.run(self._stop), name="retention"))
         rebuilder = Rebuilder(
-            self.host.bus.nc,
+            self.host.bus,
             stores.db,
             stores.redis,
             stores.analytics,
@@ -164,12 +164,11 @@ class PersistenceService:
             breakers={name: self.breaker(name) for name in ("postgres", "clickhouse")},
             failures={"postgres": PG_FAILURES, "clickhouse": self.stores.analytics.failures},
         )
-        self.host.broker.add_middleware(poison_guard(self._publish_raw, _on_poison, [USAGE_INGEST_CONSUMER]))
+        self.host.broker.add_middleware(
+            poison_guard(self.host.bus.dead_letter, _on_poison, [USAGE_INGEST_CONSUMER])
+        )
         self.host.include(build_query_router(reads))
         self.host.include(build_ingest_router(UsageIngestHandler(ledger, self.breaker("clickhouse"))))
-
-    async def _publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        await self.host.bus.js.publish(subject, data, headers=headers)
 
     async def wait(self, stop: asyncio.Event) -> None:
         """Returns when ``stop`` is set; raises the error of a projector that died of a

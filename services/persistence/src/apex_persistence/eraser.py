@@ -15,7 +15,6 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-import nats.js.errors
 import orjson
 from pydantic import ValidationError
 
@@ -101,18 +100,17 @@ class Eraser:
         """The highest sequence every projection has acknowledged (0 while one is missing)."""
         floors = []
         for durable in self.durables:
-            try:
-                info = await self.bus.js.consumer_info(APEX_EVT.name, durable)
-            except nats.js.errors.NotFoundError:
+            state = await self.bus.consumer_state(APEX_EVT.name, durable)
+            if state is None:
                 return 0
-            floors.append(int(info.ack_floor.stream_seq if info.ack_floor else 0))
+            floors.append(state.acked_through)
         return min(floors, default=0)
 
     async def purge(self, erasure: Erasure) -> int:
         """Removes what the erasure covers from the log (the erased subjects up to the
         tombstone, and the later events of the runs it names); returns the audit entries
         removed."""
-        await self.bus.js.purge_stream(APEX_EVT.name, subject=erasure.subject, seq=erasure.seq + 1)
+        await self.bus.purge(APEX_EVT.name, erasure.subject, keep_after=erasure.seq)
         late = await self._remove_late_events(erasure)
         removed = await self._remove_audit_entries(erasure) if erasure.kind == "user" else 0
         log.info(
@@ -137,8 +135,7 @@ class Eraser:
             if run_id in erasure.runs:
                 doomed.append(seq)
         for seq in doomed:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self.bus.js.delete_msg(APEX_EVT.name, seq)
+            await self.bus.delete_message(APEX_EVT.name, seq)
         return len(doomed)
 
     async def _remove_audit_entries(self, erasure: Erasure) -> int:
@@ -155,14 +152,13 @@ class Eraser:
             ):
                 doomed.append(seq)
         for seq in doomed:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self.bus.js.delete_msg(APEX_AUDIT.name, seq)
+            await self.bus.delete_message(APEX_AUDIT.name, seq)
         return len(doomed)
 
     async def audit(self, erasure: Erasure, removed: int) -> None:
         entry = erasure_audit(erasure, removed)
-        await self.bus.js.publish(
+        await self.bus.publish_raw(
             audit_subject(entry.tenant_id),
             entry.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": entry.id},
+            {"Nats-Msg-Id": entry.id},
         )

@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 from typing import Final
 
-import nats.js.errors
 from pydantic import ValidationError
 
 from apex_contracts import Heartbeat
 from apex_contracts.streams import AUDIT_CONSUMER, projector_consumer
 from apex_persistence.settings import PersistenceSettings
-from apex_runtime import Bus
+from apex_runtime import Bus, Notice
 
 STORES: Final = ("postgres", "redis", "clickhouse", "audit")
 Consumed = dict[str, tuple[int, int]]
@@ -45,10 +44,9 @@ async def consumer_positions(bus: Bus) -> Consumed:
     out: Consumed = {}
     specs = {store: projector_consumer(store) for store in STORES[:3]} | {"audit": AUDIT_CONSUMER}
     for store, spec in specs.items():
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            info = await bus.js.consumer_info(spec.stream, spec.durable)
-            floor = int(info.ack_floor.stream_seq) if info.ack_floor else 0
-            out[store] = (floor, int(info.num_pending or 0) + int(info.num_ack_pending or 0))
+        state = await bus.consumer_state(spec.stream, spec.durable)
+        if state is not None:
+            out[store] = (state.acked_through, state.pending + state.ack_pending)
     return out
 
 
@@ -60,19 +58,19 @@ async def projections_status(
     bus = await Bus.connect(settings.nats_url, "persistence-status")
     beats: asyncio.Queue[Heartbeat] = asyncio.Queue()
 
-    async def on_beat(msg: object) -> None:
+    async def on_beat(notice: Notice) -> None:
         with contextlib.suppress(ValidationError):
-            beats.put_nowait(Heartbeat.model_validate_json(getattr(msg, "data", b"")))
+            beats.put_nowait(Heartbeat.model_validate_json(notice.data))
 
     beat: Heartbeat | None = None
     try:
-        sub = await bus.nc.subscribe("apex.health.persistence.*", cb=on_beat)
+        sub = await bus.listen("apex.health.persistence.*", on_beat)
         try:
             beat = await asyncio.wait_for(beats.get(), wait_s)
         except TimeoutError:
             print(f"no persistence instance answered on {settings.nats_url} within {wait_s:.0f}s")  # noqa: T201
         finally:
-            await sub.unsubscribe()
+            await sub.stop()
         consumed = await consumer_positions(bus)
     finally:
         await bus.close()

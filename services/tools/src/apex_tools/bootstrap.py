@@ -44,9 +44,6 @@ async def main(
     for family in sorted({tool.family for tool in executor.tools.values()}):
         executor.breaker(family)  # registered up front: visible before the first failure
 
-    async def publish_raw(subject: str, data: bytes, headers: dict[str, str]) -> None:
-        await bus.js.publish(subject, data, headers=headers)
-
     async def on_poison(raw: bytes, error: ErrorInfo) -> None:
         """A tool call that can never run still completes, with the error, so the agent
         waiting for it carries on."""
@@ -61,7 +58,7 @@ async def main(
         TOOL_CALL_CONSUMER, per_replica=settings.tools_max_concurrent, replicas=settings.tools_max_replicas
     )
     await bus.ensure_consumer(consumer)
-    host.broker.add_middleware(poison_guard(publish_raw, on_poison, [consumer]))
+    host.broker.add_middleware(poison_guard(bus.dead_letter, on_poison, [consumer]))
     host.include(build_router(executor, settings.tools_max_concurrent, consumer))
     await host.start()
     host.watch_consumers(consumer)

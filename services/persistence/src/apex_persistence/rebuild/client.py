@@ -11,7 +11,7 @@ import orjson
 
 from apex_persistence.rebuild.control import REBUILD_SUBJECT, REBUILDABLE
 from apex_persistence.settings import PersistenceSettings
-from apex_runtime import Bus
+from apex_runtime import Bus, Notice
 
 Printer = Callable[[str], None]
 
@@ -30,21 +30,20 @@ async def projections_rebuild(
     bus = await Bus.connect(settings.nats_url, "persistence-rebuild")
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    async def on_reply(msg: Any) -> None:
-        if (msg.headers or {}).get("Status") == "503":  # nobody subscribes to the subject
+    async def on_reply(notice: Notice) -> None:
+        if notice.headers.get("Status") == "503":  # nobody subscribes to the subject
             replies.put_nowait({"type": "nobody"})
-        elif msg.data:
-            replies.put_nowait(orjson.loads(msg.data))
+        elif notice.data:
+            replies.put_nowait(orjson.loads(notice.data))
 
     try:
-        inbox = bus.nc.new_inbox()
-        sub = await bus.nc.subscribe(inbox, cb=on_reply)
-        await bus.nc.publish(REBUILD_SUBJECT, orjson.dumps({"stores": stores}), reply=inbox)
-        await bus.nc.flush()
+        inbox = bus.new_inbox()
+        sub = await bus.listen(inbox, on_reply)
+        await bus.broadcast(REBUILD_SUBJECT, orjson.dumps({"stores": stores}), reply=inbox)
         try:
             return await _follow(replies, say, answer_s, silence_s)
         finally:
-            await sub.unsubscribe()
+            await sub.stop()
     finally:
         await bus.close()
 

@@ -20,9 +20,6 @@ from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import orjson
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from apex_contracts import ApexError, ErrorCode, InternalError, InvalidInput, Model, Unavailable
@@ -37,7 +34,7 @@ from apex_persistence.rebuild.procedure import RebuildReport, exclusive, rebuild
 from apex_persistence.rebuild.redis import FreshRedis
 from apex_persistence.rebuild.source import LogSource
 from apex_persistence.settings import Retention
-from apex_runtime import TRANSIENT_NATS_ERRORS
+from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, Notice, Subscription
 
 log = logging.getLogger(__name__)
 REBUILD_SUBJECT: Final = "apex.ctl.persistence.rebuild"
@@ -55,7 +52,7 @@ class Rebuilder:
 
     def __init__(
         self,
-        nc: NATS,
+        bus: Bus,
         db: Database,
         redis: Any,
         analytics: AnalyticsStore,
@@ -65,7 +62,7 @@ class Rebuilder:
         redis_ttl_s: int,
         batch: int = 1000,
     ) -> None:
-        self.nc = nc
+        self.bus = bus
         self.db = db
         self.redis = redis
         self.analytics = analytics
@@ -87,7 +84,7 @@ class Rebuilder:
     async def run(self, store: str, progress: Callable[[str, int, int], None] | None = None) -> RebuildReport:
         async with exclusive(self.db, store):
             fresh = await self.fresh(store)
-            source = LogSource(self.nc, self.db, batch=self.batch)
+            source = LogSource(self.bus, self.db, batch=self.batch)
             return await rebuild(fresh, source, progress=progress)
 
 
@@ -116,18 +113,17 @@ class RebuildControl:
             self._defect.result()
 
     async def start(self) -> None:
-        self._sub = await self.rebuilder.nc.subscribe(REBUILD_SUBJECT, queue=QUEUE, cb=self._on_request)
+        self._sub = await self.rebuilder.bus.listen(REBUILD_SUBJECT, self._on_request, queue=QUEUE)
 
     async def stop(self) -> None:
         if self._sub is not None:
-            with _quiet():
-                await self._sub.unsubscribe()
+            await self._sub.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def _on_request(self, msg: Msg) -> None:
-        reply = msg.reply
+    async def _on_request(self, msg: Notice) -> None:
+        reply = msg.reply or None
         try:
             request = RebuildRequest.model_validate_json(msg.data or b"{}")
         except ValidationError as exc:
@@ -219,7 +215,7 @@ class RebuildControl:
         if reply is None:
             return
         with _quiet():
-            await self.rebuilder.nc.publish(reply, orjson.dumps(body))
+            await self.rebuilder.bus.broadcast(reply, orjson.dumps(body))
 
 
 def _quiet() -> contextlib.suppress:

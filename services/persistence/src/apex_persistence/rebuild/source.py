@@ -5,37 +5,30 @@ gap). Purged subjects (erasures) are gaps that the archive has no rows for eithe
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Final
 
-import nats.errors
 import orjson
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 from sqlalchemy import select
 
-from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.streams import APEX_EVT
 from apex_contracts.subjects import EVT_ALL, thread_events
 from apex_persistence.postgres.db import Database
 from apex_persistence.postgres.tables import events as archive
 from apex_persistence.projection.delivery import Delivery
-
-_END_OF_BATCH: Final = frozenset({"204", "404"})
+from apex_runtime import Bus
 
 
 class LogSource:
     """Reads (seq, subject, data) of every event in sequence order, in batches."""
 
-    def __init__(self, nc: NATS, db: Database, *, stream: str = APEX_EVT.name, batch: int = 1000) -> None:
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
+    def __init__(self, bus: Bus, db: Database, *, stream: str = APEX_EVT.name, batch: int = 1000) -> None:
+        self.bus = bus
         self.db = db
         self.stream = stream
         self.batch = batch
 
     async def head(self) -> int:
         """The stream's last sequence (0 when empty)."""
-        return int((await self.js.stream_info(self.stream)).state.last_seq)
+        return await self.bus.head_seq(self.stream)
 
     async def batches(self, after: int, upto: int) -> AsyncIterator[list[Delivery]]:
         """Every event with ``after`` < seq <= ``upto``, in order: stream messages, and
@@ -80,32 +73,12 @@ class LogSource:
             cursor = rows[-1].seq
 
     async def _stream_batch(self, start: int, upto: int) -> list[Delivery]:
-        """Up to ``batch`` stored messages from ``start`` (a direct get: no consumer)."""
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, max_msgs=self.batch + 1)
+        """Up to ``batch`` stored messages from ``start`` (the bus's range read)."""
         out: list[Delivery] = []
-        try:
-            request = {"seq": start, "next_by_subj": EVT_ALL, "batch": self.batch}
-            await self.nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", orjson.dumps(request), reply=inbox)
-            while True:
-                msg = await sub.next_msg(timeout=10.0)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status in _END_OF_BATCH:
-                    break
-                if status is not None:
-                    raise Unavailable(
-                        f"direct get on {self.stream} failed ({status})", code=ErrorCode.BUS_UNAVAILABLE
-                    )
-                seq = int(headers["Nats-Sequence"])
-                if seq <= upto:
-                    out.append(Delivery(seq, headers["Nats-Subject"], msg.data))
-                if len(out) >= self.batch or seq >= upto:
-                    break
-        except nats.errors.TimeoutError as exc:
-            raise Unavailable(
-                f"direct get on {self.stream} timed out", code=ErrorCode.BUS_UNAVAILABLE
-            ) from exc
-        finally:
-            await sub.unsubscribe()
+        async for seq, subject, data in self.bus.read_range(
+            EVT_ALL, after_seq=start - 1, batch=self.batch, stream=self.stream, upto_seq=upto
+        ):
+            out.append(Delivery(seq, subject, data))
+            if len(out) >= self.batch:
+                break
         return out
