@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, subjects
@@ -45,7 +44,16 @@ from apex_gateway.web import mount_web
 from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_gateway.ws.feeds import ThreadFeeds
 from apex_gateway.ws.subscription import SubscriptionPorts
-from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_app, ops_routes, serve_http
+from apex_runtime import (
+    Bus,
+    Health,
+    Notice,
+    configure_logging,
+    heartbeat_loop,
+    ops_app,
+    ops_routes,
+    serve_http,
+)
 
 log = logging.getLogger(__name__)
 CURSOR_FLUSH_EVERY_S = 1.0
@@ -141,7 +149,7 @@ async def build_services(
     accounts = AuthAccounts(settings.auth_url, http)
     prices = TenantPriceStore(bus)
     history = ThreadLog(bus)
-    feeds = ThreadFeeds(bus.js.subscribe)
+    feeds = ThreadFeeds(bus.follow)
     return GatewayServices(
         settings=settings,
         verifier=verifier,
@@ -196,7 +204,7 @@ def _user_limits(
 async def watch_revocations(services: GatewayServices, bus: Bus) -> None:
     """Closes every socket of a revoked session on this gateway, at once."""
 
-    async def on_revoked(msg: Msg) -> None:
+    async def on_revoked(msg: Notice) -> None:
         try:
             revoked = SessionRevoked.model_validate_json(msg.data)
         except ValidationError:
@@ -206,7 +214,7 @@ async def watch_revocations(services: GatewayServices, bus: Bus) -> None:
         for conn in services.connections.of_session(revoked.session_id):
             conn.end(CLOSE_UNAUTHORIZED, ErrorCode.SESSION_REVOKED.value)
 
-    await bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
+    await bus.listen(subjects.CTL_SESSION_REVOKED, on_revoked)
 
 
 async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None:

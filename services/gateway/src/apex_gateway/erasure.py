@@ -67,6 +67,6 @@ class UserErasure:
             (KV_USER_RUNS, mine),
             *((KV_RUNS, record.run_id) for _key, record in records),
         ):
-            await self._bus.js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{subject}")
+            await self._bus.purge(f"KV_{bucket}", f"$KV.{bucket}.{subject}")
             removed += 1
         return removed
