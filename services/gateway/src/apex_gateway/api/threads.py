@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import Field
 
 from apex_contracts import NotFound, subjects
@@ -21,11 +18,10 @@ from apex_contracts.events import client_view
 from apex_contracts.frames import UserText
 from apex_contracts.queries import ThreadDetail, ThreadsPage
 from apex_gateway.deps import CurrentUser, Services
-from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
 from apex_gateway.errors import ErrorBody
 from apex_gateway.history import NextEvent, ReplayIncomplete
-from apex_gateway.reconnect import reconnect_spread_ms
 from apex_gateway.services import GatewayServices
+from apex_gateway.sse import sse_stream
 from apex_gateway.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/threads", tags=["threads"])
@@ -150,75 +146,16 @@ async def stream_events(
     ``Last-Event-ID``. Events the stream no longer holds come from the archive first;
     when it cannot answer or holds a gap, an ``error`` event says ``replay_incomplete``
     with the range (``gap_from``, ``gap_to``) and ``first_seq`` before the events that
-    are still there."""
+    are still there. The replay and the live events come through the same subscription
+    as a socket's (``apex_gateway.sse``); a client that does not read is ended with an
+    ``error`` event ``slow_consumer`` and resumes with ``Last-Event-ID``."""
     subject = await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}/stream")
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
     return StreamingResponse(
-        _sse_from_archive(services, who, subject, thread_id, start),
+        sse_stream(services, who, subject, thread_id, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-
-
-def _sse_event(seq: int, thread_id: str, event: dict[str, Any]) -> bytes:
-    body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, str(event.get("type", "event")).encode(), body)
-
-
-async def _sse_from_archive(
-    services: GatewayServices, who: Principal, subject: str, thread_id: str, after: int
-) -> AsyncIterator[bytes]:
-    first_kept = await services.history.first_kept()
-    if after + 1 < first_kept:
-        archive = await services.history.archived(who, thread_id, after, first_kept)
-        for item in archive.in_order():
-            if isinstance(item[1], int):  # a gap, where it falls
-                gap = ReplayIncomplete(thread_id, item[1] + 1, item[0])
-                error = {
-                    "code": gap.code.value,
-                    "message": gap.message,
-                    "retryable": True,
-                    **(gap.details or {}),
-                }
-                yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
-            else:
-                yield _sse_event(item[0], thread_id, client_view(item[1]))
-        after = max(after, first_kept - 1)
-    async for chunk in _sse(services, subject, thread_id, after):
-        yield chunk
-
-
-async def _sse(services: GatewayServices, subject: str, thread_id: str, after: int) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=services.settings.ws_send_queue)
-
-    async def deliver(msg: Msg) -> None:
-        await queue.put(msg)
-
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
-        opt_start_seq=after + 1 if after else None,
-    )
-    sub = await services.bus.js.subscribe(subject, ordered_consumer=True, config=config, cb=deliver)
-    end = services.streams.open()
-    try:
-        yield b"retry: 1000\n\n"
-        while True:
-            try:
-                msg = await next_or_end(queue, end, 15.0)
-            except StreamDrained:
-                # the gateway is stopping: say so, and spread the reconnects
-                yield sse_shutting_down(reconnect_spread_ms(services.settings.gateway_drain_s))
-                return
-            if msg is None:
-                yield b": keep-alive\n\n"
-                continue
-            seq = msg.metadata.sequence.stream
-            event = client_view(orjson.loads(msg.data))
-            body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
-            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event["type"].encode(), body)
-    finally:
-        services.streams.close(end)
-        await sub.unsubscribe()
 
 
 async def _owned(services: GatewayServices, who: Principal, thread_id: str, via: str) -> str:

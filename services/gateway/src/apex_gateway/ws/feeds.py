@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import nats.errors
-import nats.js.errors
 import orjson
 
 from apex_contracts import ErrorCode, Unavailable
@@ -120,7 +119,7 @@ class ThreadFeeds:
             try:
                 feed.sub = await self._follow(subject, feed.deliver)
                 return
-            except (nats.errors.Error, nats.js.errors.Error, Unavailable) as exc:
+            except (nats.errors.Error, Unavailable) as exc:  # JetStream errors included
                 if loop.time() + delay > give_up:
                     raise Unavailable(
                         "Live updates for this thread cannot start right now; subscribe again shortly.",
