@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from apex_contracts import ApexError, ErrorCode
+from apex_contracts import ApexError, ErrorCode, new_id
 from apex_contracts.envelope import Model
 from apex_contracts.errors import CATALOGUE
 from apex_contracts.frames import ErrorFrame
@@ -48,15 +48,18 @@ class SseSink:
         self.end = end
         self._room_timeout_s = room_timeout_s
         self.last: bytes | None = None  # the stream's last words, when it ends on its own
+        self._dropped = False  # overflowed: nothing more is queued (the client resumes)
 
     def send(self, frame: Model) -> None:
-        if not isinstance(frame, ErrorFrame):
+        if self._dropped or not isinstance(frame, ErrorFrame):
             return  # thread.subscribed and answers have no SSE twin
         body = frame.model_dump(mode="json", exclude_none=True, exclude={"type", "ref"})
         if not self.out.put(sse_error(body).decode()):
             self._overflow()
 
     def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+        if self._dropped:
+            return
         if not self.out.put(_sse_event(frame)):
             self._overflow()
 
@@ -78,6 +81,7 @@ class SseSink:
             self.end.set()
 
     def _overflow(self) -> None:
+        self._dropped = True  # a later frame written after the dropped ones would be a gap
         self.out.clear()  # the client resumes from its Last-Event-ID
         spec = CATALOGUE[ErrorCode.SLOW_CONSUMER]
         code = ErrorCode.SLOW_CONSUMER.value
@@ -108,6 +112,14 @@ async def sse_stream(
             log.info("event stream of %s failed: %s", thread_id, exc.message)
             sink.finish(
                 sse_error({"code": exc.code.value, "message": exc.message, "retryable": exc.retryable})
+            )
+        except Exception:  # the boundary: a defect ends this stream, told, never silently
+            incident = new_id("evt")
+            log.exception("event stream of %s failed (incident %s)", thread_id, incident)
+            spec = CATALOGUE[ErrorCode.INTERNAL_ERROR]
+            code = ErrorCode.INTERNAL_ERROR.value
+            sink.finish(
+                sse_error({"code": code, "message": spec.message, "retryable": True, "incident": incident})
             )
 
     starting = asyncio.ensure_future(start())
