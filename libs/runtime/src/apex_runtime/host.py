@@ -80,10 +80,12 @@ class ServiceHost:
     def include(self, router: NatsRouter) -> None:
         self.broker.include_router(router)
 
-    async def start(self, http_app: Any = None) -> None:
+    async def start(self, http_app: Any = None, **http_options: Any) -> None:
+        """Starts the broker, the HTTP server (``http_options`` go to uvicorn: the
+        gateway's WebSocket limits) and the heartbeat."""
         await self.broker.start()
         self._http, http_task = await serve_http(
-            http_app or ops_app(self.health), self.settings.http_host, self.http_port
+            http_app or ops_app(self.health), self.settings.http_host, self.http_port, **http_options
         )
         self._tasks.append(http_task)
         self._tasks.append(asyncio.create_task(heartbeat_loop(self.bus, self.health, self._stop)))
@@ -103,6 +105,14 @@ class ServiceHost:
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
         return task
+
+    async def stop_http(self, wait_s: float = 10.0) -> None:
+        """Stops the HTTP server alone, the bus still connected (the gateway: its sockets
+        drained, the last acks are flushed over the bus before ``stop``)."""
+        if self._http is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._tasks[0]), wait_s)
 
     async def stop(self) -> None:
         self.health.stopping = True

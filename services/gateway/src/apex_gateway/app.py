@@ -48,8 +48,8 @@ from apex_runtime import (
     Bus,
     Health,
     Notice,
+    ServiceHost,
     configure_logging,
-    heartbeat_loop,
     ops_app,
     ops_routes,
     serve_http,
@@ -98,9 +98,9 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
 
 
 async def build_services(
-    settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient, redis: aioredis.Redis
+    settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient, redis: aioredis.Redis, health: Health
 ) -> GatewayServices:
-    health = Health("gateway", settings.instance_id, settings.gateway_port)
+    """The gateway's services on ``bus``; ``health`` is the host's (its "nats" check set)."""
     revocations = SessionRevocations(redis, health.breaker("redis", threshold=3, reset_after_s=2.0))
     external = None
     if settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url:
@@ -122,10 +122,10 @@ async def build_services(
     )
     directory = ServiceDirectory()
     await directory.start(bus)
-    # Ready means this process can serve: its own bus connection. The other services are
-    # reported, not required: without them history still reads from the stream and new
-    # runs wait visibly (run.queued), rather than every gateway leaving the load balancer.
-    health.add_check("nats", lambda: bus.connected)
+    # Ready means this process can serve: its own bus connection (the host's "nats"
+    # check). The other services are reported, not required: without them history still
+    # reads from the stream and new runs wait visibly (run.queued), rather than every
+    # gateway leaving the load balancer.
     health.add_check("services", lambda: not directory.missing(OTHER_SERVICES), gates=False)
     health.add_probe("services_missing", lambda: " ".join(directory.missing(OTHER_SERVICES)))
     metrics = GatewayMetrics()
@@ -230,13 +230,9 @@ async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None
 async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
-    bus = await Bus.connect(
-        settings.nats_url,
-        f"gateway-{settings.instance_id}",
-        replicas=settings.nats_replicas,
-        stream_max_bytes=settings.nats_stream_max_bytes,
-    )
-    await bus.ensure_topology()
+    # The shared host: its NATS connection (the bus), health, heartbeat and the HTTP server.
+    host = ServiceHost("gateway", settings, settings.gateway_port)
+    bus = await host.connect()
     # A connect storm waits briefly for a pooled connection instead of failing
     # (redis-py's default pool raises once it is exhausted).
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -244,12 +240,10 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
     )
     redis = aioredis.Redis(connection_pool=pool)
     async with httpx.AsyncClient() as http:
-        services = await build_services(settings, bus, http, redis)
+        services = await build_services(settings, bus, http, redis, host.health)
         await watch_revocations(services, bus)
-        server, server_task = await serve_http(
+        await host.start(
             create_app(services, http),
-            settings.http_host,
-            settings.gateway_port,
             ws_max_size=settings.ws_max_frame_bytes,
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
@@ -258,10 +252,9 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         ops = None
         if settings.gateway_ops_port is not None:
             ops = await serve_http(ops_app(services.health), settings.http_host, settings.gateway_ops_port)
-        beat_stop = asyncio.Event()
-        beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
-        resends = asyncio.create_task(resend_overdue(services, beat_stop))
-        sessions = asyncio.create_task(watch_sessions(services, beat_stop))
+        ticks_stop = asyncio.Event()
+        resends = host.spawn(resend_overdue(services, ticks_stop), "resend-overdue")
+        sessions = host.spawn(watch_sessions(services, ticks_stop), "watch-sessions")
         # Stopped after the server, so the acks of the drained sockets are flushed too.
         flush_stop = asyncio.Event()
         flushes = asyncio.create_task(services.cursor_flusher.run(flush_stop))
@@ -269,25 +262,22 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         await stop.wait()
         try:
             await drain(services, settings.gateway_drain_s)
-            server.should_exit = True
-            beat_stop.set()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(server_task, 15.0)
+            ticks_stop.set()
+            await host.stop_http(15.0)
         finally:
-            # whatever the server did, the last acks reach persistence before we exit
-            beat_stop.set()
-            await beats
+            # whatever the server did, the last acks reach persistence before the bus closes
+            ticks_stop.set()
             await resends
             await sessions
             flush_stop.set()
             await flushes
+            await host.stop()  # the bus (NATS) and the heartbeat
             if ops is not None:
                 ops[0].should_exit = True
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(ops[1], 5.0)
     await redis.aclose()
     await pool.aclose()
-    await bus.close()
 
 
 async def drain(services: GatewayServices, window_s: float = 0.0) -> None:
