@@ -54,7 +54,7 @@ def records(count: int, tag: str) -> list[UsageRecord]:
 
 
 async def committer(bus: Bus, holder: str) -> UsageCommitter:
-    return UsageCommitter(bus, Leases(await bus.kv(KV_LEASES), holder))
+    return UsageCommitter(bus, Leases(await bus.bucket(KV_LEASES), holder))
 
 
 async def test_a_waiting_batch_counts_as_committed(bare_bus: Callable[[], Any]) -> None:
@@ -90,7 +90,7 @@ async def test_two_committers_never_both_take_a_record(bare_bus: Callable[[], An
 
 async def test_a_lease_is_exclusive_until_released_or_expired(bare_bus: Callable[[], Any]) -> None:
     bus = await bare_bus()
-    kv = await bus.kv(KV_LEASES)
+    kv = await bus.bucket(KV_LEASES)
     now = [1_000_000.0]
     first, second = Leases(kv, "first", clock=lambda: now[0]), Leases(kv, "second", clock=lambda: now[0])
     name = f"test.{new_id('ten')}"

@@ -13,6 +13,7 @@ from apex_runtime.port import (
     KvEntry,
     Notice,
     Stored,
+    StreamState,
     Subscription,
     WrongRevision,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "NatsBus",
     "Notice",
     "Stored",
+    "StreamState",
     "Subscription",
     "WrongRevision",
     "CircuitBreaker",

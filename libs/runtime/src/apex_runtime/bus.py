@@ -31,6 +31,7 @@ from apex_runtime.port import (
     NoticeHandler,
     Stored,
     StoredHandler,
+    StreamState,
     Subscription,
 )
 from apex_runtime.topology import TRANSIENT_NATS_ERRORS, JetStreamTopology
@@ -41,6 +42,8 @@ T = TypeVar("T")
 # An idle ordered consumer hears from the server this often; two missed beats and the
 # client recreates it where it left off (the node that held it died).
 FOLLOW_HEARTBEAT_S = 2.0
+# JetStream's "sequence not found" (a message deleted or purged already)
+_NO_SUCH_SEQ = 10043
 
 
 class _NatsSubscription(Subscription):
@@ -68,14 +71,12 @@ class NatsBus(JetStreamTopology, Bus):
         nc: NATS,
         *,
         replicas: int = 1,
-        publish_attempts: int = 6,
         publish_retry_s: float = 15.0,
         stream_max_bytes: Mapping[str, int] | None = None,
     ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
         self.replicas = replicas
-        self.publish_attempts = publish_attempts
         self.publish_retry_s = publish_retry_s
         # per stream, the operator's size cap (APEX_NATS_STREAM_MAX_BYTES); absent: the spec's
         self.stream_max_bytes = dict(stream_max_bytes or {})
@@ -117,7 +118,8 @@ class NatsBus(JetStreamTopology, Bus):
         return await self._js.key_value(bucket)
 
     async def bucket(self, name: str) -> KvBucket:
-        return NatsKvBucket(await self.jetstream_api(lambda: self._js.key_value(name), f"bucket {name}"))
+        kv = await self.jetstream_api(lambda: self._js.key_value(name), f"bucket {name}")
+        return NatsKvBucket(kv, self._js, name)
 
     async def stream_epoch(self, stream: str = APEX_EVT.name) -> str:
         info = await self.jetstream_api(lambda: self._js.stream_info(stream), f"the state of {stream}")
@@ -237,6 +239,23 @@ class NatsBus(JetStreamTopology, Bus):
             ack_pending=int(info.num_ack_pending or 0),
             redelivered=int(info.num_redelivered or 0),
             acked_through=int(info.ack_floor.stream_seq if info.ack_floor else 0),
+            delivered_through=int(info.delivered.stream_seq if info.delivered else 0),
+            waiting=int(info.num_waiting or 0),
+        )
+
+    async def stream_state(self, stream: str) -> StreamState:
+        info = await self._js.stream_info(stream)
+        cluster = info.cluster
+        return StreamState(
+            name=stream,
+            messages=int(info.state.messages),
+            bytes=int(info.state.bytes),
+            first_seq=int(info.state.first_seq),
+            last_seq=int(info.state.last_seq),
+            consumers=int(info.state.consumer_count),
+            replicas=int(info.config.num_replicas or 1),
+            leader=cluster.leader if cluster else None,
+            current_replicas=sum(1 for r in (cluster.replicas or []) if r.current) + 1 if cluster else 1,
         )
 
     async def purge(self, stream: str, subject: str, *, keep_after: int = 0) -> None:
@@ -251,6 +270,10 @@ class NatsBus(JetStreamTopology, Bus):
         try:
             return bool(await self._js.delete_msg(stream, seq))
         except nats.js.errors.NotFoundError:
+            return False
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _NO_SUCH_SEQ:
+                raise
             return False
 
     async def jetstream_api(self, call: Callable[[], Awaitable[T]], what: str) -> T:

@@ -34,7 +34,7 @@ from apex_contracts import ApexError, Cancelled, ErrorCode, ErrorInfo, subjects
 from apex_contracts.errors import InvalidId
 from apex_contracts.ids import validate_id
 from apex_contracts.streams import ConsumerSpec
-from apex_runtime.port import Bus, Notice, Subscription
+from apex_runtime.port import Bus, Notice, Subscription, subject_matches
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,17 +75,6 @@ def subscribe_command(
         title=title,
         description=description,
     )
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    want, have = pattern.split("."), subject.split(".")
-    for index, token in enumerate(want):
-        if token == ">":
-            return len(have) > index
-        if index >= len(have) or (token != "*" and token != have[index]):
-            return False
-    return len(have) == len(want)
 
 
 def heartbeat_every(spec: ConsumerSpec) -> float:

@@ -24,10 +24,24 @@ log = logging.getLogger(__name__)
 
 
 class ServiceHost:
-    def __init__(self, service: str, settings: ServiceSettings, http_port: int) -> None:
+    """``ops_port``: the ops endpoints on a port of their own (the service's app serves
+    ``http_port``); ``bus_gates_readiness``: False keeps a process ready while NATS is
+    away (auth answers its HTTP API without the bus)."""
+
+    def __init__(
+        self,
+        service: str,
+        settings: ServiceSettings,
+        http_port: int,
+        *,
+        ops_port: int | None = None,
+        bus_gates_readiness: bool = True,
+    ) -> None:
         self.service = service
         self.settings = settings
         self.http_port = http_port
+        self.ops_port = ops_port
+        self._bus_gates = bus_gates_readiness
         self.health = Health(service, settings.instance_id, http_port)
         self.broker = NatsBroker(
             nats_servers(settings.nats_url),
@@ -43,6 +57,7 @@ class ServiceHost:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: Any = None
+        self._servers: list[tuple[Any, asyncio.Task[Any]]] = []
 
     @property
     def bus(self) -> Bus:
@@ -64,7 +79,7 @@ class ServiceHost:
             stream_max_bytes=self.settings.nats_stream_max_bytes,
         )
         await self._bus.ensure_topology()
-        self.health.add_check("nats", lambda: self.bus.connected)
+        self.health.add_check("nats", lambda: self.bus.connected, gates=self._bus_gates)
         return self._bus
 
     async def run_cancellations(self) -> RunCancellations:
@@ -80,14 +95,24 @@ class ServiceHost:
     def include(self, router: NatsRouter) -> None:
         self.broker.include_router(router)
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set when ``stop`` begins: background work spawned with the host ends on it."""
+        return self._stop
+
     async def start(self, http_app: Any = None, **http_options: Any) -> None:
         """Starts the broker, the HTTP server (``http_options`` go to uvicorn: the
-        gateway's WebSocket limits) and the heartbeat."""
+        gateway's WebSocket limits), the ops server when ``ops_port`` and the heartbeat."""
         await self.broker.start()
         self._http, http_task = await serve_http(
             http_app or ops_app(self.health), self.settings.http_host, self.http_port, **http_options
         )
-        self._tasks.append(http_task)
+        self._servers.append((self._http, http_task))
+        if self.ops_port is not None:
+            self._servers.append(
+                await serve_http(ops_app(self.health), self.settings.http_host, self.ops_port)
+            )
+        self._tasks.extend(task for _server, task in self._servers)
         self._tasks.append(asyncio.create_task(heartbeat_loop(self.bus, self.health, self._stop)))
         log.info("%s ready on :%d", self.service, self.http_port)
 
@@ -107,20 +132,21 @@ class ServiceHost:
         return task
 
     async def stop_http(self, wait_s: float = 10.0) -> None:
-        """Stops the HTTP server alone, the bus still connected (the gateway: its sockets
-        drained, the last acks are flushed over the bus before ``stop``)."""
-        if self._http is not None:
-            self._http.should_exit = True
+        """Stops the service's HTTP server alone (the ops server and the bus stay up: the
+        gateway, its sockets drained, flushes the last acks over the bus before ``stop``)."""
+        if self._servers:
+            server, http_task = self._servers[0]
+            server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._tasks[0]), wait_s)
+                await asyncio.wait_for(asyncio.shield(http_task), wait_s)
 
     async def stop(self) -> None:
         self.health.stopping = True
         self._stop.set()
         await self.broker.stop()
-        if self._http is not None:
-            self._http.should_exit = True
-            http_task = self._tasks[0]
+        for server, _task in self._servers:
+            server.should_exit = True
+        for _server, http_task in self._servers:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(http_task), 10.0)
         for task in self._tasks:

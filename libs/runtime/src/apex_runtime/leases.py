@@ -17,13 +17,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import nats.errors
 import nats.js.errors
 import orjson
 
 from apex_contracts import ErrorCode, Unavailable
+from apex_runtime.port import KvBucket, WrongRevision
 
 log = logging.getLogger(__name__)
 _KV_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
@@ -41,7 +41,7 @@ class Lease:
 class Leases:
     """Leases of one holder (a process) in one bucket."""
 
-    def __init__(self, kv: Any, holder: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kv: KvBucket, holder: str, *, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
         self.holder = holder
         self._clock = clock
@@ -57,18 +57,17 @@ class Leases:
             try:
                 revision = await self._kv.create(name, value)
                 return Lease(name, self.holder, revision, expires_at)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except WrongRevision:
                 pass
-            try:
-                entry = await self._kv.get(name)
-            except nats.js.errors.KeyNotFoundError:
+            entry = await self._kv.get(name)
+            if entry is None:
                 return None  # released in between: the next attempt creates it
             current = orjson.loads(entry.value) if entry.value else {}
             if float(current.get("expires_at", 0)) > self._clock():
                 return None
             try:
                 revision = await self._kv.update(name, value, last=entry.revision)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except WrongRevision:
                 return None  # another replica took the expired lease first
             log.warning("took over lease %s from %s (expired)", name, current.get("holder"))
             return Lease(name, self.holder, revision, expires_at)
@@ -94,7 +93,7 @@ class Leases:
         value, expires_at = self._value(ttl_s)
         try:
             lease.revision = await self._kv.update(lease.name, value, last=lease.revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except WrongRevision:
             lease.lost = True
             return False
         lease.expires_at = expires_at
@@ -106,7 +105,7 @@ class Leases:
             return
         try:
             await self._kv.delete(lease.name, last=lease.revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except WrongRevision:
             pass
         except _KV_FAILURES as exc:
             log.warning("lease %s not released (%r); it expires by itself", lease.name, exc)

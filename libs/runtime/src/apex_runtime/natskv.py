@@ -8,10 +8,15 @@ import nats.js.errors
 
 from apex_runtime.port import KvBucket, KvEntry, WrongRevision
 
+# JetStream's "wrong last sequence" (a conditional write that lost)
+_WRONG_LAST_SEQUENCE = 10071
+
 
 class NatsKvBucket(KvBucket):
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: Any, js: Any, name: str) -> None:
         self._kv = kv
+        self._js = js
+        self._name = name
 
     async def get(self, key: str) -> KvEntry | None:
         try:
@@ -42,9 +47,17 @@ class NatsKvBucket(KvBucket):
             await self._kv.delete(key, last=last)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise WrongRevision(key) from exc
+        except nats.js.errors.BadRequestError as exc:
+            # nats-py reports a conditional delete that lost as the stream's error
+            if exc.err_code != _WRONG_LAST_SEQUENCE:
+                raise
+            raise WrongRevision(key) from exc
 
     async def purge(self, key: str) -> None:
         await self._kv.purge(key)
+
+    async def purge_matching(self, pattern: str) -> None:
+        await self._js.purge_stream(f"KV_{self._name}", subject=f"$KV.{self._name}.{pattern}")
 
     async def keys(self) -> list[str]:
         try:

@@ -28,6 +28,17 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound=BaseModel)
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for index, token in enumerate(want):
+        if token == ">":
+            return len(have) > index
+        if index >= len(have) or (token != "*" and token != have[index]):
+            return False
+    return len(have) == len(want)
+
+
 class Stored(NamedTuple):
     """One message as the log holds it."""
 
@@ -56,6 +67,24 @@ class ConsumerState:
     ack_pending: int
     redelivered: int
     acked_through: int
+    delivered_through: int = 0
+    waiting: int = 0
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """A stream as the operator sees it; ``current_replicas`` counts the replicas (the
+    leader included) that hold everything."""
+
+    name: str
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    consumers: int
+    replicas: int = 1
+    leader: str | None = None
+    current_replicas: int = 1
 
 
 class Subscription(abc.ABC):
@@ -106,6 +135,10 @@ class KvBucket(abc.ABC):
     @abc.abstractmethod
     async def purge(self, key: str) -> None:
         """Deletes the key and its history."""
+
+    @abc.abstractmethod
+    async def purge_matching(self, pattern: str) -> None:
+        """Deletes every key matching ``pattern`` (NATS wildcards) and its history."""
 
     @abc.abstractmethod
     async def keys(self) -> list[str]:
@@ -247,6 +280,10 @@ class Bus(abc.ABC):
     async def owner_of_thread(self, thread_id: str) -> tuple[str, str] | None:
         """(tenant, user) whose subject holds ``thread_id``; None when it has no events.
         For auditing probes only, never to grant access."""
+
+    @abc.abstractmethod
+    async def stream_state(self, stream: str) -> StreamState:
+        """The stream's size, positions, consumers and replicas."""
 
     @abc.abstractmethod
     async def consumer_state(self, stream: str, durable: str) -> ConsumerState | None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import nats.errors
 import nats.js.errors
+import stamina
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 
@@ -48,7 +49,7 @@ TRANSIENT_NATS_ERRORS: tuple[type[Exception], ...] = (
 _NO_PEERS = 10005
 
 # bucket: (ttl in seconds, 0 = none; values kept per key)
-_KV_BUCKETS: dict[str, tuple[float, int]] = {
+KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_IDEMPOTENCY: (7 * 86_400.0, 1),
     KV_RUNS: (30 * 86_400.0, 1),
     KV_TOOL_LEDGER: (30 * 86_400.0, 1),
@@ -58,6 +59,16 @@ _KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_LEASES: (86_400.0, 1),  # a lease outlives its holder by its own expiry, not the bucket's
     KV_CONNECTORS: (0.0, 1),
 }
+
+
+def _not_ready_yet(exc: Exception) -> bool:
+    """A cluster electing its leaders: "unavailable", or "no suitable peers"."""
+    if isinstance(exc, nats.js.errors.BadRequestError):
+        return exc.err_code == _NO_PEERS
+    if isinstance(exc, TRANSIENT_NATS_ERRORS):
+        log.info("JetStream not ready for the topology yet (%r); retrying", exc)
+        return True
+    return False
 
 
 class JetStreamTopology:
@@ -72,23 +83,16 @@ class JetStreamTopology:
         to run from any replica. A cluster that is electing its leaders (just formed, or
         just lost a node) answers "unavailable" or "no suitable peers" for a few seconds:
         that is retried for up to ``wait_s``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            try:
+        async for attempt in stamina.retry_context(
+            on=_not_ready_yet, attempts=None, timeout=wait_s, wait_initial=0.5, wait_max=0.5, wait_jitter=0.0
+        ):
+            with attempt:
                 await self._ensure_all()
-                return
-            except (*TRANSIENT_NATS_ERRORS, nats.js.errors.BadRequestError) as exc:
-                retry = not isinstance(exc, nats.js.errors.BadRequestError) or exc.err_code == _NO_PEERS
-                if not retry or loop.time() > deadline:
-                    raise
-                log.info("JetStream not ready for the topology yet (%r); retrying", exc)
-                await asyncio.sleep(0.5)
 
     async def _ensure_all(self) -> None:
         for spec in STREAMS:
             await self._ensure_stream(spec)
-        for bucket, (ttl, history) in _KV_BUCKETS.items():
+        for bucket, (ttl, history) in KV_BUCKETS.items():
             await self._js.create_key_value(
                 KeyValueConfig(
                     bucket=bucket,

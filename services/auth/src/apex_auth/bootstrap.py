@@ -4,7 +4,6 @@ over them, the FastAPI app, and runs the process. Nothing here runs at import ti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +28,7 @@ from apex_auth.settings import AuthSettings
 from apex_auth.throttle import Limit, Throttle
 from apex_auth.tokens import AccessTokens
 from apex_contracts import ErrorCode, Unavailable
-from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_app, ops_routes, serve_http
+from apex_runtime import Bus, Health, ServiceHost, configure_logging, heartbeat_loop, ops_routes
 from apex_runtime.clientaddr import trusted_networks
 
 log = logging.getLogger(__name__)
@@ -54,40 +53,42 @@ def limits(settings: AuthSettings) -> dict[str, Limit]:
     }
 
 
+def service_host(settings: AuthSettings) -> ServiceHost:
+    """Auth on the host every service runs on: the bus, health, the ops endpoints (on
+    their own port with ``APEX_AUTH_OPS_PORT``) and the heartbeat. Readiness is not gated
+    on NATS: auth answers its HTTP API without the bus."""
+    return ServiceHost(
+        SERVICE, settings, settings.auth_port, ops_port=settings.auth_ops_port, bus_gates_readiness=False
+    )
+
+
 @asynccontextmanager
-async def open_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
+async def open_service(settings: AuthSettings, host: ServiceHost | None = None) -> AsyncIterator[AuthService]:
     """Connects to Postgres, Redis and NATS (failing with an error that names the one
     that does not answer), migrates when ``auth_auto_migrate``, makes sure a signing key
-    exists, and wires the ports. Everything is closed on exit."""
+    exists, and wires the ports. Everything is closed on exit (the host stopped)."""
+    host = host or service_host(settings)
     engine = make_engine(settings.postgres_dsn, pool_size=settings.postgres_pool_size)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
-    bus: Bus | None = None
     accounts: Accounts | None = None
     try:
         await check_reachable(engine, settings.postgres_dsn)
         await _check_redis(redis, settings.redis_url)
-        bus = await Bus.connect(
-            settings.nats_url,
-            f"{SERVICE}-{settings.instance_id}",
-            replicas=settings.nats_replicas,
-            stream_max_bytes=settings.nats_stream_max_bytes,
-        )
-        await bus.ensure_topology()
+        bus = await host.connect()
         if settings.auth_auto_migrate:
             await migrate(settings.postgres_dsn)
-        service = await _wire(settings, Database(engine), redis, bus)
+        service = await _wire(settings, Database(engine), redis, bus, host.health)
         accounts = service.accounts
         yield service
     finally:
         if accounts is not None:
             await accounts.drain()
-        if bus is not None:
-            await bus.close()
+        await host.stop()
         await redis.aclose()
         await engine.dispose()
 
 
-async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) -> AuthService:
+async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus, health: Health) -> AuthService:
     passphrase = settings.auth_key_passphrase
     keys = KeyRing(
         db.engine,
@@ -129,13 +130,11 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus) ->
     )
     relay = AuditRelay(db.engine, bus, batch=settings.auth_audit_batch, poll_s=settings.auth_audit_poll_s)
     db.after_commit(relay.wake)
-    health = Health(SERVICE, settings.instance_id, settings.auth_port)
     # Ready means this process answers: a Postgres failover or a Redis blip is a typed
     # store_unavailable on the requests that need them (the JWKS comes from the keys
     # already loaded), not every auth pod leaving the load balancer at once.
     health.add_check("postgres", lambda: _within(is_reachable(db.engine)), gates=False)
     health.add_check("redis", lambda: _within(_redis_ok(redis)), gates=False)
-    health.add_check("nats", lambda: bus.connected, gates=False)
     health.add_probe("hash_slots", lambda: passwords.slots)
     health.add_probe("hash_slots_in_use", lambda: passwords.in_use)
     return AuthService(
@@ -188,23 +187,11 @@ async def run_background(service: AuthService, stop: asyncio.Event) -> list[asyn
 
 async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     """Runs the service until ``stop`` is set, then drains and closes everything."""
-    async with open_service(settings) as service:
-        server, http_task = await serve_http(build_app(service), settings.http_host, settings.auth_port)
-        ops = None
-        if settings.auth_ops_port is not None:
-            ops = await serve_http(ops_app(service.health), settings.http_host, settings.auth_ops_port)
-        tasks = await run_background(service, stop)
-        log.info("auth ready on %s:%d", settings.http_host, settings.auth_port)
+    host = service_host(settings)
+    async with open_service(settings, host) as service:
+        await host.start(build_app(service))
+        host.spawn(service.relay.run(host.stopping), "auth-audit-relay")
         await stop.wait()
-        service.health.stopping = True
-        server.should_exit = True
-        await http_task
-        if ops is not None:
-            ops[0].should_exit = True
-            await ops[1]
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=5.0)
 
 
 async def rotate_keys(settings: AuthSettings) -> str:

@@ -90,7 +90,7 @@ class IngestService:
     async def start(self) -> None:
         settings = self.settings
         bus = await self.host.connect()
-        leases = Leases(await bus.kv(KV_LEASES), f"{SERVICE}-{settings.instance_id}")
+        leases = Leases(await bus.bucket(KV_LEASES), f"{SERVICE}-{settings.instance_id}")
         committer = UsageCommitter(bus, leases)
         metrics = ingest_metrics()
         sync = Sync(
@@ -103,7 +103,7 @@ class IngestService:
             clock=self.clock,
         )
         connectors = Connectors(
-            ConnectorStore(await bus.kv(KV_CONNECTORS)),
+            ConnectorStore(await bus.bucket(KV_CONNECTORS)),
             Sealer(
                 settings.connector_key.get_secret_value() if settings.connector_key else None,
                 [k.get_secret_value() for k in settings.connector_old_keys],

@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import nats.errors
 import nats.js.errors
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.envelope import Model
-from apex_runtime import CircuitBreaker
+from apex_runtime import CircuitBreaker, KvBucket, WrongRevision
 
 T = TypeVar("T")
 
@@ -120,7 +120,7 @@ _KV_FAILURES: tuple[type[BaseException], ...] = (
 class UserSlots:
     """The record of each user's runs, changed only by compare-and-set."""
 
-    def __init__(self, kv: Any, breaker: CircuitBreaker, *, attempts: int = 20) -> None:
+    def __init__(self, kv: KvBucket, breaker: CircuitBreaker, *, attempts: int = 20) -> None:
         self._kv = kv
         self._breaker = breaker
         self._attempts = attempts
@@ -163,13 +163,7 @@ class UserSlots:
         )
 
     async def _read(self, key: str) -> tuple[UserRuns, int | None]:
-        async def get() -> Any:
-            try:
-                return await self._kv.get(key)
-            except nats.js.errors.KeyNotFoundError:
-                return None
-
-        entry = await self._guarded(get)
+        entry = await self._guarded(lambda: self._kv.get(key))
         if entry is None or not entry.value:
             return UserRuns(), (entry.revision if entry is not None else None)
         return UserRuns.model_validate_json(entry.value), entry.revision
@@ -184,7 +178,7 @@ class UserSlots:
                     await self._kv.create(key, value)
                 else:
                     await self._kv.update(key, value, last=revision)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except WrongRevision:
                 return False
             return True
 

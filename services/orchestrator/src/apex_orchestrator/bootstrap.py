@@ -26,7 +26,9 @@ async def main(stop: asyncio.Event, settings: OrchestratorSettings | None = None
     slots_breaker = host.health.breaker(
         "user_runs_kv", threshold=5, reset_after_s=2.0, code=ErrorCode.STORE_UNAVAILABLE
     )
-    endings = RunEndings(bus, UserSlots(await bus.kv(KV_USER_RUNS), slots_breaker), orchestrator_metrics())
+    endings = RunEndings(
+        bus, UserSlots(await bus.bucket(KV_USER_RUNS), slots_breaker), orchestrator_metrics()
+    )
     driver = RunDriver(
         bus,
         settings.limits(),

@@ -33,7 +33,7 @@ async def main(
     )
     executor = ToolExecutor(
         bus,
-        KvLedger(await bus.kv(KV_TOOL_LEDGER), ledger_breaker),
+        KvLedger(await bus.bucket(KV_TOOL_LEDGER), ledger_breaker),
         BusUsageQueries(bus, settings.tools_query_timeout_s),
         tools or default_tools(),
         lease_s=settings.tools_lease_s,

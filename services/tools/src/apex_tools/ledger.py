@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError
 
 from apex_contracts import ErrorCode, ErrorInfo, Unavailable, utcnow
 from apex_contracts.envelope import Model
-from apex_runtime import CircuitBreaker
+from apex_runtime import CircuitBreaker, KvBucket, WrongRevision
 
 T = TypeVar("T")
 _KV_FAILURES: tuple[type[BaseException], ...] = (
@@ -81,18 +81,12 @@ class Ledger(Protocol):
 
 
 class KvLedger:
-    def __init__(self, kv: Any, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, kv: KvBucket, breaker: CircuitBreaker | None = None) -> None:
         self._kv = kv
         self._breaker = breaker or CircuitBreaker("tool_ledger", code=ErrorCode.STORE_UNAVAILABLE)
 
     async def read(self, call_id: str) -> tuple[Record, int] | None:
-        async def get() -> Any:
-            try:
-                return await self._kv.get(call_id)
-            except nats.js.errors.KeyNotFoundError:
-                return None
-
-        entry = await self._guarded(get)
+        entry = await self._guarded(lambda: self._kv.get(call_id))
         if entry is None or not entry.value:
             return None
         return parse_record(entry.value), int(entry.revision)
@@ -101,7 +95,7 @@ class KvLedger:
         async def create() -> int:
             try:
                 return int(await self._kv.create(call_id, record.model_dump_json().encode()))
-            except nats.js.errors.KeyWrongLastSequenceError as exc:
+            except WrongRevision as exc:
                 raise Taken(call_id) from exc
 
         return await self._guarded(create)
@@ -110,7 +104,7 @@ class KvLedger:
         async def update() -> int:
             try:
                 return int(await self._kv.update(call_id, record.model_dump_json().encode(), last=revision))
-            except nats.js.errors.KeyWrongLastSequenceError as exc:
+            except WrongRevision as exc:
                 raise Taken(call_id) from exc
 
         return await self._guarded(update)
@@ -119,7 +113,7 @@ class KvLedger:
         async def delete() -> None:
             try:
                 await self._kv.delete(call_id, last=revision)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except WrongRevision:
                 return
 
         await self._guarded(delete)

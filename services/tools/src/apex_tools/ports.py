@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-import nats.js.errors
+from typing import Protocol
 
 from apex_contracts.pricing import KV_PRICE_OVERRIDES, TenantPrices
 from apex_contracts.queries import Q_USAGE_AGGREGATE, UsageAggregate, UsageRows
-from apex_runtime import Bus
+from apex_runtime import Bus, KvBucket
 
 
 class UsageQueries(Protocol):
@@ -28,20 +26,21 @@ class BusUsageQueries:
     def __init__(self, bus: Bus, timeout_s: float) -> None:
         self._bus = bus
         self._timeout_s = timeout_s
-        self._kv: Any = None
+        self._kv: KvBucket | None = None
 
     async def aggregate(self, query: UsageAggregate) -> UsageRows:
         return await self._bus.query(Q_USAGE_AGGREGATE, query, UsageRows, timeout=self._timeout_s)
 
     async def prices(self, tenant_id: str) -> TenantPrices:
         kv = await self._bucket()
-        try:
-            entry = await kv.get(tenant_id)
-        except nats.js.errors.KeyNotFoundError:
-            return TenantPrices()
-        return TenantPrices() if not entry.value else TenantPrices.model_validate_json(entry.value)
+        entry = await kv.get(tenant_id)
+        return (
+            TenantPrices()
+            if entry is None or not entry.value
+            else TenantPrices.model_validate_json(entry.value)
+        )
 
-    async def _bucket(self) -> Any:
+    async def _bucket(self) -> KvBucket:
         if self._kv is None:
-            self._kv = await self._bus.kv(KV_PRICE_OVERRIDES)  # made by ensure_topology
+            self._kv = await self._bus.bucket(KV_PRICE_OVERRIDES)  # made by ensure_topology
         return self._kv

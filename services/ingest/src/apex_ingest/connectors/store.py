@@ -3,20 +3,18 @@ under ``<tenant>.<provider>``, the sync state under ``<tenant>.<provider>.state`
 
 from __future__ import annotations
 
-from typing import Any
-
 import nats.errors
-import nats.js.errors
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_ingest.connectors.model import ConnectorConfig, ConnectorState
+from apex_runtime import KvBucket
 
 _KV_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
 STATE = ".state"
 
 
 class ConnectorStore:
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: KvBucket) -> None:
         self._kv = kv
 
     @staticmethod
@@ -26,11 +24,9 @@ class ConnectorStore:
     async def _get(self, key: str) -> bytes | None:
         try:
             entry = await self._kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            return None
         except _KV_FAILURES as exc:
             raise Unavailable(f"connectors: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE) from exc
-        return entry.value or None
+        return entry.value or None if entry is not None else None
 
     async def _put(self, key: str, value: bytes) -> None:
         try:
@@ -63,8 +59,6 @@ class ConnectorStore:
         """(tenant, provider) of every connector."""
         try:
             keys = await self._kv.keys()
-        except nats.js.errors.NoKeysError:
-            return []
         except _KV_FAILURES as exc:
             raise Unavailable(f"connectors: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE) from exc
         out = []
