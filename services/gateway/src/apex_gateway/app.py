@@ -50,9 +50,7 @@ from apex_runtime import (
     Notice,
     ServiceHost,
     configure_logging,
-    ops_app,
     ops_routes,
-    serve_http,
 )
 
 log = logging.getLogger(__name__)
@@ -230,8 +228,9 @@ async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None
 async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
-    # The shared host: its NATS connection (the bus), health, heartbeat and the HTTP server.
-    host = ServiceHost("gateway", settings, settings.gateway_port)
+    # The shared host: its NATS connection (the bus), health, heartbeat, the HTTP server
+    # and the ops port (when set; else create_app serves probes on the public port).
+    host = ServiceHost("gateway", settings, settings.gateway_port, ops_port=settings.gateway_ops_port)
     bus = await host.connect()
     # A connect storm waits briefly for a pooled connection instead of failing
     # (redis-py's default pool raises once it is exhausted).
@@ -249,9 +248,6 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
             ws_ping_timeout=20.0,
             ws_per_message_deflate=False,
         )
-        ops = None
-        if settings.gateway_ops_port is not None:
-            ops = await serve_http(ops_app(services.health), settings.http_host, settings.gateway_ops_port)
         ticks_stop = asyncio.Event()
         resends = host.spawn(resend_overdue(services, ticks_stop), "resend-overdue")
         sessions = host.spawn(watch_sessions(services, ticks_stop), "watch-sessions")
@@ -271,11 +267,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
             await sessions
             flush_stop.set()
             await flushes
-            await host.stop()  # the bus (NATS) and the heartbeat
-            if ops is not None:
-                ops[0].should_exit = True
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await asyncio.wait_for(ops[1], 5.0)
+            await host.stop()  # the bus (NATS), the heartbeat, then the ops port
     await redis.aclose()
     await pool.aclose()
 
