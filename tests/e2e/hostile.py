@@ -23,6 +23,7 @@ from apex_contracts import (
 )
 from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
 from apex_runtime import Bus
+from apex_runtime.bus import NatsBus
 from tests.e2e.platform import Platform, User, platform_env
 
 SEND_QUEUE = 64
@@ -82,7 +83,7 @@ async def publish_thread(platform: Platform, user: User, events: int, text: str 
     """A thread of ``events`` events (a message, then thinking), published as the
     services would; returns its id."""
     nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
-    bus = Bus(nc)
+    bus = NatsBus(nc)
     scope = Scope(
         tenant_id=user.tenant_id, user_id=user.user_id, thread_id=new_id("thr"), run_id=new_id("run")
     )
@@ -115,7 +116,7 @@ async def archived_seqs(platform: Platform, user: User, thread_id: str) -> list[
     """What the Postgres archive holds of the thread (asked of persistence directly)."""
     nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
     try:
-        page = await Bus(nc).query(
+        page = await NatsBus(nc).query(
             Q_EVENTS_ARCHIVE,
             EventsArchive(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id, limit=5000),
             EventsPage,

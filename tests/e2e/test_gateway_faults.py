@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from apex_cli.embedded import free_port
 from apex_client import ApexSocket
 from apex_contracts import AgentThinking, AgentThinkingData, Scope, new_id
-from apex_runtime import Bus
+from apex_runtime.bus import NatsBus
 from tests.e2e.platform import Platform, User, platform_env
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 
@@ -166,7 +166,7 @@ async def test_a_client_that_never_reads_is_closed_4408_and_memory_stays_bounded
     thread_id = new_id("thr")
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id, run_id=new_id("run"))
     nc = await nats.connect(nats_url)
-    bus = Bus(nc)
+    bus = NatsBus(nc)
     filler = "x" * 4000
     for n in range(3000):
         await bus.publish_event(

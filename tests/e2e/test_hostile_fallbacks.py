@@ -18,7 +18,7 @@ import pytest
 
 from apex_cli.embedded import free_port
 from apex_contracts import Scope
-from apex_runtime import Bus
+from apex_runtime.bus import NatsBus
 from tests.e2e.hostile import archived_seqs, login, publish_thinking, publish_thread, spawn_ready, sse_events
 from tests.e2e.platform import Platform, User
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
@@ -45,7 +45,7 @@ async def test_the_events_endpoint_long_polls(hostile: Platform) -> None:
     nc = await nats.connect(hostile.recorded_env()["APEX_NATS_URL"])
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id)
     published = time.monotonic()
-    seq = await publish_thinking(Bus(nc), scope, 99)
+    seq = await publish_thinking(NatsBus(nc), scope, 99)
     await nc.close()
     answer = await waiting
     latency = time.monotonic() - published

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from apex_contracts import Scope
-from apex_runtime import Bus
+from apex_runtime.bus import NatsBus
 from tests.e2e.hostile import archived_seqs, publish_thinking, publish_thread, sse_events
 from tests.e2e.platform import Platform, User, platform_env
 from tests.e2e.wsclient import open_socket, recv, send
@@ -50,7 +50,7 @@ async def test_a_range_neither_the_stream_nor_the_archive_holds_is_named(gap_pla
         await asyncio.sleep(0.3)
 
     nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
-    bus = Bus(nc)
+    bus = NatsBus(nc)
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id)
     persistence = psutil.Process(platform.pid("persistence"))
     persistence.suspend()

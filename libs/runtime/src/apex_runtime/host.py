@@ -100,10 +100,12 @@ class ServiceHost:
         """Set when ``stop`` begins: background work spawned with the host ends on it."""
         return self._stop
 
-    async def start(self, http_app: Any = None) -> None:
+    async def start(self, http_app: Any = None, **http_options: Any) -> None:
+        """Starts the broker, the HTTP server (``http_options`` go to uvicorn: the
+        gateway's WebSocket limits), the ops server when ``ops_port`` and the heartbeat."""
         await self.broker.start()
         self._http, http_task = await serve_http(
-            http_app or ops_app(self.health), self.settings.http_host, self.http_port
+            http_app or ops_app(self.health), self.settings.http_host, self.http_port, **http_options
         )
         self._servers.append((self._http, http_task))
         if self.ops_port is not None:
@@ -128,6 +130,15 @@ class ServiceHost:
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
         return task
+
+    async def stop_http(self, wait_s: float = 10.0) -> None:
+        """Stops the service's HTTP server alone (the ops server and the bus stay up: the
+        gateway, its sockets drained, flushes the last acks over the bus before ``stop``)."""
+        if self._servers:
+            server, http_task = self._servers[0]
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(http_task), wait_s)
 
     async def stop(self) -> None:
         self.health.stopping = True

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from apex_contracts import ErrorCode, subjects
@@ -25,21 +24,34 @@ from apex_gateway.api import admin, runs, threads, usage, users
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import drain_paced
+from apex_gateway.erasure import UserErasure
 from apex_gateway.errors import ERROR_RESPONSES, install_error_handlers
+from apex_gateway.history import ThreadLog
 from apex_gateway.limits import UserLimits
 from apex_gateway.messages import MessageService
 from apex_gateway.metrics import GatewayMetrics
 from apex_gateway.presence import ServiceDirectory
+from apex_gateway.prices import TenantPriceStore
+from apex_gateway.reads import ReadSide
 from apex_gateway.services import GatewayServices
 from apex_gateway.session_watch import watch_sessions
 from apex_gateway.sessions import ConnectionRegistry, SessionRevocations
 from apex_gateway.settings import GatewaySettings
+from apex_gateway.thread_service import ThreadService
 from apex_gateway.tickets import TicketBook
 from apex_gateway.tokens import ExternalIssuer, KeySet, TokenVerifier
 from apex_gateway.web import mount_web
 from apex_gateway.ws.endpoint import websocket_endpoint
 from apex_gateway.ws.feeds import ThreadFeeds
-from apex_runtime import Bus, Health, configure_logging, heartbeat_loop, ops_app, ops_routes, serve_http
+from apex_gateway.ws.subscription import SubscriptionPorts
+from apex_runtime import (
+    Bus,
+    Health,
+    Notice,
+    ServiceHost,
+    configure_logging,
+    ops_routes,
+)
 
 log = logging.getLogger(__name__)
 CURSOR_FLUSH_EVERY_S = 1.0
@@ -84,9 +96,9 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
 
 
 async def build_services(
-    settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient, redis: aioredis.Redis
+    settings: GatewaySettings, bus: Bus, http: httpx.AsyncClient, redis: aioredis.Redis, health: Health
 ) -> GatewayServices:
-    health = Health("gateway", settings.instance_id, settings.gateway_port)
+    """The gateway's services on ``bus``; ``health`` is the host's (its "nats" check set)."""
     revocations = SessionRevocations(redis, health.breaker("redis", threshold=3, reset_after_s=2.0))
     external = None
     if settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url:
@@ -108,10 +120,10 @@ async def build_services(
     )
     directory = ServiceDirectory()
     await directory.start(bus)
-    # Ready means this process can serve: its own bus connection. The other services are
-    # reported, not required: without them history still reads from the stream and new
-    # runs wait visibly (run.queued), rather than every gateway leaving the load balancer.
-    health.add_check("nats", lambda: bus.connected)
+    # Ready means this process can serve: its own bus connection (the host's "nats"
+    # check). The other services are reported, not required: without them history still
+    # reads from the stream and new runs wait visibly (run.queued), rather than every
+    # gateway leaving the load balancer.
     health.add_check("services", lambda: not directory.missing(OTHER_SERVICES), gates=False)
     health.add_probe("services_missing", lambda: " ".join(directory.missing(OTHER_SERVICES)))
     metrics = GatewayMetrics()
@@ -125,20 +137,24 @@ async def build_services(
         unflushed=metrics.cursors_unflushed,
         every_s=CURSOR_FLUSH_EVERY_S,
     )
+    cursors = DeliveryCursors(
+        redis,
+        health.breaker("redis", threshold=3, reset_after_s=2.0),
+        archive,
+        flusher,
+        metrics.cursor_restores,
+    )
+    accounts = AuthAccounts(settings.auth_url, http)
+    prices = TenantPriceStore(bus)
+    history = ThreadLog(bus)
+    feeds = ThreadFeeds(bus.follow)
     return GatewayServices(
         settings=settings,
-        bus=bus,
         verifier=verifier,
         revocations=revocations,
         connections=connections,
         messages=MessageService(bus, waiting=directory.absent),
-        cursors=DeliveryCursors(
-            redis,
-            health.breaker("redis", threshold=3, reset_after_s=2.0),
-            archive,
-            flusher,
-            metrics.cursor_restores,
-        ),
+        cursors=cursors,
         cursor_flusher=flusher,
         limits=_user_limits(settings, redis, health, metrics, connections),
         directory=directory,
@@ -146,8 +162,20 @@ async def build_services(
         metrics=metrics,
         epoch=await bus.stream_epoch(),
         tickets=TicketBook(bus),
-        feeds=ThreadFeeds(bus.js.subscribe),
-        accounts=AuthAccounts(settings.auth_url, http),
+        feeds=feeds,
+        accounts=accounts,
+        history=history,
+        threads=ThreadService(bus),
+        reads=ReadSide(bus, prices),
+        prices=prices,
+        erasure=UserErasure(bus, cursors, accounts),
+        subscriptions=SubscriptionPorts(
+            history,
+            feeds,
+            metrics,
+            ack_timeout_s=settings.ack_timeout_ms / 1000,
+            max_unacked=settings.ws_send_queue,
+        ),
     )
 
 
@@ -171,10 +199,10 @@ def _user_limits(
     )
 
 
-async def watch_revocations(services: GatewayServices) -> None:
+async def watch_revocations(services: GatewayServices, bus: Bus) -> None:
     """Closes every socket of a revoked session on this gateway, at once."""
 
-    async def on_revoked(msg: Msg) -> None:
+    async def on_revoked(msg: Notice) -> None:
         try:
             revoked = SessionRevoked.model_validate_json(msg.data)
         except ValidationError:
@@ -184,7 +212,7 @@ async def watch_revocations(services: GatewayServices) -> None:
         for conn in services.connections.of_session(revoked.session_id):
             conn.end(CLOSE_UNAUTHORIZED, ErrorCode.SESSION_REVOKED.value)
 
-    await services.bus.nc.subscribe(subjects.CTL_SESSION_REVOKED, cb=on_revoked)
+    await bus.listen(subjects.CTL_SESSION_REVOKED, on_revoked)
 
 
 async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None:
@@ -200,13 +228,10 @@ async def resend_overdue(services: GatewayServices, stop: asyncio.Event) -> None
 async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
-    bus = await Bus.connect(
-        settings.nats_url,
-        f"gateway-{settings.instance_id}",
-        replicas=settings.nats_replicas,
-        stream_max_bytes=settings.nats_stream_max_bytes,
-    )
-    await bus.ensure_topology()
+    # The shared host: its NATS connection (the bus), health, heartbeat, the HTTP server
+    # and the ops port (when set; else create_app serves probes on the public port).
+    host = ServiceHost("gateway", settings, settings.gateway_port, ops_port=settings.gateway_ops_port)
+    bus = await host.connect()
     # A connect storm waits briefly for a pooled connection instead of failing
     # (redis-py's default pool raises once it is exhausted).
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -214,24 +239,18 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
     )
     redis = aioredis.Redis(connection_pool=pool)
     async with httpx.AsyncClient() as http:
-        services = await build_services(settings, bus, http, redis)
-        await watch_revocations(services)
-        server, server_task = await serve_http(
+        services = await build_services(settings, bus, http, redis, host.health)
+        await watch_revocations(services, bus)
+        await host.start(
             create_app(services, http),
-            settings.http_host,
-            settings.gateway_port,
             ws_max_size=settings.ws_max_frame_bytes,
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
             ws_per_message_deflate=False,
         )
-        ops = None
-        if settings.gateway_ops_port is not None:
-            ops = await serve_http(ops_app(services.health), settings.http_host, settings.gateway_ops_port)
-        beat_stop = asyncio.Event()
-        beats = asyncio.create_task(heartbeat_loop(bus, services.health, beat_stop))
-        resends = asyncio.create_task(resend_overdue(services, beat_stop))
-        sessions = asyncio.create_task(watch_sessions(services, beat_stop))
+        ticks_stop = asyncio.Event()
+        resends = host.spawn(resend_overdue(services, ticks_stop), "resend-overdue")
+        sessions = host.spawn(watch_sessions(services, ticks_stop), "watch-sessions")
         # Stopped after the server, so the acks of the drained sockets are flushed too.
         flush_stop = asyncio.Event()
         flushes = asyncio.create_task(services.cursor_flusher.run(flush_stop))
@@ -239,25 +258,18 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         await stop.wait()
         try:
             await drain(services, settings.gateway_drain_s)
-            server.should_exit = True
-            beat_stop.set()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(server_task, 15.0)
+            ticks_stop.set()
+            await host.stop_http(15.0)
         finally:
-            # whatever the server did, the last acks reach persistence before we exit
-            beat_stop.set()
-            await beats
+            # whatever the server did, the last acks reach persistence before the bus closes
+            ticks_stop.set()
             await resends
             await sessions
             flush_stop.set()
             await flushes
-            if ops is not None:
-                ops[0].should_exit = True
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await asyncio.wait_for(ops[1], 5.0)
+            await host.stop()  # the bus (NATS), the heartbeat, then the ops port
     await redis.aclose()
     await pool.aclose()
-    await bus.close()
 
 
 async def drain(services: GatewayServices, window_s: float = 0.0) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import orjson
 
@@ -22,6 +22,13 @@ from apex_contracts.errors import CATALOGUE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Gettable(Protocol[T_co]):
+    """What a stream reads from: an ``asyncio.Queue`` or a connection ``Outbox``."""
+
+    async def get(self) -> T_co: ...
 
 
 class StreamDrained(Exception):
@@ -52,7 +59,7 @@ class OpenStreams:
         return list(self._ends)
 
 
-async def next_or_end(queue: asyncio.Queue[T], end: asyncio.Event, timeout_s: float) -> T | None:
+async def next_or_end(queue: Gettable[T], end: asyncio.Event, timeout_s: float) -> T | None:
     """The next item; None after ``timeout_s`` without one; StreamDrained once ``end`` is set."""
     if end.is_set():
         raise StreamDrained

@@ -4,15 +4,18 @@ its original seq and id; when the archive cannot answer, or holds a gap (it fell
 what the stream no longer keeps), the caller says ``replay_incomplete`` with the range
 (``gap_from`` to ``first_seq - 1``), never starts later silently.
 
-``NextEvent`` is how a long-poll waits: a listener on the thread's live feed (one per
+``ThreadHistory`` is the port every reader holds (a thread subscription, the events
+endpoint, SSE); ``ThreadLog`` is its implementation on the bus, built once by the
+composition root. ``NextEvent`` is how a long-poll waits: a listener on the thread's live feed (one per
 thread per gateway, ``ws/feeds.py``) that wakes when an event after a seq is stored."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from apex_contracts import ApexError, ErrorCode
 from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
@@ -62,6 +65,58 @@ class Archived:
         """Events and gaps by seq (a gap sorts by its first seq)."""
         items: list[tuple[int, dict[str, Any]] | Gap] = [*self.events, *self.gaps]
         return sorted(items, key=lambda item: item[0])
+
+
+class ThreadHistory(Protocol):
+    """A thread's stored events: the stream's retained part, and the archive before it."""
+
+    async def first_kept(self) -> int:
+        """The first seq the stream still holds (anything before is only archived)."""
+        ...
+
+    async def head(self, subject: str, *, leader: bool = False) -> int:
+        """The seq of the newest event on ``subject`` (0: none); with ``leader``, an
+        answer that includes every acknowledged publish (a cluster's followers may lag)."""
+        ...
+
+    def read(
+        self, subject: str, *, after_seq: int, through_seq: int = 0, batch: int = 1000
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """(seq, payload) of the events on ``subject`` with seq > ``after_seq``, in order,
+        from the stream. With ``through_seq`` (a seq ``head(leader=True)`` gave) the read
+        reaches it or raises Unavailable: it never ends short of it silently."""
+        ...
+
+    async def archived(
+        self, who: Principal, thread_id: str, after_seq: int, first_kept: int, limit: int | None = None
+    ) -> Archived:
+        """Archived events with seq in (after_seq, first_kept), oldest first, at most
+        ``limit``, and the gaps of that window nobody can give (``Archived``)."""
+        ...
+
+
+class ThreadLog:
+    """``ThreadHistory`` on the bus: the stream by direct gets, the archive by the
+    persistence query ``apex.q.events.archive``."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    async def first_kept(self) -> int:
+        return await self._bus.first_seq()
+
+    async def head(self, subject: str, *, leader: bool = False) -> int:
+        return await self._bus.last_seq(subject, leader=leader)
+
+    def read(
+        self, subject: str, *, after_seq: int, through_seq: int = 0, batch: int = 1000
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        return self._bus.read_subject(subject, after_seq=after_seq, through_seq=through_seq, batch=batch)
+
+    async def archived(
+        self, who: Principal, thread_id: str, after_seq: int, first_kept: int, limit: int | None = None
+    ) -> Archived:
+        return await archived_events(self._bus, who, thread_id, after_seq, first_kept, limit)
 
 
 async def archived_events(

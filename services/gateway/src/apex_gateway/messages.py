@@ -11,8 +11,6 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import nats.js.errors
-
 from apex_contracts import (
     MessageCreated,
     MessageCreatedData,
@@ -40,7 +38,7 @@ from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsArchive, EventsPage
 from apex_contracts.streams import KV_IDEMPOTENCY, KV_RUNS
 from apex_gateway.probes import ProbeAudit
 from apex_gateway.tokens import Principal
-from apex_runtime import Bus
+from apex_runtime import Bus, KvBucket
 
 
 class RunRecord(Model):
@@ -82,12 +80,9 @@ class MessageService:
         *,
         via: str = "ws message.send",
     ) -> Accepted:
-        idem = await self.bus.kv(KV_IDEMPOTENCY)
+        idem = await self.bus.bucket(KV_IDEMPOTENCY)
         key = _idem_key(who, client_msg_id)
-        try:
-            entry = await idem.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            entry = None
+        entry = await idem.get(key)
         if entry is not None and entry.value:
             record = RunRecord.model_validate_json(entry.value)
             if record.started:
@@ -106,7 +101,7 @@ class MessageService:
         return await self._start(idem, key, record, client_msg_id, text, first=entry is None)
 
     async def _start(
-        self, idem: object, key: str, record: RunRecord, client_msg_id: str, text: str, first: bool
+        self, idem: KvBucket, key: str, record: RunRecord, client_msg_id: str, text: str, first: bool
     ) -> Accepted:
         scope = Scope(
             tenant_id=record.tenant_id,
@@ -144,9 +139,9 @@ class MessageService:
         )
         started = record.model_copy(update={"started": True, "message_seq": seq})
         body = started.model_dump_json().encode()
-        runs = await self.bus.kv(KV_RUNS)
+        runs = await self.bus.bucket(KV_RUNS)
         # independent records (each write is idempotent): one round trip, not two
-        await asyncio.gather(idem.put(key, body), runs.put(record.run_id, body))  # type: ignore[attr-defined]
+        await asyncio.gather(idem.put(key, body), runs.put(record.run_id, body))
         return Accepted(record.thread_id, record.run_id, seq, duplicate=not first)
 
     async def thread_exists(self, who: Principal, thread_id: str) -> bool:
@@ -167,12 +162,11 @@ class MessageService:
     ) -> RunRecord:
         """Asks the orchestrator to cancel a run of this user; NotFound (audited) for
         anyone else's or none."""
-        runs = await self.bus.kv(KV_RUNS)
-        try:
-            entry = await runs.get(run_id)
-        except nats.js.errors.KeyNotFoundError as exc:
+        runs = await self.bus.bucket(KV_RUNS)
+        entry = await runs.get(run_id)
+        if entry is None:
             await self.probes.record(who, "run", run_id, via=via)
-            raise NotFound("No such run.") from exc
+            raise NotFound("No such run.")
         record = RunRecord.model_validate_json(entry.value or b"{}")
         if record.tenant_id != who.tenant_id or record.user_id != who.user_id:
             await self.probes.record(who, "run", run_id, via=via, owner_tenant=record.tenant_id)
@@ -208,15 +202,10 @@ def _title(text: str) -> str:
 async def runs_of(bus: Bus, who: Principal, thread_id: str | None = None) -> list[tuple[str, RunRecord]]:
     """The user's runs the gateway started (its idempotency records, kept 7 days): (record
     key, record), those of ``thread_id`` only when given."""
-    idempotency = await bus.kv(KV_IDEMPOTENCY)
-    watcher = await idempotency.watch(f"{who.tenant_id}.{who.user_id}.>", ignore_deletes=True)
+    idempotency = await bus.bucket(KV_IDEMPOTENCY)
     found = []
-    async for entry in watcher:
-        if entry is None:
-            break
-        if entry.value:
-            record = RunRecord.model_validate_json(entry.value)
-            if thread_id is None or record.thread_id == thread_id:
-                found.append((entry.key, record))
-    await watcher.stop()
+    for entry in await idempotency.entries(f"{who.tenant_id}.{who.user_id}.>"):
+        record = RunRecord.model_validate_json(entry.value)
+        if thread_id is None or record.thread_id == thread_id:
+            found.append((entry.key, record))
     return found

@@ -144,3 +144,17 @@ class GatewayMetrics:
         """One live event frame written to a socket ``seconds`` after it occurred."""
         self.delivery_latency.observe(max(seconds, 0.0))
         self.delivery_windows.observe(seconds, time.time())
+
+    # --- ws.ports.DeliveryFigures: what a thread subscription counts ---------------------
+
+    def replayed(self) -> None:
+        self.events_replayed.inc()
+
+    def resent(self) -> None:
+        self.events_resent.inc()
+
+    def resynced(self) -> None:
+        self.resyncs.inc()
+
+    def ack_waited(self, seconds: float) -> None:
+        self.ack_latency.observe(seconds)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from apex_contracts import Heartbeat, subjects
 from apex_contracts.health import HEARTBEAT_STALE_S, SERVICES
-from apex_runtime import Bus
+from apex_runtime import Bus, Notice
 
 # The services a run needs to make progress (persistence only serves reads and views).
 RUN_WORKERS = ("orchestrator", "agents", "tools")
@@ -23,14 +22,14 @@ class ServiceDirectory:
         self._started = time.monotonic()
 
     async def start(self, bus: Bus) -> None:
-        async def on_beat(msg: Msg) -> None:
+        async def on_beat(msg: Notice) -> None:
             try:
                 beat = Heartbeat.model_validate_json(msg.data)
             except ValidationError:
                 return
             self._beats[(beat.service, beat.instance)] = (time.monotonic(), beat)
 
-        self._sub = await bus.nc.subscribe(subjects.HEALTH_ALL, cb=on_beat)
+        self._sub = await bus.listen(subjects.HEALTH_ALL, on_beat)
 
     def instances(self) -> list[dict[str, Any]]:
         now = time.monotonic()

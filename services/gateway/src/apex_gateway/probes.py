@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import nats.errors
-
 from apex_contracts import ApexError, derive_id, utcnow
 from apex_contracts.audit import AuditEntry, audit_subject
 from apex_gateway.tokens import Principal
@@ -46,10 +44,10 @@ class ProbeAudit:
             details={"owner_tenant_differs": owner_tenant not in (None, who.tenant_id), "via": via},
         )
         try:
-            await self._bus.js.publish(
+            await self._bus.publish_raw(
                 audit_subject(who.tenant_id),
                 entry.model_dump_json().encode(),
                 headers={"Nats-Msg-Id": entry.id},
             )
-        except (nats.errors.Error, ApexError) as exc:
+        except ApexError as exc:  # publish_raw's failure is Unavailable(publish_failed)
             log.error("audit entry %s not recorded: %r", entry.action, exc)

@@ -7,13 +7,11 @@ import re
 import secrets
 import time
 
-import nats.js.errors
-
 from apex_contracts import AuthFailed, ErrorCode
 from apex_contracts.envelope import Model
 from apex_contracts.streams import KV_WS_TICKETS
 from apex_gateway.tokens import Principal
-from apex_runtime import Bus
+from apex_runtime import Bus, WrongRevision
 
 TICKET_TTL_S = 30
 TICKET_SHAPE = re.compile(r"[A-Za-z0-9_\-]{1,100}")
@@ -42,25 +40,23 @@ class TicketBook:
             expires_at=time.time() + TICKET_TTL_S,
             token_expires_at=who.expires_at,
         )
-        kv = await self.bus.kv(KV_WS_TICKETS)
+        kv = await self.bus.bucket(KV_WS_TICKETS)
         await kv.create(ticket, record.model_dump_json().encode())
         return ticket, TICKET_TTL_S
 
     async def redeem(self, ticket: str) -> Principal:
         """The principal the ticket was issued to; the ticket is gone afterwards."""
-        kv = await self.bus.kv(KV_WS_TICKETS)
+        kv = await self.bus.bucket(KV_WS_TICKETS)
         refused = AuthFailed("The ticket is unknown, used or expired.", code=ErrorCode.TOKEN_INVALID)
         # ASCII only: str.isalnum() also takes "éééé", which is no key a bucket accepts
         if not TICKET_SHAPE.fullmatch(ticket):
             raise refused
+        entry = await kv.get(ticket)
+        if entry is None:
+            raise refused
         try:
-            entry = await kv.get(ticket)
             await kv.delete(ticket, last=entry.revision)
-        except (
-            nats.js.errors.KeyNotFoundError,
-            nats.js.errors.KeyWrongLastSequenceError,
-            nats.js.errors.KeyDeletedError,
-        ) as exc:
+        except WrongRevision as exc:  # redeemed by another socket first
             raise refused from exc
         record = Ticket.model_validate_json(entry.value or b"{}")
         if record.expires_at < time.time():

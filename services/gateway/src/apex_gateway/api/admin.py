@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from apex_contracts.frames import UserText
-from apex_contracts.queries import Q_AUDIT_LIST, AuditList, AuditPage
+from apex_contracts.queries import AuditList, AuditPage
 from apex_gateway.deps import CurrentAdmin, Services
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -24,4 +24,4 @@ async def audit_log(
 ) -> AuditPage:
     """The tenant's security facts, newest first; page with ``before``."""
     query = AuditList(tenant_id=who.tenant_id, limit=limit, before=before, actions=action or [])
-    return await services.bus.query(Q_AUDIT_LIST, query, AuditPage)
+    return await services.reads.audit(query)

@@ -5,45 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import Field
 
-from apex_contracts import (
-    NotFound,
-    Scope,
-    ThreadDeleted,
-    ThreadDeletedData,
-    ThreadRenamed,
-    ThreadRenamedData,
-    new_id,
-    subjects,
-)
-from apex_contracts.dedupe_ids import thread_erased_id, thread_hidden_id, thread_renamed_id
+from apex_contracts import NotFound, subjects
 from apex_contracts.envelope import Model
 from apex_contracts.events import client_view
 from apex_contracts.frames import UserText
-from apex_contracts.queries import (
-    Q_THREADS_GET,
-    Q_THREADS_LIST,
-    ThreadDetail,
-    ThreadGet,
-    ThreadsList,
-    ThreadsPage,
-)
+from apex_contracts.queries import ThreadDetail, ThreadsPage
 from apex_gateway.deps import CurrentUser, Services
-from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
 from apex_gateway.errors import ErrorBody
-from apex_gateway.history import NextEvent, ReplayIncomplete, archived_events
-from apex_gateway.messages import runs_of
-from apex_gateway.reconnect import reconnect_spread_ms
+from apex_gateway.history import NextEvent, ReplayIncomplete
 from apex_gateway.services import GatewayServices
+from apex_gateway.sse import sse_stream
 from apex_gateway.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/threads", tags=["threads"])
@@ -57,17 +35,13 @@ async def list_threads(
     cursor: str | None = None,
     search: Annotated[UserText | None, Query(max_length=200)] = None,
 ) -> ThreadsPage:
-    query = ThreadsList(
-        tenant_id=who.tenant_id, user_id=who.user_id, limit=limit, cursor=cursor, search=search
-    )
-    return await services.bus.query(Q_THREADS_LIST, query, ThreadsPage)
+    return await services.threads.list(who, limit, cursor, search)
 
 
 @router.get("/{thread_id}", response_model=ThreadDetail)
 async def get_thread(thread_id: str, who: CurrentUser, services: Services) -> ThreadDetail:
     await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}")
-    query = ThreadGet(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    return await services.bus.query(Q_THREADS_GET, query, ThreadDetail)
+    return await services.threads.get(who, thread_id)
 
 
 class ThreadEvent(Model):
@@ -116,7 +90,7 @@ async def thread_events(
     await services.feeds.join(subject, thread_id, waiter)
     try:
         # joined first, then looked again: an event stored in between is not missed
-        if await services.bus.last_seq(subject) <= after_seq:
+        if await services.history.head(subject) <= after_seq:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.arrived.wait(), wait_s)
     finally:
@@ -129,12 +103,12 @@ async def thread_events(
 async def _events_after(
     services: GatewayServices, who: Principal, thread_id: str, subject: str, after_seq: int, limit: int
 ) -> ThreadEvents:
-    bus = services.bus
-    first_kept, head = await asyncio.gather(bus.first_seq(), bus.last_seq(subject))
+    history = services.history
+    first_kept, head = await asyncio.gather(history.first_kept(), history.head(subject))
     events: list[ThreadEvent] = []
     after = after_seq
     if after + 1 < first_kept:
-        archive = await archived_events(bus, who, thread_id, after, first_kept, limit)
+        archive = await history.archived(who, thread_id, after, first_kept, limit)
         for item in archive.in_order():
             if isinstance(item[1], int):  # a gap: what precedes it is served first, then the gap
                 if not events:
@@ -150,7 +124,7 @@ async def _events_after(
         after = max(after, first_kept - 1) if len(events) < limit else events[-1].seq
         head = max(head, events[-1].seq if events else 0)
     if len(events) < limit:
-        async for seq, data in bus.read_subject(subject, after_seq=after, batch=min(limit, 1000)):
+        async for seq, data in history.read(subject, after_seq=after, batch=min(limit, 1000)):
             events.append(ThreadEvent(seq=seq, event=client_view(orjson.loads(data))))
             if len(events) >= limit:
                 break
@@ -172,75 +146,16 @@ async def stream_events(
     ``Last-Event-ID``. Events the stream no longer holds come from the archive first;
     when it cannot answer or holds a gap, an ``error`` event says ``replay_incomplete``
     with the range (``gap_from``, ``gap_to``) and ``first_seq`` before the events that
-    are still there."""
+    are still there. The replay and the live events come through the same subscription
+    as a socket's (``apex_gateway.sse``); a client that does not read is ended with an
+    ``error`` event ``slow_consumer`` and resumes with ``Last-Event-ID``."""
     subject = await _owned(services, who, thread_id, "GET /api/v1/threads/{thread_id}/stream")
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after_seq
     return StreamingResponse(
-        _sse_from_archive(services, who, subject, thread_id, start),
+        sse_stream(services, who, subject, thread_id, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-
-
-def _sse_event(seq: int, thread_id: str, event: dict[str, Any]) -> bytes:
-    body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, str(event.get("type", "event")).encode(), body)
-
-
-async def _sse_from_archive(
-    services: GatewayServices, who: Principal, subject: str, thread_id: str, after: int
-) -> AsyncIterator[bytes]:
-    first_kept = await services.bus.first_seq()
-    if after + 1 < first_kept:
-        archive = await archived_events(services.bus, who, thread_id, after, first_kept)
-        for item in archive.in_order():
-            if isinstance(item[1], int):  # a gap, where it falls
-                gap = ReplayIncomplete(thread_id, item[1] + 1, item[0])
-                error = {
-                    "code": gap.code.value,
-                    "message": gap.message,
-                    "retryable": True,
-                    **(gap.details or {}),
-                }
-                yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
-            else:
-                yield _sse_event(item[0], thread_id, client_view(item[1]))
-        after = max(after, first_kept - 1)
-    async for chunk in _sse(services, subject, thread_id, after):
-        yield chunk
-
-
-async def _sse(services: GatewayServices, subject: str, thread_id: str, after: int) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=services.settings.ws_send_queue)
-
-    async def deliver(msg: Msg) -> None:
-        await queue.put(msg)
-
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
-        opt_start_seq=after + 1 if after else None,
-    )
-    sub = await services.bus.js.subscribe(subject, ordered_consumer=True, config=config, cb=deliver)
-    end = services.streams.open()
-    try:
-        yield b"retry: 1000\n\n"
-        while True:
-            try:
-                msg = await next_or_end(queue, end, 15.0)
-            except StreamDrained:
-                # the gateway is stopping: say so, and spread the reconnects
-                yield sse_shutting_down(reconnect_spread_ms(services.settings.gateway_drain_s))
-                return
-            if msg is None:
-                yield b": keep-alive\n\n"
-                continue
-            seq = msg.metadata.sequence.stream
-            event = client_view(orjson.loads(msg.data))
-            body = orjson.dumps({"thread_id": thread_id, "seq": seq, "event": event})
-            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event["type"].encode(), body)
-    finally:
-        services.streams.close(end)
-        await sub.unsubscribe()
 
 
 async def _owned(services: GatewayServices, who: Principal, thread_id: str, via: str) -> str:
@@ -284,14 +199,7 @@ async def rename_thread(
 ) -> dict[str, str]:
     """Appends ``thread.renamed``; the thread list shows the new title once projected."""
     await _owned(services, who, thread_id, "PATCH /api/v1/threads/{thread_id}")
-    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    await services.bus.publish_event(
-        scope.make(
-            ThreadRenamed,
-            ThreadRenamedData(title=body.title.strip()),
-            id=thread_renamed_id(thread_id, new_id("evt")),
-        )
-    )
+    await services.threads.rename(who, thread_id, body.title.strip())
     return {"thread_id": thread_id, "title": body.title.strip()}
 
 
@@ -305,19 +213,7 @@ async def delete_thread(
     """Appends the ``thread.deleted`` tombstone: the thread disappears from every view;
     with ``erase=true`` its content is removed from every store and the archive."""
     subject = await _owned(services, who, thread_id, "DELETE /api/v1/threads/{thread_id}")
-    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=thread_id)
-    if erase:
-        # The erasure covers the thread up to its tombstone and the later facts of its runs
-        # (any still going); erased again later, it reaches the thread's new head.
-        head = await services.bus.last_seq(subject, leader=True)
-        runs = sorted({record.run_id for _key, record in await runs_of(services.bus, who, thread_id)})
-        data, event_id = (
-            ThreadDeletedData(erase=True, requested_by=who.user_id, runs=runs),
-            thread_erased_id(thread_id, head),
-        )
-    else:
-        data, event_id = ThreadDeletedData(erase=False, requested_by=who.user_id), thread_hidden_id(thread_id)
-    await services.bus.publish_event(scope.make(ThreadDeleted, data, id=event_id))
+    await services.threads.delete(who, thread_id, subject, erase=erase)
     if erase:
         await services.cursors.forget(who, thread_id)
     return {"thread_id": thread_id, "deleted": True, "erase": erase}

@@ -16,9 +16,7 @@ from apex_contracts import utcnow
 from apex_contracts.envelope import Model
 from apex_contracts.price_table import models_in_table
 from apex_contracts.pricing import PriceCatalogue, PriceOverride, TenantPrices
-from apex_contracts.queries import Q_USAGE_SUMMARY, UsageSummary
 from apex_gateway.deps import CurrentAdmin, CurrentUser, Services
-from apex_gateway.prices import TenantPriceStore
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
@@ -31,7 +29,7 @@ class PricesIn(Model):
 async def get_prices(who: CurrentUser, services: Services) -> dict[str, Any]:
     """The price table (name and version) and the tenant's overrides, with the models of
     Apex's tier mapping at the price that applies to the tenant today."""
-    stored = await TenantPriceStore(services.bus).get(who.tenant_id)
+    stored = await services.prices.get(who.tenant_id)
     catalogue = PriceCatalogue.for_tenant(stored)
     return {
         "table": catalogue.table,
@@ -50,13 +48,10 @@ async def put_prices(body: PricesIn, who: CurrentAdmin, services: Services) -> d
     """Replaces the tenant's overrides (an empty list removes them); reprices every row
     without an uploaded cost at once, since prices are applied where they are read."""
     stored = TenantPrices(overrides=body.overrides, updated_at=utcnow(), updated_by=who.user_id)
-    await TenantPriceStore(services.bus).put(who.tenant_id, stored)
+    await services.prices.put(who.tenant_id, stored)
     return stored.model_dump(mode="json")
 
 
 @router.get("/summary")
 async def usage_summary(who: CurrentUser, services: Services) -> dict[str, Any]:
-    prices = await TenantPriceStore(services.bus).get(who.tenant_id)
-    return await services.bus.query_raw(
-        Q_USAGE_SUMMARY, UsageSummary(tenant_id=who.tenant_id, prices=prices.overrides)
-    )
+    return await services.reads.usage_summary(who.tenant_id)

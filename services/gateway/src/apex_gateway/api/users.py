@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
-import redis.exceptions
 from fastapi import APIRouter, Header
 
 from apex_contracts import AuthFailed, ErrorCode
-from apex_contracts.dedupe_ids import user_erased_id
-from apex_contracts.events import UserErased, UserErasedData
-from apex_contracts.streams import KV_IDEMPOTENCY, KV_RUNS, KV_USER_RUNS
 from apex_gateway.deps import CurrentUser, Services
-from apex_gateway.messages import RunRecord, runs_of
-from apex_gateway.services import GatewayServices
-from apex_gateway.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-log = logging.getLogger(__name__)
 
 
 @router.delete("/me", status_code=202)
@@ -43,60 +34,10 @@ async def erase_me(
     token = (authorization or "")[7:].strip()
     if not token:  # an identity not from a Bearer token (never the case today)
         raise AuthFailed(code=ErrorCode.TOKEN_MISSING)
-    await _tombstone(services, who, await runs_of(services.bus, who), account_closed=False)
-    await services.accounts.close(token)
-    records = await runs_of(services.bus, who)
-    await _tombstone(services, who, records, account_closed=True)
-    forgotten = await _forget_gateway_records(services, who, records)
+    forgotten = await services.erasure.erase(who, token)
     return {
         "user_id": who.user_id,
         "account": "closed",
         "erasure": "requested",
         "gateway_records_removed": forgotten,
     }
-
-
-async def _tombstone(
-    services: GatewayServices,
-    who: Principal,
-    records: list[tuple[str, RunRecord]],
-    *,
-    account_closed: bool,
-) -> None:
-    tombstone = UserErased(
-        id=user_erased_id(who.user_id, account_closed=account_closed),
-        tenant_id=who.tenant_id,
-        user_id=who.user_id,
-        data=UserErasedData(
-            requested_by=who.user_id,
-            reason="user request",
-            runs=sorted({record.run_id for _key, record in records}),
-            account_closed=account_closed,
-        ),
-    )
-    await services.bus.publish(tombstone, UserErased.subject(who.tenant_id, who.user_id))
-
-
-async def _forget_gateway_records(
-    services: GatewayServices, who: Principal, records: list[tuple[str, RunRecord]]
-) -> int:
-    """Cursors in Redis; the user's idempotency records and run-slot record, and the run
-    owners of their runs, purged from the buckets' streams by subject (a key purge would
-    leave a marker whose subject names the user)."""
-    removed = 0
-    try:
-        async for key in services.cursors.redis_client.scan_iter(
-            match=f"apex:{who.tenant_id}:cursor:{who.user_id}:*"
-        ):
-            removed += int(await services.cursors.redis_client.delete(key))
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        log.warning("cursors of an erased user remain until Redis is back: %r", exc)
-    mine = f"{who.tenant_id}.{who.user_id}"
-    for bucket, subject in (
-        (KV_IDEMPOTENCY, f"{mine}.>"),
-        (KV_USER_RUNS, mine),
-        *((KV_RUNS, record.run_id) for _key, record in records),
-    ):
-        await services.bus.js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{subject}")
-        removed += 1
-    return removed

@@ -16,9 +16,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from apex_contracts.queries import Q_RUNS_RECENT, Q_SLA_SUMMARY, RunsPage, RunsRecent, SlaSummary, SlaView
+from apex_contracts.queries import RunsPage, SlaView
 from apex_gateway.dashboard.figures import delivery_view, projector_lag, services_view
-from apex_gateway.dashboard.streams import streams_view
 from apex_gateway.deps import CurrentAdmin, CurrentOperator, Services
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
@@ -33,7 +32,7 @@ async def services_health(_: CurrentOperator, services: Services) -> dict[str, A
 @router.get("/streams")
 async def streams_and_lag(_: CurrentOperator, services: Services) -> dict[str, Any]:
     """Streams, durable consumers' pending work, and the projectors' lag (operators only)."""
-    view = await streams_view(services.bus)
+    view = await services.reads.streams()
     return {**view, "projectors": projector_lag(services.directory.instances())}
 
 
@@ -47,7 +46,7 @@ async def delivery(_: CurrentOperator, services: Services) -> dict[str, Any]:
 async def service_levels(who: CurrentAdmin, services: Services) -> SlaView:
     """The caller's tenant: time to first event, run duration and errors by code over
     5 min, 1 h and 24 h."""
-    return await services.bus.query(Q_SLA_SUMMARY, SlaSummary(tenant_id=who.tenant_id), SlaView)
+    return await services.reads.service_levels(who.tenant_id)
 
 
 @router.get("/runs", response_model=RunsPage)
@@ -55,4 +54,4 @@ async def recent_runs(
     who: CurrentAdmin, services: Services, limit: Annotated[int, Query(ge=1, le=200)] = 25
 ) -> RunsPage:
     """The caller's tenant's latest runs, newest first."""
-    return await services.bus.query(Q_RUNS_RECENT, RunsRecent(tenant_id=who.tenant_id, limit=limit), RunsPage)
+    return await services.reads.recent_runs(who.tenant_id, limit)

@@ -91,7 +91,7 @@ async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
 async def subscribe(conn: Connection, thread_id: str, after_seq: int, ref: str | None) -> None:
     who = conn.principal
     subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
-    sub = ThreadSubscription(conn, thread_id, subject, after_seq)
+    sub = ThreadSubscription(conn, conn.services.subscriptions, who, thread_id, subject, after_seq)
     conn.subscriptions[thread_id] = sub
     try:
         await sub.start(ref=ref)

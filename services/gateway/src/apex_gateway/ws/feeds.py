@@ -1,9 +1,10 @@
-"""One live feed per thread per gateway: a single JetStream ordered consumer whose events
-are decoded and framed once, then handed to every connection subscribed to the thread.
+"""One live feed per thread per gateway: a single ``Bus.follow`` of the thread's subject
+(an ordered consumer on NATS) whose events are decoded and framed once, then handed to
+every subscriber of the thread (sockets, SSE streams, long-polls).
 
 A thousand sockets on one thread cost one consumer and one decode per event, not a
 thousand of each (JetStream also caps the consumers of a stream). A feed starts at the
-events stored after it was created (``DeliverPolicy.NEW``): what came before is each
+events stored after it was created (``follow`` with no ``after_seq``): what came before is each
 subscriber's replay, read after it joined the feed, so replay and live overlap and never
 leave a gap; the subscriber drops the overlap by seq."""
 
@@ -12,27 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import nats.errors
-import nats.js.errors
 import orjson
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.events import client_view
+from apex_gateway.ws.ports import Listener
+from apex_runtime import Stored, Subscription
+from apex_runtime.port import StoredHandler
 
 log = logging.getLogger(__name__)
-
-
-# An idle feed hears from its consumer this often; two missed beats and the client
-# recreates the consumer where it left off (the node that held it died: in a cluster,
-# the next event reaches sockets at most ~2 beats after the node's death).
-FEED_HEARTBEAT_S = 2.0
 
 
 def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
@@ -49,22 +44,16 @@ def epoch_s(occurred_at: Any) -> float | None:
         return None
 
 
-class Listener(Protocol):
-    def live(self, seq: int, frame: str, occurred_at: float | None) -> None:
-        """One event as it was stored; called in stream order."""
-        ...
-
-
 @dataclass
 class _Feed:
     thread_id: str
-    sub: Any = None
+    sub: Subscription | None = None
     starting: asyncio.Future[None] | None = None
     listeners: set[Listener] = field(default_factory=set)
 
-    async def deliver(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
-        event = orjson.loads(msg.data)
+    async def deliver(self, stored: Stored) -> None:
+        seq = stored.seq
+        event = orjson.loads(stored.data)
         frame = event_frame(self.thread_id, seq, event)
         occurred = epoch_s(event.get("occurred_at"))
         for listener in list(self.listeners):
@@ -75,8 +64,15 @@ class ThreadFeeds:
     """The feeds of this gateway, shared by its connections; a feed lives while it has a
     listener."""
 
-    def __init__(self, subscribe: Callable[..., Any], *, start_within_s: float = 15.0) -> None:
-        self._subscribe = subscribe  # the JetStream context's ``subscribe``
+    def __init__(
+        self,
+        follow: Callable[[str, StoredHandler], Awaitable[Subscription]],
+        *,
+        start_within_s: float = 15.0,
+    ) -> None:
+        # ``Bus.follow``: its subscription resumes after the last seq it handed over when
+        # the node that served it dies (in a cluster, within ~2 idle heartbeats)
+        self._follow = follow
         self._start_within_s = start_within_s
         self._feeds: dict[str, _Feed] = {}
 
@@ -111,10 +107,7 @@ class ThreadFeeds:
         with contextlib.suppress(Unavailable):
             await asyncio.shield(feed.starting)
         if feed.sub is not None:
-            try:
-                await feed.sub.unsubscribe()
-            except (nats.errors.Error, nats.js.errors.Error) as exc:
-                log.debug("unsubscribe of %s failed: %r", subject, exc)
+            await feed.sub.stop()  # never raises: a failed unsubscribe is logged by the bus
 
     async def _start(self, feed: _Feed, subject: str) -> None:
         """Creates the feed's consumer, trying again for ``start_within_s``: a cluster
@@ -124,15 +117,9 @@ class ThreadFeeds:
         delay = 0.1
         while True:
             try:
-                feed.sub = await self._subscribe(
-                    subject,
-                    ordered_consumer=True,
-                    cb=feed.deliver,
-                    idle_heartbeat=FEED_HEARTBEAT_S,
-                    config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
-                )
+                feed.sub = await self._follow(subject, feed.deliver)
                 return
-            except (nats.errors.Error, nats.js.errors.Error) as exc:
+            except (nats.errors.Error, Unavailable) as exc:  # JetStream errors included
                 if loop.time() + delay > give_up:
                     raise Unavailable(
                         "Live updates for this thread cannot start right now; subscribe again shortly.",

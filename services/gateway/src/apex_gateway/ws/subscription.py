@@ -8,37 +8,61 @@ When the stream no longer holds the start of what was asked (retention), the mis
 part comes from the Postgres archive first; when neither can provide part of it (the
 archive does not answer, or holds a gap: it fell behind what the stream dropped), the
 client is told with ``replay_incomplete`` and the range (``gap_from`` to ``gap_to``,
-history resuming at ``first_seq``), never silently given a partial history."""
+history resuming at ``first_seq``), never silently given a partial history.
+
+The subscription knows nothing of connections or of the gateway's services: it is built
+from narrow ports (``ports.py``): an ``EventSink`` its frames go to, the thread's log
+(``history.ThreadHistory``), the live feeds, and the figures it counts. Its seam is unit
+tested with fakes of each (``tests/unit/gateway/test_subscription_seam.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import orjson
 
-from apex_contracts import ErrorCode
+from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.frames import ErrorFrame, ThreadSubscribed
-from apex_gateway.history import archived_events
+from apex_gateway.history import ThreadHistory
+from apex_gateway.tokens import Principal
 from apex_gateway.ws.feeds import event_frame
+from apex_gateway.ws.ports import DeliveryFigures, EventSink, LiveFeeds
 from apex_gateway.ws.window import DeliveryWindow, ResyncNeeded
-
-if TYPE_CHECKING:
-    from apex_gateway.ws.connection import Connection
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SubscriptionPorts:
+    """What every subscription of one gateway is built from (one per gateway)."""
+
+    history: ThreadHistory
+    feeds: LiveFeeds
+    figures: DeliveryFigures
+    ack_timeout_s: float = 10.0
+    max_unacked: int = 4096
+
+
 class ThreadSubscription:
-    def __init__(self, conn: Connection, thread_id: str, subject: str, after_seq: int) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        sink: EventSink,
+        ports: SubscriptionPorts,
+        who: Principal,
+        thread_id: str,
+        subject: str,
+        after_seq: int,
+    ) -> None:
+        self.sink = sink
+        self.ports = ports
+        self.who = who
         self.thread_id = thread_id
         self.subject = subject
-        settings = conn.services.settings
         self.window = DeliveryWindow(
-            after_seq, ack_timeout_s=settings.ack_timeout_ms / 1000, max_unacked=settings.ws_send_queue
+            after_seq, ack_timeout_s=ports.ack_timeout_s, max_unacked=ports.max_unacked
         )
         self._joined = False
         self._replaying = True
@@ -50,24 +74,23 @@ class ThreadSubscription:
         return self.window.last_sent
 
     async def start(self, ref: str | None = None) -> None:
-        services = self.conn.services
-        bus = services.bus
-        await services.feeds.join(self.subject, self.thread_id, self)
+        history, figures = self.ports.history, self.ports.figures
+        await self.ports.feeds.join(self.subject, self.thread_id, self)
         self._joined = True
         after = self.window.after_seq
         # The head comes from the stream leader and the replay reads through it: in a
         # cluster a lagging replica answering the replay must not leave a gap before the
         # live feed's first event.
-        first_kept, last = await asyncio.gather(bus.first_seq(), bus.last_seq(self.subject, leader=True))
+        first_kept, last = await asyncio.gather(history.first_kept(), history.head(self.subject, leader=True))
         archived: list[tuple[int, str] | tuple[int, int]] = []
         if after + 1 < first_kept:
             archived = await self._from_archive(first_kept)
         sent = [item[0] for item in archived if isinstance(item[1], str)]
         head = max(last, sent[-1] if sent else 0)
-        self.conn.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
+        self.sink.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
         for seq, item in archived:
             if isinstance(item, int):  # a gap, told where it falls in seq order
-                self.conn.send(
+                self.sink.send(
                     ErrorFrame(
                         code=ErrorCode.REPLAY_INCOMPLETE,
                         message=f"Events {seq} to {item} cannot be replayed; history resumes at seq {item + 1}.",
@@ -80,22 +103,43 @@ class ThreadSubscription:
                     )
                 )
                 continue
-            if not await self.conn.room():  # a replay is paced by the client's reading
+            if not await self.sink.room():  # a replay is paced by the client's reading
                 return
-            services.metrics.events_replayed.inc()
+            figures.replayed()
             self._offer(seq, item)
-        async for seq, data in bus.read_subject(
-            self.subject, after_seq=max(after, first_kept - 1, 0), through_seq=last
-        ):
-            if self._ended or not await self.conn.room():
+        if not await self._replay(max(after, first_kept - 1, 0), last):
+            return
+        if not self._ended and self.window.last_sent < last:
+            # The read ended short of the head it was asked through (the log's promise
+            # broken, e.g. a replica that lost its tail): what the live feed will not
+            # bring is read again once, never skipped.
+            log.warning(
+                "replay of %s ended at %d short of %d; reading the rest again",
+                self.subject,
+                self.window.last_sent,
+                last,
+            )
+            if not await self._replay(self.window.last_sent, last):
                 return
-            if seq > self.window.last_sent:
-                services.metrics.events_replayed.inc()
-                self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(data)))
+            if not self._ended and self.window.last_sent < last:
+                raise Unavailable(
+                    "The thread's history cannot be read right now; subscribe again shortly.",
+                    code=ErrorCode.BUS_UNAVAILABLE,
+                )
         pending, self._pending = self._pending, []
         self._replaying = False
         for seq, frame, occurred in pending:
             self.live(seq, frame, occurred)
+
+    async def _replay(self, after: int, through: int) -> bool:
+        """Offers the stream's events in (after, through]; False when the sink is ending."""
+        async for seq, data in self.ports.history.read(self.subject, after_seq=after, through_seq=through):
+            if self._ended or not await self.sink.room():
+                return False
+            if seq > self.window.last_sent:
+                self.ports.figures.replayed()
+                self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(data)))
+        return True
 
     def live(self, seq: int, frame: str, occurred_at: float | None) -> None:
         """An event of the thread's live feed (held back while the replay is sent)."""
@@ -109,8 +153,8 @@ class ThreadSubscription:
     async def _from_archive(self, first_kept: int) -> list[tuple[int, str] | tuple[int, int]]:
         """What the stream no longer holds, in seq order: archived events as frames
         (seq, frame), and the gaps nobody can fill (first seq, last seq)."""
-        archive = await archived_events(
-            self.conn.services.bus, self.conn.principal, self.thread_id, self.window.after_seq, first_kept
+        archive = await self.ports.history.archived(
+            self.who, self.thread_id, self.window.after_seq, first_kept
         )
         return [
             (item[0], item[1])
@@ -122,7 +166,7 @@ class ThreadSubscription:
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         try:
             if self.window.offer(seq, frame, time.monotonic()):
-                self.conn.push_event(frame, occurred_at)  # a full outbox ends the connection
+                self.sink.push_event(frame, occurred_at)  # a full sink ends the connection
         except ResyncNeeded as resync:
             self._resync(resync.last_seq)
 
@@ -130,7 +174,7 @@ class ThreadSubscription:
         if self._ended:
             return
         self._ended = True
-        self.conn.send(
+        self.sink.send(
             ErrorFrame(
                 code=ErrorCode.RESYNC_REQUIRED,
                 message="You fell behind; resubscribe with after_seq = last_seq.",
@@ -139,13 +183,13 @@ class ThreadSubscription:
                 last_seq=last_seq,
             )
         )
-        self.conn.services.metrics.resyncs.inc()
-        self.conn.drop_subscription(self.thread_id)
+        self.ports.figures.resynced()
+        self.sink.drop_subscription(self.thread_id)
 
     def ack(self, seq: int) -> None:
         waited = self.window.ack(seq, time.monotonic())
         if waited is not None:
-            self.conn.services.metrics.ack_latency.observe(waited)
+            self.ports.figures.ack_waited(waited)
 
     def resend_due(self, now: float) -> None:
         try:
@@ -154,12 +198,12 @@ class ThreadSubscription:
             self._resync(resync.last_seq)
             return
         for frame in frames:
-            self.conn.push_event(frame)
-            self.conn.services.metrics.events_resent.inc()
+            self.sink.push_event(frame)
+            self.ports.figures.resent()
 
     async def stop(self) -> None:
         self._ended = True
         self._pending = []
         if self._joined:
             self._joined = False
-            await self.conn.services.feeds.leave(self.subject, self)
+            await self.ports.feeds.leave(self.subject, self)

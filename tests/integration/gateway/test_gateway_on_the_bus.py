@@ -1,0 +1,108 @@
+"""The gateway's delivery core on a real NATS, through the Bus port only: a thread
+subscription built from its production ports (``ThreadLog``, ``ThreadFeeds`` on
+``Bus.follow``) gives each seq once, in order, across the replay and the live feed;
+an SSE sink writes the same; the dashboard's stream figures come through ``request``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from apex_contracts import Scope, ThreadRenamed, ThreadRenamedData, new_id, subjects
+from apex_contracts.envelope import Model
+from apex_contracts.streams import APEX_EVT
+from apex_gateway.dashboard.streams import streams_view
+from apex_gateway.history import ThreadLog
+from apex_gateway.sse import SseSink
+from apex_gateway.tokens import Principal
+from apex_gateway.ws.feeds import ThreadFeeds
+from apex_gateway.ws.subscription import SubscriptionPorts, ThreadSubscription
+from apex_runtime import Bus
+
+
+@pytest.fixture
+async def bus(server_factory: Any) -> AsyncIterator[Bus]:
+    connected = await Bus.connect(server_factory("nats").url, "gateway-on-the-bus")
+    await connected.ensure_topology()
+    yield connected
+    await connected.close()
+
+
+class Figures:
+    def replayed(self) -> None: ...
+    def resent(self) -> None: ...
+    def resynced(self) -> None: ...
+    def ack_waited(self, seconds: float) -> None: ...
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self.frames: list[Model] = []
+
+    def send(self, frame: Model) -> None:
+        self.frames.append(frame)
+
+    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+        self.seqs.append(orjson.loads(frame)["seq"])
+
+    async def room(self) -> bool:
+        return True
+
+    def drop_subscription(self, thread_id: str) -> None:
+        raise AssertionError("no resync expected")
+
+
+async def _publish(bus: Bus, scope: Scope, n: int) -> list[int]:
+    return [
+        await bus.publish_event(
+            scope.make(ThreadRenamed, ThreadRenamedData(title=f"step {i}"), id=new_id("evt"))
+        )
+        for i in range(n)
+    ]
+
+
+async def _until(check: Any, timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not delivered in time")
+
+
+async def test_replay_then_live_on_a_real_stream_each_seq_once_in_order(bus: Bus) -> None:
+    who = Principal(new_id("usr"), new_id("ten"), new_id("ses"), (), 0)
+    scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=new_id("thr"), run_id=new_id("run"))
+    subject = subjects.thread_events(who.tenant_id, who.user_id, scope.thread_id)
+    stored = await _publish(bus, scope, 5)
+    feeds = ThreadFeeds(bus.follow)
+    ports = SubscriptionPorts(ThreadLog(bus), feeds, Figures())
+    sink, sse = Sink(), SseSink(100, 1.0, asyncio.Event())
+    socket_sub = ThreadSubscription(sink, ports, who, scope.thread_id, subject, stored[1])
+    sse_sub = ThreadSubscription(sse, ports, who, scope.thread_id, subject, 0)
+    # live events while both replay: the overlap is dropped by seq
+    publishing = asyncio.ensure_future(_publish(bus, scope, 5))
+    await asyncio.gather(socket_sub.start(), sse_sub.start())
+    stored += await publishing
+    stored += await _publish(bus, scope, 3)
+    await _until(lambda: len(sink.seqs) == len(stored) - 2 and len(sse.out) == len(stored))
+    assert sink.seqs == stored[2:]
+    assert len(feeds) == 1  # one follow of the thread for both subscribers
+    written = [(await sse.out.get())[0] for _ in stored]
+    assert [int(text.split("\n")[0].removeprefix("id: ")) for text in written] == stored
+    assert all("\nevent: thread.renamed\n" in text for text in written)
+    await socket_sub.stop()
+    await sse_sub.stop()
+    assert len(feeds) == 0
+
+
+async def test_stream_figures_come_through_the_port(bus: Bus) -> None:
+    view = await streams_view(bus)
+    evt = next(s for s in view["streams"] if s["name"] == APEX_EVT.name)
+    assert "error" not in evt and evt["replicas"] == 1 and evt["last_seq"] >= evt["first_seq"] - 1
+    assert view["consumers"]
+    assert all("error" in c or "pending" in c for c in view["consumers"])
