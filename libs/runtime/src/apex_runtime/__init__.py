@@ -1,12 +1,13 @@
 """What every Apex service runs on: settings, the bus, consumers, health, logs, traces."""
 
 from apex_runtime.breaker import CircuitBreaker, CircuitOpen
-from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus, connect_nats, nats_servers
+from apex_runtime.bus import Bus, connect_nats, nats_servers
 from apex_runtime.consumers import keep_alive, poison_guard, subscribe_command
 from apex_runtime.host import ServiceHost
 from apex_runtime.logs import configure_logging, log_context
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, ops_routes, run_process, serve_http
 from apex_runtime.settings import ServiceSettings
+from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 from apex_runtime.tracing import Tracing, configure_tracing
 from apex_runtime.watch import SubjectWatch
 

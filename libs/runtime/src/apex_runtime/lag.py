@@ -15,8 +15,9 @@ import nats.js.errors
 from prometheus_client import Gauge
 
 from apex_contracts.streams import ConsumerSpec
-from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus
+from apex_runtime.bus import Bus
 from apex_runtime.ops import Health
+from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 
 log = logging.getLogger(__name__)
 # a consumer not created yet, or the bus unavailable: read again next turn

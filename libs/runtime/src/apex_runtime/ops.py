@@ -21,7 +21,8 @@ from starlette.routing import Route
 from apex_contracts import Heartbeat, subjects
 from apex_contracts.health import HEARTBEAT_INTERVAL_S
 from apex_runtime.breaker import CircuitBreaker
-from apex_runtime.bus import TRANSIENT_NATS_ERRORS, Bus
+from apex_runtime.bus import Bus
+from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 
 log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[bool] | bool]
@@ -192,7 +193,6 @@ async def serve_http(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="off", **options
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name=f"http:{port}")
     while not server.started:
         if task.done():

@@ -43,6 +43,10 @@ TRANSIENT_NATS_ERRORS: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
     asyncio.TimeoutError,
 )
+# What setting up the topology retries: a transient error, or a refusal such as "no suitable
+# peers" (ensure_topology re-raises the other refusals). One name, because mypy cannot type
+# an unpacking inside ``except (...)``.
+_TOPOLOGY_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.js.errors.BadRequestError)
 
 # JetStream's "no suitable peers for placement": a cluster whose peers are not all known yet.
 _NO_PEERS = 10005
@@ -78,7 +82,7 @@ class JetStreamTopology:
             try:
                 await self._ensure_all()
                 return
-            except (*TRANSIENT_NATS_ERRORS, nats.js.errors.BadRequestError) as exc:
+            except _TOPOLOGY_RETRIED as exc:
                 retry = not isinstance(exc, nats.js.errors.BadRequestError) or exc.err_code == _NO_PEERS
                 if not retry or loop.time() > deadline:
                     raise
