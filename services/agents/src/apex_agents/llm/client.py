@@ -209,7 +209,7 @@ class ChatClient:
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
             return min(retry_after_s, self.config.max_backoff_s)
-        base = min(self.config.backoff_s * 2**attempt, self.config.max_backoff_s)
+        base: float = min(self.config.backoff_s * 2**attempt, self.config.max_backoff_s)
         return base * random.uniform(0.8, 1.2)  # jitter, so retries of many steps spread out
 
     async def _attempt(self, body: dict[str, Any], sink: TextSink) -> Completion:
