@@ -212,7 +212,7 @@ class RunDriver:
                     await self.bus.publish_event(
                         run.scope.make(
                             RunQueued,
-                            RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),  # type: ignore[arg-type]
+                            RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),
                             id=f"{run.run_id}:queued",
                             causation_id=run.command.id,
                         )
@@ -335,7 +335,7 @@ class RunDriver:
                 run.scope.make(
                     AgentStep,
                     AgentStepData(
-                        agent=agent,  # type: ignore[arg-type]
+                        agent=agent,
                         step=step,
                         question=run.command.data.text,
                         inputs=state.inputs(),
