@@ -108,8 +108,9 @@ class RebuildControl:
         service exits like it does for a projector's."""
         self._defect = asyncio.get_running_loop().create_future()
         stopped = asyncio.create_task(stop.wait())
+        watched: list[asyncio.Future[Any]] = [stopped, self._defect]
         try:
-            await asyncio.wait([stopped, self._defect], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
         if self._defect.done():
