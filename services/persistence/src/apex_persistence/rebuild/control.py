@@ -141,10 +141,10 @@ class RebuildControl:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled() or (defect := task.exception()) is None:
             return
         if self._defect is not None and not self._defect.done():
-            self._defect.set_exception(task.exception())  # type: ignore[arg-type]
+            self._defect.set_exception(defect)
 
     async def _rebuild_all(self, stores: list[Store], reply: str | None) -> None:
         for store in stores:
