@@ -55,7 +55,7 @@ test-browser: install browser-deps
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/contracts/src
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -15,6 +15,7 @@ import nats
 import nats.errors
 import redis.asyncio as aioredis
 import redis.exceptions
+from nats.aio.client import Client as NATS
 
 from apex_cli.config import SERVICE_PORTS, Home, setting
 from apex_cli.embedded import EmbeddedError, nats_binary
@@ -74,7 +75,7 @@ def _nats(home: Home) -> Check:
     return check
 
 
-async def _replicas(nc: nats.NATS) -> str:
+async def _replicas(nc: NATS) -> str:
     """``, 3 replicas of APEX_EVT (leader nats-2, 3 current)`` in a cluster; empty otherwise."""
     try:
         info = await nc.jetstream().stream_info("APEX_EVT")

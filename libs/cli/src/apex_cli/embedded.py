@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 PG_OS_USER = "apex-postgres"
 
@@ -253,7 +254,13 @@ def _pg_os_user() -> str | None:
     return PG_OS_USER
 
 
-def _as_user(user: str | None) -> dict[str, object]:
+class _UserArgs(TypedDict, total=False):
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _as_user(user: str | None) -> _UserArgs:
     """Popen arguments that drop to ``user`` with its own group and no others."""
     if user is None:
         return {}

@@ -7,11 +7,12 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from apex_cli.config import Home
 
 
-def _run_until_signal(coro_factory):  # type: ignore[no-untyped-def]
+def _run_until_signal(coro_factory: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     async def runner() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

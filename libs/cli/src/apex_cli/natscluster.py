@@ -157,15 +157,17 @@ class NatsCluster:
     def monitor(self, node: EmbeddedServer, path: str) -> dict[str, Any]:
         """A JSON page of ``node``'s monitoring endpoint (``/jsz?streams=true``, ``/connz``)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}{path}", timeout=5) as answer:
-            return json.loads(answer.read())  # type: ignore[no-any-return]
+            page: dict[str, Any] = json.loads(answer.read())
+            return page
 
     def stream_detail(self, node: EmbeddedServer, stream: str) -> dict[str, Any] | None:
         """``node``'s own view of ``stream`` (state, cluster, leader), None when it has none."""
         page = self.monitor(node, "/jsz?streams=true&consumers=false")
+        detail: dict[str, Any]
         for account in page.get("account_details", []):
             for detail in account.get("stream_detail", []):
                 if detail.get("name") == stream:
-                    return detail  # type: ignore[no-any-return]
+                    return detail
         return None
 
     def stream_leader(self, stream: str) -> EmbeddedServer | None:

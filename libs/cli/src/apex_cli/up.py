@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -377,8 +377,8 @@ async def run_up(home: Home, stop: asyncio.Event, *, ready_timeout: float = 120.
     return 0
 
 
-async def _race(coro: object, stop: asyncio.Event) -> float | None:
-    main = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+async def _race(coro: Awaitable[float | None], stop: asyncio.Event) -> float | None:
+    main = asyncio.ensure_future(coro)
     stopper = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
     for task in (main, stopper):

@@ -16,6 +16,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from apex_client.backoff import Backoff
 from apex_client.http import refresh_at
@@ -89,7 +90,7 @@ class ApexSocket:
                 token = await self._token_value()
                 async with websockets.connect(
                     self.url,
-                    subprotocols=[PROTOCOL],  # type: ignore[list-item]
+                    subprotocols=[Subprotocol(PROTOCOL)],
                     additional_headers={"Authorization": f"Bearer {token}"},
                     max_size=2**24,
                     open_timeout=10,

@@ -178,10 +178,10 @@ def lookup(providers: tuple[str, ...], refs: tuple[str, ...]) -> TableModel | No
     """The first (provider, name) pair the table knows; the table guesses the provider
     from the name when none of ``providers`` is one it knows."""
     snapshot = get_snapshot()
-    known = [p for p in dict.fromkeys(providers) if p and _knows_provider(p)]
+    known: list[str | None] = [p for p in dict.fromkeys(providers) if p and _knows_provider(p)]
     names = list(dict.fromkeys(variants(refs)))
     for name in names:
-        for provider_id in known or [None]:  # type: ignore[list-item]
+        for provider_id in known or [None]:
             try:
                 provider, info = snapshot.find_provider_model(name, None, provider_id, None)
             except LookupError:

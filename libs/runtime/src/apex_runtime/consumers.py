@@ -43,6 +43,9 @@ PoisonHandler = Callable[[bytes, ErrorInfo], Awaitable[None]]
 DEFAULT_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
 # What a broken connection raises while a message is being settled or heartbeated.
 _SETTLE_FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
+# What dead-lettering may raise: a refused publish or callback, or a broken connection (a
+# named tuple because mypy cannot type an unpacking inside ``except (...)``).
+_DEAD_LETTER_FAILURES: tuple[type[BaseException], ...] = (ApexError, *_SETTLE_FAILURES)
 
 
 def subscribe_command(
@@ -61,7 +64,7 @@ def subscribe_command(
     Messages are fetched one at a time: a replica never holds commands it has no free
     worker for (they would wait unheartbeated while other replicas idle).
     """
-    return router.subscriber(  # type: ignore[no-any-return]
+    return router.subscriber(
         spec.filter_subject,
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
@@ -201,7 +204,7 @@ class _PoisonGuard(BaseMiddleware):
             await self._publish_raw(subjects.dead_letter(raw.subject), raw.data, headers)
             await self._on_poison(raw.data, error)
             await raw.term()
-        except (ApexError, *_SETTLE_FAILURES) as exc:
+        except _DEAD_LETTER_FAILURES as exc:
             # both steps are idempotent (the dead letter and the run's ending carry stable
             # ids), so the next delivery simply tries them again
             log.error("could not dead-letter %s, leaving it for redelivery: %r", raw.subject, exc)

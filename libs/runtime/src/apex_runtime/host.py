@@ -47,7 +47,8 @@ class ServiceHost:
             nats_servers(settings.nats_url),
             name=f"{service}-{settings.instance_id}",
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            # faststream annotates int, but nats-py sleeps for it: half a second is meant
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]
             connect_timeout=3,
             log_level=logging.DEBUG,
             graceful_timeout=10.0,

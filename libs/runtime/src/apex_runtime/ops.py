@@ -193,7 +193,6 @@ async def serve_http(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="off", **options
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name=f"http:{port}")
     while not server.started:
         if task.done():

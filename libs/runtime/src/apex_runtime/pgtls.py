@@ -12,7 +12,12 @@ import ssl
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword")
-_UNVERIFIED_MODES = {"disable": False, "allow": "allow", "prefer": "prefer", "require": "require"}
+_UNVERIFIED_MODES: dict[str, str | bool] = {
+    "disable": False,
+    "allow": "allow",
+    "prefer": "prefer",
+    "require": "require",
+}
 
 
 def split_tls(dsn: str) -> tuple[str, ssl.SSLContext | str | bool | None]:

@@ -4,6 +4,7 @@ Shared by the services that verify access tokens (gateway, ingest)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -61,7 +62,7 @@ class SessionRevocations:
         for start in range(0, len(unknown), 1000):
             chunk = unknown[start : start + 1000]
             values = await self._breaker.call(
-                lambda chunk=chunk: self._redis.mget([revoked_session_key(sid) for sid in chunk]),
+                functools.partial(self._redis.mget, [revoked_session_key(sid) for sid in chunk]),
                 (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
             )
             for sid, value in zip(chunk, values, strict=True):

@@ -117,7 +117,8 @@ class ExternalIssuer:
             raise AuthFailed(
                 f"The token has no {self.tenant_claim} claim naming the tenant.", code=ErrorCode.TOKEN_INVALID
             )
-        listed = claims.get("roles") if isinstance(claims.get("roles"), list) else ["member"]
+        claimed = claims.get("roles")
+        listed = claimed if isinstance(claimed, list) else ["member"]
         roles = [str(r) for r in listed if r != OPERATOR_ROLE]
         if self.is_operator(claims):
             roles.append(OPERATOR_ROLE)
@@ -205,7 +206,7 @@ class TokenVerifier:
         required: tuple[str, ...],
     ) -> dict[str, Any]:
         try:
-            return jwt.decode(  # type: ignore[no-any-return]
+            return jwt.decode(
                 token,
                 key,
                 algorithms=list(algorithms),

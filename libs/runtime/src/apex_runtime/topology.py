@@ -44,6 +44,10 @@ TRANSIENT_NATS_ERRORS: tuple[type[Exception], ...] = (
     nats.js.errors.ServiceUnavailableError,
     asyncio.TimeoutError,
 )
+# What setting up the topology retries: a transient error, or a refusal such as "no suitable
+# peers" (ensure_topology re-raises the other refusals). One name, because mypy cannot type
+# an unpacking inside ``except (...)``.
+_TOPOLOGY_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.js.errors.BadRequestError)
 
 # JetStream's "no suitable peers for placement": a cluster whose peers are not all known yet.
 _NO_PEERS = 10005

@@ -69,7 +69,7 @@ class SubjectWatch:
             if scan_after_seq is not None:
                 async for seq, data in self._bus.read_subject(self._subject, after_seq=scan_after_seq):
                     scan_after_seq = seq
-                    message = orjson.loads(data)
+                    message: dict[str, Any] = orjson.loads(data)
                     if matches(message):
                         return message
             remaining = deadline - loop.time()

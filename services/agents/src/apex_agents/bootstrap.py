@@ -58,7 +58,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     runner = StepRunner(
         bus,
         build_agents(settings, http, breaker),
-        cancels=await host.run_cancellations(),  # type: ignore[arg-type]
+        cancels=await host.run_cancellations(),
         tool_wait_s=settings.tool_wait_s,
         keepalive_every_s=heartbeat_every(AGENT_STEP_CONSUMER),
         metrics=agents_metrics(),

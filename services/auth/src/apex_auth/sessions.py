@@ -24,6 +24,7 @@ from apex_auth.revocation import Actor, Revocations
 from apex_auth.tables import refresh_tokens, sessions, users
 from apex_auth.tokens import REFRESH_PREFIX, AccessTokens, Subject, digest, new_secret
 from apex_contracts import AuthFailed, ErrorCode, NotFound, new_id, utcnow, validate_id
+from apex_contracts.audit import AuditAction
 from apex_contracts.auth import TokenPair
 from apex_contracts.errors import InvalidId
 
@@ -297,7 +298,7 @@ def _actor(principal: Principal, client: Client) -> Actor:
 async def _record_probe(
     conn: AsyncConnection, principal: Principal, client: Client, target: str, owner_tenant: str
 ) -> None:
-    action = "access.cross_tenant" if owner_tenant != principal.tenant_id else "access.denied"
+    action: AuditAction = "access.cross_tenant" if owner_tenant != principal.tenant_id else "access.denied"
     await record(
         conn,
         AuditRecord(

@@ -62,7 +62,8 @@ class IngestProxy:
 
 
 def _proxy(request: Request) -> IngestProxy:
-    return request.app.state.ingest_proxy  # type: ignore[no-any-return]
+    proxy: IngestProxy = request.app.state.ingest_proxy
+    return proxy
 
 
 @router.post("/api/v1/usage")

@@ -17,6 +17,7 @@ gateway enters and leaves the degraded state.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -157,7 +158,7 @@ class UserLimits:
             for user, member in chunk:
                 args += [index[_conns_key(user)], member]
             try:
-                await self._shared(lambda keys=keys, args=args: self._renew(keys=keys, args=args))
+                await self._shared(functools.partial(self._renew, keys=keys, args=args))
             except (*REDIS_ERRORS, CircuitOpen) as exc:
                 self._degrade("connections", exc)
                 return

@@ -124,12 +124,12 @@ class IngestService:
     async def wait(self, stop: asyncio.Event) -> None:
         """Returns when ``stop`` is set; raises the error of a schedule that died of a
         defect, so the process exits and its supervisor restarts it."""
+        assert self._schedule is not None, "start() runs before wait()"
         stopped = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([stopped, self._schedule], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
-        assert self._schedule is not None
         if (
             self._schedule.done()
             and not self._schedule.cancelled()

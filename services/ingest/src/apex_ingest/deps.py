@@ -30,7 +30,8 @@ class IngestServices:
 
 
 def get_services(request: Request) -> IngestServices:
-    return request.app.state.services  # type: ignore[no-any-return]
+    services: IngestServices = request.app.state.services
+    return services
 
 
 Services = Annotated[IngestServices, Depends(get_services)]

@@ -335,7 +335,7 @@ class RunDriver:
                 run.scope.make(
                     AgentStep,
                     AgentStepData(
-                        agent=agent,  # type: ignore[arg-type]
+                        agent=agent,
                         step=step,
                         question=run.command.data.text,
                         inputs=state.inputs(),

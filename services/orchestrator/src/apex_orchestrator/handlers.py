@@ -14,6 +14,7 @@ from apex_orchestrator.driver import RunDriver
 from apex_orchestrator.endings import RunEndings, run_ended
 from apex_orchestrator.metrics import OrchestratorMetrics
 from apex_runtime import subscribe_command
+from apex_runtime.consumers import PoisonHandler
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _count_redelivery(metrics: OrchestratorMetrics, command: str, msg: NatsMessa
         metrics.redeliveries.labels(command).inc()
 
 
-def poison_handler(endings: RunEndings):  # type: ignore[no-untyped-def]
+def poison_handler(endings: RunEndings) -> PoisonHandler:
     """Ends the run of a command that failed on every delivery: ``run.failed`` with the
     error (``run.cancelled`` when its cancellation was requested), its slot freed."""
 

@@ -32,6 +32,9 @@ from apex_orchestrator.policy import error
 from apex_runtime import TRANSIENT_NATS_ERRORS, Bus
 
 log = logging.getLogger(__name__)
+# What skips one sweep (the next one tries again); one name, because mypy cannot type an
+# unpacking inside ``except (...)``.
+_SWEEP_SKIPPED: tuple[type[BaseException], ...] = (ApexError, *TRANSIENT_NATS_ERRORS, nats.errors.Error)
 
 
 @dataclass
@@ -67,7 +70,7 @@ class Sweeper:
         while not stop.is_set():
             try:
                 await self.sweep_once()
-            except (ApexError, *TRANSIENT_NATS_ERRORS, nats.errors.Error) as exc:
+            except _SWEEP_SKIPPED as exc:
                 log.warning("sweep skipped, will try again: %r", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.every_s)
@@ -121,10 +124,10 @@ class Sweeper:
             at = datetime.fromisoformat(str(event.get("occurred_at")))
             scope = Scope(
                 tenant_id=event["tenant_id"],
-                user_id=event["user_id"],  # type: ignore[arg-type]
+                user_id=event["user_id"],
                 thread_id=event["thread_id"],
                 run_id=run_id,
-            )  # type: ignore[arg-type]
+            )
         except (ValueError, KeyError):
             return
         known = self._open.get(run_id)

@@ -29,6 +29,9 @@ from apex_runtime import CircuitBreaker, CircuitOpen
 
 log = logging.getLogger(__name__)
 _CHUNK: Final = 500
+# Postgres down or its breaker open: the sweep waits for the next round (one name, because
+# mypy cannot type an unpacking inside ``except (...)``).
+_PG_DOWN: Final[tuple[type[BaseException], ...]] = (CircuitOpen, *PG_FAILURES)
 
 
 async def sweep_postgres(
@@ -116,13 +119,14 @@ class RetentionSweeper:
                 log.info("retention: %d threads older than %s removed", gone, threads.date())
             if audit is not None:
                 await self.breakers["postgres"].call(lambda: sweep_audit(self.db, audit), PG_FAILURES)
-        except (CircuitOpen, *PG_FAILURES) as exc:
+        except _PG_DOWN as exc:
             log.warning("retention: Postgres unavailable, next round: %r", exc)
         failures = self.analytics.failures
+        clickhouse_down: tuple[type[BaseException], ...] = (CircuitOpen, *failures)
         try:
             if events is not None or usage is not None:
                 await self.breakers["clickhouse"].call(
                     lambda: sweep_clickhouse(self.analytics, events, usage), failures
                 )
-        except (CircuitOpen, *failures) as exc:
+        except clickhouse_down as exc:
             log.warning("retention: ClickHouse unavailable, next round: %r", exc)

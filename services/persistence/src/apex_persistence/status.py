@@ -31,7 +31,7 @@ def status_lines(beat: Heartbeat | None, consumed: Consumed, only: str | None = 
         if only is not None and store != only:
             continue
         breaker = beat.breakers.get("postgres" if store == "audit" else store, "closed") if beat else "?"
-        acked, pending = consumed.get(store, ("?", "?"))  # type: ignore[arg-type]
+        acked, pending = consumed.get(store, ("?", "?"))
         lines.append(
             f"{store:<12}{details.get(f'checkpoint_{store}', '?')!s:>12}{acked!s:>10}{pending!s:>9}"
             f"{details.get(f'lag_{store}', '?')!s:>8}  {breaker:<10}{details.get(f'rebuild_{store}', '-')}"

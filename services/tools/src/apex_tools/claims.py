@@ -126,8 +126,8 @@ async def leased(ledger: Ledger, held: Held, body: Awaitable[T]) -> T:
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError, LeaseLost):
             await renewer
-    if renewer.done() and not renewer.cancelled() and renewer.exception() is not None:
-        raise renewer.exception()  # type: ignore[misc]
+    if renewer.done() and not renewer.cancelled() and (lost := renewer.exception()) is not None:
+        raise lost
     return work.result()
 
 

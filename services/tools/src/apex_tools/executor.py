@@ -47,6 +47,7 @@ from apex_contracts import (
 )
 from apex_contracts.dedupe_ids import tool_event_id
 from apex_contracts.errors import CATALOGUE
+from apex_contracts.tools import ToolResult
 from apex_runtime import CircuitBreaker, Health, log_context, tracing
 from apex_runtime.bus import Bus
 from apex_runtime.consumers import RunCancellations
@@ -278,7 +279,7 @@ class ToolExecutor:
             result=result.model_dump(mode="json"),
         )
 
-    async def _run(self, tool: Tool, tenant_id: str, args: object, timeout: float) -> object:
+    async def _run(self, tool: Tool, tenant_id: str, args: object, timeout: float) -> ToolResult:
         breaker = self.breaker(tool.family)
         breaker.check()
         try:

@@ -111,7 +111,7 @@ class Binder:
             self.add(ev, f"rows[{n}].share", row.share, "ratio", "share", entity)
 
     def latency(self, item: ToolEvidence, result: LatencyResult) -> None:
-        ev = (item, [])
+        ev: tuple[ToolEvidence, list[str]] = (item, [])
         for n, row in enumerate(result.rows):
             if not row.measured:
                 continue

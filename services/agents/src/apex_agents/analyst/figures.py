@@ -216,7 +216,7 @@ def _matches(number: Stated, figure: Figure) -> bool:
     if figure.unit not in _UNITS_OF_KIND[number.kind]:
         return False
     value = figure.value * 100 if figure.unit == "ratio" else figure.value
-    scale = 10**number.decimals
+    scale: int = 10**number.decimals
     return round(value * scale) == round(number.value * scale)
 
 

@@ -80,12 +80,12 @@ def build_report(triage: TriageOutput, evidence: list[ToolEvidence], failures: l
         if hit := found(evidence, "cost_breakdown", CostBreakdownResult, group_by=group):
             binder.costs(hit[1], hit[0])
     for group in ("model", "workload"):
-        if hit := found(evidence, "latency_profile", LatencyResult, group_by=group):
-            binder.latency(hit[1], hit[0])
-    if hit := found(evidence, "error_waste", ErrorWasteResult):
-        binder.errors(hit[1], hit[0])
-    if hit := found(evidence, "growth_projection", GrowthResult):
-        binder.growth(hit[1], hit[0])
+        if timed := found(evidence, "latency_profile", LatencyResult, group_by=group):
+            binder.latency(timed[1], timed[0])
+    if wasted := found(evidence, "error_waste", ErrorWasteResult):
+        binder.errors(wasted[1], wasted[0])
+    if grown := found(evidence, "growth_projection", GrowthResult):
+        binder.growth(grown[1], grown[0])
     latency = find(evidence, "latency_profile", LatencyResult, group_by="model")
     by_latency = {(r.key, r.provider): r for r in latency[0].rows} if latency else {}
     by_model = [

@@ -4,6 +4,7 @@ heartbeat so that any gateway can show the sum of all of them."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -36,11 +37,14 @@ def publish_delivery_figures(health: Health, metrics: GatewayMetrics) -> None:
     """Adds the gateway's delivery counters and latency bucket counts to its heartbeat."""
     for name in DELIVERY_COUNTERS:
         counter = getattr(metrics, name)
-        health.add_probe(name, lambda c=counter: counter_total(c))
+        health.add_probe(name, functools.partial(counter_total, counter))
     for window in SLA_DEFAULT_WINDOWS_S:
-        health.add_probe(
-            latency_detail(window), lambda w=window: encode(metrics.delivery_windows.counts(w, time.time()))
-        )
+        health.add_probe(latency_detail(window), functools.partial(_window_counts, metrics, window))
+
+
+def _window_counts(metrics: GatewayMetrics, window_s: int) -> str:
+    """The delivery latency bucket counts over the last ``window_s``, as heartbeat detail."""
+    return encode(metrics.delivery_windows.counts(window_s, time.time()))
 
 
 def instance_state(beat: Instance) -> str:

@@ -49,10 +49,12 @@ class _Module:
     def pages(
         self, http: httpx.AsyncClient, base_url: str, admin_key: str, window: Window
     ) -> AsyncGenerator[dict[str, Any]]:
-        return self.module.pages(http, base_url, admin_key, window)  # type: ignore[no-any-return]
+        pages: AsyncGenerator[dict[str, Any]] = self.module.pages(http, base_url, admin_key, window)
+        return pages
 
     def records(self, page: dict[str, Any], page_number: int) -> Iterator[Row]:
-        return self.module.records(page, page_number)  # type: ignore[no-any-return]
+        records: Iterator[Row] = self.module.records(page, page_number)
+        return records
 
 
 PROVIDERS: dict[str, ProviderApi] = {"openai": _Module(openai), "anthropic": _Module(anthropic)}

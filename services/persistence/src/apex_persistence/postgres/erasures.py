@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apex_persistence.postgres.db import Database
@@ -55,17 +56,17 @@ def ledger_row(erasure: Erasure) -> dict[str, object]:
     }
 
 
-def _erasure(row: object) -> Erasure:
+def _erasure(row: Row[Any]) -> Erasure:
     return Erasure(
         kind=row.kind,
         tenant_id=row.tenant_id,
-        user_id=row.user_id,  # type: ignore[attr-defined]
+        user_id=row.user_id,
         thread_id=row.thread_id,
         seq=row.seq,
-        event_id=row.event_id,  # type: ignore[attr-defined]
+        event_id=row.event_id,
         requested_by=row.requested_by,
-        at=row.requested_at,  # type: ignore[attr-defined]
-        runs=frozenset(row.runs or ()),  # type: ignore[attr-defined]
+        at=row.requested_at,
+        runs=frozenset(row.runs or ()),
     )
 
 

@@ -105,8 +105,9 @@ class RebuildControl:
         service exits like it does for a projector's."""
         self._defect = asyncio.get_running_loop().create_future()
         stopped = asyncio.create_task(stop.wait())
+        watched: list[asyncio.Future[Any]] = [stopped, self._defect]
         try:
-            await asyncio.wait([stopped, self._defect], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
         if self._defect.done():
@@ -136,10 +137,10 @@ class RebuildControl:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled() or (defect := task.exception()) is None:
             return
         if self._defect is not None and not self._defect.done():
-            self._defect.set_exception(task.exception())  # type: ignore[arg-type]
+            self._defect.set_exception(defect)
 
     async def _rebuild_all(self, stores: list[Store], reply: str | None) -> None:
         for store in stores:

@@ -24,8 +24,13 @@ class FreshViews(Protocol):
     """
 
     store: str
-    projection: Projection
-    live: Projection
+
+    # read-only to callers (properties), so an implementation may hold its own Projection type
+    @property
+    def projection(self) -> Projection: ...
+
+    @property
+    def live(self) -> Projection: ...
 
     async def prepare(self) -> None: ...
 

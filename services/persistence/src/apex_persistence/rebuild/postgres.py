@@ -41,7 +41,7 @@ class FreshPostgres:
             await conn.execute(text(f"CREATE SCHEMA {FRESH_SCHEMA}"))
             await conn.execute(text(f"GRANT USAGE ON SCHEMA {FRESH_SCHEMA} TO {READER_ROLE}"))
             for table in tables.values():
-                await conn.run_sync(lambda sync, t=table: t.create(sync))
+                await conn.run_sync(table.create)
                 await _secure(conn, f"{FRESH_SCHEMA}.{table.name}")
             await conn.execute(
                 text("DELETE FROM apex.projection_checkpoints WHERE name = :name"), {"name": FRESH_NAME}

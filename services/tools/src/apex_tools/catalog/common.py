@@ -123,6 +123,7 @@ def key(value: object) -> str:
 
 
 def num(value: object) -> float:
+    # a ClickHouse number (int, float, Decimal); float() raises on anything else
     return 0.0 if value is None else float(value)  # type: ignore[arg-type]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from apex_contracts.queries import Metric
 from apex_contracts.report import Period
 from apex_contracts.tools import CoverageInput, CoverageResult, ModelCount
 from apex_tools.catalog.common import TenantUsage, days_between, parse_ts, usage_filter
 from apex_tools.ports import UsageQueries
 
 # Field name in an upload -> the metric counting rows that carry it.
-_OPTIONAL_FIELD_METRICS = {
+_OPTIONAL_FIELD_METRICS: dict[str, Metric] = {
     "latency_ms": "with_latency",
     "cost_usd": "with_cost",
     "workload": "with_workload",
@@ -27,7 +28,7 @@ async def usage_coverage(usage: UsageQueries, tenant_id: str, args: CoverageInpu
     where = usage_filter(args)
     totals, models, workloads = await asyncio.gather(
         tenant.aggregate(
-            ["requests", "first_ts", "last_ts", "active_days", *_OPTIONAL_FIELD_METRICS.values()],  # type: ignore[list-item]
+            ["requests", "first_ts", "last_ts", "active_days", *_OPTIONAL_FIELD_METRICS.values()],
             where,
         ),
         tenant.aggregate(["requests"], where, group_by=["provider", "model"], order_by="requests", limit=100),

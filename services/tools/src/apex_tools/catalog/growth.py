@@ -9,6 +9,7 @@ the caller or else the observed trend. Fewer than 14 days of data give low confi
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from apex_contracts.tools import MONTH_DAYS, DailyCost, GrowthInput, GrowthResult
 from apex_tools.catalog.common import TenantUsage, num, usage_filter
@@ -39,7 +40,7 @@ async def growth_projection(usage: UsageQueries, tenant_id: str, args: GrowthInp
         current_monthly_requests=round(mean_requests * MONTH_DAYS),
         observed_monthly_growth_pct=observed,
         growth_pct_used=round(growth, 1),
-        growth_source=source,  # type: ignore[arg-type]
+        growth_source=source,
         projected_next_month_cost_usd=current * (1 + round(growth, 1) / 100),
         projected_next_month_requests=round(mean_requests * MONTH_DAYS * (1 + round(growth, 1) / 100)),
         confidence="low" if len(daily) < 14 else ("high" if len(daily) >= 28 else "medium"),
@@ -48,7 +49,7 @@ async def growth_projection(usage: UsageQueries, tenant_id: str, args: GrowthInp
     )
 
 
-def _fill(rows: list[dict[str, object]]) -> list[DailyCost]:
+def _fill(rows: list[dict[str, Any]]) -> list[DailyCost]:
     """One entry per calendar day from the first to the last day with data."""
     by_day = {str(r["day"]): r for r in rows}
     if not by_day:
@@ -60,7 +61,7 @@ def _fill(rows: list[dict[str, object]]) -> list[DailyCost]:
         row = by_day.get(day, {})
         out.append(
             DailyCost(day=day, cost_usd=num(row.get("cost_usd")), requests=int(row.get("requests") or 0))
-        )  # type: ignore[call-overload]
+        )
     return out
 
 
