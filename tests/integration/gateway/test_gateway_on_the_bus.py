@@ -79,7 +79,7 @@ async def test_replay_then_live_on_a_real_stream_each_seq_once_in_order(bus: Bus
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=new_id("thr"), run_id=new_id("run"))
     subject = subjects.thread_events(who.tenant_id, who.user_id, scope.thread_id)
     stored = await _publish(bus, scope, 5)
-    feeds = ThreadFeeds(bus.follow)
+    feeds = ThreadFeeds(bus.follow, bus.head_seq)
     ports = SubscriptionPorts(ThreadLog(bus), feeds, Figures())
     sink, sse = Sink(), SseSink(100, 1.0, asyncio.Event())
     socket_sub = ThreadSubscription(sink, ports, who, scope.thread_id, subject, stored[1])

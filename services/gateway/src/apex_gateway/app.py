@@ -147,7 +147,7 @@ async def build_services(
     accounts = AuthAccounts(settings.auth_url, http)
     prices = TenantPriceStore(bus)
     history = ThreadLog(bus)
-    feeds = ThreadFeeds(bus.follow)
+    feeds = ThreadFeeds(bus.follow, bus.head_seq)
     return GatewayServices(
         settings=settings,
         verifier=verifier,

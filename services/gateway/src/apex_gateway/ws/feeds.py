@@ -3,10 +3,13 @@
 every subscriber of the thread (sockets, SSE streams, long-polls).
 
 A thousand sockets on one thread cost one consumer and one decode per event, not a
-thousand of each (JetStream also caps the consumers of a stream). A feed starts at the
-events stored after it was created (``follow`` with no ``after_seq``): what came before is each
-subscriber's replay, read after it joined the feed, so replay and live overlap and never
-leave a gap; the subscriber drops the overlap by seq."""
+thousand of each (JetStream also caps the consumers of a stream). A feed starts after the
+stream's head read when it was created (``follow`` from that seq, so a consumer the
+cluster recreates resumes there too). ``join`` tells each subscriber the seq through
+which it must read the log itself (the feed's start, or the last event it handed over
+before the subscriber joined): the replay reads through it, so replay and live overlap and
+never leave a gap, even when the thread's head was read from a leader just elected that
+has not caught up; the subscriber drops the overlap by seq."""
 
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.events import client_view
 from apex_gateway.ws.ports import Listener
 from apex_runtime import Stored, Subscription
-from apex_runtime.port import StoredHandler
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,12 @@ class _Feed:
     sub: Subscription | None = None
     starting: asyncio.Future[None] | None = None
     listeners: set[Listener] = field(default_factory=set)
+    # the feed's start, then the last seq it handed over: what a new listener reads itself
+    seen: int = 0
 
     async def deliver(self, stored: Stored) -> None:
         seq = stored.seq
+        self.seen = max(self.seen, seq)
         event = orjson.loads(stored.data)
         frame = event_frame(self.thread_id, seq, event)
         occurred = epoch_s(event.get("occurred_at"))
@@ -66,21 +71,25 @@ class ThreadFeeds:
 
     def __init__(
         self,
-        follow: Callable[[str, StoredHandler], Awaitable[Subscription]],
+        follow: Callable[..., Awaitable[Subscription]],
+        head: Callable[[], Awaitable[int]],
         *,
         start_within_s: float = 15.0,
     ) -> None:
         # ``Bus.follow``: its subscription resumes after the last seq it handed over when
-        # the node that served it dies (in a cluster, within ~2 idle heartbeats)
+        # the node that served it dies (in a cluster, within ~2 idle heartbeats);
+        # ``Bus.head_seq``: the stream's last seq, where a new feed starts
         self._follow = follow
+        self._head = head
         self._start_within_s = start_within_s
         self._feeds: dict[str, _Feed] = {}
 
     def __len__(self) -> int:
         return len(self._feeds)
 
-    async def join(self, subject: str, thread_id: str, listener: Listener) -> None:
-        """Returns once ``listener`` gets every event stored on ``subject`` from now on."""
+    async def join(self, subject: str, thread_id: str, listener: Listener) -> int:
+        """Returns, once ``listener`` gets every event the feed hands over from now on, the
+        seq through which the listener reads the log itself."""
         feed = self._feeds.get(subject)
         if feed is None:
             feed = self._feeds[subject] = _Feed(thread_id)
@@ -94,6 +103,7 @@ class ThreadFeeds:
             if self._feeds.get(subject) is feed:
                 del self._feeds[subject]
             raise
+        return feed.seen
 
     async def leave(self, subject: str, listener: Listener) -> None:
         feed = self._feeds.get(subject)
@@ -117,7 +127,9 @@ class ThreadFeeds:
         delay = 0.1
         while True:
             try:
-                feed.sub = await self._follow(subject, feed.deliver)
+                start = await self._head()
+                feed.seen = max(feed.seen, start)
+                feed.sub = await self._follow(subject, feed.deliver, after_seq=start)
                 return
             except (nats.errors.Error, Unavailable) as exc:  # JetStream errors included
                 if loop.time() + delay > give_up:

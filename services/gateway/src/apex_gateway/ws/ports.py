@@ -45,11 +45,13 @@ class Listener(Protocol):
 class LiveFeeds(Protocol):
     """The live events of threads, shared by every subscriber of a thread."""
 
-    async def join(self, subject: str, thread_id: str, listener: Listener) -> None:
-        """Returns once ``listener`` gets every event stored on ``subject`` from now on:
-        anything stored before ``join`` returned is ``<=`` the subject's head read after
-        it, so a replay through that head and the feed leave no gap. Raises Unavailable
-        when the feed cannot start."""
+    async def join(self, subject: str, thread_id: str, listener: Listener) -> int:
+        """Returns once ``listener`` gets every event the feed hands over from now on, with
+        the seq through which the listener must read the log itself: anything on
+        ``subject`` up to it may have passed before the listener joined, anything after it
+        reaches the listener. A replay through ``max(head, that seq)`` and the feed leave
+        no gap, even when the head was read from a replica or leader behind the feed.
+        Raises Unavailable when the feed cannot start."""
         ...
 
     async def leave(self, subject: str, listener: Listener) -> None:

@@ -75,7 +75,7 @@ class ThreadSubscription:
 
     async def start(self, ref: str | None = None) -> None:
         history, figures = self.ports.history, self.ports.figures
-        await self.ports.feeds.join(self.subject, self.thread_id, self)
+        joined_at = await self.ports.feeds.join(self.subject, self.thread_id, self)
         self._joined = True
         after = self.window.after_seq
         # The head comes from the stream leader and the replay reads through it: in a
@@ -107,7 +107,9 @@ class ThreadSubscription:
                 return
             figures.replayed()
             self._offer(seq, item)
-        if not await self._replay(max(after, first_kept - 1, 0), last):
+        # Read through what the feed may have handed over before this subscription joined,
+        # as well as the head: a head read from a leader just elected can lag the feed.
+        if not await self._replay(max(after, first_kept - 1, 0), max(last, joined_at)):
             return
         if not self._ended and self.window.last_sent < last:
             # The read ended short of the head it was asked through (the log's promise
