@@ -131,6 +131,9 @@ class Platform:
     def spawn_service(self, name: str, **overrides: str) -> subprocess.Popen[bytes]:
         """Another replica of a service, outside `apex up` (the caller stops it)."""
         env = {**self.recorded_env(), **overrides}
+        creds = self.home / ".apex" / "nats-auth" / f"{name}.creds"
+        if creds.exists():  # its own NATS user, as `apex up` gives it
+            env["APEX_NATS_CREDS"] = overrides.get("APEX_NATS_CREDS", str(creds))
         log_path = self.home / f"{name}-{uuid.uuid4().hex[:6]}.log"
         with log_path.open("ab") as log:
             return subprocess.Popen(

@@ -5,7 +5,7 @@ account (or one of its signing keys) signs user JWTs, and a client proves it hol
 user's nkey by signing the server's nonce. This module encodes those JWTs as NATS'
 ``jwt`` v2 format documents them (header ``{"typ": "JWT", "alg": "ed25519-nkey"}``,
 base64url without padding, the ed25519 signature of ``header.payload`` by the issuer's
-nkey, ``jti`` the base32 SHA-512/256 of the standard claims) and writes the standard
+nkey, ``jti`` a base32 SHA-512/256 of the standard claims) and writes the standard
 ``.creds`` file (user JWT and seed) that nats-py, nats.js and the nats CLI read.
 
 The same functions serve ``apex up`` (the operator, the accounts and one user per
@@ -130,11 +130,13 @@ def user_jwt(
     account: str,
     publish: Sequence[str] | None = None,
     subscribe: Sequence[str] | None = None,
+    respond: bool = False,
     expires: int = 0,
 ) -> str:
     """A user of ``account`` signed by ``signer`` (the account key or one of its signing
     keys). ``publish`` / ``subscribe``: the only subjects it may use; None: any (an
-    administrator)."""
+    administrator). ``respond``: it may also publish one reply to the reply subject of
+    each request it receives, for two minutes (NATS' ``allow_responses``)."""
     body: dict[str, Any] = {
         "type": "user",
         "subs": UNLIMITED,
@@ -143,6 +145,8 @@ def user_jwt(
         "pub": {} if publish is None else {"allow": list(publish)},
         "sub": {} if subscribe is None else {"allow": list(subscribe)},
     }
+    if respond:
+        body["resp"] = {"max": 1, "ttl": 0}
     if signer.public != account:
         body["issuer_account"] = account
     return encode(signer, user, name, body, expires=expires)

@@ -71,6 +71,7 @@ async def open_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
             f"{SERVICE}-{settings.instance_id}",
             replicas=settings.nats_replicas,
             stream_max_bytes=settings.nats_stream_max_bytes,
+            **settings.nats_options(),
         )
         await bus.ensure_topology()
         if settings.auth_auto_migrate:

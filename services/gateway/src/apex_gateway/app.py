@@ -205,6 +205,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         f"gateway-{settings.instance_id}",
         replicas=settings.nats_replicas,
         stream_max_bytes=settings.nats_stream_max_bytes,
+        **settings.nats_options(),
     )
     await bus.ensure_topology()
     # A connect storm waits briefly for a pooled connection instead of failing

@@ -27,7 +27,7 @@ async def projections_rebuild(
     """0 when every store was rebuilt and swapped in; 1 otherwise (nobody answered, a
     store failed, or the instance went silent for ``silence_s``)."""
     stores = [store] if store else list(REBUILDABLE)
-    bus = await Bus.connect(settings.nats_url, "persistence-rebuild")
+    bus = await Bus.connect(settings.nats_url, "persistence-rebuild", **settings.nats_options())
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def on_reply(msg: Any) -> None:
