@@ -211,10 +211,8 @@ def service_permissions(service: str) -> BusPermissions:
                 *_read(APEX_CMD.name),
                 *_kv(KV_LEASES, KV_CONNECTORS),
             ]
-            subscribe = [INBOX]
+            subscribe = [INBOX, subjects.CTL_SESSION_REVOKED]
             respond = False
         case _:
             raise ValueError(f"no bus permissions for service {service!r}; known: {SERVICES}")
-    return BusPermissions(
-        publish=_dedupe([*common, *publish]), subscribe=_dedupe(subscribe), respond=respond
-    )
+    return BusPermissions(publish=_dedupe([*common, *publish]), subscribe=_dedupe(subscribe), respond=respond)

@@ -114,7 +114,11 @@ def account_jwt(
     }
     if jetstream:
         limits.update(mem_storage=UNLIMITED, disk_storage=UNLIMITED, streams=UNLIMITED, consumer=UNLIMITED)
-    body: dict[str, Any] = {"type": "account", "limits": limits, "default_permissions": {"pub": {}, "sub": {}}}
+    body: dict[str, Any] = {
+        "type": "account",
+        "limits": limits,
+        "default_permissions": {"pub": {}, "sub": {}},
+    }
     if signing_keys:
         body["signing_keys"] = list(signing_keys)
     if revocations:
