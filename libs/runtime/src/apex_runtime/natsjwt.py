@@ -20,7 +20,7 @@ import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import nkeys
@@ -40,7 +40,7 @@ class Nkey:
     """An nkey pair held as its seed (``S…``); ``public`` is the id NATS names it by
     (``O…`` operator, ``A…`` account, ``U…`` user)."""
 
-    seed: str
+    seed: str = field(repr=False)  # a secret: never in a log line or a test report
 
     @classmethod
     def new(cls, kind: str) -> Nkey:
