@@ -15,9 +15,10 @@ import pytest
 
 from apex_cli.embedded import EmbeddedServer, nats_server
 from apex_cli.natsauth import ADMIN, NatsAuth
+from apex_cli.natscluster import nats_cluster
 from apex_contracts import subjects
 from apex_contracts.streams import APEX_EVT
-from apex_runtime.bus import Bus
+from apex_runtime.bus import Bus, nats_servers
 from apex_runtime.buspermissions import SERVICES
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,3 +125,24 @@ async def test_tools_cannot_start_runs_nor_read_every_thread(
     assert any('publish to "apex.cmd.run.start"'.lower() in e for e in refused), refused
     assert any('subscription to "apex.evt.>"'.lower() in e for e in refused), refused
     assert any('subscription to "apex.cmd.>"'.lower() in e for e in refused), refused
+
+
+async def test_a_three_node_cluster_runs_with_the_same_credentials(tmp_path: Path) -> None:
+    """``APEX_NATS_CLUSTER=3``: every node trusts the same operator and keeps the accounts
+    in its own resolver directory; a service's user creates the replicated topology."""
+    auth = NatsAuth.ensure(tmp_path / "auth")
+    cluster = nats_cluster(tmp_path, 3, auth=auth)
+    try:
+        cluster.start()
+        nc = await nats.connect(
+            nats_servers(cluster.url), user_credentials=str(auth.creds_path("orchestrator"))
+        )
+        bus = Bus(nc, replicas=3)
+        try:
+            await bus.ensure_topology(wait_s=60)
+            info = await bus.js.stream_info(APEX_EVT.name)
+            assert info.config.num_replicas == 3
+        finally:
+            await bus.close()
+    finally:
+        cluster.stop()
