@@ -12,6 +12,7 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from apex_cli.embedded import EmbeddedServer, nats_server
 from apex_cli.natsauth import ADMIN, NatsAuth
@@ -146,3 +147,50 @@ async def test_a_three_node_cluster_runs_with_the_same_credentials(tmp_path: Pat
             await bus.close()
     finally:
         cluster.stop()
+
+
+async def test_persistence_answers_queries_and_streams_rebuild_progress(
+    secured: tuple[EmbeddedServer, NatsAuth],
+) -> None:
+    """A query gets its one reply through the ``resp`` permission (no ``_INBOX.>``
+    grant); a rebuild's many progress messages go to the requester's progress subject."""
+    from apex_persistence.rebuild.control import PROGRESS_PREFIX, REBUILD_SUBJECT
+
+    server, auth = secured
+    refused: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        refused.append(str(exc).lower())
+
+    persistence = await nats.connect(
+        server.url, user_credentials=str(auth.creds_path("persistence")), error_cb=on_error
+    )
+    admin = await nats.connect(server.url, user_credentials=str(auth.creds_path(ADMIN)))
+    try:
+
+        async def answer(msg: Msg) -> None:
+            await msg.respond(b"page")
+
+        async def progress(msg: Msg) -> None:
+            for step in (b"accepted", b"progress", b"finished"):
+                await persistence.publish(msg.reply, step)
+
+        await persistence.subscribe(subjects.query("threads.list"), cb=answer)
+        await persistence.subscribe(REBUILD_SUBJECT, cb=progress)
+        await persistence.flush()
+        assert (await admin.request(subjects.query("threads.list"), b"{}", timeout=5)).data == b"page"
+
+        heard: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def hear(msg: Msg) -> None:
+            heard.put_nowait(msg.data)
+
+        inbox = f"{PROGRESS_PREFIX}.{admin.new_inbox().rsplit('.', 1)[-1]}"
+        await admin.subscribe(inbox, cb=hear)
+        await admin.publish(REBUILD_SUBJECT, b"{}", reply=inbox)
+        got = [await asyncio.wait_for(heard.get(), 5) for _ in range(3)]
+        assert got == [b"accepted", b"progress", b"finished"]
+        assert refused == []
+    finally:
+        await persistence.close()
+        await admin.close()

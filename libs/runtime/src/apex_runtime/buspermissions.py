@@ -189,7 +189,7 @@ def service_permissions(service: str) -> BusPermissions:
                 f"{subjects.DEAD_LETTER_PREFIX}.>",
                 subjects.EVT_ALL,  # erasure tombstones
                 _ANY_TENANT_AUDIT,
-                "apex.ctl.persistence.>",
+                "apex.ctl.persistence.progress.*",  # a rebuild's progress, to its requester
                 *evt_read,
                 *_read(APEX_AUDIT.name),
                 *_read(APEX_DLQ.name),
@@ -202,7 +202,7 @@ def service_permissions(service: str) -> BusPermissions:
                 f"$JS.API.STREAM.MSG.DELETE.{APEX_AUDIT.name}",
                 *_kv(KV_LEASES),
             ]
-            subscribe = [INBOX, "apex.q.>", "apex.ctl.persistence.>", "apex.health.persistence.*"]
+            subscribe = [INBOX, "apex.q.>", "apex.ctl.persistence.rebuild", "apex.health.persistence.*"]
             respond = True
         case "ingest":
             publish = [

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from apex_persistence.rebuild.control import REBUILD_SUBJECT, REBUILDABLE
+from apex_persistence.rebuild.control import PROGRESS_PREFIX, REBUILD_SUBJECT, REBUILDABLE
 from apex_persistence.settings import PersistenceSettings
 from apex_runtime import Bus
 
@@ -37,7 +37,7 @@ async def projections_rebuild(
             replies.put_nowait(orjson.loads(msg.data))
 
     try:
-        inbox = bus.nc.new_inbox()
+        inbox = f"{PROGRESS_PREFIX}.{bus.nc.new_inbox().rsplit('.', 1)[-1]}"
         sub = await bus.nc.subscribe(inbox, cb=on_reply)
         await bus.nc.publish(REBUILD_SUBJECT, orjson.dumps({"stores": stores}), reply=inbox)
         await bus.nc.flush()
