@@ -72,3 +72,11 @@ def test_no_service_may_delete_a_stream_or_send_every_command(service: str) -> N
 def test_an_unknown_service_has_no_permissions() -> None:
     with pytest.raises(ValueError, match="no bus permissions"):
         service_permissions("billing")
+
+
+def test_persistence_acks_each_projector_consumer_by_name() -> None:
+    """NATS wildcards match whole tokens only: ``persistence-*`` would match no durable."""
+    allowed = service_permissions("persistence").publish
+    for store in ("postgres", "redis", "clickhouse"):
+        assert f"$JS.ACK.APEX_EVT.persistence-{store}.>" in allowed
+        assert f"$JS.API.CONSUMER.MSG.NEXT.APEX_EVT.persistence-{store}" in allowed

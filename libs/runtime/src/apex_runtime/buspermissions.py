@@ -38,6 +38,7 @@ from apex_contracts.streams import (
     TOOL_CALL_CONSUMER,
     USAGE_INGEST_CONSUMER,
     ConsumerSpec,
+    projector_consumer,
 )
 
 ALL_BUCKETS: Final = (
@@ -111,9 +112,8 @@ def _consume(*specs: ConsumerSpec) -> list[str]:
     return out
 
 
-def _durables(prefix: str) -> list[str]:
-    """Consumers named ``<prefix>…`` on any stream (persistence's projectors)."""
-    return _consume(ConsumerSpec(durable=f"{prefix}*", stream="*", filter_subject=""))
+# the read models persistence projects the events into, one durable consumer each
+PROJECTED_STORES: Final = ("postgres", "redis", "clickhouse")
 
 
 def _health(service: str) -> list[str]:
@@ -194,7 +194,7 @@ def service_permissions(service: str) -> BusPermissions:
                 *_read(APEX_AUDIT.name),
                 *_read(APEX_DLQ.name),
                 *_consume(USAGE_INGEST_CONSUMER, AUDIT_CONSUMER),
-                *_durables("persistence-"),
+                *_consume(*(projector_consumer(store) for store in PROJECTED_STORES)),
                 # erasure: the erased user's events and audit entries leave the log
                 f"$JS.API.STREAM.PURGE.{APEX_EVT.name}",
                 f"$JS.API.STREAM.PURGE.{APEX_AUDIT.name}",
