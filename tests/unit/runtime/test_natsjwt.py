@@ -80,3 +80,8 @@ def test_persistence_acks_each_projector_consumer_by_name() -> None:
     for store in ("postgres", "redis", "clickhouse"):
         assert f"$JS.ACK.APEX_EVT.persistence-{store}.>" in allowed
         assert f"$JS.API.CONSUMER.MSG.NEXT.APEX_EVT.persistence-{store}" in allowed
+
+
+@pytest.mark.parametrize("service", ["auth", "orchestrator", "agents", "tools", "ingest"])
+def test_only_the_erasure_paths_may_purge(service: str) -> None:
+    assert not any(".PURGE." in s or ".MSG.DELETE." in s for s in service_permissions(service).publish)
