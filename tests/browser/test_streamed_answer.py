@@ -51,7 +51,9 @@ async def test_a_superseded_attempt_leaves_one_answer_live_and_replayed(
             agent="reporting",
         )
 
-    bus = await Bus.connect(platform.recorded_env()["APEX_NATS_URL"], "browser-test")
+    bus = await Bus.connect(
+        platform.recorded_env()["APEX_NATS_URL"], "browser-test", **platform.nats_options()
+    )
     try:
         for index, text in enumerate(FIRST):
             await bus.publish_event(chunk(first_id, 1, index, text))

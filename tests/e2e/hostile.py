@@ -82,7 +82,7 @@ def refresh(auth_url: str, refresh_token: str) -> dict[str, Any]:
 async def publish_thread(platform: Platform, user: User, events: int, text: str = "x" * 200) -> str:
     """A thread of ``events`` events (a message, then thinking), published as the
     services would; returns its id."""
-    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
     bus = NatsBus(nc)
     scope = Scope(
         tenant_id=user.tenant_id, user_id=user.user_id, thread_id=new_id("thr"), run_id=new_id("run")
@@ -114,7 +114,7 @@ async def publish_thinking(bus: Bus, scope: Scope, n: int, text: str = "thinking
 
 async def archived_seqs(platform: Platform, user: User, thread_id: str) -> list[int]:
     """What the Postgres archive holds of the thread (asked of persistence directly)."""
-    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
     try:
         page = await NatsBus(nc).query(
             Q_EVENTS_ARCHIVE,

@@ -128,9 +128,18 @@ class Platform:
             out[key] = value
         return out
 
+    def nats_options(self) -> dict[str, str]:
+        """Connect options for a test's own NATS client: the administrator of the APEX
+        account that `apex up` recorded (the bus refuses anonymous connections)."""
+        creds = self.recorded_env().get("APEX_NATS_CREDS")
+        return {"user_credentials": creds} if creds else {}
+
     def spawn_service(self, name: str, **overrides: str) -> subprocess.Popen[bytes]:
         """Another replica of a service, outside `apex up` (the caller stops it)."""
         env = {**self.recorded_env(), **overrides}
+        creds = self.home / ".apex" / "nats-auth" / f"{name}.creds"
+        if creds.exists():  # its own NATS user, as `apex up` gives it
+            env["APEX_NATS_CREDS"] = overrides.get("APEX_NATS_CREDS", str(creds))
         log_path = self.home / f"{name}-{uuid.uuid4().hex[:6]}.log"
         with log_path.open("ab") as log:
             return subprocess.Popen(

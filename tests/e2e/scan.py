@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from apex_cli.embedded import nats_server, postgres_server, valkey_server
+from apex_cli.natsauth import ADMIN, NatsAuth
 
 _CLICKHOUSE_DUMP = """
 import json, sys
@@ -53,11 +54,13 @@ async def scan_platform(apex_home: Path, needles: dict[str, str]) -> Scan:
     scan = Scan()
     pg = postgres_server(apex_home / "postgres").start()
     valkey = valkey_server(apex_home / "redis").start()
-    bus = nats_server(apex_home / "nats").start()
+    # the platform's own bus configuration: its streams live in the APEX account
+    auth = NatsAuth.ensure(apex_home / "nats-auth")
+    bus = nats_server(apex_home / "nats", auth=auth).start()
     try:
         await _postgres(pg.url, needles, scan)
         await _redis(valkey.url, needles, scan)
-        await _streams(bus.url, needles, scan)
+        await _streams(bus.url, str(auth.creds_path(ADMIN)), needles, scan)
         await asyncio.to_thread(_clickhouse, apex_home / "chdb", needles, scan)
     finally:
         for server in (bus, valkey, pg):
@@ -104,8 +107,8 @@ async def _redis(url: str, needles: dict[str, str], scan: Scan) -> None:
         await client.aclose()
 
 
-async def _streams(url: str, needles: dict[str, str], scan: Scan) -> None:
-    nc = await nats.connect(url)
+async def _streams(url: str, creds: str, needles: dict[str, str], scan: Scan) -> None:
+    nc = await nats.connect(url, user_credentials=creds)
     try:
         js = nc.jetstream()
         for info in await js.streams_info():

@@ -165,7 +165,7 @@ async def test_a_client_that_never_reads_is_closed_4408_and_memory_stays_bounded
     nats_url = hurt.recorded_env()["APEX_NATS_URL"]
     thread_id = new_id("thr")
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id, run_id=new_id("run"))
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **hurt.nats_options())
     bus = NatsBus(nc)
     filler = "x" * 4000
     for n in range(3000):
@@ -231,7 +231,7 @@ async def test_replay_beyond_retention_comes_from_the_archive_or_says_so(hurt: P
     await _wait_archived(hurt, user, accepted["thread_id"])
 
     middle = original[len(original) // 2][0]
-    nc = await nats.connect(hurt.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(hurt.recorded_env()["APEX_NATS_URL"], **hurt.nats_options())
     await nc.jetstream().purge_stream("APEX_EVT", seq=middle)  # retention took the first half
     await nc.close()
 

@@ -42,7 +42,7 @@ async def test_the_events_endpoint_long_polls(hostile: Platform) -> None:
     )
     await asyncio.sleep(1.0)  # the poll is waiting now (a late publish is found by its re-read too)
     assert not waiting.done()
-    nc = await nats.connect(hostile.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(hostile.recorded_env()["APEX_NATS_URL"], **hostile.nats_options())
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id)
     published = time.monotonic()
     seq = await publish_thinking(NatsBus(nc), scope, 99)
@@ -134,7 +134,7 @@ async def test_events_and_sse_beyond_retention_come_from_the_archive_or_say_so(h
         await asyncio.sleep(0.3)
 
     middle = original[5]
-    nc = await nats.connect(hostile.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(hostile.recorded_env()["APEX_NATS_URL"], **hostile.nats_options())
     await nc.jetstream().purge_stream("APEX_EVT", seq=middle)  # retention took the first half
     await nc.close()
 

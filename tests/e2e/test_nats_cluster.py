@@ -86,7 +86,7 @@ async def test_a_nats_node_lost_mid_run(cluster_platform: tuple[Platform, list[U
     platform, users = cluster_platform
     env = platform.recorded_env()
     assert len(nats_servers(env["APEX_NATS_URL"])) == 3 and env["APEX_NATS_REPLICAS"] == "3"
-    await _check_replicas(env["APEX_NATS_URL"])
+    await _check_replicas(env["APEX_NATS_URL"], env["APEX_NATS_CREDS"])
 
     leader = _leader(platform, APEX_EVT.name)
     node = leader if victim == "leader" else next(n for n in NODES if n != leader)
@@ -110,7 +110,10 @@ async def test_a_nats_node_lost_mid_run(cluster_platform: tuple[Platform, list[U
     ]
     assert after, "no event of a run in flight was stored after the kill"
     reached = min(at for at, _seq in after)
-    stored = await _stored_at(env["APEX_NATS_URL"], min(seq for _at, seq in after)) - killed_wall
+    stored = (
+        await _stored_at(env["APEX_NATS_URL"], env["APEX_NATS_CREDS"], min(seq for _at, seq in after))
+        - killed_wall
+    )
     print(
         f"{node} lost: the log took writes again {stored:.2f} s after its death; the first event "
         f"stored after it reached a client {reached:.2f} s after it"
@@ -196,8 +199,8 @@ def _stored_after(event: dict[str, Any], wall: float) -> bool:
     return datetime.fromisoformat(event["occurred_at"]).timestamp() > wall
 
 
-async def _check_replicas(url: str) -> None:
-    nc = await nats.connect(nats_servers(url))
+async def _check_replicas(url: str, creds: str) -> None:
+    nc = await nats.connect(nats_servers(url), user_credentials=creds)
     try:
         js = nc.jetstream()
         for name in [spec.name for spec in STREAMS] + [f"KV_{KV_TOOL_LEDGER}"]:
@@ -206,9 +209,9 @@ async def _check_replicas(url: str) -> None:
         await nc.close()
 
 
-async def _stored_at(url: str, seq: int) -> float:
+async def _stored_at(url: str, creds: str, seq: int) -> float:
     """When JetStream stored APEX_EVT message ``seq`` (epoch seconds)."""
-    nc = await nats.connect(nats_servers(url))
+    nc = await nats.connect(nats_servers(url), user_credentials=creds)
     try:
         msg = await nc.jetstream().get_msg(APEX_EVT.name, seq)
     finally:

@@ -49,7 +49,7 @@ async def test_a_range_neither_the_stream_nor_the_archive_holds_is_named(gap_pla
         assert time.monotonic() < deadline, "the first events were never archived"
         await asyncio.sleep(0.3)
 
-    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
     bus = NatsBus(nc)
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id)
     persistence = psutil.Process(platform.pid("persistence"))

@@ -28,9 +28,7 @@ def runner(bus: Bus, projection: Projection, **options: Any) -> ProjectorRunner:
     store = projection.name.removesuffix("-rebuild")
     spec = replace(projector_consumer(store), ack_wait_s=1.0)
     breaker = CircuitBreaker(projection.name, threshold=2, reset_after_s=0.5)
-    return ProjectorRunner(
-        bus.js, projection, spec, breaker, fetch_timeout_s=0.2, max_backoff_s=0.5, **options
-    )
+    return ProjectorRunner(bus, projection, spec, breaker, fetch_timeout_s=0.2, max_backoff_s=0.5, **options)
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +51,7 @@ async def until(check: Any, timeout: float = 30.0) -> None:
 
 
 async def until_caught_up(bus: Bus, runners: list[ProjectorRunner], timeout: float = 30.0) -> None:
-    monitor = LagMonitor(bus.js, runners, {})
+    monitor = LagMonitor(bus, runners, {})
 
     async def caught_up() -> bool:
         lags = await monitor.measure()  # a consumer not created yet has no lag to show

@@ -61,7 +61,7 @@ async def test_postgres_outage_delays_the_view_then_it_catches_up(
             for event in second:
                 await bus.publish_event(event)
             await breaker_opened(feeder)
-            assert (await LagMonitor(bus.js, [feeder], {}).measure())["postgres"] == len(second)
+            assert (await LagMonitor(bus, [feeder], {}).measure())["postgres"] == len(second)
             server.start()
             await until_caught_up(bus, [feeder])
         async with db.writer() as conn:
@@ -88,7 +88,7 @@ async def test_redis_outage_delays_the_view_then_it_catches_up(
                 await bus.publish_event(event)
             await breaker_opened(feeder)
             details: dict[str, float | int | str] = {}
-            await LagMonitor(bus.js, [feeder], details).measure()
+            await LagMonitor(bus, [feeder], details).measure()
             assert details["lag_redis"] == len(second)
             server.resume()
             await until_caught_up(bus, [feeder])

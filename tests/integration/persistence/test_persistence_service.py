@@ -49,7 +49,7 @@ async def caught_up(service: PersistenceService) -> bool:
 async def _lags(service: PersistenceService) -> dict[str, int]:
     from apex_persistence.projection.runner import LagMonitor
 
-    return await LagMonitor(service.host.bus.js, service.runners, {}).measure()
+    return await LagMonitor(service.host.bus, service.runners, {}).measure()
 
 
 @pytest.fixture

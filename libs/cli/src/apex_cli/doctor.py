@@ -50,6 +50,7 @@ async def _binaries() -> tuple[bool, str]:
 def _nats(home: Home) -> Check:
     async def check() -> tuple[bool, str]:
         url = setting("APEX_NATS_URL", home, "nats://127.0.0.1:4222")
+        creds = setting("APEX_NATS_CREDS", home, "")
         try:
             nc = await asyncio.wait_for(
                 nats.connect(
@@ -58,6 +59,7 @@ def _nats(home: Home) -> Check:
                     max_reconnect_attempts=0,
                     allow_reconnect=False,
                     error_cb=_quiet,
+                    **({"user_credentials": creds} if creds else {}),
                 ),
                 5.0 * len(nats_servers(url)),
             )

@@ -22,7 +22,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from apex_cli.natsauth import NatsAuth
 
 PG_OS_USER = "apex-postgres"
 
@@ -195,8 +198,12 @@ def nats_binary() -> str:
     return found
 
 
-def nats_server(data_dir: Path, port: int = 0, *, monitor_port: int = 0) -> EmbeddedServer:
-    """NATS with JetStream on file storage, fsync on every write (``sync_interval: always``)."""
+def nats_server(
+    data_dir: Path, port: int = 0, *, monitor_port: int = 0, auth: NatsAuth | None = None
+) -> EmbeddedServer:
+    """NATS with JetStream on file storage, fsync on every write (``sync_interval: always``).
+    With ``auth`` (``apex up`` always passes it) the server is in operator mode: only the
+    users ``auth`` signs may connect, each within its permissions."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port)
     monitor_port = free_port(monitor_port)
@@ -212,6 +219,7 @@ jetstream {{
   max_file_store: 20GB
 }}
 """
+        + (auth.server_config(data_dir / "jwt") if auth else "")
     )
 
     def ready(server: EmbeddedServer) -> bool:

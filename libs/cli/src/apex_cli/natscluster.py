@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apex_cli.embedded import EmbeddedError, EmbeddedServer, free_port, free_ports, nats_binary, port_open
 
@@ -24,6 +24,9 @@ from apex_cli.embedded import EmbeddedError, EmbeddedServer, free_port, free_por
 LAME_DUCK_DURATION_S = 30
 LAME_DUCK_GRACE_S = 2
 
+if TYPE_CHECKING:
+    from apex_cli.natsauth import NatsAuth
+
 
 def nats_cluster(
     root: Path,
@@ -32,12 +35,14 @@ def nats_cluster(
     ports: Sequence[int] = (),
     name: str = "apex",
     avoid: Collection[int] = (),
+    auth: NatsAuth | None = None,
 ) -> NatsCluster:
     """``size`` NATS servers forming one JetStream cluster on loopback: node ``i`` (from 1)
     is named ``nats-<i>`` (its JetStream ``server_name``), keeps its data in
     ``root/nats-<i>`` and routes to every other node. ``ports`` are the client ports to
     prefer (another free one where taken); no port of ``avoid`` is used (ports promised
-    to other processes that have not bound them yet). Nothing is started."""
+    to other processes that have not bound them yet); ``auth``: operator mode, as in
+    ``embedded.nats_server``. Nothing is started."""
     if size < 1:
         raise EmbeddedError("a NATS cluster needs at least one node")
     wanted = list(ports) + [0] * (size - len(ports))
@@ -80,6 +85,7 @@ cluster {{
   connect_retries: 120
 }}
 """
+            + (auth.server_config(data_dir / "jwt") if auth else "")
         )
         nodes.append(
             EmbeddedServer(

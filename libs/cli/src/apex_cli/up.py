@@ -32,6 +32,7 @@ from apex_cli.embedded import (
     postgres_server,
     valkey_server,
 )
+from apex_cli.natsauth import ADMIN, NatsAuth
 from apex_cli.natscluster import NatsCluster, nats_cluster
 
 COLORS = ["36", "32", "35", "33", "34", "31", "96", "92", "95"]
@@ -106,6 +107,8 @@ class Infra:
         self.restart_after_s = restart_after_s
         self.servers: dict[str, EmbeddedServer] = {}
         self._died_at: dict[str, float] = {}
+        # set when the bus is ours (embedded): every service then gets its own user
+        self.nats_auth: NatsAuth | None = None
 
     @staticmethod
     def _start_one(
@@ -135,7 +138,11 @@ class Infra:
         preferred = [default + i for i in range(size)]
         for attempt in range(attempts):
             cluster = nats_cluster(
-                self.home.root, size, ports=preferred if attempt == 0 else (), avoid=_service_ports()
+                self.home.root,
+                size,
+                ports=preferred if attempt == 0 else (),
+                avoid=_service_ports(),
+                auth=self._auth(),
             )
             try:
                 return cluster.start()
@@ -144,6 +151,18 @@ class Infra:
                 if attempt == attempts - 1:
                     raise UpError(f"embedded NATS cluster failed to start: {exc}") from exc
         raise AssertionError("unreachable")
+
+    def _auth(self) -> NatsAuth:
+        """The embedded bus's credentials (made on the first start, then reused)."""
+        if self.nats_auth is None:
+            self.nats_auth = NatsAuth.ensure(self.home.root / "nats-auth")
+        return self.nats_auth
+
+    def service_env(self, service: str, env: dict[str, str]) -> dict[str, str]:
+        """``env`` for ``service``'s process: on the embedded bus, its own NATS user."""
+        if self.nats_auth is None:
+            return env
+        return {**env, "APEX_NATS_CREDS": str(self.nats_auth.creds_path(service))}
 
     def start(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -157,7 +176,7 @@ class Infra:
             env["APEX_NATS_REPLICAS"] = os.environ.get("APEX_NATS_REPLICAS") or str(size)
             self.emit("apex", f"nats: embedded cluster of {size} at {cluster.url}, data in {self.home.root}")
         makers = {
-            "nats": lambda port: nats_server(self.home.root / "nats", port),
+            "nats": lambda port: nats_server(self.home.root / "nats", port, auth=self._auth()),
             "postgres": lambda port: postgres_server(self.home.root / "postgres", port),
             "redis": lambda port: valkey_server(self.home.root / "redis", port),
         }
@@ -181,6 +200,11 @@ class Infra:
             env[variable] = server.url
             moved = "" if port == default_port else f" (port {default_port} was taken)"
             self.emit("apex", f"{name}: embedded at {server.url}{moved}, data in {server.data_dir}")
+        if self.nats_auth is not None:
+            # what ``apex up`` records (and its tools, the tests, migrations use): the
+            # administrator of the APEX account; each service gets its own (service_env)
+            env["APEX_NATS_CREDS"] = str(self.nats_auth.creds_path(ADMIN))
+            self.emit("apex", f"nats: authentication on, credentials in {self.nats_auth.root}")
         if not os.environ.get("APEX_CLICKHOUSE_URL"):
             env["APEX_CHDB_PATH"] = str(self.home.root / "chdb")
             self.emit(
@@ -350,7 +374,7 @@ async def run_up(home: Home, stop: asyncio.Event, *, ready_timeout: float = 120.
         emit("apex", f"error: {exc}")
         infra.stop()
         return 1
-    services = [ServiceProcess(name, env, home, emit) for name in START_ORDER]
+    services = [ServiceProcess(name, infra.service_env(name, env), home, emit) for name in START_ORDER]
     for name in START_ORDER:
         _kill_leftover(home.pid_file(name))
     tasks = [asyncio.create_task(s.supervise(stop)) for s in services]

@@ -20,16 +20,18 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
 from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_id
-from apex_contracts.streams import APEX_EVT
+from apex_contracts.streams import APEX_EVT, ConsumerSpec
 from apex_runtime import tracing
 from apex_runtime.directget import DirectGet
 from apex_runtime.natskv import NatsKvBucket
+from apex_runtime.natspull import NatsPullConsumer
 from apex_runtime.port import (
     Bus,
     ConsumerState,
     KvBucket,
     Notice,
     NoticeHandler,
+    PullConsumer,
     Stored,
     StoredHandler,
     StreamState,
@@ -211,6 +213,9 @@ class NatsBus(JetStreamTopology, Bus):
             subject, ordered_consumer=True, cb=deliver, idle_heartbeat=FOLLOW_HEARTBEAT_S, config=config
         )
         return _NatsSubscription(sub, self._nc)
+
+    async def pull(self, spec: ConsumerSpec) -> PullConsumer:
+        return await NatsPullConsumer.bind(self._js, spec)
 
     async def last_seq(self, subject: str, stream: str = APEX_EVT.name, *, leader: bool = False) -> int:
         async def ask() -> int:

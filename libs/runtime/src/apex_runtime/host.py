@@ -53,6 +53,7 @@ class ServiceHost:
             log_level=logging.DEBUG,
             graceful_timeout=10.0,
             logger=logging.getLogger("apex.faststream"),
+            **settings.nats_options(),
         )
         self._bus: Bus | None = None
         self._stop = asyncio.Event()

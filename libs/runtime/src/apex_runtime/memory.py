@@ -2,8 +2,9 @@
 handlers without a server. Streams keep seqs, subjects and a dedupe window as the
 contracts' specs say; core subjects fan out (a stored message is heard by listeners of
 its subject too, as NATS does); KV buckets keep revisions. What it does not have:
-durable command consumers (FastStream's ``TestNatsBroker`` serves those in tests),
-replicas and their lag, size limits and ages."""
+durable command consumers (FastStream's ``TestNatsBroker`` serves those in tests; a
+``pull`` consumer here redelivers only what was nak'd, never on an ack timeout), replicas
+and their lag, size limits and ages."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from apex_runtime.port import (
     KvEntry,
     Notice,
     NoticeHandler,
+    PullConsumer,
+    Pulled,
     Stored,
     StoredHandler,
     StreamState,
@@ -70,6 +73,51 @@ class _Stream:
             return False
         self.first = min(self.messages, default=self.last + 1)
         return True
+
+
+class _MemoryPull(PullConsumer):
+    """A durable pull consumer in memory: each message of its filter once, in order; a
+    nak'd one again after its delay."""
+
+    def __init__(self, stream: _Stream, spec: ConsumerSpec) -> None:
+        self._stream = stream
+        self._spec = spec
+        self._next = 0
+        self._again: list[tuple[float, Stored]] = []
+
+    async def fetch(self, batch: int, *, timeout: float) -> list[Pulled]:
+        give_up = time.monotonic() + timeout
+        while True:
+            taken = self._take(batch)
+            if taken or time.monotonic() >= give_up:
+                return [Pulled(s.seq, s.subject, s.data, _settled, self._nak_of(s)) for s in taken]
+            await asyncio.sleep(min(0.01, timeout))
+
+    def _take(self, batch: int) -> list[Stored]:
+        now = time.monotonic()
+        due = [s for at, s in self._again if at <= now][:batch]
+        self._again = [(at, s) for at, s in self._again if s not in due]
+        for seq in sorted(self._stream.messages):
+            if len(due) >= batch:
+                break
+            stored = self._stream.messages[seq][0]
+            if seq > self._next and subject_matches(self._spec.filter_subject, stored.subject):
+                due.append(stored)
+                self._next = seq
+        return due
+
+    def _nak_of(self, stored: Stored) -> Callable[[float], Awaitable[None]]:
+        async def nak(delay: float) -> None:
+            self._again.append((time.monotonic() + delay, stored))
+
+        return nak
+
+    async def stop(self) -> None:
+        return None
+
+
+async def _settled() -> None:
+    return None
 
 
 class _Pump(Subscription):
@@ -165,6 +213,7 @@ class MemoryBus(Bus):
         self._streams = {spec.name: _Stream(spec, created) for spec in streams}
         self._buckets = {name: MemoryKvBucket() for name in KV_BUCKETS}
         self._listeners: list[_Listener] = []
+        self._pulls: dict[str, _MemoryPull] = {}
         self._followers: list[tuple[str, str, _Pump]] = []  # (stream, subject, pump)
         self._inboxes = itertools.count(1)
         self._rotation = itertools.count()
@@ -308,6 +357,12 @@ class MemoryBus(Bus):
 
     async def consumer_state(self, stream: str, durable: str) -> ConsumerState | None:
         return None  # no durable consumers in memory
+
+    async def pull(self, spec: ConsumerSpec) -> PullConsumer:
+        consumer = self._pulls.get(spec.durable)
+        if consumer is None:
+            consumer = self._pulls[spec.durable] = _MemoryPull(self._stream(spec.stream), spec)
+        return consumer
 
     async def purge(self, stream: str, subject: str, *, keep_after: int = 0) -> None:
         held = self._stream(stream)

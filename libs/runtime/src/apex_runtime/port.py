@@ -58,6 +58,31 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Pulled:
+    """One message of a pull consumer, with its acknowledgement: ``ack`` settles it,
+    ``nak`` asks for it again after ``delay`` seconds."""
+
+    seq: int
+    subject: str
+    data: bytes
+    ack: Callable[[], Awaitable[None]]
+    nak: Callable[[float], Awaitable[None]]
+
+
+class PullConsumer(abc.ABC):
+    """A durable consumer its owner pulls batches from (``Bus.pull``)."""
+
+    @abc.abstractmethod
+    async def fetch(self, batch: int, *, timeout: float) -> list[Pulled]:
+        """Up to ``batch`` messages, waiting at most ``timeout`` seconds for the first;
+        an empty list when none arrived."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stops pulling; the durable consumer and its position stay. Never raises."""
+
+
+@dataclass(frozen=True)
 class ConsumerState:
     """A durable consumer's backlog: waiting (not yet delivered), delivered but not yet
     acknowledged, out for a second or later delivery; ``acked_through`` is the stream seq
@@ -184,6 +209,14 @@ class Bus(abc.ABC):
     async def ensure_consumer(self, spec: ConsumerSpec) -> None:
         """Brings an existing durable consumer's capacity to ``spec``'s; a missing one is
         left to the subscriber that creates it."""
+
+    @abc.abstractmethod
+    async def pull(self, spec: ConsumerSpec) -> PullConsumer:
+        """The durable pull consumer ``spec`` (created, or bound when it exists): every
+        message on its filter from the stream's start, each delivered until acknowledged
+        (explicit acks; a message not acknowledged within ``ack_wait_s`` comes again, at
+        most ``max_deliver`` times). Raises the transient bus errors while the stream is
+        unavailable."""
 
     # --- publishing ----------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,11 @@ class ServiceSettings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     nats_url: str = "nats://127.0.0.1:4222"
     nats_replicas: int = Field(default=1, ge=1, le=5)
+    nats_creds: Path | None = Field(
+        default=None,
+        description="this service's NATS credentials file (.creds: its user JWT and nkey seed); unset:"
+        " connect without credentials (a server without authentication, e.g. the tests' own)",
+    )
     instance_id: str = Field(default_factory=default_instance, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     http_host: str = "127.0.0.1"
     log_level: str = "INFO"
@@ -50,6 +56,10 @@ class ServiceSettings(BaseSettings):
         description='size cap per stream, JSON ({"APEX_EVT": 32212254720}); their sum must fit the'
         " JetStream file store (max_file_store) with room to spare",
     )
+
+    def nats_options(self) -> dict[str, Any]:
+        """What the NATS connect call needs to authenticate as this service."""
+        return {"user_credentials": str(self.nats_creds)} if self.nats_creds else {}
 
     @field_validator("nats_stream_max_bytes")
     @classmethod

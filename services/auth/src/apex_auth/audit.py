@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = "auth"
 NATS_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.errors.Error)
+# what a relay round stops on: the bus is down, or its retries ran out (Unavailable)
+_RELAY_STOPPED: tuple[type[BaseException], ...] = (*NATS_ERRORS, Unavailable)
 RELAY_FAILURES: tuple[type[BaseException], ...] = (*NATS_ERRORS, *STORE_FAILURES)
 
 
@@ -140,7 +142,7 @@ class AuditRelay:
             for row in rows:
                 try:
                     await self._publish(row.id, row.tenant_id, row.entry)
-                except (*NATS_ERRORS, Unavailable) as exc:  # Unavailable: the bus's retries ran out
+                except _RELAY_STOPPED as exc:
                     failure = exc
                     break
                 sent.append(row.seq)

@@ -212,7 +212,7 @@ class RunDriver:
                     await self.bus.publish_event(
                         run.scope.make(
                             RunQueued,
-                            RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),  # type: ignore[arg-type]
+                            RunQueuedData(behind=[s.run_id for s in ahead], policy=policy.value),
                             id=run_queued_id(run.run_id),
                             causation_id=run.command.id,
                         )

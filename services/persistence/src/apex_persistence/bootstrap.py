@@ -105,7 +105,7 @@ class PersistenceService:
         for name, (projection, spec) in projections(self.stores, self.settings).items():
             store = "postgres" if name == "audit" else name
             runner = ProjectorRunner(
-                bus.js,
+                bus,
                 projection,
                 spec,
                 self.breaker(store),
@@ -122,7 +122,7 @@ class PersistenceService:
         self.host.watch_consumers(USAGE_INGEST_CONSUMER)  # the upload backlog on /metrics
         for runner in self.runners:
             self._tasks.append(asyncio.create_task(runner.run(self._stop), name=f"project:{runner.store}"))
-        lag = LagMonitor(bus.js, self.runners, self.host.health.details)
+        lag = LagMonitor(bus, self.runners, self.host.health.details)
         self._tasks.append(asyncio.create_task(lag.run(self._stop), name="projection-lag"))
         await self._start_upkeep()
 

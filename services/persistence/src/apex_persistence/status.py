@@ -55,7 +55,7 @@ async def projections_status(
 ) -> int:
     """Prints the table; 1 when no persistence instance answers (the JetStream figures
     are printed anyway)."""
-    bus = await Bus.connect(settings.nats_url, "persistence-status")
+    bus = await Bus.connect(settings.nats_url, "persistence-status", **settings.nats_options())
     beats: asyncio.Queue[Heartbeat] = asyncio.Queue()
 
     async def on_beat(notice: Notice) -> None:

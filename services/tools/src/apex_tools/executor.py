@@ -48,8 +48,7 @@ from apex_contracts import (
 from apex_contracts.dedupe_ids import tool_event_id
 from apex_contracts.errors import CATALOGUE
 from apex_contracts.tools import ToolResult
-from apex_runtime import CircuitBreaker, Health, log_context, tracing
-from apex_runtime.bus import Bus
+from apex_runtime import Bus, CircuitBreaker, Health, log_context, tracing
 from apex_runtime.consumers import RunCancellations
 from apex_tools.claims import CALL, CallScope, Held, LeaseLost, acquire, finish, give_back, leased
 from apex_tools.ledger import Ledger, LedgerEntry, Taken

@@ -1,4 +1,4 @@
-"""Runs a projection: a durable JetStream pull consumer read in batches, each batch
+"""Runs a projection: a durable pull consumer of the bus (``Bus.pull``) read in batches, each batch
 applied to the store, then acknowledged. A batch is acked only after the store has it,
 so a crash between write and ack means redelivery, which the projection absorbs."""
 
@@ -9,20 +9,14 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-import nats.errors
-import nats.js.errors
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge
 
 from apex_contracts.streams import ConsumerSpec
 from apex_persistence.projection.delivery import Delivery, last_seq
 from apex_persistence.projection.ports import Projection
-from apex_runtime import TRANSIENT_NATS_ERRORS, CircuitBreaker, CircuitOpen
+from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen, PullConsumer, Pulled
 
 log = logging.getLogger(__name__)
-_STREAM_INFO_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.js.errors.NotFoundError)
 
 LAG = Gauge(
     "apex_projection_lag_events", "events the projection has not applied and acknowledged yet", ["store"]
@@ -36,7 +30,7 @@ class ProjectorRunner:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        bus: Bus,
         projection: Projection,
         spec: ConsumerSpec,
         breaker: CircuitBreaker,
@@ -46,7 +40,7 @@ class ProjectorRunner:
         linger_s: float = 0.02,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self.js = js
+        self.bus = bus
         self.projection = projection
         self.spec = spec
         self.breaker = breaker
@@ -69,29 +63,27 @@ class ProjectorRunner:
         await self._load_position(stop)
         if stop.is_set():
             return
-        sub = await self._subscribe()
+        sub = await self.bus.pull(self.spec)
         try:
             while not stop.is_set():
                 await self.step(sub, stop)
         finally:
-            with contextlib.suppress(*TRANSIENT_NATS_ERRORS, nats.errors.BadSubscriptionError):
-                await sub.unsubscribe()
+            await sub.stop()
 
-    async def step(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
+    async def step(self, sub: PullConsumer, stop: asyncio.Event) -> None:
         """Fetches one batch and applies it; on a store failure naks it with a backoff."""
         if self.breaker.state == "open":
             await _sleep(stop, min(self.breaker.reset_after_s, self.max_backoff_s))
             return
         try:
             messages = await self._fetch(sub)
-        except (nats.errors.TimeoutError, TimeoutError):
-            # Nothing to fetch (nats-py also raises the builtin TimeoutError for that).
-            return
         except TRANSIENT_NATS_ERRORS as exc:
             log.warning("%s projection: cannot fetch from NATS: %r", self.store, exc)
             await _sleep(stop, 1.0)
             return
-        batch = [Delivery(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
+        if not messages:
+            return
+        batch = [Delivery(m.seq, m.subject, m.data) for m in messages]
         try:
             await self.breaker.call(lambda: self.projection.apply(batch), self.projection.failures)
         except self._unavailable as exc:
@@ -102,18 +94,17 @@ class ProjectorRunner:
         APPLIED.labels(self.store).inc(len(batch))
         await _ack_all(messages)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+    async def _fetch(self, sub: PullConsumer) -> list[Pulled]:
         """The first message as soon as there is one (waiting up to ``fetch_timeout_s``),
         then whatever else arrives within ``linger_s``, up to ``batch_size``. One fetch of
         the whole batch would hold every message until the batch is full or the fetch
         times out: up to a second of lag on a quiet stream."""
         messages = await sub.fetch(1, timeout=self.fetch_timeout_s)
-        if self.batch_size > 1:
-            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):  # nothing more right now
-                messages += await sub.fetch(self.batch_size - 1, timeout=self.linger_s)
+        if messages and self.batch_size > 1:
+            messages += await sub.fetch(self.batch_size - 1, timeout=self.linger_s)
         return messages
 
-    async def _retry_later(self, messages: Sequence[Msg], exc: BaseException, stop: asyncio.Event) -> None:
+    async def _retry_later(self, messages: Sequence[Pulled], exc: BaseException, stop: asyncio.Event) -> None:
         FAILED.labels(self.store).inc()
         self._backoff_s = min(self.max_backoff_s, max(0.2, self._backoff_s * 2))
         log.warning(
@@ -125,7 +116,7 @@ class ProjectorRunner:
         )
         with contextlib.suppress(*TRANSIENT_NATS_ERRORS):
             for message in messages:
-                await message.nak(delay=self._backoff_s)
+                await message.nak(self._backoff_s)
         await _sleep(stop, self._backoff_s)
 
     async def _load_position(self, stop: asyncio.Event) -> None:
@@ -140,20 +131,6 @@ class ProjectorRunner:
                 continue
             return
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        config = ConsumerConfig(
-            durable_name=self.spec.durable,
-            filter_subject=self.spec.filter_subject,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.spec.ack_wait_s,
-            max_deliver=self.spec.max_deliver,
-            max_ack_pending=self.spec.max_ack_pending,
-        )
-        return await self.js.pull_subscribe(
-            self.spec.filter_subject, durable=self.spec.durable, stream=self.spec.stream, config=config
-        )
-
 
 class LagMonitor:
     """Publishes each runner's lag as a gauge and in the health details, every ``every_s``.
@@ -166,12 +143,12 @@ class LagMonitor:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        bus: Bus,
         runners: Sequence[ProjectorRunner],
         details: dict[str, float | int | str],
         every_s: float = 2.0,
     ) -> None:
-        self.js = js
+        self.bus = bus
         self.runners = runners
         self.details = details
         self.every_s = every_s
@@ -185,17 +162,19 @@ class LagMonitor:
         lags: dict[str, int] = {}
         for runner in self.runners:
             try:
-                info = await self.js.consumer_info(runner.spec.stream, runner.spec.durable)
-            except _STREAM_INFO_ERRORS:
+                state = await self.bus.consumer_state(runner.spec.stream, runner.spec.durable)
+            except TRANSIENT_NATS_ERRORS:
                 continue
-            lags[runner.store] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            if state is None:  # not created yet
+                continue
+            lags[runner.store] = state.pending + state.ack_pending
             LAG.labels(runner.store).set(lags[runner.store])
             self.details[f"lag_{runner.store}"] = lags[runner.store]
             self.details[f"checkpoint_{runner.store}"] = runner.position
         return lags
 
 
-async def _ack_all(messages: Sequence[Msg]) -> None:
+async def _ack_all(messages: Sequence[Pulled]) -> None:
     try:
         for message in messages:
             await message.ack()

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from apex_persistence.rebuild.control import REBUILD_SUBJECT, REBUILDABLE
+from apex_persistence.rebuild.control import PROGRESS_PREFIX, REBUILD_SUBJECT, REBUILDABLE
 from apex_persistence.settings import PersistenceSettings
 from apex_runtime import Bus, Notice
 
@@ -27,7 +27,7 @@ async def projections_rebuild(
     """0 when every store was rebuilt and swapped in; 1 otherwise (nobody answered, a
     store failed, or the instance went silent for ``silence_s``)."""
     stores = [store] if store else list(REBUILDABLE)
-    bus = await Bus.connect(settings.nats_url, "persistence-rebuild")
+    bus = await Bus.connect(settings.nats_url, "persistence-rebuild", **settings.nats_options())
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def on_reply(notice: Notice) -> None:
@@ -37,7 +37,7 @@ async def projections_rebuild(
             replies.put_nowait(orjson.loads(notice.data))
 
     try:
-        inbox = bus.new_inbox()
+        inbox = f"{PROGRESS_PREFIX}.{bus.new_inbox().rsplit('.', 1)[-1]}"
         sub = await bus.listen(inbox, on_reply)
         await bus.broadcast(REBUILD_SUBJECT, orjson.dumps({"stores": stores}), reply=inbox)
         try:

@@ -38,6 +38,9 @@ from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, Notice, Subscription
 
 log = logging.getLogger(__name__)
 REBUILD_SUBJECT: Final = "apex.ctl.persistence.rebuild"
+# Where a requester hears a rebuild's progress (``<prefix>.<unique>``): a rebuild outlives
+# the one reply NATS lets a service send to a request's ``_INBOX`` (its bus permissions).
+PROGRESS_PREFIX: Final = "apex.ctl.persistence.progress"
 QUEUE: Final = "persistence"
 REBUILDABLE: Final = ("postgres", "redis", "clickhouse")
 Store = Literal["postgres", "redis", "clickhouse"]

@@ -1,0 +1,143 @@
+"""The credentials of the embedded NATS: an operator, the system account, the ``APEX``
+account and one user per service, under ``.apex/nats-auth/`` (0700; every key and
+``.creds`` file 0600).
+
+The keys (operator, accounts, signing key, users) are made on the first ``apex up``
+and kept (``keys.json``): the platform's identity and every ``.creds`` survive restarts. The JWTs are signed again at each start from the keys and
+``apex_runtime.buspermissions``, so a service's user always carries the permissions of
+the code that runs. Users are signed by the account's signing key, never the account key
+itself, so the same key can later issue (and the account JWT revoke) tenants' users at
+run time; ``system.creds`` is the system-account user that pushes an updated account JWT
+to the servers (the full resolver keeps it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from apex_runtime import natsjwt
+from apex_runtime.buspermissions import SERVICES, service_permissions
+from apex_runtime.natsjwt import Nkey
+
+ACCOUNT = "APEX"
+ADMIN = "admin"
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Written 0600 from the first byte (never readable by others, even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+
+
+@dataclass(frozen=True)
+class NatsAuth:
+    """Operator-mode credentials in ``root``: ``ensure()`` makes or loads the keys and
+    writes the JWTs and ``.creds`` files; ``server_config`` is the block to add to a NATS
+    server's configuration."""
+
+    root: Path
+    operator: Nkey
+    system: Nkey
+    account: Nkey
+    signer: Nkey
+
+    @classmethod
+    def ensure(cls, root: Path) -> NatsAuth:
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        keys_file = root / "keys.json"
+        if keys_file.exists():
+            seeds = json.loads(keys_file.read_text())
+        else:
+            seeds = {
+                "operator": Nkey.new("operator").seed,
+                "system": Nkey.new("account").seed,
+                "account": Nkey.new("account").seed,
+                "signer": Nkey.new("account").seed,
+            }
+        users = seeds.setdefault("users", {})
+        missing = [name for name in (*SERVICES, ADMIN, "system") if name not in users]
+        for name in missing:
+            users[name] = Nkey.new("user").seed
+        if missing or not keys_file.exists():
+            _write_secret(keys_file, json.dumps(seeds, indent=2) + "\n")
+        auth = cls(root, *(Nkey(seeds[name]) for name in ("operator", "system", "account", "signer")))
+        auth._write_users({name: Nkey(seed) for name, seed in users.items()})
+        return auth
+
+    def creds_path(self, user: str) -> Path:
+        """``<service>``, ``admin`` (every subject of the APEX account: tests, operators'
+        tools) or ``system`` (the system account)."""
+        return self.root / f"{user}.creds"
+
+    def account_jwt(self, revocations: dict[str, int] | None = None) -> str:
+        return natsjwt.account_jwt(
+            self.operator,
+            self.account.public,
+            ACCOUNT,
+            jetstream=True,
+            signing_keys=[self.signer.public],
+            revocations=revocations,
+        )
+
+    def server_config(self, resolver_dir: Path) -> str:
+        """Operator mode with the full resolver: the server keeps account JWTs in
+        ``resolver_dir`` and takes updates (a revocation) over the system account;
+        the two accounts are preloaded so a fresh server needs nothing else."""
+        operator = natsjwt.operator_jwt(self.operator, "apex", system_account=self.system.public)
+        system = natsjwt.account_jwt(self.operator, self.system.public, "SYS", jetstream=False)
+        # a CONNECT carries the user JWT: a service with long allow-lists needs more than
+        # the default 4 KiB control line
+        return f"""max_control_line: 64KB
+operator: {operator}
+system_account: {self.system.public}
+resolver: {{
+  type: full
+  dir: "{resolver_dir}"
+  allow_delete: false
+  interval: "2m"
+}}
+resolver_preload: {{
+  {self.system.public}: {system}
+  {self.account.public}: {self.account_jwt()}
+}}
+"""
+
+    def _write_users(self, users: dict[str, Nkey]) -> None:
+        for service in SERVICES:
+            allowed = service_permissions(service)
+            self._write_user(
+                service,
+                users[service],
+                publish=allowed.publish,
+                subscribe=allowed.subscribe,
+                respond=allowed.respond,
+            )
+        self._write_user(ADMIN, users[ADMIN])
+        user = users["system"]
+        token = natsjwt.user_jwt(self.system, user.public, "system", account=self.system.public)
+        _write_secret(self.creds_path("system"), natsjwt.creds(token, user))
+
+    def _write_user(
+        self,
+        name: str,
+        user: Nkey,
+        *,
+        publish: tuple[str, ...] | None = None,
+        subscribe: tuple[str, ...] | None = None,
+        respond: bool = False,
+    ) -> None:
+        token = natsjwt.user_jwt(
+            self.signer,
+            user.public,
+            name,
+            account=self.account.public,
+            publish=publish,
+            subscribe=subscribe,
+            respond=respond,
+        )
+        _write_secret(self.creds_path(name), natsjwt.creds(token, user))
