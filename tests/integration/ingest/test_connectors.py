@@ -203,7 +203,7 @@ async def test_openai_usage_is_pulled_on_schedule_page_by_page(
     assert totals[("gpt-4.1-mini", None, "flex")] == [6, 3_003, 33, 0]
     assert len(rows) == sum(r["num_model_requests"] for results in usage for r in results)
 
-    stored = await stack.bus.kv(KV_CONNECTORS)
+    stored = await stack.bus.bucket(KV_CONNECTORS)
     raw = (await stored.get(f"{tenant.tenant_id}.openai")).value
     assert OPENAI_KEY.encode() not in raw and b"v1." in raw, "the admin key is stored sealed"
 

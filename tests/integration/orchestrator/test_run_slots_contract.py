@@ -19,6 +19,6 @@ class TestKvRunSlots(RunSlotsContract):
     async def slot_stores(self, nats: Any) -> AsyncIterator[SlotStores]:
         bus = await Bus.connect(nats.url, "run-slots-contract-test")
         await bus.ensure_topology()
-        kv = await bus.kv(KV_USER_RUNS)
+        kv = await bus.bucket(KV_USER_RUNS)
         yield lambda: UserSlots(kv, CircuitBreaker("user_runs_kv"))
         await bus.close()

@@ -19,5 +19,5 @@ class TestKvLedger(LedgerContract):
     async def tool_ledger(self, nats: Any) -> AsyncIterator[Ledger]:
         bus = await Bus.connect(nats.url, "ledger-contract-test")
         await bus.ensure_topology()
-        yield KvLedger(await bus.kv(KV_TOOL_LEDGER))
+        yield KvLedger(await bus.bucket(KV_TOOL_LEDGER))
         await bus.close()

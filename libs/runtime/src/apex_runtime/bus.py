@@ -112,8 +112,8 @@ class NatsBus(JetStreamTopology, Bus):
         nc = await connect_nats(url, name, **options)
         return cls(nc, replicas=replicas, stream_max_bytes=stream_max_bytes)
 
-    # Transitional: the gateway and a few real-stack tests still hold nats-py objects;
-    # they move to the port (issue 14), then these two go.
+    # For real-stack tests that inspect the server itself (a stream's replicas, a
+    # consumer's redeliveries, a permission refusal); no service or library uses them.
     @property
     def nc(self) -> NATS:
         return self._nc
@@ -129,10 +129,6 @@ class NatsBus(JetStreamTopology, Bus):
     async def close(self) -> None:
         if not self._nc.is_closed:
             await self._nc.drain()
-
-    async def kv(self, bucket: str) -> Any:
-        """The raw nats-py bucket (transitional, for the gateway); use ``bucket``."""
-        return await self._js.key_value(bucket)
 
     async def bucket(self, name: str) -> KvBucket:
         kv = await self.jetstream_api(lambda: self._js.key_value(name), f"bucket {name}")
