@@ -22,7 +22,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from apex_contracts import AgentThinking, AgentThinkingData, Scope, new_id
-from apex_runtime import Bus
+from apex_runtime.bus import NatsBus
 from tests.e2e.platform import Platform, User, platform_env
 
 
@@ -40,7 +40,7 @@ async def open_ws(url: str, token: str) -> ClientConnection:
 
 async def seed_thread(platform: Platform, user: User, events: int, size: int = 300) -> str:
     nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
-    bus = Bus(nc)
+    bus = NatsBus(nc)
     scope = Scope(
         tenant_id=user.tenant_id, user_id=user.user_id, thread_id=new_id("thr"), run_id=new_id("run")
     )

@@ -279,7 +279,7 @@ def service_rebuilder(service: Any) -> Any:
 
     s = service.settings
     return Rebuilder(
-        service.host.bus.nc,
+        service.host.bus,
         service.stores.db,
         service.stores.redis,
         service.stores.analytics,

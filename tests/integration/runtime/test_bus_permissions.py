@@ -19,7 +19,7 @@ from apex_cli.natsauth import ADMIN, NatsAuth
 from apex_cli.natscluster import nats_cluster
 from apex_contracts import subjects
 from apex_contracts.streams import APEX_EVT
-from apex_runtime.bus import Bus, nats_servers
+from apex_runtime.bus import NatsBus, nats_servers
 from apex_runtime.buspermissions import SERVICES
 
 pytestmark = pytest.mark.timeout(120)
@@ -80,10 +80,10 @@ async def test_each_service_does_its_work_and_nothing_else(
     async def on_error(exc: Exception) -> None:
         refused.append(str(exc).lower())  # nats-py lowercases the subject too
 
-    bus = Bus(
+    bus = NatsBus(
         await nats.connect(server.url, user_credentials=str(auth.creds_path(service)), error_cb=on_error)
     )
-    admin = await Bus.connect(server.url, "admin", user_credentials=str(auth.creds_path(ADMIN)))
+    admin = await NatsBus.connect(server.url, "admin", user_credentials=str(auth.creds_path(ADMIN)))
     try:
         await bus.ensure_topology(wait_s=10)  # what every service does at start
         assert refused == []
@@ -138,7 +138,7 @@ async def test_a_three_node_cluster_runs_with_the_same_credentials(tmp_path: Pat
         nc = await nats.connect(
             nats_servers(cluster.url), user_credentials=str(auth.creds_path("orchestrator"))
         )
-        bus = Bus(nc, replicas=3)
+        bus = NatsBus(nc, replicas=3)
         try:
             await bus.ensure_topology(wait_s=60)
             info = await bus.js.stream_info(APEX_EVT.name)
