@@ -150,19 +150,23 @@ class NatsBus(JetStreamTopology, Bus):
     async def publish_raw(self, subject: str, data: bytes, headers: Mapping[str, str] | None = None) -> int:
         return await self._store(subject, data, dict(headers or {}), subject)
 
+    def _retrying(self) -> AsyncIterator[stamina.Attempt]:
+        """Attempts of a bus call, again on transient NATS errors for ``publish_retry_s``."""
+        return stamina.retry_context(
+            on=TRANSIENT_NATS_ERRORS,
+            attempts=None,
+            timeout=self.publish_retry_s,
+            wait_initial=0.05,
+            wait_max=1.0,
+            wait_jitter=0.05,
+        )
+
     async def _store(self, subject: str, data: bytes, headers: dict[str, str], what: str) -> int:
         # Tried again for ``publish_retry_s``: a cluster that lost a stream leader answers
         # "no responders" until it has elected another (a few seconds). The dedupe id
         # makes a retry of a publish that did land store nothing.
         try:
-            async for attempt in stamina.retry_context(
-                on=TRANSIENT_NATS_ERRORS,
-                attempts=None,
-                timeout=self.publish_retry_s,
-                wait_initial=0.05,
-                wait_max=1.0,
-                wait_jitter=0.05,
-            ):
+            async for attempt in self._retrying():
                 if attempt.num > 1:
                     PUBLISH_RETRIES.inc()
                 with attempt:
@@ -302,14 +306,7 @@ class NatsBus(JetStreamTopology, Bus):
         it (an election after a node loss: a few seconds), for up to ``publish_retry_s``;
         then Unavailable(bus_unavailable), which clients may retry."""
         try:
-            async for attempt in stamina.retry_context(
-                on=TRANSIENT_NATS_ERRORS,
-                attempts=None,
-                timeout=self.publish_retry_s,
-                wait_initial=0.05,
-                wait_max=1.0,
-                wait_jitter=0.05,
-            ):
+            async for attempt in self._retrying():
                 with attempt:
                     result = await call()
         except TRANSIENT_NATS_ERRORS as exc:
