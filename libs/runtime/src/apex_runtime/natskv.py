@@ -8,8 +8,9 @@ import nats.js.errors
 
 from apex_runtime.port import KvBucket, KvEntry, WrongRevision
 
-# JetStream's "wrong last sequence" (a conditional write that lost)
-_WRONG_LAST_SEQUENCE = 10071
+# JetStream's "wrong last sequence" error codes (JSStreamWrongLastSequence*): a
+# conditional write that lost, which nats-py reports as a BadRequestError for deletes
+_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 
 
 class NatsKvBucket(KvBucket):
@@ -49,7 +50,7 @@ class NatsKvBucket(KvBucket):
             raise WrongRevision(key) from exc
         except nats.js.errors.BadRequestError as exc:
             # nats-py reports a conditional delete that lost as the stream's error
-            if exc.err_code != _WRONG_LAST_SEQUENCE:
+            if exc.err_code not in _WRONG_LAST_SEQUENCE:
                 raise
             raise WrongRevision(key) from exc
 

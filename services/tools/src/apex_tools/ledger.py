@@ -26,8 +26,6 @@ _KV_FAILURES: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-# JetStream's "wrong last sequence" error codes (JSStreamWrongLastSequence*).
-_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 
 
 class LedgerEntry(Model):
@@ -115,13 +113,8 @@ class KvLedger:
         async def delete() -> None:
             try:
                 await self._kv.delete(call_id, last=revision)
-            except WrongRevision:
+            except WrongRevision:  # the claim moved on: left alone
                 return
-            except nats.js.errors.BadRequestError as exc:
-                # nats-py maps the compare-and-set refusal to KeyWrongLastSequenceError for
-                # updates only; a delete at a revision the record has left arrives as this.
-                if exc.err_code not in _WRONG_LAST_SEQUENCE:
-                    raise
 
         await self._guarded(delete)
 
