@@ -139,3 +139,21 @@ def sse_events(lines: list[str]) -> list[dict[str, Any]]:
             out.append({"event": name, **orjson.loads(line[6:])})
             name = "message"
     return out
+
+
+async def sse(platform: Platform, user: User, thread_id: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` messages of the thread's SSE stream."""
+    lines: list[str] = []
+    headers = {"Authorization": f"Bearer {user.access_token}"}
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
+            "GET", f"{platform.gateway}/api/v1/threads/{thread_id}/stream", headers=headers
+        ) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if len(sse_events(lines)) >= count:
+                break
+    return sse_events(lines)

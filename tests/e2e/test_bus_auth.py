@@ -15,6 +15,7 @@ from apex_contracts import subjects
 from apex_contracts.streams import APEX_CMD, APEX_EVT
 from apex_runtime.buspermissions import SERVICES
 from tests.e2e.platform import Platform
+from tests.natsprobe import anonymous_connect
 
 OUT_OF_BOUNDS = {
     "gateway": subjects.CMD_TOOL_CALL,
@@ -30,16 +31,7 @@ OUT_OF_BOUNDS = {
 async def test_a_client_without_credentials_is_refused(platform: Platform) -> None:
     url = platform.recorded_env()["APEX_NATS_URL"]
     host, port = url.removeprefix("nats://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        assert (await reader.readline()).startswith(b"INFO ")
-        writer.write(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.readline(), 5.0)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    assert answer.strip() == b"-ERR 'Authorization Violation'"
+    assert await anonymous_connect(host, int(port)) == b"-ERR 'Authorization Violation'"
 
 
 @pytest.mark.parametrize("service", SERVICES)

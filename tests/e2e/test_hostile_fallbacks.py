@@ -19,7 +19,7 @@ import pytest
 from apex_cli.embedded import free_port
 from apex_contracts import Scope
 from apex_runtime.bus import NatsBus
-from tests.e2e.hostile import archived_seqs, login, publish_thinking, publish_thread, spawn_ready, sse_events
+from tests.e2e.hostile import archived_seqs, login, publish_thinking, publish_thread, spawn_ready, sse
 from tests.e2e.platform import Platform, User
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 
@@ -173,20 +173,3 @@ async def test_events_and_sse_beyond_retention_come_from_the_archive_or_say_so(h
     assert renamed.status_code == 202
     erased = hostile.api(user, "DELETE", f"/api/v1/threads/{to_erase}?erase=true")
     assert erased.status_code == 202
-
-
-async def sse(platform: Platform, user: User, thread_id: str, count: int) -> list[dict[str, Any]]:
-    lines: list[str] = []
-    headers = {"Authorization": f"Bearer {user.access_token}"}
-    async with (
-        httpx.AsyncClient(timeout=30) as http,
-        http.stream(
-            "GET", f"{platform.gateway}/api/v1/threads/{thread_id}/stream", headers=headers
-        ) as response,
-    ):
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            lines.append(line)
-            if len(sse_events(lines)) >= count:
-                break
-    return sse_events(lines)

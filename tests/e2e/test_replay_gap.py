@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import nats
@@ -22,7 +21,7 @@ import pytest
 
 from apex_contracts import Scope
 from apex_runtime.bus import NatsBus
-from tests.e2e.hostile import archived_seqs, publish_thinking, publish_thread, sse_events
+from tests.e2e.hostile import archived_seqs, publish_thinking, publish_thread, sse
 from tests.e2e.platform import Platform, User, platform_env
 from tests.e2e.wsclient import open_socket, recv, send
 
@@ -99,7 +98,7 @@ async def test_a_range_neither_the_stream_nor_the_archive_holds_is_named(gap_pla
     assert [e["seq"] for e in rest.json()["events"]] == kept
 
     # SSE: the same, in one stream.
-    told = await _sse(platform, user, thread_id, len(archived) + 1 + len(kept))
+    told = await sse(platform, user, thread_id, len(archived) + 1 + len(kept))
     assert [e["event"] for e in told].count("error") == 1
     error = next(e for e in told if e["event"] == "error")
     _check(archived, lost, kept, first_kept, error["gap_from"], error["gap_to"], error["first_seq"])
@@ -127,20 +126,3 @@ def _check(
 
 def _events(platform: Platform, user: User, thread_id: str, after_seq: int) -> httpx.Response:
     return platform.api(user, "GET", f"/api/v1/threads/{thread_id}/events?after_seq={after_seq}")
-
-
-async def _sse(platform: Platform, user: User, thread_id: str, count: int) -> list[dict[str, Any]]:
-    lines: list[str] = []
-    headers = {"Authorization": f"Bearer {user.access_token}"}
-    async with (
-        httpx.AsyncClient(timeout=30) as http,
-        http.stream(
-            "GET", f"{platform.gateway}/api/v1/threads/{thread_id}/stream", headers=headers
-        ) as response,
-    ):
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            lines.append(line)
-            if len(sse_events(lines)) >= count:
-                break
-    return sse_events(lines)

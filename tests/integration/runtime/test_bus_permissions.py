@@ -21,6 +21,7 @@ from apex_contracts import subjects
 from apex_contracts.streams import APEX_EVT
 from apex_runtime.bus import NatsBus, nats_servers
 from apex_runtime.buspermissions import SERVICES
+from tests.natsprobe import anonymous_connect
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,16 +50,7 @@ async def test_an_anonymous_connection_is_refused(secured: tuple[EmbeddedServer,
     """A client without credentials, at the protocol level (nats-py leaves the socket of
     a refused connect for the garbage collector)."""
     server, _ = secured
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        assert (await reader.readline()).startswith(b"INFO ")
-        writer.write(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.readline(), 5.0)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    assert answer.strip() == b"-ERR 'Authorization Violation'"
+    assert await anonymous_connect("127.0.0.1", server.port) == b"-ERR 'Authorization Violation'"
 
 
 async def test_the_keys_are_kept_and_the_files_are_private(secured: tuple[EmbeddedServer, NatsAuth]) -> None:
