@@ -23,6 +23,7 @@ from typing import Any
 
 import nats.errors
 import orjson
+import stamina
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.events import client_view
@@ -30,6 +31,8 @@ from apex_gateway.ws.ports import Listener
 from apex_runtime import Stored, Subscription
 
 log = logging.getLogger(__name__)
+# what a feed's start meets while a cluster elects leaders (JetStream errors included)
+_NOT_STARTED: tuple[type[Exception], ...] = (nats.errors.Error, Unavailable)
 
 
 def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
@@ -122,21 +125,25 @@ class ThreadFeeds:
     async def _start(self, feed: _Feed, subject: str) -> None:
         """Creates the feed's consumer, trying again for ``start_within_s``: a cluster
         that lost a node may answer "unavailable" while it elects new leaders."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._start_within_s
-        delay = 0.1
-        while True:
-            try:
-                start = await self._head()
-                feed.seen = max(feed.seen, start)
-                feed.sub = await self._follow(subject, feed.deliver, after_seq=start)
-                return
-            except (nats.errors.Error, Unavailable) as exc:  # JetStream errors included
-                if loop.time() + delay > give_up:
-                    raise Unavailable(
-                        "Live updates for this thread cannot start right now; subscribe again shortly.",
-                        code=ErrorCode.BUS_UNAVAILABLE,
-                    ) from exc
-                log.info("live feed of %s not started yet (%r); trying again", subject, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_NOT_STARTED,
+                attempts=None,
+                timeout=self._start_within_s,
+                wait_initial=0.1,
+                wait_max=1.0,
+                wait_jitter=0.1,
+            ):
+                if attempt.num > 1:
+                    log.info(
+                        "live feed of %s not started yet; trying again (attempt %d)", subject, attempt.num
+                    )
+                with attempt:
+                    start = await self._head()
+                    feed.seen = max(feed.seen, start)
+                    feed.sub = await self._follow(subject, feed.deliver, after_seq=start)
+        except _NOT_STARTED as exc:
+            raise Unavailable(
+                "Live updates for this thread cannot start right now; subscribe again shortly.",
+                code=ErrorCode.BUS_UNAVAILABLE,
+            ) from exc
