@@ -292,7 +292,10 @@ def postgres_server(
     user = _pg_os_user()
     pgdata = data_dir / "pgdata"
     if user is not None:
+        # The server's own user must reach its data and its binaries, even in a checkout
+        # under a private folder (``mktemp -d`` is 0700): search permission only, no read.
         _make_traversable(data_dir)
+        _make_traversable(Path(_postgres_bin("initdb")).parent)
         ids = pwd.getpwnam(user)
         os.chown(data_dir, ids.pw_uid, ids.pw_gid)
     if not (pgdata / "PG_VERSION").exists():
