@@ -175,8 +175,9 @@ def _check(thread: list[dict[str, Any]], run: Started, where: str) -> None:
     assert kinds[-1] == "run.completed", f"{where}: facts after the ending: {kinds}"
     started = [e["data"]["step"] for e in mine if e["type"] == "agent_started"]
     completed = [e["data"]["step"] for e in mine if e["type"] == "agent_completed"]
+    failed = {e["data"]["step"]: e["data"]["error"] for e in mine if e["type"] == "agent_failed"}
     assert sorted(started) == sorted(completed) == sorted(set(started)), (
-        f"{where}: agent steps started {started}, completed {completed}"
+        f"{where}: agent steps started {started}, completed {completed}, failed {failed}"
     )
     executing = [e["data"]["call_id"] for e in mine if e["type"] == "tool_executing"]
     finished = [e["data"]["call_id"] for e in mine if e["type"] == "tool_completed"]
