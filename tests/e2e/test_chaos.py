@@ -99,7 +99,10 @@ async def test_any_process_can_die_mid_run(
 
     for run in runs:
         events = await _until_terminal(platform, run, where)
-        _check(events, run, where)
+        try:
+            _check(events, run, where)
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{_log_of(platform, run)}") from None
     print(f"{where}: {RUNS} runs completed once each")
 
 
@@ -184,6 +187,13 @@ def _check(thread: list[dict[str, Any]], run: Started, where: str) -> None:
     assert sorted(executing) == sorted(finished) == sorted(set(executing)), (
         f"{where}: tool calls executing {executing}, completed {finished}"
     )
+
+
+def _log_of(platform: Platform, run: Started, lines: int = 80) -> str:
+    """What the platform logged about the run, and every warning: a failed round says why."""
+    text = platform.log_path.read_text(errors="replace").splitlines()
+    kept = [line for line in text if run.run_id in line or " WARNING " in line or " ERROR " in line]
+    return "\n".join(kept[-lines:])
 
 
 def _twice(ids: list[str]) -> list[str]:
