@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from apex_cli.config import Home
 
@@ -49,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     projections.add_argument(
         "--store", choices=["postgres", "redis", "clickhouse"], help="one store (default: all)"
     )
+    nats_auth = sub.add_parser("nats-auth", help="NATS credentials and TLS for docker compose and k8s/")
+    nats_auth_sub = nats_auth.add_subparsers(dest="nats_auth_command", required=True)
+    init = nats_auth_sub.add_parser(
+        "init",
+        help="make (or keep) the operator, accounts, a user per service, the server's auth block"
+        " and, with --tls, a development CA and server certificate",
+    )
+    init.add_argument("--out", required=True, help="folder to write (kept across runs: keys are reused)")
+    init.add_argument("--tls", action="store_true", help="also a development CA and server cert (tls/)")
+    init.add_argument(
+        "--tls-host",
+        action="append",
+        help="a name (or IP) of the server certificate; repeat; default: compose's and k8s/'s names",
+    )
+    init.add_argument(
+        "--owner", help="UID:GID to give the services' .creds (compose: 10001:10001; needs root)"
+    )
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
 
@@ -70,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from apex_cli.demo import run_seed
 
         return asyncio.run(run_seed(home, args.email, args.password, args.days))
+    if args.command == "nats-auth":
+        from apex_cli.natsauth import run_init
+
+        return run_init(Path(args.out), tls=args.tls, hosts=args.tls_host, owner=args.owner)
     if args.command == "projections":
         # The service asked is the one `apex up` started: its URLs are in the home's env file.
         env = {**home.read_env(), **os.environ}
