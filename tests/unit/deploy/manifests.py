@@ -146,11 +146,14 @@ def container_env(container: dict[str, Any], sources: dict[str, dict[str, str]])
 
 def config_sources() -> dict[str, dict[str, str]]:
     """ConfigMaps by name, and apex-secrets as the operator's store fills it (the keys
-    the ExternalSecret maps, with realistic values)."""
+    the ExternalSecret maps, with realistic values); the Secrets mounted as files (NATS's)
+    are not settings and are left out."""
     sources = {name: dict(doc.get("data", {})) for name, doc in of_kind("ConfigMap").items()}
     external = [doc for doc in rendered(OVERLAY) if doc["kind"] == "ExternalSecret"]
     for doc in external:
         keys = [item["secretKey"] for item in doc["spec"]["data"]]
+        if not all(key.startswith("APEX_") for key in keys):
+            continue  # files the pods mount (the bus's credentials and certificates)
         sources[doc["spec"]["target"]["name"]] = {key: STORE_VALUES[key] for key in keys}
     return sources
 
