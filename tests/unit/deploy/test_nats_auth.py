@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,19 @@ from apex_cli.embedded import nats_binary
 from apex_cli.natsauth import init_deployment
 from apex_cli.natstls import DEFAULT_HOSTS
 from apex_runtime import nats_servers
-from tests.unit.deploy.manifests import REPO, compose, interpolate, of_kind, rendered
+from tests.unit.deploy.manifests import (
+    COMPOSE_NATS_CONF,
+    REPO,
+    compose,
+    compose_nats,
+    compose_secret,
+    interpolate,
+    of_kind,
+    place,
+    rendered,
+)
 from tests.unit.deploy.test_k8s import PRODUCTION, by_kind
 
-NATS_CONF = REPO / "deploy" / "nats" / "nats.conf"
 # Each key of the store, as docs/deploy.md maps it, to the file `apex nats-auth init` writes.
 STORE_FILES = {
     "apex/nats-server-auth": "server-auth.conf",
@@ -59,6 +67,7 @@ def _nats_check(root: Path, conf: Path, env: dict[str, str] | None = None) -> No
     the certificates, as the server would at start."""
     check = subprocess.run(
         [nats_binary(), "-t", "-c", str(conf)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=30,
@@ -68,34 +77,14 @@ def _nats_check(root: Path, conf: Path, env: dict[str, str] | None = None) -> No
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def _place(root: Path, target: str, source: Path) -> None:
-    """``source`` where a container would see it at ``target`` (under ``root``), with the
-    absolute paths inside a configuration moved under ``root`` too."""
-    dest = root / target.lstrip("/")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if source.suffix == ".conf":
-        text = source.read_text()
-        dest.write_text(text.replace("/etc/nats/", f"{root}/etc/nats/").replace("/data/", f"{root}/data/"))
-    else:
-        shutil.copyfile(source, dest)
-
-
 # --- docker compose ------------------------------------------------------------------
-
-
-def _compose_secret(name: str, out: Path) -> Path:
-    return Path(interpolate(compose()["secrets"][name]["file"], {"APEX_NATS_AUTH_DIR": str(out)}))
 
 
 def test_compose_nats_takes_tls_clients_in_operator_mode_and_its_config_parses(
     generated: Path, tmp_path: Path
 ) -> None:
-    _refuses_anonymous_clients(NATS_CONF.read_text())
-    nats = compose()["services"]["nats"]
-    _place(tmp_path, "/etc/nats/nats.conf", NATS_CONF)
-    for secret in nats["secrets"]:
-        _place(tmp_path, secret["target"], _compose_secret(secret["source"], generated))
-    _nats_check(tmp_path, tmp_path / "etc" / "nats" / "nats.conf")
+    _refuses_anonymous_clients(COMPOSE_NATS_CONF.read_text())
+    _nats_check(tmp_path, compose_nats(generated, tmp_path))
 
 
 def test_compose_gives_each_service_its_own_user_and_the_ca() -> None:
@@ -112,7 +101,7 @@ def test_compose_gives_each_service_its_own_user_and_the_ca() -> None:
 
 def test_compose_names_the_files_apex_nats_auth_init_writes(generated: Path) -> None:
     for name in compose()["secrets"]:
-        assert _compose_secret(name, generated).is_file(), name
+        assert compose_secret(name, generated).is_file(), name
 
 
 # --- Kubernetes ----------------------------------------------------------------------
@@ -153,7 +142,7 @@ def test_k8s_nats_config_resolver_and_tls_blocks_parse(generated: Path, tmp_path
     (tmp_path / "nats.conf").write_text(conf)
     for name, key, path in _projected(volume):
         source = tmp_path / "nats.conf" if name == "nats-config" else secrets[name][key]
-        _place(tmp_path, f"{mount}/{path}", source)
+        place(tmp_path, f"{mount}/{path}", source)
     _nats_check(tmp_path, tmp_path / mount.lstrip("/") / "nats.conf", {"POD_NAME": "nats-0"})
     server_auth = (generated / "server-auth.conf").read_text()
     assert "type: full" in server_auth and 'dir: "/data/jwt"' in server_auth, "the resolver on the volume"
@@ -165,7 +154,9 @@ def test_k8s_clients_reach_every_node_over_tls_with_a_certificate_for_its_name()
     assert servers and all(server.startswith("tls://") for server in servers)
     for server in servers:
         host = server.removeprefix("tls://").rsplit(":", 1)[0]
-        assert any(re.fullmatch(name.replace(".", r"\.").replace("*", "[^.]+"), host) for name in DEFAULT_HOSTS)
+        assert any(
+            re.fullmatch(name.replace(".", r"\.").replace("*", "[^.]+"), host) for name in DEFAULT_HOSTS
+        )
 
 
 @pytest.mark.parametrize("service", START_ORDER)

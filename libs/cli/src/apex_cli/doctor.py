@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import importlib.util
 import shutil
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
