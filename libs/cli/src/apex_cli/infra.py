@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import psutil
@@ -26,6 +27,9 @@ from apex_cli.embedded import (
 )
 from apex_cli.natsauth import ADMIN, NatsAuth
 from apex_cli.natscluster import NatsCluster, nats_cluster
+
+if TYPE_CHECKING:
+    from apex_cli.natstls import TlsFiles
 
 Printer = Callable[[str, str], None]
 
@@ -46,6 +50,12 @@ def _answers(url: str, default_port: int) -> bool:
         except OSError:
             continue
     return False
+
+
+def nats_tls_wanted() -> bool:
+    """``APEX_NATS_TLS`` (``apex up --nats-tls``): the embedded NATS takes TLS clients only,
+    with a development CA made in ``.apex/nats-auth/tls/`` (kept across starts)."""
+    return os.environ.get("APEX_NATS_TLS", "").strip().lower() in ("1", "true", "yes")
 
 
 def nats_cluster_size() -> int:
@@ -85,6 +95,8 @@ class Infra:
         self._died_at: dict[str, float] = {}
         # set when the bus is ours (embedded): every service then gets its own user
         self.nats_auth: NatsAuth | None = None
+        # set when the embedded bus speaks TLS (APEX_NATS_TLS): every client gets the CA
+        self.nats_tls: TlsFiles | None = None
 
     @staticmethod
     def _start_one(
@@ -119,6 +131,7 @@ class Infra:
                 ports=preferred if attempt == 0 else (),
                 avoid=_service_ports(),
                 auth=self._auth(),
+                tls=self._tls(),
             )
             try:
                 return cluster.start()
@@ -133,6 +146,14 @@ class Infra:
         if self.nats_auth is None:
             self.nats_auth = NatsAuth.ensure(self.home.root / "nats-auth")
         return self.nats_auth
+
+    def _tls(self) -> TlsFiles | None:
+        """The development CA and the embedded bus's certificate, when TLS is wanted."""
+        if self.nats_tls is None and nats_tls_wanted():
+            from apex_cli.natstls import ensure_dev_tls
+
+            self.nats_tls = ensure_dev_tls(self.home.root / "nats-auth" / "tls", ("localhost", "127.0.0.1"))
+        return self.nats_tls
 
     def service_env(self, service: str, env: dict[str, str]) -> dict[str, str]:
         """``env`` for ``service``'s process: on the embedded bus, its own NATS user."""
@@ -152,7 +173,9 @@ class Infra:
             env["APEX_NATS_REPLICAS"] = os.environ.get("APEX_NATS_REPLICAS") or str(size)
             self.emit("apex", f"nats: embedded cluster of {size} at {cluster.url}, data in {self.home.root}")
         makers = {
-            "nats": lambda port: nats_server(self.home.root / "nats", port, auth=self._auth()),
+            "nats": lambda port: nats_server(
+                self.home.root / "nats", port, auth=self._auth(), tls=self._tls()
+            ),
             "postgres": lambda port: postgres_server(self.home.root / "postgres", port),
             "redis": lambda port: valkey_server(self.home.root / "redis", port),
         }
@@ -181,6 +204,9 @@ class Infra:
             # administrator of the APEX account; each service gets its own (service_env)
             env["APEX_NATS_CREDS"] = str(self.nats_auth.creds_path(ADMIN))
             self.emit("apex", f"nats: authentication on, credentials in {self.nats_auth.root}")
+        if self.nats_tls is not None:
+            env["APEX_NATS_CA"] = str(self.nats_tls.ca)  # every service and tool verifies the server
+            self.emit("apex", f"nats: TLS only, development CA {self.nats_tls.ca}")
         if not os.environ.get("APEX_CLICKHOUSE_URL"):
             env["APEX_CHDB_PATH"] = str(self.home.root / "chdb")
             self.emit(

@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="apex", description="Run and use the Apex platform.")
     parser.add_argument("--home", help="state folder (default: ./.apex or APEX_HOME)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start every service, one process each; Ctrl-C stops them all")
+    up = sub.add_parser("up", help="start every service, one process each; Ctrl-C stops them all")
+    up.add_argument(
+        "--nats-tls",
+        action="store_true",
+        help="the embedded NATS takes TLS clients only, with a development CA (APEX_NATS_TLS=1)",
+    )
     sub.add_parser("doctor", help="check every dependency and say what is wrong")
     token = sub.add_parser("token", help="print a development access token")
     token.add_argument("--email", default="dev@example.com")
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from apex_cli.up import run_up
 
+        if args.nats_tls:
+            os.environ["APEX_NATS_TLS"] = "1"
         return _run_until_signal(lambda stop: run_up(home, stop))
     if args.command == "doctor":
         from apex_cli.doctor import run_doctor

@@ -122,3 +122,16 @@ def _san(host: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         return x509.DNSName(host)
+
+
+def server_tls_block(files: TlsFiles, *, routes: bool = False) -> str:
+    """The server's ``tls`` block for clients (TLS required; clients authenticate with
+    their JWT, not a certificate), or with ``routes`` the one inside ``cluster``: the nodes
+    present the same certificate and verify each other's against the CA."""
+    verify = f'\n  ca_file: "{files.ca}"\n  verify: true' if routes else ""
+    return f"""tls {{
+  cert_file: "{files.cert}"
+  key_file: "{files.key}"{verify}
+  timeout: 5
+}}
+"""
