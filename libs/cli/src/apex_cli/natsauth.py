@@ -171,7 +171,7 @@ def init_deployment(
     _write_secret(server, auth.server_config(resolver_dir))
     server.chmod(0o644)  # JWTs and public keys only: no secret in it
     account = out / ACCOUNT_ID
-    account.write_text(auth.account.public + "\n")
+    account.write_text(auth.account.public)  # no newline: KEDA takes the value as is
     written = [out / "keys.json", *(auth.creds_path(name) for name in (*SERVICES, ADMIN, "system"))]
     written += [server, account]
     if tls_hosts is not None:
@@ -194,6 +194,8 @@ def run_init(out: Path, *, tls: bool, hosts: list[str] | None, owner: str | None
             print(f"--owner {owner}: use UID:GID, e.g. 10001:10001", file=sys.stderr)
             return 2
         ids = (int(uid), int(gid or uid))
+    if tls and (out / "tls" / "tls.crt").exists():
+        print(f"{out / 'tls'}: kept as it is (delete it for a new CA and certificate)")
     try:
         written = init_deployment(out, tls_hosts=tuple(hosts or DEFAULT_HOSTS) if tls else None, owner=ids)
     except PermissionError as exc:
