@@ -186,3 +186,70 @@ async def test_persistence_answers_queries_and_streams_rebuild_progress(
     finally:
         await persistence.close()
         await admin.close()
+
+
+async def test_the_orchestrators_sweeper_ends_a_stalled_run_as_its_own_user(
+    secured: tuple[EmbeddedServer, NatsAuth],
+) -> None:
+    """The sweeper reads the thread events and asks the command stream which runs still
+    have a ``run.start``: only in a fault (a run quiet past ``stall_after_s``), so the
+    services' ordinary traffic never exercises that grant."""
+    from apex_contracts import RunAccepted, RunAcceptedData, Scope, new_id
+    from apex_contracts.streams import KV_USER_RUNS
+    from apex_orchestrator.admission import UserSlots
+    from apex_orchestrator.endings import RunEndings
+    from apex_orchestrator.sweeper import Sweeper
+    from apex_runtime import CircuitBreaker
+
+    server, auth = secured
+    refused: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        refused.append(str(exc).lower())
+
+    bus = NatsBus(
+        await nats.connect(
+            server.url, user_credentials=str(auth.creds_path("orchestrator")), error_cb=on_error
+        )
+    )
+    try:
+        await bus.ensure_topology(wait_s=10)
+        scope = Scope(
+            tenant_id=new_id("ten"), user_id=new_id("usr"), thread_id=new_id("thr"), run_id=new_id("run")
+        )
+        await bus.publish_event(
+            scope.make(RunAccepted, RunAcceptedData(message_id=new_id("msg"), question="q"), id=new_id("evt"))
+        )
+        slots = UserSlots(await bus.bucket(KV_USER_RUNS), CircuitBreaker("slots"))
+        sweeper = Sweeper(bus, RunEndings(bus, slots), stall_after_s=0.0, lookback_s=60.0)
+        assert await sweeper.sweep_once() == [scope.run_id]
+        assert refused == []
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize(
+    ("service", "command"),
+    [
+        ("orchestrator", subjects.CMD_RUN_START),
+        ("orchestrator", subjects.CMD_RUN_CANCEL),
+        ("agents", subjects.CMD_AGENT_STEP),
+        ("tools", subjects.CMD_TOOL_CALL),
+        ("persistence", subjects.CMD_USAGE_INGEST_ALL.replace("*", "ten_1")),
+    ],
+)
+async def test_a_service_dead_letters_the_commands_it_consumes(
+    secured: tuple[EmbeddedServer, NatsAuth], service: str, command: str
+) -> None:
+    """The poison guard's path, taken only when a command fails every delivery: were it
+    refused, the command would stay unsettled and its run would never end."""
+    server, auth = secured
+    bus = NatsBus(await nats.connect(server.url, user_credentials=str(auth.creds_path(service))))
+    try:
+        await bus.ensure_topology(wait_s=10)
+        seq = await bus.dead_letter(
+            subjects.dead_letter(command), b"{}", {"Apex-Error-Code": "internal_error"}
+        )
+        assert seq > 0
+    finally:
+        await bus.close()

@@ -98,7 +98,8 @@ def _kv(*buckets: str) -> list[str]:
 
 
 def _consume(*specs: ConsumerSpec) -> list[str]:
-    """Binding a durable consumer: create it (from its spec), read its info, pull, ack."""
+    """Binding a durable consumer: create it (from its spec), read its info, pull, ack;
+    for a command, also dead-lettering it (the poison guard's ``apex.dlq.<command>``)."""
     out = []
     for spec in specs:
         out += [
@@ -109,6 +110,8 @@ def _consume(*specs: ConsumerSpec) -> list[str]:
             f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}",
             f"$JS.ACK.{spec.stream}.{spec.durable}.>",
         ]
+        if spec.stream == APEX_CMD.name:
+            out.append(subjects.dead_letter(spec.filter_subject))
     return out
 
 
@@ -158,6 +161,9 @@ def service_permissions(service: str) -> BusPermissions:
                 subjects.CTL_CANCEL_ALL,
                 "apex.q.>",
                 *evt_read,
+                # the sweeper asks which runs still have their run.start (direct gets only)
+                f"$JS.API.DIRECT.GET.{APEX_CMD.name}",
+                f"$JS.API.DIRECT.GET.{APEX_CMD.name}.>",
                 *_consume(RUN_START_CONSUMER, RUN_CANCEL_CONSUMER),
                 *_kv(KV_USER_RUNS, KV_RUNS, KV_IDEMPOTENCY),
             ]
