@@ -12,17 +12,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from apex_contracts import (
+    ErrorCode,
     MessageCreated,
     MessageCreatedData,
     RunStart,
     RunStartData,
     Scope,
+    Unavailable,
     derive_id,
     new_id,
     subjects,
 )
 from apex_contracts.streams import APEX_CMD, KV_USER_RUNS
-from apex_orchestrator.admission import DoubleTexting, UserSlots
+from apex_orchestrator.admission import Decision, DoubleTexting, Slot, UserSlots
 from apex_orchestrator.driver import Admission, RunDriver
 from apex_orchestrator.endings import RunEndings
 from apex_orchestrator.metrics import OrchestratorMetrics
@@ -127,3 +129,45 @@ async def test_a_run_over_the_limit_is_refused_with_reject(bus: MemoryBus) -> No
 
 async def _has(bus: Bus, command: RunStart, kind: str) -> bool:
     return kind in await _types(bus, command)
+
+
+class _FailingOnce(UserSlots):
+    """A slot store whose first claim waits for ``gate`` and then does not answer (the
+    bus restarted under it)."""
+
+    gate: asyncio.Event
+
+    async def claim(self, key: str, slot: Slot, limit: int, policy: DoubleTexting) -> Decision:
+        if not self.gate.is_set():
+            await self.gate.wait()
+            raise Unavailable(
+                "The run-slot store did not answer: TimeoutError()", code=ErrorCode.STORE_UNAVAILABLE
+            )
+        return await super().claim(key, slot, limit, policy)
+
+
+async def test_a_redelivery_waiting_on_a_driver_that_fails_drives_the_run_itself(bus: MemoryBus) -> None:
+    """A command delivered again while this process still drives it waits for that
+    driver; when the driver fails instead of ending the run, the waiting delivery must not
+    return (its ack would remove the run's only command): it drives the run."""
+    slots = _FailingOnce(await bus.bucket(KV_USER_RUNS), CircuitBreaker("user_runs_kv"))
+    slots.gate = asyncio.Event()
+    endings = RunEndings(bus, slots, OrchestratorMetrics(CollectorRegistry()))
+    driver = RunDriver(bus, RunLimits(), endings, Admission(slots, 3, DoubleTexting.ENQUEUE, poll_s=0.05))
+    command = await _send(bus, new_id("ten"), new_id("usr"))
+
+    first = asyncio.create_task(driver.drive(command, keepalive=_nothing))
+    await asyncio.sleep(0.05)
+    again = asyncio.create_task(driver.drive(command, keepalive=_nothing))
+    await asyncio.sleep(0.05)
+    slots.gate.set()
+    with pytest.raises(Unavailable):
+        await first
+    await _until(lambda: _has(bus, command, "run.accepted"))
+    assert not again.done(), "the redelivery returned (and would be acked) for a run that has not ended"
+
+    assert await endings.request_cancel(
+        Scope.of(command), str(command.run_id), cause="user", requested_by="usr"
+    )
+    await asyncio.wait_for(again, 10.0)
+    assert (await _types(bus, command)).count("run.cancelled") == 1

@@ -47,6 +47,8 @@ from apex_orchestrator.policy import (
     Fail,
     RunLimits,
     RunStep,
+    agent_deadline_ms,
+    elapsed_ms,
     error,
     next_action,
     next_deadline,
@@ -103,37 +105,45 @@ class RunDriver:
         self.admission = admission
         self.keepalive_every_s = keepalive_every_s
         self.metrics = endings.metrics
-        self._driving: dict[str, asyncio.Event] = {}
+        self._driving: dict[str, asyncio.Future[bool]] = {}
 
     @property
     def runs_in_flight(self) -> int:
         return len(self._driving)
 
     async def drive(self, command: RunStart, keepalive: Keepalive) -> None:
-        """Returns once the run has its terminal event (or already had one)."""
+        """Returns once the run has its terminal event (or already had one); raises when
+        it could not get there (the command is then delivered again)."""
         run_id = str(command.run_id)
-        if run_id in self._driving:
-            # redelivered to the process that still drives it (it stalled past the ack
-            # wait): the first driver finishes the run, this delivery waits for it
+        while (first := self._driving.get(run_id)) is not None:
+            # redelivered while this process drives it: wait for that driver; if it fails,
+            # drive the run here (acking would leave a run with no driver and its slot held)
             async with keep_alive(keepalive, self.keepalive_every_s):
-                await self._driving[run_id].wait()
-            return
-        finished = self._driving[run_id] = asyncio.Event()
+                if await asyncio.shield(first):
+                    return
+        finished: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._driving[run_id] = finished
+        ended = False
+        try:
+            await self._drive(command, keepalive)
+            ended = True
+        finally:
+            finished.set_result(ended)
+            del self._driving[run_id]
+
+    async def _drive(self, command: RunStart, keepalive: Keepalive) -> None:
+        run_id = str(command.run_id)
         scope = Scope.of(command)
         subject = subjects.thread_events(scope.tenant_id, scope.user_id, scope.thread_id)
-        try:
-            with log_context(
-                tenant_id=scope.tenant_id,
-                run_id=run_id,
-                thread_id=scope.thread_id,
-                trace_id=tracing.run_trace_id(run_id),
-            ):
-                async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
-                    state = await fold_run(self.bus, scope, run_id)
-                    await self._loop(_Run(command, scope, subject, state, watch))
-        finally:
-            finished.set()
-            del self._driving[run_id]
+        with log_context(
+            tenant_id=scope.tenant_id,
+            run_id=run_id,
+            thread_id=scope.thread_id,
+            trace_id=tracing.run_trace_id(run_id),
+        ):
+            async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
+                state = await fold_run(self.bus, scope, run_id)
+                await self._loop(_Run(command, scope, subject, state, watch))
 
     async def _loop(self, run: _Run) -> None:
         while True:
@@ -153,7 +163,7 @@ class RunDriver:
                             RunCompletedData(
                                 status=output.status,
                                 response=output.response,
-                                duration_ms=_elapsed_ms(run.state),
+                                duration_ms=elapsed_ms(run.state),
                                 usage=RunUsage(
                                     tool_calls=run.state.tool_calls,
                                     llm_tokens=run.state.llm_tokens,
@@ -170,7 +180,7 @@ class RunDriver:
                         run.scope,
                         run.run_id,
                         info,
-                        duration_ms=_elapsed_ms(run.state),
+                        duration_ms=elapsed_ms(run.state),
                         causation_id=run.command.id,
                     )
                     return
@@ -179,7 +189,7 @@ class RunDriver:
                         run.scope,
                         run.run_id,
                         cause,
-                        duration_ms=_elapsed_ms(run.state),
+                        duration_ms=elapsed_ms(run.state),
                         causation_id=run.command.id,
                     )
                     return
@@ -294,7 +304,7 @@ class RunDriver:
                     run.scope,
                     run.run_id,
                     step_timeout(agent, self.limits),
-                    duration_ms=_elapsed_ms(run.state),
+                    duration_ms=elapsed_ms(run.state),
                     causation_id=run.command.id,
                 )
                 run.state.terminal = "run.failed"
@@ -342,7 +352,7 @@ class RunDriver:
                         history=[{"question": t.question, "answer": t.answer} for t in state.history[-5:]],
                         budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
                         budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
-                        deadline_ms=_agent_deadline_ms(self.limits.step_timeout_s),
+                        deadline_ms=agent_deadline_ms(self.limits.step_timeout_s),
                     ),
                     id=agent_step_id(run.run_id, step),
                     agent=agent,  # type: ignore[arg-type]
@@ -384,16 +394,3 @@ class RunDriver:
             event = read_logged(state.run_id, data)
             if event is not None and event.run_id == state.run_id:
                 state.apply(event)
-
-
-def _agent_deadline_ms(step_timeout_s: float) -> int:
-    """The agent's own deadline, a little inside the step's: a step that runs out of time
-    reports it (``agent_failed``) before the orchestrator ends the run, never after it.
-    The orchestrator's deadline stays the backstop for a worker that died or hangs."""
-    return int(max(step_timeout_s * 0.9, step_timeout_s - 5.0) * 1000)
-
-
-def _elapsed_ms(state: RunState) -> int:
-    if state.accepted_at is None:
-        return 0
-    return max(0, int((utcnow() - state.accepted_at).total_seconds() * 1000))

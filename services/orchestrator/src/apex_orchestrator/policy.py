@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from apex_contracts import AgentName, ErrorCode, ErrorInfo
+from apex_contracts import AgentName, ErrorCode, ErrorInfo, utcnow
 from apex_contracts.errors import CATALOGUE
 from apex_contracts.report import ReportingOutput, TriageOutput
 from apex_orchestrator.state import RunState
@@ -146,3 +146,17 @@ def next_deadline(state: RunState, limits: RunLimits) -> datetime | None:
     if current is not None and current.started_at is not None:
         deadline = min(deadline, current.started_at + timedelta(seconds=limits.step_timeout_s))
     return deadline
+
+
+def agent_deadline_ms(step_timeout_s: float) -> int:
+    """The agent's own deadline, a little inside the step's: a step that runs out of time
+    reports it (``agent_failed``) before the orchestrator ends the run, never after it.
+    The orchestrator's deadline stays the backstop for a worker that died or hangs."""
+    return int(max(step_timeout_s * 0.9, step_timeout_s - 5.0) * 1000)
+
+
+def elapsed_ms(state: RunState) -> int:
+    """Since the run was accepted (0 before), on this process's clock."""
+    if state.accepted_at is None:
+        return 0
+    return max(0, int((utcnow() - state.accepted_at).total_seconds() * 1000))
