@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,24 @@ async def test_a_service_account_runs_follows_replays_and_ingests(platform: Plat
     finally:
         await nc.close()
     assert account.refused == []
+    probes = await audit_entries(
+        platform, admin, lambda e: (e.get("details") or {}).get("via") == "bus run.cancel"
+    )
+    assert [(e["action"], e["actor_user_id"]) for e in probes] == [("access.denied", account.user_id)]
+
+
+async def audit_entries(
+    platform: Platform, admin: User, wanted: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> list[dict[str, Any]]:
+    """The tenant's audit entries ``wanted`` picks, once there are some (the log is
+    projected asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = platform.api(admin, "GET", "/api/v1/audit").json()["entries"]
+        found = [entry for entry in entries if wanted(entry)]
+        if found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.5)
 
 
 async def test_the_same_credentials_are_refused_everywhere_else(platform: Platform) -> None:
@@ -257,3 +276,9 @@ async def test_revocation_disconnects_within_seconds_and_is_audited(platform: Pl
             break
         await asyncio.sleep(0.5)
     assert sorted(actions) == ["auth.service_account_created", "auth.service_account_revoked"]
+
+
+def test_auth_pushes_the_revocations_at_its_start(platform: Platform) -> None:
+    """A NATS started again by ``apex up`` has the account without revocations (see
+    tests/integration/runtime/test_service_account_bus.py): auth pushes them when it starts."""
+    assert "service accounts: revocations published at start" in platform.log_path.read_text(errors="replace")

@@ -201,3 +201,30 @@ async def test_a_revocation_disconnects_it_within_seconds(
         await nc.close()
         await other.close()
         await push_account(server.url, auth.creds_path("system"), auth.issuer.account_jwt())
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_after_a_restart_the_revocations_must_be_pushed_again(tmp_path: Path) -> None:
+    """``apex up`` signs the account JWT anew at each start and the full resolver takes the
+    newer one, so a restarted NATS forgets the revocations until they are pushed again
+    (the auth service does at its start): then the revoked user is disconnected."""
+    auth = NatsAuth.ensure(tmp_path / "auth")
+    server = nats_server(tmp_path / "nats", auth=auth).start()
+    account = Account(server, auth, tmp_path)
+    revoked = {account.issued.public_key: int(time.time())}
+    try:
+        await push_account(server.url, auth.creds_path("system"), auth.issuer.account_jwt(revoked))
+    finally:
+        server.stop()
+    await asyncio.sleep(1.1)  # the next start's preload is signed in a later second
+    again = NatsAuth.ensure(tmp_path / "auth")
+    server = nats_server(tmp_path / "nats", server.port, auth=again).start()
+    try:
+        nc = await account.connect()  # the preload has no revocations
+        await push_account(server.url, again.creds_path("system"), again.issuer.account_jwt(revoked))
+        await asyncio.wait_for(account.disconnected.wait(), 5)
+        await nc.close()
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await account.connect()
+    finally:
+        server.stop()

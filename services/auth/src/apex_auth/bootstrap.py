@@ -159,8 +159,10 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus, he
 def _service_accounts(settings: AuthSettings, db: Database) -> ServiceAccounts:
     """Issuing needs the issuer file and the system account's credentials; without
     them (or with ``APEX_SERVICE_ACCOUNTS=false``) a create answers 503."""
+    if settings.service_accounts is not False and not settings.issues_service_accounts:
+        log.info("service accounts: off (APEX_NATS_ISSUER_FILE and APEX_NATS_SYSTEM_CREDS are not set)")
     issuer, creds = None, settings.nats_system_creds
-    if settings.service_accounts and settings.nats_issuer_file and creds:
+    if settings.issues_service_accounts and settings.nats_issuer_file and creds:
         issuer = AccountIssuer.load(settings.nats_issuer_file)
     return ServiceAccounts(
         db, issuer, nats_url=settings.nats_url, public_url=settings.bus_url_for_clients, system_creds=creds

@@ -12,8 +12,11 @@ from apex_runtime import ServiceSettings
 
 
 class ServiceAccountSettings(ServiceSettings):
-    service_accounts: bool = Field(
-        default=True, description="tenants may create service accounts (NATS users of the bus API)"
+    service_accounts: bool | None = Field(
+        default=None,
+        description="tenants may create service accounts (NATS users of the bus API): true needs the"
+        " issuer file and system creds (production refuses to start without them); unset: on when both"
+        " are configured; false: off",
     )
     nats_issuer_file: Path | None = Field(
         default=None,
@@ -29,12 +32,17 @@ class ServiceAccountSettings(ServiceSettings):
     )
 
     @property
+    def issues_service_accounts(self) -> bool:
+        configured = self.nats_issuer_file is not None and self.nats_system_creds is not None
+        return configured if self.service_accounts is None else self.service_accounts
+
+    @property
     def bus_url_for_clients(self) -> str:
         return self.nats_public_url or self.nats_url
 
     @model_validator(mode="after")
     def _production_needs_the_issuer(self) -> ServiceAccountSettings:
-        if self.env != "production" or not self.service_accounts:
+        if self.env != "production" or self.service_accounts is not True:
             return self
         missing = [
             name
@@ -45,8 +53,5 @@ class ServiceAccountSettings(ServiceSettings):
             if value is None or not value.is_file()
         ]
         if missing:
-            raise ValueError(
-                f"service accounts are on (APEX_SERVICE_ACCOUNTS): {', '.join(missing)} must name"
-                " readable files, or set APEX_SERVICE_ACCOUNTS=false"
-            )
+            raise ValueError(f"APEX_SERVICE_ACCOUNTS=true: {', '.join(missing)} must name readable files")
         return self

@@ -140,9 +140,9 @@ class ServiceAccounts:
                 )
         await self.publish_revocations()
 
-    async def publish_revocations(self) -> None:
-        """Pushes the account JWT with every revoked key to the servers (Unavailable when
-        the bus does not take it)."""
+    async def publish_revocations(self) -> int:
+        """Pushes the account JWT with every revoked key to the servers; returns how many
+        (Unavailable when the bus does not take it)."""
         issuer = self._require_issuer()
         assert self._system_creds is not None  # _require_issuer checked both
         async with self._db.transaction() as conn:
@@ -157,15 +157,18 @@ class ServiceAccounts:
             # NATS refuses every JWT of the key issued at or before this second
             revoked = {row.public_key: int(row.revoked_at.timestamp()) for row in rows}
             await push_account(self._nats_url, self._system_creds, issuer.account_jwt(revoked))
+        return len(revoked)
 
     async def keep_published(self, stop: asyncio.Event, retry_s: float = 5.0) -> None:
-        """At start: the servers get the revocations (a restarted embedded NATS preloads
-        the account without them); retried until it works or the service stops."""
+        """At start: the servers get the revocations again (``apex up`` signs the account
+        anew at each start, and the servers take the newer JWT, which has none); retried
+        until it works or the service stops."""
         if self._issuer is None:
             return
         while not stop.is_set():
             try:
-                await self.publish_revocations()
+                count = await self.publish_revocations()
+                log.info("service accounts: revocations published at start (%d keys)", count)
                 return
             except Unavailable as exc:
                 log.warning("service accounts: revocations not published yet (%s); retrying", exc.message)
