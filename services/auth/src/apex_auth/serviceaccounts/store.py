@@ -203,3 +203,15 @@ def _audit(action: str, principal: Principal, client: Client, account_id: str, u
         target=f"service_account:{account_id}",
         details={"user_id": user_id},
     )
+
+
+ERASED_ADMIN = "erased"
+
+
+async def forget_admin(conn: AsyncConnection, user_id: str) -> None:
+    """An admin's account is closed (erasure): the service accounts they created or
+    revoked stay the tenant's, no longer naming them."""
+    for column in (service_accounts.c.created_by, service_accounts.c.revoked_by):
+        await conn.execute(
+            update(service_accounts).where(column == user_id).values({column.name: ERASED_ADMIN})
+        )
