@@ -24,7 +24,7 @@ ServiceAccountsPort = Annotated[ServiceAccounts, Depends(_service_accounts)]
 router = APIRouter(
     prefix="/auth/service-accounts",
     tags=["service-accounts"],
-    responses={code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)},
+    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 404, 422, 503)},
 )
 
 
