@@ -8,6 +8,7 @@ a revocation disconnects it within seconds, and both are in the tenant's audit l
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from apex_contracts import new_id
 from apex_contracts.busapi import api_subject
 from apex_contracts.streams import APEX_CMD, APEX_EVT
 from tests.e2e.platform import Platform, User
@@ -228,6 +230,36 @@ async def test_the_same_credentials_are_refused_everywhere_else(platform: Platfo
         await admin_nc.close()
 
 
+async def test_a_reply_subject_outside_its_inbox_is_neither_handled_nor_answered(platform: Platform) -> None:
+    """The caller picks the reply subject and the responders publish with wider grants:
+    a request that names a command or another tenant's thread as its reply would have
+    them write there. It is dropped before it is handled."""
+    admin, stranger = platform.register(), platform.register()
+    account = create(platform, admin)
+    targets = ["apex.cmd.run.start", f"apex.evt.{stranger.tenant_id}.{stranger.user_id}.{new_id('thr')}"]
+    watcher = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
+    heard: list[str] = []
+
+    async def hear(msg: Msg) -> None:
+        heard.append(msg.subject)
+
+    for subject in [*targets, f"apex.evt.{account.tenant_id}.{account.user_id}.>"]:
+        await watcher.subscribe(subject, cb=hear)
+    await watcher.flush()
+    nc = await account.connect()
+    try:
+        for target in targets:
+            request = {"client_msg_id": uuid.uuid4().hex, "text": "hello"}
+            await nc.publish(account.subject("message.send"), orjson.dumps(request), reply=target)
+        await nc.flush()
+        await asyncio.sleep(2)
+    finally:
+        await nc.close()
+        await watcher.close()
+    assert heard == [], "no answer published there, and no run started"
+    assert account.refused == []
+
+
 async def test_only_a_tenant_admin_manages_service_accounts(platform: Platform) -> None:
     admin = platform.register()
     member = _join(platform, admin)
@@ -257,6 +289,7 @@ async def test_revocation_disconnects_within_seconds_and_is_audited(platform: Pl
         assert other.is_connected
         with pytest.raises(nats.errors.Error):
             await account.connect()
+        gc.collect()  # nats-py leaves the refused socket to the GC: collect it under this test's filter
     finally:
         await nc.close()
         await other.close()

@@ -7,6 +7,7 @@ server everywhere else; a revocation pushed through the system account disconnec
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -23,7 +25,7 @@ from apex_cli.embedded import EmbeddedServer, nats_server
 from apex_cli.natsauth import ADMIN, NatsAuth
 from apex_contracts import new_id
 from apex_contracts.busapi import api_subject, inbox_prefix
-from apex_contracts.streams import APEX_EVT
+from apex_contracts.streams import APEX_CMD, APEX_EVT
 from apex_runtime.bus import NatsBus
 from apex_runtime.buspermissions import service_account_permissions
 from apex_runtime.natsissuer import push_account
@@ -177,6 +179,34 @@ async def test_everything_else_is_refused_by_the_server(
     assert (await admin.js.stream_info(APEX_EVT.name)).config.name == APEX_EVT.name
 
 
+async def test_a_consumer_cannot_deliver_into_a_stream(
+    secured: tuple[EmbeddedServer, NatsAuth], admin: NatsBus, tmp_path: Path
+) -> None:
+    """The deliver subject is in the request's body, out of reach of permissions: one in
+    APEX_EVT (another tenant's thread) is refused by the server as a cycle, and one on a
+    command subject stores nothing in APEX_CMD."""
+    account = Account(*secured, tmp_path)
+    mine = f"apex.evt.{account.tenant_id}.{account.user_id}.{new_id('thr')}"
+    await admin.js.publish(mine, b"{}")
+    victim = f"apex.evt.{new_id('ten')}.{new_id('usr')}.{new_id('thr')}"
+    own = f"apex.evt.{account.tenant_id}.{account.user_id}.>"
+    nc = await account.connect()
+    answers = []
+    try:
+        for i, deliver in enumerate((victim, "apex.cmd.run.start")):
+            name = f"deliver-{i}-{account.user_id}"
+            config = {"name": name, "deliver_subject": deliver, "filter_subject": own, "ack_policy": "none"}
+            body = orjson.dumps({"stream_name": APEX_EVT.name, "config": config})
+            reply = await nc.request(f"$JS.API.CONSUMER.CREATE.{APEX_EVT.name}.{name}.{own}", body, timeout=5)
+            answers.append(orjson.loads(reply.data))
+        await asyncio.sleep(1.5)
+    finally:
+        await nc.close()
+    assert answers[0]["error"]["description"] == "consumer deliver subject forms a cycle"
+    assert await admin.last_seq(victim) == 0
+    assert await admin.last_seq("apex.cmd.run.start", stream=APEX_CMD.name) == 0
+
+
 # nats-py leaves the socket of a refused connect to the garbage collector
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_revocation_disconnects_it_within_seconds(
@@ -197,6 +227,7 @@ async def test_a_revocation_disconnects_it_within_seconds(
         assert other.is_connected  # only the revoked key goes
         with pytest.raises(nats.errors.Error):
             await account.connect()  # and it cannot come back
+        gc.collect()  # nats-py leaves the refused socket to the GC: collect it under this test's filter
     finally:
         await nc.close()
         await other.close()
@@ -226,5 +257,6 @@ async def test_after_a_restart_the_revocations_must_be_pushed_again(tmp_path: Pa
         await nc.close()
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
             await account.connect()
+        gc.collect()  # nats-py leaves the refused socket to the GC: collect it under this test's filter
     finally:
         server.stop()

@@ -4,7 +4,8 @@ handler's frame, or with a typed ``error`` frame (the WebSocket's), never silenc
 
 The tenant and user come from the subject, which the NATS server bound to the caller's
 credentials (a service account may publish on its own ``apex.api.<tenant>.<user>.>``
-only), so a handler acts as that principal with nothing else to verify."""
+only), so a handler acts as that principal; a request whose reply subject is not under
+the caller's inbox prefix is neither handled nor answered."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import nats.errors
 import orjson
 
 from apex_contracts import ApexError, ErrorCode, InvalidInput, new_id
-from apex_contracts.busapi import any_principal, parse_api_subject
+from apex_contracts.busapi import any_principal, inbox_prefix, parse_api_subject
 from apex_contracts.envelope import Model
 from apex_contracts.frames import ErrorFrame
 from apex_runtime.port import Bus, Notice, Subscription
@@ -28,6 +29,25 @@ log = logging.getLogger(__name__)
 _SEND_FAILURES: tuple[type[BaseException], ...] = (*TRANSIENT_NATS_ERRORS, nats.errors.Error, TimeoutError)
 # (tenant_id, user_id, request body) -> the answer: a frame, or a JSON object
 ApiHandler = Callable[[str, str, bytes], Awaitable[Model | dict[str, Any]]]
+
+
+def _answerable(notice: Notice) -> bool:
+    """A request is handled only when its reply goes to the caller's own inbox prefix.
+    The caller chooses the reply subject, and the responder publishes with its own,
+    wider grants: a reply subject such as ``apex.cmd.run.start`` or another tenant's
+    events would make the responder write there for the caller (a confused deputy)."""
+    try:
+        _, user_id, _ = parse_api_subject(notice.subject)
+    except InvalidInput:
+        log.warning("bus API: a request on %s was ignored: not a bus API subject", notice.subject)
+        return False
+    if not notice.reply.startswith(inbox_prefix(user_id) + "."):
+        log.warning(
+            "bus API: a request on %s was ignored: its reply subject is not the caller's inbox",
+            notice.subject,
+        )
+        return False
+    return True
 
 
 def frame_request(data: bytes, frame_type: str) -> dict[str, Any]:
@@ -73,8 +93,7 @@ class BusApiResponder:
             await asyncio.wait(self._tasks, timeout=10)
 
     async def _on_request(self, notice: Notice) -> None:
-        if not notice.reply:
-            log.debug("bus API: a publish without a reply subject on %s was ignored", notice.subject)
+        if not _answerable(notice):
             return
         await self._slots.acquire()
         task = asyncio.create_task(self._answer(notice))
@@ -87,7 +106,7 @@ class BusApiResponder:
 
     async def _answer(self, notice: Notice) -> None:
         try:
-            tenant_id, user_id, _ = parse_api_subject(notice.subject)
+            tenant_id, user_id, _ = parse_api_subject(notice.subject)  # checked: _answerable
             answer: Model | dict[str, Any] = await self._handler(tenant_id, user_id, notice.data)
         except ApexError as exc:
             details = exc.details or {}
