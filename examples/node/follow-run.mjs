@@ -6,6 +6,7 @@
 //   APEX_NATS_URL    the nats_url of POST /api/v1/service-accounts
 //   APEX_NATS_CREDS  a file holding its creds (the standard .creds text)
 //   APEX_TENANT_ID   its tenant_id, APEX_USER_ID its user_id
+//   APEX_NATS_CA     the CA of the servers' certificate, for a tls:// URL (optional)
 //   APEX_TEXT        the question (optional); APEX_RESUME_AFTER events before the disconnect (default 3)
 //
 // Prints one JSON line per event ({"seq", "type", "connection"}) and a last summary line;
@@ -38,6 +39,7 @@ async function open() {
     authenticator: credsAuthenticator(creds),
     inboxPrefix: `_INBOX.${user}`,
     name: "apex-node-example",
+    ...(process.env.APEX_NATS_CA ? { tls: { caFile: process.env.APEX_NATS_CA } } : {}),
   });
 }
 

@@ -99,7 +99,10 @@ async def test_any_process_can_die_mid_run(
 
     for run in runs:
         events = await _until_terminal(platform, run, where)
-        _check(events, run, where)
+        try:
+            _check(events, run, where)
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{_log_of(platform, run)}") from None
     print(f"{where}: {RUNS} runs completed once each")
 
 
@@ -175,14 +178,22 @@ def _check(thread: list[dict[str, Any]], run: Started, where: str) -> None:
     assert kinds[-1] == "run.completed", f"{where}: facts after the ending: {kinds}"
     started = [e["data"]["step"] for e in mine if e["type"] == "agent_started"]
     completed = [e["data"]["step"] for e in mine if e["type"] == "agent_completed"]
+    failed = {e["data"]["step"]: e["data"]["error"] for e in mine if e["type"] == "agent_failed"}
     assert sorted(started) == sorted(completed) == sorted(set(started)), (
-        f"{where}: agent steps started {started}, completed {completed}"
+        f"{where}: agent steps started {started}, completed {completed}, failed {failed}"
     )
     executing = [e["data"]["call_id"] for e in mine if e["type"] == "tool_executing"]
     finished = [e["data"]["call_id"] for e in mine if e["type"] == "tool_completed"]
     assert sorted(executing) == sorted(finished) == sorted(set(executing)), (
         f"{where}: tool calls executing {executing}, completed {finished}"
     )
+
+
+def _log_of(platform: Platform, run: Started, lines: int = 80) -> str:
+    """What the platform logged about the run, and every warning: a failed round says why."""
+    text = platform.log_path.read_text(errors="replace").splitlines()
+    kept = [line for line in text if run.run_id in line or " WARNING " in line or " ERROR " in line]
+    return "\n".join(kept[-lines:])
 
 
 def _twice(ids: list[str]) -> list[str]:

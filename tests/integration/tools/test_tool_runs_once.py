@@ -40,6 +40,10 @@ from apex_runtime import Bus
 from tests.integration.orchestrator.harness import Process, until_ready
 from tests.integration.tools.counting_tool import SCHEMA, TOOL
 
+# Each trial starts two replicas and waits out ack waits and leases on real processes;
+# under a loaded CI machine that alone can near the default 120 s.
+pytestmark = pytest.mark.timeout(300)
+
 REPO = Path(__file__).resolve().parents[3]
 CALLS = 4
 

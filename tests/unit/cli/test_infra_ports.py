@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from apex_cli.embedded import EmbeddedError, PortTaken
-from apex_cli.up import Infra, UpError
+from apex_cli.infra import Infra, UpError
 
 
 class Starter:

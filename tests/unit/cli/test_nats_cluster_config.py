@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from apex_cli.infra import UpError, nats_cluster_size
 from apex_cli.natscluster import LAME_DUCK_DURATION_S, LAME_DUCK_GRACE_S, nats_cluster
-from apex_cli.up import UpError, nats_cluster_size
 from apex_runtime import nats_servers
 
 

@@ -8,6 +8,7 @@ import copy
 import functools
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from apex_cli.config import START_ORDER
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
+COMPOSE_NATS_CONF = REPO / "deploy" / "nats" / "nats.conf"
 K8S = REPO / "k8s"
 OVERLAY = REPO / "deploy" / "overlays" / "production"
 INFRA = ("nats", "postgres", "redis", "clickhouse")
@@ -146,11 +148,14 @@ def container_env(container: dict[str, Any], sources: dict[str, dict[str, str]])
 
 def config_sources() -> dict[str, dict[str, str]]:
     """ConfigMaps by name, and apex-secrets as the operator's store fills it (the keys
-    the ExternalSecret maps, with realistic values)."""
+    the ExternalSecret maps, with realistic values); the Secrets mounted as files (NATS's)
+    are not settings and are left out."""
     sources = {name: dict(doc.get("data", {})) for name, doc in of_kind("ConfigMap").items()}
     external = [doc for doc in rendered(OVERLAY) if doc["kind"] == "ExternalSecret"]
     for doc in external:
         keys = [item["secretKey"] for item in doc["spec"]["data"]]
+        if not all(key.startswith("APEX_") for key in keys):
+            continue  # files the pods mount (the bus's credentials and certificates)
         sources[doc["spec"]["target"]["name"]] = {key: STORE_VALUES[key] for key in keys}
     return sources
 
@@ -176,3 +181,31 @@ COMPOSE_ENV = {
     "APEX_AUTH_KEY_PASSPHRASE": "mT4v9Qz2Lk7Wc5Xp8Rb3Nd6J",
     "APEX_CONNECTOR_KEY": "0GkQ8c2Vx7pLr4Tz9WmY1nB5sD3fH6jK8aE2uI4oP7c=",
 }
+
+
+def place(root: Path, target: str, source: Path) -> Path:
+    """``source`` where a container would see it at ``target``, under ``root``; the
+    absolute paths inside a configuration (``/etc/nats/``, ``/data/``) move under
+    ``root`` too."""
+    dest = root / target.lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if source.suffix == ".conf":
+        text = source.read_text()
+        dest.write_text(text.replace("/etc/nats/", f"{root}/etc/nats/").replace("/data/", f"{root}/data/"))
+    else:
+        shutil.copyfile(source, dest)
+    return dest
+
+
+def compose_secret(name: str, auth_dir: Path) -> Path:
+    """The file compose reads secret ``name`` from, ``APEX_NATS_AUTH_DIR`` being ``auth_dir``."""
+    return Path(interpolate(compose()["secrets"][name]["file"], {"APEX_NATS_AUTH_DIR": str(auth_dir)}))
+
+
+def compose_nats(auth_dir: Path, root: Path) -> Path:
+    """The compose NATS container's files under ``root`` (its nats.conf and the secrets at
+    their targets, from ``auth_dir`` as ``apex nats-auth init`` wrote it): its nats.conf."""
+    conf = place(root, "/etc/nats/nats.conf", COMPOSE_NATS_CONF)
+    for secret in compose()["services"]["nats"]["secrets"]:
+        place(root, secret["target"], compose_secret(secret["source"], auth_dir))
+    return conf

@@ -58,7 +58,7 @@ def test_the_migration_job_runs_once_before_the_services() -> None:
 
 def test_the_services_take_the_bus_nodes_and_replicas_from_one_setting() -> None:
     env = compose()["x-service"]["environment"]
-    assert env["APEX_NATS_URL"] == "${APEX_NATS_URL:-nats://nats:4222}"
+    assert env["APEX_NATS_URL"] == "${APEX_NATS_URL:-tls://nats:4222}"
     assert env["APEX_NATS_REPLICAS"] == "${APEX_NATS_REPLICAS:-1}"
     for name in START_ORDER:
         assert compose()["services"][name]["environment"]["APEX_NATS_REPLICAS"] == env["APEX_NATS_REPLICAS"]

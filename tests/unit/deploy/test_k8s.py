@@ -25,6 +25,7 @@ VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 SCHEMAS = Path(__file__).parent / "schemas"
 CUSTOM = {
     "ScaledObject": "scaledobject",
+    "TriggerAuthentication": "triggerauthentication",
     "ExternalSecret": "externalsecret",
     "PrometheusRule": "prometheusrule",
 }
@@ -250,7 +251,7 @@ def test_nats_is_a_three_node_jetstream_cluster_that_syncs_every_write() -> None
     assert conf.count("nats-headless") == 3, "a route to each of the three nodes"
     assert by_kind("ConfigMap")["apex-config"]["data"]["APEX_NATS_REPLICAS"] == "3"
     servers = nats_servers(by_kind("ConfigMap")["apex-config"]["data"]["APEX_NATS_URL"])
-    assert [s.split(".", 1)[0] for s in servers] == ["nats://nats-0", "nats://nats-1", "nats://nats-2"]
+    assert [s.split(".", 1)[0] for s in servers] == ["tls://nats-0", "tls://nats-1", "tls://nats-2"]
     assert by_kind("PodDisruptionBudget")["nats"]["spec"]["maxUnavailable"] == 1
     keys = {c["topologyKey"] for c in nats["spec"]["template"]["spec"]["topologySpreadConstraints"]}
     assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import shutil
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlparse
@@ -51,6 +52,7 @@ def _nats(home: Home) -> Check:
     async def check() -> tuple[bool, str]:
         url = setting("APEX_NATS_URL", home, "nats://127.0.0.1:4222")
         creds = setting("APEX_NATS_CREDS", home, "")
+        ca = setting("APEX_NATS_CA", home, "")
         try:
             nc = await asyncio.wait_for(
                 nats.connect(
@@ -60,6 +62,7 @@ def _nats(home: Home) -> Check:
                     allow_reconnect=False,
                     error_cb=_quiet,
                     **({"user_credentials": creds} if creds else {}),
+                    **({"tls": ssl.create_default_context(cafile=ca)} if ca else {}),
                 ),
                 5.0 * len(nats_servers(url)),
             )

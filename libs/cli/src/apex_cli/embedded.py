@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from apex_cli.natstls import TlsFiles, server_tls_block
+
 if TYPE_CHECKING:
     from apex_cli.natsauth import NatsAuth
 
@@ -199,11 +201,17 @@ def nats_binary() -> str:
 
 
 def nats_server(
-    data_dir: Path, port: int = 0, *, monitor_port: int = 0, auth: NatsAuth | None = None
+    data_dir: Path,
+    port: int = 0,
+    *,
+    monitor_port: int = 0,
+    auth: NatsAuth | None = None,
+    tls: TlsFiles | None = None,
 ) -> EmbeddedServer:
     """NATS with JetStream on file storage, fsync on every write (``sync_interval: always``).
     With ``auth`` (``apex up`` always passes it) the server is in operator mode: only the
-    users ``auth`` signs may connect, each within its permissions."""
+    users ``auth`` signs may connect, each within its permissions. With ``tls`` (``apex up
+    --nats-tls``) clients must speak TLS (``tls://`` URL)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port)
     monitor_port = free_port(monitor_port)
@@ -220,6 +228,7 @@ jetstream {{
 }}
 """
         + (auth.server_config(data_dir / "jwt") if auth else "")
+        + (server_tls_block(tls) if tls else "")
     )
 
     def ready(server: EmbeddedServer) -> bool:
@@ -229,7 +238,7 @@ jetstream {{
         name="nats",
         port=port,
         data_dir=data_dir,
-        url=f"nats://127.0.0.1:{port}",
+        url=f"{'tls' if tls else 'nats'}://127.0.0.1:{port}",
         argv=[nats_binary(), "-c", str(config)],
         ready=ready,
         monitor_port=monitor_port,

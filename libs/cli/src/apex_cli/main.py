@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from apex_cli.config import Home
 
@@ -27,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="apex", description="Run and use the Apex platform.")
     parser.add_argument("--home", help="state folder (default: ./.apex or APEX_HOME)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start every service, one process each; Ctrl-C stops them all")
+    up = sub.add_parser("up", help="start every service, one process each; Ctrl-C stops them all")
+    up.add_argument(
+        "--nats-tls",
+        action="store_true",
+        help="the embedded NATS takes TLS clients only, with a development CA (APEX_NATS_TLS=1)",
+    )
     sub.add_parser("doctor", help="check every dependency and say what is wrong")
     token = sub.add_parser("token", help="print a development access token")
     token.add_argument("--email", default="dev@example.com")
@@ -49,12 +55,31 @@ def main(argv: list[str] | None = None) -> int:
     projections.add_argument(
         "--store", choices=["postgres", "redis", "clickhouse"], help="one store (default: all)"
     )
+    nats_auth = sub.add_parser("nats-auth", help="NATS credentials and TLS for docker compose and k8s/")
+    nats_auth_sub = nats_auth.add_subparsers(dest="nats_auth_command", required=True)
+    init = nats_auth_sub.add_parser(
+        "init",
+        help="make (or keep) the operator, accounts, a user per service, the server's auth block"
+        " and, with --tls, a development CA and server certificate",
+    )
+    init.add_argument("--out", required=True, help="folder to write (kept across runs: keys are reused)")
+    init.add_argument("--tls", action="store_true", help="also a development CA and server cert (tls/)")
+    init.add_argument(
+        "--tls-host",
+        action="append",
+        help="a name (or IP) of the server certificate; repeat; default: compose's and k8s/'s names",
+    )
+    init.add_argument(
+        "--owner", help="UID:GID to give the services' .creds (compose: 10001:10001; needs root)"
+    )
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
 
     if args.command == "up":
         from apex_cli.up import run_up
 
+        if args.nats_tls:
+            os.environ["APEX_NATS_TLS"] = "1"
         return _run_until_signal(lambda stop: run_up(home, stop))
     if args.command == "doctor":
         from apex_cli.doctor import run_doctor
@@ -70,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         from apex_cli.demo import run_seed
 
         return asyncio.run(run_seed(home, args.email, args.password, args.days))
+    if args.command == "nats-auth":
+        from apex_cli.natsauth import run_init
+
+        return run_init(Path(args.out), tls=args.tls, hosts=args.tls_host, owner=args.owner)
     if args.command == "projections":
         # The service asked is the one `apex up` started: its URLs are in the home's env file.
         env = {**home.read_env(), **os.environ}

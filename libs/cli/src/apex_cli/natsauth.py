@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,11 @@ from apex_runtime.natsjwt import Nkey
 
 ACCOUNT = ACCOUNT_NAME
 ADMIN = "admin"
+# What ``apex nats-auth init`` writes besides the keys and the .creds files (compose reads
+# the folder as it is; docs/deploy.md maps each file to a key of the secret store for k8s)
+SERVER_AUTH = "server-auth.conf"
+ACCOUNT_ID = "apex-account.pub"
+DEPLOYED_RESOLVER_DIR = Path("/data/jwt")
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -148,3 +154,61 @@ resolver_preload: {{
             respond=respond,
         )
         _write_secret(self.creds_path(name), natsjwt.creds(token, user))
+
+
+def init_deployment(
+    out: Path,
+    *,
+    tls_hosts: tuple[str, ...] | None = None,
+    owner: tuple[int, int] | None = None,
+    resolver_dir: Path = DEPLOYED_RESOLVER_DIR,
+) -> list[Path]:
+    """``apex nats-auth init``: what a NATS of docker compose or k8s/ and its clients need,
+    in ``out``: the keys and every ``.creds`` (as ``apex up`` makes them, kept across
+    runs), the server's operator and full-resolver block (``server-auth.conf``, the
+    resolver's folder on the NATS volume), the ``APEX`` account's public key (KEDA reads
+    the consumers' lag under it) and, with ``tls_hosts``, a development CA and a server
+    certificate for those names (``tls/``). ``owner``: the services' ``.creds`` are
+    chowned to this uid and gid (compose mounts a file with its owner and mode, and the
+    services run as uid 10001). Returns the files written."""
+    from apex_cli.natstls import ensure_dev_tls
+
+    auth = NatsAuth.ensure(out)
+    server = out / SERVER_AUTH
+    _write_secret(server, auth.server_config(resolver_dir))
+    server.chmod(0o644)  # JWTs and public keys only: no secret in it
+    account = out / ACCOUNT_ID
+    account.write_text(auth.account.public)  # no newline: KEDA takes the value as is
+    written = [out / "keys.json", *(auth.creds_path(name) for name in (*SERVICES, ADMIN, "system"))]
+    written += [server, account]
+    if tls_hosts is not None:
+        tls = ensure_dev_tls(out / "tls", tls_hosts)
+        written += [tls.ca, tls.cert, tls.key]
+    if owner is not None:
+        for service in SERVICES:
+            os.chown(auth.creds_path(service), *owner)
+    return written
+
+
+def run_init(out: Path, *, tls: bool, hosts: list[str] | None, owner: str | None) -> int:
+    """The command line of ``init_deployment``: prints the files and where each goes."""
+    from apex_cli.natstls import DEFAULT_HOSTS
+
+    ids: tuple[int, int] | None = None
+    if owner:
+        uid, _, gid = owner.partition(":")
+        if not (uid.isdigit() and (gid or uid).isdigit()):
+            print(f"--owner {owner}: use UID:GID, e.g. 10001:10001", file=sys.stderr)
+            return 2
+        ids = (int(uid), int(gid or uid))
+    if tls and (out / "tls" / "tls.crt").exists():
+        print(f"{out / 'tls'}: kept as it is (delete it for a new CA and certificate)")
+    try:
+        written = init_deployment(out, tls_hosts=tuple(hosts or DEFAULT_HOSTS) if tls else None, owner=ids)
+    except PermissionError as exc:
+        print(f"{exc}: --owner needs root (or chown the services' .creds yourself)", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"{oct(path.stat().st_mode & 0o777)[2:]:>4} {path}")
+    print(f"\nNATS credentials in {out}: docs/deploy.md (NATS authentication) says where each file goes.")
+    return 0

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apex_cli.embedded import EmbeddedError, EmbeddedServer, free_port, free_ports, nats_binary, port_open
+from apex_cli.embedded import (
+    EmbeddedError,
+    EmbeddedServer,
+    free_port,
+    free_ports,
+    nats_binary,
+    port_open,
+)
+from apex_cli.natstls import TlsFiles, server_tls_block
 
 # Lame duck mode (``nats-server --signal ldm``): the node stops accepting clients, waits
 # the grace period, then closes its clients over the rest of the duration (at most one a
@@ -36,13 +44,15 @@ def nats_cluster(
     name: str = "apex",
     avoid: Collection[int] = (),
     auth: NatsAuth | None = None,
+    tls: TlsFiles | None = None,
 ) -> NatsCluster:
     """``size`` NATS servers forming one JetStream cluster on loopback: node ``i`` (from 1)
     is named ``nats-<i>`` (its JetStream ``server_name``), keeps its data in
     ``root/nats-<i>`` and routes to every other node. ``ports`` are the client ports to
     prefer (another free one where taken); no port of ``avoid`` is used (ports promised
     to other processes that have not bound them yet); ``auth``: operator mode, as in
-    ``embedded.nats_server``. Nothing is started."""
+    ``embedded.nats_server``; ``tls``: clients over TLS and routes with mutual TLS. Nothing
+    is started."""
     if size < 1:
         raise EmbeddedError("a NATS cluster needs at least one node")
     wanted = list(ports) + [0] * (size - len(ports))
@@ -83,22 +93,27 @@ cluster {{
   listen: 127.0.0.1:{cluster_ports[i]}
   routes: [{others}]
   connect_retries: 120
-}}
+{_indent(server_tls_block(tls, routes=True)) if tls else ""}}}
 """
             + (auth.server_config(data_dir / "jwt") if auth else "")
+            + (server_tls_block(tls) if tls else "")
         )
         nodes.append(
             EmbeddedServer(
                 name=node,
                 port=clients[i],
                 data_dir=data_dir,
-                url=f"nats://127.0.0.1:{clients[i]}",
+                url=f"{'tls' if tls else 'nats'}://127.0.0.1:{clients[i]}",
                 argv=[nats_binary(), "-c", str(config)],
                 ready=_ports_open(clients[i], monitor_ports[i]),
                 monitor_port=monitor_ports[i],
             )
         )
     return NatsCluster(nodes)
+
+
+def _indent(block: str) -> str:
+    return "".join(f"  {line}\n" for line in block.splitlines())
 
 
 def lame_duck(pid: int | Path) -> None:

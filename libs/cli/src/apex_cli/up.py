@@ -11,32 +11,17 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from urllib.parse import urlparse
+from collections.abc import Awaitable
 
 import httpx
-import psutil
 
-from apex_cli.config import INFRA_URLS, SERVICE_PORTS, START_ORDER, Home
-from apex_cli.embedded import (
-    EmbeddedError,
-    EmbeddedServer,
-    PortTaken,
-    _die_with_parent,
-    free_port,
-    nats_server,
-    postgres_server,
-    valkey_server,
-)
-from apex_cli.natsauth import ADMIN, NatsAuth
-from apex_cli.natscluster import NatsCluster, nats_cluster
+from apex_cli.config import SERVICE_PORTS, START_ORDER, Home
+from apex_cli.embedded import _die_with_parent
+from apex_cli.infra import Infra, Printer, UpError, kill_leftover
 
 COLORS = ["36", "32", "35", "33", "34", "31", "96", "92", "95"]
-Printer = Callable[[str, str], None]
 
 
 def make_printer(names: list[str]) -> Printer:
@@ -52,210 +37,6 @@ def make_printer(names: list[str]) -> Printer:
         sys.stdout.flush()
 
     return emit
-
-
-class UpError(RuntimeError):
-    """``apex up`` cannot start; the message says what and how to fix it."""
-
-
-def _answers(url: str, default_port: int) -> bool:
-    """True when the server (or, for a comma-separated list, any of them) accepts a
-    connection."""
-    for one in (part.strip() for part in url.split(",")):
-        parsed = urlparse(one)
-        host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
-        try:
-            with socket.create_connection((host, port), timeout=2.0):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def nats_cluster_size() -> int:
-    """``APEX_NATS_CLUSTER``: how many embedded NATS nodes ``apex up`` starts (1, 3 or 5;
-    a JetStream cluster needs an odd number for a quorum)."""
-    raw = os.environ.get("APEX_NATS_CLUSTER", "").strip() or "1"
-    if raw not in ("1", "3", "5"):
-        raise UpError(f"APEX_NATS_CLUSTER={raw}: use 1, 3 or 5 (JetStream needs a quorum)")
-    return int(raw)
-
-
-def _kill_leftover(pid_file: Path) -> None:
-    """A pid file from an ``apex up`` that did not stop cleanly: end that process."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(psutil.Error):
-        proc = psutil.Process(pid)
-        if any(
-            "apex" in part or "nats-server" in part or "postgres" in part or "valkey" in part
-            for part in proc.cmdline()
-        ):
-            proc.terminate()
-            proc.wait(10)
-    pid_file.unlink(missing_ok=True)
-
-
-class Infra:
-    """The stores and the bus: configured URLs are checked, missing ones started here."""
-
-    def __init__(self, home: Home, emit: Printer, *, restart_after_s: float = 1.0) -> None:
-        self.home = home
-        self.emit = emit
-        self.restart_after_s = restart_after_s
-        self.servers: dict[str, EmbeddedServer] = {}
-        self._died_at: dict[str, float] = {}
-        # set when the bus is ours (embedded): every service then gets its own user
-        self.nats_auth: NatsAuth | None = None
-
-    @staticmethod
-    def _start_one(
-        name: str, make: Callable[[int], EmbeddedServer], default_port: int, attempts: int = 3
-    ) -> tuple[EmbeddedServer, int]:
-        """The server on its default port when free, else on one the kernel picks; a port
-        taken between the choice and the start is chosen again."""
-        port = free_port(default_port)
-        for _ in range(attempts - 1):
-            try:
-                return make(port).start(), port
-            except PortTaken:
-                port = free_port()
-            except EmbeddedError as exc:
-                raise UpError(f"embedded {name} failed to start: {exc}") from exc
-        try:
-            return make(port).start(), port
-        except EmbeddedError as exc:
-            raise UpError(f"embedded {name} failed to start: {exc}") from exc
-
-    def _start_cluster(self, size: int, attempts: int = 3) -> NatsCluster:
-        """``size`` NATS nodes as one JetStream cluster (pid files ``nats-<i>``), on the
-        default port and the next ones where free; chosen again when one was taken."""
-        for name in (f"nats-{i + 1}" for i in range(size)):
-            _kill_leftover(self.home.pid_file(name))
-        default = INFRA_URLS["nats"][1]
-        preferred = [default + i for i in range(size)]
-        for attempt in range(attempts):
-            cluster = nats_cluster(
-                self.home.root,
-                size,
-                ports=preferred if attempt == 0 else (),
-                avoid=_service_ports(),
-                auth=self._auth(),
-            )
-            try:
-                return cluster.start()
-            except EmbeddedError as exc:
-                cluster.stop()
-                if attempt == attempts - 1:
-                    raise UpError(f"embedded NATS cluster failed to start: {exc}") from exc
-        raise AssertionError("unreachable")
-
-    def _auth(self) -> NatsAuth:
-        """The embedded bus's credentials (made on the first start, then reused)."""
-        if self.nats_auth is None:
-            self.nats_auth = NatsAuth.ensure(self.home.root / "nats-auth")
-        return self.nats_auth
-
-    def service_env(self, service: str, env: dict[str, str]) -> dict[str, str]:
-        """``env`` for ``service``'s process: on the embedded bus, its own NATS user."""
-        if self.nats_auth is None:
-            return env
-        own = {"APEX_NATS_CREDS": str(self.nats_auth.creds_path(service))}
-        if service == "auth":  # auth issues and revokes tenants' service accounts
-            own |= {
-                "APEX_NATS_ISSUER_FILE": str(self.nats_auth.issuer_path),
-                "APEX_NATS_SYSTEM_CREDS": str(self.nats_auth.creds_path("system")),
-            }
-        return {**env, **own}
-
-    def start(self) -> dict[str, str]:
-        env: dict[str, str] = {}
-        size = nats_cluster_size()
-        if size > 1 and not os.environ.get("APEX_NATS_URL"):
-            cluster = self._start_cluster(size)
-            for node in cluster.nodes:
-                self.servers[node.name] = node
-                self.home.pid_file(node.name).write_text(str(node.pid))
-            env["APEX_NATS_URL"] = cluster.url
-            env["APEX_NATS_REPLICAS"] = os.environ.get("APEX_NATS_REPLICAS") or str(size)
-            self.emit("apex", f"nats: embedded cluster of {size} at {cluster.url}, data in {self.home.root}")
-        makers = {
-            "nats": lambda port: nats_server(self.home.root / "nats", port, auth=self._auth()),
-            "postgres": lambda port: postgres_server(self.home.root / "postgres", port),
-            "redis": lambda port: valkey_server(self.home.root / "redis", port),
-        }
-        for name, (variable, default_port) in INFRA_URLS.items():
-            if variable in env:
-                continue
-            configured = os.environ.get(variable)
-            if configured:
-                if not _answers(configured, default_port):
-                    raise UpError(
-                        f"{variable}={configured} does not answer. Start it, or unset "
-                        f"{variable} to use an embedded {name}."
-                    )
-                env[variable] = configured
-                self.emit("apex", f"{name}: using {configured}")
-                continue
-            _kill_leftover(self.home.pid_file(name))
-            server, port = self._start_one(name, makers[name], default_port)
-            self.servers[name] = server
-            self.home.pid_file(name).write_text(str(server.pid))
-            env[variable] = server.url
-            moved = "" if port == default_port else f" (port {default_port} was taken)"
-            self.emit("apex", f"{name}: embedded at {server.url}{moved}, data in {server.data_dir}")
-        if self.nats_auth is not None:
-            # what ``apex up`` records (and its tools, the tests, migrations use): the
-            # administrator of the APEX account; each service gets its own (service_env)
-            env["APEX_NATS_CREDS"] = str(self.nats_auth.creds_path(ADMIN))
-            self.emit("apex", f"nats: authentication on, credentials in {self.nats_auth.root}")
-        if not os.environ.get("APEX_CLICKHOUSE_URL"):
-            env["APEX_CHDB_PATH"] = str(self.home.root / "chdb")
-            self.emit(
-                "apex", f"clickhouse: embedded engine (chdb) in persistence, data in {env['APEX_CHDB_PATH']}"
-            )
-        return env
-
-    def revive(self) -> None:
-        """Restarts an embedded server that exited, ``restart_after_s`` after it was
-        seen dead (same port, same data: a NATS node rejoins its cluster and catches up)."""
-        now = time.monotonic()
-        for name, server in self.servers.items():
-            if server.process is None or server.process.poll() is None:
-                continue
-            died = self._died_at.setdefault(name, now)
-            if died == now:
-                self.emit(
-                    "apex",
-                    f"{name} exited ({server.process.returncode}); restarting in {self.restart_after_s:.0f} s",
-                )
-            if now - died < self.restart_after_s:
-                continue
-            del self._died_at[name]
-            try:
-                server.start()
-            except EmbeddedError as exc:
-                self.emit("apex", f"{name} did not restart ({exc}); trying again")
-                continue
-            self.home.pid_file(name).write_text(str(server.pid))
-            self.emit("apex", f"{name} restarted (pid {server.pid})")
-
-    def stop(self) -> None:
-        for name, server in reversed(list(self.servers.items())):
-            server.stop()
-            self.home.pid_file(name).unlink(missing_ok=True)
-
-
-def _service_ports() -> set[int]:
-    """The ports the services will listen on (configured, else their defaults): free now,
-    not bound yet, so no embedded server may take them."""
-    ports = set()
-    for variable, default in SERVICE_PORTS.values():
-        value = os.environ.get(variable, "")
-        ports.add(int(value) if value.isdigit() else default)
-    return ports
 
 
 class ServiceProcess:
@@ -382,7 +163,7 @@ async def run_up(home: Home, stop: asyncio.Event, *, ready_timeout: float = 120.
         return 1
     services = [ServiceProcess(name, infra.service_env(name, env), home, emit) for name in START_ORDER]
     for name in START_ORDER:
-        _kill_leftover(home.pid_file(name))
+        kill_leftover(home.pid_file(name))
     tasks = [asyncio.create_task(s.supervise(stop)) for s in services]
     gateway = f"http://127.0.0.1:{env['APEX_GATEWAY_PORT']}"
     ready_in = await _race(wait_ready(gateway, services, ready_timeout), stop)

@@ -19,7 +19,7 @@ from apex_runtime.port import (
     Subscription,
     WrongRevision,
 )
-from apex_runtime.settings import ServiceSettings
+from apex_runtime.settings import NatsCredentialsRequired, ServiceSettings
 from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 from apex_runtime.tracing import Tracing, configure_tracing
 from apex_runtime.watch import SubjectWatch
@@ -31,6 +31,7 @@ __all__ = [
     "KvBucket",
     "KvEntry",
     "NatsBus",
+    "NatsCredentialsRequired",
     "Notice",
     "PullConsumer",
     "Pulled",

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats.security import NatsCredentials, NatsSecurity
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.streams import ConsumerSpec
@@ -21,6 +22,17 @@ from apex_runtime.port import Bus
 from apex_runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+def _security(settings: ServiceSettings) -> NatsSecurity | None:
+    """``settings.nats_options()`` as FastStream takes them (its ``security``): the
+    service's credentials and the TLS context that verifies the server."""
+    options = settings.nats_options()
+    if "user_credentials" in options:
+        return NatsCredentials(options["user_credentials"], ssl_context=options.get("tls"))
+    if "tls" in options:
+        return NatsSecurity(ssl_context=options["tls"])
+    return None
 
 
 class ServiceHost:
@@ -53,7 +65,7 @@ class ServiceHost:
             log_level=logging.DEBUG,
             graceful_timeout=10.0,
             logger=logging.getLogger("apex.faststream"),
-            **settings.nats_options(),
+            security=_security(settings),
         )
         self._bus: Bus | None = None
         self._stop = asyncio.Event()

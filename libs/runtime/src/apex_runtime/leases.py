@@ -7,6 +7,11 @@ never both hold it; a holder that dies simply lets it expire. ``hold`` renews th
 in the background while the work runs and marks it ``lost`` when a renewal fails, so
 the work can check before it commits. Expiry uses wall clocks: keep ``ttl_s`` far above
 the clock skew between hosts and the pauses of a process.
+
+Each taking of a lease has its own token: a renewal the bus did not confirm may land
+later (the client sends what it buffered once it reconnects), so a renewal that loses its
+compare-and-set first reads the lease back, and only another token there means it was
+taken over.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -36,6 +42,7 @@ class Lease:
     revision: int
     expires_at: float
     lost: bool = False
+    token: str = ""
 
 
 class Leases:
@@ -46,17 +53,18 @@ class Leases:
         self.holder = holder
         self._clock = clock
 
-    def _value(self, ttl_s: float) -> tuple[bytes, float]:
+    def _value(self, ttl_s: float, token: str) -> tuple[bytes, float]:
         expires_at = self._clock() + ttl_s
-        return orjson.dumps({"holder": self.holder, "expires_at": expires_at}), expires_at
+        return orjson.dumps({"holder": self.holder, "token": token, "expires_at": expires_at}), expires_at
 
     async def try_acquire(self, name: str, ttl_s: float) -> Lease | None:
         """The lease when nobody holds it (or its holder let it expire); else None."""
-        value, expires_at = self._value(ttl_s)
+        token = uuid.uuid4().hex
+        value, expires_at = self._value(ttl_s, token)
         try:
             try:
                 revision = await self._kv.create(name, value)
-                return Lease(name, self.holder, revision, expires_at)
+                return Lease(name, self.holder, revision, expires_at, token=token)
             except WrongRevision:
                 pass
             entry = await self._kv.get(name)
@@ -70,7 +78,7 @@ class Leases:
             except WrongRevision:
                 return None  # another replica took the expired lease first
             log.warning("took over lease %s from %s (expired)", name, current.get("holder"))
-            return Lease(name, self.holder, revision, expires_at)
+            return Lease(name, self.holder, revision, expires_at, token=token)
         except _KV_FAILURES as exc:
             raise Unavailable(f"leases: {exc!r}", code=ErrorCode.BUS_UNAVAILABLE) from exc
 
@@ -90,14 +98,20 @@ class Leases:
 
     async def renew(self, lease: Lease, ttl_s: float) -> bool:
         """Extends a lease still held; False (and ``lost``) when it was taken over."""
-        value, expires_at = self._value(ttl_s)
-        try:
-            lease.revision = await self._kv.update(lease.name, value, last=lease.revision)
-        except WrongRevision:
-            lease.lost = True
-            return False
-        lease.expires_at = expires_at
-        return True
+        value, expires_at = self._value(ttl_s, lease.token)
+        while True:
+            try:
+                lease.revision = await self._kv.update(lease.name, value, last=lease.revision)
+            except WrongRevision:
+                entry = await self._kv.get(lease.name)
+                current = orjson.loads(entry.value) if entry is not None and entry.value else {}
+                if entry is None or current.get("token") != lease.token or entry.revision == lease.revision:
+                    lease.lost = True
+                    return False
+                lease.revision = entry.revision  # a renewal of ours landed late: renew from there
+                continue
+            lease.expires_at = expires_at
+            return True
 
     async def release(self, lease: Lease) -> None:
         """Gives the lease up (a no-op when it was taken over meanwhile)."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
@@ -93,10 +95,19 @@ class AccountIssuer:
         return Issued(user.public, natsjwt.creds(token, user))
 
 
-async def push_account(url: str, system_creds: Path, account_jwt: str, *, timeout_s: float = 5.0) -> None:
-    """Hands ``account_jwt`` to the servers through the system account; Unavailable
+async def push_account(
+    url: str,
+    system_creds: Path,
+    account_jwt: str,
+    *,
+    tls: ssl.SSLContext | None = None,
+    timeout_s: float = 5.0,
+) -> None:
+    """Hands ``account_jwt`` to the servers through the system account (``tls``: the
+    context that verifies them, ``ServiceSettings.nats_tls()``); Unavailable
     (``bus_unavailable``) when no server answers or one refuses it."""
     servers = [part.strip() for part in url.split(",") if part.strip()]
+    options: dict[str, Any] = {"tls": tls} if tls is not None else {}
     try:
         nc = await nats.connect(
             servers,
@@ -104,6 +115,7 @@ async def push_account(url: str, system_creds: Path, account_jwt: str, *, timeou
             name="apex-account-issuer",
             connect_timeout=3,
             allow_reconnect=False,
+            **options,
         )
     except (OSError, nats.errors.Error) as exc:
         raise Unavailable(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,12 @@ def _placeholder_secret(name: str, value: object) -> bool:
     return isinstance(value, str) and name.endswith(("_url", "_dsn")) and placeholder_in_url(value)
 
 
+class NatsCredentialsRequired(ValueError):
+    """``APEX_ENV=production`` without ``APEX_NATS_CREDS``: a production service never
+    connects to the bus anonymously, so it refuses to start (docs/deploy.md, NATS
+    authentication)."""
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APEX_", extra="ignore", frozen=True)
 
@@ -41,7 +48,13 @@ class ServiceSettings(BaseSettings):
     nats_creds: Path | None = Field(
         default=None,
         description="this service's NATS credentials file (.creds: its user JWT and nkey seed); unset:"
-        " connect without credentials (a server without authentication, e.g. the tests' own)",
+        " connect without credentials (a server without authentication, e.g. the tests' own);"
+        " required in production",
+    )
+    nats_ca: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) the NATS servers' certificates are signed by: the client"
+        " verifies the server with it over TLS (tls:// URLs); unset: the system's roots",
     )
     instance_id: str = Field(default_factory=default_instance, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     http_host: str = "127.0.0.1"
@@ -58,8 +71,34 @@ class ServiceSettings(BaseSettings):
     )
 
     def nats_options(self) -> dict[str, Any]:
-        """What the NATS connect call needs to authenticate as this service."""
-        return {"user_credentials": str(self.nats_creds)} if self.nats_creds else {}
+        """What nats-py's connect needs to authenticate as this service
+        (``user_credentials``) and to verify the server (``tls``, when ``APEX_NATS_CA`` is
+        set). Raises ``NatsCredentialsRequired`` in production without credentials: every
+        bus connection a service makes is built here, so none is ever anonymous there."""
+        if self.env == "production" and self.nats_creds is None:
+            raise NatsCredentialsRequired(
+                "APEX_NATS_CREDS is not set: in production (APEX_ENV=production) a service connects"
+                " to NATS only as its own user; give it its .creds file (docs/deploy.md, NATS"
+                " authentication)"
+            )
+        options: dict[str, Any] = {}
+        if self.nats_creds is not None:
+            options["user_credentials"] = str(self.nats_creds)
+        tls = self.nats_tls()
+        if tls is not None:
+            options["tls"] = tls
+        return options
+
+    def nats_tls(self) -> ssl.SSLContext | None:
+        """A client context that verifies the server's certificate and host name against
+        ``APEX_NATS_CA``; None when unset (nats-py then uses the system's roots for a
+        server that requires TLS)."""
+        if self.nats_ca is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=str(self.nats_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"APEX_NATS_CA={self.nats_ca}: not a readable PEM certificate ({exc})") from exc
 
     @field_validator("nats_stream_max_bytes")
     @classmethod

@@ -165,7 +165,12 @@ def _service_accounts(settings: AuthSettings, db: Database) -> ServiceAccounts:
     if settings.issues_service_accounts and settings.nats_issuer_file and creds:
         issuer = AccountIssuer.load(settings.nats_issuer_file)
     return ServiceAccounts(
-        db, issuer, nats_url=settings.nats_url, public_url=settings.bus_url_for_clients, system_creds=creds
+        db,
+        issuer,
+        nats_url=settings.nats_url,
+        public_url=settings.bus_url_for_clients,
+        system_creds=creds,
+        tls=settings.nats_tls(),
     )
 
 

@@ -17,7 +17,14 @@ idempotency key.
 - ``finish`` writes the outcome at the claim's revision; ``LeaseLost`` when it moved on.
 
 Expiry is judged on the waiter's own clock (the claim's revision unchanged for
-``lease_s``), never by comparing clocks of two machines."""
+``lease_s``), never by comparing clocks of two machines.
+
+A write the ledger did not confirm (a timeout while the bus restarts) may still land:
+the client sends what it buffered once it reconnects. So a compare-and-set that loses is
+not yet proof of a takeover: ``_ours`` reads the record back, and a claim with this
+executor's own claimant (its renewal landed) or the very outcome it wrote means the
+claim still holds, at the revision read. Without that, an executor whose own renewal
+landed late would drop its outcome as "taken over" and the call would never complete."""
 
 from __future__ import annotations
 
@@ -140,7 +147,9 @@ async def _renew(ledger: Ledger, held: Held) -> None:
         try:
             held.revision = await ledger.replace(held.call_id, renewed, held.revision)
         except Taken as exc:
-            raise LeaseLost(held.call_id) from exc
+            if await _ours(ledger, held) is None:
+                raise LeaseLost(held.call_id) from exc
+            continue  # an unconfirmed renewal of ours landed: renew from there
         except Unavailable as exc:
             log.warning("lease of tool call %s not renewed: %s", held.call_id, exc.message)
             continue
@@ -150,13 +159,39 @@ async def _renew(ledger: Ledger, held: Held) -> None:
 async def finish(ledger: Ledger, held: Held, outcome: LedgerEntry) -> int:
     """Writes the outcome under the claim; returns its revision. LeaseLost when another
     executor took the call over meanwhile (its outcome is the one that counts)."""
-    try:
-        return await ledger.replace(held.call_id, outcome, held.revision)
-    except Taken as exc:
-        raise LeaseLost(held.call_id) from exc
+    while True:
+        try:
+            return await ledger.replace(held.call_id, outcome, held.revision)
+        except Taken as exc:
+            match await _ours(ledger, held, outcome):
+                case None:
+                    raise LeaseLost(held.call_id) from exc
+                case LedgerEntry():
+                    return held.revision  # an unconfirmed write of this outcome landed
+                case Claim():
+                    continue  # a late renewal of ours moved the revision: write over it
 
 
 async def give_back(ledger: Ledger, held: Held) -> None:
     """Releases a claim without an outcome (the call will be tried again), so the next
     delivery claims it at once instead of waiting out the lease."""
     await ledger.release(held.call_id, held.revision)
+    if isinstance(await _ours(ledger, held), Claim):  # a late renewal of ours: release that
+        await ledger.release(held.call_id, held.revision)
+
+
+async def _ours(ledger: Ledger, held: Held, outcome: LedgerEntry | None = None) -> Claim | LedgerEntry | None:
+    """The record, when it is still this executor's: its own claim (``held`` moves to
+    that revision) or ``outcome`` itself; None when another executor's record is there
+    (or none is)."""
+    found = await ledger.read(held.call_id)
+    if found is None:
+        return None
+    record, revision = found
+    if isinstance(record, Claim) and record.claimant == held.claim.claimant:
+        held.claim, held.revision = record, revision
+        return record
+    if outcome is not None and record.model_dump_json() == outcome.model_dump_json():
+        held.revision = revision
+        return record
+    return None

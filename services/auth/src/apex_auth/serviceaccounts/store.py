@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from pathlib import Path
 
 from sqlalchemy import insert, select, update
@@ -51,8 +52,10 @@ class ServiceAccounts:
         nats_url: str,
         public_url: str,
         system_creds: Path | None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._db = db
+        self._tls = tls
         self._issuer = issuer
         self._nats_url = nats_url
         self._public_url = public_url
@@ -156,7 +159,7 @@ class ServiceAccounts:
             ).all()
             # NATS refuses every JWT of the key issued at or before this second
             revoked = {row.public_key: int(row.revoked_at.timestamp()) for row in rows}
-            await push_account(self._nats_url, self._system_creds, issuer.account_jwt(revoked))
+            await push_account(self._nats_url, self._system_creds, issuer.account_jwt(revoked), tls=self._tls)
         return len(revoked)
 
     async def keep_published(self, stop: asyncio.Event, retry_s: float = 5.0) -> None:
