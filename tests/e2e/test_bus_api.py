@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -36,8 +37,9 @@ TERMINAL = ("run.completed", "run.failed", "run.cancelled")
 class ServiceAccount:
     """A service holding nothing but what ``POST /api/v1/service-accounts`` answered."""
 
-    def __init__(self, created: dict[str, Any], home: Path) -> None:
+    def __init__(self, created: dict[str, Any], home: Path, tls: ssl.SSLContext | None = None) -> None:
         self.created = created
+        self.tls = tls
         self.tenant_id, self.user_id = created["tenant_id"], created["user_id"]
         self.creds = home / f"{created['id']}.creds"
         self.creds.write_text(created["creds"])
@@ -58,6 +60,7 @@ class ServiceAccount:
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             allow_reconnect=False,
+            **({"tls": self.tls} if self.tls else {}),
         )
 
     def subject(self, operation: str) -> str:
@@ -67,10 +70,12 @@ class ServiceAccount:
         return any(f'{what} to "{subject.lower()}"' in e for e in self.refused)
 
 
-def create(platform: Platform, admin: User, name: str = "nightly export") -> ServiceAccount:
+def create(
+    platform: Platform, admin: User, name: str = "nightly export", tls: ssl.SSLContext | None = None
+) -> ServiceAccount:
     response = platform.api(admin, "POST", "/api/v1/service-accounts", json={"name": name})
     assert response.status_code == 201, response.text
-    return ServiceAccount(response.json(), platform.home)
+    return ServiceAccount(response.json(), platform.home, tls)
 
 
 async def events_of(
