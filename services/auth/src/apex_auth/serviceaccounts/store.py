@@ -146,8 +146,9 @@ class ServiceAccounts:
     async def publish_revocations(self) -> int:
         """Pushes the account JWT with every revoked key to the servers; returns how many
         (Unavailable when the bus does not take it)."""
-        issuer = self._require_issuer()
-        assert self._system_creds is not None  # _require_issuer checked both
+        issuer, system_creds = self._require_issuer(), self._system_creds
+        if system_creds is None:  # _require_issuer checked it; typed here
+            raise Unavailable(_NOT_CONFIGURED, code=ErrorCode.SERVICE_UNAVAILABLE)
         async with self._db.transaction() as conn:
             await advisory_xact_lock(conn, _PUSH_LOCK)
             rows = (
@@ -159,7 +160,7 @@ class ServiceAccounts:
             ).all()
             # NATS refuses every JWT of the key issued at or before this second
             revoked = {row.public_key: int(row.revoked_at.timestamp()) for row in rows}
-            await push_account(self._nats_url, self._system_creds, issuer.account_jwt(revoked), tls=self._tls)
+            await push_account(self._nats_url, system_creds, issuer.account_jwt(revoked), tls=self._tls)
         return len(revoked)
 
     async def keep_published(self, stop: asyncio.Event, retry_s: float = 5.0) -> None:
