@@ -123,7 +123,7 @@ BUS_API: list[tuple[str, str, Any, str, str]] = [
         bytes,
         _ACCOUNT,
         "Usage records as NDJSON (one JSON object a line, the fields of POST /api/v1/usage), at most "
-        "the server's max_payload (1 MiB). Reply: POST /api/v1/usage's answer with type usage.ingested "
+        "the servers' max_payload (8 MB as Apex configures NATS). Reply: POST /api/v1/usage's answer with type usage.ingested "
         "{accepted, duplicates, rejected: [{line, error}], ...}, "
         + _ERROR_REPLY
         + "Answered by the ingest service (queue group ingest-bus-api).",

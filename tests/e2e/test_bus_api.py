@@ -133,6 +133,17 @@ async def test_a_service_account_runs_follows_replays_and_ingests(platform: Plat
         seqs = [seq for seq, _ in followed]
         assert seqs == sorted(set(seqs))
 
+        cancel = {"run_id": reply["run_id"]}
+        cancelled = orjson.loads(
+            (await nc.request(account.subject("run.cancel"), orjson.dumps(cancel), timeout=15)).data
+        )
+        assert cancelled == {
+            "type": "run.cancel.requested",
+            "run_id": reply["run_id"],
+            "thread_id": reply["thread_id"],
+            "status": "cancel_requested",
+        }
+
         replayed = await events_of(nc, account, reply["run_id"])  # from seq 0 again
         assert [seq for seq, _ in replayed] == seqs
         assert [event["id"] for _, event in replayed] == [event["id"] for _, event in followed]
