@@ -180,6 +180,7 @@ def init_deployment(
     account = out / ACCOUNT_ID
     account.write_text(auth.account.public)  # no newline: KEDA takes the value as is
     written = [out / "keys.json", *(auth.creds_path(name) for name in (*SERVICES, ADMIN, "system"))]
+    written.append(auth.issuer_path)  # the auth service's, for tenants' service accounts
     written += [server, account]
     if tls_hosts is not None:
         tls = ensure_dev_tls(out / "tls", tls_hosts)
