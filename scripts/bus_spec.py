@@ -9,7 +9,7 @@ from typing import Any
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
-from apex_contracts import commands, events, subjects
+from apex_contracts import busapi, commands, events, frames, subjects
 from apex_contracts.audit import AuditEntry
 from apex_contracts.health import Heartbeat
 
@@ -85,6 +85,52 @@ PUBLISHED: list[tuple[str, str, Any, str, str]] = [
 ]
 
 
+_API = busapi.API_PREFIX + ".{tenant_id}.{user_id}."
+_ERROR_REPLY = (
+    "or an error frame {type: error, code, message, retryable} (the WebSocket's codes: invalid_json, "
+    "invalid_frame, invalid_id, not_found, bus_unavailable, internal_error). "
+)
+_ACCOUNT = (
+    "a tenant's service account (request/reply; its replies arrive under its inbox prefix "
+    "_INBOX.{user_id}). The NATS server refuses any other tenant or user. See docs/bus-api.md."
+)
+# The bus API: what a service account sends (it may also read its threads' events,
+# ``apex.evt.<tenant_id>.<user_id>.>``, by core subscription or a filtered ordered consumer)
+BUS_API: list[tuple[str, str, Any, str, str]] = [
+    (
+        _API + busapi.OP_MESSAGE_SEND,
+        "bus API message.send",
+        frames.MessageSend,
+        _ACCOUNT,
+        "The WebSocket message.send frame's JSON (type optional): starts a run, once per client_msg_id. "
+        "Reply: the message.accepted frame {type, client_msg_id, thread_id, run_id}, "
+        + _ERROR_REPLY
+        + "Answered by the gateway (queue group gateway-bus-api).",
+    ),
+    (
+        _API + busapi.OP_RUN_CANCEL,
+        "bus API run.cancel",
+        frames.RunCancelFrame,
+        _ACCOUNT,
+        "The WebSocket run.cancel frame's JSON: the run ends with run.cancelled. Reply: "
+        "{type: run.cancel.requested, run_id, thread_id, status: cancel_requested}, "
+        + _ERROR_REPLY
+        + "Answered by the gateway (queue group gateway-bus-api).",
+    ),
+    (
+        _API + busapi.OP_USAGE_INGEST,
+        "bus API usage.ingest",
+        bytes,
+        _ACCOUNT,
+        "Usage records as NDJSON (one JSON object a line, the fields of POST /api/v1/usage), at most "
+        "the servers' max_payload (8 MB as Apex configures NATS). Reply: POST /api/v1/usage's answer with type usage.ingested "
+        "{accepted, duplicates, rejected: [{line, error}], ...}, "
+        + _ERROR_REPLY
+        + "Answered by the ingest service (queue group ingest-bus-api).",
+    ),
+]
+
+
 def _routers() -> list[Any]:
     from apex_agents.handlers import build_router as agents_router
     from apex_orchestrator.handlers import build_router as orchestrator_router
@@ -103,7 +149,7 @@ def build_spec() -> dict[str, Any]:
     broker = NatsBroker("nats://127.0.0.1:4222", description="Apex bus: NATS JetStream")
     for router in _routers():
         broker.include_router(router)
-    for subject, title, payload, publisher, description in PUBLISHED:
+    for subject, title, payload, publisher, description in [*PUBLISHED, *BUS_API]:
         broker.publisher(
             subject, title=title, description=f"Published by {publisher}. {description}", schema=payload
         )

@@ -36,3 +36,10 @@ def test_asyncapi_documents_every_command_and_the_events() -> None:
     schemas = json.dumps(spec["components"])
     for event_type in ("run.accepted", "agent_thinking", "tool_completed", "run.completed"):
         assert event_type in schemas, event_type
+
+
+def test_asyncapi_documents_the_bus_api() -> None:
+    spec = json.loads(asyncapi_document())
+    addresses = {channel["address"] for channel in spec["channels"].values()}
+    for operation in ("message.send", "run.cancel", "usage.ingest"):
+        assert f"apex.api.{{tenant_id}}.{{user_id}}.{operation}" in addresses, operation

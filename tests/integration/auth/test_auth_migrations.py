@@ -14,8 +14,10 @@ TABLES = {
     "invites",
     "signing_keys",
     "audit_outbox",
+    "service_accounts",
     "alembic_version_auth",
 }
+HEAD = "0002"
 
 
 async def auth_tables(conn: asyncpg.Connection) -> set[str]:
@@ -31,17 +33,17 @@ async def test_upgrade_downgrade_upgrade_leaves_other_trees_alone(pg_dsn: str) -
 
         assert await current_revision(pg_dsn) is None
         await migrate(pg_dsn)
-        assert await current_revision(pg_dsn) == "0001"
+        assert await current_revision(pg_dsn) == HEAD
         assert await auth_tables(conn) == TABLES
         await migrate(pg_dsn)  # idempotent
-        assert await current_revision(pg_dsn) == "0001"
+        assert await current_revision(pg_dsn) == HEAD
 
         await migrate(pg_dsn, "base", down=True)
         assert await current_revision(pg_dsn) is None
         assert await auth_tables(conn) == {"alembic_version_auth"}
 
         await migrate(pg_dsn)
-        assert await current_revision(pg_dsn) == "0001"
+        assert await current_revision(pg_dsn) == HEAD
         assert await auth_tables(conn) == TABLES
         assert await conn.fetchval("SELECT version_num FROM public.alembic_version") == ("other_service_head")
     finally:

@@ -21,7 +21,12 @@ def test_init_writes_every_file_private_where_secret(
 ) -> None:
     out = tmp_path / "nats-auth"
     assert main(["nats-auth", "init", "--out", str(out), "--tls"]) == 0
-    secret = ["keys.json", *(f"{s}.creds" for s in (*SERVICES, "admin", "system")), "tls/tls.key"]
+    secret = [
+        "keys.json",
+        *(f"{s}.creds" for s in (*SERVICES, "admin", "system")),
+        "issuer.json",
+        "tls/tls.key",
+    ]
     public = ["server-auth.conf", "apex-account.pub", "tls/ca.crt", "tls/tls.crt"]
     for name in secret:
         assert (out / name).stat().st_mode & 0o777 == 0o600, name

@@ -159,7 +159,13 @@ class Infra:
         """``env`` for ``service``'s process: on the embedded bus, its own NATS user."""
         if self.nats_auth is None:
             return env
-        return {**env, "APEX_NATS_CREDS": str(self.nats_auth.creds_path(service))}
+        own = {"APEX_NATS_CREDS": str(self.nats_auth.creds_path(service))}
+        if service == "auth":  # auth issues and revokes tenants' service accounts
+            own |= {
+                "APEX_NATS_ISSUER_FILE": str(self.nats_auth.issuer_path),
+                "APEX_NATS_SYSTEM_CREDS": str(self.nats_auth.creds_path("system")),
+            }
+        return {**env, **own}
 
     def start(self) -> dict[str, str]:
         env: dict[str, str] = {}

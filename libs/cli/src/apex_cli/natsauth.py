@@ -8,7 +8,9 @@ and kept (``keys.json``): the platform's identity and every ``.creds`` survive r
 the code that runs. Users are signed by the account's signing key, never the account key
 itself, so the same key can later issue (and the account JWT revoke) tenants' users at
 run time; ``system.creds`` is the system-account user that pushes an updated account JWT
-to the servers (the full resolver keeps it)."""
+to the servers (the full resolver keeps it), and ``issuer.json`` what the auth service
+needs to issue and revoke tenants' service accounts (the signing key, the operator key
+that re-signs the account JWT with its revocations, the account's public key)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from pathlib import Path
 
 from apex_runtime import natsjwt
 from apex_runtime.buspermissions import SERVICES, service_permissions
+from apex_runtime.natsissuer import ACCOUNT_NAME, AccountIssuer
 from apex_runtime.natsjwt import Nkey
 
-ACCOUNT = "APEX"
+ACCOUNT = ACCOUNT_NAME
 ADMIN = "admin"
 # What ``apex nats-auth init`` writes besides the keys and the .creds files (compose reads
 # the folder as it is; docs/deploy.md maps each file to a key of the secret store for k8s)
@@ -73,7 +76,18 @@ class NatsAuth:
             _write_secret(keys_file, json.dumps(seeds, indent=2) + "\n")
         auth = cls(root, *(Nkey(seeds[name]) for name in ("operator", "system", "account", "signer")))
         auth._write_users({name: Nkey(seed) for name, seed in users.items()})
+        _write_secret(auth.issuer_path, auth.issuer.to_json() + "\n")
         return auth
+
+    @property
+    def issuer(self) -> AccountIssuer:
+        return AccountIssuer(self.operator, self.account.public, self.signer)
+
+    @property
+    def issuer_path(self) -> Path:
+        """What issues and revokes service accounts (the auth service's
+        ``APEX_NATS_ISSUER_FILE``)."""
+        return self.root / "issuer.json"
 
     def creds_path(self, user: str) -> Path:
         """``<service>``, ``admin`` (every subject of the APEX account: tests, operators'
@@ -81,14 +95,7 @@ class NatsAuth:
         return self.root / f"{user}.creds"
 
     def account_jwt(self, revocations: dict[str, int] | None = None) -> str:
-        return natsjwt.account_jwt(
-            self.operator,
-            self.account.public,
-            ACCOUNT,
-            jetstream=True,
-            signing_keys=[self.signer.public],
-            revocations=revocations,
-        )
+        return self.issuer.account_jwt(revocations)
 
     def server_config(self, resolver_dir: Path) -> str:
         """Operator mode with the full resolver: the server keeps account JWTs in
@@ -173,6 +180,7 @@ def init_deployment(
     account = out / ACCOUNT_ID
     account.write_text(auth.account.public)  # no newline: KEDA takes the value as is
     written = [out / "keys.json", *(auth.creds_path(name) for name in (*SERVICES, ADMIN, "system"))]
+    written.append(auth.issuer_path)  # the auth service's, for tenants' service accounts
     written += [server, account]
     if tls_hosts is not None:
         tls = ensure_dev_tls(out / "tls", tls_hosts)

@@ -25,6 +25,8 @@ AuditAction = Literal[
     "auth.invite_created",
     "auth.invite_accepted",
     "auth.key_rotated",
+    "auth.service_account_created",
+    "auth.service_account_revoked",
     "access.cross_tenant",
     "access.denied",
     "data.erased",

@@ -21,7 +21,7 @@ _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _BODY: Final = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
 
 PREFIXES: Final = frozenset(
-    {"ten", "usr", "thr", "run", "msg", "ses", "call", "evt", "cmd", "inv", "con", "key", "upl", "aud"}
+    {"ten", "usr", "thr", "run", "msg", "ses", "call", "evt", "cmd", "inv", "con", "key", "upl", "aud", "sva"}
 )
 _ID_RE: Final = re.compile(rf"^(?P<prefix>[a-z]{{3,4}})_(?P<body>{_BODY})$")
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from apex_contracts import subjects
+from apex_contracts import busapi, subjects
 from apex_contracts.pricing import KV_PRICE_OVERRIDES
 from apex_contracts.streams import (
     AGENT_STEP_CONSUMER,
@@ -58,11 +58,13 @@ _ANY_TENANT_AUDIT: Final = "apex.audit.*"  # audit_subject(<tenant>)
 
 @dataclass(frozen=True)
 class BusPermissions:
-    """A NATS user's allow-lists; ``respond``: may answer requests it receives."""
+    """A NATS user's allow-lists; ``deny_publish`` wins over ``publish``; ``respond``:
+    may answer requests it receives."""
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     respond: bool = False
+    deny_publish: tuple[str, ...] = ()
 
 
 def _topology() -> list[str]:
@@ -147,8 +149,16 @@ def service_permissions(service: str) -> BusPermissions:
                 *(f"$JS.API.STREAM.PURGE.KV_{b}" for b in (KV_IDEMPOTENCY, KV_RUNS, KV_USER_RUNS)),
                 "$JS.API.CONSUMER.INFO.*.*",  # the dashboard's consumer figures
             ]
-            subscribe = [INBOX, subjects.HEALTH_ALL, subjects.CTL_SESSION_REVOKED, subjects.EVT_ALL]
-            respond = False
+            subscribe = [
+                INBOX,
+                subjects.HEALTH_ALL,
+                subjects.CTL_SESSION_REVOKED,
+                subjects.EVT_ALL,
+                # the bus API: service accounts' requests, answered on their reply subject
+                busapi.any_principal(busapi.OP_MESSAGE_SEND),
+                busapi.any_principal(busapi.OP_RUN_CANCEL),
+            ]
+            respond = True
         case "auth":
             publish = [_ANY_TENANT_AUDIT, subjects.CTL_SESSION_REVOKED, subjects.EVT_ALL]
             subscribe = [INBOX]
@@ -217,8 +227,34 @@ def service_permissions(service: str) -> BusPermissions:
                 *_read(APEX_CMD.name),
                 *_kv(KV_LEASES, KV_CONNECTORS),
             ]
-            subscribe = [INBOX, subjects.CTL_SESSION_REVOKED]
-            respond = False
+            subscribe = [INBOX, subjects.CTL_SESSION_REVOKED, busapi.any_principal(busapi.OP_USAGE_INGEST)]
+            respond = True
         case _:
             raise ValueError(f"no bus permissions for service {service!r}; known: {SERVICES}")
     return BusPermissions(publish=_dedupe([*common, *publish]), subscribe=_dedupe(subscribe), respond=respond)
+
+
+def service_account_permissions(tenant_id: str, user_id: str) -> BusPermissions:
+    """A tenant's service account: requests on its own ``apex.api.<tenant>.<user>.>``,
+    its threads' events on ``apex.evt.<tenant>.<user>.>`` (a core subscription, or an
+    ordered consumer of ``APEX_EVT`` created through the API subject that carries that
+    filter: the server checks the request's filter against the subject), replies and
+    deliveries under its own inbox prefix only (``_INBOX.>`` would let it read every
+    other client's replies). The consumer names of our durables on ``APEX_EVT`` are
+    denied: a create under an existing name is an update, which could otherwise narrow
+    a projector's filter. Nothing else: no other tenant or user, no command, no stream
+    or consumer management beyond that one create."""
+    events = subjects.user_events(tenant_id, user_id).removesuffix(".*") + ".>"
+    evt = APEX_EVT.name
+    return BusPermissions(
+        publish=(
+            f"{busapi.API_PREFIX}.{tenant_id}.{user_id}.>",
+            f"$JS.API.CONSUMER.CREATE.{evt}.*.{events}",
+            f"$JS.FC.{evt}.>",  # an ordered consumer's flow-control answers
+        ),
+        subscribe=(f"{busapi.inbox_prefix(user_id)}.>", events),
+        deny_publish=tuple(
+            f"$JS.API.CONSUMER.CREATE.{evt}.{projector_consumer(store).durable}.>"
+            for store in PROJECTED_STORES
+        ),
+    )

@@ -134,19 +134,24 @@ def user_jwt(
     account: str,
     publish: Sequence[str] | None = None,
     subscribe: Sequence[str] | None = None,
+    deny_publish: Sequence[str] = (),
     respond: bool = False,
     expires: int = 0,
 ) -> str:
     """A user of ``account`` signed by ``signer`` (the account key or one of its signing
     keys). ``publish`` / ``subscribe``: the only subjects it may use; None: any (an
-    administrator). ``respond``: it may also publish one reply to the reply subject of
-    each request it receives, for two minutes (NATS' ``allow_responses``)."""
+    administrator). ``deny_publish``: refused even where ``publish`` allows (a deny wins
+    in NATS). ``respond``: it may also publish one reply to the reply subject of each
+    request it receives, for two minutes (NATS' ``allow_responses``)."""
+    pub: dict[str, list[str]] = {} if publish is None else {"allow": list(publish)}
+    if deny_publish:
+        pub["deny"] = list(deny_publish)
     body: dict[str, Any] = {
         "type": "user",
         "subs": UNLIMITED,
         "data": UNLIMITED,
         "payload": UNLIMITED,
-        "pub": {} if publish is None else {"allow": list(publish)},
+        "pub": pub,
         "sub": {} if subscribe is None else {"allow": list(subscribe)},
     }
     if respond:

@@ -23,6 +23,8 @@ from apex_auth.migrate import migrate
 from apex_auth.passwords import Argon2Params, PasswordHashing
 from apex_auth.revocation import Revocations
 from apex_auth.service import AuthService
+from apex_auth.serviceaccounts.api import router as service_accounts_router
+from apex_auth.serviceaccounts.store import ServiceAccounts
 from apex_auth.sessions import Sessions
 from apex_auth.settings import AuthSettings
 from apex_auth.throttle import Limit, Throttle
@@ -30,6 +32,7 @@ from apex_auth.tokens import AccessTokens
 from apex_contracts import ErrorCode, Unavailable
 from apex_runtime import Bus, Health, ServiceHost, configure_logging, heartbeat_loop, ops_routes
 from apex_runtime.clientaddr import trusted_networks
+from apex_runtime.natsissuer import AccountIssuer
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,26 @@ async def _wire(settings: AuthSettings, db: Database, redis: Redis, bus: Bus, he
         relay,
         health,
         AccountClosure(db, revocations, throttle, throttle_limits),
+        _service_accounts(settings, db),
         trusted_networks(settings.trusted_proxies),
+    )
+
+
+def _service_accounts(settings: AuthSettings, db: Database) -> ServiceAccounts:
+    """Issuing needs the issuer file and the system account's credentials; without
+    them (or with ``APEX_SERVICE_ACCOUNTS=false``) a create answers 503."""
+    if settings.service_accounts is not False and not settings.issues_service_accounts:
+        log.info("service accounts: off (APEX_NATS_ISSUER_FILE and APEX_NATS_SYSTEM_CREDS are not set)")
+    issuer, creds = None, settings.nats_system_creds
+    if settings.issues_service_accounts and settings.nats_issuer_file and creds:
+        issuer = AccountIssuer.load(settings.nats_issuer_file)
+    return ServiceAccounts(
+        db,
+        issuer,
+        nats_url=settings.nats_url,
+        public_url=settings.bus_url_for_clients,
+        system_creds=creds,
+        tls=settings.nats_tls(),
     )
 
 
@@ -161,6 +183,7 @@ def build_app(service: AuthService) -> FastAPI:
     app.state.service = service
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(service_accounts_router)
     app.include_router(jwks_router)
     if service.settings.auth_ops_port is None:
         app.router.routes.extend(ops_routes(service.health))
@@ -191,6 +214,7 @@ async def serve(settings: AuthSettings, stop: asyncio.Event) -> None:
     async with open_service(settings, host) as service:
         await host.start(build_app(service))
         host.spawn(service.relay.run(host.stopping), "auth-audit-relay")
+        host.spawn(service.service_accounts.keep_published(host.stopping), "auth-revocations")
         await stop.wait()
 
 

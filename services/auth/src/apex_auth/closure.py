@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from apex_auth.db import Database
 from apex_auth.model import Client, Principal
 from apex_auth.revocation import Actor, Revocations
+from apex_auth.serviceaccounts.store import forget_admin
 from apex_auth.tables import invites, refresh_tokens, sessions, tenants, users
 from apex_auth.throttle import Limit, Throttle, account_key
 from apex_contracts import AuthFailed, ErrorCode
@@ -101,6 +102,7 @@ async def _delete_personal_records(
     )
     outbox = await conn.execute(_OUTBOX_OF_USER, {"user_id": user_id, "email": email})
     await conn.execute(delete(users).where(users.c.id == user_id))
+    await forget_admin(conn, user_id)  # the tenant's service accounts stay, unattributed
     others = await conn.scalar(select(exists().where(users.c.tenant_id == tenant_id)))
     if not others:  # the name the user gave their organisation goes with its last member
         await conn.execute(

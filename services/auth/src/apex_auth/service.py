@@ -11,6 +11,7 @@ from apex_auth.audit import AuditRelay
 from apex_auth.closure import AccountClosure
 from apex_auth.db import Database
 from apex_auth.keys import KeyRing
+from apex_auth.serviceaccounts.store import ServiceAccounts
 from apex_auth.sessions import Sessions
 from apex_auth.settings import AuthSettings
 from apex_runtime import Bus, Health
@@ -29,5 +30,6 @@ class AuthService:
     relay: AuditRelay
     health: Health
     closure: AccountClosure
+    service_accounts: ServiceAccounts
     # the networks of the proxies in front of auth (APEX_TRUSTED_PROXIES), parsed once
     trusted: tuple[Network, ...] = ()

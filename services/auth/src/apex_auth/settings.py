@@ -12,9 +12,9 @@ import os
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from apex_auth.passwords import slots_for_memory
+from apex_auth.serviceaccounts.settings import ServiceAccountSettings
 from apex_contracts.auth import ACCESS_TOKEN_MAX_TTL_S, AUDIENCE, ISSUER
 from apex_contracts.ids import UserId
-from apex_runtime import ServiceSettings
 from apex_runtime.clientaddr import trusted_networks
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/apex"
@@ -25,7 +25,7 @@ ARGON2_MIN_MEMORY_KIB = 19 * 1024
 ARGON2_MIN_TIME_COST = 2
 
 
-class AuthSettings(ServiceSettings):
+class AuthSettings(ServiceAccountSettings):
     postgres_dsn: str = DEFAULT_POSTGRES_DSN
     postgres_pool_size: int = Field(default=5, ge=1, le=100)
     redis_url: str = DEFAULT_REDIS_URL

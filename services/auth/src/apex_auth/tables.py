@@ -112,3 +112,19 @@ audit_outbox = Table(
     _at("created_at", nullable=False),
     _at("sent_at"),
 )
+
+# A tenant's service account: a principal with its own user id, no email or password;
+# its credential is a NATS user (``public_key``), revoked by the account JWT.
+service_accounts = Table(
+    "service_accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Text, ForeignKey("auth.tenants.id"), nullable=False),
+    Column("user_id", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("public_key", Text, nullable=False, unique=True),
+    Column("created_by", Text, nullable=False),
+    _at("created_at", nullable=False),
+    _at("revoked_at"),
+    Column("revoked_by", Text),
+)

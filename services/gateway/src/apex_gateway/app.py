@@ -20,7 +20,8 @@ from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
 from apex_gateway import authproxy, dashboard, ingestproxy
 from apex_gateway.accounts import AuthAccounts
-from apex_gateway.api import admin, runs, threads, usage, users
+from apex_gateway.api import admin, runs, service_accounts, threads, usage, users
+from apex_gateway.busapi import GatewayBusApi
 from apex_gateway.cursor_flusher import CursorFlusher, PersistedCursors
 from apex_gateway.cursors import DeliveryCursors
 from apex_gateway.drain import drain_paced
@@ -75,6 +76,7 @@ def create_app(services: GatewayServices, http: httpx.AsyncClient | None = None)
         usage.router,
         admin.router,
         users.router,
+        service_accounts.router,
         dashboard.router,
         authproxy.router,
         ingestproxy.router,
@@ -241,6 +243,8 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
     async with httpx.AsyncClient() as http:
         services = await build_services(settings, bus, http, redis, host.health)
         await watch_revocations(services, bus)
+        bus_api = GatewayBusApi(bus, services.messages)  # service accounts' requests (docs/bus-api.md)
+        await bus_api.start()
         await host.start(
             create_app(services, http),
             ws_max_size=settings.ws_max_frame_bytes,
@@ -257,6 +261,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         log.info("gateway ready on %s:%d", settings.http_host, settings.gateway_port)
         await stop.wait()
         try:
+            await bus_api.stop()
             await drain(services, settings.gateway_drain_s)
             ticks_stop.set()
             await host.stop_http(15.0)

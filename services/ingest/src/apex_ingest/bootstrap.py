@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from apex_contracts.streams import KV_CONNECTORS, KV_LEASES
 from apex_ingest.api import connectors as connectors_api
 from apex_ingest.api import usage as usage_api
+from apex_ingest.busapi import IngestBusApi
 from apex_ingest.commit import UsageCommitter
 from apex_ingest.connectors.sealing import Sealer
 from apex_ingest.connectors.service import Connectors
@@ -63,6 +64,7 @@ class IngestService:
         self.services: IngestServices | None = None
         self._stop = asyncio.Event()
         self._schedule: asyncio.Task[None] | None = None
+        self._bus_api: IngestBusApi | None = None
 
     def _verifier(self) -> TokenVerifier:
         settings = self.settings
@@ -119,6 +121,9 @@ class IngestService:
         await self._revocations.listen(bus)
         self.services = IngestServices(settings, verifier, committer, connectors, self.host.health, metrics)
         await self.host.start(http_app=create_app(self.services))
+        # service accounts' usage.ingest requests (docs/bus-api.md)
+        self._bus_api = IngestBusApi(bus, committer, metrics, batch_rows=settings.ingest_batch_rows)
+        await self._bus_api.start()
         self._schedule = asyncio.create_task(connectors.run(self._stop), name="connector-schedule")
 
     async def wait(self, stop: asyncio.Event) -> None:
@@ -140,6 +145,8 @@ class IngestService:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._bus_api is not None:
+            await self._bus_api.stop()
         if self._schedule is not None:
             await asyncio.wait([self._schedule], timeout=10.0)
             self._schedule.cancel()
