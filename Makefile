@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: install run test test-unit test-integration test-e2e test-browser browser-deps llm-server lint format bench docs clean
+.PHONY: install run test test-unit test-integration test-e2e test-browser browser-deps node-deps llm-server lint format bench docs clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/apex up
 
-test: install browser-deps llm-server
+test: install browser-deps node-deps llm-server
 	$(PYTEST) tests/unit tests/integration tests/e2e tests/browser
 
 test-unit: install
@@ -34,7 +34,7 @@ test-unit: install
 test-integration: install llm-server
 	$(PYTEST) tests/integration
 
-test-e2e: install
+test-e2e: install node-deps
 	$(PYTEST) tests/e2e
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser).
@@ -43,6 +43,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# Node and npm for the bus API's Node example (examples/node, nats.js from npm), from
+# Debian when the machine has none.
+node-deps:
+	@{ command -v node && command -v npm; } >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 
 # llama.cpp's server and a 135M model for the LLM brain's test against a real server, in
 # their own venv under .llm/ (compiled once, a few minutes; never in the workspace lock).
