@@ -242,7 +242,12 @@ def test_every_secret_a_pod_or_keda_reads_is_made_from_the_store() -> None:
                     needed |= {source["secret"]["name"]} if "secret" in source else set()
         if doc["kind"] == "TriggerAuthentication":
             needed |= {ref["name"] for ref in doc["spec"]["secretTargetRef"]}
-    assert {"nats-server-auth", "nats-tls", "nats-issuer", *(f"nats-creds-{s}" for s in START_ORDER)} <= needed
+    assert {
+        "nats-server-auth",
+        "nats-tls",
+        "nats-issuer",
+        *(f"nats-creds-{s}" for s in START_ORDER),
+    } <= needed
     assert needed <= made, f"read but never made from the store: {sorted(needed - made)}"
     assert set(STORE_FILES) == {
         item["remoteRef"]["key"]

@@ -103,7 +103,9 @@ def _mounted(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("where", ["compose", "k8s"])
-def test_auth_refuses_to_start_without_the_issuer_mounted(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auth_refuses_to_start_without_the_issuer_mounted(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Service accounts are on in both: a missing mount stops auth at start, naming it."""
     if where == "compose":
         environment = compose()["services"]["auth"]["environment"]
