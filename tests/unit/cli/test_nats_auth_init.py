@@ -52,6 +52,6 @@ def test_owner_is_given_to_the_services_creds(tmp_path: Path, capsys: pytest.Cap
     assert "UID:GID" in capsys.readouterr().err
     me = f"{os.getuid()}:{os.getgid()}"  # chown to oneself needs no privilege
     assert main(["nats-auth", "init", "--out", str(out), "--owner", me]) == 0
-    for service in SERVICES:
-        stat = (out / f"{service}.creds").stat()
+    for name in (*(f"{service}.creds" for service in SERVICES), "issuer.json", "system.creds"):
+        stat = (out / name).stat()
         assert (stat.st_uid, stat.st_gid) == (os.getuid(), os.getgid())

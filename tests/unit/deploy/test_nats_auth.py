@@ -40,7 +40,12 @@ STORE_FILES = {
     "apex/nats-tls-key": "tls/tls.key",
     "apex/nats-ca-crt": "tls/ca.crt",
     **{f"apex/nats-creds-{service}": f"{service}.creds" for service in START_ORDER},
+    "apex/nats-issuer": "issuer.json",
+    "apex/nats-system-creds": "system.creds",
 }
+# What auth alone mounts besides its user and the CA, to issue tenants' service accounts:
+# the setting naming the file -> the file of `apex nats-auth init`.
+ISSUER_FILES = {"APEX_NATS_ISSUER_FILE": "issuer.json", "APEX_NATS_SYSTEM_CREDS": "system.creds"}
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +97,33 @@ def test_compose_gives_each_service_its_own_user_and_the_ca() -> None:
     for name in START_ORDER:
         env = services[name]["environment"]
         mounted = {s["target"]: s["source"] for s in services[name]["secrets"]}
+        if name == "auth":
+            mounted = {t: s for t, s in mounted.items() if s not in ("nats-issuer", "nats-system")}
         assert mounted == {env["APEX_NATS_CREDS"]: f"nats-{name}", env["APEX_NATS_CA"]: "nats-ca"}, name
         assert compose()["secrets"][f"nats-{name}"]["file"].endswith(f"/{name}.creds")
         assert all(server.startswith("tls://") for server in nats_servers(interpolate(env["APEX_NATS_URL"])))
     assert compose()["secrets"]["nats-ca"]["file"].endswith("/tls/ca.crt")
     assert "secrets" not in services["migrate"], "the migration job does not use the bus"
+
+
+_ENV_KEYS = set(compose()["x-service"]["environment"])  # every service's (the anchor's)
+
+
+def test_compose_gives_auth_alone_the_issuer_and_the_system_user(generated: Path) -> None:
+    services = compose()["services"]
+    env = {k: interpolate(str(v)) for k, v in services["auth"]["environment"].items() if k not in _ENV_KEYS}
+    mounted = {s["target"]: s["source"] for s in services["auth"]["secrets"]}
+    for setting, file in ISSUER_FILES.items():
+        secret = mounted[env[setting]]  # the setting names a file compose mounts
+        assert compose()["secrets"][secret]["file"].endswith(f"/{file}"), setting
+        assert compose_secret(secret, generated).is_file(), file
+    assert env["APEX_SERVICE_ACCOUNTS"] == "true", "on, and auth refuses to start without both files"
+    _certificate_names(env["APEX_NATS_PUBLIC_URL"])
+    issuer = {"nats-issuer", "nats-system"}
+    for name, service in services.items():
+        if name != "auth":
+            assert not issuer & {s["source"] for s in service.get("secrets", []) if isinstance(s, dict)}, name
+            assert not set(ISSUER_FILES) & set(service.get("environment") or {}), name
 
 
 def test_compose_names_the_files_apex_nats_auth_init_writes(generated: Path) -> None:
@@ -148,15 +175,19 @@ def test_k8s_nats_config_resolver_and_tls_blocks_parse(generated: Path, tmp_path
     assert "type: full" in server_auth and 'dir: "/data/jwt"' in server_auth, "the resolver on the volume"
 
 
-def test_k8s_clients_reach_every_node_over_tls_with_a_certificate_for_its_name() -> None:
-    config = by_kind("ConfigMap")["apex-config"]["data"]
-    servers = nats_servers(config["APEX_NATS_URL"])
-    assert servers and all(server.startswith("tls://") for server in servers)
+def _certificate_names(url: str) -> None:
+    """Every server of ``url`` is reached over TLS at a name the default certificate holds."""
+    servers = nats_servers(url)
+    assert servers and all(server.startswith("tls://") for server in servers), url
     for server in servers:
         host = server.removeprefix("tls://").rsplit(":", 1)[0]
         assert any(
             re.fullmatch(name.replace(".", r"\.").replace("*", "[^.]+"), host) for name in DEFAULT_HOSTS
-        )
+        ), host
+
+
+def test_k8s_clients_reach_every_node_over_tls_with_a_certificate_for_its_name() -> None:
+    _certificate_names(by_kind("ConfigMap")["apex-config"]["data"]["APEX_NATS_URL"])
 
 
 @pytest.mark.parametrize("service", START_ORDER)
@@ -168,13 +199,41 @@ def test_each_k8s_service_mounts_its_own_creds_and_the_ca_readable_by_its_uid(se
     assert mount["readOnly"] is True
     volume = next(v for v in pod["volumes"] if v["name"] == "nats")
     files = {f"{mount['mountPath']}/{path}": (name, key) for name, key, path in _projected(volume)}
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    issuer = {env[setting]: ("nats-issuer", key) for setting, key in ISSUER_FILES.items() if setting in env}
     assert files == {
         config["APEX_NATS_CREDS"]: (f"nats-creds-{service}", "nats.creds"),
         config["APEX_NATS_CA"]: ("nats-tls", "ca.crt"),
-    }, "its own user only, and the CA without the servers' key"
+        **issuer,
+    }, "its own user only, and the CA without the servers' key (auth: the issuer's files)"
+    assert bool(issuer) == (service == "auth"), "auth alone holds the issuer and the system user"
+    assert not set(ISSUER_FILES) & set(config), "not in the ConfigMap every service reads"
     assert volume["projected"]["defaultMode"] == 0o440
     security = pod["securityContext"]
     assert (security["runAsUser"], security["fsGroup"]) == (10001, 10001), "0440 to the group of uid 10001"
+
+
+def test_k8s_auth_issues_service_accounts_with_the_files_it_mounts(generated: Path) -> None:
+    pod = by_kind("Deployment")["auth"]["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "auth")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "nats")
+    volume = next(v for v in pod["volumes"] if v["name"] == "nats")
+    paths = {f"{mount}/{path}": (name, key) for name, key, path in _projected(volume)}
+    secrets = _secret_data(generated)
+    for setting, file in ISSUER_FILES.items():
+        name, key = paths[env[setting]]
+        assert secrets[name][key] == generated / file, setting
+        assert secrets[name][key].is_file()
+    assert env["APEX_SERVICE_ACCOUNTS"] == "true"
+    _certificate_names(env["APEX_NATS_PUBLIC_URL"])
+    readers = [
+        doc["metadata"]["name"]
+        for doc in PRODUCTION
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job")
+        and "nats-issuer" in str(doc["spec"]["template"]["spec"].get("volumes", []))
+    ]
+    assert readers == ["auth"], "no other pod mounts the issuer"
 
 
 def test_every_secret_a_pod_or_keda_reads_is_made_from_the_store() -> None:
@@ -187,7 +246,12 @@ def test_every_secret_a_pod_or_keda_reads_is_made_from_the_store() -> None:
                     needed |= {source["secret"]["name"]} if "secret" in source else set()
         if doc["kind"] == "TriggerAuthentication":
             needed |= {ref["name"] for ref in doc["spec"]["secretTargetRef"]}
-    assert {"nats-server-auth", "nats-tls", *(f"nats-creds-{s}" for s in START_ORDER)} <= needed
+    assert {
+        "nats-server-auth",
+        "nats-tls",
+        "nats-issuer",
+        *(f"nats-creds-{s}" for s in START_ORDER),
+    } <= needed
     assert needed <= made, f"read but never made from the store: {sorted(needed - made)}"
     assert set(STORE_FILES) == {
         item["remoteRef"]["key"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -62,22 +63,60 @@ def test_every_setting_in_k8s_exists() -> None:
 
 
 @pytest.mark.parametrize("service", START_ORDER)
-def test_compose_settings_are_accepted_by_the_service(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compose_settings_are_accepted_by_the_service(
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     environment = compose()["services"][service]["environment"]
-    _only(monkeypatch, {key: interpolate(str(value), COMPOSE_ENV) for key, value in environment.items()})
+    env = {key: interpolate(str(value), COMPOSE_ENV) for key, value in environment.items()}
+    _only(monkeypatch, _mounted(env, tmp_path))
     settings = settings_class(service)()
     assert getattr(settings, f"{service}_port") == int(environment[f"APEX_{service.upper()}_PORT"])
 
 
 @pytest.mark.parametrize("service", START_ORDER)
-def test_k8s_settings_are_accepted_by_the_service(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_k8s_settings_are_accepted_by_the_service(
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     container = of_kind("Deployment")[service]["spec"]["template"]["spec"]["containers"][0]
     mine = {item["name"] for item in container.get("env", [])}
     assert not mine - env_names(settings_class(service)), f"{service} is given settings it does not read"
-    _only(monkeypatch, container_env(container, config_sources()))
+    _only(monkeypatch, _mounted(container_env(container, config_sources()), tmp_path))
     settings = settings_class(service)()
     assert settings.env == "production"  # type: ignore[attr-defined]
     assert getattr(settings, f"{service}_port") == container["ports"][0]["containerPort"]
+
+
+# Files a production service checks at start (auth's, for service accounts): mounted from
+# secrets in the containers; test_nats_auth.py proves the paths are the mounts.
+_FILES_CHECKED_AT_START = ("APEX_NATS_ISSUER_FILE", "APEX_NATS_SYSTEM_CREDS")
+
+
+def _mounted(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """``env`` with each file checked at start put in ``tmp_path``, as the mount would."""
+    placed = dict(env)
+    for key in _FILES_CHECKED_AT_START:
+        if key in env:
+            path = tmp_path / Path(env[key]).name
+            path.write_text("{}")
+            placed[key] = str(path)
+    return placed
+
+
+@pytest.mark.parametrize("where", ["compose", "k8s"])
+def test_auth_refuses_to_start_without_the_issuer_mounted(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Service accounts are on in both: a missing mount stops auth at start, naming it."""
+    if where == "compose":
+        environment = compose()["services"]["auth"]["environment"]
+        env = {key: interpolate(str(value), COMPOSE_ENV) for key, value in environment.items()}
+    else:
+        container = of_kind("Deployment")["auth"]["spec"]["template"]["spec"]["containers"][0]
+        env = container_env(container, config_sources())
+    assert env["APEX_SERVICE_ACCOUNTS"] == "true"
+    _only(monkeypatch, env)  # the paths name mounts absent from this machine
+    with pytest.raises(ValueError, match="APEX_NATS_ISSUER_FILE, APEX_NATS_SYSTEM_CREDS"):
+        settings_class("auth")()
 
 
 def _only(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a name (or IP) of the server certificate; repeat; default: compose's and k8s/'s names",
     )
     init.add_argument(
-        "--owner", help="UID:GID to give the services' .creds (compose: 10001:10001; needs root)"
+        "--owner",
+        help="UID:GID to give the services' .creds, issuer.json and system.creds (compose: 10001:10001; needs root)",
     )
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)

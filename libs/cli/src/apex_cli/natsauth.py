@@ -168,8 +168,8 @@ def init_deployment(
     runs), the server's operator and full-resolver block (``server-auth.conf``, the
     resolver's folder on the NATS volume), the ``APEX`` account's public key (KEDA reads
     the consumers' lag under it) and, with ``tls_hosts``, a development CA and a server
-    certificate for those names (``tls/``). ``owner``: the services' ``.creds`` are
-    chowned to this uid and gid (compose mounts a file with its owner and mode, and the
+    certificate for those names (``tls/``). ``owner``: the services' ``.creds``,
+    ``issuer.json`` and ``system.creds`` (auth's, for service accounts) are chowned to this uid and gid (compose mounts a file with its owner and mode, and the
     services run as uid 10001). Returns the files written."""
     from apex_cli.natstls import ensure_dev_tls
 
@@ -186,8 +186,9 @@ def init_deployment(
         tls = ensure_dev_tls(out / "tls", tls_hosts)
         written += [tls.ca, tls.cert, tls.key]
     if owner is not None:
-        for service in SERVICES:
-            os.chown(auth.creds_path(service), *owner)
+        # the services' users, and what auth alone mounts to issue tenants' service accounts
+        for path in (*(auth.creds_path(s) for s in SERVICES), auth.issuer_path, auth.creds_path("system")):
+            os.chown(path, *owner)
     return written
 
 
