@@ -75,7 +75,10 @@ def sizes(quick: bool) -> dict[str, Any]:
     }
 
 
-async def apex_side(s: dict[str, Any]) -> dict[str, Any]:
+async def apex_side(s: dict[str, Any], partial: Path | None = None) -> dict[str, Any]:
+    """Every figure of the platform's side; a section that fails records its error and
+    the others still run; with ``partial``, what is measured so far is written there
+    after each section (a crash late in the run keeps the earlier figures)."""
     overrides = {
         "APEX_WS_MAX_CONNECTIONS_PER_USER": "10000",
         "APEX_WS_SEND_QUEUE": str(s["replay"] + 1000),
@@ -86,29 +89,38 @@ async def apex_side(s: dict[str, Any]) -> dict[str, Any]:
         "APEX_UPLOAD_MAX_BYTES": str(2**31),
     }
     out: dict[str, Any] = {}
+
+    async def section(name: str, figure: Any) -> None:
+        out[name] = await guarded(figure)
+        if partial is not None:
+            partial.write_text(json.dumps(out, indent=2) + "\n")
+
     with running_platform(count_ops=True, **overrides) as platform:
         out["platform_ready_s"] = round(platform.ready_after_s, 1)  # type: ignore[attr-defined]
-        out["golden_sequential"] = await golden.sequential(platform, s["seq_runs"], s["seq_repeats"])
-        out["cost"] = await guarded(cost.per_run(platform, s["cost_runs"], s["cost_users"]))
-        out["profile"] = await guarded(
-            cost.where_cpu_goes(platform, s["profile_seconds"], s["profile_users"])
+        await section("golden_sequential", golden.sequential(platform, s["seq_runs"], s["seq_repeats"]))
+        await section("cost", cost.per_run(platform, s["cost_runs"], s["cost_users"]))
+        await section("profile", cost.where_cpu_goes(platform, s["profile_seconds"], s["profile_users"]))
+        await section(
+            "golden_concurrent", _each([golden.concurrent(platform, n, s["seconds"]) for n in s["levels"]])
         )
-        out["golden_concurrent"] = [
-            await golden.concurrent(platform, level, s["seconds"]) for level in s["levels"]
-        ]
-        out["dropped_connection"] = await golden.dropped_connection_trials(platform, s["trials"])
+        await section("dropped_connection", golden.dropped_connection_trials(platform, s["trials"]))
         nats_url = platform.recorded_env()["APEX_NATS_URL"]
-        out["floor_jetstream"] = await floors.jetstream_round_trip(nats_url)
-        out["gateway_replay"] = await replay_rate(platform, s["replay"])
-        out["gateway_fanout"] = await floors.gateway_fanout(platform, s["fan_clients"])
-        out["gateway_idle"] = await idle_memory(platform, s["idle"])
-        out["ingest"] = await floors.ingest(platform, s["ingest_rows"])
+        await section("floor_jetstream", floors.jetstream_round_trip(nats_url, **platform.nats_options()))
+        await section("gateway_replay", replay_rate(platform, s["replay"]))
+        await section("gateway_fanout", floors.gateway_fanout(platform, s["fan_clients"]))
+        await section("gateway_idle", idle_memory(platform, s["idle"]))
+        await section("ingest", floors.ingest(platform, s["ingest_rows"]))
         # last: it kills services (apex up starts them again)
-        out["killed_worker"] = await guarded(killed.trials(platform, s["kill_services"]))
-    out["floor_websocket"] = await floors.ws_floor(clients=s["fan_clients"])
-    out["floor_agents_in_process"] = await floors.agents_in_process()
-    out["projections"] = await floors.projections(seconds=s["proj_seconds"])
+        await section("killed_worker", killed.trials(platform, s["kill_services"]))
+    await section("floor_websocket", floors.ws_floor(clients=s["fan_clients"]))
+    await section("floor_agents_in_process", floors.agents_in_process())
+    await section("projections", floors.projections(seconds=s["proj_seconds"]))
     return out
+
+
+async def _each(figures: list[Any]) -> list[Any]:
+    """Awaits ``figures`` one after the other (never side by side: each is a load level)."""
+    return [await figure for figure in figures]
 
 
 async def guarded(figure: Any) -> Any:
@@ -165,7 +177,8 @@ def main() -> int:
         finally:
             timings[name] = round(time.monotonic() - begun, 1)
 
-    result["apex"] = timed("apex", lambda: asyncio.run(apex_side(s)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    result["apex"] = timed("apex", lambda: asyncio.run(apex_side(s, args.out / "partial.json")))
     if not args.skip_streaming:
         result["streaming"] = timed("streaming", lambda: guarded_sync(lambda: streaming.measure(s)))
     if not args.skip_peer:
@@ -180,7 +193,6 @@ def main() -> int:
     result["section_seconds"] = timings
     result["duration_s"] = round(time.monotonic() - started, 1)
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "latest.md").write_text(write_markdown(result, baseline))
     print((args.out / "latest.md").read_text())

@@ -21,8 +21,8 @@ from apex_runtime import serve_http
 from bench.common import repeated, summary
 
 
-async def jetstream_round_trip(nats_url: str, samples: int = 300) -> dict[str, Any]:
-    nc = await nats.connect(nats_url)
+async def jetstream_round_trip(nats_url: str, samples: int = 300, **options: Any) -> dict[str, Any]:
+    nc = await nats.connect(nats_url, **options)
     js = nc.jetstream()
     await js.add_stream(
         StreamConfig(name="BENCH_FLOOR", subjects=["bench.floor.>"], storage=StorageType.FILE)
@@ -184,7 +184,7 @@ async def _append(platform: Any, user: Any, thread_id: str, count: int, offset: 
     from apex_contracts import AgentThinking, AgentThinkingData, Scope, new_id
     from apex_contracts.subjects import thread_events
 
-    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
     js = nc.jetstream()
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id, run_id=new_id("run"))
     subject = thread_events(user.tenant_id, user.user_id, thread_id)

@@ -39,7 +39,7 @@ async def open_ws(url: str, token: str) -> ClientConnection:
 
 
 async def seed_thread(platform: Platform, user: User, events: int, size: int = 300) -> str:
-    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"])
+    nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
     bus = NatsBus(nc)
     scope = Scope(
         tenant_id=user.tenant_id, user_id=user.user_id, thread_id=new_id("thr"), run_id=new_id("run")
