@@ -20,7 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 
 from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_id
-from apex_contracts.streams import APEX_EVT, ConsumerSpec
+from apex_contracts.streams import APEX_EVT, STREAMS, ConsumerSpec
 from apex_runtime import tracing
 from apex_runtime.directget import DirectGet
 from apex_runtime.natskv import NatsKvBucket
@@ -36,6 +36,7 @@ from apex_runtime.port import (
     StoredHandler,
     StreamState,
     Subscription,
+    subject_matches,
 )
 from apex_runtime.topology import TRANSIENT_NATS_ERRORS, JetStreamTopology
 
@@ -98,6 +99,9 @@ class NatsBus(JetStreamTopology, Bus):
         # per stream, the operator's size cap (APEX_NATS_STREAM_MAX_BYTES); absent: the spec's
         self.stream_max_bytes = dict(stream_max_bytes or {})
         self._direct = DirectGet(nc, retry_s=lambda: self.publish_retry_s)
+        # a bucket's handle holds only names: looked up once (each lookup is a stream
+        # info request), not on every call
+        self._buckets: dict[str, KvBucket] = {}
 
     @classmethod
     async def connect(
@@ -131,8 +135,10 @@ class NatsBus(JetStreamTopology, Bus):
             await self._nc.drain()
 
     async def bucket(self, name: str) -> KvBucket:
+        if (known := self._buckets.get(name)) is not None:
+            return known
         kv = await self.jetstream_api(lambda: self._js.key_value(name), f"bucket {name}")
-        return NatsKvBucket(kv, self._js, name)
+        return self._buckets.setdefault(name, NatsKvBucket(kv, self._js, name))
 
     async def stream_epoch(self, stream: str = APEX_EVT.name) -> str:
         info = await self.jetstream_api(lambda: self._js.stream_info(stream), f"the state of {stream}")
@@ -210,7 +216,12 @@ class NatsBus(JetStreamTopology, Bus):
             await handler(Stored(msg.metadata.sequence.stream, msg.subject, msg.data))
 
         sub = await self._js.subscribe(
-            subject, ordered_consumer=True, cb=deliver, idle_heartbeat=FOLLOW_HEARTBEAT_S, config=config
+            subject,
+            stream=stream_of(subject),  # named: no stream lookup request per follow
+            ordered_consumer=True,
+            cb=deliver,
+            idle_heartbeat=FOLLOW_HEARTBEAT_S,
+            config=config,
         )
         return _NatsSubscription(sub, self._nc)
 
@@ -338,6 +349,17 @@ class NatsBus(JetStreamTopology, Bus):
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise Unavailable(f"{subject} did not answer in time") from exc
         return bytes(msg.data)
+
+
+def stream_of(subject: str) -> str | None:
+    """The stream of apex_contracts.streams whose subjects hold ``subject`` (wildcards in
+    ``subject`` too: ``apex.evt.t.u.>`` is held by ``apex.evt.>``); None for another
+    stream's subject (nats-py then asks the server which stream holds it)."""
+    for spec in STREAMS:
+        for pattern in spec.subjects:
+            if subject_matches(pattern, subject) or subject.startswith(pattern.rstrip(">")):
+                return spec.name
+    return None
 
 
 def nats_servers(url: str) -> list[str]:
