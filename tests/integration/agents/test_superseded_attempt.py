@@ -130,7 +130,7 @@ async def test_a_retried_step_supersedes_the_partial_answer(machinery: Machinery
                 streaming.signal(signal.SIGCONT)
             end = await wait_terminal(bus, sent, timeout=120)
             await asyncio.sleep(1.0)
-            seen_live = [dict(e) for e in live._seen if e.get("run_id") == sent.run_id]
+            seen_live = [dict(h.message) for h in live.after(0) if h.message.get("run_id") == sent.run_id]
         writer.release()  # a killed attempt's request is still held: let the server close
 
     assert superseded["data"] == {"step": 3, "attempt": 2, "message_ids": [first[0]["data"]["message_id"]]}

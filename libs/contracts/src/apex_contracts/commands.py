@@ -73,6 +73,9 @@ class AgentStepData(Model):
     budget_tool_calls: int = 50
     budget_llm_tokens: int | None = None  # what is left of the run's token budget; None: no limit
     deadline_ms: int = 60_000
+    # the thread's seq just before the run's first event: the step reads the thread from
+    # there, not from its start (0: from the start, as a command without it says)
+    after_seq: int = Field(default=0, ge=0)
 
 
 class AgentStep(Envelope):

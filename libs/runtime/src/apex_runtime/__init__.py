@@ -22,7 +22,7 @@ from apex_runtime.port import (
 from apex_runtime.settings import NatsCredentialsRequired, ServiceSettings
 from apex_runtime.topology import TRANSIENT_NATS_ERRORS
 from apex_runtime.tracing import Tracing, configure_tracing
-from apex_runtime.watch import SubjectWatch
+from apex_runtime.watch import SubjectWatch, WatchPool
 
 __all__ = [
     "TRANSIENT_NATS_ERRORS",
@@ -45,6 +45,7 @@ __all__ = [
     "ServiceHost",
     "ServiceSettings",
     "SubjectWatch",
+    "WatchPool",
     "Tracing",
     "configure_logging",
     "configure_tracing",

@@ -271,10 +271,16 @@ class Bus(abc.ABC):
         batch: int = 1000,
         stream: str = APEX_EVT.name,
         through_seq: int = 0,
+        upto_seq: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """``read_range`` as (seq, data) pairs."""
         async for seq, _subject, data in self.read_range(
-            subject, after_seq=after_seq, batch=batch, stream=stream, through_seq=through_seq
+            subject,
+            after_seq=after_seq,
+            batch=batch,
+            stream=stream,
+            through_seq=through_seq,
+            upto_seq=upto_seq,
         ):
             yield seq, data
 
@@ -376,8 +382,9 @@ class Bus(abc.ABC):
     async def bucket(self, name: str) -> KvBucket:
         """The KV bucket ``name`` (made by ``ensure_topology``)."""
 
-    def watch(self, subject: str) -> SubjectWatch:
-        """Waits for a fact on ``subject``, already stored or still to come."""
+    def watch(self, subject: str, *, after_seq: int | None = None) -> SubjectWatch:
+        """Follows ``subject`` from ``after_seq`` (None: from its last message now) and
+        waits for facts on it, already stored or still to come."""
         from apex_runtime.watch import SubjectWatch
 
-        return SubjectWatch(self, subject)
+        return SubjectWatch(self, subject, after_seq=after_seq)

@@ -93,5 +93,6 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     host.watch_consumers(consumer)
     await stop.wait()
     await host.stop()
+    await runner.watches.close()
     await http.aclose()
     tracing.flush()

@@ -54,7 +54,7 @@ from apex_contracts import (
 )
 from apex_contracts.dedupe_ids import agent_event_id, message_superseded_id
 from apex_contracts.report import AgentOutput
-from apex_runtime import Bus, SubjectWatch, keep_alive, log_context, tracing
+from apex_runtime import Bus, SubjectWatch, WatchPool, keep_alive, log_context, tracing
 from apex_runtime.consumers import RunCancellations
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ class StepRunner:
         self.tool_wait_s = tool_wait_s
         self.keepalive_every_s = keepalive_every_s
         self.metrics = metrics or AgentsMetrics(CollectorRegistry())
+        # the run's thread, followed once per run in this process (its steps share it)
+        self.watches = WatchPool(bus)
 
     async def run(
         self,
@@ -141,8 +143,11 @@ class StepRunner:
             agent=data.agent,
             trace_id=tracing.run_trace_id(str(command.run_id)),
         ):
-            async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
-                start = await self._already_done_or_start(command, subject, attempt)
+            async with (
+                self.watches.watch(subject, data.after_seq) as watch,
+                keep_alive(keepalive, self.keepalive_every_s),
+            ):
+                start = await self._already_done_or_start(command, subject, watch, attempt)
                 if start is None:
                     return
                 await self.bus.publish_event(
@@ -226,18 +231,22 @@ class StepRunner:
             return
         self.cancels.cancel(run_id)
 
-    async def _already_done_or_start(self, command: AgentStep, subject: str, attempt: int) -> Start | None:
+    async def _already_done_or_start(
+        self, command: AgentStep, subject: str, watch: SubjectWatch, attempt: int
+    ) -> Start | None:
         """None when this step already has an outcome, its run stopped, or a later attempt
         of it has streamed (this one is stale); else where to scan tool results from (the
         step's own ``agent_started`` if an earlier attempt got that far) and the messages
-        earlier attempts streamed."""
+        earlier attempts streamed. Reads the run's part of the thread (from the command's
+        ``after_seq``), which the watch holds once it caught up with the log."""
+        await watch.through(await self.bus.last_seq(subject), timeout=self.tool_wait_s)
         start = Start()
         step = command.data.step
-        async for seq, raw in self.bus.read_subject(subject):
-            event = thread_event(raw)
+        for held in watch.after(command.data.after_seq):
+            event = thread_event(held.message)
             if event is None or event.run_id != command.run_id:
                 continue
-            if fold_start(start, seq, event, step, attempt):
+            if fold_start(start, held.seq, event, step, attempt):
                 return None
         return start
 

@@ -2,7 +2,8 @@
 
 The loop is: read the run's events from the log, fold them into ``RunState``, ask the
 policy what to do next, do it (publish an event or an ``agent.step`` command), wait for
-the log to move, repeat. Nothing is kept anywhere else, so a replacement orchestrator
+the log to move, repeat. After the first read the thread arrives by an ordered consumer
+(``Bus.watch``), in the log's order, as the log stores it. Nothing is kept anywhere else, so a replacement orchestrator
 that gets the redelivered command resumes exactly where this one stopped. Before a run
 is accepted it asks for one of its user's run slots (``admission``): it may start, wait
 in the user's queue, be rejected, or interrupt the user's earlier runs, and whichever it
@@ -141,9 +142,12 @@ class RunDriver:
             thread_id=scope.thread_id,
             trace_id=tracing.run_trace_id(run_id),
         ):
-            async with self.bus.watch(subject) as watch, keep_alive(keepalive, self.keepalive_every_s):
+            async with keep_alive(keepalive, self.keepalive_every_s):
                 state = await fold_run(self.bus, scope, run_id)
-                await self._loop(_Run(command, scope, subject, state, watch))
+                # from here on the run's thread arrives by the watch's ordered consumer,
+                # as the log stores it: no further reads of the log
+                async with self.bus.watch(subject, after_seq=state.last_seq) as watch:
+                    await self._loop(_Run(command, scope, subject, state, watch))
 
     async def _loop(self, run: _Run) -> None:
         while True:
@@ -245,7 +249,7 @@ class RunDriver:
         forget_at = loop.time() + rules.forget_ended_every_s
         tenant, user = run.scope.tenant_id, run.scope.user_id
         while True:
-            await self._catch_up(run)
+            self._catch_up(run)
             if run.state.cancel_cause or run.state.terminal:
                 await rules.slots.release(key, run.run_id)
                 return False
@@ -262,7 +266,7 @@ class RunDriver:
                 await run.watch.wait_for(
                     lambda e: e.get("run_id") == run.run_id and e.get("type") in _QUEUE_WAKE,
                     timeout=rules.poll_s,
-                    scan_after_seq=None,
+                    scan_after_seq=run.state.last_seq,
                 )
 
     async def _accept(self, run: _Run) -> None:
@@ -287,9 +291,8 @@ class RunDriver:
         await self._dispatch(run, step, agent)
         loop = asyncio.get_running_loop()
         unstarted_deadline = loop.time() + self.limits.step_timeout_s
-        unconfirmed: set[str] = set()
         while True:
-            await self._catch_up(run)
+            self._catch_up(run)
             started = run.state.steps.get(step)
             if first and started is not None and started.started_at is not None:
                 first = False
@@ -309,21 +312,12 @@ class RunDriver:
                 )
                 run.state.terminal = "run.failed"
                 return
-            try:
-                woke = await run.watch.wait_for(
-                    lambda e: (
-                        e.get("run_id") == run.run_id
-                        and e.get("type") in _STEP_WAKE
-                        and e.get("id") not in run.state.applied
-                        and e.get("id") not in unconfirmed
-                    ),
+            with contextlib.suppress(TimeoutError):
+                await run.watch.wait_for(
+                    lambda e: e.get("run_id") == run.run_id and e.get("type") in _STEP_WAKE,
                     timeout=self._wait_s(run, unstarted_deadline - loop.time() if started is None else None),
-                    scan_after_seq=None,
+                    scan_after_seq=run.state.last_seq,
                 )
-            except TimeoutError:
-                continue
-            if not await self._until_logged(run, woke["id"]):
-                unconfirmed.add(woke["id"])
 
     async def _dispatch(self, run: _Run, step: int, agent: str) -> None:
         """Sends the step's ``agent.step`` from a short span under the run's root span:
@@ -353,6 +347,7 @@ class RunDriver:
                         budget_tool_calls=max(0, self.limits.max_tool_calls - state.tool_calls),
                         budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
                         deadline_ms=agent_deadline_ms(self.limits.step_timeout_s),
+                        after_seq=max(0, state.first_seq - 1),
                     ),
                     id=agent_step_id(run.run_id, step),
                     agent=agent,  # type: ignore[arg-type]
@@ -363,8 +358,8 @@ class RunDriver:
         self.metrics.steps_dispatched.labels(agent).inc()
 
     def _wait_s(self, run: _Run, unstarted_left_s: float | None) -> float:
-        """How long to sleep before looking again: until the next deadline, at most 5 s
-        (the log is re-read then: a live message lost to a reconnect is not waited for)."""
+        """How long to wait for the thread before deciding again: until the next deadline,
+        at most 5 s."""
         waits = [5.0]
         deadline = next_deadline(run.state, self.limits)
         if deadline is not None:
@@ -376,21 +371,21 @@ class RunDriver:
     # --- the log --------------------------------------------------------------------
 
     async def _until_logged(self, run: _Run, event_id: str) -> bool:
-        """A live message can arrive before the stream has stored it: reads the log again,
-        briefly, until the event is there. The log, not the live message, is the truth."""
-        for delay in (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5):
-            if delay:
-                await asyncio.sleep(delay)
-            await self._catch_up(run)
-            if event_id in run.state.applied:
-                return True
-        return False
+        """Waits (briefly) until the watch holds ``event_id``, which was just published,
+        and applies the thread up to it."""
+        with contextlib.suppress(TimeoutError):
+            await run.watch.wait_for(
+                lambda e: e.get("id") == event_id, timeout=1.0, scan_after_seq=run.state.last_seq
+            )
+        self._catch_up(run)
+        return event_id in run.state.applied
 
-    async def _catch_up(self, run: _Run) -> None:
-        """Applies every event appended to the thread since the state was last updated."""
+    def _catch_up(self, run: _Run) -> None:
+        """Applies every event the watch holds that the state has not seen yet."""
         state = run.state
-        async for seq, data in self.bus.read_subject(run.subject, after_seq=state.last_seq):
-            state.last_seq = max(state.last_seq, seq)
-            event = read_logged(state.run_id, data)
+        for held in run.watch.after(state.last_seq):
+            state.last_seq = held.seq
+            event = read_logged(state.run_id, held.data)
             if event is not None and event.run_id == state.run_id:
+                state.first_seq = state.first_seq or held.seq
                 state.apply(event)

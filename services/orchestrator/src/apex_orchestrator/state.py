@@ -93,6 +93,7 @@ class RunState:
     accepted_at: datetime | None = None
     queued: bool = False
     last_seq: int = 0
+    first_seq: int = 0  # the seq of the run's first event on its thread (0: none read yet)
     steps: dict[int, StepState] = field(default_factory=dict)
     tool_calls: int = 0
     llm_tokens: int = 0
@@ -113,6 +114,7 @@ class RunState:
             if event is None:
                 continue
             if event.run_id == run_id:
+                state.first_seq = state.first_seq or seq
                 state.apply(event)
             else:
                 state._remember_turn(event, questions)
