@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -42,6 +43,15 @@ def read_stamp(text: str) -> float | None:
         return None
     digits = text[start + 1 : end].translate(str.maketrans("abcdefghij", "0123456789"))
     return int(digits) / 1e6 if digits.isdigit() else None
+
+
+def read_stamps(text: str) -> list[float]:
+    """The moments the chunks a text is made of were sent (a delta may carry several:
+    the agent coalesces what arrives while the log stores the previous one)."""
+    found = []
+    for digits in re.findall(r"\[([a-j]+)\]", text):
+        found.append(int(digits.translate(str.maketrans("abcdefghij", "0123456789"))) / 1e6)
+    return found
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:

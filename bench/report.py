@@ -190,6 +190,7 @@ def target_rows(r: dict[str, Any], base: dict[str, float | None] | None) -> list
 
 def _streaming_row(table: Table, stream: dict[str, Any], p99: float | None) -> None:
     target = "every delta delivered, p99 ≤ 250 ms, lag bounded"
+    events = get(stream, "delta_events_per_run", "p50")
     if not stream or stream.get("error"):
         table.add("token streaming", stream.get("error", "not run"), target, "", None, "stream_p99_ms")
         return
@@ -199,10 +200,11 @@ def _streaming_row(table: Table, stream: dict[str, Any], p99: float | None) -> N
     bounded = stream.get("lag_bounded")
     table.add(
         f"token streaming: {stream['concurrent_runs']} runs × {stream['target_rate_per_run']} `message.delta`/s",
-        f"{stream.get('deltas_delivered')} of {stream.get('deltas_expected')} delivered "
-        f"({stream.get('deltas_duplicated')} twice); p99 {p99} ms model → client; lag "
-        f"{'bounded' if bounded else '**not bounded**'} (p99 by third {stream.get('p99_ms_by_third')} ms, "
-        f"written at {get(stream, 'written_rate_per_run', 'p50')}/s per run)",
+        f"{stream.get('deltas_delivered')} of {stream.get('deltas_expected')} chunks delivered "
+        f"({stream.get('deltas_duplicated')} twice) in {events} `message.delta` per run; p99 {p99} ms "
+        f"model → client; lag {'bounded' if bounded else '**not bounded**'} (p99 by third "
+        f"{stream.get('p99_ms_by_third')} ms, text written at {get(stream, 'written_rate_per_run', 'p50')} "
+        f"chunks/s per run)",
         target,
         "",
         None if p99 is None else bool(every and p99 <= 250 and bounded),

@@ -165,15 +165,17 @@ def streaming_section(r: dict[str, Any]) -> list[str]:
         f"{s.get('interval_ms')} ms (writers released together: {s.get('writers_released_together')}); "
         f"{s.get('elapsed_s')} s in all (deadline {s.get('deadline_s')} s).",
         "",
-        f"- delivered {s.get('deltas_delivered')} of {s.get('deltas_expected')} deltas, "
-        f"{s.get('deltas_duplicated')} twice; runs with every delta in order: {s.get('runs_with_every_delta_in_order')}; "
+        f"- delivered {s.get('deltas_delivered')} of {s.get('deltas_expected')} chunks, "
+        f"{s.get('deltas_duplicated')} deltas twice; runs with every chunk in order: {s.get('runs_with_every_delta_in_order')}; "
         f"final text equal to the deltas: {s.get('runs_whose_text_equals_the_deltas')}; outcomes {s.get('outcomes')}",
         f"- model → client ms: {s.get('model_to_client_ms')}",
         f"- event written → client ms: {s.get('written_to_client_ms')}",
         f"- the model's send rate per run (target {s.get('target_rate_per_run')}/s): {s.get('model_rate_per_run')}",
-        f"- deltas written to the log per second per run: {s.get('written_rate_per_run')}",
+        f"- chunks written to the log per second per run: {s.get('written_rate_per_run')}",
+        f"- `message.delta` events per run (a delta carries the chunks that arrived while the previous "
+        f"one was stored): {s.get('delta_events_per_run')}",
         f"- p99 by third of the {s.get('streaming_window_s')} s window: {s.get('p99_ms_by_third')}; "
-        f"{s.get('delivered_per_s')} deltas/s delivered",
+        f"{s.get('delivered_per_s')} chunks/s delivered",
         "",
     ]
 

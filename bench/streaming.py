@@ -36,32 +36,36 @@ from apex_cli.embedded import free_port
 from apex_contracts import TERMINAL
 from bench.common import percentile, running_platform, summary
 from bench.golden import open_ws
-from bench.llm_server import read_stamp
+from bench.llm_server import read_stamps
 from tests.e2e.platform import Platform
 
 QUESTION = "Where is my LLM spend going and how do I cut it?"
 
 
 class StreamedRun:
-    """What one client saw of its run."""
+    """What one client saw of its run: per streamed message, one row per model chunk
+    (a delta carries every chunk that arrived while the previous one was being stored)."""
 
     def __init__(self) -> None:
-        # message id → (index, sent by the model, written to the log, arrived), seconds
+        # message id → (chunk, sent by the model, written to the log, arrived), seconds
         self.deltas: dict[str, list[tuple[int, float, float, float]]] = {}
         self.texts: dict[str, list[str]] = {}
+        self.events: dict[str, set[int]] = {}  # message id → delta indexes seen
         self.duplicates = 0
         self.outcome = "timeout"
         self.response = ""
 
     def add(self, event: dict[str, Any], arrived: float) -> None:
         data = event["data"]
-        sent = read_stamp(data["text"]) or float("nan")
-        written = datetime.fromisoformat(event["occurred_at"]).timestamp()
-        mine = self.deltas.setdefault(data["message_id"], [])
-        if any(index == data["index"] for index, *_ in mine):
+        seen = self.events.setdefault(data["message_id"], set())
+        if data["index"] in seen:
             self.duplicates += 1
             return
-        mine.append((data["index"], sent, written, arrived))
+        seen.add(data["index"])
+        written = datetime.fromisoformat(event["occurred_at"]).timestamp()
+        mine = self.deltas.setdefault(data["message_id"], [])
+        for sent in read_stamps(data["text"]) or [float("nan")]:
+            mine.append((len(mine), sent, written, arrived))
         self.texts.setdefault(data["message_id"], []).append(data["text"])
 
 
@@ -112,6 +116,7 @@ def figures(runs: list[StreamedRun], expected_per_run: int, interval_s: float) -
     """Delivery, latency and lag over every run's first streamed message."""
     rows = []
     delivered = complete_runs = matching_text = 0
+    delta_events: list[int] = []
     model_rates, written_rates = [], []
     for run in runs:
         if not run.deltas:
@@ -119,6 +124,7 @@ def figures(runs: list[StreamedRun], expected_per_run: int, interval_s: float) -
         message = next(iter(run.deltas))
         mine = sorted(run.deltas[message])
         delivered += len(mine)
+        delta_events.append(len(run.events[message]))
         complete_runs += [index for index, *_ in mine] == list(range(expected_per_run))
         matching_text += run.response == "".join(run.texts[message]) and bool(run.response)
         rows += mine
@@ -138,6 +144,7 @@ def figures(runs: list[StreamedRun], expected_per_run: int, interval_s: float) -
         "runs_rewritten": sum(1 for r in runs if len(r.deltas) > 1),
         "outcomes": {o: sum(1 for r in runs if r.outcome == o) for o in {r.outcome for r in runs}},
         "target_rate_per_run": round(1 / interval_s, 1),
+        "delta_events_per_run": summary(delta_events) if delta_events else None,
     }
     if not rows:
         return out

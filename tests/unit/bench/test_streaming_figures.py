@@ -63,3 +63,18 @@ def test_a_missing_delta_is_not_every_delta() -> None:
     out = figures([run], expected_per_run=10, interval_s=0.02)
     assert out["deltas_delivered"] == 9
     assert out["runs_with_every_delta_in_order"] == 0
+
+
+def test_a_delta_that_carries_several_chunks_counts_each_chunk() -> None:
+    run = StreamedRun()
+    t0 = 1_800_000_000.0
+    first, rest = delta(0, t0, t0 + 0.001), [delta(0, t0 + 0.02 * n, t0 + 0.05) for n in (1, 2)]
+    coalesced = {**rest[0], "data": {**rest[0]["data"], "index": 1}}  # type: ignore[dict-item]
+    coalesced["data"]["text"] = "".join(d["data"]["text"] for d in rest)  # type: ignore[index]
+    run.add(first, arrived=t0 + 0.01)
+    run.add(coalesced, arrived=t0 + 0.06)
+    run.outcome, run.response = "completed", "".join(run.texts["msg_1"])
+    out = figures([run], expected_per_run=3, interval_s=0.02)
+    assert out["deltas_delivered"] == 3
+    assert out["runs_with_every_delta_in_order"] == 1
+    assert out["delta_events_per_run"]["p50"] == 2

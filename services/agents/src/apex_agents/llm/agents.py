@@ -281,6 +281,7 @@ class LlmWriter:
         holder: list[DeltaStream] = [ctx.stream()]
 
         async def restart() -> None:
+            await holder[0].settle()
             holder[0] = ctx.stream()
 
         async def text(chunk: str) -> None:
