@@ -75,13 +75,23 @@ class ThreadSubscription:
 
     async def start(self, ref: str | None = None) -> None:
         history, figures = self.ports.history, self.ports.figures
-        joined_at = await self.ports.feeds.join(self.subject, self.thread_id, self)
-        self._joined = True
-        after = self.window.after_seq
         # The head comes from the stream leader and the replay reads through it: in a
         # cluster a lagging replica answering the replay must not leave a gap before the
-        # live feed's first event.
-        first_kept, last = await asyncio.gather(history.first_kept(), history.head(self.subject, leader=True))
+        # live feed's first event. It is read while the feed is joined: the replay reads
+        # through the later of the head and the feed's start, so either order leaves no gap.
+        # Each is awaited to its end before a failure is raised: a join still under way
+        # when ``stop`` runs would leave this subscription on the feed.
+        outcomes = await asyncio.gather(
+            self._join(),
+            history.first_kept(),
+            history.head(self.subject, leader=True),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        joined_at, first_kept, last = (int(o) for o in outcomes)  # type: ignore[arg-type]
+        after = self.window.after_seq
         archived: list[tuple[int, str] | tuple[int, int]] = []
         if after + 1 < first_kept:
             archived = await self._from_archive(first_kept)
@@ -132,6 +142,11 @@ class ThreadSubscription:
         self._replaying = False
         for seq, frame, occurred in pending:
             self.live(seq, frame, occurred)
+
+    async def _join(self) -> int:
+        joined_at = await self.ports.feeds.join(self.subject, self.thread_id, self)
+        self._joined = True
+        return joined_at
 
     async def _replay(self, after: int, through: int) -> bool:
         """Offers the stream's events in (after, through]; False when the sink is ending."""
