@@ -60,3 +60,12 @@ async def test_a_failed_write_reaches_the_writer() -> None:
     await stream.write("a")
     with pytest.raises(RuntimeError, match="refused"):
         await stream.flush()
+
+
+async def test_text_that_arrived_during_a_write_goes_out_without_waiting_for_more() -> None:
+    log = SlowLog(write_s=0.05)
+    stream = DeltaStream(log, 0, min_chars=1, max_wait_s=0.0)  # type: ignore[arg-type]
+    await stream.write("first ")
+    await stream.write("second")  # arrives while the first is being stored; then the model pauses
+    await asyncio.sleep(0.2)
+    assert [text for _, text in log.deltas] == ["first ", "second"]

@@ -248,8 +248,8 @@ class DeltaStream:
             if not self._writing.done():
                 return  # the log is storing the previous delta: this text goes with the next
             await self.settle()  # raises what the last write met
-        if self._size >= self._min_chars or time.monotonic() - self._last >= self._max_wait_s:
-            self._writing = asyncio.ensure_future(self._publish())
+        if self._due():
+            self._writing = asyncio.ensure_future(self._publish(*self._take()))
             # retrieved here too: a step interrupted mid-write never awaits it
             self._writing.add_done_callback(lambda task: task.cancelled() or task.exception())
 
@@ -257,7 +257,7 @@ class DeltaStream:
         """Publishes what is left and returns once every delta is stored."""
         await self.settle()
         if self._buffer:
-            await self._publish()
+            await self._publish(*self._take())
 
     async def settle(self) -> None:
         """Returns once the delta being written (if any) is stored; raises what it met."""
@@ -265,8 +265,23 @@ class DeltaStream:
         if writing is not None:
             await writing
 
-    async def _publish(self) -> None:
+    def _due(self) -> bool:
+        return bool(self._buffer) and (
+            self._size >= self._min_chars or time.monotonic() - self._last >= self._max_wait_s
+        )
+
+    def _take(self) -> tuple[int, str]:
+        """The next delta's index and text: what is buffered now."""
         text, self._buffer, self._size = "".join(self._buffer), [], 0
         index, self.index = self.index, self.index + 1
         self._last = time.monotonic()
-        await self._ctx.publish_delta(self.message, index, self.message_id, text)
+        return index, text
+
+    async def _publish(self, index: int, text: str) -> None:
+        """Writes a delta, then the next while more text became due meanwhile: text that
+        arrived during a write is not held until the model's next chunk."""
+        while True:
+            await self._ctx.publish_delta(self.message, index, self.message_id, text)
+            if not self._due():
+                return
+            index, text = self._take()
