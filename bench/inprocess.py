@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from apex_contracts import derive_id
+from apex_contracts import StepInputs, derive_id
 from apex_contracts.envelope import Model
 from apex_contracts.report import Period, ToolEvidence
 from apex_contracts.tools import CoverageResult
@@ -24,8 +24,8 @@ class InMemoryContext:
         self.now = datetime(2026, 11, 24, tzinfo=UTC)
 
     @property
-    def inputs(self) -> dict[str, Any]:
-        return self._inputs
+    def inputs(self) -> StepInputs:
+        return StepInputs.model_validate(self._inputs)
 
     @property
     def tool_calls_made(self) -> int:
