@@ -23,6 +23,8 @@ class StreamSpec:
     max_bytes: int = -1
     duplicate_window_s: float = 120.0
     allow_direct: bool = True
+    # consumers the stream may have at once (0: NATS's default, 1,000 per stream)
+    max_consumers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,9 @@ APEX_EVT: Final = StreamSpec(
     subjects=(subjects.EVT_ALL,),
     retention="limits",
     max_age_s=30 * DAY,
+    # ordered consumers: one per run in flight (its driver), one per run with a step in
+    # the last seconds per agents replica, one per watched thread per gateway replica
+    max_consumers=100_000,
 )
 APEX_DLQ: Final = StreamSpec(
     name="APEX_DLQ",

@@ -4,6 +4,7 @@ reads by batched direct gets, ordered consumers, core broadcasts and KV buckets.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
@@ -65,9 +66,10 @@ for _outcome in ("stored", "failed"):  # both series exist from the start: an al
 
 
 class _NatsSubscription(Subscription):
-    def __init__(self, sub: Any, nc: NATS) -> None:
+    def __init__(self, sub: Any, nc: NATS, js: JetStreamContext | None = None) -> None:
         self._sub = sub
         self._nc = nc
+        self._js = js  # a follow's: its ordered consumer is deleted at stop
         self._stopped = False
 
     async def stop(self) -> None:
@@ -76,8 +78,19 @@ class _NatsSubscription(Subscription):
         self._stopped = True
         try:
             await self._sub.unsubscribe()
+            if self._js is not None:
+                await self._delete_consumer(self._js)
         except (nats.errors.Error, nats.js.errors.Error) as exc:
             log.debug("unsubscribe failed: %r", exc)
+
+    async def _delete_consumer(self, js: JetStreamContext) -> None:
+        """Deletes the ordered consumer now rather than when the server notices nobody
+        listens (seconds later): a stream has a cap on consumers, and a busy platform
+        opens and closes several a second."""
+        stream, consumer = getattr(self._sub, "_stream", None), getattr(self._sub, "_consumer", None)
+        if stream and consumer:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_consumer(stream, consumer)
 
 
 class NatsBus(JetStreamTopology, Bus):
@@ -223,7 +236,7 @@ class NatsBus(JetStreamTopology, Bus):
             idle_heartbeat=FOLLOW_HEARTBEAT_S,
             config=config,
         )
-        return _NatsSubscription(sub, self._nc)
+        return _NatsSubscription(sub, self._nc, self._js)
 
     async def pull(self, spec: ConsumerSpec) -> PullConsumer:
         return await NatsPullConsumer.bind(self._js, spec)

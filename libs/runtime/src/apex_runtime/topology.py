@@ -125,6 +125,7 @@ class JetStreamTopology:
             duplicate_window=spec.duplicate_window_s,
             allow_direct=spec.allow_direct,
             num_replicas=self.replicas,
+            max_consumers=spec.max_consumers or None,
         )
 
     async def _ensure_stream(self, spec: StreamSpec) -> None:

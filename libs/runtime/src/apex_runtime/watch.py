@@ -144,7 +144,7 @@ class WatchPool:
     ``linger_s`` after its last user left, so the next step of the same run taken by this
     process uses it as it is (one ordered consumer per run and process, not one per step)."""
 
-    def __init__(self, bus: Bus, *, linger_s: float = 5.0) -> None:
+    def __init__(self, bus: Bus, *, linger_s: float = 2.0) -> None:
         self._bus = bus
         self._linger_s = linger_s
         self._open: dict[tuple[str, int], _Shared] = {}
