@@ -13,7 +13,9 @@ from apex_runtime.memory import MemoryBus
 
 
 def _scope() -> Scope:
-    return Scope(tenant_id=new_id("ten"), user_id=new_id("usr"), thread_id=new_id("thr"), run_id=new_id("run"))
+    return Scope(
+        tenant_id=new_id("ten"), user_id=new_id("usr"), thread_id=new_id("thr"), run_id=new_id("run")
+    )
 
 
 async def _say(bus: MemoryBus, scope: Scope, n: int) -> int:

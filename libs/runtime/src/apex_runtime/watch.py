@@ -115,7 +115,7 @@ class SubjectWatch:
                 async for _seq, data in self._bus.read_subject(
                     self._subject, after_seq=scan_after_seq, upto_seq=self.start
                 ):
-                    message = orjson.loads(data)
+                    message: dict[str, Any] = orjson.loads(data)
                     if matches(message):
                         return message
             index = bisect.bisect_right(self._seqs, scan_after_seq)
