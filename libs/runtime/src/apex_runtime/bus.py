@@ -84,9 +84,7 @@ class _NatsSubscription(Subscription):
             log.debug("unsubscribe failed: %r", exc)
 
     async def _delete_consumer(self, js: JetStreamContext) -> None:
-        """Deletes the ordered consumer now rather than when the server notices nobody
-        listens (seconds later): a stream has a cap on consumers, and a busy platform
-        opens and closes several a second."""
+        """Deletes the ordered consumer now, not seconds later: a stream caps its consumers."""
         stream, consumer = getattr(self._sub, "_stream", None), getattr(self._sub, "_consumer", None)
         if stream and consumer:
             with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -365,9 +363,8 @@ class NatsBus(JetStreamTopology, Bus):
 
 
 def stream_of(subject: str) -> str | None:
-    """The stream of apex_contracts.streams whose subjects hold ``subject`` (wildcards in
-    ``subject`` too: ``apex.evt.t.u.>`` is held by ``apex.evt.>``); None for another
-    stream's subject (nats-py then asks the server which stream holds it)."""
+    """The stream of apex_contracts.streams holding ``subject`` (wildcards too); None for
+    another stream's (nats-py then asks the server)."""
     for spec in STREAMS:
         for pattern in spec.subjects:
             if subject_matches(pattern, subject) or subject.startswith(pattern.rstrip(">")):
