@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.js.api import StreamConfig
 
 from apex_cli.embedded import EmbeddedServer
-from apex_contracts import new_id, subjects
+from apex_contracts import ErrorCode, Unavailable, new_id, subjects
 from apex_contracts.streams import APEX_EVT
 from apex_runtime import Stored
 from apex_runtime.bus import NatsBus
@@ -43,3 +44,18 @@ async def test_a_stopped_follow_leaves_no_consumer_behind(bus: NatsBus) -> None:
 async def test_the_event_stream_takes_more_consumers_than_nats_gives_by_default(bus: NatsBus) -> None:
     info = await bus.js.stream_info(APEX_EVT.name)
     assert info.config.max_consumers == APEX_EVT.max_consumers >= 10_000
+
+
+async def test_a_follow_the_stream_refuses_is_a_typed_error(bus: NatsBus) -> None:
+    """A stream at its consumer cap refuses another follow: the caller gets
+    bus_unavailable (retryable), not the client library's error."""
+    name = f"CAPPED_{new_id('thr')[4:]}"
+    await bus.js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"], max_consumers=1))
+    first = await bus.follow(f"{name.lower()}.a", _nothing, after_seq=0)
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await bus.follow(f"{name.lower()}.b", _nothing, after_seq=0)
+        assert refused.value.code == ErrorCode.BUS_UNAVAILABLE and refused.value.retryable
+    finally:
+        await first.stop()
+        await bus.js.delete_stream(name)

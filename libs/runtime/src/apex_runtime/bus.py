@@ -37,7 +37,7 @@ from apex_runtime.port import (
     StoredHandler,
     StreamState,
     Subscription,
-    subject_matches,
+    stream_holding,
 )
 from apex_runtime.topology import TRANSIENT_NATS_ERRORS, JetStreamTopology
 
@@ -226,14 +226,19 @@ class NatsBus(JetStreamTopology, Bus):
         async def deliver(msg: Msg) -> None:
             await handler(Stored(msg.metadata.sequence.stream, msg.subject, msg.data))
 
-        sub = await self._js.subscribe(
-            subject,
-            stream=stream_of(subject),  # named: no stream lookup request per follow
-            ordered_consumer=True,
-            cb=deliver,
-            idle_heartbeat=FOLLOW_HEARTBEAT_S,
-            config=config,
-        )
+        try:
+            sub = await self._js.subscribe(
+                subject,
+                stream=stream_holding(STREAMS, subject),  # named: no stream lookup request
+                ordered_consumer=True,
+                cb=deliver,
+                idle_heartbeat=FOLLOW_HEARTBEAT_S,
+                config=config,
+            )
+        except nats.js.errors.APIError as exc:  # refused: e.g. the stream's consumer cap
+            raise Unavailable(
+                f"Cannot follow {subject}: {exc.description or exc!r}", code=ErrorCode.BUS_UNAVAILABLE
+            ) from exc
         return _NatsSubscription(sub, self._nc, self._js)
 
     async def pull(self, spec: ConsumerSpec) -> PullConsumer:
@@ -360,16 +365,6 @@ class NatsBus(JetStreamTopology, Bus):
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise Unavailable(f"{subject} did not answer in time") from exc
         return bytes(msg.data)
-
-
-def stream_of(subject: str) -> str | None:
-    """The stream of apex_contracts.streams holding ``subject`` (wildcards too); None for
-    another stream's (nats-py then asks the server)."""
-    for spec in STREAMS:
-        for pattern in spec.subjects:
-            if subject_matches(pattern, subject) or subject.startswith(pattern.rstrip(">")):
-                return spec.name
-    return None
 
 
 def nats_servers(url: str) -> list[str]:

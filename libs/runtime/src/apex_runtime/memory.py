@@ -34,6 +34,7 @@ from apex_runtime.port import (
     StreamState,
     Subscription,
     WrongRevision,
+    stream_holding,
     subject_matches,
 )
 from apex_runtime.topology import KV_BUCKETS
@@ -302,15 +303,10 @@ class MemoryBus(Bus):
         self._followers = [f for f in self._followers if f[2] is not pump]
 
     def _stream_of(self, subject: str) -> str:
-        for name, stream in self._streams.items():
-            if any(
-                subject_matches(pattern, subject) or pattern == subject for pattern in stream.spec.subjects
-            ):
-                return name
-            # a wildcard subject within a stream's subjects (apex.evt.> in apex.evt.>)
-            if any(subject.startswith(pattern.rstrip(">")) for pattern in stream.spec.subjects):
-                return name
-        raise Unavailable(f"no stream stores {subject}", code=ErrorCode.BUS_UNAVAILABLE)
+        name = stream_holding((stream.spec for stream in self._streams.values()), subject)
+        if name is None:
+            raise Unavailable(f"no stream stores {subject}", code=ErrorCode.BUS_UNAVAILABLE)
+        return name
 
     async def last_seq(self, subject: str, stream: str = APEX_EVT.name, *, leader: bool = False) -> int:
         held = self._stream(stream)

@@ -10,7 +10,7 @@ docs/architecture.md, "Where FastStream serves and where the port is plain nats-
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from apex_contracts import Envelope, ErrorInfo, ThreadEvent, Unavailable, subjects
 from apex_contracts.errors import ApexError
 from apex_contracts.queries import QueryReply
-from apex_contracts.streams import APEX_EVT, ConsumerSpec
+from apex_contracts.streams import APEX_EVT, ConsumerSpec, StreamSpec
 
 if TYPE_CHECKING:
     from apex_runtime.watch import SubjectWatch
@@ -37,6 +37,16 @@ def subject_matches(pattern: str, subject: str) -> bool:
         if index >= len(have) or (token != "*" and token != have[index]):
             return False
     return len(have) == len(want)
+
+
+def stream_holding(specs: Iterable[StreamSpec], subject: str) -> str | None:
+    """The name of the first of ``specs`` whose subjects hold ``subject``, a wildcard
+    subject within them included (``apex.evt.t.u.>`` in ``apex.evt.>``); None when none."""
+    for spec in specs:
+        for pattern in spec.subjects:
+            if subject_matches(pattern, subject) or subject.startswith(pattern.rstrip(">")):
+                return spec.name
+    return None
 
 
 class Stored(NamedTuple):
