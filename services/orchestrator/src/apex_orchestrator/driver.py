@@ -3,8 +3,9 @@
 The loop is: read the run's events from the log, fold them into ``RunState``, ask the
 policy what to do next, do it (publish an event or an ``agent.step`` command), wait for
 the log to move, repeat. After the first read the thread arrives by an ordered consumer
-(``Bus.watch``), in the log's order, as the log stores it. Nothing is kept anywhere else, so a replacement orchestrator
-that gets the redelivered command resumes exactly where this one stopped. Before a run
+(``Bus.watch``), in the log's order, as the log stores it. Nothing is kept anywhere
+else, so a replacement orchestrator that gets the redelivered command resumes exactly
+where this one stopped. Before a run
 is accepted it asks for one of its user's run slots (``admission``): it may start, wait
 in the user's queue, be rejected, or interrupt the user's earlier runs, and whichever it
 is appears in the thread as an event.
