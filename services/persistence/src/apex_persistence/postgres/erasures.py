@@ -156,12 +156,17 @@ class ErasureLedger:
             return [(_erasure(r), r.purged_at is not None, r.audited_at is not None) for r in rows]
 
     async def mark(self, erasure: Erasure, column: str) -> None:
-        """Sets ``purged_at`` or ``audited_at`` of the erasure to now."""
+        """Sets ``purged_at`` or ``audited_at`` of the erasure to now, unless a later
+        tombstone of the same target replaced it meanwhile (that one is still to do)."""
         if column not in ("purged_at", "audited_at"):
             raise ValueError(column)
         async with self.db.writer() as conn:
             await conn.execute(
                 update(erasures)
-                .where(erasures.c.tenant_id == erasure.tenant_id, erasures.c.target == erasure.target)
+                .where(
+                    erasures.c.tenant_id == erasure.tenant_id,
+                    erasures.c.target == erasure.target,
+                    erasures.c.seq == erasure.seq,
+                )
                 .values({column: datetime.now(UTC)})
             )
