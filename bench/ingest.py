@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from apex_cli.config import SERVICE_PORTS
-from apex_cli.embedded import free_port
+from apex_cli.embedded import free_ports
 
 FIELDS = (
     "ts",
@@ -91,7 +91,10 @@ class Platform:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
-        self.env.update({variable: str(free_port()) for variable, _ in SERVICE_PORTS.values()})
+        ports = free_ports(len(SERVICE_PORTS))
+        self.env.update(
+            {variable: str(port) for (variable, _), port in zip(SERVICE_PORTS.values(), ports, strict=True)}
+        )
         self.env.update(
             {
                 "APEX_HOME": str(home / ".apex"),

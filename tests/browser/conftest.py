@@ -95,12 +95,12 @@ def operator_site(platform: Platform) -> Iterator[tuple[str, Person]]:
     """The platform seen by an operator: an auth replica whose configuration names one
     operator (``APEX_OPERATOR_USERS``), and a gateway replica signing in through it.
     Returns (that gateway's URL, the operator)."""
-    from apex_cli.embedded import free_port
+    from apex_cli.embedded import free_ports
     from tests.e2e.hostile import spawn_ready
 
     user = platform.register()
     operator = Person(email=user.email, password=user.password, organisation="")
-    auth_port, gateway_port = free_port(), free_port()
+    auth_port, gateway_port = free_ports(2)
     auth_url, gateway_url = f"http://127.0.0.1:{auth_port}", f"http://127.0.0.1:{gateway_port}"
     auth = spawn_ready(
         platform,

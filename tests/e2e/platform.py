@@ -19,7 +19,7 @@ import orjson
 import psutil
 
 from apex_cli.config import SERVICE_PORTS
-from apex_cli.embedded import free_port
+from apex_cli.embedded import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,7 +185,14 @@ class Platform:
 
 def platform_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
-    env.update({variable: str(free_port()) for variable, _ in SERVICE_PORTS.values()})
+    env.update(
+        {
+            variable: str(port)
+            for (variable, _), port in zip(
+                SERVICE_PORTS.values(), free_ports(len(SERVICE_PORTS)), strict=True
+            )
+        }
+    )
     env.update(
         {
             "APEX_HOME": str(home / ".apex"),

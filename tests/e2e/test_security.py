@@ -291,7 +291,7 @@ async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platfo
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from apex_cli.embedded import free_port
+    from apex_cli.embedded import free_ports
     from apex_runtime import serve_http
 
     company_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -299,7 +299,7 @@ async def test_an_external_oidc_issuer_is_trusted_beside_the_built_in_one(platfo
     jwks_app = Starlette(
         routes=[Route("/jwks", lambda _: JSONResponse({"keys": [{**jwk, "kid": "c1", "alg": "RS256"}]}))]
     )
-    jwks_port, gateway_port = free_port(), free_port()
+    jwks_port, gateway_port = free_ports(2)
     server, task = await serve_http(jwks_app, "127.0.0.1", jwks_port)
     gateway = platform.spawn_service(
         "gateway",

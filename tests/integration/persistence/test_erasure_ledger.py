@@ -25,7 +25,9 @@ def tombstone(tenant_id: str, user_id: str, seq: int) -> Erasure:
 
 
 async def state(ledger: ErasureLedger, tenant_id: str) -> dict[int, tuple[bool, bool]]:
-    return {e.seq: (purged, audited) for e, purged, audited in await ledger.pending() if e.tenant_id == tenant_id}
+    return {
+        e.seq: (purged, audited) for e, purged, audited in await ledger.pending() if e.tenant_id == tenant_id
+    }
 
 
 async def test_a_later_tombstone_recorded_meanwhile_stays_pending(pg: Database) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from apex_cli.embedded import EmbeddedError, PortTaken
+from apex_cli import embedded
+from apex_cli.embedded import EmbeddedError, PortTaken, free_port
 from apex_cli.infra import Infra, UpError
 
 
@@ -44,3 +45,19 @@ def test_other_failures_and_a_port_taken_every_time_are_errors() -> None:
         Infra._start_one("postgres", Starter([EmbeddedError("initdb failed")]), 0)
     with pytest.raises(UpError, match="already in use"):
         Infra._start_one("postgres", Starter([PortTaken("already in use")] * 3), 0)
+
+
+def test_a_second_port_for_the_same_server_is_never_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may hand a port out again as soon as the probe closes it: NATS once got
+    the same port for clients and monitoring and could not start."""
+    first = free_port()
+    again = iter([first, first])
+
+    class Probe(socket.socket):
+        def getsockname(self) -> Any:
+            chosen = next(again, None)
+            return ("127.0.0.1", chosen) if chosen is not None else super().getsockname()
+
+    monkeypatch.setattr(embedded.socket, "socket", Probe)
+    assert free_port(besides={first}) != first
+    assert free_port(first, besides={first}) != first

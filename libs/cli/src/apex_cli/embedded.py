@@ -19,7 +19,7 @@ import sys
 import sysconfig
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
@@ -41,16 +41,20 @@ class PortTaken(EmbeddedError):
     there between the choice and the start, e.g. during a slow ``initdb``)."""
 
 
-def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
-    """``preferred`` when it is free, otherwise a free port chosen by the kernel."""
-    for candidate in ([preferred] if preferred else []) + [0]:
+def free_port(preferred: int = 0, host: str = "127.0.0.1", *, besides: Collection[int] = ()) -> int:
+    """``preferred`` when it is free, otherwise a free port chosen by the kernel; never one
+    of ``besides`` (ports already chosen for the same server, not bound yet: the kernel
+    may hand a closed port out again at once)."""
+    for candidate in ([preferred] if preferred and preferred not in besides else []) + [0] * 16:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, candidate))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            chosen = int(sock.getsockname()[1])
+            if chosen not in besides:
+                return chosen
     raise EmbeddedError("no free TCP port")
 
 
@@ -214,7 +218,7 @@ def nats_server(
     --nats-tls``) clients must speak TLS (``tls://`` URL)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port)
-    monitor_port = free_port(monitor_port)
+    monitor_port = free_port(monitor_port, besides={port})
     config = data_dir / "nats.conf"
     config.write_text(
         f"""server_name: apex_embedded_{port}
