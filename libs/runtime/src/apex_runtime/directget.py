@@ -78,6 +78,12 @@ class DirectGet:
         return found[0] if found else None
 
     async def _batch(self, stream: str, request: dict[str, Any]) -> list[Stored]:
+        try:  # the first attempt without the retry machinery (tens of µs per call)
+            return await self._batch_once(stream, request)
+        except (nats.errors.TimeoutError, _NoAnswer):
+            return await self._batch_again(stream, request)
+
+    async def _batch_again(self, stream: str, request: dict[str, Any]) -> list[Stored]:
         try:
             async for attempt in stamina.retry_context(
                 on=(nats.errors.TimeoutError, _NoAnswer),
