@@ -128,3 +128,40 @@ def test_usage_row() -> None:
     assert (row["cached_tokens"], row["latency_ms"], row["cost_source"]) == (100, 800, TABLE)
     assert row["tenant_id"] == TENANT and row["workload"] is None
     assert ch_time(datetime(2026, 1, 1, 1, tzinfo=UTC)) == "2026-01-01 01:00:00.000"
+
+
+def test_grouping_sets_are_one_query_each_row_naming_its_set() -> None:
+    compiled = compile_aggregate(
+        UsageAggregate(
+            tenant_id=TENANT,
+            metrics=["requests"],
+            grouping_sets=[[], ["provider", "model"], ["workload"]],
+            order_by="requests",
+            limit=100,
+        )
+    )
+    assert compiled.sql == (
+        "SELECT u.provider AS provider, u.model AS model, u.workload AS workload, count() AS requests, "
+        "multiIf(GROUPING(provider, model, workload) = 7, 0, GROUPING(provider, model, workload) = 1, 1, 2)"
+        " AS grouping_set\n"
+        "FROM $db.llm_usage AS u FINAL\n"
+        "WHERE u.tenant_id = {tenant_id:String}\n"
+        "GROUP BY GROUPING SETS ((), (provider, model), (workload))\n"
+        "ORDER BY grouping_set, requests DESC, provider, model, workload\n"
+        "LIMIT {limit:UInt32} BY grouping_set\n"
+        "SETTINGS group_by_use_nulls = 1, force_grouping_standard_compatibility = 1"
+    )
+    assert compiled.kinds["grouping_set"] == "int"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"group_by": ["model"], "grouping_sets": [["model"]]},
+        {"grouping_sets": [["model", "day"], ["day", "model"]]},
+        {"grouping_sets": [["model"]] * 9},
+    ],
+)
+def test_grouping_sets_refused(shape: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        UsageAggregate.model_validate({"tenant_id": TENANT, "metrics": ["requests"], **shape})

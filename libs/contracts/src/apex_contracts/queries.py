@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from apex_contracts.envelope import Model
 from apex_contracts.errors import ErrorInfo
@@ -215,9 +215,17 @@ class UsageFilter(Model):
 class UsageAggregate(TenantQuery):
     """A typed aggregate over ``llm_usage``; persistence compiles it to SQL from a
     whitelist, so no caller ever sends SQL. ``prices`` are the tenant's price overrides:
-    cost metrics reprice every row without an uploaded cost whose model they name."""
+    cost metrics reprice every row without an uploaded cost whose model they name.
+
+    ``grouping_sets`` (instead of ``group_by``) asks for several groupings in one pass
+    over the rows: each row names its set in ``grouping_set`` (an index into the list),
+    the dimensions outside its set are None, and ``min_requests``, ``order_by`` and
+    ``limit`` apply within each set (ties ordered by the set's dimensions in the order
+    they first appear in ``grouping_sets``). An empty set is the totals: one row, even
+    when no usage matches (as without any grouping)."""
 
     group_by: list[Dimension] = []
+    grouping_sets: list[list[Dimension]] = Field(default=[], max_length=8)
     metrics: list[Metric] = Field(min_length=1)
     filter: UsageFilter = UsageFilter()
     min_requests: int = Field(default=0, ge=0)
@@ -225,6 +233,14 @@ class UsageAggregate(TenantQuery):
     descending: bool = True
     limit: int = Field(default=1000, ge=1, le=10_000)
     prices: list[PriceOverride] = Field(default=[], max_length=500)
+
+    @model_validator(mode="after")
+    def _one_grouping(self) -> UsageAggregate:
+        if self.grouping_sets and self.group_by:
+            raise ValueError("give group_by or grouping_sets, not both")
+        if len({frozenset(s) for s in self.grouping_sets}) < len(self.grouping_sets):
+            raise ValueError("grouping_sets must differ from one another")
+        return self
 
 
 class UsageRows(Model):

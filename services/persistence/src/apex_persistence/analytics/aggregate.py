@@ -41,6 +41,7 @@ DIMENSIONS: Final[dict[str, tuple[str, Kind]]] = {
 }
 _COST = "u.cost_usd"
 _SOURCE = "$source"  # stands for the (override-aware) source expression
+GROUPING_SET: Final = "grouping_set"
 # Stored ``cost_source`` values as a reader names them (anything else is the table's name).
 _SOURCE_LABELS = {"reported": "uploaded", "unknown": "unpriced", "catalogue": "apex price list 2026-03-21"}
 
@@ -100,7 +101,8 @@ Repriced = Sequence[tuple[str, str, ModelPrice]]
 def compile_aggregate(query: UsageAggregate, repriced: Repriced = ()) -> CompiledQuery:
     """The SQL (with ``$db``) and bound parameters of one aggregate; ``repriced`` are the
     stored (provider, model) pairs whose cost comes from a tenant price override."""
-    group: list[Dimension] = list(dict.fromkeys(query.group_by))
+    sets = [list(dict.fromkeys(s)) for s in query.grouping_sets]
+    group: list[Dimension] = list(dict.fromkeys(query.group_by or [d for s in sets for d in s]))
     metrics: list[Metric] = list(dict.fromkeys(query.metrics))
     where, params = _where(query)
     cost = _cost_expression(repriced, params)
@@ -108,20 +110,41 @@ def compile_aggregate(query: UsageAggregate, repriced: Repriced = ()) -> Compile
     select = [f"{DIMENSIONS[d][0]} AS {d}" for d in group] + [
         f"{METRICS[m][0].replace(_COST, cost).replace(_SOURCE, source)} AS {m}" for m in metrics
     ]
+    if sets:
+        select.append(f"{_set_index(sets, group)} AS {GROUPING_SET}")
     sql = [f"SELECT {', '.join(select)}", "FROM $db.llm_usage AS u FINAL", f"WHERE {' AND '.join(where)}"]
-    if group:
+    if sets:
+        each = ", ".join("(" + ", ".join(s) + ")" for s in sets)
+        sql.append(f"GROUP BY GROUPING SETS ({each})")
+    elif group:
         sql.append(f"GROUP BY {', '.join(group)}")
     if query.min_requests:
         sql.append("HAVING count() >= {min_requests:UInt64}")
         params["min_requests"] = query.min_requests
-    order = _order(query, group)
+    order = ([GROUPING_SET] if sets else []) + _order(query, group)
     if order:
         sql.append(f"ORDER BY {', '.join(order)}")
-    sql.append("LIMIT {limit:UInt32}")
+    sql.append("LIMIT {limit:UInt32}" + (f" BY {GROUPING_SET}" if sets else ""))
     params["limit"] = query.limit
+    if sets:  # outside its set a dimension is NULL, in standard SQL's GROUPING() bits
+        sql.append("SETTINGS group_by_use_nulls = 1, force_grouping_standard_compatibility = 1")
     kinds: dict[str, Kind] = {d: DIMENSIONS[d][1] for d in group}
     kinds |= {m: METRICS[m][1] for m in metrics}
+    if sets:
+        kinds[GROUPING_SET] = "int"
     return CompiledQuery(sql="\n".join(sql), params=params, kinds=kinds)
+
+
+def _set_index(sets: list[list[Dimension]], group: list[Dimension]) -> str:
+    """Each row's index into ``grouping_sets``: ``GROUPING()`` over every dimension has a
+    bit set (the first dimension the highest) for each one outside the row's set."""
+    if not group:
+        return "0"
+    grouping = f"GROUPING({', '.join(group)})"
+    width = len(group)
+    masks = [sum(1 << (width - 1 - i) for i, d in enumerate(group) if d not in s) for s in sets]
+    branches = [f"{grouping} = {mask}, {n}" for n, mask in enumerate(masks[:-1])]
+    return f"multiIf({', '.join(branches)}, {len(sets) - 1})" if branches else "0"
 
 
 def _cost_expression(repriced: Repriced, params: dict[str, Any]) -> str:

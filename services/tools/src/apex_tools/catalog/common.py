@@ -53,18 +53,34 @@ class TenantUsage:
         min_requests: int = 0,
     ) -> list[dict[str, Any]]:
         """Rows of a typed aggregate; a cost metric also collects what priced its rows."""
+        return await self._run(
+            metrics, where, group_by=group_by or [], order_by=order_by, limit=limit, min_requests=min_requests
+        )
+
+    async def aggregate_sets(
+        self,
+        metrics: list[Metric],
+        where: UsageFilter,
+        sets: list[list[Dimension]],
+        *,
+        order_by: Metric | None = None,
+        limit: int = 1000,
+    ) -> list[list[dict[str, Any]]]:
+        """The rows of each grouping set (``[]`` is the totals), read in one query;
+        ``order_by`` and ``limit`` apply within each set."""
+        rows = await self._run(metrics, where, grouping_sets=sets, order_by=order_by, limit=limit)
+        out: list[list[dict[str, Any]]] = [[] for _ in sets]
+        for row in rows:
+            index = row.pop("grouping_set")
+            out[index].append({k: v for k, v in row.items() if k in metrics or k in sets[index]})
+        return out
+
+    async def _run(self, metrics: list[Metric], where: UsageFilter, **shape: Any) -> list[dict[str, Any]]:
         if "cost_usd" in metrics and "cost_sources" not in metrics:
             metrics = [*metrics, "cost_sources"]
         result = await self.usage.aggregate(
             UsageAggregate(
-                tenant_id=self.tenant_id,
-                group_by=group_by or [],
-                metrics=metrics,
-                filter=where,
-                order_by=order_by,
-                limit=limit,
-                min_requests=min_requests,
-                prices=self.prices.overrides,
+                tenant_id=self.tenant_id, metrics=metrics, filter=where, prices=self.prices.overrides, **shape
             )
         )
         self.ran.append(result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from apex_contracts.queries import Metric
@@ -26,13 +25,12 @@ _ALWAYS = ("ts", "provider", "model", "prompt_tokens", "completion_tokens", "sta
 async def usage_coverage(usage: UsageQueries, tenant_id: str, args: CoverageInput) -> CoverageResult:
     tenant = await TenantUsage.open(usage, tenant_id)
     where = usage_filter(args)
-    totals, models, workloads = await asyncio.gather(
-        tenant.aggregate(
-            ["requests", "first_ts", "last_ts", "active_days", *_OPTIONAL_FIELD_METRICS.values()],
-            where,
-        ),
-        tenant.aggregate(["requests"], where, group_by=["provider", "model"], order_by="requests", limit=100),
-        tenant.aggregate(["requests"], where, group_by=["workload"], order_by="requests", limit=100),
+    totals, models, workloads = await tenant.aggregate_sets(
+        ["requests", "first_ts", "last_ts", "active_days", *_OPTIONAL_FIELD_METRICS.values()],
+        where,
+        [[], ["provider", "model"], ["workload"]],
+        order_by="requests",
+        limit=100,
     )
     row: dict[str, Any] = totals[0] if totals else {}
     rows = int(row.get("requests") or 0)
