@@ -42,7 +42,7 @@ from apex_contracts import (
     new_id,
     subjects,
 )
-from apex_contracts.queries import Q_USAGE_AGGREGATE, QueryReply, UsageAggregate, UsageRows
+from apex_contracts.queries import Q_USAGE_AGGREGATE, Dimension, QueryReply, UsageAggregate, UsageRows
 from apex_orchestrator.bootstrap import main as orchestrator_main
 from apex_orchestrator.settings import OrchestratorSettings
 from apex_runtime import Bus
@@ -140,13 +140,24 @@ class UsageStandIn:
         self.asked += 1
         query = UsageAggregate.model_validate_json(msg.data)
         await self._open.wait()
-        rows = [_row(query)] if self.with_data else []
+        rows = _rows(query) if self.with_data else []
         reply = QueryReply(ok=True, data=UsageRows(rows=rows, sql="-- stand-in", elapsed_ms=1.0).model_dump())
         with contextlib.suppress(nats.errors.Error):  # the asker may be gone (interrupted)
             await msg.respond(reply.model_dump_json().encode())
 
 
-def _row(query: UsageAggregate) -> dict[str, Any]:
+def _rows(query: UsageAggregate) -> list[dict[str, Any]]:
+    """One row, or with ``grouping_sets`` one row per set (as persistence names them)."""
+    if not query.grouping_sets:
+        return [_row(query, query.group_by)]
+    union = list(dict.fromkeys(d for dims in query.grouping_sets for d in dims))
+    return [
+        {d: None for d in union} | _row(query, dims) | {"grouping_set": index}
+        for index, dims in enumerate(query.grouping_sets)
+    ]
+
+
+def _row(query: UsageAggregate, group_by: list[Dimension]) -> dict[str, Any]:
     dims = {
         "model": "gpt-4o",
         "provider": "openai",
@@ -158,7 +169,7 @@ def _row(query: UsageAggregate) -> dict[str, Any]:
         "prompt_hash": "h1",
         "dedup_key": "k1",
     }
-    row: dict[str, Any] = {d: dims[d] for d in query.group_by}
+    row: dict[str, Any] = {d: dims[d] for d in group_by}
     for metric in query.metrics:
         if metric == "cost_sources":
             row[metric] = ["uploaded"]
