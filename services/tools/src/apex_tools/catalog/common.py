@@ -69,6 +69,8 @@ class TenantUsage:
         """The rows of each grouping set (``[]`` is the totals), read in one query;
         ``order_by`` and ``limit`` apply within each set."""
         rows = await self._run(metrics, where, grouping_sets=sets, order_by=order_by, limit=limit)
+        if rows and "grouping_set" not in rows[0]:  # a persistence older than grouping_sets
+            return [await self._run(metrics, where, group_by=s, order_by=order_by, limit=limit) for s in sets]
         out: list[list[dict[str, Any]]] = [[] for _ in sets]
         for row in rows:
             index = row.pop("grouping_set")
