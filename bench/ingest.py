@@ -12,7 +12,6 @@ Never part of ``make test``.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import random
 import shutil
@@ -29,8 +28,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from apex_cli.config import SERVICE_PORTS
-from apex_cli.embedded import free_ports
+from tests.e2e.platform import platform_env
 
 FIELDS = (
     "ts",
@@ -90,20 +88,8 @@ def write(path: Path, kind: str, count: int) -> int:
 class Platform:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("APEX_")}
-        ports = free_ports(len(SERVICE_PORTS))
-        self.env.update(
-            {variable: str(port) for (variable, _), port in zip(SERVICE_PORTS.values(), ports, strict=True)}
-        )
-        self.env.update(
-            {
-                "APEX_HOME": str(home / ".apex"),
-                "APEX_ENV": "test",
-                "APEX_CONNECTOR_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-                "APEX_LOG_LEVEL": "WARNING",
-                "APEX_UPLOAD_MAX_BYTES": str(2 * 1024**3),
-            }
-        )
+        self.env = platform_env(home)
+        self.env.update({"APEX_LOG_LEVEL": "WARNING", "APEX_UPLOAD_MAX_BYTES": str(2 * 1024**3)})
         self.gateway = f"http://127.0.0.1:{self.env['APEX_GATEWAY_PORT']}"
         self.auth = f"http://127.0.0.1:{self.env['APEX_AUTH_PORT']}"
         self.proc: subprocess.Popen[bytes] | None = None
