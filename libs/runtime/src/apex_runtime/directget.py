@@ -12,6 +12,7 @@ import nats.errors
 import orjson
 import stamina
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_runtime.port import Stored
@@ -19,6 +20,8 @@ from apex_runtime.port import Stored
 # How long a read waits for a lagging replica to catch up with what the leader holds.
 _CATCH_UP_S = 15.0
 _END_OF_BATCH = frozenset({"204", "404"})
+# How long a batch may go without a message before it counts as unanswered.
+_SILENCE_S = 3.0
 
 
 class _NoAnswer(Exception):
@@ -103,22 +106,54 @@ class DirectGet:
 
     async def _batch_once(self, stream: str, request: dict[str, Any]) -> list[Stored]:
         inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox, max_msgs=int(request["batch"]) + 1)
+        reply = _BatchReply(stream)
+        sub = await self._nc.subscribe(inbox, cb=reply.on_msg, max_msgs=int(request["batch"]) + 1)
         try:
             await self._nc.publish(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox)
-            out: list[Stored] = []
-            while True:
-                msg = await sub.next_msg(timeout=3.0)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status is not None:
-                    if status in _END_OF_BATCH:
-                        return out
-                    if status == "503":  # no responders (yet)
-                        raise _NoAnswer(status)
-                    raise Unavailable(
-                        f"direct get on {stream} failed with status {status}", code=ErrorCode.BUS_UNAVAILABLE
-                    )
-                out.append(Stored(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data))
+            return await reply.wait(_SILENCE_S)
         finally:
             await sub.unsubscribe()
+
+
+class _BatchReply:
+    """The messages of one batched direct get, gathered by the subscription's callback: a
+    ``next_msg`` per message would cost two tasks each. ``wait`` raises
+    ``nats.errors.TimeoutError`` once nothing has arrived for ``silence_s``."""
+
+    def __init__(self, stream: str) -> None:
+        self._stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[list[Stored]] = self._loop.create_future()
+        self._out: list[Stored] = []
+        self._heard = self._loop.time()
+
+    async def on_msg(self, msg: Msg) -> None:
+        if self._done.done():
+            return
+        self._heard = self._loop.time()
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            self._out.append(Stored(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data))
+        elif status in _END_OF_BATCH:
+            self._done.set_result(self._out)
+        elif status == "503":  # no responders (yet)
+            self._done.set_exception(_NoAnswer(status))
+        else:
+            self._done.set_exception(
+                Unavailable(
+                    f"direct get on {self._stream} failed with status {status}",
+                    code=ErrorCode.BUS_UNAVAILABLE,
+                )
+            )
+
+    async def wait(self, silence_s: float) -> list[Stored]:
+        while True:
+            remaining = self._heard + silence_s - self._loop.time()
+            if remaining <= 0:
+                raise nats.errors.TimeoutError
+            try:
+                async with asyncio.timeout(remaining):
+                    return await asyncio.shield(self._done)
+            except TimeoutError:
+                continue
