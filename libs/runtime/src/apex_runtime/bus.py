@@ -24,6 +24,7 @@ from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_
 from apex_contracts.streams import APEX_EVT, STREAMS, ConsumerSpec
 from apex_runtime import tracing
 from apex_runtime.directget import DirectGet
+from apex_runtime.natsclient import read_headers_fast
 from apex_runtime.natskv import NatsKvBucket
 from apex_runtime.natspull import NatsPullConsumer
 from apex_runtime.port import (
@@ -389,15 +390,18 @@ async def connect_nats(url: str, name: str, **options: Any) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
+    read_headers_fast()
+    nc = NATS()
     try:
-        return await nats.connect(
+        await nc.connect(
             nats_servers(url),
             name=name,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; nats-py sleeps for it
             connect_timeout=3,
             error_cb=on_error,
             **options,
         )
     except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
         raise Unavailable(f"Cannot reach NATS at {url}: {exc}", code=ErrorCode.BUS_UNAVAILABLE) from exc
+    return nc
