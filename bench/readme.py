@@ -74,7 +74,11 @@ def table(r: dict[str, Any]) -> str:
             _losses(apex.get("killed_worker")),
             f"DBOS {_losses(dbos.get('killed_worker'))}; LangGraph keeps nothing across a restart",
         ),
-        ("replay to a reconnecting client", _n(now["replay_events_per_s"], " events/s"), ""),
+        (
+            "replay to a reconnecting client",
+            _n(now["replay_events_per_s"], " events/s"),
+            f"{_n(get(apex, 'gateway_replay', 'one_per_frame_events_per_s'), ' events/s')} one frame per event",
+        ),
         ("usage ingest until stored (NDJSON)", _n(now["ingest_rows_per_s"], " rows/s"), ""),
         (
             "projection lag p99 at 1,000 events/s (worst store)",

@@ -124,13 +124,17 @@ class FakeSink:
     def __init__(self, pace: Callable[[], None] = lambda: None) -> None:
         self.frames: list[Model | int] = []
         self.dropped: list[str] = []
+        self.groups: set[tuple[str, int] | None] = set()
         self.pace = pace
 
     def send(self, frame: Model) -> None:
         self.frames.append(frame)
 
-    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+    def push_event(
+        self, frame: str, occurred_at: float | None = None, group: tuple[str, int] | None = None
+    ) -> None:
         self.frames.append(orjson.loads(frame)["seq"])
+        self.groups.add(group)
 
     async def room(self) -> bool:
         self.pace()
@@ -164,10 +168,21 @@ class Figures:
         pass
 
 
-def _subscription(log: FakeLog, sink: FakeSink, after: int = 0) -> tuple[ThreadSubscription, Figures]:
+def _subscription(
+    log: FakeLog, sink: FakeSink, after: int = 0, max_batch: int = 1
+) -> tuple[ThreadSubscription, Figures]:
     figures = Figures()
     ports = SubscriptionPorts(log, FakeFeeds(log), figures)
-    return ThreadSubscription(sink, ports, WHO, THREAD, SUBJECT, after), figures
+    return ThreadSubscription(sink, ports, WHO, THREAD, SUBJECT, after, max_batch), figures
+
+
+async def test_a_subscription_that_asked_for_batches_offers_its_frames_in_its_thread_group() -> None:
+    for max_batch, group in ((1, None), (50, (THREAD, 50))):
+        log = FakeLog([1, 2, 3])
+        sink = FakeSink()
+        await _subscription(log, sink, max_batch=max_batch)[0].start()
+        log.store(4)  # live
+        assert (sink.seqs, sink.groups) == ([1, 2, 3, 4], {group})
 
 
 async def test_overlap_between_replay_and_live_is_dropped_by_seq() -> None:

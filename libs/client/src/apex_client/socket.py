@@ -1,6 +1,8 @@
 """An ``apex.v1`` WebSocket client that survives drops: it reconnects with exponential
 backoff and full jitter (``apex_client.backoff``), resubscribes each thread after the last seq it saw, and acks what it
-processed, so the stream it yields has every event once, in order. Given a token source
+processed, so the stream it yields has every event once, in order. It asks for events in
+batches (``max_batch``: a replay or a burst comes in ``events`` frames, acked once each)
+and yields them one by one, as ``event`` frames. Given a token source
 (``ApexHttp.fresh_token``), it hands the gateway a new access token before the current
 one expires (``session.refresh``), so a socket open for hours is never closed for it."""
 
@@ -29,9 +31,16 @@ FATAL_CLOSE = {CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN}
 
 class ApexSocket:
     def __init__(
-        self, url: str, token: TokenSource | str, *, ack: bool = True, max_backoff_s: float = 10.0
+        self,
+        url: str,
+        token: TokenSource | str,
+        *,
+        ack: bool = True,
+        max_backoff_s: float = 10.0,
+        max_batch: int = 100,
     ) -> None:
         self.url = url
+        self.max_batch = max_batch
         self._token = token
         self.ack = ack
         self.max_backoff_s = max_backoff_s
@@ -66,6 +75,8 @@ class ApexSocket:
         """Sends now if connected; otherwise after the next reconnect."""
         if frame.get("type") == "thread.subscribe":
             self.threads.setdefault(frame["thread_id"], int(frame.get("after_seq") or 0))
+        if frame.get("type") in ("thread.subscribe", "message.send"):
+            frame = {"max_batch": self.max_batch, **frame}
         await self._connected.wait()
         assert self._ws is not None
         try:
@@ -154,26 +165,41 @@ class ApexSocket:
             pinger.cancel()
 
     async def _subscribe(self, ws: ClientConnection, thread_id: str, after_seq: int) -> None:
-        frame = {"type": "thread.subscribe", "thread_id": thread_id, "after_seq": after_seq}
+        frame = {
+            "type": "thread.subscribe",
+            "thread_id": thread_id,
+            "after_seq": after_seq,
+            "max_batch": self.max_batch,
+        }
         if self.session is not None:
             frame["epoch"] = self.session.get("epoch")
         await ws.send(orjson.dumps(frame).decode())
 
     async def _receive(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "event":
-            thread, seq = frame["thread_id"], frame["seq"]
-            if seq <= self.threads.get(thread, 0):
-                return
-            self.threads[thread] = seq
-            if self.ack:
-                await ws.send(orjson.dumps({"type": "event.ack", "thread_id": thread, "seq": seq}).decode())
-        elif kind == "message.accepted":
+        if kind in ("event", "events"):
+            fresh = [each for each in frame.get("events", [frame]) if self._fresh(each)]
+            for each in fresh:
+                self._inbox.put_nowait(each)
+            if fresh and self.ack:
+                last = fresh[-1]
+                ack = {"type": "event.ack", "thread_id": last["thread_id"], "seq": last["seq"]}
+                await ws.send(orjson.dumps(ack).decode())
+            return
+        if kind == "message.accepted":
             self.threads.setdefault(frame["thread_id"], 0)
         elif kind == "error" and frame.get("code") == "resync_required" and frame.get("thread_id"):
             thread = frame["thread_id"]
             await self._subscribe(ws, thread, self.threads.get(thread, 0))
         self._inbox.put_nowait(frame)
+
+    def _fresh(self, frame: dict[str, Any]) -> bool:
+        """True for an event not seen yet (its seq is past the thread's last)."""
+        thread, seq = frame["thread_id"], frame["seq"]
+        if seq <= self.threads.get(thread, 0):
+            return False
+        self.threads[thread] = seq
+        return True
 
     async def _keep_token_fresh(self, ws: ClientConnection, token: str) -> None:
         """Before the socket's token expires, asks the token source for a new one and

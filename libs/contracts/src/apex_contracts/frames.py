@@ -20,6 +20,10 @@ from apex_contracts.ids import RunId, ThreadId
 
 PROTOCOL: Literal["apex.v1"] = "apex.v1"
 BEARER_SUBPROTOCOL_PREFIX = "apex.bearer."
+# what one ``events`` frame may carry: events (``thread.subscribe`` ``max_batch``), and
+# bytes of event frames; an event frame larger than that is sent on its own
+MAX_BATCH = 1000
+BATCH_BYTES = 256 * 1024
 
 
 def no_nul(value: str) -> str:
@@ -45,12 +49,21 @@ class MessageSend(Model):
     thread_id: ThreadId | None = None
 
 
+class SocketMessageSend(MessageSend):
+    """``message.send`` on a WebSocket, which subscribes the socket to a thread it does
+    not follow yet: ``max_batch`` is that subscription's, as in ``thread.subscribe``."""
+
+    max_batch: int = Field(default=1, ge=1, le=MAX_BATCH)
+
+
 class ThreadSubscribe(Model):
     type: Literal["thread.subscribe"] = "thread.subscribe"
     ref: Ref = None
     thread_id: ThreadId
     after_seq: Annotated[int, Field(ge=0)] | Literal["cursor"] = 0
     epoch: str | None = Field(default=None, max_length=100)
+    # up to this many events of the thread may share one ``events`` frame (1: each its own)
+    max_batch: int = Field(default=1, ge=1, le=MAX_BATCH)
 
 
 class ThreadUnsubscribe(Model):
@@ -87,7 +100,13 @@ class SessionRefresh(Model):
 
 
 ClientFrame = Annotated[
-    MessageSend | ThreadSubscribe | ThreadUnsubscribe | EventAck | RunCancelFrame | Ping | SessionRefresh,
+    SocketMessageSend
+    | ThreadSubscribe
+    | ThreadUnsubscribe
+    | EventAck
+    | RunCancelFrame
+    | Ping
+    | SessionRefresh,
     Field(discriminator="type"),
 ]
 CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
@@ -164,6 +183,16 @@ class EventFrame(Model):
     event: dict[str, Any]
 
 
+class EventsFrame(Model):
+    """Events of one thread that were waiting to be written together, in seq order, each
+    exactly as its own ``event`` frame would be; only to a subscription that asked for
+    them (``max_batch`` > 1), at most ``max_batch`` events and about ``BATCH_BYTES``."""
+
+    type: Literal["events"] = "events"
+    thread_id: str
+    events: list[EventFrame]
+
+
 class MessageAccepted(Model):
     type: Literal["message.accepted"] = "message.accepted"
     ref: str | None = None
@@ -214,7 +243,14 @@ class ErrorFrame(Model):
 
 
 ServerFrame = Annotated[
-    SessionReady | EventFrame | MessageAccepted | ThreadSubscribed | Pong | SessionRefreshed | ErrorFrame,
+    SessionReady
+    | EventFrame
+    | EventsFrame
+    | MessageAccepted
+    | ThreadSubscribed
+    | Pong
+    | SessionRefreshed
+    | ErrorFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME_ADAPTER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)

@@ -57,8 +57,10 @@ class SseSink:
         if not self.out.put(sse_error(body).decode()):
             self._overflow()
 
-    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
-        if self._dropped:
+    def push_event(
+        self, frame: str, occurred_at: float | None = None, group: tuple[str, int] | None = None
+    ) -> None:
+        if self._dropped:  # each event is its own SSE message: ``group`` does not apply
             return
         if not self.out.put(_sse_event(frame)):
             self._overflow()

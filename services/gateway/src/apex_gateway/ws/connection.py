@@ -1,7 +1,9 @@
 """One client WebSocket speaking ``apex.v1``.
 
 Frames out go through one writer task and one bounded outbox (``outbox.py``): events,
-answers and errors alike, at most ``ws_send_queue`` of them. A frame that finds the
+answers and errors alike, at most ``ws_send_queue`` of them. Event frames of a
+subscription that asked for batches (``max_batch``) and are queued together are written
+as one ``events`` frame. A frame that finds the
 outbox full ends the connection with 4408 ``slow_consumer`` (the client resumes from its
 cursor like any dropped client); a replay waits for room instead, up to
 ``ws_send_timeout_ms``. Frames in are read only after ``session.ready`` was sent, so early
@@ -36,7 +38,8 @@ from apex_contracts.frames import (
 )
 from apex_gateway.ratelimit import TokenBucket
 from apex_gateway.ws.dispatch import dispatch
-from apex_gateway.ws.outbox import Outbox
+from apex_gateway.ws.feeds import events_frame
+from apex_gateway.ws.outbox import Group, Outbox
 from apex_gateway.ws.subscription import ThreadSubscription
 
 if TYPE_CHECKING:
@@ -91,12 +94,13 @@ class Connection:
             )
         )
 
-    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+    def push_event(self, frame: str, occurred_at: float | None = None, group: Group | None = None) -> None:
         """Queues an event frame; ``occurred_at`` (epoch seconds) is given for live events:
-        their delivery latency is measured when the frame is written."""
+        their delivery latency is measured when the frame is written. Frames of a
+        ``group`` queued together are written as one ``events`` frame."""
         if self._closing:
             return
-        if not self._out.put(frame, occurred_at):
+        if not self._out.put(frame, occurred_at, group):
             self._slow_consumer()
             return
         self.services.metrics.events_sent.inc()
@@ -123,10 +127,16 @@ class Connection:
 
     async def _writer(self) -> None:
         while True:
-            text, occurred = await self._out.get()
-            await self.ws.send_text(text)
-            if occurred is not None:
-                self.services.metrics.observe_delivery(time.time() - occurred)
+            group, frames = await self._out.get_group()
+            if len(frames) == 1:
+                await self.ws.send_text(frames[0][0])
+            else:
+                assert group is not None
+                await self.ws.send_text(events_frame(group[0], [text for text, _ in frames]))
+            now = time.time()
+            for _, occurred in frames:
+                if occurred is not None:
+                    self.services.metrics.observe_delivery(now - occurred)
 
     def _slow_consumer(self) -> None:
         self._out.clear()  # what it did not read is dropped: it resumes from its cursor

@@ -9,12 +9,12 @@ from apex_contracts.frames import (
     ClientFrame,
     EventAck,
     MessageAccepted,
-    MessageSend,
     Ping,
     Pong,
     RunCancelFrame,
     SessionRefresh,
     SessionRefreshed,
+    SocketMessageSend,
     ThreadSubscribe,
     ThreadUnsubscribe,
 )
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 async def dispatch(conn: Connection, frame: ClientFrame) -> None:
     match frame:
-        case MessageSend():
+        case SocketMessageSend():
             await on_message_send(conn, frame)
         case ThreadSubscribe():
             await on_subscribe(conn, frame)
@@ -56,7 +56,7 @@ async def on_refresh(conn: Connection, frame: SessionRefresh) -> None:
     conn.send(SessionRefreshed(ref=frame.ref, expires_at=fresh.expires_at))
 
 
-async def on_message_send(conn: Connection, frame: MessageSend) -> None:
+async def on_message_send(conn: Connection, frame: SocketMessageSend) -> None:
     accepted = await conn.services.messages.send(
         conn.principal, frame.client_msg_id, frame.text, frame.thread_id
     )
@@ -69,7 +69,13 @@ async def on_message_send(conn: Connection, frame: MessageSend) -> None:
         )
     )
     if accepted.thread_id not in conn.subscriptions:
-        await subscribe(conn, accepted.thread_id, max(0, accepted.message_seq - 1), ref=frame.ref)
+        await subscribe(
+            conn,
+            accepted.thread_id,
+            max(0, accepted.message_seq - 1),
+            ref=frame.ref,
+            max_batch=frame.max_batch,
+        )
 
 
 async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
@@ -85,13 +91,15 @@ async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
     existing = conn.subscriptions.pop(frame.thread_id, None)
     if existing is not None:
         await existing.stop()
-    await subscribe(conn, frame.thread_id, after, ref=frame.ref)
+    await subscribe(conn, frame.thread_id, after, ref=frame.ref, max_batch=frame.max_batch)
 
 
-async def subscribe(conn: Connection, thread_id: str, after_seq: int, ref: str | None) -> None:
+async def subscribe(
+    conn: Connection, thread_id: str, after_seq: int, ref: str | None, max_batch: int = 1
+) -> None:
     who = conn.principal
     subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
-    sub = ThreadSubscription(conn, conn.services.subscriptions, who, thread_id, subject, after_seq)
+    sub = ThreadSubscription(conn, conn.services.subscriptions, who, thread_id, subject, after_seq, max_batch)
     conn.subscriptions[thread_id] = sub
     try:
         await sub.start(ref=ref)

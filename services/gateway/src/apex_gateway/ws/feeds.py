@@ -41,6 +41,11 @@ def event_frame(thread_id: str, seq: int, event: dict[str, Any]) -> str:
     ).decode()
 
 
+def events_frame(thread_id: str, frames: list[str]) -> str:
+    """Event frames of one thread joined into one ``events`` frame, each kept as it is."""
+    return f'{{"type":"events","thread_id":{orjson.dumps(thread_id).decode()},"events":[{",".join(frames)}]}}'
+
+
 def epoch_s(occurred_at: Any) -> float | None:
     """An event's ``occurred_at`` as epoch seconds; None when it cannot be read."""
     try:

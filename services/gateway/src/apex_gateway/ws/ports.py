@@ -19,10 +19,13 @@ class EventSink(Protocol):
         ends itself (slow consumer): the client resumes from its cursor."""
         ...
 
-    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+    def push_event(
+        self, frame: str, occurred_at: float | None = None, group: tuple[str, int] | None = None
+    ) -> None:
         """Queues an event frame (already JSON), never waiting; ``occurred_at`` (epoch
-        seconds) is given for live events, whose delivery latency is measured. A full
-        sink ends itself, like ``send``."""
+        seconds) is given for live events, whose delivery latency is measured. Frames of
+        one ``group`` (thread id, at most that many together) queued one after another
+        may be written as one ``events`` frame. A full sink ends itself, like ``send``."""
         ...
 
     async def room(self) -> bool:

@@ -55,6 +55,7 @@ class ThreadSubscription:
         thread_id: str,
         subject: str,
         after_seq: int,
+        max_batch: int = 1,
     ) -> None:
         self.sink = sink
         self.ports = ports
@@ -68,6 +69,8 @@ class ThreadSubscription:
         self._replaying = True
         self._pending: list[tuple[int, str, float | None]] = []
         self._ended = False
+        # a run of this thread's frames queued together may be written as one ``events`` frame
+        self._group = (thread_id, max_batch) if max_batch > 1 else None
 
     @property
     def last_sent(self) -> int:
@@ -183,7 +186,7 @@ class ThreadSubscription:
     def _offer(self, seq: int, frame: str, occurred_at: float | None = None) -> None:
         try:
             if self.window.offer(seq, frame, time.monotonic()):
-                self.sink.push_event(frame, occurred_at)  # a full sink ends the connection
+                self.sink.push_event(frame, occurred_at, self._group)  # a full sink ends the connection
         except ResyncNeeded as resync:
             self._resync(resync.last_seq)
 
@@ -215,7 +218,7 @@ class ThreadSubscription:
             self._resync(resync.last_seq)
             return
         for frame in frames:
-            self.sink.push_event(frame)
+            self.sink.push_event(frame, None, self._group)
             self.ports.figures.resent()
 
     async def stop(self) -> None:

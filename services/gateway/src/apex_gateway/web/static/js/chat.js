@@ -2,7 +2,7 @@
 // conversation of the open thread streamed over apex.v1, cancel, and usage upload.
 
 import { ApiError, Session } from "./session.js";
-import { ApexSocket } from "./socket.js";
+import { ApexSocket, MAX_BATCH } from "./socket.js";
 import { Conversation, el } from "./runs.js";
 import { bindUpload } from "./upload.js";
 
@@ -273,7 +273,7 @@ function send(text) {
   welcome.remove();
   const id = clientMsgId();
   state.mine.add(id);
-  const frame = { type: "message.send", client_msg_id: id, text: clean };
+  const frame = { type: "message.send", client_msg_id: id, text: clean, max_batch: MAX_BATCH };
   if (state.current) frame.thread_id = state.current;
   conversation.showPending(id, clean);
   socket.send(frame);

@@ -1,7 +1,8 @@
 // The apex.v1 WebSocket for the page: connects with the token as a subprotocol, keeps a
 // visible state, reconnects with backoff and full jitter (backoff.js), and resumes every thread it follows right after
 // the last seq it saw (thread.subscribe after_seq + epoch), so a dropped connection loses
-// nothing and shows nothing twice. Events are acked (cumulative) shortly after arrival.
+// nothing and shows nothing twice. Events are acked (cumulative) shortly after arrival; an
+// "events" frame (several events of a thread, asked for with max_batch) is taken event by event.
 //
 // Events emitted: "state" {state, detail}, "ready" {frame}, "event" {frame, live},
 // "accepted" {frame}, "subscribed" {frame}, "reset" {thread_id}, "error" {frame},
@@ -10,6 +11,8 @@
 import { reconnectDelay } from "./backoff.js";
 
 const QUEUED_TYPES = new Set(["message.send", "run.cancel"]);
+// a replay or a burst of a thread's events may come as one "events" frame of up to this many
+export const MAX_BATCH = 100;
 
 export class ApexSocket extends EventTarget {
   constructor(session) {
@@ -111,7 +114,9 @@ export class ApexSocket extends EventTarget {
   }
 
   _subscribe(threadId) {
-    const frame = { type: "thread.subscribe", thread_id: threadId, after_seq: this.lastSeq.get(threadId) || 0 };
+    const frame = {
+      type: "thread.subscribe", thread_id: threadId, after_seq: this.lastSeq.get(threadId) || 0, max_batch: MAX_BATCH,
+    };
     if (this.epoch) frame.epoch = this.epoch;
     this.send(frame);
   }
@@ -126,6 +131,7 @@ export class ApexSocket extends EventTarget {
     switch (frame.type) {
       case "session.ready": return this._ready(frame);
       case "event": return this._event(frame);
+      case "events": return frame.events.forEach((each) => this._event(each));
       case "thread.subscribed":
         this.heads.set(frame.thread_id, frame.head_seq);
         return this._emit("subscribed", { frame });
