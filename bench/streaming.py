@@ -7,7 +7,8 @@ OpenAI-compatible streaming server on loopback, its own process, configured with
 gathers data with the tools and then writes its text as a stream. The server holds the
 writers until all of them have asked, then streams each one chunk every 20 ms; every
 chunk carries the moment it was sent, so the client measures the delay from the model to
-the screen. Clients ack the way the page does (coalesced, 150 ms).
+the screen. Clients ask for ``events`` frames of up to 100 and ack the way the page does
+(coalesced, 150 ms).
 
 Figures: deltas expected and delivered (each once, in order, and the final text equal to
 them joined), delivery latency (model → client, and event written → client), the rate
@@ -40,6 +41,7 @@ from bench.llm_server import read_stamps
 from tests.e2e.platform import Platform
 
 QUESTION = "Where is my LLM spend going and how do I cut it?"
+MAX_BATCH = 100  # as the chat page asks (its socket.js)
 
 
 class StreamedRun:
@@ -71,7 +73,14 @@ class StreamedRun:
 
 async def one_client(ws: Any, run: StreamedRun, deadline: float) -> None:
     await ws.send(
-        orjson.dumps({"type": "message.send", "client_msg_id": uuid.uuid4().hex, "text": QUESTION}).decode()
+        orjson.dumps(
+            {
+                "type": "message.send",
+                "client_msg_id": uuid.uuid4().hex,
+                "text": QUESTION,
+                "max_batch": MAX_BATCH,
+            }
+        ).decode()
     )
     last_seq: dict[str, int] = {}
     acking: set[str] = set()
@@ -94,20 +103,21 @@ async def one_client(ws: Any, run: StreamedRun, deadline: float) -> None:
                 arrived = time.time()
                 if frame["type"] == "message.accepted":
                     run_id = frame["run_id"]
-                if frame["type"] != "event" or frame["seq"] <= last_seq.get(frame["thread_id"], 0):
-                    continue
-                thread_id = frame["thread_id"]
-                last_seq[thread_id] = frame["seq"]
-                if thread_id not in acking:
-                    acking.add(thread_id)
-                    asyncio.get_running_loop().create_task(ack_soon(thread_id))
-                event = frame["event"]
-                if event["type"] == "message.delta":
-                    run.add(event, arrived)
-                elif event["type"] in TERMINAL and event.get("run_id") == run_id:
-                    run.outcome = event["data"].get("status") or event["type"]
-                    run.response = ((event["data"].get("response") or {}).get("text")) or ""
-                    return
+                for each in frame["events"] if frame["type"] == "events" else [frame]:
+                    if each["type"] != "event" or each["seq"] <= last_seq.get(each["thread_id"], 0):
+                        continue
+                    thread_id = each["thread_id"]
+                    last_seq[thread_id] = each["seq"]
+                    if thread_id not in acking:
+                        acking.add(thread_id)
+                        asyncio.get_running_loop().create_task(ack_soon(thread_id))
+                    event = each["event"]
+                    if event["type"] == "message.delta":
+                        run.add(event, arrived)
+                    elif event["type"] in TERMINAL and event.get("run_id") == run_id:
+                        run.outcome = event["data"].get("status") or event["type"]
+                        run.response = ((event["data"].get("response") or {}).get("text")) or ""
+                        return
     except TimeoutError:
         return
 
