@@ -22,6 +22,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from apex_contracts import AgentThinking, AgentThinkingData, Scope, new_id
+from apex_contracts.frames import event_frames
 from apex_runtime.bus import NatsBus
 from tests.e2e.platform import Platform, User, platform_env
 
@@ -76,11 +77,7 @@ async def _replay_once(platform: Platform, user: User, thread_id: str, events: i
     )
     got = 0
     while got < events:
-        frame = orjson.loads(await ws.recv())
-        if frame["type"] == "event":
-            got += 1
-        elif frame["type"] == "events":
-            got += len(frame["events"])
+        got += len(event_frames(orjson.loads(await ws.recv())))
     elapsed = time.perf_counter() - started
     await ws.close()
     return elapsed

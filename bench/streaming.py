@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from apex_cli.demo_data import generate
 from apex_cli.embedded import free_port
 from apex_contracts import TERMINAL
+from apex_contracts.frames import event_frames
 from bench.common import percentile, running_platform, summary
 from bench.golden import open_ws
 from bench.llm_server import read_stamps
@@ -103,8 +104,8 @@ async def one_client(ws: Any, run: StreamedRun, deadline: float) -> None:
                 arrived = time.time()
                 if frame["type"] == "message.accepted":
                     run_id = frame["run_id"]
-                for each in frame["events"] if frame["type"] == "events" else [frame]:
-                    if each["type"] != "event" or each["seq"] <= last_seq.get(each["thread_id"], 0):
+                for each in event_frames(frame):
+                    if each["seq"] <= last_seq.get(each["thread_id"], 0):
                         continue
                     thread_id = each["thread_id"]
                     last_seq[thread_id] = each["seq"]

@@ -12,7 +12,7 @@ import nats
 import orjson
 
 from apex_contracts import AgentThinking, AgentThinkingData, Scope, new_id
-from apex_contracts.frames import BATCH_BYTES, EventsFrame, parse_server_frame
+from apex_contracts.frames import BATCH_BYTES, EventsFrame, event_frames, parse_server_frame
 from tests.e2e.platform import Platform, User
 from tests.e2e.wsclient import open_socket, recv, send
 
@@ -70,9 +70,7 @@ async def _read(
         assert isinstance(text, str)
         frame = orjson.loads(text)
         texts.append(text)
-        events += (
-            frame["events"] if frame["type"] == "events" else [frame] if frame["type"] == "event" else []
-        )
+        events += event_frames(frame)
         if stop_after is not None and len(events) >= stop_after:
             ws.transport.abort()  # dropped mid-replay, not closed
             return events, texts

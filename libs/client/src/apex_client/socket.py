@@ -23,7 +23,7 @@ from websockets.typing import Subprotocol
 from apex_client.backoff import Backoff
 from apex_client.http import refresh_at
 from apex_contracts import ApexError, ErrorCode
-from apex_contracts.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, PROTOCOL
+from apex_contracts.frames import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, PROTOCOL, event_frames
 
 TokenSource = Callable[[], Awaitable[str]]
 FATAL_CLOSE = {CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN}
@@ -178,7 +178,7 @@ class ApexSocket:
     async def _receive(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind in ("event", "events"):
-            fresh = [each for each in frame.get("events", [frame]) if self._fresh(each)]
+            fresh = [each for each in event_frames(frame) if self._fresh(each)]
             for each in fresh:
                 self._inbox.put_nowait(each)
             if fresh and self.ack:

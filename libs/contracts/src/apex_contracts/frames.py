@@ -256,6 +256,15 @@ ServerFrame = Annotated[
 SERVER_FRAME_ADAPTER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
 
 
+def event_frames(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event frames a decoded server frame carries: itself for an ``event``, its
+    elements for an ``events``, none for any other frame."""
+    kind = frame.get("type")
+    if kind == "event":
+        return [frame]
+    return list(frame["events"]) if kind == "events" else []
+
+
 def parse_server_frame(text: str | bytes) -> ServerFrame:
     return SERVER_FRAME_ADAPTER.validate_json(text)
 

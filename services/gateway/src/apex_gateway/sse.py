@@ -28,7 +28,7 @@ from apex_gateway.drain import StreamDrained, next_or_end, sse_shutting_down
 from apex_gateway.reconnect import reconnect_spread_ms
 from apex_gateway.services import GatewayServices
 from apex_gateway.tokens import Principal
-from apex_gateway.ws.outbox import Outbox
+from apex_gateway.ws.outbox import Group, Outbox
 from apex_gateway.ws.subscription import ThreadSubscription
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ class SseSink:
         if not self.out.put(sse_error(body).decode()):
             self._overflow()
 
-    def push_event(
-        self, frame: str, occurred_at: float | None = None, group: tuple[str, int] | None = None
-    ) -> None:
+    def push_event(self, frame: str, occurred_at: float | None = None, group: Group | None = None) -> None:
         if self._dropped:  # each event is its own SSE message: ``group`` does not apply
             return
         if not self.out.put(_sse_event(frame)):

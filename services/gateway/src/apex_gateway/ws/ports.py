@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from apex_contracts.envelope import Model
+from apex_gateway.ws.outbox import Group
 
 
 class EventSink(Protocol):
@@ -19,9 +20,7 @@ class EventSink(Protocol):
         ends itself (slow consumer): the client resumes from its cursor."""
         ...
 
-    def push_event(
-        self, frame: str, occurred_at: float | None = None, group: tuple[str, int] | None = None
-    ) -> None:
+    def push_event(self, frame: str, occurred_at: float | None = None, group: Group | None = None) -> None:
         """Queues an event frame (already JSON), never waiting; ``occurred_at`` (epoch
         seconds) is given for live events, whose delivery latency is measured. Frames of
         one ``group`` (thread id, at most that many together) queued one after another
