@@ -20,6 +20,7 @@ from apex_gateway.history import ThreadLog
 from apex_gateway.sse import SseSink
 from apex_gateway.tokens import Principal
 from apex_gateway.ws.feeds import ThreadFeeds
+from apex_gateway.ws.outbox import Group
 from apex_gateway.ws.subscription import SubscriptionPorts, ThreadSubscription
 from apex_runtime import Bus
 
@@ -47,7 +48,9 @@ class Sink:
     def send(self, frame: Model) -> None:
         self.frames.append(frame)
 
-    def push_event(self, frame: str, occurred_at: float | None = None) -> None:
+    def push_event(
+        self, frame: str, occurred_at: float | None = None, group: Group | None = None
+    ) -> None:
         self.seqs.append(orjson.loads(frame)["seq"])
 
     async def room(self) -> bool:
