@@ -48,9 +48,7 @@ class Sink:
     def send(self, frame: Model) -> None:
         self.frames.append(frame)
 
-    def push_event(
-        self, frame: str, occurred_at: float | None = None, group: Group | None = None
-    ) -> None:
+    def push_event(self, frame: str, occurred_at: float | None = None, group: Group | None = None) -> None:
         self.seqs.append(orjson.loads(frame)["seq"])
 
     async def room(self) -> bool:
