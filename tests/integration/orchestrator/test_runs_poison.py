@@ -3,6 +3,8 @@ allowed deliveries, and its run ends with ``run.failed`` instead of hanging."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from apex_contracts import subjects, utcnow
@@ -43,6 +45,11 @@ async def test_a_poison_run_start_is_dead_lettered_and_its_run_fails(
     assert end["type"] == "run.failed" and end["data"]["error"]["code"] == "poison_command"
     letters = await dead_letters(bus, subjects.CMD_RUN_START)
     assert [letter["run_id"] for letter in letters] == [sent.run_id]
-    info = await bus.js.consumer_info("APEX_CMD", RUN_START_CONSUMER.durable)
+    # the command is settled (terminated) after its run's failure is published: a moment later
+    for _ in range(100):
+        info = await bus.js.consumer_info("APEX_CMD", RUN_START_CONSUMER.durable)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            break
+        await asyncio.sleep(0.1)
     assert info.num_pending == 0 and info.num_ack_pending == 0, "the command left the work queue"
     assert_clean([e for e in await run_events(bus, sent) if e["id"] != malformed["id"]])

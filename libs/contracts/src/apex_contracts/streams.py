@@ -144,3 +144,7 @@ KV_USER_RUNS: Final = "apex_user_runs"
 KV_LEASES: Final = "apex_leases"
 # <tenant>.<provider> -> a provider usage connector: its sealed admin key and sync state
 KV_CONNECTORS: Final = "apex_connectors"
+# what persistence keeps answers for -> nothing: the key's revision is its version, bumped
+# by every change (``usage.<tenant>``: the tenant's usage rows; ``erasures``: the analytics
+# tombstones; persistence's ``analytics/versions.py``)
+KV_VERSIONS: Final = "apex_versions"

@@ -31,6 +31,7 @@ from apex_contracts.streams import (
     KV_RUNS,
     KV_TOOL_LEDGER,
     KV_USER_RUNS,
+    KV_VERSIONS,
     KV_WS_TICKETS,
     RUN_CANCEL_CONSUMER,
     RUN_START_CONSUMER,
@@ -50,6 +51,7 @@ ALL_BUCKETS: Final = (
     KV_PRICE_OVERRIDES,
     KV_LEASES,
     KV_CONNECTORS,
+    KV_VERSIONS,
 )
 SERVICES: Final = ("gateway", "auth", "orchestrator", "agents", "tools", "persistence", "ingest")
 INBOX: Final = "_INBOX.>"
@@ -216,7 +218,7 @@ def service_permissions(service: str) -> BusPermissions:
                 f"$JS.API.STREAM.PURGE.{APEX_AUDIT.name}",
                 f"$JS.API.STREAM.MSG.DELETE.{APEX_EVT.name}",
                 f"$JS.API.STREAM.MSG.DELETE.{APEX_AUDIT.name}",
-                *_kv(KV_LEASES),
+                *_kv(KV_LEASES, KV_VERSIONS),
             ]
             subscribe = [INBOX, "apex.q.>", "apex.ctl.persistence.rebuild", "apex.health.persistence.*"]
             respond = True

@@ -23,6 +23,7 @@ from apex_contracts.streams import (
     KV_RUNS,
     KV_TOOL_LEDGER,
     KV_USER_RUNS,
+    KV_VERSIONS,
     KV_WS_TICKETS,
     STREAMS,
     ConsumerSpec,
@@ -62,6 +63,7 @@ KV_BUCKETS: dict[str, tuple[float, int]] = {
     KV_PRICE_OVERRIDES: (0.0, 5),  # a tenant's last few price lists, kept for good
     KV_LEASES: (86_400.0, 1),  # a lease outlives its holder by its own expiry, not the bucket's
     KV_CONNECTORS: (0.0, 1),
+    KV_VERSIONS: (0.0, 1),
 }
 
 

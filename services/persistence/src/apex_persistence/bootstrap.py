@@ -20,6 +20,7 @@ from apex_persistence.analytics.ddl import applied_versions, migrate_analytics
 from apex_persistence.analytics.port import AnalyticsStore, open_store
 from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.usage import UsageLedger
+from apex_persistence.analytics.versions import BusVersions, Versions
 from apex_persistence.api.ingest import UsageIngestHandler, build_ingest_router
 from apex_persistence.api.queries import ReadApi, build_query_router
 from apex_persistence.eraser import Eraser
@@ -63,7 +64,9 @@ def open_stores(settings: PersistenceSettings, analytics: AnalyticsStore | None 
     )
 
 
-def projections(stores: Stores, settings: PersistenceSettings) -> dict[str, tuple[Projection, ConsumerSpec]]:
+def projections(
+    stores: Stores, settings: PersistenceSettings, versions: Versions | None = None
+) -> dict[str, tuple[Projection, ConsumerSpec]]:
     """Each read model with the durable consumer that feeds it."""
     return {
         "postgres": (PostgresProjection(stores.db), projector_consumer("postgres")),
@@ -71,7 +74,10 @@ def projections(stores: Stores, settings: PersistenceSettings) -> dict[str, tupl
             RedisProjection(stores.redis, keep=settings.redis_recent_events, ttl_s=settings.redis_ttl_s),
             projector_consumer("redis"),
         ),
-        "clickhouse": (ClickHouseProjection(stores.analytics), projector_consumer("clickhouse")),
+        "clickhouse": (
+            ClickHouseProjection(stores.analytics, versions=versions),
+            projector_consumer("clickhouse"),
+        ),
         "audit": (AuditProjection(stores.db), AUDIT_CONSUMER),
     }
 
@@ -102,7 +108,7 @@ class PersistenceService:
             await migrate(self.settings.postgres_dsn)
             await migrate_analytics(self.stores.analytics)
         bus = await self.host.connect()
-        for name, (projection, spec) in projections(self.stores, self.settings).items():
+        for name, (projection, spec) in projections(self.stores, self.settings, BusVersions(bus)).items():
             store = "postgres" if name == "audit" else name
             runner = ProjectorRunner(
                 bus,
@@ -138,6 +144,7 @@ class PersistenceService:
             stores.analytics,
             {name: self.breaker(name) for name in ("postgres", "clickhouse")},
             every_s=settings.retention_sweep_s,
+            versions=BusVersions(self.host.bus),
         )
         self._tasks.append(asyncio.create_task(eraser.run(self._stop), name="eraser"))
         self._tasks.append(asyncio.create_task(sweeper.run(self._stop), name="retention"))
@@ -156,7 +163,9 @@ class PersistenceService:
         self._tasks.append(asyncio.create_task(self.rebuilds.run(self._stop), name="rebuilds"))
 
     def _wire_bus(self) -> None:
-        ledger = UsageLedger(self.stores.analytics, PriceCatalogue.default())
+        ledger = UsageLedger(
+            self.stores.analytics, PriceCatalogue.default(), versions=BusVersions(self.host.bus)
+        )
         reads = ReadApi(
             HistoryReads(self.stores.db),
             ledger,

@@ -19,8 +19,10 @@ from typing import Final
 
 from sqlalchemy import text
 
+from apex_contracts import Unavailable
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.analytics.rows import ch_time
+from apex_persistence.analytics.versions import Versions, usage_key
 from apex_persistence.postgres.db import PG_FAILURES, Database
 from apex_persistence.postgres.projector import writer_lock
 from apex_persistence.postgres.tables import SCHEMA, schema_name
@@ -70,21 +72,29 @@ async def sweep_audit(db: Database, cutoff: datetime) -> None:
         await conn.execute(text("SELECT apex.audit_expire(:cutoff)"), {"cutoff": cutoff})
 
 
-async def sweep_clickhouse(store: AnalyticsStore, events: datetime | None, usage: datetime | None) -> None:
+async def sweep_clickhouse(
+    store: AnalyticsStore, events: datetime | None, usage: datetime | None
+) -> set[str]:
+    """Deletes what is older than each cutoff; returns the tenants whose usage rows went."""
     if events is not None:
         await store.command(
             "DELETE FROM $db.events WHERE occurred_at < {cutoff:DateTime64(3, 'UTC')}",
             {"cutoff": ch_time(events)},
         )
-    if usage is not None:
-        await store.command(
-            "DELETE FROM $db.llm_usage WHERE ts < {cutoff:DateTime64(3, 'UTC')}", {"cutoff": ch_time(usage)}
-        )
+    if usage is None:
+        return set()
+    older = {"cutoff": ch_time(usage)}
+    rows = await store.select(
+        "SELECT DISTINCT tenant_id FROM $db.llm_usage WHERE ts < {cutoff:DateTime64(3, 'UTC')}", older
+    )
+    await store.command("DELETE FROM $db.llm_usage WHERE ts < {cutoff:DateTime64(3, 'UTC')}", older)
+    return {str(row["tenant_id"]) for row in rows}
 
 
 class RetentionSweeper:
     """Applies the retention of every store every ``every_s``; a store that is down is
-    swept at the next round."""
+    swept at the next round. The tenants whose usage rows went get a new usage version
+    (``analytics/versions.py``); a version the bus could not take is bumped next round."""
 
     def __init__(
         self,
@@ -94,12 +104,15 @@ class RetentionSweeper:
         breakers: dict[str, CircuitBreaker],
         *,
         every_s: float = 3600.0,
+        versions: Versions | None = None,
     ) -> None:
         self.retention = retention
         self.db = db
         self.analytics = analytics
         self.breakers = breakers
         self.every_s = every_s
+        self.versions = versions
+        self.unbumped: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -125,8 +138,21 @@ class RetentionSweeper:
         clickhouse_down: tuple[type[BaseException], ...] = (CircuitOpen, *failures)
         try:
             if events is not None or usage is not None:
-                await self.breakers["clickhouse"].call(
+                self.unbumped |= await self.breakers["clickhouse"].call(
                     lambda: sweep_clickhouse(self.analytics, events, usage), failures
                 )
         except clickhouse_down as exc:
             log.warning("retention: ClickHouse unavailable, next round: %r", exc)
+        await self._bump_versions()
+
+    async def _bump_versions(self) -> None:
+        if self.versions is None:
+            self.unbumped.clear()
+            return
+        for tenant_id in sorted(self.unbumped):
+            try:
+                await self.versions.bump(usage_key(tenant_id))
+            except Unavailable as exc:
+                log.warning("retention: usage versions not bumped, next round: %s", exc.message)
+                return
+            self.unbumped.discard(tenant_id)

@@ -7,16 +7,25 @@ it only means the batch comes again and replaces itself. An erased thread or use
 recorded in ``erased_threads`` / ``erased_users`` first (the tombstone's seq and the runs
 it names), the rows it covers deleted, and later deliveries of covered events dropped
 before insertion.
+
+With ``versions``, the tombstones a batch is checked against come from memory: every
+tombstone, read once per version of ``erasures`` (bumped after each recording, by any
+replica, and after a rebuild's swap; ``analytics/versions.py``). A batch then costs one
+leader get on the bus instead of a ClickHouse query. Beyond ``MAX_KEPT_TOMBSTONES``, or
+when the version cannot be read, each batch asks for its own targets' tombstones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any, Final
 
+from apex_contracts import Unavailable
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.analytics.rows import ch_time, event_row
+from apex_persistence.analytics.versions import ERASURES, Versions, version_or_none
 from apex_persistence.projection.delivery import Delivery, Projected, decode, last_seq
 from apex_persistence.projection.erasure import Erasure, per_target
 
@@ -34,16 +43,33 @@ _ERASE = {
     "user": "DELETE FROM $db.events WHERE tenant_id = {tenant:String} AND user_id = {id:String}"
     " AND (seq <= {seq:UInt64} OR has({runs:Array(String)}, ifNull(run_id, '')))",
 }
+_ALL_ERASED = """
+    SELECT * FROM (
+        SELECT 'thread' AS kind, tenant_id, thread_id AS id, seq, runs FROM $db.erased_threads FINAL
+        UNION ALL
+        SELECT 'user' AS kind, tenant_id, user_id AS id, seq, runs FROM $db.erased_users FINAL
+    ) LIMIT {limit:UInt64}
+"""
+MAX_KEPT_TOMBSTONES: Final = 100_000
+# (kind, tenant, thread or user) -> how far its tombstones reach: the seq, and the runs named
+Reach = dict[tuple[str, str, str], tuple[int, frozenset[str]]]
 _POSITION = (
     "SELECT max(last_seq) AS last_seq FROM $db.projection_checkpoints FINAL WHERE name = {name:String}"
 )
 
 
 class ClickHouseProjection:
-    def __init__(self, store: AnalyticsStore, name: str = "clickhouse") -> None:
+    def __init__(
+        self, store: AnalyticsStore, name: str = "clickhouse", *, versions: Versions | None = None
+    ) -> None:
         self.store = store
         self.name = name
-        self.failures = store.failures
+        self.versions = versions
+        # a recording whose version the bus did not take fails the batch (redelivered)
+        self.failures: tuple[type[BaseException], ...] = (
+            (*store.failures, Unavailable) if versions else store.failures
+        )
+        self._kept: tuple[int, Reach | None] | None = None  # (version, every tombstone or None: too many)
 
     async def position(self) -> int:
         rows = await self.store.select(_POSITION, {"name": self.name})
@@ -82,6 +108,8 @@ class ClickHouseProjection:
         users = [_tombstone(e, "user_id", e.user_id) for e in found if e.kind == "user"]
         await self.store.insert("erased_threads", threads)
         await self.store.insert("erased_users", users)
+        if found and self.versions is not None:
+            await self.versions.bump(ERASURES)
 
     async def _merged(self, found: Sequence[Erasure]) -> list[Erasure]:
         if not found:
@@ -108,6 +136,32 @@ class ClickHouseProjection:
     async def _without_erased(self, projected: list[Projected]) -> list[Projected]:
         if not projected:
             return []
+        reach = await self._reach(projected)
+        if not reach:
+            return projected
+
+        def covered(p: Projected) -> bool:
+            for key in (
+                ("thread", p.event.tenant_id, p.event.thread_id),
+                ("user", p.event.tenant_id, p.event.user_id),
+            ):
+                seq, runs = reach.get(key, (0, frozenset()))
+                if p.seq <= seq or (p.event.run_id is not None and p.event.run_id in runs):
+                    return True
+            return False
+
+        return [p for p in projected if not covered(p)]
+
+    async def _reach(self, projected: list[Projected]) -> Reach:
+        """The tombstones that may cover the events: every one, as kept for the current
+        version of ``erasures``, else those of the events' targets, read now."""
+        version = await version_or_none(self.versions, ERASURES)
+        if version is not None:
+            if self._kept is None or self._kept[0] != version:
+                rows = await self.store.select(_ALL_ERASED, {"limit": MAX_KEPT_TOMBSTONES + 1})
+                self._kept = (version, _reach(rows) if len(rows) <= MAX_KEPT_TOMBSTONES else None)
+            if self._kept[1] is not None:
+                return self._kept[1]
         rows = await self.store.select(
             _ERASED,
             {
@@ -116,23 +170,16 @@ class ClickHouseProjection:
                 "users": sorted({p.event.user_id for p in projected}),
             },
         )
-        reach: dict[tuple[str, str, str], tuple[int, set[str]]] = {}
-        for row in rows:  # a later tombstone of the same target reaches further
-            key = (row["kind"], row["tenant_id"], row["id"])
-            seq, runs = reach.get(key, (0, set()))
-            reach[key] = (max(seq, int(row["seq"])), runs | set(row["runs"] or ()))
+        return _reach(rows)
 
-        def covered(p: Projected) -> bool:
-            for key in (
-                ("thread", p.event.tenant_id, p.event.thread_id),
-                ("user", p.event.tenant_id, p.event.user_id),
-            ):
-                seq, runs = reach.get(key, (0, set()))
-                if p.seq <= seq or (p.event.run_id is not None and p.event.run_id in runs):
-                    return True
-            return False
 
-        return [p for p in projected if not covered(p)]
+def _reach(rows: Iterable[dict[str, Any]]) -> Reach:
+    reach: Reach = {}
+    for row in rows:  # a later tombstone of the same target reaches further
+        key = (row["kind"], row["tenant_id"], row["id"])
+        seq, runs = reach.get(key, (0, frozenset()))
+        reach[key] = (max(seq, int(row["seq"])), runs | frozenset(row["runs"] or ()))
+    return reach
 
 
 def _tombstone(erasure: Erasure, column: str, value: str | None) -> dict[str, object]:

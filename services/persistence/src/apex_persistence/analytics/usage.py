@@ -1,5 +1,7 @@
 """The tenant's LLM usage in ``llm_usage``: ingestion (priced, deduplicated) and the
-typed aggregates the analyst's tools and the usage summary read."""
+typed aggregates the analyst's tools and the usage summary read. With ``versions``, an
+ingest ends by bumping the tenant's version and an aggregate asked again at the same
+version is answered from ``AnswerCache`` (``analytics/versions.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from apex_contracts.report import ModelUsage, Period
 from apex_persistence.analytics.aggregate import compile_aggregate, normalise
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.analytics.rows import usage_row
+from apex_persistence.analytics.versions import AnswerCache, Versions, usage_key, version_or_none
 from apex_persistence.views import UsageSummaryView
 
 _INSERT_CHUNK = 10_000
@@ -25,11 +28,16 @@ class UsageLedger:
         store: AnalyticsStore,
         catalogue: PriceCatalogue,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        versions: Versions | None = None,
+        answers: AnswerCache | None = None,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.clock = clock
         self.failures = store.failures
+        self.versions = versions
+        self.answers = answers or AnswerCache()
 
     async def ingest(self, tenant_id: str, records: Sequence[UsageRecord]) -> int:
         """Stores the records for the tenant, priced where they carry no cost; a record
@@ -39,10 +47,25 @@ class UsageLedger:
         rows = [usage_row(tenant_id, record, self.catalogue, now) for record in records]
         for start in range(0, len(rows), _INSERT_CHUNK):
             await self.store.insert("llm_usage", rows[start : start + _INSERT_CHUNK])
+        if self.versions is not None and rows:
+            await self.versions.bump(usage_key(tenant_id))  # after the rows: see analytics/versions.py
         return len(rows)
 
     async def aggregate(self, query: UsageAggregate) -> UsageRows:
+        """The query's rows; an answer read at the tenant's current version is reused
+        (a duplicate check, which names its keys, always runs)."""
         started = time.perf_counter()
+        key = None if query.filter.dedup_keys else query.model_dump_json()
+        version = await version_or_none(self.versions, usage_key(query.tenant_id)) if key else None
+        kept = self.answers.get(key, version) if key is not None and version is not None else None
+        if kept is not None:
+            return kept.model_copy(update={"elapsed_ms": (time.perf_counter() - started) * 1000})
+        answer = await self._run(query, started)
+        if key is not None and version is not None:
+            self.answers.put(key, version, answer)
+        return answer
+
+    async def _run(self, query: UsageAggregate, started: float) -> UsageRows:
         repriced = await self._repriced(query) if query.prices and _costs(query) else []
         compiled = compile_aggregate(query, repriced)
         rows = await self.store.select(compiled.sql, compiled.params)

@@ -13,6 +13,7 @@ from typing import Final
 from apex_persistence.analytics.ddl import migrate_analytics
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.analytics.projector import ClickHouseProjection
+from apex_persistence.analytics.versions import ERASURES, Versions
 from apex_persistence.projection.erasure import Erasure
 from apex_persistence.rebuild.fresh import CatchUp
 from apex_persistence.retention import sweep_clickhouse
@@ -25,8 +26,14 @@ class FreshClickHouse:
     store = "clickhouse"
 
     def __init__(
-        self, live: AnalyticsStore, erasures: Sequence[Erasure], *, retention_cutoff: datetime | None = None
+        self,
+        live: AnalyticsStore,
+        erasures: Sequence[Erasure],
+        *,
+        retention_cutoff: datetime | None = None,
+        versions: Versions | None = None,
     ) -> None:
+        self.versions = versions
         self.live_store = live
         self.fresh_store = live.sibling(f"{live.database}_rebuild")
         self.erasures = erasures
@@ -50,6 +57,8 @@ class FreshClickHouse:
                 f"EXCHANGE TABLES $db.{table} AND {self.fresh_store.database}.{table}"
             )
         log.info("clickhouse: rebuilt tables swapped in at seq %d", reached)
+        if self.versions is not None:  # the live projectors' tombstones are the swapped-out tables'
+            await self.versions.bump(ERASURES)
         return reached
 
     async def discard(self) -> None:

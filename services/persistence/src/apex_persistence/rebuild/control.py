@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from apex_contracts import ApexError, ErrorCode, InternalError, InvalidInput, Model, Unavailable
 from apex_persistence.analytics.port import AnalyticsStore
+from apex_persistence.analytics.versions import BusVersions
 from apex_persistence.hot import REDIS_FAILURES
 from apex_persistence.postgres.db import PG_FAILURES, Database
 from apex_persistence.postgres.erasures import ErasureLedger
@@ -81,7 +82,10 @@ class Rebuilder:
         if store == "redis":
             return FreshRedis(self.redis, erasures, keep=self.redis_keep, ttl_s=self.redis_ttl_s)
         return FreshClickHouse(
-            self.analytics, erasures, retention_cutoff=Retention.cutoff(self.retention.clickhouse_days)
+            self.analytics,
+            erasures,
+            retention_cutoff=Retention.cutoff(self.retention.clickhouse_days),
+            versions=BusVersions(self.bus),
         )
 
     async def run(self, store: str, progress: Callable[[str, int, int], None] | None = None) -> RebuildReport:
