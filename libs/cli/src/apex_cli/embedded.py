@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from apex_cli.natstls import TlsFiles, server_tls_block
+from apex_cli.ports import bind_unused, bound
 
 if TYPE_CHECKING:
     from apex_cli.natsauth import NatsAuth
@@ -42,31 +43,35 @@ class PortTaken(EmbeddedError):
 
 
 def free_port(preferred: int = 0, host: str = "127.0.0.1", *, besides: Collection[int] = ()) -> int:
-    """``preferred`` when it is free, otherwise a free port chosen by the kernel; never one
-    of ``besides`` (ports already chosen for the same server, not bound yet: the kernel
-    may hand a closed port out again at once)."""
-    for candidate in ([preferred] if preferred and preferred not in besides else []) + [0] * 16:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, candidate))
-            except OSError:
-                continue
+    """``preferred`` when it is free, otherwise a free port below the kernel's ephemeral
+    range (``apex_cli.ports``), else one the kernel chooses; never one of ``besides``
+    (ports already chosen for the same server, not bound yet: the kernel may hand a
+    closed port out again at once)."""
+    if preferred and preferred not in besides and (sock := bound(host, preferred)) is not None:
+        sock.close()
+        return preferred
+    for attempt in range(17):
+        sock = bind_unused(host, besides) if attempt == 0 else bound(host, 0)
+        if sock is None:
+            continue
+        with sock:
             chosen = int(sock.getsockname()[1])
-            if chosen not in besides:
-                return chosen
+        if chosen not in besides:
+            return chosen
     raise EmbeddedError("no free TCP port")
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct free ports (each held until all are chosen, so none repeats)."""
+    """``count`` distinct free ports (each held until all are chosen, so none repeats),
+    below the ephemeral range where it can."""
     held: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            chosen = {int(sock.getsockname()[1]) for sock in held}
+            sock = bind_unused(host, chosen) or bound(host, 0)
+            if sock is None:
+                raise EmbeddedError("no free TCP port")
             held.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, 0))
         return [int(sock.getsockname()[1]) for sock in held]
     finally:
         for sock in held:
