@@ -5,12 +5,15 @@ server with the CA, gets a stream replicated on all three nodes (the routes work
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
+from nats.js.errors import ServiceUnavailableError
 
 from apex_cli.natsauth import NatsAuth
 from apex_cli.natscluster import NatsCluster, nats_cluster
@@ -50,8 +53,10 @@ async def test_routes_and_clients_are_tls_and_a_stream_spans_the_three_nodes(
             nats_servers(cluster.url), user_credentials=str(auth.creds_path("admin")), tls=settings.nats_tls()
         )
         try:
-            await admin.jetstream().add_stream(
-                StreamConfig(name=name, subjects=["probe.tls"], num_replicas=3)
+            await _until_jetstream(
+                lambda: admin.jetstream().add_stream(
+                    StreamConfig(name=name, subjects=["probe.tls"], num_replicas=3)
+                )
             )
             info = await admin.jetstream().stream_info(name)
             assert info.cluster is not None and len(info.cluster.replicas or []) == 2
@@ -60,3 +65,16 @@ async def test_routes_and_clients_are_tls_and_a_stream_spans_the_three_nodes(
         assert (await js.account_info()).streams >= 1
     finally:
         await nc.close()
+
+
+async def _until_jetstream(call: Any, timeout_s: float = 60.0) -> Any:
+    """``call()``, again while a node just started has not enabled the account's JetStream
+    yet (503, on a loaded machine)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return await call()
+        except ServiceUnavailableError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)

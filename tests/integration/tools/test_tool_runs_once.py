@@ -226,7 +226,7 @@ async def test_a_call_delivered_twice_runs_once(rig: Rig) -> None:
     for call_id in calls:  # two deliveries of each call at once: both replicas get one
         await rig.call(call_id, 1500)
         await rig.call(call_id, 1500, msg_id=f"again:{call_id}")
-    completed = await _settled(rig, calls, 60)
+    completed = await _settled(rig, calls, 120)
     for call_id in calls:  # and once more after it completed: answered from the ledger
         await rig.call(call_id, 1500, msg_id=f"later:{call_id}")
     await asyncio.sleep(3.0)
@@ -245,7 +245,7 @@ async def test_a_runner_paused_within_its_lease_runs_the_call_once(rig: Rig) -> 
         await asyncio.sleep(TOOL_CALL_CONSUMER.ack_wait_s + 5)
     finally:
         victim.signal(signal.SIGCONT)
-    completed = await _settled(rig, calls, 60)
+    completed = await _settled(rig, calls, 120)
     executions = await rig.executions()
     assert (
         _report(
@@ -265,7 +265,7 @@ async def test_a_runner_killed_mid_body_is_taken_over_once(rig: Rig) -> None:
     calls = await _started(rig, rig.replicas, lease_s=6.0, hold_ms=3000)
     victim, held = await _victim(rig, calls)
     victim.signal(signal.SIGKILL)
-    completed = await _settled(rig, calls, 90)
+    completed = await _settled(rig, calls, 150)
     executions = await rig.executions()
     counts = _report("runner killed mid-body", executions, calls)
     assert counts == [2 if c in held else 1 for c in calls]
@@ -281,7 +281,7 @@ async def test_a_runner_paused_past_its_lease_loses_the_call(rig: Rig) -> None:
     victim, held = await _victim(rig, calls)
     victim.signal(signal.SIGSTOP)
     try:  # the other replica is handed the call, waits out the lease, runs it and completes it
-        completed = await _settled(rig, calls, 90)
+        completed = await _settled(rig, calls, 150)
     finally:
         victim.signal(signal.SIGCONT)
     await asyncio.sleep(5.0)  # the woken replica finds its claim taken over: publishes nothing
