@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -101,3 +101,18 @@ async def dump_clickhouse(store: AnalyticsStore) -> dict[str, list[dict[str, Any
             "SELECT * FROM $db.erased_users FINAL ORDER BY tenant_id, user_id", {}
         ),
     }
+
+
+class CountingStore:
+    """The real store, counting the queries that reach it."""
+
+    def __init__(self, store: AnalyticsStore) -> None:
+        self._store = store
+        self.selects = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self.selects += 1
+        return await self._store.select(sql, params)

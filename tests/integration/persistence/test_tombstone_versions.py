@@ -5,7 +5,7 @@ batches and replicas, the view is the one of projectors that ask ClickHouse ever
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.versions import ERASURES, BusVersions
 from apex_runtime import Bus
-from tests.integration.persistence.harness import dump_clickhouse
+from tests.integration.persistence.harness import CountingStore, dump_clickhouse
 
 
 @pytest.fixture
@@ -25,21 +25,6 @@ async def bus(server_factory: Any) -> AsyncIterator[Bus]:
     await connected.ensure_topology()
     yield connected
     await connected.close()
-
-
-class CountingStore:
-    """The real store, counting the queries that reach it."""
-
-    def __init__(self, store: ChdbStore) -> None:
-        self._store = store
-        self.selects = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self.selects += 1
-        return await self._store.select(sql, params)
 
 
 async def clear(store: ChdbStore) -> None:

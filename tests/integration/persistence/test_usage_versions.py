@@ -5,7 +5,7 @@ check always runs; without a readable version nothing is kept."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from apex_persistence.analytics.versions import AnswerCache, BusVersions, usage_
 from apex_persistence.retention import RetentionSweeper
 from apex_persistence.settings import Retention
 from apex_runtime import Bus, CircuitBreaker
+from tests.integration.persistence.harness import CountingStore
 
 NOW = datetime.now(UTC)
 TOTALS = ["requests", "cost_usd", "first_ts", "last_ts"]
@@ -31,21 +32,6 @@ async def bus(server_factory: Any) -> AsyncIterator[Bus]:
     await connected.ensure_topology()
     yield connected
     await connected.close()
-
-
-class CountingStore:
-    """The real store, counting the queries that reach it."""
-
-    def __init__(self, store: ChdbStore) -> None:
-        self._store = store
-        self.selects = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self.selects += 1
-        return await self._store.select(sql, params)
 
 
 def record(request_id: str, ts: datetime = NOW) -> UsageRecord:
