@@ -169,17 +169,16 @@ class OpsCounter:
         return {**flat(await server_snapshot(self.monitor)), **clients}
 
     async def drained(self, timeout: float = 120.0) -> float:
-        """Waits until no durable consumer (the services' work queues and projections) has
-        work pending or unacked; returns the seconds waited (cut at ``timeout``)."""
+        """Waits until no consumer (the services' work queues, the projectors' and every
+        other follower's ordered consumers) has work pending or unacked; returns the
+        seconds waited (cut at ``timeout``). A projector may still hold its last batch
+        (delivered, not yet applied: up to its linger), hence the half second after."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             server = await server_snapshot(self.monitor)
-            busy = [
-                n
-                for n, c in server["consumers"].items()
-                if c["durable"] and (c["pending"] or c["ack_pending"])
-            ]
+            busy = [n for n, c in server["consumers"].items() if c["pending"] or c["ack_pending"]]
             if not busy:
+                await asyncio.sleep(0.5)
                 return round(time.monotonic() - started, 2)
             await asyncio.sleep(0.25)
         return round(time.monotonic() - started, 2)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
 
-from apex_contracts.streams import projector_consumer
+from apex_contracts.streams import PROJECTED
 from apex_persistence.analytics.port import AnalyticsStore
 from apex_persistence.postgres.db import Database
 from apex_persistence.projection.ports import Projection
@@ -24,11 +23,12 @@ VIEW_TABLES = ("threads", "messages", "runs", "events")
 
 
 def runner(bus: Bus, projection: Projection, **options: Any) -> ProjectorRunner:
-    """A runner on the projection's durable consumer, quick to redeliver and to retry."""
+    """A runner following the log from the projection's checkpoint, quick to retry."""
     store = projection.name.removesuffix("-rebuild")
-    spec = replace(projector_consumer(store), ack_wait_s=1.0)
     breaker = CircuitBreaker(projection.name, threshold=2, reset_after_s=0.5)
-    return ProjectorRunner(bus, projection, spec, breaker, fetch_timeout_s=0.2, max_backoff_s=0.5, **options)
+    return ProjectorRunner(
+        bus, projection, PROJECTED[store], breaker, wait_s=0.2, max_backoff_s=0.5, **options
+    )
 
 
 @contextlib.asynccontextmanager

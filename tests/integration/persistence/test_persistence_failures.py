@@ -1,5 +1,6 @@
 """Outages over a real NATS: a store that goes away delays its view (the breaker opens,
-the lag shows) and the view catches up, complete, when it returns. (A projector killed
+the projector stops following, the lag shows) and the view catches up, complete, when it
+returns. (A projector killed
 between its write and its ack: ``ProjectionContract``, test_projection_contract.py.)"""
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ async def test_redis_outage_delays_the_view_then_it_catches_up(
             for event in second:
                 await bus.publish_event(event)
             await breaker_opened(feeder)
+            assert not feeder.following  # the log waits in JetStream, not in this process
             details: dict[str, float | int | str] = {}
             await LagMonitor(bus, [feeder], details).measure()
             assert details["lag_redis"] == len(second)

@@ -133,7 +133,7 @@ async def test_rebuild_equals_incremental_for_every_store(
     runners = live_runners(bus, pg, redis_client, analytics)
     async with running(runners):
         await until_caught_up(bus, runners, timeout=60)
-    eraser = Eraser(bus, ErasureLedger(pg), CircuitBreaker("postgres"))
+    eraser = Eraser(bus, ErasureLedger(pg), CircuitBreaker("postgres"), [r.projection for r in runners])
     assert await eraser.step() == 2  # both erasures purged from the log and audited
     # Retention of the stream: its oldest third is gone; only the archive still has it.
     head = (await bus.js.stream_info(APEX_EVT.name)).state.last_seq

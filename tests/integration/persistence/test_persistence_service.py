@@ -121,7 +121,7 @@ async def test_events_reach_every_view_and_the_read_api(
         assert await projections_status(service.settings, "postgres") == 0
         shown = capsys.readouterr().out.splitlines()[-1].split()
         position = str(service.runners[0].position)
-        return shown == ["postgres", position, position, "0", "0", "closed", "-"]
+        return shown == ["postgres", "active", position, position, "0", "closed", "-"]
 
     await eventually(status_shows_checkpoint, timeout=10.0)
 

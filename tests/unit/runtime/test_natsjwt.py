@@ -74,12 +74,15 @@ def test_an_unknown_service_has_no_permissions() -> None:
         service_permissions("billing")
 
 
-def test_persistence_acks_each_projector_consumer_by_name() -> None:
-    """NATS wildcards match whole tokens only: ``persistence-*`` would match no durable."""
+def test_persistence_follows_what_it_projects_and_may_delete_the_retired_durables() -> None:
+    """The projectors create ordered consumers of APEX_EVT and APEX_AUDIT and answer their
+    flow control; nothing is acked. Persistence deletes the durables they used to pull."""
     allowed = service_permissions("persistence").publish
-    for store in ("postgres", "redis", "clickhouse"):
-        assert f"$JS.ACK.APEX_EVT.persistence-{store}.>" in allowed
-        assert f"$JS.API.CONSUMER.MSG.NEXT.APEX_EVT.persistence-{store}" in allowed
+    for stream in ("APEX_EVT", "APEX_AUDIT"):
+        assert f"$JS.API.CONSUMER.CREATE.{stream}.>" in allowed
+        assert f"$JS.API.CONSUMER.DELETE.{stream}.*" in allowed
+    assert "$JS.FC.>" in allowed
+    assert not any(s.startswith("$JS.ACK.APEX_EVT.") for s in allowed)
 
 
 @pytest.mark.parametrize("service", ["auth", "orchestrator", "agents", "tools", "ingest"])

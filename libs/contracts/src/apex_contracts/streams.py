@@ -1,4 +1,5 @@
-"""JetStream streams, durable consumers and key-value buckets, as plain data.
+"""JetStream streams, durable consumers, what the projections follow and key-value
+buckets, as plain data.
 
 Whichever service starts first creates them (idempotently); the runtime turns these
 specs into nats-py configs so this package stays free of the client library.
@@ -115,23 +116,22 @@ USAGE_INGEST_CONSUMER: Final = ConsumerSpec(
 )
 
 
-def projector_consumer(store: str) -> ConsumerSpec:
-    """The durable consumer behind one read model (``postgres``, ``redis``, ``clickhouse``)."""
-    return ConsumerSpec(
-        durable=f"persistence-{store}",
-        stream=APEX_EVT.name,
-        filter_subject=subjects.EVT_ALL,
-        ack_wait_s=30.0,
-        max_deliver=-1,
-        max_ack_pending=10_000,
-    )
-
-
-AUDIT_CONSUMER: Final = ConsumerSpec(
-    durable="persistence-audit",
-    stream=APEX_AUDIT.name,
-    filter_subject="apex.audit.>",
-    max_deliver=-1,
+# What each read model of persistence is projected from: an ordered consumer of the
+# subject's stream, from the store's own checkpoint, by one replica at a time (the lease
+# ``projector.<store>``); nothing is acknowledged (persistence's ``projection/runner.py``).
+PROJECTED: Final = {
+    "postgres": subjects.EVT_ALL,
+    "redis": subjects.EVT_ALL,
+    "clickhouse": subjects.EVT_ALL,
+    "audit": "apex.audit.>",
+}
+# The durable consumers the projectors read before they followed the log (deleted when
+# persistence starts; their names stay out of reach of a tenant's consumer creates).
+RETIRED_CONSUMERS: Final = (
+    (APEX_EVT.name, "persistence-postgres"),
+    (APEX_EVT.name, "persistence-redis"),
+    (APEX_EVT.name, "persistence-clickhouse"),
+    (APEX_AUDIT.name, "persistence-audit"),
 )
 
 KV_IDEMPOTENCY: Final = "apex_idempotency"

@@ -228,7 +228,8 @@ class NatsBus(JetStreamTopology, Bus):
             )
 
         async def deliver(msg: Msg) -> None:
-            await handler(Stored(msg.metadata.sequence.stream, msg.subject, msg.data))
+            meta = msg.metadata
+            await handler(Stored(meta.sequence.stream, msg.subject, msg.data, meta.num_pending))
 
         try:
             sub = await self._js.subscribe(

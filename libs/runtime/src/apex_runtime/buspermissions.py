@@ -24,7 +24,6 @@ from apex_contracts.streams import (
     APEX_CMD,
     APEX_DLQ,
     APEX_EVT,
-    AUDIT_CONSUMER,
     KV_CONNECTORS,
     KV_IDEMPOTENCY,
     KV_LEASES,
@@ -33,13 +32,13 @@ from apex_contracts.streams import (
     KV_USER_RUNS,
     KV_VERSIONS,
     KV_WS_TICKETS,
+    RETIRED_CONSUMERS,
     RUN_CANCEL_CONSUMER,
     RUN_START_CONSUMER,
     STREAMS,
     TOOL_CALL_CONSUMER,
     USAGE_INGEST_CONSUMER,
     ConsumerSpec,
-    projector_consumer,
 )
 
 ALL_BUCKETS: Final = (
@@ -117,10 +116,6 @@ def _consume(*specs: ConsumerSpec) -> list[str]:
         if spec.stream == APEX_CMD.name:
             out.append(subjects.dead_letter(spec.filter_subject))
     return out
-
-
-# the read models persistence projects the events into, one durable consumer each
-PROJECTED_STORES: Final = ("postgres", "redis", "clickhouse")
 
 
 def _health(service: str) -> list[str]:
@@ -211,8 +206,9 @@ def service_permissions(service: str) -> BusPermissions:
                 *evt_read,
                 *_read(APEX_AUDIT.name),
                 *_read(APEX_DLQ.name),
-                *_consume(USAGE_INGEST_CONSUMER, AUDIT_CONSUMER),
-                *_consume(*(projector_consumer(store) for store in PROJECTED_STORES)),
+                *_consume(USAGE_INGEST_CONSUMER),
+                # the projectors follow APEX_EVT and APEX_AUDIT with ordered consumers (the
+                # two reads) and delete the durables they used to pull from
                 # erasure: the erased user's events and audit entries leave the log
                 f"$JS.API.STREAM.PURGE.{APEX_EVT.name}",
                 f"$JS.API.STREAM.PURGE.{APEX_AUDIT.name}",
@@ -242,9 +238,8 @@ def service_account_permissions(tenant_id: str, user_id: str) -> BusPermissions:
     ordered consumer of ``APEX_EVT`` created through the API subject that carries that
     filter: the server checks the request's filter against the subject), replies and
     deliveries under its own inbox prefix only (``_INBOX.>`` would let it read every
-    other client's replies). The consumer names of our durables on ``APEX_EVT`` are
-    denied: a create under an existing name is an update, which could otherwise narrow
-    a projector's filter. Nothing else: no other tenant or user, no command, no stream
+    other client's replies). The names of the projectors' retired durables on ``APEX_EVT``
+    are denied: persistence deletes consumers of those names when it starts. Nothing else: no other tenant or user, no command, no stream
     or consumer management beyond that one create."""
     events = subjects.user_events(tenant_id, user_id).removesuffix(".*") + ".>"
     evt = APEX_EVT.name
@@ -256,7 +251,8 @@ def service_account_permissions(tenant_id: str, user_id: str) -> BusPermissions:
         ),
         subscribe=(f"{busapi.inbox_prefix(user_id)}.>", events),
         deny_publish=tuple(
-            f"$JS.API.CONSUMER.CREATE.{evt}.{projector_consumer(store).durable}.>"
-            for store in PROJECTED_STORES
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>"
+            for stream, durable in RETIRED_CONSUMERS
+            if stream == evt
         ),
     )

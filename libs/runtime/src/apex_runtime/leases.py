@@ -129,6 +129,13 @@ class Leases:
         """Holds the lease for the block, renewed every third of ``ttl_s``; a renewal
         that fails marks it ``lost`` (the block checks before it commits anything)."""
         lease = await self.acquire(name, ttl_s, wait_s=wait_s)
+        async with self.keep(lease, ttl_s):
+            yield lease
+
+    @contextlib.asynccontextmanager
+    async def keep(self, lease: Lease, ttl_s: float) -> AsyncIterator[Lease]:
+        """Keeps a lease taken with ``try_acquire`` for the block, as ``hold`` does, and
+        releases it at the end."""
 
         async def renew_forever() -> None:
             while not lease.lost:
@@ -136,11 +143,11 @@ class Leases:
                 try:
                     await self.renew(lease, ttl_s)
                 except _KV_FAILURES as exc:
-                    log.warning("lease %s not renewed: %r", name, exc)
+                    log.warning("lease %s not renewed: %r", lease.name, exc)
                     if self._clock() >= lease.expires_at:
                         lease.lost = True
 
-        renewer = asyncio.create_task(renew_forever(), name=f"lease:{name}")
+        renewer = asyncio.create_task(renew_forever(), name=f"lease:{lease.name}")
         try:
             yield lease
         finally:

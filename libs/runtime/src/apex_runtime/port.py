@@ -50,11 +50,13 @@ def stream_holding(specs: Iterable[StreamSpec], subject: str) -> str | None:
 
 
 class Stored(NamedTuple):
-    """One message as the log holds it."""
+    """One message as the log holds it; a followed one (``follow``) also says how many
+    messages the follower's consumer still had for it then (``pending``, -1: not known)."""
 
     seq: int
     subject: str
     data: bytes
+    pending: int = -1
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class Bus(abc.ABC):
         upto_seq: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """``read_range`` as (seq, data) pairs."""
-        async for seq, _subject, data in self.read_range(
+        async for stored in self.read_range(
             subject,
             after_seq=after_seq,
             batch=batch,
@@ -292,7 +294,7 @@ class Bus(abc.ABC):
             through_seq=through_seq,
             upto_seq=upto_seq,
         ):
-            yield seq, data
+            yield stored.seq, stored.data
 
     @abc.abstractmethod
     async def follow(

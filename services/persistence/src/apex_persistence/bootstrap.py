@@ -7,14 +7,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 from chdb import ChdbError
 from clickhouse_connect.driver.exceptions import DatabaseError as ClickHouseDatabaseError
 from pydantic import ValidationError
 
-from apex_contracts import ErrorCode, ErrorInfo, UsageIngest
+from apex_contracts import ErrorCode, ErrorInfo, Unavailable, UsageIngest
 from apex_contracts.pricing import PriceCatalogue
-from apex_contracts.streams import AUDIT_CONSUMER, USAGE_INGEST_CONSUMER, ConsumerSpec, projector_consumer
+from apex_contracts.streams import KV_LEASES, PROJECTED, RETIRED_CONSUMERS, USAGE_INGEST_CONSUMER
 from apex_persistence.analytics.ddl import LATEST as ANALYTICS_LATEST
 from apex_persistence.analytics.ddl import applied_versions, migrate_analytics
 from apex_persistence.analytics.port import AnalyticsStore, open_store
@@ -23,7 +24,7 @@ from apex_persistence.analytics.usage import UsageLedger
 from apex_persistence.analytics.versions import BusVersions, Versions
 from apex_persistence.api.ingest import UsageIngestHandler, build_ingest_router
 from apex_persistence.api.queries import ReadApi, build_query_router
-from apex_persistence.eraser import Eraser
+from apex_persistence.eraser import PROJECTORS, Eraser
 from apex_persistence.hot import RedisProjection
 from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.db import PG_FAILURES, Database, make_engine
@@ -36,7 +37,8 @@ from apex_persistence.projection.runner import LagMonitor, ProjectorRunner
 from apex_persistence.rebuild.control import RebuildControl, Rebuilder
 from apex_persistence.retention import RetentionSweeper
 from apex_persistence.settings import PersistenceSettings
-from apex_runtime import CircuitBreaker, ServiceHost, configure_logging, poison_guard
+from apex_runtime import Bus, CircuitBreaker, ServiceHost, configure_logging, poison_guard
+from apex_runtime.leases import Leases
 from apex_runtime.schema import wait_until_ready
 
 log = logging.getLogger(__name__)
@@ -66,20 +68,32 @@ def open_stores(settings: PersistenceSettings, analytics: AnalyticsStore | None 
 
 def projections(
     stores: Stores, settings: PersistenceSettings, versions: Versions | None = None
-) -> dict[str, tuple[Projection, ConsumerSpec]]:
-    """Each read model with the durable consumer that feeds it."""
+) -> dict[str, tuple[Projection, str]]:
+    """Each read model with the subject it is projected from."""
     return {
-        "postgres": (PostgresProjection(stores.db), projector_consumer("postgres")),
+        "postgres": (PostgresProjection(stores.db), PROJECTED["postgres"]),
         "redis": (
             RedisProjection(stores.redis, keep=settings.redis_recent_events, ttl_s=settings.redis_ttl_s),
-            projector_consumer("redis"),
+            PROJECTED["redis"],
         ),
-        "clickhouse": (
-            ClickHouseProjection(stores.analytics, versions=versions),
-            projector_consumer("clickhouse"),
-        ),
-        "audit": (AuditProjection(stores.db), AUDIT_CONSUMER),
+        "clickhouse": (ClickHouseProjection(stores.analytics, versions=versions), PROJECTED["clickhouse"]),
+        "audit": (AuditProjection(stores.db), PROJECTED["audit"]),
     }
+
+
+async def delete_retired_consumers(bus: Bus) -> None:
+    """Deletes the durables the projectors pulled from before they followed the log, so
+    JetStream stops keeping (and counting) their state. Idempotent; a failure is only
+    logged: the next start tries again."""
+    for stream, durable in RETIRED_CONSUMERS:
+        subject = f"$JS.API.CONSUMER.DELETE.{stream}.{durable}"
+        try:
+            answer = orjson.loads(await bus.request(subject, b"", timeout=2.0))
+        except (Unavailable, orjson.JSONDecodeError) as exc:
+            log.warning("retired consumer %s of %s not deleted: %r", durable, stream, exc)
+            continue
+        if answer.get("success"):
+            log.info("deleted the retired consumer %s of %s", durable, stream)
 
 
 class PersistenceService:
@@ -108,13 +122,16 @@ class PersistenceService:
             await migrate(self.settings.postgres_dsn)
             await migrate_analytics(self.stores.analytics)
         bus = await self.host.connect()
-        for name, (projection, spec) in projections(self.stores, self.settings, BusVersions(bus)).items():
+        leases = Leases(await bus.bucket(KV_LEASES), self.settings.instance_id)
+        for name, (projection, subject) in projections(self.stores, self.settings, BusVersions(bus)).items():
             store = "postgres" if name == "audit" else name
             runner = ProjectorRunner(
                 bus,
                 projection,
-                spec,
+                subject,
                 self.breaker(store),
+                leases=leases,
+                lease_ttl_s=self.settings.projection_lease_ttl_s,
                 batch_size=self.settings.projection_batch,
                 linger_s=(
                     self.settings.analytics_linger_s
@@ -126,6 +143,7 @@ class PersistenceService:
         self._wire_bus()
         await self.host.start()
         self.host.watch_consumers(USAGE_INGEST_CONSUMER)  # the upload backlog on /metrics
+        await delete_retired_consumers(bus)
         for runner in self.runners:
             self._tasks.append(asyncio.create_task(runner.run(self._stop), name=f"project:{runner.store}"))
         lag = LagMonitor(bus, self.runners, self.host.health.details)
@@ -136,7 +154,11 @@ class PersistenceService:
         """Erasures, retention and rebuilds: the work beside the projectors."""
         settings, stores = self.settings, self.stores
         eraser = Eraser(
-            self.host.bus, ErasureLedger(stores.db), self.breaker("postgres"), every_s=settings.eraser_every_s
+            self.host.bus,
+            ErasureLedger(stores.db),
+            self.breaker("postgres"),
+            [runner.projection for runner in self.runners if runner.store in PROJECTORS],
+            every_s=settings.eraser_every_s,
         )
         sweeper = RetentionSweeper(
             settings.retention(),

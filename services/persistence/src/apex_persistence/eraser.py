@@ -1,5 +1,5 @@
 """Finishes every erasure once all three projections have applied its tombstone (their
-durable consumers have acknowledged past its sequence): purges what it covers from the
+checkpoints are past its sequence): purges what it covers from the
 log (``apex.evt.<tenant>.<user>.<thread>``, or every subject of the user, up to the
 tombstone, and the later events of the runs it names), deletes an erased user's entries
 from the audit stream, and audits the erasure as ``data.erased`` on
@@ -21,10 +21,11 @@ from pydantic import ValidationError
 from apex_contracts import Unavailable
 from apex_contracts.audit import AuditEntry, audit_subject
 from apex_contracts.dedupe_ids import erasure_audit_id
-from apex_contracts.streams import APEX_AUDIT, APEX_EVT, projector_consumer
+from apex_contracts.streams import APEX_AUDIT, APEX_EVT
 from apex_persistence.postgres.db import PG_FAILURES
 from apex_persistence.postgres.erasures import ErasureLedger
 from apex_persistence.projection.erasure import Erasure
+from apex_persistence.projection.ports import Projection
 from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,15 @@ class Eraser:
         bus: Bus,
         ledger: ErasureLedger,
         breaker: CircuitBreaker,
+        projections: Sequence[Projection],
         *,
         every_s: float = 1.0,
-        projectors: Sequence[str] = PROJECTORS,
     ) -> None:
         self.bus = bus
         self.ledger = ledger
         self.breaker = breaker
+        self.projections = projections
         self.every_s = every_s
-        self.durables = [projector_consumer(store).durable for store in projectors]
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -106,13 +107,15 @@ class Eraser:
         return done
 
     async def applied_everywhere(self) -> int:
-        """The highest sequence every projection has acknowledged (0 while one is missing)."""
+        """The highest sequence every projection has applied with all before it (their
+        checkpoints: a projector applies the log in order); 0 while a store cannot say."""
         floors = []
-        for durable in self.durables:
-            state = await self.bus.consumer_state(APEX_EVT.name, durable)
-            if state is None:
+        for projection in self.projections:
+            try:
+                floors.append(await projection.position())
+            except projection.failures as exc:
+                log.warning("eraser: the %s checkpoint cannot be read, next round: %r", projection.name, exc)
                 return 0
-            floors.append(state.acked_through)
         return min(floors, default=0)
 
     async def purge(self, erasure: Erasure) -> int:

@@ -53,6 +53,13 @@ class PersistenceSettings(ServiceSettings):
         description="how long the ClickHouse projector gathers a batch: fewer, larger inserts"
         " leave the engine free for the tools' queries",
     )
+    projection_lease_ttl_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="how long a store's projector lease outlives its holder: a crashed"
+        " replica's stores are taken over by another within it",
+    )
     redis_recent_events: int = Field(default=100, ge=0, le=10_000)
     redis_ttl_s: int = Field(default=7 * 86_400, ge=60)
     migrate_on_start: bool = Field(

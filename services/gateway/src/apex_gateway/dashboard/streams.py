@@ -1,5 +1,6 @@
 """Streams and durable consumers as JetStream reports them: how much each stream holds
-and how far behind each worker pool (command consumers) and projector is.
+and how far behind each worker pool (command consumers) is. The projectors follow the
+log with ordered consumers; their lag is in persistence's heartbeat.
 
 Only the durable consumers the contracts declare are asked for, one by one: APEX_EVT
 also carries one ordered consumer per followed thread per gateway, and listing those
@@ -15,17 +16,15 @@ import orjson
 
 from apex_contracts import Unavailable
 from apex_contracts import streams as specs
-from apex_contracts.streams import STREAMS, ConsumerSpec, projector_consumer
+from apex_contracts.streams import STREAMS, ConsumerSpec
 from apex_runtime import Bus
 
 log = logging.getLogger(__name__)
-PROJECTED_STORES = ("postgres", "redis", "clickhouse")
 
 
 def declared_consumers() -> list[ConsumerSpec]:
-    """Every durable consumer in the contracts, the projectors' included."""
+    """Every durable consumer in the contracts."""
     declared = [value for value in vars(specs).values() if isinstance(value, ConsumerSpec)]
-    declared += [projector_consumer(store) for store in PROJECTED_STORES]
     return sorted({c.durable: c for c in declared}.values(), key=lambda c: (c.stream, c.durable))
 
 

@@ -1,6 +1,16 @@
-"""Runs a projection: a durable pull consumer of the bus (``Bus.pull``) read in batches, each batch
-applied to the store, then acknowledged. A batch is acked only after the store has it,
-so a crash between write and ack means redelivery, which the projection absorbs."""
+"""Runs a projection: an ordered consumer of the log (``Bus.follow``) from the projection's
+own checkpoint, its batches applied in stream order. Nothing is acknowledged: the store's
+checkpoint (its tracking record) is the position, so a restart or a takeover follows on
+from it, and what a crash left applied but not checkpointed is applied again, which the
+projection absorbs. One JetStream message per event reaches the projector, and none goes
+back.
+
+One replica at a time projects a store: it holds the lease ``projector.<store>``
+(``apex_runtime.leases``), the others stand by and take over once the holder lets it go
+(a stop) or it expires (a crash: within ``lease_ttl_s``). A holder that loses its lease
+stops after the batch in hand; two writers for that moment are safe, because a projection
+absorbs any replay. When the store fails, the runner stops following (nothing piles up in
+memory), retries the batch in hand with a backoff, and follows again from there."""
 
 from __future__ import annotations
 
@@ -8,116 +18,194 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Final
 
 from prometheus_client import Counter, Gauge
 
-from apex_contracts.streams import ConsumerSpec
-from apex_persistence.projection.delivery import Delivery, last_seq
+from apex_contracts import Unavailable
+from apex_contracts.streams import STREAMS
+from apex_persistence.projection.delivery import Delivery
 from apex_persistence.projection.ports import Projection
-from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen, PullConsumer, Pulled
+from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen, Stored
+from apex_runtime.leases import Lease, Leases
+from apex_runtime.port import stream_holding
 
 log = logging.getLogger(__name__)
 
-LAG = Gauge(
-    "apex_projection_lag_events", "events the projection has not applied and acknowledged yet", ["store"]
-)
+LAG = Gauge("apex_projection_lag_events", "events the projection has not applied yet", ["store"])
 APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
 FAILED = Counter("apex_projection_failed_batches", "batches that found the store unavailable", ["store"])
+# what stops a follow (the bus gone or refusing the consumer): follow again in a second
+_FOLLOW_FAILURES: Final[tuple[type[BaseException], ...]] = (Unavailable, *TRANSIENT_NATS_ERRORS)
 
 
 class ProjectorRunner:
-    """Feeds one projection from its durable consumer until ``stop`` is set."""
+    """Feeds one projection from the log until ``stop`` is set. Without ``leases`` it
+    projects unconditionally (one process, or a test)."""
 
     def __init__(
         self,
         bus: Bus,
         projection: Projection,
-        spec: ConsumerSpec,
+        subject: str,
         breaker: CircuitBreaker,
         *,
+        leases: Leases | None = None,
+        lease_ttl_s: float = 10.0,
         batch_size: int = 500,
-        fetch_timeout_s: float = 1.0,
         linger_s: float = 0.02,
+        wait_s: float = 1.0,
         max_backoff_s: float = 5.0,
     ) -> None:
         self.bus = bus
         self.projection = projection
-        self.spec = spec
+        self.subject = subject
+        self.stream = stream_holding(STREAMS, subject) or ""
         self.breaker = breaker
+        self.leases = leases
+        self.lease_ttl_s = lease_ttl_s
         self.batch_size = batch_size
-        self.fetch_timeout_s = fetch_timeout_s
         self.linger_s = linger_s
+        self.wait_s = wait_s
         self.max_backoff_s = max_backoff_s
         self.position = 0
+        self.active = False  # projecting (holding the lease, or without leases)
+        self.following = False
+        self._received = 0  # delivered to this runner since it last followed
+        self._applied = 0
+        self._pending = -1  # what the consumer still had after the last delivery
         self._backoff_s = 0.0
+
+    @property
+    def store(self) -> str:
+        return self.projection.name
 
     @property
     def _unavailable(self) -> tuple[type[BaseException], ...]:
         return (CircuitOpen, *self.projection.failures)
 
     @property
-    def store(self) -> str:
-        return self.projection.name
+    def knows_lag(self) -> bool:
+        return self.following and self._pending >= 0
+
+    def lag(self, head: int = 0) -> int:
+        """Events not applied yet: exact while following (what the consumer still has plus
+        what is in hand), else the stream's ``head`` less the position."""
+        if self.knows_lag:
+            return self._pending + self._received - self._applied
+        return max(0, head - self.position)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._load_position(stop)
-        if stop.is_set():
+        if self.leases is None:
+            await self._project(stop, None)
             return
-        sub = await self.bus.pull(self.spec)
+        name = f"projector.{self.store}"
+        while not stop.is_set():
+            try:
+                lease = await self.leases.try_acquire(name, self.lease_ttl_s)
+            except Unavailable as exc:
+                log.warning("%s projection: cannot ask for its lease: %r", self.store, exc)
+                lease = None
+            if lease is None:  # another replica projects this store
+                await _sleep(stop, self.lease_ttl_s / 3)
+                continue
+            log.info("%s projection: this replica projects it now", self.store)
+            async with self.leases.keep(lease, self.lease_ttl_s):
+                await self._project(stop, lease)
+
+    async def _project(self, stop: asyncio.Event, lease: Lease | None) -> None:
+        self.active = True
         try:
-            while not stop.is_set():
-                await self.step(sub, stop)
+            await self._load_position(stop)
+            while not _over(stop, lease):
+                unapplied = await self._follow(stop, lease)
+                if unapplied:
+                    await self._retry(unapplied, stop, lease)
         finally:
-            await sub.stop()
+            self.active = False
 
-    async def step(self, sub: PullConsumer, stop: asyncio.Event) -> None:
-        """Fetches one batch and applies it; on a store failure naks it with a backoff."""
-        if self.breaker.state == "open":
-            await _sleep(stop, min(self.breaker.reset_after_s, self.max_backoff_s))
-            return
+    async def _follow(self, stop: asyncio.Event, lease: Lease | None) -> list[Delivery]:
+        """Follows the log from the position, applying batch after batch; returns the batch
+        the store refused (the follow is over then), or nothing when asked to stop."""
+        queue: asyncio.Queue[Stored] = asyncio.Queue(maxsize=self.batch_size)
+
+        async def deliver(stored: Stored) -> None:
+            self._received += 1
+            self._pending = stored.pending
+            await queue.put(stored)  # a full queue holds the consumer back (flow control)
+
+        self._received = self._applied = 0
+        self._pending = -1
         try:
-            messages = await self._fetch(sub)
-        except TRANSIENT_NATS_ERRORS as exc:
-            log.warning("%s projection: cannot fetch from NATS: %r", self.store, exc)
+            sub = await self.bus.follow(self.subject, deliver, after_seq=self.position)
+        except _FOLLOW_FAILURES as exc:
+            log.warning("%s projection: cannot follow the log: %r", self.store, exc)
             await _sleep(stop, 1.0)
-            return
-        if not messages:
-            return
-        batch = [Delivery(m.seq, m.subject, m.data) for m in messages]
+            return []
+        self.following = True
         try:
-            await self.breaker.call(lambda: self.projection.apply(batch), self.projection.failures)
-        except self._unavailable as exc:
-            await self._retry_later(messages, exc, stop)
-            return
+            while not _over(stop, lease):
+                batch = await self._take(queue)
+                if not batch:
+                    continue
+                try:
+                    await self._apply(batch)
+                except self._unavailable as exc:
+                    self._failed(batch, exc)
+                    return batch
+        finally:
+            self.following = False
+            await sub.stop()
+        return []
+
+    async def _take(self, queue: asyncio.Queue[Stored]) -> list[Delivery]:
+        """The first event as soon as there is one (waiting up to ``wait_s``), then what
+        else arrives within ``linger_s``, up to ``batch_size``."""
+        try:
+            first = await asyncio.wait_for(queue.get(), self.wait_s)
+        except TimeoutError:
+            return []
+        stored = [first]
+        if self.batch_size > 1 and self.linger_s > 0 and queue.qsize() < self.batch_size - 1:
+            await asyncio.sleep(self.linger_s)
+        while len(stored) < self.batch_size and not queue.empty():
+            stored.append(queue.get_nowait())
+        return [Delivery(s.seq, s.subject, s.data) for s in stored]
+
+    async def _apply(self, batch: Sequence[Delivery]) -> None:
+        await self.breaker.call(lambda: self.projection.apply(batch), self.projection.failures)
         self._backoff_s = 0.0
-        self.position = max(self.position, last_seq(batch))
+        self._applied += len(batch)
+        self.position = max(self.position, batch[-1].seq)
         APPLIED.labels(self.store).inc(len(batch))
-        await _ack_all(messages)
 
-    async def _fetch(self, sub: PullConsumer) -> list[Pulled]:
-        """The first message as soon as there is one (waiting up to ``fetch_timeout_s``),
-        then whatever else arrives within ``linger_s``, up to ``batch_size``. One fetch of
-        the whole batch would hold every message until the batch is full or the fetch
-        times out: up to a second of lag on a quiet stream."""
-        messages = await sub.fetch(1, timeout=self.fetch_timeout_s)
-        if messages and self.batch_size > 1:
-            messages += await sub.fetch(self.batch_size - 1, timeout=self.linger_s)
-        return messages
+    async def _retry(self, batch: list[Delivery], stop: asyncio.Event, lease: Lease | None) -> None:
+        """Applies the refused batch once the store takes it again (or gives it up when
+        the runner stops or loses its lease: the next holder reads it from the log)."""
+        while not _over(stop, lease):
+            await _sleep(stop, max(self._backoff_s, self.breaker.reset_after_s if self._open() else 0.0))
+            if _over(stop, lease):
+                return
+            try:
+                await self._apply(batch)
+            except self._unavailable as exc:
+                self._failed(batch, exc)
+                continue
+            return
 
-    async def _retry_later(self, messages: Sequence[Pulled], exc: BaseException, stop: asyncio.Event) -> None:
+    def _open(self) -> bool:
+        return self.breaker.state == "open"
+
+    def _failed(self, batch: Sequence[Delivery], exc: BaseException) -> None:
         FAILED.labels(self.store).inc()
         self._backoff_s = min(self.max_backoff_s, max(0.2, self._backoff_s * 2))
         log.warning(
-            "%s projection: store unavailable, %d events redelivered in %.1fs: %r",
+            "%s projection: store unavailable, %d events retried in %.1fs: %r",
             self.store,
-            len(messages),
+            len(batch),
             self._backoff_s,
             exc,
         )
-        with contextlib.suppress(*TRANSIENT_NATS_ERRORS):
-            for message in messages:
-                await message.nak(self._backoff_s)
-        await _sleep(stop, self._backoff_s)
 
     async def _load_position(self, stop: asyncio.Event) -> None:
         delay = 0.2
@@ -133,13 +221,10 @@ class ProjectorRunner:
 
 
 class LagMonitor:
-    """Publishes each runner's lag as a gauge and in the health details, every ``every_s``.
-
-    The lag is what the projector's durable consumer has not had acknowledged yet (not
-    yet delivered + delivered and unacked): after a crash, a batch applied by nobody
-    waits for its redelivery while newer ones go through, so "head minus the highest
-    sequence applied" would say 0 too early. ``checkpoint_<store>`` is that highest
-    sequence."""
+    """Publishes each active runner's lag as a gauge and in the health details, every
+    ``every_s``: ``lag_<store>`` (events not applied yet), ``checkpoint_<store>`` (the
+    position) and ``projector_<store>`` (``active`` here, ``standby`` while another replica
+    holds the store's lease; a standby reports no lag)."""
 
     def __init__(
         self,
@@ -160,26 +245,31 @@ class LagMonitor:
 
     async def measure(self) -> dict[str, int]:
         lags: dict[str, int] = {}
+        heads: dict[str, int] = {}
         for runner in self.runners:
-            try:
-                state = await self.bus.consumer_state(runner.spec.stream, runner.spec.durable)
-            except TRANSIENT_NATS_ERRORS:
+            store = runner.store
+            if not runner.active:
+                self.details[f"projector_{store}"] = "standby"
+                for key in (f"lag_{store}", f"checkpoint_{store}"):
+                    self.details.pop(key, None)
+                with contextlib.suppress(KeyError):
+                    LAG.remove(store)
                 continue
-            if state is None:  # not created yet
-                continue
-            lags[runner.store] = state.pending + state.ack_pending
-            LAG.labels(runner.store).set(lags[runner.store])
-            self.details[f"lag_{runner.store}"] = lags[runner.store]
-            self.details[f"checkpoint_{runner.store}"] = runner.position
+            if not runner.knows_lag and runner.stream not in heads:
+                try:
+                    heads[runner.stream] = await self.bus.head_seq(runner.stream)
+                except _FOLLOW_FAILURES:
+                    continue
+            lags[store] = runner.lag(heads.get(runner.stream, 0))
+            LAG.labels(store).set(lags[store])
+            self.details[f"projector_{store}"] = "active"
+            self.details[f"lag_{store}"] = lags[store]
+            self.details[f"checkpoint_{store}"] = runner.position
         return lags
 
 
-async def _ack_all(messages: Sequence[Pulled]) -> None:
-    try:
-        for message in messages:
-            await message.ack()
-    except TRANSIENT_NATS_ERRORS as exc:
-        log.warning("acks lost (%r): the batch will be redelivered and absorbed", exc)
+def _over(stop: asyncio.Event, lease: Lease | None) -> bool:
+    return stop.is_set() or (lease is not None and lease.lost)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -75,10 +75,10 @@ class LogSource:
     async def _stream_batch(self, start: int, upto: int) -> list[Delivery]:
         """Up to ``batch`` stored messages from ``start`` (the bus's range read)."""
         out: list[Delivery] = []
-        async for seq, subject, data in self.bus.read_range(
+        async for stored in self.bus.read_range(
             EVT_ALL, after_seq=start - 1, batch=self.batch, stream=self.stream, upto_seq=upto
         ):
-            out.append(Delivery(seq, subject, data))
+            out.append(Delivery(stored.seq, stored.subject, stored.data))
             if len(out) >= self.batch:
                 break
         return out
