@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,6 +182,15 @@ class Platform:
         )
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
+
+
+def persistence_metric(platform: Platform, name: str, store: str) -> float:
+    """A persistence metric for a store (-1 when not exported yet)."""
+    port = platform.recorded_env()["APEX_PERSISTENCE_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    pattern = rf'^{name}\{{[^}}]*(?:store|breaker)="{store}"[^}}]*\}} (\S+)$'
+    values = [float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE)]
+    return max(values, default=-1.0)
 
 
 def platform_env(home: Path) -> dict[str, str]:

@@ -26,7 +26,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from tests.e2e.platform import Platform, User, platform_env
+from tests.e2e.platform import Platform, User, persistence_metric, platform_env
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
 
 STORES = ("postgres", "redis", "clickhouse")
@@ -53,15 +53,6 @@ def platform() -> Iterator[Platform]:
         yield running
     finally:
         running.stop()
-
-
-def metric(platform: Platform, name: str, store: str) -> float:
-    """A persistence metric for a store (-1 when not exported yet)."""
-    port = platform.recorded_env()["APEX_PERSISTENCE_PORT"]
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    pattern = rf'^{name}\{{[^}}]*(?:store|breaker)="{store}"[^}}]*\}} (\S+)$'
-    values = [float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE)]
-    return max(values, default=-1.0)
 
 
 async def until(check: Any, timeout: float = 60.0) -> None:
@@ -112,11 +103,17 @@ async def test_runs_stream_through_store_outages_and_every_view_catches_up(platf
     user = platform.register()
     runs = [await chat(platform, user, "Where is my LLM spend going?")]
 
-    failed = {store: metric(platform, "apex_projection_failed_batches_total", store) for store in STORES}
+    failed = {
+        store: persistence_metric(platform, "apex_projection_failed_batches_total", store) for store in STORES
+    }
     runs.append(await chat(platform, user, "And while Postgres is down?", lambda: platform.kill("postgres")))
     runs.append(await chat(platform, user, "And while Redis is down?", lambda: platform.kill("redis")))
     for store in ("postgres", "redis"):  # each outage was real: its projector failed and retried
-        await until(lambda s=store: metric(platform, "apex_projection_failed_batches_total", s) > failed[s])
+        await until(
+            lambda s=store: (
+                persistence_metric(platform, "apex_projection_failed_batches_total", s) > failed[s]
+            )
+        )
 
     killed: list[int] = []
     runs.append(
@@ -137,8 +134,8 @@ async def test_runs_stream_through_store_outages_and_every_view_catches_up(platf
         runs.append(await chat(platform, user, "And while ClickHouse cannot write?"))
         await until(
             lambda: (
-                metric(platform, "apex_projection_lag_events", "clickhouse") > 0
-                and metric(platform, "apex_projection_failed_batches_total", "clickhouse") > 0
+                persistence_metric(platform, "apex_projection_lag_events", "clickhouse") > 0
+                and persistence_metric(platform, "apex_projection_failed_batches_total", "clickhouse") > 0
             )
         )
     finally:
@@ -156,7 +153,7 @@ async def test_runs_stream_through_store_outages_and_every_view_catches_up(platf
 
 def platform_lag(platform: Platform, store: str) -> float:
     with contextlib.suppress(httpx.HTTPError):
-        return metric(platform, "apex_projection_lag_events", store)
+        return persistence_metric(platform, "apex_projection_lag_events", store)
     return -1
 
 

@@ -1,7 +1,8 @@
 """A replay gap is named, never assumed away (a platform of its own: the test purges the
-event stream). Persistence is paused while a thread gets more events, and retention
-(a purge) drops them before the archive received them: then neither the stream nor the
-archive holds them, while the archive still answers. A socket, the events endpoint and
+event stream and kills Postgres). Postgres is down while a thread gets more events (the
+archive's projector stops following the log once it found the store gone), and
+retention (a purge) drops them before the archive received them: then neither the stream
+nor the archive holds them, while the archive still answers. A socket, the events endpoint and
 SSE each give what the archive holds, then ``replay_incomplete`` with the range that is
 gone (``gap_from`` to ``gap_to``), then what the stream holds: every event of the thread
 is either delivered or inside a named gap."""
@@ -16,21 +17,31 @@ from pathlib import Path
 
 import httpx
 import nats
-import psutil
 import pytest
 
-from apex_contracts import Scope
+from apex_contracts import Scope, Unavailable
 from apex_runtime.bus import NatsBus
 from tests.e2e.hostile import archived_seqs, publish_thinking, publish_thread, sse
-from tests.e2e.platform import Platform, User, platform_env
+from tests.e2e.platform import Platform, User, persistence_metric, platform_env
 from tests.e2e.wsclient import open_socket, recv, send
+
+FAILED_BATCHES = "apex_projection_failed_batches_total"
+
+
+async def archived_when_back(platform: Platform, user: User, thread_id: str) -> list[int]:
+    """The archive's sequences of the thread; none while Postgres is still down."""
+    try:
+        return await archived_seqs(platform, user, thread_id)
+    except Unavailable:
+        return []
 
 
 @pytest.fixture(scope="module")
 def gap_platform() -> Iterator[Platform]:
     home = Path(tempfile.mkdtemp(prefix="apex-gap-"))
     home.chmod(0o755)
-    platform = Platform(home, platform_env(home))
+    # a killed Postgres is restarted 10 s later: the test's events are published meanwhile
+    platform = Platform(home, platform_env(home) | {"APEX_EMBEDDED_RESTART_S": "10"})
     platform.start(timeout=240)
     try:
         yield platform
@@ -51,22 +62,28 @@ async def test_a_range_neither_the_stream_nor_the_archive_holds_is_named(gap_pla
     nc = await nats.connect(platform.recorded_env()["APEX_NATS_URL"], **platform.nats_options())
     bus = NatsBus(nc)
     scope = Scope(tenant_id=user.tenant_id, user_id=user.user_id, thread_id=thread_id)
-    persistence = psutil.Process(platform.pid("persistence"))
-    persistence.suspend()
+    failed = persistence_metric(platform, FAILED_BATCHES, "postgres")
+    platform.kill("postgres")
     try:
-        lost = [await publish_thinking(bus, scope, 100 + n) for n in range(5)]
+        # the first event finds the store gone: from then on the projector holds that
+        # batch and reads nothing more of the log until Postgres is back
+        lost = [await publish_thinking(bus, scope, 100)]
+        deadline = time.monotonic() + 30
+        while persistence_metric(platform, FAILED_BATCHES, "postgres") <= failed:
+            assert time.monotonic() < deadline, "the projector never found Postgres gone"
+            await asyncio.sleep(0.1)
+        lost += [await publish_thinking(bus, scope, 101 + n) for n in range(4)]
         await nc.jetstream().purge_stream("APEX_EVT", seq=lost[-1] + 1)  # retention takes them, unarchived
         kept = [await publish_thinking(bus, scope, 200 + n) for n in range(3)]
     finally:
-        persistence.resume()
         await nc.close()
     first_kept = lost[-1] + 1
     deadline = time.monotonic() + 60
-    while kept[-1] not in await archived_seqs(platform, user, thread_id):
+    while kept[-1] not in await archived_when_back(platform, user, thread_id):
         assert time.monotonic() < deadline, "the archive did not catch up"
         await asyncio.sleep(0.3)
-    # What the archive holds before the purge point (a fetch in flight at the pause may
-    # have brought it one of the later events), and what it never got.
+    # What the archive holds before the purge point (the batch the projector held through
+    # the outage), and what it never got.
     archived = [seq for seq in await archived_seqs(platform, user, thread_id) if seq < lost[-1] + 1]
     lost = [seq for seq in lost if seq not in archived]
     assert lost, "retention took events the archive never received"
