@@ -251,7 +251,11 @@ def measure(s: dict[str, Any]) -> dict[str, Any]:
     assert postgres.pid is not None
     peer = Peer(python, postgres.url.replace("postgresql://", "postgresql+psycopg://"), root / "peer.log")
     try:
-        result = asyncio.run(_measure(peer, postgres.pid, s))
+        try:
+            result = asyncio.run(_measure(peer, postgres.pid, s))
+        except (httpx.HTTPError, RuntimeError) as exc:
+            tail = peer.log.read_text(errors="replace")[-3000:] if peer.log.exists() else "(no log)"
+            raise RuntimeError(f"the DBOS peer failed ({exc!r}); the end of its log:\n{tail}") from exc
         versions = subprocess.run(
             [
                 str(python),

@@ -264,7 +264,9 @@ async def projections(seconds: float, rate: float = 1000.0) -> dict[str, Any]:
         "--json",
         str(target),
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
-    await proc.wait()
-    return orjson.loads(target.read_bytes()) if target.exists() else {"error": f"exit {proc.returncode}"}
+    _, err = await proc.communicate()
+    if target.exists():
+        return orjson.loads(target.read_bytes())  # type: ignore[no-any-return]
+    return {"error": f"exit {proc.returncode}: {err.decode(errors='replace')[-2000:]}"}
