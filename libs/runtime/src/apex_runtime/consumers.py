@@ -35,6 +35,7 @@ from apex_contracts.dedupe_ids import dead_letter_id
 from apex_contracts.errors import InvalidId
 from apex_contracts.ids import validate_id
 from apex_contracts.streams import ConsumerSpec
+from apex_runtime.periodic import periodically
 from apex_runtime.port import Bus, Notice, Subscription, subject_matches
 
 log = logging.getLogger(__name__)
@@ -219,20 +220,13 @@ async def keep_alive(progress: Callable[[], Awaitable[None]], every_s: float) ->
     heartbeat lost to a reconnect is skipped, not fatal: the next one follows."""
 
     async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                await progress()
-            except _SETTLE_FAILURES as exc:
-                log.debug("in-progress ack not sent: %r", exc)
+        try:
+            await progress()
+        except _SETTLE_FAILURES as exc:
+            log.debug("in-progress ack not sent: %r", exc)
 
-    task = asyncio.create_task(beat())
-    try:
+    async with periodically(every_s, beat, name="keep-alive"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 class RunCancellations:

@@ -29,6 +29,7 @@ import nats.js.errors
 import orjson
 
 from apex_contracts import ErrorCode, Unavailable
+from apex_runtime.periodic import periodically
 from apex_runtime.port import KvBucket, WrongRevision
 
 log = logging.getLogger(__name__)
@@ -137,21 +138,18 @@ class Leases:
         """Keeps a lease taken with ``try_acquire`` for the block, as ``hold`` does, and
         releases it at the end."""
 
-        async def renew_forever() -> None:
-            while not lease.lost:
-                await asyncio.sleep(ttl_s / 3)
-                try:
-                    await self.renew(lease, ttl_s)
-                except _KV_FAILURES as exc:
-                    log.warning("lease %s not renewed: %r", lease.name, exc)
-                    if self._clock() >= lease.expires_at:
-                        lease.lost = True
+        async def renew() -> None:
+            if lease.lost:
+                return
+            try:
+                await self.renew(lease, ttl_s)
+            except _KV_FAILURES as exc:
+                log.warning("lease %s not renewed: %r", lease.name, exc)
+                if self._clock() >= lease.expires_at:
+                    lease.lost = True
 
-        renewer = asyncio.create_task(renew_forever(), name=f"lease:{lease.name}")
         try:
-            yield lease
+            async with periodically(ttl_s / 3, renew, name=f"lease:{lease.name}"):
+                yield lease
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
             await self.release(lease)

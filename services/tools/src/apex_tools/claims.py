@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from apex_contracts import Unavailable, utcnow
+from apex_runtime.periodic import periodically
 from apex_tools.ledger import Claim, Ledger, LedgerEntry, Taken
 
 log = logging.getLogger(__name__)
@@ -122,38 +123,33 @@ async def leased(ledger: Ledger, held: Held, body: Awaitable[T]) -> T:
     """Runs ``body`` while renewing ``held`` every quarter lease; raises LeaseLost (and
     cancels the body) when a renewal finds the claim taken over."""
     work = asyncio.ensure_future(body)
-    renewer = asyncio.ensure_future(_renew(ledger, held))
     try:
-        await asyncio.wait({work, renewer}, return_when=asyncio.FIRST_COMPLETED)
+        async with periodically(
+            held.claim.lease_s / 4, lambda: _renew(ledger, held), name=f"claim:{held.call_id}"
+        ) as renewer:
+            await asyncio.wait({work, renewer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not work.done():
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, LeaseLost):
-            await renewer
-    if renewer.done() and not renewer.cancelled() and (lost := renewer.exception()) is not None:
-        raise lost
     return work.result()
 
 
 async def _renew(ledger: Ledger, held: Held) -> None:
-    """Renews the claim until cancelled. A ledger that does not answer is asked again at
-    the next renewal (the work goes on; ``finish`` tells whether the claim held)."""
-    while True:
-        await asyncio.sleep(held.claim.lease_s / 4)
-        renewed = held.claim.model_copy(update={"renewed_at": utcnow()})
-        try:
-            held.revision = await ledger.replace(held.call_id, renewed, held.revision)
-        except Taken as exc:
-            if await _ours(ledger, held) is None:
-                raise LeaseLost(held.call_id) from exc
-            continue  # an unconfirmed renewal of ours landed: renew from there
-        except Unavailable as exc:
-            log.warning("lease of tool call %s not renewed: %s", held.call_id, exc.message)
-            continue
-        held.claim = renewed
+    """Renews the claim once. A ledger that does not answer is asked again at the next
+    renewal (the work goes on; ``finish`` tells whether the claim held)."""
+    renewed = held.claim.model_copy(update={"renewed_at": utcnow()})
+    try:
+        held.revision = await ledger.replace(held.call_id, renewed, held.revision)
+    except Taken as exc:
+        if await _ours(ledger, held) is None:
+            raise LeaseLost(held.call_id) from exc
+        return  # an unconfirmed renewal of ours landed: renew from there
+    except Unavailable as exc:
+        log.warning("lease of tool call %s not renewed: %s", held.call_id, exc.message)
+        return
+    held.claim = renewed
 
 
 async def finish(ledger: Ledger, held: Held, outcome: LedgerEntry) -> int:
