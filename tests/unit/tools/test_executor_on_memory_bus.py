@@ -16,7 +16,7 @@ from apex_contracts.streams import KV_TOOL_LEDGER
 from apex_contracts.tools import ToolResult
 from apex_runtime.memory import MemoryBus
 from apex_tools.executor import ToolExecutor
-from apex_tools.ledger import KvLedger
+from apex_tools.ledger import KvLedger, Record
 from apex_tools.ports import BusUsageQueries, UsageQueries
 from apex_tools.registry import Tool
 
@@ -87,3 +87,38 @@ async def test_an_unknown_tool_completes_with_the_error(bus: MemoryBus) -> None:
     [completed] = await _completions(bus, scope)
     data = completed["data"]
     assert isinstance(data, dict) and data["status"] == "error"
+
+
+class CountingLedger(KvLedger):
+    """The ledger, counting what it is asked."""
+
+    def __init__(self, ledger: KvLedger) -> None:
+        self.__dict__.update(ledger.__dict__)
+        self.asked: list[str] = []
+
+    async def read(self, call_id: str) -> tuple[Record, int] | None:
+        self.asked.append("read")
+        return await super().read(call_id)
+
+    async def create(self, call_id: str, record: Record) -> int:
+        self.asked.append("create")
+        return await super().create(call_id, record)
+
+    async def replace(self, call_id: str, record: Record, revision: int) -> int:
+        self.asked.append("replace")
+        return await super().replace(call_id, record, revision)
+
+
+async def test_a_new_call_costs_three_ledger_writes_and_no_read(bus: MemoryBus) -> None:
+    runs: list[str] = []
+    executor = await _executor(bus, runs)
+    assert isinstance(executor.ledger, KvLedger)
+    ledger = executor.ledger = CountingLedger(executor.ledger)
+    scope = _scope()
+    command = _call(scope, "echo", {"word": "spend"})
+    await executor.handle(command)
+    assert ledger.asked == ["create", "replace", "replace"]  # claim, outcome, published
+    ledger.asked.clear()
+    await executor.handle(command)  # a redelivery: refused, read, answered from the ledger
+    assert ledger.asked == ["create", "read"] and runs == ["spend"]
+    assert len(await _completions(bus, scope)) == 1

@@ -6,10 +6,10 @@ only the executor holding the claim writes the outcome, and a body that runs aga
 its lease expired (its executor was paused or killed past it) is told the call id as its
 idempotency key.
 
-- ``acquire`` answers with the outcome when the call has one; otherwise it creates the
-  claim (a key-value create, which fails when any record exists). When another executor
-  holds the call, it waits: for the outcome, or until the claim has not been renewed for
-  a whole lease (its holder is gone), then takes it over by compare-and-set on the
+- ``acquire`` creates the claim (a key-value create, which fails when any record
+  exists) and reads the record only when that is refused: an outcome is the answer.
+  When another executor holds the call, it waits: for the outcome, or until the claim
+  has not been renewed for a whole lease (its holder is gone), then takes it over by compare-and-set on the
   revision it saw (two waiters cannot both win).
 - ``leased`` runs the body while renewing the claim every quarter lease; a renewal that
   finds the record changed (another executor took over) interrupts the body
@@ -85,14 +85,17 @@ async def acquire(
     executor's lease holds; ``on_wait`` is told once when it starts waiting)."""
     loop = asyncio.get_running_loop()
     seen: tuple[int, float] | None = None  # (revision, when this waiter first saw it)
+    unclaimed = True  # a call is nearly always new: claim it first, read when refused
     while True:
-        found = await ledger.read(call_id)
-        if found is None:
+        if unclaimed:
             claim = Claim(claimant=claimant, lease_s=lease_s)
             try:
                 return Held(call_id, claim, await ledger.create(call_id, claim))
             except Taken:
-                continue
+                pass
+        found = await ledger.read(call_id)
+        if unclaimed := found is None:
+            continue  # released meanwhile
         record, revision = found
         if isinstance(record, LedgerEntry):
             return record

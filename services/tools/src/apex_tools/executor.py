@@ -138,6 +138,7 @@ class ToolExecutor:
             log.info("%s not run: run %s was cancelled or ended", call.tool, run_id)
             tracing.fail(current, exc)
             return
+        revision: int | None = None  # the outcome's, when this executor wrote it
         if isinstance(got, LedgerEntry):
             entry = got
             self.metrics.replayed.labels(call.tool).inc()
@@ -146,19 +147,21 @@ class ToolExecutor:
             claimed = await self._run_claimed(command, got, current)
             if claimed is None:
                 return
-            entry = claimed
+            entry, revision = claimed
         if self.cancels.is_cancelled(run_id):
             # the run ended (or was cancelled) meanwhile: no fact of a run after its ending
             log.info("%s of run %s not published: the run was cancelled or ended", call.tool, run_id)
             return
         if not entry.published:
             await self._complete(command, entry)
-            await self._mark_published(call.call_id)
+            await self._mark_published(call.call_id, entry, revision)
 
-    async def _run_claimed(self, command: ToolCall, held: Held, current: Span) -> LedgerEntry | None:
-        """Runs a call this executor holds; its outcome, or None when the call was
-        interrupted (cancelled: published nothing) or taken over (the other executor
-        publishes)."""
+    async def _run_claimed(
+        self, command: ToolCall, held: Held, current: Span
+    ) -> tuple[LedgerEntry, int] | None:
+        """Runs a call this executor holds; its outcome and the outcome's revision, or None
+        when the call was interrupted (cancelled: published nothing) or taken over (the
+        other executor publishes)."""
         call = command.data
         run_id = str(command.run_id)
         current.set_attribute("apex.tool.attempt", held.claim.attempt)
@@ -190,7 +193,7 @@ class ToolExecutor:
             if not keep:  # given back (whatever went wrong): the next delivery claims it at once
                 await self._give_back(held)
         try:
-            await finish(self.ledger, held, entry)
+            revision = await finish(self.ledger, held, entry)
         except LeaseLost:
             log.warning("outcome of call %s dropped: another executor took the call over", call.call_id)
             self.metrics.claims.labels("lost").inc()
@@ -199,7 +202,7 @@ class ToolExecutor:
         self.metrics.call_done(call.tool, entry.status, entry.duration_ms / 1000, code)
         if code is not None:
             tracing.fail(current, code=code)
-        return entry
+        return entry, revision
 
     def _claimant(self) -> str:
         return f"{self.health.instance}:{uuid.uuid4().hex[:12]}"
@@ -210,13 +213,16 @@ class ToolExecutor:
         except Unavailable as exc:  # the lease expires by itself
             log.warning("claim of %s not released: %s", held.call_id, exc.message)
 
-    async def _mark_published(self, call_id: str) -> None:
-        """Records that ``tool_completed`` is in the log (a redelivery then only acks)."""
-        found = await self.ledger.read(call_id)
-        if found is None or not isinstance(found[0], LedgerEntry) or found[0].published:
-            return
-        with contextlib.suppress(Taken):
-            await self.ledger.replace(call_id, found[0].model_copy(update={"published": True}), found[1])
+    async def _mark_published(self, call_id: str, entry: LedgerEntry, revision: int | None) -> None:
+        """Records that ``tool_completed`` is in the log (a redelivery then only acks), over
+        the outcome at ``revision`` (read first when this executor did not write it)."""
+        if revision is None:
+            found = await self.ledger.read(call_id)
+            if found is None or not isinstance(found[0], LedgerEntry) or found[0].published:
+                return
+            entry, revision = found[0], found[1]
+        with contextlib.suppress(Taken):  # changed meanwhile: marked already, or erased
+            await self.ledger.replace(call_id, entry.model_copy(update={"published": True}), revision)
 
     async def fail(self, command: ToolCall, error: ErrorInfo) -> None:
         """Completes a call that cannot run (a dead-lettered command) with its error,
