@@ -122,3 +122,20 @@ class RunSlotsContract:
 
         assert await slots.forget_ended(key, has_ended, keep=waiting.run_id) == 1
         assert await slots.claim(key, slot(), 2, DoubleTexting.ENQUEUE) == Admitted()
+
+    async def test_a_replica_acting_on_the_record_it_last_saw_loses_nothing_another_changed(
+        self, slot_stores: SlotStores
+    ) -> None:
+        # each replica starts a change from the record it last read or wrote: when another
+        # replica changed it since, the change is refused and made again on a fresh read
+        a, b, witness, key = slot_stores(), slot_stores(), slot_stores(), user_key()
+        first, second, third = slot(), slot(), slot()
+        assert await a.claim(key, first, 3, DoubleTexting.ENQUEUE) == Admitted()
+        assert await b.claim(key, second, 3, DoubleTexting.ENQUEUE) == Admitted()
+        await a.release(key, first.run_id)  # a's record (first only) is stale
+        assert await witness.claim(key, slot(), 1, DoubleTexting.REJECT) == Rejected((second,))
+        # a's record now says nothing runs; b admits a third run meanwhile
+        assert await b.claim(key, third, 3, DoubleTexting.ENQUEUE) == Admitted()
+        await a.release(key, third.run_id)  # "nothing to change" is not believed from memory
+        await b.release(key, first.run_id)  # gone from b's record too: a read confirms it
+        assert await witness.claim(key, slot(), 1, DoubleTexting.REJECT) == Rejected((second,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apex_contracts import new_id
+from apex_contracts.streams import KV_USER_RUNS
 from apex_orchestrator.admission import (
     Admitted,
     DoubleTexting,
@@ -10,10 +11,13 @@ from apex_orchestrator.admission import (
     Rejected,
     Slot,
     UserRuns,
+    UserSlots,
     decide,
     promote,
     release,
 )
+from apex_runtime import CircuitBreaker, KvBucket, KvEntry
+from apex_runtime.memory import MemoryBus
 
 THREAD = new_id("thr")
 
@@ -69,3 +73,33 @@ def test_asking_again_gets_the_same_answer() -> None:
 def test_release_of_a_run_that_holds_nothing_changes_nothing() -> None:
     record, _ = decide(UserRuns(), slot(), 1, DoubleTexting.ENQUEUE)
     assert release(record, new_id("run"))[0] == record
+
+
+class CountingBucket:
+    """A key-value bucket (``MemoryBus``'s), counting reads."""
+
+    def __init__(self, inner: KvBucket) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def get(self, key: str) -> KvEntry | None:
+        self.reads += 1
+        return await self.inner.get(key)
+
+
+async def test_a_run_admitted_and_released_by_one_replica_costs_one_read() -> None:
+    bus = MemoryBus()
+    try:
+        kv = CountingBucket(await bus.bucket(KV_USER_RUNS))
+        slots = UserSlots(kv, CircuitBreaker("user_runs_kv"))  # type: ignore[arg-type]
+        key, run = UserSlots.key(new_id("ten"), new_id("usr")), slot()
+        assert await slots.claim(key, run, 2, DoubleTexting.ENQUEUE) == Admitted()
+        await slots.release(key, run.run_id)  # from the record its own claim wrote
+        assert kv.reads == 1
+        await slots.release(key, run.run_id)  # nothing to change: believed from a read only
+        assert kv.reads == 2
+    finally:
+        await bus.close()

@@ -118,12 +118,21 @@ _KV_FAILURES: tuple[type[BaseException], ...] = (
 
 
 class UserSlots:
-    """The record of each user's runs, changed only by compare-and-set."""
+    """The record of each user's runs, changed only by compare-and-set.
+
+    A change starts from the record and revision this replica last read or wrote for the
+    user, when it has them (the run it admitted is usually the one it releases): the
+    compare-and-set proves that record current, so no read is needed; when it is refused,
+    the change is made again on a fresh read. "Nothing to change" is only believed from a
+    fresh read."""
+
+    KNOWN_MAX = 4096  # users whose last record this replica keeps
 
     def __init__(self, kv: KvBucket, breaker: CircuitBreaker, *, attempts: int = 20) -> None:
         self._kv = kv
         self._breaker = breaker
         self._attempts = attempts
+        self._known: dict[str, tuple[UserRuns, int]] = {}
 
     @staticmethod
     def key(tenant_id: str, user_id: str) -> str:
@@ -151,6 +160,10 @@ class UserSlots:
         return len(gone)
 
     async def _change(self, key: str, change: Callable[[UserRuns], tuple[UserRuns, T]]) -> T:
+        if (known := self._known.pop(key, None)) is not None:
+            updated, answer = change(known[0])
+            if updated != known[0] and await self._write(key, updated, known[1]):
+                return answer
         for _attempt in range(self._attempts):
             record, revision = await self._read(key)
             updated, answer = change(record)
@@ -166,7 +179,15 @@ class UserSlots:
         entry = await self._guarded(lambda: self._kv.get(key))
         if entry is None or not entry.value:
             return UserRuns(), (entry.revision if entry is not None else None)
-        return UserRuns.model_validate_json(entry.value), entry.revision
+        record = UserRuns.model_validate_json(entry.value)
+        self._remember(key, record, entry.revision)
+        return record, entry.revision
+
+    def _remember(self, key: str, record: UserRuns, revision: int) -> None:
+        self._known.pop(key, None)
+        self._known[key] = (record, revision)
+        if len(self._known) > self.KNOWN_MAX:
+            del self._known[next(iter(self._known))]
 
     async def _write(self, key: str, record: UserRuns, revision: int | None) -> bool:
         """Compare-and-set; False when someone else changed the record first."""
@@ -175,11 +196,12 @@ class UserSlots:
         async def put() -> bool:
             try:
                 if revision is None:
-                    await self._kv.create(key, value)
+                    written = await self._kv.create(key, value)
                 else:
-                    await self._kv.update(key, value, last=revision)
+                    written = await self._kv.update(key, value, last=revision)
             except WrongRevision:
                 return False
+            self._remember(key, record, written)
             return True
 
         return await self._guarded(put)
