@@ -25,15 +25,16 @@ async def test_wait_for_drops_a_cancellation_that_meets_its_reply() -> None:
 async def test_the_work_stops_when_its_cancellation_is_lost_in_a_reply() -> None:
     loop = asyncio.get_running_loop()
     replies: list[asyncio.Future[None]] = []
+    asked = asyncio.Event()
 
     async def request() -> None:  # a request as nats-py makes it
         replies.append(loop.create_future())
+        asked.set()
         await asyncio.wait_for(replies[-1], 5)
 
     async with asyncio.timeout(2):
         async with periodically(0.01, request, name="renewal") as task:
-            while not replies:
-                await asyncio.sleep(0.001)
+            await asked.wait()
             replies[0].set_result(None)  # the reply lands as the block ends
         assert task.done() and not task.cancelled()
     assert len(replies) == 1
