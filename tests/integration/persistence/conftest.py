@@ -286,6 +286,15 @@ async def pg(pg_dsn: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def bus(server_factory: Any, request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """A NATS server of this test's own (fresh stream sequences: 1, 2, ...)."""
+    connected = await Bus.connect(server_factory("nats").url, request.module.__name__.rsplit(".", 1)[-1])
+    await connected.ensure_topology()
+    yield connected
+    await connected.close()
+
+
+@pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(redis_url)
     yield client

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 import pytest
@@ -86,15 +86,6 @@ class ProjectionContract:
     @pytest.fixture
     def store(self) -> Iterator[StoreUnderTest]:
         raise NotImplementedError("a ProjectionContract subclass defines the store fixture")
-
-    @pytest.fixture
-    async def bus(self, server_factory: Any) -> AsyncIterator[Bus]:
-        """A NATS server of this test's own (fresh stream sequences: 1, 2, ...)."""
-        nats = server_factory("nats")
-        connected = await Bus.connect(nats.url, "projection-contract-test")
-        await connected.ensure_topology()
-        yield connected
-        await connected.close()
 
     async def once(self, store: StoreUnderTest, batch: list[Delivery]) -> Any:
         """The view of one delivery of each event, from empty, in batches of 10."""

@@ -5,11 +5,9 @@ between its write and its ack: ``ProjectionContract``, test_projection_contract.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
 
@@ -20,15 +18,6 @@ from apex_persistence.postgres.projector import PostgresProjection
 from apex_persistence.projection.runner import LagMonitor, ProjectorRunner
 from apex_runtime import Bus
 from tests.integration.persistence.harness import runner, running, until, until_caught_up
-
-
-@pytest.fixture
-async def bus(server_factory: Any) -> AsyncIterator[Bus]:
-    nats = server_factory("nats")
-    connected = await Bus.connect(nats.url, "persistence-failures-test")
-    await connected.ensure_topology()
-    yield connected
-    await connected.close()
 
 
 async def breaker_opened(runner: ProjectorRunner) -> None:

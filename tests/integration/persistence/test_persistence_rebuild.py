@@ -7,7 +7,6 @@ nothing that arrived during it is missing afterwards."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,14 +40,6 @@ from tests.integration.persistence.harness import (
 )
 
 STORES = ("postgres", "redis", "clickhouse")
-
-
-@pytest.fixture
-async def bus(server_factory: Any) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(server_factory("nats").url, "persistence-rebuild-test")
-    await connected.ensure_topology()
-    yield connected
-    await connected.close()
 
 
 def live_runners(

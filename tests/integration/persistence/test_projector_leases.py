@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from apex_contracts.streams import APEX_EVT, KV_LEASES
@@ -19,15 +18,6 @@ from apex_runtime.leases import Leases
 from tests.integration.persistence.harness import runner, until, until_caught_up
 
 TTL_S = 2.0
-
-
-@pytest.fixture
-async def bus(server_factory: Any) -> AsyncIterator[Bus]:
-    nats = server_factory("nats")
-    connected = await Bus.connect(nats.url, "persistence-leases-test")
-    await connected.ensure_topology()
-    yield connected
-    await connected.close()
 
 
 async def replica(bus: Bus, client: aioredis.Redis, name: str) -> ProjectorRunner:

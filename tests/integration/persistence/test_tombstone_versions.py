@@ -5,10 +5,8 @@ batches and replicas, the view is the one of projectors that ask ClickHouse ever
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,14 +15,6 @@ from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.analytics.versions import ERASURES, BusVersions
 from apex_runtime import Bus
 from tests.integration.persistence.harness import CountingStore, dump_clickhouse
-
-
-@pytest.fixture
-async def bus(server_factory: Any) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(server_factory("nats").url, "tombstone-versions-test")
-    await connected.ensure_topology()
-    yield connected
-    await connected.close()
 
 
 async def clear(store: ChdbStore) -> None:

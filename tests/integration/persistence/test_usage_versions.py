@@ -5,7 +5,6 @@ check always runs; without a readable version nothing is kept."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,14 +23,6 @@ from tests.integration.persistence.harness import CountingStore
 
 NOW = datetime.now(UTC)
 TOTALS = ["requests", "cost_usd", "first_ts", "last_ts"]
-
-
-@pytest.fixture
-async def bus(server_factory: Any) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(server_factory("nats").url, "persistence-usage-versions-test")
-    await connected.ensure_topology()
-    yield connected
-    await connected.close()
 
 
 def record(request_id: str, ts: datetime = NOW) -> UsageRecord:
