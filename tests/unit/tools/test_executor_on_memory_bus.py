@@ -14,6 +14,7 @@ from apex_contracts import Scope, ToolCall, ToolCallData, new_id, subjects
 from apex_contracts.envelope import Model
 from apex_contracts.streams import KV_TOOL_LEDGER
 from apex_contracts.tools import ToolResult
+from apex_runtime import KvBucket
 from apex_runtime.memory import MemoryBus
 from apex_tools.executor import ToolExecutor
 from apex_tools.ledger import KvLedger, Record
@@ -92,8 +93,8 @@ async def test_an_unknown_tool_completes_with_the_error(bus: MemoryBus) -> None:
 class CountingLedger(KvLedger):
     """The ledger, counting what it is asked."""
 
-    def __init__(self, ledger: KvLedger) -> None:
-        self.__dict__.update(ledger.__dict__)
+    def __init__(self, kv: KvBucket) -> None:
+        super().__init__(kv)
         self.asked: list[str] = []
 
     async def read(self, call_id: str) -> tuple[Record, int] | None:
@@ -112,8 +113,7 @@ class CountingLedger(KvLedger):
 async def test_a_new_call_costs_three_ledger_writes_and_no_read(bus: MemoryBus) -> None:
     runs: list[str] = []
     executor = await _executor(bus, runs)
-    assert isinstance(executor.ledger, KvLedger)
-    ledger = executor.ledger = CountingLedger(executor.ledger)
+    ledger = executor.ledger = CountingLedger(await bus.bucket(KV_TOOL_LEDGER))
     scope = _scope()
     command = _call(scope, "echo", {"word": "spend"})
     await executor.handle(command)

@@ -9,8 +9,8 @@ idempotency key.
 - ``acquire`` creates the claim (a key-value create, which fails when any record
   exists) and reads the record only when that is refused: an outcome is the answer.
   When another executor holds the call, it waits: for the outcome, or until the claim
-  has not been renewed for a whole lease (its holder is gone), then takes it over by compare-and-set on the
-  revision it saw (two waiters cannot both win).
+  has not been renewed for a whole lease (its holder is gone), then takes it over by
+  compare-and-set on the revision it saw (two waiters cannot both win).
 - ``leased`` runs the body while renewing the claim every quarter lease; a renewal that
   finds the record changed (another executor took over) interrupts the body
   (``LeaseLost``): its outcome would not be written anyway.
