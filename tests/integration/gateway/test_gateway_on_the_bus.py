@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -80,8 +81,9 @@ async def test_replay_then_live_on_a_real_stream_each_seq_once_in_order(bus: Bus
     scope = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=new_id("thr"), run_id=new_id("run"))
     subject = subjects.thread_events(who.tenant_id, who.user_id, scope.thread_id)
     stored = await _publish(bus, scope, 5)
-    feeds = ThreadFeeds(bus.follow, bus.head_seq)
-    ports = SubscriptionPorts(ThreadLog(bus), feeds, Figures())
+    history = ThreadLog(bus)
+    feeds = ThreadFeeds(bus.follow, partial(history.head, leader=True))
+    ports = SubscriptionPorts(history, feeds, Figures())
     sink, sse = Sink(), SseSink(100, 1.0, asyncio.Event())
     socket_sub = ThreadSubscription(sink, ports, who, scope.thread_id, subject, stored[1])
     sse_sub = ThreadSubscription(sse, ports, who, scope.thread_id, subject, 0)
@@ -99,6 +101,29 @@ async def test_replay_then_live_on_a_real_stream_each_seq_once_in_order(bus: Bus
     await socket_sub.stop()
     await sse_sub.stop()
     assert len(feeds) == 0
+
+
+async def test_an_idle_thread_replays_while_other_threads_write(bus: Bus) -> None:
+    """A new feed of a thread with no run going, the stream's head on other threads: the
+    replay reads through the thread's own last event, never waits for one that may not
+    come (it used to read through the stream's head: 15 s, then bus_unavailable)."""
+    who = Principal(new_id("usr"), new_id("ten"), new_id("ses"), (), 0)
+    idle = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=new_id("thr"), run_id=new_id("run"))
+    busy = Scope(tenant_id=who.tenant_id, user_id=who.user_id, thread_id=new_id("thr"), run_id=new_id("run"))
+    stored = await _publish(bus, idle, 3)
+    await _publish(bus, busy, 4)
+    history = ThreadLog(bus)
+    feeds = ThreadFeeds(bus.follow, partial(history.head, leader=True))
+    ports = SubscriptionPorts(history, feeds, Figures())
+    subject = subjects.thread_events(who.tenant_id, who.user_id, idle.thread_id)
+    sink = Sink()
+    subscription = ThreadSubscription(sink, ports, who, idle.thread_id, subject, 0)
+    await subscription.start()
+    assert sink.seqs == stored
+    assert [frame.type for frame in sink.frames] == ["thread.subscribed"]
+    stored += await _publish(bus, idle, 2)  # and the live feed goes on from there
+    await _until(lambda: sink.seqs == stored)
+    await subscription.stop()
 
 
 async def test_stream_figures_come_through_the_port(bus: Bus) -> None:

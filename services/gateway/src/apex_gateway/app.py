@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import httpx
 import redis.asyncio as aioredis
@@ -149,7 +150,7 @@ async def build_services(
     accounts = AuthAccounts(settings.auth_url, http)
     prices = TenantPriceStore(bus)
     history = ThreadLog(bus)
-    feeds = ThreadFeeds(bus.follow, bus.head_seq)
+    feeds = ThreadFeeds(bus.follow, partial(history.head, leader=True))
     return GatewayServices(
         settings=settings,
         verifier=verifier,

@@ -4,12 +4,16 @@ every subscriber of the thread (sockets, SSE streams, long-polls).
 
 A thousand sockets on one thread cost one consumer and one decode per event, not a
 thousand of each (JetStream also caps the consumers of a stream). A feed starts after the
-stream's head read when it was created (``follow`` from that seq, so a consumer the
-cluster recreates resumes there too). ``join`` tells each subscriber the seq through
-which it must read the log itself (the feed's start, or the last event it handed over
-before the subscriber joined): the replay reads through it, so replay and live overlap and
-never leave a gap, even when the thread's head was read from a leader just elected that
-has not caught up; the subscriber drops the overlap by seq."""
+thread's last event when it was created, as the stream leader reports it (``follow`` from
+that seq, so a consumer the cluster recreates resumes there too). ``join`` tells each
+subscriber the seq through which it must read the log itself (the feed's start, or the
+last event it handed over before the subscriber joined): the replay reads through it, so
+replay and live overlap and never leave a gap, even when the thread's head was read from
+a leader just elected that has not caught up; the subscriber drops the overlap by seq.
+
+That seq is always one of the thread's own events (or 0): a read through a seq of the
+stream that is not on the thread would wait for the thread's next event, and an idle
+thread has none."""
 
 from __future__ import annotations
 
@@ -60,7 +64,8 @@ class _Feed:
     sub: Subscription | None = None
     starting: asyncio.Future[None] | None = None
     listeners: set[Listener] = field(default_factory=set)
-    # the feed's start, then the last seq it handed over: what a new listener reads itself
+    # the thread's last event when the feed started, then the last one it handed over:
+    # what a new listener reads through itself (a seq on the thread, or 0)
     seen: int = 0
 
     async def deliver(self, stored: Stored) -> None:
@@ -80,13 +85,14 @@ class ThreadFeeds:
     def __init__(
         self,
         follow: Callable[..., Awaitable[Subscription]],
-        head: Callable[[], Awaitable[int]],
+        head: Callable[[str], Awaitable[int]],
         *,
         start_within_s: float = 15.0,
     ) -> None:
-        # ``Bus.follow``: its subscription resumes after the last seq it handed over when
-        # the node that served it dies (in a cluster, within ~2 idle heartbeats);
-        # ``Bus.head_seq``: the stream's last seq, where a new feed starts
+        # ``follow`` (``Bus.follow``): its subscription resumes after the last seq it handed
+        # over when the node that served it dies (in a cluster, within ~2 idle heartbeats);
+        # ``head(subject)``: the seq of the thread's last event as the stream leader knows
+        # it (``ThreadHistory.head(subject, leader=True)``), where a new feed starts
         self._follow = follow
         self._head = head
         self._start_within_s = start_within_s
@@ -144,7 +150,7 @@ class ThreadFeeds:
                         "live feed of %s not started yet; trying again (attempt %d)", subject, attempt.num
                     )
                 with attempt:
-                    start = await self._head()
+                    start = await self._head(subject)
                     feed.seen = max(feed.seen, start)
                     feed.sub = await self._follow(subject, feed.deliver, after_seq=start)
         except _NOT_STARTED as exc:
