@@ -3,6 +3,9 @@ once, on free ports, in a temporary folder; each test gets its own namespace (a 
 database, a flushed Redis database, its own tenant ids). A test that needs to kill or
 pause a server starts its own with the ``*_factory`` fixtures; ``nats_cluster3`` is a
 private three-node JetStream cluster.
+
+In-process code runs with the ``asyncio.wait_for`` the services run with (3.12's
+behaviour, ``apex_runtime.waitfor``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ import redis.asyncio as aioredis
 
 from apex_cli.embedded import EmbeddedServer, nats_server, postgres_server, valkey_server
 from apex_cli.natscluster import NatsCluster, nats_cluster
+from apex_runtime import waitfor
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    waitfor.install()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """Background work repeated while a block runs stops when the block ends, even when the
-cancellation that stops it is lost inside ``asyncio.wait_for`` (which nats-py awaits in
-every request): the lost cancellation is what kept a tool call's claim renewed forever."""
+cancellation that stops it is lost inside Python 3.11's own ``asyncio.wait_for`` (which
+nats-py awaits in every request; the services replace it, ``apex_runtime.waitfor``, and
+this guard holds without that): the lost cancellation is what kept a tool call's claim
+renewed forever."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ import sys
 import pytest
 
 from apex_runtime.periodic import periodically
+from apex_runtime.waitfor import stock_wait_for
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="CPython 3.12 keeps the cancellation")
 async def test_wait_for_drops_a_cancellation_that_meets_its_reply() -> None:
     reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    request = asyncio.create_task(asyncio.wait_for(reply, 5))
+    request = asyncio.create_task(stock_wait_for(reply, 5))
     await asyncio.sleep(0)
     reply.set_result(7)
     request.cancel()
@@ -27,10 +30,10 @@ async def test_the_work_stops_when_its_cancellation_is_lost_in_a_reply() -> None
     replies: list[asyncio.Future[None]] = []
     asked = asyncio.Event()
 
-    async def request() -> None:  # a request as nats-py makes it
+    async def request() -> None:  # a request as nats-py makes it on a stock 3.11
         replies.append(loop.create_future())
         asked.set()
-        await asyncio.wait_for(replies[-1], 5)
+        await stock_wait_for(replies[-1], 5)
 
     async with asyncio.timeout(2):
         async with periodically(0.01, request, name="renewal") as task:
