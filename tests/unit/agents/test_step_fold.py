@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from apex_agents.context import thread_event
+from apex_agents.context import event_types, thread_event
 from apex_agents.stepper import Start, fold_start
 from apex_contracts import MessageDelta, new_id
 from apex_contracts.dedupe_ids import message_delta_id, reply_message_id
@@ -58,3 +58,15 @@ def test_an_old_version_delta_is_upcast_and_folds_like_a_current_one() -> None:
 
 def test_an_event_of_an_unknown_type_is_skipped() -> None:
     assert thread_event({**delta(1, version=2), "type": "message.reacted"}) is None
+
+
+def test_a_reader_of_some_types_parses_only_those(caplog: Any) -> None:
+    """A waiter names the types it looks for: any other message is passed over unparsed,
+    even a malformed one (nothing logged); its own types are parsed and upcast."""
+    wanted = event_types(MessageDelta)
+    other = {**delta(1, version=2), "type": "run.completed", "data": {"not": "valid"}}
+    assert thread_event(other, wanted) is None
+    assert not caplog.records
+    event = thread_event(delta(1, version=1), wanted)
+    assert isinstance(event, MessageDelta) and event.data.step == STEP
+    assert thread_event(other) is None and caplog.records, "unfiltered, the malformed one is parsed"

@@ -4,6 +4,7 @@ from apex_runtime.breaker import CircuitBreaker, CircuitOpen
 from apex_runtime.bus import NatsBus, connect_nats, nats_servers
 from apex_runtime.consumers import keep_alive, poison_guard, subscribe_command
 from apex_runtime.host import ServiceHost
+from apex_runtime.inbound import InboundMessage
 from apex_runtime.logs import configure_logging, log_context
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, ops_routes, run_process, serve_http
 from apex_runtime.port import (
@@ -28,6 +29,7 @@ __all__ = [
     "TRANSIENT_NATS_ERRORS",
     "Bus",
     "ConsumerState",
+    "InboundMessage",
     "KvBucket",
     "KvEntry",
     "NatsBus",

@@ -27,6 +27,7 @@ from apex_contracts import (
     MessageDeltaData,
     Scope,
     StepInputs,
+    ThreadEvent,
     ToolCall,
     ToolCallData,
     ToolCompleted,
@@ -48,15 +49,28 @@ from apex_runtime import Bus, SubjectWatch
 log = logging.getLogger(__name__)
 
 
-def thread_event(raw: bytes | dict[str, Any]) -> Event | None:
+def event_types(*classes: type[ThreadEvent]) -> frozenset[str]:
+    """The ``type`` of each event class: what a reader looking only for these checks
+    before it parses a message."""
+    return frozenset(cls.model_fields["type"].default for cls in classes)
+
+
+def thread_event(raw: bytes | dict[str, Any], of: frozenset[str] | None = None) -> Event | None:
     """A message of the thread as its typed event, upcast, parsed where it is read: None
     for a type unknown to this worker or a malformed event (the orchestrator, which
-    decides the run, fails it on that; a step only looks for its own facts)."""
+    decides the run, fails it on that; a step only looks for its own facts). With ``of``
+    (``event_types``), None without parsing for a message of any other type: a watch's
+    waiters see every event of the run, and most are not what they wait for."""
+    if of is not None and isinstance(raw, dict) and raw.get("type") not in of:
+        return None
     try:
         return read_event(raw)
     except (ValidationError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
         log.warning("skipping an unreadable event on the thread: %r", exc)
         return None
+
+
+_TOOL_COMPLETED = event_types(ToolCompleted)
 
 
 class StepContext:
@@ -194,7 +208,7 @@ class StepContext:
         answers: list[ToolCompleted] = []
 
         def completed(message: dict[str, Any]) -> bool:
-            event = thread_event(message)
+            event = thread_event(message, _TOOL_COMPLETED)
             if isinstance(event, ToolCompleted) and event.data.call_id == call_id:
                 answers.append(event)
                 return True

@@ -5,7 +5,7 @@ from faststream.nats import NatsMessage, NatsRouter
 from apex_agents.stepper import StepRunner
 from apex_contracts import AgentStep
 from apex_contracts.streams import AGENT_STEP_CONSUMER, ConsumerSpec
-from apex_runtime import subscribe_command
+from apex_runtime import InboundMessage, subscribe_command
 
 
 def build_router(
@@ -20,7 +20,7 @@ def build_router(
         title="agent.step",
         description="Runs one agent step; a step whose outcome is already recorded is skipped.",
     )
-    async def on_agent_step(command: AgentStep, msg: NatsMessage) -> None:
+    async def on_agent_step(command: AgentStep, msg: InboundMessage) -> None:
         await runner.run(command, keepalive=msg.in_progress, headers=msg.headers, attempt=_delivery(msg))
         await msg.ack()
 

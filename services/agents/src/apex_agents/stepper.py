@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry
 
-from apex_agents.context import StepContext, thread_event
+from apex_agents.context import StepContext, event_types, thread_event
 from apex_agents.metrics import AgentsMetrics
 from apex_contracts import (
     AgentCompleted,
@@ -62,6 +62,8 @@ Keepalive = Callable[[], Awaitable[None]]
 _BUS_FAILURES = frozenset({ErrorCode.PUBLISH_FAILED, ErrorCode.BUS_UNAVAILABLE})
 # Events after which a run needs no more work.
 _RUN_STOPS = (RunCancelRequested, RunCompleted, RunFailed, RunCancelled)
+# what a step's stopper looks for among the run's events
+_STOPPING = event_types(MessageSuperseded, *_RUN_STOPS)
 
 
 @dataclass
@@ -216,7 +218,7 @@ class StepRunner:
             )
 
         def stops(message: dict[str, Any]) -> bool:
-            event = thread_event(message)
+            event = thread_event(message, _STOPPING)
             return superseding(event) or (isinstance(event, _RUN_STOPS) and event.run_id == run_id)
 
         try:

@@ -13,7 +13,7 @@ from apex_contracts.streams import RUN_CANCEL_CONSUMER, RUN_START_CONSUMER, Cons
 from apex_orchestrator.driver import RunDriver
 from apex_orchestrator.endings import RunEndings, run_ended
 from apex_orchestrator.metrics import OrchestratorMetrics
-from apex_runtime import subscribe_command
+from apex_runtime import InboundMessage, subscribe_command
 from apex_runtime.consumers import PoisonHandler
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def build_router(
         title="run.start",
         description="Drives a run to exactly one terminal event; acked only then.",
     )
-    async def on_run_start(command: RunStart, msg: NatsMessage) -> None:
+    async def on_run_start(command: RunStart, msg: InboundMessage) -> None:
         _count_redelivery(driver.metrics, "run.start", msg)
         await driver.drive(command, keepalive=msg.in_progress)
         await msg.ack()
@@ -43,7 +43,7 @@ def build_router(
         title="run.cancel",
         description="Records the cancellation in the run's thread and interrupts its workers.",
     )
-    async def on_run_cancel(command: RunCancel, msg: NatsMessage) -> None:
+    async def on_run_cancel(command: RunCancel, msg: InboundMessage) -> None:
         _count_redelivery(driver.metrics, "run.cancel", msg)
         await endings.request_cancel(
             Scope.of(command),

@@ -10,12 +10,12 @@ import logging
 from typing import cast
 
 import stamina
-from faststream.nats import NatsMessage, NatsRouter
+from faststream.nats import NatsRouter
 
 from apex_contracts import ErrorCode, InvalidInput, Unavailable, UsageIngest, subjects
 from apex_contracts.streams import USAGE_INGEST_CONSUMER
 from apex_persistence.analytics.usage import UsageLedger
-from apex_runtime import CircuitBreaker, CircuitOpen, keep_alive, subscribe_command
+from apex_runtime import CircuitBreaker, CircuitOpen, InboundMessage, keep_alive, subscribe_command
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def build_ingest_router(handler: UsageIngestHandler, max_workers: int = 2) -> Na
         title="usage ingest",
         description="Stores a batch of usage records in llm_usage for the command's tenant (subject: its tenant)",
     )
-    async def ingest_usage(msg: NatsMessage) -> None:
+    async def ingest_usage(msg: InboundMessage) -> None:
         command = UsageIngest.model_validate_json(msg.body)
         if msg.raw_message.subject != subjects.usage_ingest(command.tenant_id):
             raise InvalidInput(f"usage batch {command.data.batch_id} is on another tenant's subject")

@@ -45,7 +45,7 @@ from apex_persistence.analytics.usage import UsageLedger
 from apex_persistence.api.sla import sla_answer
 from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.reads import HistoryReads
-from apex_runtime import CircuitBreaker
+from apex_runtime import CircuitBreaker, InboundMessage
 
 log = logging.getLogger(__name__)
 QUEUE_GROUP = "persistence"
@@ -133,7 +133,7 @@ def build_query_router(api: ReadApi) -> NatsRouter:
 
 
 def _handler(api: ReadApi, route: Route) -> Callable[[NatsMessage], Awaitable[QueryReply]]:
-    async def handle(msg: NatsMessage) -> QueryReply:
+    async def handle(msg: InboundMessage) -> QueryReply:
         return await api.answer(route, msg.body)
 
     handle.__name__ = f"query_{route.name.replace('.', '_')}"
