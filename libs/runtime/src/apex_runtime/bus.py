@@ -24,7 +24,7 @@ from apex_contracts import Envelope, ErrorCode, Unavailable, subjects, validate_
 from apex_contracts.streams import APEX_EVT, STREAMS, ConsumerSpec
 from apex_runtime import tracing
 from apex_runtime.directget import DirectGet
-from apex_runtime.natsclient import read_headers_fast
+from apex_runtime.natsclient import mend_client
 from apex_runtime.natskv import NatsKvBucket
 from apex_runtime.natspull import NatsPullConsumer
 from apex_runtime.port import (
@@ -391,7 +391,7 @@ async def connect_nats(url: str, name: str, **options: Any) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
-    read_headers_fast()
+    mend_client()
     nc = NATS()
     try:
         await nc.connect(

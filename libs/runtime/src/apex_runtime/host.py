@@ -17,7 +17,7 @@ from apex_contracts.streams import ConsumerSpec
 from apex_runtime.bus import NatsBus, nats_servers
 from apex_runtime.consumers import RunCancellations
 from apex_runtime.lag import watch_consumer_lag
-from apex_runtime.natsclient import read_headers_fast
+from apex_runtime.natsclient import mend_client
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, serve_http
 from apex_runtime.port import Bus
 from apex_runtime.settings import ServiceSettings
@@ -81,7 +81,7 @@ class ServiceHost:
         return self._bus
 
     async def connect(self) -> Bus:
-        read_headers_fast()
+        mend_client()
         try:
             await self.broker.connect()
         except (OSError, TimeoutError) as exc:

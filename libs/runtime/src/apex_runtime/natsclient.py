@@ -10,7 +10,16 @@ beyond ASCII) goes to nats-py's own parser, so the result is the same for every 
 
 faststream builds its connection with ``nats.connect`` and takes no client class, so
 ``read_headers_fast`` sets the reader on nats-py's ``Client`` itself, once per process,
-before the first connection (``ServiceHost.connect``, ``connect_nats``)."""
+before the first connection (``ServiceHost.connect``, ``connect_nats``, through
+``mend_client``).
+
+``mend_client`` also sets ``answer_pong``. nats-py's ``flush`` sends a PING and waits
+for its PONG; when the wait times out, the PONG's future is cancelled but stays in
+line, and the late PONG then sets a result on it. nats-py's own handler raises
+``InvalidStateError`` there, its read loop ends (logged as "nats: encountered error"),
+and the connection, still reported as connected, never reads again. A process paused
+(SIGSTOP) during a flush met this: every request of its connection timed out from
+then on."""
 
 from __future__ import annotations
 
@@ -36,3 +45,21 @@ def read_headers_fast() -> None:
     """Makes every nats-py connection of this process read headers with
     ``parse_header_lines`` (idempotent)."""
     Client._parse_header_lines = staticmethod(parse_header_lines)  # type: ignore[method-assign]
+
+
+async def answer_pong(self: Client) -> None:
+    """nats-py's PONG handler, except that a flush that already gave up (its future
+    done) is passed over instead of set: each PONG still answers the oldest PING."""
+    if self._pongs:
+        future = self._pongs.pop(0)
+        if not future.done():
+            future.set_result(True)
+        self._pongs_received += 1
+        self._pings_outstanding = 0
+
+
+def mend_client() -> None:
+    """Gives every nats-py connection of this process ``parse_header_lines`` and
+    ``answer_pong`` (idempotent)."""
+    read_headers_fast()
+    Client._process_pong = answer_pong  # type: ignore[method-assign]
