@@ -68,13 +68,17 @@ class Platform:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"apex up exited with {self.proc.returncode}:\n{self.tail()}")
-            if self.all_ready():
-                return time.monotonic() - started
-            time.sleep(0.25)
-        raise RuntimeError(f"platform not ready after {timeout}s:\n{self.tail()}")
+        try:
+            while time.monotonic() - started < timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"apex up exited with {self.proc.returncode}:\n{self.tail()}")
+                if self.all_ready():
+                    return time.monotonic() - started
+                time.sleep(0.25)
+            raise RuntimeError(f"platform not ready after {timeout}s:\n{self.tail()}")
+        except BaseException:
+            self.stop()  # a platform that did not start leaves no process behind for a later test
+            raise
 
     def all_ready(self) -> bool:
         """Every service answers /readyz 200 (the gateway alone is ready without them)."""

@@ -61,3 +61,12 @@ def test_a_second_port_for_the_same_server_is_never_the_first(monkeypatch: pytes
     monkeypatch.setattr(embedded.socket, "socket", Probe)
     assert free_port(besides={first}) != first
     assert free_port(first, besides={first}) != first
+
+
+def test_a_port_promised_to_a_service_is_never_an_embedded_servers() -> None:
+    """The harness (and an operator) chooses the services' ports before ``apex up`` starts
+    the stores; a store that took one of them kept auth from binding for the whole run."""
+    promised = free_port()
+    make = Starter([PortTaken("taken")])
+    server, port = Infra._start_one("postgres", make, promised, avoid={promised})
+    assert promised not in make.ports and server == f"server on {port}"

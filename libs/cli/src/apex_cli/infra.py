@@ -8,7 +8,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -100,16 +100,22 @@ class Infra:
 
     @staticmethod
     def _start_one(
-        name: str, make: Callable[[int], EmbeddedServer], default_port: int, attempts: int = 3
+        name: str,
+        make: Callable[[int], EmbeddedServer],
+        default_port: int,
+        attempts: int = 3,
+        *,
+        avoid: Collection[int] = (),
     ) -> tuple[EmbeddedServer, int]:
-        """The server on its default port when free, else on one the kernel picks; a port
-        taken between the choice and the start is chosen again."""
-        port = free_port(default_port)
+        """The server on its default port when free, else on another free one; never on
+        one of ``avoid`` (ports promised to the services, not bound yet); a port taken
+        between the choice and the start is chosen again."""
+        port = free_port(default_port, besides=avoid)
         for _ in range(attempts - 1):
             try:
                 return make(port).start(), port
             except PortTaken:
-                port = free_port()
+                port = free_port(besides=avoid)
             except EmbeddedError as exc:
                 raise UpError(f"embedded {name} failed to start: {exc}") from exc
         try:
@@ -178,9 +184,14 @@ class Infra:
             env["APEX_NATS_URL"] = cluster.url
             env["APEX_NATS_REPLICAS"] = os.environ.get("APEX_NATS_REPLICAS") or str(size)
             self.emit("apex", f"nats: embedded cluster of {size} at {cluster.url}, data in {self.home.root}")
+        promised = _service_ports()
         makers = {
             "nats": lambda port: nats_server(
-                self.home.root / "nats", port, auth=self._auth(), tls=self._tls()
+                self.home.root / "nats",
+                port,
+                monitor_port=free_port(besides=promised | {port}),
+                auth=self._auth(),
+                tls=self._tls(),
             ),
             "postgres": lambda port: postgres_server(self.home.root / "postgres", port),
             "redis": lambda port: valkey_server(self.home.root / "redis", port),
@@ -199,7 +210,7 @@ class Infra:
                 self.emit("apex", f"{name}: using {configured}")
                 continue
             kill_leftover(self.home.pid_file(name))
-            server, port = self._start_one(name, makers[name], default_port)
+            server, port = self._start_one(name, makers[name], default_port, avoid=promised)
             self.servers[name] = server
             self.home.pid_file(name).write_text(str(server.pid))
             env[variable] = server.url
