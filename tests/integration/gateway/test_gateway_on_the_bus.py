@@ -1,25 +1,32 @@
 """The gateway's delivery core on a real NATS, through the Bus port only: a thread
 subscription built from its production ports (``ThreadLog``, ``ThreadFeeds`` on
 ``Bus.follow``) gives each seq once, in order, across the replay and the live feed;
-an SSE sink writes the same; the dashboard's stream figures come through ``request``."""
+an SSE sink writes the same; ``message.send`` joins the feed while it stores the
+message; the dashboard's stream figures come through ``request``."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from nats.aio.msg import Msg
 
-from apex_contracts import Scope, ThreadRenamed, ThreadRenamedData, new_id, subjects
+from apex_contracts import NotFound, Scope, ThreadRenamed, ThreadRenamedData, new_id, subjects
 from apex_contracts.envelope import Model
+from apex_contracts.frames import MessageAccepted, SocketMessageSend, ThreadSubscribed
+from apex_contracts.queries import Q_EVENTS_ARCHIVE, EventsPage, QueryReply
 from apex_contracts.streams import APEX_EVT
 from apex_gateway.dashboard.streams import streams_view
 from apex_gateway.history import ThreadLog
+from apex_gateway.messages import MessageService
 from apex_gateway.sse import SseSink
 from apex_gateway.tokens import Principal
+from apex_gateway.ws.dispatch import on_message_send
 from apex_gateway.ws.feeds import ThreadFeeds
 from apex_gateway.ws.outbox import Group
 from apex_gateway.ws.subscription import SubscriptionPorts, ThreadSubscription
@@ -132,3 +139,57 @@ async def test_stream_figures_come_through_the_port(bus: Bus) -> None:
     assert "error" not in evt and evt["replicas"] == 1 and evt["last_seq"] >= evt["first_seq"] - 1
     assert view["consumers"]
     assert all("error" in c or "pending" in c for c in view["consumers"])
+
+
+class Socket(Sink):
+    """What ``dispatch`` uses of a connection: its principal, subscriptions and services,
+    and the sink its subscriptions write to."""
+
+    def __init__(self, who: Principal, bus: Bus, feeds: ThreadFeeds) -> None:
+        super().__init__()
+        self.principal = who
+        self.subscriptions: dict[str, ThreadSubscription] = {}
+        ports = SubscriptionPorts(ThreadLog(bus), feeds, Figures())
+        self.services = SimpleNamespace(messages=MessageService(bus), subscriptions=ports)
+
+
+async def test_a_send_joins_the_feed_while_its_message_is_stored(bus: Bus) -> None:
+    """``message.send`` subscribes from the message's own event, the frames in protocol
+    order; a send that fails leaves no feed behind; a retried send whose run is on another
+    thread than the one predicted subscribes to the run's thread."""
+    who = Principal(new_id("usr"), new_id("ten"), new_id("ses"), (), 0)
+    history = ThreadLog(bus)
+    feeds = ThreadFeeds(bus.follow, partial(history.head, leader=True))
+    socket = Socket(who, bus, feeds)
+    await on_message_send(socket, SocketMessageSend(client_msg_id="c1", text="hello", ref="r1"))  # type: ignore[arg-type]
+    accepted, subscribed = socket.frames
+    assert isinstance(accepted, MessageAccepted) and isinstance(subscribed, ThreadSubscribed)
+    thread = accepted.thread_id
+    subject = subjects.thread_events(who.tenant_id, who.user_id, thread)
+    first = await history.head(subject, leader=True)
+    assert (subscribed.thread_id, subscribed.ref, subscribed.from_seq) == (thread, "r1", first - 1)
+    assert subscribed.head_seq >= first
+    await _until(lambda: socket.seqs[:1] == [first])
+    assert list(socket.subscriptions) == [thread] and len(feeds) == 1
+
+    async def empty_archive(msg: Msg) -> None:
+        await msg.respond(
+            QueryReply(ok=True, data=EventsPage(events=[]).model_dump()).model_dump_json().encode()
+        )
+
+    archive = await bus.nc.subscribe(subjects.query(Q_EVENTS_ARCHIVE), cb=empty_archive)
+    other = Socket(who, bus, feeds)
+    with pytest.raises(NotFound):
+        await on_message_send(other, SocketMessageSend(client_msg_id="c2", text="x", thread_id=new_id("thr")))  # type: ignore[arg-type]
+    assert other.subscriptions == {} and len(feeds) == 1
+    await archive.unsubscribe()
+
+    await on_message_send(other, SocketMessageSend(client_msg_id="c3", text="again", thread_id=thread))  # type: ignore[arg-type]
+    retried = Socket(who, bus, feeds)  # c3 again, without the thread: its run is on ``thread``
+    await on_message_send(retried, SocketMessageSend(client_msg_id="c3", text="again"))  # type: ignore[arg-type]
+    assert isinstance(retried.frames[0], MessageAccepted) and retried.frames[0].thread_id == thread
+    assert list(retried.subscriptions) == [thread] and len(feeds) == 1
+    for each in (socket, other, retried):
+        for sub in each.subscriptions.values():
+            await sub.stop()
+    assert len(feeds) == 0

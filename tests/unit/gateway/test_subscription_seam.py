@@ -48,9 +48,8 @@ class FakeLog:
         for seq in seqs:
             self.store(seq)
         self.reads: list[tuple[int, int]] = []
-        self.short_reads = 0  # reads that end before the head they were asked through
-        self.head_lag = 0  # the head answered this many events behind (a leader just elected)
-        self.on_head: Callable[[], None] = lambda: None
+        self.short_reads = 0  # reads that end before the seq they were asked through
+        self.on_first_kept: Callable[[], None] = lambda: None  # runs while the feed is joined
 
     def store(self, seq: int) -> None:
         if seq < self.first:
@@ -62,13 +61,11 @@ class FakeLog:
             self.feeds.deliver(seq)
 
     async def first_kept(self) -> int:
+        self.on_first_kept()
         return self.first
 
     async def head(self, subject: str, *, leader: bool = False) -> int:
-        assert subject == SUBJECT and leader
-        self.on_head()
-        known = self.stored[: len(self.stored) - self.head_lag]
-        return known[-1] if known else 0
+        raise AssertionError("a subscription reads through where its feed starts, not a head of its own")
 
     async def read(
         self, subject: str, *, after_seq: int, through_seq: int = 0, batch: int = 1000
@@ -82,8 +79,6 @@ class FakeLog:
             i += 1
             if seq <= after_seq:
                 continue
-            if through_seq and seq > through_seq:
-                return  # a read stops at what it was asked through; the rest is live
             if short and seq > through_seq - 1:
                 return  # a replica that lost its tail
             yield seq, orjson.dumps(_event(seq))
@@ -102,6 +97,7 @@ class FakeFeeds:
     def __init__(self, log: FakeLog) -> None:
         self.listeners: set[Listener] = set()
         self.log = log
+        self.start_lag = 0  # the feed starts this many events behind the head (a leader just elected)
         log.feeds = self
 
     def deliver(self, seq: int) -> None:
@@ -111,7 +107,10 @@ class FakeFeeds:
 
     async def join(self, subject: str, thread_id: str, listener: Listener) -> int:
         self.listeners.add(listener)
-        return self.log.stored[-1] if self.log.stored else 0
+        known = self.log.stored[: len(self.log.stored) - self.start_lag]
+        for seq in self.log.stored[len(known) :]:  # an ordered consumer hands over what follows its start
+            listener.live(seq, event_frame(THREAD, seq, _event(seq)), None)
+        return known[-1] if known else 0
 
     async def leave(self, subject: str, listener: Listener) -> None:
         self.listeners.discard(listener)
@@ -187,15 +186,16 @@ async def test_a_subscription_that_asked_for_batches_offers_its_frames_in_its_th
 
 async def test_overlap_between_replay_and_live_is_dropped_by_seq() -> None:
     log = FakeLog([2, 4, 6])
-    # stored after the feed was joined and before the head was read: in both the replay
-    # and the live feed (held back while the replay is sent)
-    log.on_head = lambda: log.store(8)
+    # stored after the feed was joined, before the replay is read: in both the replay (a
+    # read goes on past the seq it was asked through) and the live feed (held back while
+    # the replay is sent)
+    log.on_first_kept = lambda: log.store(8)
     live = [10, 12]
     sink = FakeSink(pace=lambda: log.store(live.pop(0)) if live else None)
     sub, figures = _subscription(log, sink)
     await sub.start(ref="r1")
     log.store(14)
-    assert isinstance(sink.frames[0], ThreadSubscribed) and sink.frames[0].head_seq == 8
+    assert isinstance(sink.frames[0], ThreadSubscribed) and sink.frames[0].head_seq == 6
     assert sink.seqs == [2, 4, 6, 8, 10, 12, 14]
     assert figures.counts["replayed"] >= 4  # the replay read on while the stream grew
 
@@ -210,16 +210,35 @@ async def test_a_gap_between_replay_end_and_first_live_event_is_refilled() -> No
     assert log.reads == [(0, 8), (6, 8)]
 
 
-async def test_a_head_behind_the_feed_is_read_through_never_skipped() -> None:
-    """A thread's head read from a stream leader just elected can lag what the feed had
-    already handed over before the subscription joined (seen in the lame-duck test)."""
+async def test_a_feed_that_starts_behind_the_head_is_read_through_never_skipped() -> None:
+    """A new feed starts after the thread's head as a stream leader just elected knows it,
+    which can lag what is stored (seen in the lame-duck test): the feed hands over what
+    follows, the replay reads through where it started, the overlap is dropped by seq."""
     log = FakeLog([2, 4, 6, 8])
-    log.head_lag = 2  # the head says 4
     sink = FakeSink()
     sub, _ = _subscription(log, sink)
+    sub.ports.feeds.start_lag = 2  # type: ignore[attr-defined]  # the feed starts after 4
     await sub.start()
     log.store(10)
     assert sink.seqs == [2, 4, 6, 8, 10]
+
+
+async def test_a_subscription_joined_before_its_message_was_stored_reads_nothing() -> None:
+    """``message.send``: the feed is joined while the message is stored, so the message's
+    event and what follows come live; no replay read waits behind the send."""
+    log = FakeLog([2, 4])
+    sink = FakeSink()
+    sub, _ = _subscription(log, sink)
+    await sub.join()
+    log.store(6)  # the message
+    log.store(8)
+    sub.resume_after(5, stored_through=6)
+    await sub.start(ref="send")
+    log.store(10)
+    (subscribed, *_) = sink.frames
+    assert isinstance(subscribed, ThreadSubscribed)
+    assert (subscribed.from_seq, subscribed.head_seq, subscribed.ref) == (5, 6, "send")
+    assert sink.seqs == [6, 8, 10] and log.reads == []
 
 
 async def test_a_gap_that_cannot_be_refilled_is_unavailable_never_skipped() -> None:
@@ -279,12 +298,13 @@ async def test_an_archive_that_does_not_answer_is_a_gap_over_the_whole_window() 
 async def test_any_interleaving_of_replay_and_live_gives_each_seq_once_in_order(
     seqs: list[int], data: st.DataObject
 ) -> None:
-    """Events stored before the feed was joined, between the join and the head read, and
-    at random points of the replay (or after it); the stream keeps from a random seq, the
-    archive holds the rest; the first read may end short of the head: the sink sees
-    exactly the events after ``after_seq``, once, in order."""
+    """Events stored before the feed was joined, while it is joined, and at random points
+    of the replay (or after it); the feed may start behind the head; the stream keeps
+    from a random seq, the archive holds the rest; the first read may end short of where
+    it was asked through: the sink sees exactly the events after ``after_seq``, once, in
+    order."""
     joined = data.draw(st.integers(0, len(seqs)), label="stored before join")
-    at_head = data.draw(st.integers(joined, len(seqs)), label="stored before head read")
+    at_head = data.draw(st.integers(joined, len(seqs)), label="stored while joining")
     first_kept = data.draw(st.sampled_from([1, *seqs[: joined + 1]]), label="first_kept")
     after = data.draw(st.sampled_from([0, *seqs]), label="after_seq")
     bursts = data.draw(st.lists(st.integers(0, 3), max_size=len(seqs)), label="live per replay step")
@@ -298,10 +318,11 @@ async def test_any_interleaving_of_replay_and_live_gives_each_seq_once_in_order(
                 log.store(seq)
 
     log = FakeLog(seqs[:joined], first_kept=first_kept)
-    log.short_reads = data.draw(st.integers(0, 1), label="first read ends short of the head")
-    log.on_head = lambda: [log.store(s) for s in seqs[joined:at_head]] and None
+    log.short_reads = data.draw(st.integers(0, 1), label="first read ends short")
+    log.on_first_kept = lambda: [log.store(s) for s in seqs[joined:at_head]] and None
     sink = FakeSink(pace=lambda: store(next(burst, 0)))
     sub, _ = _subscription(log, sink, after=after)
+    sub.ports.feeds.start_lag = data.draw(st.integers(0, 2), label="feed starts behind")  # type: ignore[attr-defined]
     await sub.start()
     store(len(seqs))
     assert sink.seqs == [s for s in seqs if s > after]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from apex_contracts import ApexError, AuthFailed, ErrorCode, NotFound, subjects
+from apex_contracts.dedupe_ids import thread_id_for
 from apex_contracts.frames import (
     ClientFrame,
     EventAck,
@@ -57,9 +59,24 @@ async def on_refresh(conn: Connection, frame: SessionRefresh) -> None:
 
 
 async def on_message_send(conn: Connection, frame: SocketMessageSend) -> None:
-    accepted = await conn.services.messages.send(
-        conn.principal, frame.client_msg_id, frame.text, frame.thread_id
-    )
+    """Stores the message and starts its run, then subscribes the connection from the
+    message's own event. The subscription joins the thread's live feed while the message
+    is being stored (the thread's id is known beforehand: the given one, or the one derived
+    from ``client_msg_id``), so the message's event comes from the feed and no replay read
+    waits behind the send; its frames still follow ``message.accepted``."""
+    who = conn.principal
+    thread_id = frame.thread_id or thread_id_for(who.tenant_id, who.user_id, frame.client_msg_id)
+    early: ThreadSubscription | None = None
+    joining: asyncio.Future[None] | None = None
+    if thread_id not in conn.subscriptions:
+        early = _subscription(conn, thread_id, 0, frame.max_batch)
+        joining = asyncio.ensure_future(early.join())
+    try:
+        accepted = await conn.services.messages.send(who, frame.client_msg_id, frame.text, frame.thread_id)
+    except BaseException:
+        if early is not None:
+            await _abandon(early, joining)
+        raise
     conn.send(
         MessageAccepted(
             ref=frame.ref,
@@ -68,14 +85,24 @@ async def on_message_send(conn: Connection, frame: SocketMessageSend) -> None:
             run_id=accepted.run_id,
         )
     )
+    after = max(0, accepted.message_seq - 1)
+    if early is not None and accepted.thread_id == thread_id and thread_id not in conn.subscriptions:
+        assert joining is not None
+        early.resume_after(after, stored_through=accepted.message_seq)
+        conn.subscriptions[thread_id] = early
+        await _started(conn, early, frame.ref, joining)
+        return
+    if early is not None:  # a retried client_msg_id whose run is on another thread
+        await _abandon(early, joining)
     if accepted.thread_id not in conn.subscriptions:
-        await subscribe(
-            conn,
-            accepted.thread_id,
-            max(0, accepted.message_seq - 1),
-            ref=frame.ref,
-            max_batch=frame.max_batch,
-        )
+        await subscribe(conn, accepted.thread_id, after, ref=frame.ref, max_batch=frame.max_batch)
+
+
+async def _abandon(sub: ThreadSubscription, joining: asyncio.Future[None] | None) -> None:
+    """Leaves the feed a subscription joined (or is joining) for a send that failed."""
+    if joining is not None:
+        await asyncio.gather(joining, return_exceptions=True)
+    await sub.stop()
 
 
 async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
@@ -97,15 +124,31 @@ async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
 async def subscribe(
     conn: Connection, thread_id: str, after_seq: int, ref: str | None, max_batch: int = 1
 ) -> None:
+    sub = _subscription(conn, thread_id, after_seq, max_batch)
+    conn.subscriptions[thread_id] = sub
+    await _started(conn, sub, ref)
+
+
+def _subscription(conn: Connection, thread_id: str, after_seq: int, max_batch: int) -> ThreadSubscription:
     who = conn.principal
     subject = subjects.thread_events(who.tenant_id, who.user_id, thread_id)
-    sub = ThreadSubscription(conn, conn.services.subscriptions, who, thread_id, subject, after_seq, max_batch)
-    conn.subscriptions[thread_id] = sub
+    return ThreadSubscription(
+        conn, conn.services.subscriptions, who, thread_id, subject, after_seq, max_batch
+    )
+
+
+async def _started(
+    conn: Connection, sub: ThreadSubscription, ref: str | None, joining: asyncio.Future[None] | None = None
+) -> None:
+    """Starts a subscription the connection holds (after its join under way, if any); a
+    failure takes it off the connection and off its feed."""
     try:
+        if joining is not None:
+            await joining
         await sub.start(ref=ref)
     except ApexError:
-        if conn.subscriptions.get(thread_id) is sub:
-            del conn.subscriptions[thread_id]
+        if conn.subscriptions.get(sub.thread_id) is sub:
+            del conn.subscriptions[sub.thread_id]
         await sub.stop()
         raise
 

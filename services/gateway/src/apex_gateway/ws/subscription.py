@@ -1,8 +1,10 @@
 """One thread streamed to one connection: replay from ``after_seq`` then live. The
 subscription joins the thread's live feed (``feeds.py``, shared by every connection on
-the thread) before it reads the replay, and holds live events back until the replay is
-sent: the two overlap, never leave a gap, and the overlap is dropped by seq, so the seam
-has no duplicate either.
+the thread) before it reads the replay, reads the replay through the seq the feed hands
+over everything after, and holds live events back until the replay is sent: the two
+overlap, never leave a gap, and the overlap is dropped by seq, so the seam has no
+duplicate either. ``message.send`` joins while its message is being stored: the message
+then comes from the feed, with no replay read at all.
 
 When the stream no longer holds the start of what was asked (retention), the missing
 part comes from the Postgres archive first; when neither can provide part of it (the
@@ -66,6 +68,9 @@ class ThreadSubscription:
             after_seq, ack_timeout_s=ports.ack_timeout_s, max_unacked=ports.max_unacked
         )
         self._joined = False
+        self._joined_at = 0
+        self._first_kept: int | None = None
+        self._stored_through = 0
         self._replaying = True
         self._pending: list[tuple[int, str, float | None]] = []
         self._ended = False
@@ -76,30 +81,41 @@ class ThreadSubscription:
     def last_sent(self) -> int:
         return self.window.last_sent
 
-    async def start(self, ref: str | None = None) -> None:
-        history, figures = self.ports.history, self.ports.figures
-        # The head comes from the stream leader and the replay reads through it: in a
-        # cluster a lagging replica answering the replay must not leave a gap before the
-        # live feed's first event. It is read while the feed is joined: the replay reads
-        # through the later of the head and the feed's start, so either order leaves no gap.
-        # Each is awaited to its end before a failure is raised: a join still under way
-        # when ``stop`` runs would leave this subscription on the feed.
-        outcomes = await asyncio.gather(
-            self._join(),
-            history.first_kept(),
-            history.head(self.subject, leader=True),
-            return_exceptions=True,
+    def resume_after(self, after_seq: int, *, stored_through: int = 0) -> None:
+        """Sets the seq the replay starts after, before ``start``; ``stored_through``: a
+        seq of the thread known stored (``message.send``'s own event), the least head
+        ``thread.subscribed`` reports."""
+        self.window = DeliveryWindow(
+            after_seq, ack_timeout_s=self.ports.ack_timeout_s, max_unacked=self.ports.max_unacked
         )
+        self._stored_through = stored_through
+
+    async def join(self) -> None:
+        """Joins the thread's live feed and reads where the stream's retained part starts.
+        Neither needs the seq the replay starts after, so ``message.send`` does this while
+        its message is being stored; ``start`` does it when it was not done before. Both
+        are awaited to their end before a failure is raised: a join still under way when
+        ``stop`` runs would leave this subscription on the feed."""
+        outcomes = await asyncio.gather(self._join(), self.ports.history.first_kept(), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        joined_at, first_kept, last = (int(o) for o in outcomes)  # type: ignore[arg-type]
+        self._joined_at, self._first_kept = (int(o) for o in outcomes)  # type: ignore[arg-type]
+
+    async def start(self, ref: str | None = None) -> None:
+        if self._first_kept is None:
+            await self.join()
+        assert self._first_kept is not None
+        # Every event after ``joined_at`` comes from the feed (a new feed starts after the
+        # thread's last event as the stream leader knows it; a running one hands over
+        # everything after the last it handed over), so the replay reads through it.
+        joined_at, first_kept = self._joined_at, self._first_kept
         after = self.window.after_seq
         archived: list[tuple[int, str] | tuple[int, int]] = []
         if after + 1 < first_kept:
             archived = await self._from_archive(first_kept)
         sent = [item[0] for item in archived if isinstance(item[1], str)]
-        head = max(last, sent[-1] if sent else 0)
+        head = max(joined_at, self._stored_through, sent[-1] if sent else 0)
         self.sink.send(ThreadSubscribed(ref=ref, thread_id=self.thread_id, from_seq=after, head_seq=head))
         for seq, item in archived:
             if isinstance(item, int):  # a gap, told where it falls in seq order
@@ -118,33 +134,38 @@ class ThreadSubscription:
                 continue
             if not await self.sink.room():  # a replay is paced by the client's reading
                 return
-            figures.replayed()
+            self.ports.figures.replayed()
             self._offer(seq, item)
-        # Read through what the feed may have handed over before this subscription joined,
-        # as well as the head: a head read from a leader just elected can lag the feed.
-        if not await self._replay(max(after, first_kept - 1, 0), max(last, joined_at)):
+        start = max(after, first_kept - 1, 0)
+        if joined_at > start and not await self._replay_through(start, joined_at):
             return
-        if not self._ended and self.window.last_sent < last:
-            # The read ended short of the head it was asked through (the log's promise
-            # broken, e.g. a replica that lost its tail): what the live feed will not
-            # bring is read again once, never skipped.
-            log.warning(
-                "replay of %s ended at %d short of %d; reading the rest again",
-                self.subject,
-                self.window.last_sent,
-                last,
-            )
-            if not await self._replay(self.window.last_sent, last):
-                return
-            if not self._ended and self.window.last_sent < last:
-                raise Unavailable(
-                    "The thread's history cannot be read right now; subscribe again shortly.",
-                    code=ErrorCode.BUS_UNAVAILABLE,
-                )
         pending, self._pending = self._pending, []
         self._replaying = False
         for seq, frame, occurred in pending:
             self.live(seq, frame, occurred)
+
+    async def _replay_through(self, after: int, through: int) -> bool:
+        """Offers the stream's events in (after, through] and on; False when the sink is
+        ending. A read that ends short of ``through`` (the log's promise broken, e.g. a
+        replica that lost its tail) is read again once: what the live feed will not bring
+        is never skipped."""
+        if not await self._replay(after, through):
+            return False
+        if not self._ended and self.window.last_sent < through:
+            log.warning(
+                "replay of %s ended at %d short of %d; reading the rest again",
+                self.subject,
+                self.window.last_sent,
+                through,
+            )
+            if not await self._replay(self.window.last_sent, through):
+                return False
+            if not self._ended and self.window.last_sent < through:
+                raise Unavailable(
+                    "The thread's history cannot be read right now; subscribe again shortly.",
+                    code=ErrorCode.BUS_UNAVAILABLE,
+                )
+        return True
 
     async def _join(self) -> int:
         joined_at = await self.ports.feeds.join(self.subject, self.thread_id, self)
