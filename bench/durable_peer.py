@@ -28,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from apex_cli.embedded import free_port, postgres_server
+from apex_cli.embedded import free_port
+from apex_cli.embedded_postgres import postgres_server
 from bench import cpu
 from bench.common import summary
 

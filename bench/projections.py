@@ -182,7 +182,8 @@ async def publish(nats_url: str, rate: float, seconds: float, out: Path) -> None
 
 
 def servers(root: Path) -> list[Any]:
-    from apex_cli.embedded import nats_server, postgres_server, valkey_server
+    from apex_cli.embedded import nats_server, valkey_server
+    from apex_cli.embedded_postgres import postgres_server
 
     return [
         nats_server(root / "nats").start(),

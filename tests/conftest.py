@@ -20,7 +20,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from apex_cli.embedded import EmbeddedServer, nats_server, postgres_server, valkey_server
+from apex_cli.embedded import EmbeddedServer, nats_server, valkey_server
+from apex_cli.embedded_postgres import postgres_server
 from apex_cli.natscluster import NatsCluster, nats_cluster
 from apex_runtime import waitfor
 

