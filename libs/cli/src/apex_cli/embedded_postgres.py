@@ -95,46 +95,18 @@ def postgres_server(
     if not durable:
         options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
 
+    def psql(*args: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [_postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres"]
+        return subprocess.run([*argv, *args], capture_output=True, check=False)
+
     def ready(server: EmbeddedServer) -> bool:
         if not port_open(port):
             return False
-        probe = subprocess.run(
-            [
-                _postgres_bin("psql"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-tAc",
-                f"SELECT 1 FROM pg_database WHERE datname = '{database}'",
-            ],
-            capture_output=True,
-            check=False,
-        )
+        probe = psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'")
         if probe.returncode != 0:
             return False
         if probe.stdout.strip() != b"1":
-            subprocess.run(
-                [
-                    _postgres_bin("psql"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    f'CREATE DATABASE "{database}"',
-                ],
-                capture_output=True,
-                check=False,
-            )
+            psql("-c", f'CREATE DATABASE "{database}"')
             return False
         return True
 
