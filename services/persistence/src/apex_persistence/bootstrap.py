@@ -34,6 +34,7 @@ from apex_persistence.postgres.projector import AuditProjection, PostgresProject
 from apex_persistence.postgres.reads import HistoryReads
 from apex_persistence.projection.ports import Projection
 from apex_persistence.projection.runner import LagMonitor, ProjectorRunner
+from apex_persistence.projection.shared import SharedFollow
 from apex_persistence.rebuild.control import RebuildControl, Rebuilder
 from apex_persistence.retention import RetentionSweeper
 from apex_persistence.settings import PersistenceSettings
@@ -123,6 +124,7 @@ class PersistenceService:
             await migrate_analytics(self.stores.analytics)
         bus = await self.host.connect()
         leases = Leases(await bus.bucket(KV_LEASES), self.settings.instance_id)
+        shared = SharedFollow(bus.follow)  # the stores' projectors read the log once
         for name, (projection, subject) in projections(self.stores, self.settings, BusVersions(bus)).items():
             store = "postgres" if name == "audit" else name
             runner = ProjectorRunner(
@@ -131,6 +133,7 @@ class PersistenceService:
                 subject,
                 self.breaker(store),
                 leases=leases,
+                shared=shared,
                 lease_ttl_s=self.settings.projection_lease_ttl_s,
                 batch_size=self.settings.projection_batch,
                 linger_s=(

@@ -1,5 +1,6 @@
 """Runs a projection: an ordered consumer of the log (``Bus.follow``) from the projection's
-own checkpoint, its batches applied in stream order. Nothing is acknowledged: the store's
+own checkpoint, its batches applied in stream order. The projectors of one process that
+follow the same subject share one consumer while they are level (``SharedFollow``). Nothing is acknowledged: the store's
 checkpoint (its tracking record) is the position, so a restart or a takeover follows on
 from it, and what a crash left applied but not checkpointed is applied again, which the
 projection absorbs. One JetStream message per event reaches the projector, and none goes
@@ -26,6 +27,7 @@ from apex_contracts import Unavailable
 from apex_contracts.streams import STREAMS
 from apex_persistence.projection.delivery import Delivery
 from apex_persistence.projection.ports import Projection
+from apex_persistence.projection.shared import SharedFollow
 from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen, Stored
 from apex_runtime.leases import Lease, Leases
 from apex_runtime.port import stream_holding
@@ -51,6 +53,7 @@ class ProjectorRunner:
         breaker: CircuitBreaker,
         *,
         leases: Leases | None = None,
+        shared: SharedFollow | None = None,
         lease_ttl_s: float = 10.0,
         batch_size: int = 500,
         linger_s: float = 0.02,
@@ -63,6 +66,7 @@ class ProjectorRunner:
         self.stream = stream_holding(STREAMS, subject) or ""
         self.breaker = breaker
         self.leases = leases
+        self.shared = shared
         self.lease_ttl_s = lease_ttl_s
         self.batch_size = batch_size
         self.linger_s = linger_s
@@ -137,7 +141,12 @@ class ProjectorRunner:
         self._received = self._applied = 0
         self._pending = -1
         try:
-            sub = await self.bus.follow(self.subject, deliver, after_seq=self.position)
+            if self.shared is None:
+                sub = await self.bus.follow(self.subject, deliver, after_seq=self.position)
+            else:
+                sub = await self.shared.follow(
+                    self.subject, deliver, after_seq=self.position, ready=lambda: not queue.full()
+                )
         except _FOLLOW_FAILURES as exc:
             log.warning("%s projection: cannot follow the log: %r", self.store, exc)
             await _sleep(stop, 1.0)
