@@ -1,10 +1,10 @@
 """Runs a projection: an ordered consumer of the log (``Bus.follow``) from the projection's
-own checkpoint, its batches applied in stream order. The projectors of one process that
-follow the same subject share one consumer while they are level (``SharedFollow``). Nothing is acknowledged: the store's
+own checkpoint, its batches applied in stream order. Nothing is acknowledged: the store's
 checkpoint (its tracking record) is the position, so a restart or a takeover follows on
 from it, and what a crash left applied but not checkpointed is applied again, which the
-projection absorbs. One JetStream message per event reaches the projector, and none goes
-back.
+projection absorbs. One JetStream message per event reaches the process, and none goes
+back: the projectors of one process that follow the same subject share one consumer
+while they are level with it (``SharedFollow``).
 
 One replica at a time projects a store: it holds the lease ``projector.<store>``
 (``apex_runtime.leases``), the others stand by and take over once the holder lets it go
@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Final
 
 from prometheus_client import Counter, Gauge
 
@@ -27,8 +26,8 @@ from apex_contracts import Unavailable
 from apex_contracts.streams import STREAMS
 from apex_persistence.projection.delivery import Delivery
 from apex_persistence.projection.ports import Projection
-from apex_persistence.projection.shared import SharedFollow
-from apex_runtime import TRANSIENT_NATS_ERRORS, Bus, CircuitBreaker, CircuitOpen, Stored
+from apex_persistence.projection.shared import FOLLOW_FAILURES, SharedFollow
+from apex_runtime import Bus, CircuitBreaker, CircuitOpen, Stored
 from apex_runtime.leases import Lease, Leases
 from apex_runtime.port import stream_holding
 
@@ -37,8 +36,6 @@ log = logging.getLogger(__name__)
 LAG = Gauge("apex_projection_lag_events", "events the projection has not applied yet", ["store"])
 APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
 FAILED = Counter("apex_projection_failed_batches", "batches that found the store unavailable", ["store"])
-# what stops a follow (the bus gone or refusing the consumer): follow again in a second
-_FOLLOW_FAILURES: Final[tuple[type[BaseException], ...]] = (Unavailable, *TRANSIENT_NATS_ERRORS)
 
 
 class ProjectorRunner:
@@ -147,7 +144,7 @@ class ProjectorRunner:
                 sub = await self.shared.follow(
                     self.subject, deliver, after_seq=self.position, ready=lambda: not queue.full()
                 )
-        except _FOLLOW_FAILURES as exc:
+        except FOLLOW_FAILURES as exc:
             log.warning("%s projection: cannot follow the log: %r", self.store, exc)
             await _sleep(stop, 1.0)
             return []
@@ -267,7 +264,7 @@ class LagMonitor:
             if not runner.knows_lag and runner.stream not in heads:
                 try:
                     heads[runner.stream] = await self.bus.head_seq(runner.stream)
-                except _FOLLOW_FAILURES:
+                except FOLLOW_FAILURES:
                     continue
             lags[store] = runner.lag(heads.get(runner.stream, 0))
             LAG.labels(store).set(lags[store])

@@ -36,8 +36,8 @@ from apex_runtime.port import StoredHandler
 log = logging.getLogger(__name__)
 
 Follow = Callable[..., Awaitable[Subscription]]
-# what a private follow meets while the bus is away: it is tried again
-_FOLLOW_FAILURES: Final[tuple[type[BaseException], ...]] = (Unavailable, *TRANSIENT_NATS_ERRORS)
+# what stops a follow (the bus gone or refusing the consumer): it is tried again
+FOLLOW_FAILURES: Final[tuple[type[BaseException], ...]] = (Unavailable, *TRANSIENT_NATS_ERRORS)
 
 
 class _Private:
@@ -177,7 +177,7 @@ class SharedFollow:
         while not member.stopped:
             try:
                 await self._private(member, member.after)
-            except _FOLLOW_FAILURES as exc:
+            except FOLLOW_FAILURES as exc:
                 log.warning("cannot follow %s privately yet; trying again: %r", member.subject, exc)
                 await asyncio.sleep(self._retry_s)
                 continue
@@ -212,7 +212,7 @@ class SharedFollow:
             return
         del self._shared[member.subject]
         assert shared.starting is not None
-        with contextlib.suppress(*_FOLLOW_FAILURES):
+        with contextlib.suppress(*FOLLOW_FAILURES):
             await asyncio.shield(shared.starting)
         if shared.sub is not None:
             await shared.sub.stop()
