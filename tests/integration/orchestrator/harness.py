@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 
 from apex_agents.bootstrap import main as agents_main
 from apex_agents.settings import AgentsSettings
-from apex_cli.embedded import free_port
+from apex_cli.embedded import free_port, wait_stopped
 from apex_contracts import (
     TERMINAL,
     MessageCreated,
@@ -90,8 +90,11 @@ class Process:
         return self.proc.pid
 
     def signal(self, sig: int) -> None:
+        """Sends ``sig``; a SIGSTOP returns once the process has stopped."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
+            if sig == signal.SIGSTOP:
+                wait_stopped(self.proc.pid)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -7,7 +7,6 @@ be closed cleanly.)"""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator, Callable
 
 import nats
@@ -40,12 +39,12 @@ async def _late_pong_then_request(server: EmbeddedServer) -> bytes:
 
     await nc.subscribe("apex.test.echo", cb=echo)
     await nc.flush()
-    server.signal(signal.SIGSTOP)
+    server.pause()  # returns once the server has stopped, so the flush's PING waits
     try:
         with pytest.raises(nats.errors.FlushTimeoutError):
             await nc.flush(timeout=0.3)
     finally:
-        server.signal(signal.SIGCONT)
+        server.resume()
     try:
         reply = await nc.request("apex.test.echo", b"still here", timeout=3)
         return bytes(reply.data)

@@ -88,6 +88,27 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is in the stopped state (Linux ``/proc``)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):  # a thread that exited meanwhile
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in "Tt" for state in states)
+
+
+def wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until a SIGSTOP sent to ``pid`` has taken effect; returns at once where there
+    is no ``/proc`` to tell."""
+    if not Path(f"/proc/{pid}/task").is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    while not _stopped(pid):
+        if time.monotonic() > deadline:
+            raise EmbeddedError(f"process {pid} did not stop within {timeout}s of SIGSTOP")
+        time.sleep(0.005)
+
+
 class UserArgs(TypedDict, total=False):
     user: int
     group: int
@@ -188,7 +209,12 @@ class EmbeddedServer:
             self.process.wait(10)
 
     def pause(self) -> None:
+        """SIGSTOP, returning once every thread of the server has stopped: the signal is
+        delivered asynchronously, and a request sent right after ``kill`` returns could
+        otherwise still be answered."""
         self.signal(signal.SIGSTOP)
+        if self.pid is not None:
+            wait_stopped(self.pid)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)
