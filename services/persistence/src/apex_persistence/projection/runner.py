@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from prometheus_client import Counter, Gauge
 
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 LAG = Gauge("apex_projection_lag_events", "events the projection has not applied yet", ["store"])
 APPLIED = Counter("apex_projection_applied_events", "events applied per projection", ["store"])
 FAILED = Counter("apex_projection_failed_batches", "batches that found the store unavailable", ["store"])
+
+
+Arrived = tuple[float, Stored]  # (when it was handed to the runner, on its clock; the message)
 
 
 class ProjectorRunner:
@@ -56,6 +60,7 @@ class ProjectorRunner:
         linger_s: float = 0.02,
         wait_s: float = 1.0,
         max_backoff_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bus = bus
         self.projection = projection
@@ -69,6 +74,7 @@ class ProjectorRunner:
         self.linger_s = linger_s
         self.wait_s = wait_s
         self.max_backoff_s = max_backoff_s
+        self.clock = clock
         self.position = 0
         self.active = False  # projecting (holding the lease, or without leases)
         self.following = False
@@ -128,12 +134,12 @@ class ProjectorRunner:
     async def _follow(self, stop: asyncio.Event, lease: Lease | None) -> list[Delivery]:
         """Follows the log from the position, applying batch after batch; returns the batch
         the store refused (the follow is over then), or nothing when asked to stop."""
-        queue: asyncio.Queue[Stored] = asyncio.Queue(maxsize=self.batch_size)
+        queue: asyncio.Queue[Arrived] = asyncio.Queue(maxsize=self.batch_size)
 
         async def deliver(stored: Stored) -> None:
             self._received += 1
             self._pending = stored.pending
-            await queue.put(stored)  # a full queue holds the consumer back (flow control)
+            await queue.put((self.clock(), stored))  # a full queue holds the consumer back (flow control)
 
         self._received = self._applied = 0
         self._pending = -1
@@ -164,18 +170,23 @@ class ProjectorRunner:
             await sub.stop()
         return []
 
-    async def _take(self, queue: asyncio.Queue[Stored]) -> list[Delivery]:
+    async def _take(self, queue: asyncio.Queue[Arrived]) -> list[Delivery]:
         """The first event as soon as there is one (waiting up to ``wait_s``), then what
-        else arrives within ``linger_s``, up to ``batch_size``."""
+        else arrives until ``linger_s`` after the first one arrived, up to ``batch_size``.
+        The linger counts from the arrival: an event that waited while the last batch was
+        written has lingered already, so under load no event waits a write and a linger
+        on top of it."""
         try:
-            first = await asyncio.wait_for(queue.get(), self.wait_s)
+            arrived, first = await asyncio.wait_for(queue.get(), self.wait_s)
         except TimeoutError:
             return []
         stored = [first]
-        if self.batch_size > 1 and self.linger_s > 0 and queue.qsize() < self.batch_size - 1:
-            await asyncio.sleep(self.linger_s)
+        if self.batch_size > 1 and queue.qsize() < self.batch_size - 1:
+            left = self.linger_s - (self.clock() - arrived)
+            if left > 0:
+                await asyncio.sleep(left)
         while len(stored) < self.batch_size and not queue.empty():
-            stored.append(queue.get_nowait())
+            stored.append(queue.get_nowait()[1])
         return [Delivery(s.seq, s.subject, s.data) for s in stored]
 
     async def _apply(self, batch: Sequence[Delivery]) -> None:
