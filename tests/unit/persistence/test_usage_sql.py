@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from apex_contracts import InvalidInput, UsageRecord, new_id
 from apex_contracts.pricing import TABLE, PriceCatalogue
 from apex_contracts.queries import UsageAggregate, UsageFilter
 from apex_persistence.analytics.aggregate import METRICS, compile_aggregate, normalise
-from apex_persistence.analytics.rows import ch_time, cost_of, dedup_key, usage_row
+from apex_persistence.analytics.rows import ch_time, cost_of, dedup_key, from_ch_time, usage_row
 
 TENANT = new_id("ten")
 
@@ -123,11 +125,18 @@ def test_cost_is_reported_else_the_price_table_else_unknown() -> None:
 
 def test_usage_row() -> None:
     now = datetime(2026, 2, 1, 12, 0, 0, 123_456, tzinfo=UTC)
-    row = usage_row(TENANT, record(cached_tokens=100, latency_ms=800), PriceCatalogue.default(), now)
+    row = usage_row(TENANT, record(cached_tokens=100, latency_ms=800), PriceCatalogue.default(), ch_time(now))
     assert row["ts"] == "2026-01-05 10:00:00.000" and row["ingested_at"] == "2026-02-01 12:00:00.123"
     assert (row["cached_tokens"], row["latency_ms"], row["cost_source"]) == (100, 800, TABLE)
     assert row["tenant_id"] == TENANT and row["workload"] is None
     assert ch_time(datetime(2026, 1, 1, 1, tzinfo=UTC)) == "2026-01-01 01:00:00.000"
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9000, 1, 1), timezones=st.timezones()))
+def test_ch_time_is_clickhouse_datetime64_text_in_utc(moment: datetime) -> None:
+    utc = moment.astimezone(UTC)
+    assert ch_time(moment) == utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
+    assert from_ch_time(ch_time(moment)) == utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
 def test_grouping_sets_are_one_query_each_row_naming_its_set() -> None:

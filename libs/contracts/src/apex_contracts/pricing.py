@@ -335,12 +335,12 @@ class PriceCatalogue:
             return Priced(cost_usd=cost, source=OVERRIDE)
         found = resolved.table
         if found is None:
-            return Priced.model_construct(cost_usd=None, source="unpriced")
+            return Priced(cost_usd=None, source="unpriced")
         rates, factor = self._rates_at(provider, model, resolved, found, at, service_tier)
         listed = price_table.rates_cost(rates, tokens)
         if listed is None:
-            return Priced.model_construct(cost_usd=None, source="unpriced")
-        return Priced.model_construct(cost_usd=listed * factor, source=TABLE)
+            return Priced(cost_usd=None, source="unpriced")
+        return Priced(cost_usd=listed * factor, source=TABLE)
 
     def _rates_at(
         self,

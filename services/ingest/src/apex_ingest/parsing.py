@@ -12,6 +12,7 @@ without the required columns refuses the whole upload."""
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,17 @@ def field_of(name: str) -> str:
     return COLUMN_ALIASES.get(key) or SUMMED_COLUMNS.get(key) or key
 
 
+@functools.lru_cache(maxsize=4096)
+def _route(name: str) -> tuple[str | None, bool, bool]:
+    """(Apex's field or None when unknown, the name is the field's own, the name is a part
+    of a summed field) for a column or key name: the same few names come with every row."""
+    key = name.strip().lower()
+    if key in SUMMED_COLUMNS:
+        return SUMMED_COLUMNS[key], False, True
+    target = COLUMN_ALIASES.get(key, key)
+    return (target, key == target, False) if target in KNOWN_FIELDS else (None, False, False)
+
+
 def combine(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A record's fields from (name, value) pairs in any naming: aliases resolved, an
     exact field name winning over an alias, the parts of a summed field added (a total
@@ -133,19 +145,17 @@ def combine(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     parts: dict[str, Any] = {}
     exact: set[str] = set()
     for name, value in pairs:
-        if value in ("", None):
+        if value == "" or value is None:
             continue
-        key = name.strip().lower()
-        if key in SUMMED_COLUMNS:
-            target = SUMMED_COLUMNS[key]
+        target, own_name, summed = _route(name)
+        if target is None:
+            continue
+        if summed:
             parts[target] = _add(parts.get(target, 0), value)
             continue
-        target = COLUMN_ALIASES.get(key, key)
-        if target not in KNOWN_FIELDS:
-            continue
-        if target not in out or (key == target and target not in exact):
+        if target not in out or (own_name and target not in exact):
             out[target] = value
-        if key == target:
+        if own_name:
             exact.add(target)
     for target, total in parts.items():
         out.setdefault(target, total)

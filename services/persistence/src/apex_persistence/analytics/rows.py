@@ -22,8 +22,7 @@ REPORTED, UNKNOWN = "reported", "unknown"
 
 def ch_time(moment: datetime) -> str:
     """A moment as ClickHouse DateTime64(3, 'UTC') text."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
+    return moment.astimezone(UTC).isoformat(" ", "milliseconds")[:23]
 
 
 def from_ch_time(text: str) -> datetime:
@@ -68,7 +67,8 @@ def cost_of(record: UsageRecord, catalogue: PriceCatalogue) -> tuple[float, str]
     return priced.cost_usd, priced.source
 
 
-def usage_row(tenant_id: str, record: UsageRecord, catalogue: PriceCatalogue, ingested_at: datetime) -> Row:
+def usage_row(tenant_id: str, record: UsageRecord, catalogue: PriceCatalogue, ingested_at: str) -> Row:
+    """The record's row; ``ingested_at`` as ``ch_time`` text (one per batch)."""
     cost, source = cost_of(record, catalogue)
     return {
         "tenant_id": tenant_id,
@@ -89,5 +89,5 @@ def usage_row(tenant_id: str, record: UsageRecord, catalogue: PriceCatalogue, in
         "prompt_hash": record.prompt_hash,
         "request_id": record.request_id,
         "dedup_key": dedup_key(record),
-        "ingested_at": ch_time(ingested_at),
+        "ingested_at": ingested_at,
     }

@@ -15,7 +15,7 @@ from apex_contracts.queries import UsageAggregate, UsageFilter, UsageRows, Usage
 from apex_contracts.report import ModelUsage, Period
 from apex_persistence.analytics.aggregate import compile_aggregate, normalise
 from apex_persistence.analytics.port import AnalyticsStore
-from apex_persistence.analytics.rows import usage_row
+from apex_persistence.analytics.rows import ch_time, usage_row
 from apex_persistence.analytics.versions import AnswerCache, Versions, usage_key, version_or_none
 from apex_persistence.views import UsageSummaryView
 
@@ -43,7 +43,7 @@ class UsageLedger:
         """Stores the records for the tenant, priced where they carry no cost; a record
         stored before (same dedup key) replaces itself. Returns the number of rows sent."""
         tenant_id = validate_id(tenant_id, "ten")
-        now = self.clock()
+        now = ch_time(self.clock())
         rows = [usage_row(tenant_id, record, self.catalogue, now) for record in records]
         for start in range(0, len(rows), _INSERT_CHUNK):
             await self.store.insert("llm_usage", rows[start : start + _INSERT_CHUNK])
