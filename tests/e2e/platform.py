@@ -20,7 +20,7 @@ import orjson
 import psutil
 
 from apex_cli.config import SERVICE_PORTS
-from apex_cli.embedded import free_ports
+from apex_cli.embedded import free_ports, wait_stopped
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,8 +109,11 @@ class Platform:
         return int((self.home / ".apex" / "run" / f"{name}.pid").read_text())
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Sends ``sig`` to a service; a SIGSTOP returns once the process has stopped."""
         pid = self.pid(name)
         os.kill(pid, sig)
+        if sig == signal.SIGSTOP:
+            wait_stopped(pid)
         return pid
 
     def wait_restarted(self, name: str, old_pid: int, timeout: float = 30.0) -> int:
