@@ -12,16 +12,15 @@ from hypothesis import strategies as st
 from apex_ingest.parsing import (
     COLUMN_ALIASES,
     KNOWN_FIELDS,
-    SERVICE_TIERS,
     SUMMED_COLUMNS,
-    UNCACHED,
     _add,
     combine,
+    settle,
 )
 
 
 def reference(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """The rules as first written: every name resolved on every row."""
+    """The naming rules as first written: every name resolved on every row."""
     out: dict[str, Any] = {}
     parts: dict[str, Any] = {}
     exact: set[str] = set()
@@ -40,21 +39,7 @@ def reference(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             out[target] = value
         if key == target:
             exact.add(target)
-    for target, total in parts.items():
-        out.setdefault(target, total)
-    tier = out.get("service_tier")
-    if isinstance(tier, str):
-        word = tier.strip().lower()
-        if word == "auto":
-            del out["service_tier"]
-        else:
-            out["service_tier"] = SERVICE_TIERS.get(word, tier)
-    uncached = out.pop(UNCACHED, None)
-    if uncached is not None and "prompt_tokens" not in out:
-        out["prompt_tokens"] = _add(
-            uncached, _add(out.get("cached_tokens", 0), out.get("cache_write_tokens", 0))
-        )
-    return out
+    return settle(out, parts)
 
 
 NAMES = sorted({*KNOWN_FIELDS, *COLUMN_ALIASES, *SUMMED_COLUMNS, "unknown", "extra_column"})

@@ -157,6 +157,12 @@ def combine(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             out[target] = value
         if own_name:
             exact.add(target)
+    return settle(out, parts)
+
+
+def settle(out: dict[str, Any], parts: dict[str, Any]) -> dict[str, Any]:
+    """``combine``'s last step: the summed parts where no total was given, the service
+    tier in Apex's words, ``prompt_tokens`` from the uncached input."""
     for target, total in parts.items():
         out.setdefault(target, total)
     tier = out.get("service_tier")
