@@ -19,19 +19,36 @@ line, and the late PONG then sets a result on it. nats-py's own handler raises
 ``InvalidStateError`` there, its read loop ends (logged as "nats: encountered error"),
 and the connection, still reported as connected, never reads again. A process paused
 (SIGSTOP) during a flush met this: every request of its connection timed out from
-then on."""
+then on.
+
+And ``read_loop``: nats-py's read loop ends on any exception it has no branch for
+(logged as "nats: encountered error"), again leaving a connection reported as connected
+that never reads (nats.py#914). When it ends that way, the connection is now treated as
+lost: it reconnects (or closes, where it may not reconnect), so its callbacks fire and
+later requests are answered instead of timing out."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 # header lines as servers write them: a token, ": ", and words of printable ASCII
 # separated by single spaces; then the block's closing blank line
 _PLAIN = re.compile(rb"(?:[!-9;-~]+: [!-~]+(?: [!-~]+)*\r\n)*(?:\r\n)?")
 _NATS_PY: Callable[[bytes], dict[str, str]] = Client._parse_header_lines
+_NATS_PY_READ_LOOP: Callable[[Client], Coroutine[Any, Any, None]] = Client._read_loop
+
+
+class ReadLoopEnded(NatsError):
+    """The connection stopped reading on an error nats-py has no branch for."""
+
+    def __str__(self) -> str:
+        return "nats: the connection stopped reading on an unexpected error"
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -58,8 +75,19 @@ async def answer_pong(self: Client) -> None:
         self._pings_outstanding = 0
 
 
+async def read_loop(self: Client) -> None:
+    """nats-py's read loop; when it ends while the connection is still connected and the
+    loop was not cancelled (a close or a reconnect cancels it after changing the status),
+    it ended on an unexpected error, and the connection is handled as lost."""
+    await _NATS_PY_READ_LOOP(self)
+    task = asyncio.current_task()
+    if self._status == Client.CONNECTED and not (task is not None and task.cancelling()):
+        await self._process_op_err(ReadLoopEnded())
+
+
 def mend_client() -> None:
-    """Gives every nats-py connection of this process ``parse_header_lines`` and
-    ``answer_pong`` (idempotent)."""
+    """Gives every nats-py connection of this process ``parse_header_lines``,
+    ``answer_pong`` and ``read_loop`` (idempotent)."""
     read_headers_fast()
     Client._process_pong = answer_pong  # type: ignore[method-assign]
+    Client._read_loop = read_loop  # type: ignore[method-assign]
