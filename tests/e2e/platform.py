@@ -20,7 +20,7 @@ import orjson
 import psutil
 
 from apex_cli.config import SERVICE_PORTS
-from apex_cli.embedded import free_ports, wait_stopped
+from apex_cli.embedded import free_ports, send_signal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,9 +111,7 @@ class Platform:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Sends ``sig`` to a service; a SIGSTOP returns once the process has stopped."""
         pid = self.pid(name)
-        os.kill(pid, sig)
-        if sig == signal.SIGSTOP:
-            wait_stopped(pid)
+        send_signal(pid, sig)
         return pid
 
     def wait_restarted(self, name: str, old_pid: int, timeout: float = 30.0) -> int:

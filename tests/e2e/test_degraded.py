@@ -30,7 +30,7 @@ import orjson
 import psutil
 import pytest
 
-from apex_cli.embedded import free_port, wait_stopped
+from apex_cli.embedded import free_port, send_signal
 from apex_contracts import TERMINAL
 from tests.e2e.platform import Platform, User, platform_env
 from tests.e2e.wsclient import open_socket, recv, send, until_terminal
@@ -51,9 +51,7 @@ def platform() -> Iterator[Platform]:
 @contextlib.contextmanager
 def frozen(pids: list[int]) -> Iterator[None]:
     for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    for pid in pids:
-        wait_stopped(pid)
+        send_signal(pid, signal.SIGSTOP)
     try:
         yield
     finally:

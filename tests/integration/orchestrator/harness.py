@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 
 from apex_agents.bootstrap import main as agents_main
 from apex_agents.settings import AgentsSettings
-from apex_cli.embedded import free_port, wait_stopped
+from apex_cli.embedded import free_port, send_signal
 from apex_contracts import (
     TERMINAL,
     MessageCreated,
@@ -92,9 +92,7 @@ class Process:
     def signal(self, sig: int) -> None:
         """Sends ``sig``; a SIGSTOP returns once the process has stopped."""
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            if sig == signal.SIGSTOP:
-                wait_stopped(self.proc.pid)
+            send_signal(self.proc.pid, sig)
 
     def close(self) -> None:
         if self.proc.poll() is None:

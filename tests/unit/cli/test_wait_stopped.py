@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from apex_cli.embedded import EmbeddedError, wait_stopped
+from apex_cli.embedded import EmbeddedError, send_signal, wait_stopped
 
 THREADS = "import threading, time\nfor _ in range(4): threading.Thread(target=time.sleep, args=(60,)).start()\ntime.sleep(60)"
 
@@ -32,6 +32,11 @@ def _states(pid: int) -> set[str]:
 def test_returns_once_the_process_is_stopped(child: subprocess.Popen[bytes]) -> None:
     child.send_signal(signal.SIGSTOP)
     wait_stopped(child.pid)
+    assert _states(child.pid) <= {"T", "t"}
+
+
+def test_send_signal_returns_once_a_sigstop_took_effect(child: subprocess.Popen[bytes]) -> None:
+    send_signal(child.pid, signal.SIGSTOP)
     assert _states(child.pid) <= {"T", "t"}
 
 

@@ -109,6 +109,15 @@ def wait_stopped(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
+def send_signal(pid: int, sig: int) -> None:
+    """``os.kill``; a SIGSTOP returns only once the process has stopped: the signal is
+    delivered asynchronously, and a request sent right after ``kill`` returns could
+    otherwise still be answered."""
+    os.kill(pid, sig)
+    if sig == signal.SIGSTOP:
+        wait_stopped(pid)
+
+
 class UserArgs(TypedDict, total=False):
     user: int
     group: int
@@ -191,7 +200,7 @@ class EmbeddedServer:
 
     def signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, sig)
+            send_signal(self.process.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -209,12 +218,8 @@ class EmbeddedServer:
             self.process.wait(10)
 
     def pause(self) -> None:
-        """SIGSTOP, returning once every thread of the server has stopped: the signal is
-        delivered asynchronously, and a request sent right after ``kill`` returns could
-        otherwise still be answered."""
+        """SIGSTOP, returning once every thread of the server has stopped."""
         self.signal(signal.SIGSTOP)
-        if self.pid is not None:
-            wait_stopped(self.pid)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)
