@@ -7,7 +7,9 @@ tool calls, a report) on many threads at a steady rate and records when each pub
 was acknowledged. This process records when each projector's position passed each
 sequence. Lag of an event in a store = applied (the batch holding it is in the store)
 minus stored (the log acknowledged it). Then each store is rebuilt from the log into a
-fresh set and swapped in, and the rebuild rate is events / seconds.
+fresh set and swapped in, and the rebuild rate is events / seconds. The CPU this
+process spent per event while the events were projected is reported too: what a linger
+(``APEX_ANALYTICS_LINGER_S``, ``APEX_PROJECTION_LINGER_S``) saves or costs.
 
 Run by hand: ``.venv/bin/python -m bench.projections [--rate 1000] [--seconds 30]``.
 Never part of ``make test``.
@@ -217,6 +219,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         watching = asyncio.Event()
         watcher = asyncio.create_task(watch(service, seen, watching))
         acks_file = root / "acks.txt"
+        cpu_started = time.process_time()
         publisher = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -235,6 +238,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         acks = [tuple(map(int, line.split())) for line in acks_file.read_text().splitlines() if line]
         head = max(seq for seq, _ in acks)
         await caught_up(service, seen, head)
+        cpu_s = time.process_time() - cpu_started
         watching.set()
         await watcher
         results: dict[str, Any] = {
@@ -242,6 +246,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "rate": args.rate,
             "seconds": args.seconds,
             "batch": args.batch,
+            # this process: persistence (every projector) and the lag watcher
+            "persistence_cpu_us_per_event": round(cpu_s / len(acks) * 1e6, 1),
             "lag_ms": {},
             "rebuild": {},
         }
@@ -329,6 +335,7 @@ def main() -> None:
         f"{results['events']} events at {results['rate']:.0f} events/s for {results['seconds']:.0f} s "
         f"(batch {results['batch']}), {os.cpu_count()} CPUs"
     )
+    print(f"persistence CPU {results['persistence_cpu_us_per_event']} µs per event (with the lag watcher)")
     print(f"{'store':<12}{'lag p50':>10}{'lag p99':>10}{'lag max':>10}{'rebuild':>16}")
     for store, lag in results["lag_ms"].items():
         rebuild = results["rebuild"][store]

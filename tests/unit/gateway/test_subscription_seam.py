@@ -154,8 +154,8 @@ class Figures:
     def __init__(self) -> None:
         self.counts = {"replayed": 0, "resent": 0, "resynced": 0}
 
-    def replayed(self) -> None:
-        self.counts["replayed"] += 1
+    def replayed(self, count: int = 1) -> None:
+        self.counts["replayed"] += count
 
     def resent(self) -> None:
         self.counts["resent"] += 1

@@ -311,10 +311,15 @@ def read_event(raw: bytes | str | dict[str, Any]) -> Event | None:
     return parse_event(data)
 
 
+_HIDDEN = ("tenant_id", "user_id", "causation_id", "correlation_id")
+
+
 def client_view(event: dict[str, Any]) -> dict[str, Any]:
     """The event as a client sees it: without tenant and tracing internals."""
-    hidden = ("tenant_id", "user_id", "causation_id", "correlation_id")
-    return {key: value for key, value in event.items() if key not in hidden}
+    view = dict(event)
+    for key in _HIDDEN:
+        view.pop(key, None)
+    return view
 
 
 # --- a user --------------------------------------------------------------------------

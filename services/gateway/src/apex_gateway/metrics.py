@@ -147,8 +147,8 @@ class GatewayMetrics:
 
     # --- ws.ports.DeliveryFigures: what a thread subscription counts ---------------------
 
-    def replayed(self) -> None:
-        self.events_replayed.inc()
+    def replayed(self, count: int = 1) -> None:
+        self.events_replayed.inc(count)
 
     def resent(self) -> None:
         self.events_resent.inc()

@@ -64,7 +64,9 @@ class LiveFeeds(Protocol):
 class DeliveryFigures(Protocol):
     """What a subscription counts (``GatewayMetrics`` in production)."""
 
-    def replayed(self) -> None: ...
+    def replayed(self, count: int = 1) -> None:
+        """``count`` events sent from the log (a replay counts once per batch)."""
+        ...
 
     def resent(self) -> None: ...
 

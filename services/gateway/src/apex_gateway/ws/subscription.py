@@ -174,12 +174,18 @@ class ThreadSubscription:
 
     async def _replay(self, after: int, through: int) -> bool:
         """Offers the stream's events in (after, through]; False when the sink is ending."""
-        async for seq, data in self.ports.history.read(self.subject, after_seq=after, through_seq=through):
-            if self._ended or not await self.sink.room():
-                return False
-            if seq > self.window.last_sent:
-                self.ports.figures.replayed()
-                self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(data)))
+        replayed = 0
+        try:
+            async for seq, data in self.ports.history.read(
+                self.subject, after_seq=after, through_seq=through
+            ):
+                if self._ended or not await self.sink.room():
+                    return False
+                if seq > self.window.last_sent:
+                    replayed += 1
+                    self._offer(seq, event_frame(self.thread_id, seq, orjson.loads(data)))
+        finally:
+            self.ports.figures.replayed(replayed)
         return True
 
     def live(self, seq: int, frame: str, occurred_at: float | None) -> None:
