@@ -6,17 +6,19 @@ persistence's ``CursorStore`` on a real Postgres as the archive."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from apex_contracts import ErrorCode, Unavailable, new_id
+from apex_contracts import ApexError, ErrorCode, Unavailable, new_id
 from apex_contracts.queries import CursorEntry, CursorFlush, CursorGet
 from apex_gateway.cursor_flusher import CursorArchive, CursorFlusher, CursorId
 from apex_gateway.cursors import DeliveryCursors, cursor_key
 from apex_gateway.tokens import Principal
+from apex_gateway.ws.acks import CursorWrites
 from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.db import Database, make_engine
 from apex_persistence.postgres.migrate import migrate
@@ -124,6 +126,49 @@ async def test_forgetting_an_erased_thread_drops_its_key(redis: aioredis.Redis) 
     await store.forget(who, thread)
     assert await redis.get(cursor_key(who, thread)) is None
     assert await redis.get(cursor_key(who, other)) == b"6"  # only that thread's
+
+
+async def test_acks_are_stored_behind_the_frames_on_a_real_redis(redis: aioredis.Redis) -> None:
+    """The first ack of a thread Redis has no key for reads the stored cursor first; the
+    connection's ``CursorWrites`` does that behind its frames, coalescing later acks."""
+    archive = Archive()
+    store, _, _ = cursors(redis, archive)
+    who, thread, other = principal(), new_id("thr"), new_id("thr")
+    archive.rows[(who.tenant_id, who.user_id, thread)] = 4
+    gate = asyncio.Event()
+    load = archive.load
+
+    async def slow_load(cursor: CursorId) -> int:
+        await gate.wait()  # persistence answering slowly
+        return await load(cursor)
+
+    archive.load = slow_load  # type: ignore[method-assign]
+    refused: list[tuple[ApexError, str | None]] = []
+    acks = CursorWrites(
+        lambda t, seq: store.advance(who, t, seq), lambda exc, ref: refused.append((exc, ref))
+    )
+    acks.ask(thread, 2, "a1")
+    acks.ask(thread, 9, "a2")
+    acks.ask(other, 3, "a3")
+    await asyncio.sleep(0.05)
+    assert acks.pending(thread) and await redis.get(cursor_key(who, thread)) is None
+    gate.set()
+    await asyncio.wait_for(acks.settled(), 10)
+    assert await redis.get(cursor_key(who, thread)) == b"9"
+    assert await redis.get(cursor_key(who, other)) == b"3"
+    assert refused == []
+
+    dead = aioredis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    try:
+        down, _, _ = cursors(dead, Archive())
+        acks = CursorWrites(
+            lambda t, seq: down.advance(who, t, seq), lambda exc, ref: refused.append((exc, ref))
+        )
+        acks.ask(thread, 10, "a4")
+        await asyncio.wait_for(acks.close(10), 15)
+    finally:
+        await dead.aclose()
+    assert [(exc.code, ref) for exc, ref in refused] == [(ErrorCode.STORE_UNAVAILABLE, "a4")]
 
 
 class StoredCursors:

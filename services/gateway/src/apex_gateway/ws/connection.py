@@ -6,7 +6,8 @@ subscription that asked for batches (``max_batch``) and are queued together are 
 as one ``events`` frame. A frame that finds the
 outbox full ends the connection with 4408 ``slow_consumer`` (the client resumes from its
 cursor like any dropped client); a replay waits for room instead, up to
-``ws_send_timeout_ms``. Frames in are read only after ``session.ready`` was sent, so early
+``ws_send_timeout_ms``. Acks are stored behind the frames that follow them
+(``acks.py``). Frames in are read only after ``session.ready`` was sent, so early
 frames wait, in order. Every frame in gets an answer or a typed error: a defect while
 handling one is an ``internal_error`` frame with an ``incident`` id, and the socket lives on.
 
@@ -37,6 +38,7 @@ from apex_contracts.frames import (
     parse_client_frame,
 )
 from apex_gateway.ratelimit import TokenBucket
+from apex_gateway.ws.acks import CursorWrites
 from apex_gateway.ws.dispatch import dispatch
 from apex_gateway.ws.feeds import events_frame
 from apex_gateway.ws.outbox import Group, Outbox
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from apex_gateway.tokens import Principal
 
 log = logging.getLogger(__name__)
+ACKS_ON_CLOSE_S = 5.0  # how long an ending connection still stores the acks it was sent
 
 
 class Connection:
@@ -67,6 +70,9 @@ class Connection:
         self._receiving: asyncio.Timeout | None = None
         self._done = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self.acks = CursorWrites(
+            lambda thread_id, seq: services.cursors.advance(self.principal, thread_id, seq), self._ack_refused
+        )
 
     @property
     def member(self) -> str:
@@ -93,6 +99,9 @@ class Connection:
                 **extra,
             )
         )
+
+    def _ack_refused(self, exc: ApexError, ref: str | None) -> None:
+        self.send_error(exc, ref=ref, incident=(exc.details or {}).get("incident"))
 
     def push_event(self, frame: str, occurred_at: float | None = None, group: Group | None = None) -> None:
         """Queues an event frame; ``occurred_at`` (epoch seconds) is given for live events:
@@ -176,6 +185,7 @@ class Connection:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimeError, WebSocketDisconnect):
                 await writer
+            await self.acks.close(ACKS_ON_CLOSE_S)
             await self._send_close()
             self._done.set()
 

@@ -39,6 +39,7 @@ async def dispatch(conn: Connection, frame: ClientFrame) -> None:
         case RunCancelFrame():
             await conn.services.messages.cancel(conn.principal, frame.run_id)
         case Ping():
+            await conn.acks.settled()  # a pong says every earlier ack is stored
             conn.send(Pong(ref=frame.ref))
         case SessionRefresh():
             await on_refresh(conn, frame)
@@ -114,6 +115,7 @@ async def on_subscribe(conn: Connection, frame: ThreadSubscribe) -> None:
     if frame.epoch is not None and frame.epoch != conn.services.epoch:
         after = 0  # seqs of another stream incarnation are not comparable: replay everything
     elif after == "cursor":
+        await conn.acks.settled(frame.thread_id)  # this connection's acks count
         after = await conn.services.cursors.get(who, frame.thread_id)
     existing = conn.subscriptions.pop(frame.thread_id, None)
     if existing is not None:
@@ -165,4 +167,4 @@ async def on_ack(conn: Connection, frame: EventAck) -> None:
         raise NotFound("Not subscribed to that thread.", details={"ref": frame.ref})
     sub.ack(frame.seq)
     conn.services.metrics.events_acked.inc()
-    await conn.services.cursors.advance(conn.principal, frame.thread_id, sub.window.acked)
+    conn.acks.ask(frame.thread_id, sub.window.acked, frame.ref)  # stored behind the next frames
