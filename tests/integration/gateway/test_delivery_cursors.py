@@ -171,6 +171,20 @@ async def test_acks_are_stored_behind_the_frames_on_a_real_redis(redis: aioredis
     assert [(exc.code, ref) for exc, ref in refused] == [(ErrorCode.STORE_UNAVAILABLE, "a4")]
 
 
+async def test_a_new_threads_cursor_starts_at_zero_without_asking_the_archive(redis: aioredis.Redis) -> None:
+    archive = Archive()
+    archive.down = True  # asked, it would fail: it must not be asked
+    store, _, restores = cursors(redis, archive)
+    who, thread, acked = principal(), new_id("thr"), new_id("thr")
+    await store.start_fresh(who, thread)
+    assert await redis.get(cursor_key(who, thread)) == b"0"
+    assert await store.advance(who, thread, 5) == 5
+    await redis.set(cursor_key(who, acked), 7)
+    await store.start_fresh(who, acked)  # a key that exists is left as it is
+    assert await redis.get(cursor_key(who, acked)) == b"7"
+    assert restores.labels("unavailable")._value.get() == 0
+
+
 class StoredCursors:
     """``CursorArchive`` over persistence's ``CursorStore`` on a real Postgres (what the
     read API's ``cursor.get`` and ``cursor.flush`` run), without the bus between."""

@@ -26,6 +26,7 @@ from apex_gateway.history import ThreadLog
 from apex_gateway.messages import MessageService
 from apex_gateway.sse import SseSink
 from apex_gateway.tokens import Principal
+from apex_gateway.ws.acks import CursorWrites
 from apex_gateway.ws.dispatch import on_message_send
 from apex_gateway.ws.feeds import ThreadFeeds
 from apex_gateway.ws.outbox import Group
@@ -151,6 +152,14 @@ class Socket(Sink):
         self.subscriptions: dict[str, ThreadSubscription] = {}
         ports = SubscriptionPorts(ThreadLog(bus), feeds, Figures())
         self.services = SimpleNamespace(messages=MessageService(bus), subscriptions=ports)
+        self.fresh: list[str] = []
+
+        async def advance(thread_id: str, seq: int) -> None: ...
+
+        async def start(thread_id: str) -> None:
+            self.fresh.append(thread_id)
+
+        self.acks = CursorWrites(advance, lambda exc, ref: None, start)
 
 
 async def test_a_send_joins_the_feed_while_its_message_is_stored(bus: Bus) -> None:
@@ -171,6 +180,10 @@ async def test_a_send_joins_the_feed_while_its_message_is_stored(bus: Bus) -> No
     assert subscribed.head_seq >= first
     await _until(lambda: socket.seqs[:1] == [first])
     assert list(socket.subscriptions) == [thread] and len(feeds) == 1
+    await socket.acks.settled()
+    await asyncio.sleep(0)
+    # a cursor starts at 0 without a read only for a thread that had no event at the join
+    assert socket.fresh == ([thread] if socket.subscriptions[thread].joined_at == 0 else [])
 
     async def empty_archive(msg: Msg) -> None:
         await msg.respond(
@@ -189,6 +202,7 @@ async def test_a_send_joins_the_feed_while_its_message_is_stored(bus: Bus) -> No
     await on_message_send(retried, SocketMessageSend(client_msg_id="c3", text="again"))  # type: ignore[arg-type]
     assert isinstance(retried.frames[0], MessageAccepted) and retried.frames[0].thread_id == thread
     assert list(retried.subscriptions) == [thread] and len(feeds) == 1
+    assert other.fresh == [] and retried.fresh == []  # an existing thread, a retried send
     for each in (socket, other, retried):
         for sub in each.subscriptions.values():
             await sub.stop()

@@ -154,3 +154,23 @@ def test_every_cursor_ends_at_the_furthest_ack_whatever_the_interleaving(
 async def test_settled_with_nothing_asked_returns_at_once(thread_id: str | None) -> None:
     acks = CursorWrites(Store().advance, lambda exc, ref: None)
     await asyncio.wait_for(acks.settled(thread_id), 1)
+
+
+async def test_a_new_threads_cursor_is_started_before_its_first_ack() -> None:
+    store = Store()
+    order: list[str] = []
+
+    async def start(thread_id: str) -> None:
+        order.append(f"start {thread_id}")
+
+    async def advance(thread_id: str, seq: int) -> int:
+        order.append(f"ack {thread_id} {seq}")
+        return await store.advance(thread_id, seq)
+
+    acks = CursorWrites(advance, lambda exc, ref: None, start)
+    acks.fresh("thr_a")
+    acks.ask("thr_a", 3)
+    acks.fresh("thr_b")
+    await acks.settled()
+    await asyncio.sleep(0)
+    assert order == ["start thr_a", "start thr_b", "ack thr_a 3"]

@@ -111,6 +111,16 @@ class DeliveryCursors:
         self._flusher.mark(cursor, stored)
         return stored
 
+    async def start_fresh(self, who: Principal, thread_id: str) -> None:
+        """A thread this user's send just created has no cursor anywhere: its key starts
+        at 0 (unless it exists), so its first ack needs no read of the stored cursor."""
+        try:
+            await self._breaker.call(
+                lambda: self._redis.set(cursor_key(who, thread_id), 0, nx=True), _REDIS_FAILURES
+            )
+        except (*_REDIS_FAILURES, CircuitOpen) as exc:
+            log.warning("cursor of new thread %s not started: %r", thread_id, exc)
+
     async def forget(self, who: Principal, thread_id: str) -> None:
         """Drops the thread's cursor from Redis (its erasure; persistence drops its row and
         refuses later flushes of it). Redis being down leaves a bare number behind, never

@@ -15,6 +15,13 @@ What stays true:
   (``settled``). A connection that ends stores what it was asked first (``close``).
 - An ack that cannot be stored is answered with its error (``store_unavailable``, with
   the ack's ``ref``), as before, only later.
+
+Stored behind the frames, that read still ran beside the next run, and slowed it by about
+as much as it had held the message up. A thread the connection's own send created, and
+that had no event when its feed started (``ThreadSubscription.joined_at == 0``), cannot
+have a stored cursor (nobody can have acked an event of it), so ``fresh`` starts its
+cursor at 0 in Redis (``SET NX``) before any ack of it, and its first ack is one Redis
+call. A thread that already had events (a retried send) keeps the read.
 """
 
 from __future__ import annotations
@@ -29,15 +36,18 @@ log = logging.getLogger(__name__)
 
 Advance = Callable[[str, int], Awaitable[object]]  # (thread, seq): stores the cursor
 Refused = Callable[[ApexError, str | None], None]  # (why, the ack's ref): answers the client
+Start = Callable[[str], Awaitable[None]]  # a new thread's cursor starts at 0 (never raises)
 
 
 _WRITTEN_KEPT = 10_000
 
 
 class CursorWrites:
-    def __init__(self, advance: Advance, refused: Refused) -> None:
+    def __init__(self, advance: Advance, refused: Refused, start: Start | None = None) -> None:
         self._advance = advance
         self._refused = refused
+        self._start = start
+        self._fresh: dict[str, None] = {}  # new threads whose cursor is to start at 0, in order
         self._wanted: dict[str, tuple[int, str | None]] = {}  # thread -> (furthest seq, its ref)
         self._writing: tuple[str, int] | None = None  # (thread, seq) being stored now
         self._written: dict[str, int] = {}  # thread -> the furthest seq stored (a bounded memo)
@@ -55,8 +65,16 @@ class CursorWrites:
         ):
             return  # a further ack of the thread is stored, or will be
         self._wanted[thread_id] = (seq, ref)
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="ws-cursor-writes")
+
+    def fresh(self, thread_id: str) -> None:
+        """A thread the connection's send just created: its cursor starts at 0."""
+        self._fresh[thread_id] = None
+        self._ensure_worker()
 
     def pending(self, thread_id: str | None = None) -> bool:
         """Whether an ack (of ``thread_id``, or of any thread) is not stored yet."""
@@ -82,7 +100,13 @@ class CursorWrites:
         self._worker.cancel()
 
     async def _work(self) -> None:
-        while self._wanted:
+        while self._fresh or self._wanted:
+            if self._fresh:  # before any ack of the thread, which then finds its key
+                fresh = next(iter(self._fresh))
+                del self._fresh[fresh]
+                if self._start is not None:
+                    await self._start(fresh)
+                continue
             thread_id = next(iter(self._wanted))
             seq, ref = self._wanted.pop(thread_id)
             self._writing = (thread_id, seq)

@@ -71,7 +71,9 @@ class Connection:
         self._done = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.acks = CursorWrites(
-            lambda thread_id, seq: services.cursors.advance(self.principal, thread_id, seq), self._ack_refused
+            lambda thread_id, seq: services.cursors.advance(self.principal, thread_id, seq),
+            self._ack_refused,
+            lambda thread_id: services.cursors.start_fresh(self.principal, thread_id),
         )
 
     @property

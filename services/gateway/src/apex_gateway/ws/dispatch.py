@@ -92,6 +92,10 @@ async def on_message_send(conn: Connection, frame: SocketMessageSend) -> None:
         early.resume_after(after, stored_through=accepted.message_seq)
         conn.subscriptions[thread_id] = early
         await _started(conn, early, frame.ref, joining)
+        if early.joined_at == 0 and not accepted.duplicate:
+            # the thread had no event when its feed started: nobody can have acked one,
+            # so its cursor starts at 0 without asking persistence for a stored one
+            conn.acks.fresh(thread_id)
         return
     if early is not None:  # a retried client_msg_id whose run is on another thread
         await _abandon(early, joining)

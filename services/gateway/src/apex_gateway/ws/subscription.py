@@ -78,6 +78,12 @@ class ThreadSubscription:
         self._group = (thread_id, max_batch) if max_batch > 1 else None
 
     @property
+    def joined_at(self) -> int:
+        """The seq through which this subscription reads the log itself (``join``): the
+        thread's last event when its feed started, or the last the feed handed over."""
+        return self._joined_at
+
+    @property
     def last_sent(self) -> int:
         return self.window.last_sent
 
