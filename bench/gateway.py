@@ -84,14 +84,17 @@ async def _replay_once(platform: Platform, user: User, thread_id: str, events: i
 
 
 async def replay_rate(
-    platform: Platform, events: int, repeats: int = 3, max_batch: int = 100
+    platform: Platform, events: int, repeats: int = 5, max_batch: int = 100
 ) -> dict[str, Any]:
     """A reconnecting client's replay of ``events`` events, asking for ``events`` frames of
-    up to ``max_batch`` (as apex_client and the chat page do), and one frame per event."""
+    up to ``max_batch`` (as apex_client and the chat page do), and one frame per event;
+    each the median of ``repeats`` after one replay not counted (the first read of a
+    freshly written thread also pays for loading it)."""
     user = platform.register()
     thread_id = await seed_thread(platform, user, events)
-    out: dict[str, Any] = {"events": events, "max_batch": max_batch}
+    out: dict[str, Any] = {"events": events, "max_batch": max_batch, "repeats": repeats}
     for label, batch in (("", max_batch), ("one_per_frame_", 1)):
+        await _replay_once(platform, user, thread_id, events, batch)
         times = [await _replay_once(platform, user, thread_id, events, batch) for _ in range(repeats)]
         best = statistics.median(times)
         out[f"{label}seconds_median"] = round(best, 3)
