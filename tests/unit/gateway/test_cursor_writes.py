@@ -43,11 +43,16 @@ def refusals() -> tuple[list[tuple[ApexError, str | None]], object]:
     return got, lambda exc, ref: got.append((exc, ref))
 
 
-async def test_asking_never_waits_for_the_write() -> None:
+def gated() -> tuple[Store, list[tuple[ApexError, str | None]], CursorWrites]:
+    """A store whose writes wait for ``store.gate``, and the writer over it."""
     store = Store()
     store.gate = asyncio.Event()
     got, refused = refusals()
-    acks = CursorWrites(store.advance, refused)  # type: ignore[arg-type]
+    return store, got, CursorWrites(store.advance, refused)  # type: ignore[arg-type]
+
+
+async def test_asking_never_waits_for_the_write() -> None:
+    store, got, acks = gated()
     acks.ask("thr_a", 5)
     await asyncio.sleep(0)
     assert acks.pending("thr_a") and acks.pending() and not acks.pending("thr_b")
@@ -99,10 +104,7 @@ async def test_close_stores_what_was_asked_then_gives_up_on_a_write_that_hangs()
 
 
 async def test_settled_for_one_thread_does_not_wait_for_later_threads() -> None:
-    store = Store()
-    store.gate = asyncio.Event()
-    got, refused = refusals()
-    acks = CursorWrites(store.advance, refused)  # type: ignore[arg-type]
+    store, _, acks = gated()
     acks.ask("thr_a", 1)
     waiter = asyncio.ensure_future(acks.settled("thr_a"))
     await asyncio.sleep(0)
