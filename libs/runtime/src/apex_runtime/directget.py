@@ -159,7 +159,7 @@ class _BatchReply:
             if stored is not None:
                 self._out.append(stored)
                 return
-            self._fail(
+            self._done.set_exception(
                 Unavailable(
                     f"direct get on {self._stream} answered without a sequence and subject",
                     code=ErrorCode.BUS_UNAVAILABLE,
@@ -168,17 +168,14 @@ class _BatchReply:
         elif status in _END_OF_BATCH:
             self._done.set_result(self._out)
         elif status == "503":  # no responders (yet)
-            self._fail(_NoAnswer(status))
+            self._done.set_exception(_NoAnswer(status))
         else:
-            self._fail(
+            self._done.set_exception(
                 Unavailable(
                     f"direct get on {self._stream} failed with status {status}",
                     code=ErrorCode.BUS_UNAVAILABLE,
                 )
             )
-
-    def _fail(self, exc: BaseException) -> None:
-        self._done.set_exception(exc)
 
     async def wait(self, silence_s: float) -> list[Stored]:
         while True:

@@ -115,7 +115,7 @@ async def process_msg(
 async def raw_subscription(nc: Client, subject: str, handler: RawHandler) -> AsyncIterator[None]:
     """Subscribes ``handler`` to ``subject`` for the block: each message is handed over as
     the read loop reads it (``RawHandler``); unsubscribed at the end."""
-    Client._process_msg = process_msg  # type: ignore[method-assign]
+    mend_client()  # ``process_msg`` hands the messages over
     sub = await nc.subscribe(subject)
     handlers: dict[int, RawHandler] = nc.__dict__.setdefault(_RAW, {})
     handlers[sub._id] = handler
@@ -128,7 +128,8 @@ async def raw_subscription(nc: Client, subject: str, handler: RawHandler) -> Asy
 
 def mend_client() -> None:
     """Gives every nats-py connection of this process ``parse_header_lines``,
-    ``answer_pong`` and ``read_loop`` (idempotent)."""
+    ``answer_pong``, ``read_loop`` and ``process_msg`` (idempotent)."""
     read_headers_fast()
     Client._process_pong = answer_pong  # type: ignore[method-assign]
     Client._read_loop = read_loop  # type: ignore[method-assign]
+    Client._process_msg = process_msg  # type: ignore[method-assign]
