@@ -1,7 +1,8 @@
 """The usage ledger's commit and the leases under it, on a NATS of their own and without
 persistence: a batch still waiting to be stored counts as committed for the next upload
 (the store cannot even be asked here), two committers on two connections never both
-take a record, and a lease is exclusive, renewed, released and taken over only once
+take a record, an upload keeps the lease between its batches until it ends, and a
+lease is exclusive, renewed, released and taken over only once
 its holder let it expire."""
 
 from __future__ import annotations
@@ -70,6 +71,29 @@ async def test_a_waiting_batch_counts_as_committed(bare_bus: Callable[[], Any]) 
     assert again.duplicates_checked is False, "nobody could say what the store holds"
     other_tenant = ledger.begin(new_id("ten"), None, new_id("upl"), "ndjson")
     assert (await ledger.commit(other_tenant, batch)).accepted == 500, "tenants never share keys"
+
+
+async def test_an_upload_keeps_the_lease_between_its_batches_until_it_ends(
+    bare_bus: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, theirs = await committer(await bare_bus(), "mine"), await committer(await bare_bus(), "theirs")
+    tenant = new_id("ten")
+    upload = mine.begin(tenant, None, new_id("upl"), "ndjson")
+    await mine.commit(upload, records(10, "one"), keep=True)
+    lease = upload._lease
+    assert lease is not None and not lease.lost
+    other = theirs.begin(tenant, None, new_id("upl"), "ndjson")
+    waiting = asyncio.create_task(theirs.commit(other, records(10, "two")))
+    await mine.commit(upload, records(10, "three"), keep=True)
+    assert upload._lease is lease, "the next batch is committed under the lease already held"
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "another upload of the tenant waits while the lease is kept"
+    await mine.end(upload)
+    assert (await asyncio.wait_for(waiting, 30)).accepted == 10 and other._lease is None
+
+    monkeypatch.setattr("apex_ingest.commit.LEASE_HOLD_S", 0.0)
+    await mine.commit(upload, records(10, "four"), keep=True)
+    assert upload._lease is None, "kept past LEASE_HOLD_S, the lease is given back"
 
 
 async def test_two_committers_never_both_take_a_record(bare_bus: Callable[[], Any]) -> None:

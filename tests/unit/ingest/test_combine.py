@@ -16,6 +16,8 @@ from apex_ingest.parsing import (
     _add,
     combine,
     settle,
+    validate_pairs,
+    validate_row,
 )
 
 
@@ -61,3 +63,16 @@ value = st.one_of(
 @given(st.lists(st.tuples(name, value), max_size=20))
 def test_combine_matches_its_rules(pairs: list[tuple[str, Any]]) -> None:
     assert combine(pairs) == reference(pairs)
+
+
+plain_value = value | st.sampled_from(["2026-01-05T10:00:00Z", "openai", "OK", "Gpt-4o ", 5, True, 10**9])
+
+
+@given(
+    st.dictionaries(name, value, max_size=20)
+    | st.dictionaries(st.sampled_from(sorted(KNOWN_FIELDS)), plain_value)
+)
+def test_a_row_of_plain_names_reads_as_combine_reads_it(raw: dict[str, Any]) -> None:
+    """``validate_row``'s shortcut for rows that name Apex's own fields gives the record
+    (or the rejection) that the full reading gives."""
+    assert validate_row(7, raw) == validate_pairs(7, list(raw.items()))

@@ -31,7 +31,7 @@ class FlakyLedger:
 
 
 def command() -> Any:
-    return SimpleNamespace(tenant_id="ten_x", data=SimpleNamespace(batch_id="b1", records=[1, 2, 3]))
+    return SimpleNamespace(tenant_id="ten_x", data=SimpleNamespace(batch_id="b1", batch=lambda: [1, 2, 3]))
 
 
 def handler(ledger: FlakyLedger, patience_s: float) -> UsageIngestHandler:

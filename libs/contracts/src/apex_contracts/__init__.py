@@ -98,6 +98,7 @@ from apex_contracts.ids import (
     validate_id,
 )
 from apex_contracts.usage import UsageRecord
+from apex_contracts.usage_columns import UsageColumns
 
 __all__ = [
     "AGENTS",
@@ -179,6 +180,7 @@ __all__ = [
     "ToolExecuting",
     "ToolExecutingData",
     "Unavailable",
+    "UsageColumns",
     "UsageIngest",
     "UsageIngestData",
     "UsageRecord",

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from apex_contracts.envelope import AgentName, Envelope, Model
 from apex_contracts.errors import ErrorInfo
 from apex_contracts.ids import CallId, MessageId, RunId, ThreadId, UserId
 from apex_contracts.report import DataHelperOutput, ReportingOutput, SupervisorOutput, TriageOutput
 from apex_contracts.usage import UsageRecord
+from apex_contracts.usage_columns import UsageColumns
 
 
 class RunStartData(Model):
@@ -111,7 +112,20 @@ class ToolCall(Envelope):
 class UsageIngestData(Model):
     batch_id: str
     source: Literal["json", "ndjson", "csv", "otlp", "demo", "openai", "anthropic"] = "json"
-    records: list[UsageRecord]
+    # A batch comes as ``columns`` (what ingest publishes); ``records``, one object per
+    # record, is how batches came before and is still read.
+    records: list[UsageRecord] = Field(default_factory=list)
+    columns: UsageColumns | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> UsageIngestData:
+        if self.columns is not None and self.records:
+            raise ValueError("a batch comes as records or as columns, not both")
+        return self
+
+    def batch(self) -> UsageColumns:
+        """The batch's records as columns, whichever form it came in."""
+        return self.columns if self.columns is not None else UsageColumns.of(self.records)
 
 
 class UsageIngest(Envelope):

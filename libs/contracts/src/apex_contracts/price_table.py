@@ -16,7 +16,7 @@ the model name; a model it does not know is unpriced (``None``), never $0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -153,6 +153,27 @@ class Tokens:
     completion: int
     cached: int = 0
     cache_write: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """What prices a call of one model at one moment for one service tier: a tenant's
+    override (``own``), the table's ``rates`` times ``factor``, or nothing. ``daily``:
+    the same tariff holds for the whole UTC day (False for time-of-day prices), so a
+    batch of records may price a day's calls with one."""
+
+    source: str
+    daily: bool
+    rates: Rates | None = None
+    factor: float = 1.0
+    own: Callable[[Tokens], float] | None = None
+
+    def cost(self, tokens: Tokens) -> float | None:
+        """The call's cost (USD), None when nothing prices it."""
+        if self.own is not None:
+            return self.own(tokens)
+        listed = rates_cost(self.rates, tokens) if self.rates is not None else None
+        return None if listed is None else listed * self.factor
 
 
 @cache

@@ -325,22 +325,27 @@ class PriceCatalogue:
         at: datetime | None = None,
         service_tier: ServiceTier | None = None,
     ) -> Priced:
+        cost = (tariff := self.tariff(provider, model, at, service_tier)).cost(tokens)
+        return Priced(cost_usd=cost, source=tariff.source if cost is not None else "unpriced")
+
+    def tariff(
+        self, provider: str, model: str, at: datetime | None = None, service_tier: ServiceTier | None = None
+    ) -> price_table.Tariff:
+        """What prices a call of the model at ``at`` (now) for the tier."""
         at = at or datetime.now(UTC)
         resolved = self._resolve(provider, model)
-        if resolved.override is not None:
-            entry = resolved.override
-            cost = entry.cost_usd(tokens.prompt, tokens.completion, tokens.cached, tokens.cache_write)
-            if service_tier == "batch":
-                cost *= 1 - entry.batch_discount
-            return Priced(cost_usd=cost, source=OVERRIDE)
-        found = resolved.table
-        if found is None:
-            return Priced(cost_usd=None, source="unpriced")
+        if (entry := resolved.override) is not None:
+            discount = entry.batch_discount if service_tier == "batch" else 0.0
+
+            def own(tokens: Tokens) -> float:
+                cost = entry.cost_usd(tokens.prompt, tokens.completion, tokens.cached, tokens.cache_write)
+                return cost * (1 - discount) if discount else cost
+
+            return price_table.Tariff(OVERRIDE, daily=True, own=own)
+        if (found := resolved.table) is None:
+            return price_table.Tariff("unpriced", daily=True)
         rates, factor = self._rates_at(provider, model, resolved, found, at, service_tier)
-        listed = price_table.rates_cost(rates, tokens)
-        if listed is None:
-            return Priced(cost_usd=None, source="unpriced")
-        return Priced(cost_usd=listed * factor, source=TABLE)
+        return price_table.Tariff(TABLE, daily=not resolved.by_time_of_day, rates=rates, factor=factor)
 
     def _rates_at(
         self,
@@ -354,7 +359,7 @@ class PriceCatalogue:
         """The model's rates at ``at`` for the tier, and the factor a batch call the table
         has no batch price for gets (memoised per day: prices change by date, except
         time-of-day prices, memoised per moment)."""
-        moment: object = at if found.by_time_of_day else at.astimezone(UTC).date()
+        moment: object = at if resolved.by_time_of_day else at.astimezone(UTC).date()
         key = (provider, model, service_tier, moment)
         if (hit := self._rates.get(key)) is not None:
             return hit
@@ -379,10 +384,12 @@ class PriceCatalogue:
         canonical = self.canonical_provider(raw)
         name = model.strip().lower()
         override = self._override(canonical, name)
+        table = None if override else self._table(raw, canonical, name)
         resolved = _Resolved(
             canonical,
             self._overridden(override, self._tier_entry(canonical, name)) if override else None,
-            None if override else self._table(raw, canonical, name),
+            table,
+            table is not None and table.by_time_of_day,
         )
         if len(self._resolved) < 100_000:
             self._resolved[key] = resolved
@@ -439,6 +446,7 @@ class _Resolved:
     provider: str
     override: ModelPrice | None
     table: TableModel | None
+    by_time_of_day: bool
 
 
 def _context(service_tier: ServiceTier | None) -> dict[str, str] | None:

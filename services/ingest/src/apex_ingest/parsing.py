@@ -135,6 +135,18 @@ def _route(name: str) -> tuple[str | None, bool, bool]:
     return (target, key == target, False) if target in KNOWN_FIELDS else (None, False, False)
 
 
+@functools.lru_cache(maxsize=1024)
+def _plain(names: tuple[str, ...]) -> bool:
+    """Whether the names are Apex's own fields, each once, with nothing to resolve (no
+    alias, no summed part, no uncached input, no service tier to translate)."""
+    return len(set(names)) == len(names) and all(
+        name in _PLAIN_FIELDS and _route(name) == (name, True, False) for name in names
+    )
+
+
+_PLAIN_FIELDS = frozenset(USAGE_FIELDS) - {"service_tier"}
+
+
 def combine(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A record's fields from (name, value) pairs in any naming: aliases resolved, an
     exact field name winning over an alias, the parts of a summed field added (a total
@@ -182,8 +194,8 @@ def settle(out: dict[str, Any], parts: dict[str, Any]) -> dict[str, Any]:
 def _add(a: Any, b: Any) -> Any:
     try:
         return int(a) + int(b)
-    except (TypeError, ValueError):
-        return a  # not numbers: the record's validation names the field
+    except (TypeError, ValueError, OverflowError):
+        return a  # not (finite) numbers: the record's validation names the field
 
 
 def validate_row(line: int, raw: Any) -> Row:
@@ -191,6 +203,11 @@ def validate_row(line: int, raw: Any) -> Row:
         return Rejected(line, "a record is a JSON object")
     if "tenant_id" in raw:
         return Rejected(line, "tenant_id is not accepted in uploads: records belong to your tenant")
+    if _plain(tuple(raw)):  # the common case: ``combine`` would only drop the empty values
+        try:
+            return UsageRecord.model_validate({k: v for k, v in raw.items() if v != "" and v is not None})
+        except ValidationError as exc:
+            return Rejected(line, reason_of(exc))
     return validate_pairs(line, list(raw.items()))
 
 
@@ -210,8 +227,8 @@ def reason_of(exc: Exception) -> str:
     return f"{where}: {first['msg']}"
 
 
-async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, str | None]]:
-    """(number, text) per line; text is None for a line that is not UTF-8."""
+async def raw_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """(number, bytes) per line, the BOM dropped."""
     buffer = b""
     number = 0
     first = True
@@ -222,9 +239,15 @@ async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, str | 
         *complete, buffer = buffer.split(b"\n")
         for raw in complete:
             number += 1
-            yield number, _decode(raw)
+            yield number, raw
     if buffer:
-        yield number + 1, _decode(buffer.removeprefix(_BOM) if first else buffer)
+        yield number + 1, buffer.removeprefix(_BOM) if first else buffer
+
+
+async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, str | None]]:
+    """(number, text) per line; text is None for a line that is not UTF-8."""
+    async for number, raw in raw_lines(chunks):
+        yield number, _decode(raw)
 
 
 def _decode(raw: bytes) -> str | None:
@@ -238,18 +261,28 @@ NOT_UTF8 = "not UTF-8 text"
 
 
 async def parse_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[Row]:
-    async for number, text in lines(chunks):
-        if text is None:
-            yield Rejected(number, NOT_UTF8)
-            continue
-        if not text.strip():
-            continue
+    async for number, raw in raw_lines(chunks):
         try:
-            raw = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            yield Rejected(number, f"not valid JSON: {exc.msg}")
+            parsed = orjson.loads(raw)  # the bytes as they came: orjson checks the UTF-8
+        except orjson.JSONDecodeError:
+            if (rejected := _not_json(number, raw)) is not None:
+                yield rejected
             continue
-        yield validate_row(number, raw)
+        yield validate_row(number, parsed)
+
+
+def _not_json(number: int, raw: bytes) -> Rejected | None:
+    """Why a line that did not parse is rejected (None: a blank line, skipped)."""
+    text = _decode(raw)
+    if text is None:
+        return Rejected(number, NOT_UTF8)
+    if not text.strip():
+        return None
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return Rejected(number, f"not valid JSON: {exc.msg}")
+    return Rejected(number, "not valid JSON")
 
 
 def csv_header(values: list[str], info: UploadInfo) -> list[str | None]:

@@ -25,7 +25,8 @@ class IngestSettings(ServiceSettings):
     oidc_algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
     upload_max_bytes: int = 64 * 1024 * 1024
     otlp_max_bytes: int = Field(default=32 * 1024 * 1024, description="an OTLP export, decompressed")
-    ingest_batch_rows: int = Field(default=5000, ge=1, le=20_000)
+    # at most the duplicate check's keys per query (UsageFilter.dedup_keys)
+    ingest_batch_rows: int = Field(default=5000, ge=1, le=10_000)
     connector_key: SecretStr | None = Field(
         default=None,
         description="32 bytes, base64: seals the providers' admin keys; required outside development",

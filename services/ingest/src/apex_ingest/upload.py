@@ -17,6 +17,10 @@ from apex_ingest.parsing import Rejected, Row
 
 log = logging.getLogger(__name__)
 MAX_REJECTED_LISTED = 1000
+# Rows read between two turns given to the event loop: parsing never suspends by itself
+# (the body is read a megabyte at a time), and the batch being committed meanwhile waits
+# for the loop at each of its round trips (lease, duplicate check, publish).
+YIELD_EVERY = 200
 
 
 class Upload:
@@ -42,12 +46,17 @@ class Upload:
         self.started = time.perf_counter()
         self.committing_s = 0.0
         self._inflight: asyncio.Task[None] | None = None
+        self._unyielded = 0
 
     @property
     def duplicates_checked(self) -> bool:
         return self.commits.duplicates_checked
 
     async def add(self, row: Row) -> None:
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await asyncio.sleep(0)
         if isinstance(row, Rejected):
             self.rejected_total += 1
             if len(self.rejected) < MAX_REJECTED_LISTED:
@@ -63,26 +72,30 @@ class Upload:
             await self.flush(wait=False)
 
     async def flush(self, *, wait: bool = True) -> None:
-        """Commits the records read so far; with ``wait``, returns once all are committed."""
+        """Commits the records read so far; with ``wait``, returns once all are committed
+        and the tenant's ledger is given back to other uploads."""
         if self._inflight is not None:
             await self._inflight  # at most one batch in flight: memory stays bounded
             self._inflight = None
         if self._batch:
             batch, self._batch = self._batch, []
-            self._inflight = asyncio.create_task(self._commit(batch))
-        if wait and self._inflight is not None:
-            await self._inflight
-            self._inflight = None
+            self._inflight = asyncio.create_task(self._commit(batch, keep=not wait))
+        if wait:
+            if self._inflight is not None:
+                await self._inflight
+                self._inflight = None
+            await self.committer.end(self.commits)
 
     async def abandon(self) -> None:
-        """Lets the batch in flight finish (a no-op when none is)."""
+        """Lets the batch in flight finish (a no-op when none is) and gives the ledger back."""
         if self._inflight is not None:
             await asyncio.gather(self._inflight, return_exceptions=True)
             self._inflight = None
+        await self.committer.end(self.commits)
 
-    async def _commit(self, batch: list[UsageRecord]) -> None:
+    async def _commit(self, batch: list[UsageRecord], *, keep: bool) -> None:
         started = time.perf_counter()
-        outcome = await self.committer.commit(self.commits, batch)
+        outcome = await self.committer.commit(self.commits, batch, keep=keep)
         self.accepted += outcome.accepted
         self.duplicates += outcome.duplicates
         self.committing_s += time.perf_counter() - started

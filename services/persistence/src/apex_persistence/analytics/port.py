@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import orjson
+import pyarrow as pa
 from chdb import ChdbError
 from clickhouse_connect.driver.binding import format_bind_value
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
@@ -46,6 +47,10 @@ class AnalyticsStore(Protocol):
 
     async def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Inserts JSON-serialisable rows into ``<database>.<table>`` as one block."""
+        ...
+
+    async def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Inserts an Arrow table (its columns by name) into ``<database>.<table>``."""
         ...
 
     async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -89,6 +94,10 @@ class _BlockingStore:
             body = b"\n".join(orjson.dumps(row) for row in rows)
             await self._call(self._insert, f"{self.database}.{table}", body)
 
+    async def insert_arrow(self, table: str, data: pa.Table) -> None:
+        if data.num_rows:
+            await self._call(self._insert_arrow, f"{self.database}.{table}", data)
+
     async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         raw = await loop.run_in_executor(self._read_executor, self._select, self.qualify(sql), dict(params))
@@ -98,6 +107,9 @@ class _BlockingStore:
         raise NotImplementedError
 
     def _insert(self, table: str, body: bytes) -> None:
+        raise NotImplementedError
+
+    def _insert_arrow(self, table: str, data: pa.Table) -> None:
         raise NotImplementedError
 
     def _select(self, sql: str, params: dict[str, Any]) -> bytes:
@@ -193,6 +205,12 @@ class ChdbStore(_BlockingStore):
     def _insert(self, table: str, body: bytes) -> None:
         self._engine.session().query(f"INSERT INTO {table} FORMAT JSONEachRow\n{body.decode()}")
 
+    def _insert_arrow(self, table: str, data: pa.Table) -> None:
+        names = ", ".join(data.column_names)
+        arrow_batch = data  # chdb's Python() table function finds the table by this local name
+        self._engine.session().query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_batch)")
+        del arrow_batch
+
     def _select(self, sql: str, params: dict[str, Any]) -> bytes:
         return bytes(self._engine.reader().query(sql, "JSONEachRow", params=_bound(params)).bytes())
 
@@ -233,6 +251,9 @@ class ClickHouseServerStore(_BlockingStore):
 
     def _insert(self, table: str, body: bytes) -> None:
         self._open().raw_insert(table, insert_block=body, fmt="JSONEachRow")
+
+    def _insert_arrow(self, table: str, data: pa.Table) -> None:
+        self._open().insert_arrow(table, data)
 
     def _select(self, sql: str, params: dict[str, Any]) -> bytes:
         return bytes(self._open().raw_query(sql, parameters=params, fmt="JSONEachRow"))

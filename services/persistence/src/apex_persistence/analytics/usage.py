@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from apex_contracts import UsageRecord, validate_id
+import pyarrow as pa
+
+from apex_contracts import UsageColumns, UsageRecord, validate_id
 from apex_contracts.pricing import ModelPrice, PriceCatalogue
 from apex_contracts.queries import UsageAggregate, UsageFilter, UsageRows, UsageSummary
 from apex_contracts.report import ModelUsage, Period
+from apex_contracts.usage_columns import epoch_ms
 from apex_persistence.analytics.aggregate import compile_aggregate, normalise
 from apex_persistence.analytics.port import AnalyticsStore
-from apex_persistence.analytics.rows import ch_time, usage_row
+from apex_persistence.analytics.usage_batch import usage_table
 from apex_persistence.analytics.versions import AnswerCache, Versions, usage_key, version_or_none
 from apex_persistence.views import UsageSummaryView
 
@@ -39,17 +42,19 @@ class UsageLedger:
         self.versions = versions
         self.answers = answers or AnswerCache()
 
-    async def ingest(self, tenant_id: str, records: Sequence[UsageRecord]) -> int:
+    async def ingest(self, tenant_id: str, records: Sequence[UsageRecord] | UsageColumns) -> int:
         """Stores the records for the tenant, priced where they carry no cost; a record
         stored before (same dedup key) replaces itself. Returns the number of rows sent."""
         tenant_id = validate_id(tenant_id, "ten")
-        now = ch_time(self.clock())
-        rows = [usage_row(tenant_id, record, self.catalogue, now) for record in records]
-        for start in range(0, len(rows), _INSERT_CHUNK):
-            await self.store.insert("llm_usage", rows[start : start + _INSERT_CHUNK])
-        if self.versions is not None and rows:
+        columns = records if isinstance(records, UsageColumns) else UsageColumns.of(records)
+        if not len(columns):
+            return 0
+        table = usage_table(tenant_id, columns, self.catalogue, epoch_ms(self.clock()))
+        for batch in table.to_batches(max_chunksize=_INSERT_CHUNK):
+            await self.store.insert_arrow("llm_usage", pa.Table.from_batches([batch]))
+        if self.versions is not None:
             await self.versions.bump(usage_key(tenant_id))  # after the rows: see analytics/versions.py
-        return len(rows)
+        return len(columns)
 
     async def aggregate(self, query: UsageAggregate) -> UsageRows:
         """The query's rows; an answer read at the tenant's current version is reused

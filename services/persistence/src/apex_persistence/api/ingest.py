@@ -35,7 +35,7 @@ class UsageIngestHandler:
         async def store() -> int:
             try:
                 return await self.breaker.call(
-                    lambda: self.ledger.ingest(command.tenant_id, command.data.records), self.ledger.failures
+                    lambda: self.ledger.ingest(command.tenant_id, command.data.batch()), self.ledger.failures
                 )
             except unavailable as exc:
                 log.warning("usage batch %s waits for ClickHouse: %r", command.data.batch_id, exc)
