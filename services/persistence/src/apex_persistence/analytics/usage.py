@@ -5,6 +5,7 @@ version is answered from ``AnswerCache`` (``analytics/versions.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -49,7 +50,11 @@ class UsageLedger:
         columns = records if isinstance(records, UsageColumns) else UsageColumns.of(records)
         if not len(columns):
             return 0
-        table = usage_table(tenant_id, columns, self.catalogue, epoch_ms(self.clock()))
+        # Off the event loop: pricing a batch is thousands of lookups, and pyarrow's first
+        # time conversion in a process loads pandas (about a second).
+        table = await asyncio.to_thread(
+            usage_table, tenant_id, columns, self.catalogue, epoch_ms(self.clock())
+        )
         for batch in table.to_batches(max_chunksize=_INSERT_CHUNK):
             await self.store.insert_arrow("llm_usage", pa.Table.from_batches([batch]))
         if self.versions is not None:
