@@ -69,8 +69,9 @@ class UsageColumns(Model):
         return len(self.dedup_key)
 
     @classmethod
-    def of(cls, records: Sequence[UsageRecord]) -> UsageColumns:
-        """The columns of validated records (nothing is checked again)."""
+    def of(cls, records: Sequence[UsageRecord], keys: Sequence[str] | None = None) -> UsageColumns:
+        """The columns of validated records (nothing is checked again); ``keys``, their
+        ``dedup_key()`` when the caller has them already."""
         return cls.model_construct(
             ts_ms=[epoch_ms(r.ts) for r in records],
             provider=[r.provider for r in records],
@@ -87,5 +88,5 @@ class UsageColumns(Model):
             prompt_hash=[r.prompt_hash for r in records],
             request_id=[r.request_id for r in records],
             service_tier=[r.service_tier for r in records],
-            dedup_key=[r.dedup_key() for r in records],
+            dedup_key=list(keys) if keys is not None else [r.dedup_key() for r in records],
         )

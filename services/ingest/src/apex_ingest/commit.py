@@ -147,13 +147,14 @@ class UsageCommitter:
         lease = await self._lease_for(upload)
         try:
             await self._read_waiting(upload)
-            fresh = [r for r in batch if hash(r.dedup_key()) not in upload._waiting]
-            stored = await self._stored(upload, fresh)
-            fresh = [r for r in fresh if r.dedup_key() not in stored]
+            # each record's key once: without a request_id, it hashes the record's JSON
+            keyed = [(r, k) for r in batch if hash(k := r.dedup_key()) not in upload._waiting]
+            stored = await self._stored(upload, [k for _, k in keyed])
+            fresh = [(r, k) for r, k in keyed if k not in stored]
             if lease.lost:
                 raise _LeaseSlipped(lease.name)
             if fresh:
-                await self._publish(upload, fresh)
+                await self._publish(upload, [r for r, _ in fresh], [k for _, k in fresh])
         except BaseException:
             await self.end(upload)
             raise
@@ -172,10 +173,9 @@ class UsageCommitter:
             for key in _keys_of(data):
                 upload._waiting.add(hash(key))
 
-    async def _stored(self, upload: UploadCommits, batch: list[UsageRecord]) -> set[str]:
-        if not upload.duplicates_checked or not batch:
+    async def _stored(self, upload: UploadCommits, keys: list[str]) -> set[str]:
+        if not upload.duplicates_checked or not keys:
             return set()
-        keys = [r.dedup_key() for r in batch]
         query = UsageAggregate(
             tenant_id=upload.tenant_id,
             group_by=["dedup_key"],
@@ -193,13 +193,13 @@ class UsageCommitter:
             return set()
         return {str(r["dedup_key"]) for r in found.rows}
 
-    async def _publish(self, upload: UploadCommits, records: list[UsageRecord]) -> None:
+    async def _publish(self, upload: UploadCommits, records: list[UsageRecord], keys: list[str]) -> None:
         command = UsageIngest(
             id=usage_ingest_id(upload.batch_id, upload.parts),
             tenant_id=upload.tenant_id,
             user_id=upload.user_id,
             data=UsageIngestData(
-                batch_id=upload.batch_id, source=upload.source, columns=UsageColumns.of(records)
+                batch_id=upload.batch_id, source=upload.source, columns=UsageColumns.of(records, keys)
             ),
         )
         seq = await self.bus.publish(command, subjects.usage_ingest(upload.tenant_id))
