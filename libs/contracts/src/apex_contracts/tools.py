@@ -9,8 +9,10 @@ traced to the SQL that produced it. Savings are given for the period analysed
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
+import orjson
 from pydantic import Field
 
 from apex_contracts.envelope import Model
@@ -365,8 +367,16 @@ TOOL_SPECS: dict[str, tuple[type[Model], type[ToolResult], str]] = {
 
 
 def tool_schemas(names: list[str] | None = None) -> list[dict[str, Any]]:
-    """OpenAI-style function definitions for every tool (or those named)."""
-    return [
+    """OpenAI-style function definitions for every tool (or those named), each a fresh
+    copy: a model's call asks for them every time, and generating a JSON schema costs more
+    than the rest of the request."""
+    return [orjson.loads(_tool_schema(name)) for name in TOOL_SPECS if names is None or name in names]
+
+
+@functools.cache
+def _tool_schema(name: str) -> bytes:
+    input_model, _result, description = TOOL_SPECS[name]
+    return orjson.dumps(
         {
             "type": "function",
             "function": {
@@ -375,6 +385,4 @@ def tool_schemas(names: list[str] | None = None) -> list[dict[str, Any]]:
                 "parameters": input_model.model_json_schema(),
             },
         }
-        for name, (input_model, _result, description) in TOOL_SPECS.items()
-        if names is None or name in names
-    ]
+    )

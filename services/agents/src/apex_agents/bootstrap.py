@@ -13,7 +13,16 @@ from apex_agents.handlers import build_router
 from apex_agents.metrics import agents_metrics
 from apex_agents.settings import AgentsSettings
 from apex_agents.stepper import StepRunner
-from apex_contracts import AgentFailed, AgentFailedData, AgentStep, ErrorCode, ErrorInfo, Scope, parse_command
+from apex_contracts import (
+    AgentFailed,
+    AgentFailedData,
+    AgentStep,
+    ErrorCode,
+    ErrorInfo,
+    Scope,
+    parse_command,
+    price_table,
+)
 from apex_contracts.dedupe_ids import agent_event_id
 from apex_contracts.streams import AGENT_STEP_CONSUMER, with_capacity
 from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
@@ -89,6 +98,7 @@ async def main(stop: asyncio.Event, settings: AgentsSettings | None = None) -> N
     await bus.ensure_consumer(consumer)
     host.broker.add_middleware(poison_guard(bus.dead_letter, on_poison, [consumer]))
     host.include(build_router(runner, settings.agents_max_concurrent, consumer))
+    await asyncio.to_thread(price_table.load)  # before the first run, not in it
     await host.start()
     host.watch_consumers(consumer)
     await stop.wait()

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from apex_contracts import ErrorCode, subjects
+from apex_contracts import ErrorCode, price_table, subjects
 from apex_contracts.auth import SessionRevoked
 from apex_contracts.frames import CLOSE_UNAUTHORIZED
 from apex_contracts.health import SERVICES
@@ -246,6 +246,7 @@ async def main(stop: asyncio.Event, settings: GatewaySettings | None = None) -> 
         await watch_revocations(services, bus)
         bus_api = GatewayBusApi(bus, services.messages)  # service accounts' requests (docs/bus-api.md)
         await bus_api.start()
+        await asyncio.to_thread(price_table.load)  # before the first price asked, not in it
         await host.start(
             create_app(services, http),
             ws_max_size=settings.ws_max_frame_bytes,

@@ -13,7 +13,7 @@ from chdb import ChdbError
 from clickhouse_connect.driver.exceptions import DatabaseError as ClickHouseDatabaseError
 from pydantic import ValidationError
 
-from apex_contracts import ErrorCode, ErrorInfo, Unavailable, UsageIngest
+from apex_contracts import ErrorCode, ErrorInfo, Unavailable, UsageIngest, price_table
 from apex_contracts.pricing import PriceCatalogue
 from apex_contracts.streams import KV_LEASES, PROJECTED, RETIRED_CONSUMERS, USAGE_INGEST_CONSUMER
 from apex_persistence.analytics.ddl import LATEST as ANALYTICS_LATEST
@@ -144,6 +144,7 @@ class PersistenceService:
             )
             self.runners.append(runner)
         self._wire_bus()
+        await asyncio.to_thread(price_table.load)  # before the first run, not in it
         await self.host.start()
         self.host.watch_consumers(USAGE_INGEST_CONSUMER)  # the upload backlog on /metrics
         await delete_retired_consumers(bus)

@@ -6,7 +6,7 @@ import asyncio
 
 from pydantic import ValidationError
 
-from apex_contracts import ErrorCode, ErrorInfo, ToolCall, parse_command
+from apex_contracts import ErrorCode, ErrorInfo, ToolCall, parse_command, price_table
 from apex_contracts.streams import KV_TOOL_LEDGER, TOOL_CALL_CONSUMER, with_capacity
 from apex_runtime import ServiceHost, configure_logging, configure_tracing, poison_guard
 from apex_tools.executor import ToolExecutor
@@ -60,6 +60,7 @@ async def main(
     await bus.ensure_consumer(consumer)
     host.broker.add_middleware(poison_guard(bus.dead_letter, on_poison, [consumer]))
     host.include(build_router(executor, settings.tools_max_concurrent, consumer))
+    await asyncio.to_thread(price_table.load)  # before the first run, not in it
     await host.start()
     host.watch_consumers(consumer)
     await stop.wait()
