@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import orjson
 
 from apex_contracts import UsageRecord
-from apex_ingest.parsing import UploadInfo, parse_csv, parse_ndjson
+from apex_ingest.parsing import UploadInfo
+from apex_ingest.readers import parse_csv, parse_ndjson
 
 
 async def chunks(data: bytes) -> AsyncIterator[bytes]:

@@ -12,7 +12,8 @@ import pytest
 
 from apex_contracts import InvalidInput, UsageRecord
 from apex_ingest import otlp
-from apex_ingest.parsing import Rejected, UploadInfo, detect_format, parse_csv, parse_json, parse_ndjson
+from apex_ingest.parsing import Rejected, UploadInfo, detect_format
+from apex_ingest.readers import parse_csv, parse_json, parse_ndjson
 
 
 async def chunks(data: bytes, size: int = 7) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ from faststream.nats.security import NatsCredentials, NatsSecurity
 
 from apex_contracts import ErrorCode, Unavailable
 from apex_contracts.streams import ConsumerSpec
+from apex_runtime import gctune
 from apex_runtime.bus import NatsBus, nats_servers
 from apex_runtime.consumers import RunCancellations
 from apex_runtime.lag import watch_consumer_lag
@@ -130,6 +131,7 @@ class ServiceHost:
             )
         self._tasks.extend(task for _server, task in self._servers)
         self._tasks.append(asyncio.create_task(heartbeat_loop(self.bus, self.health, self._stop)))
+        gctune.settle()  # what the service built to get here lives as long as it does
         log.info("%s ready on :%d", self.service, self.http_port)
 
     @property

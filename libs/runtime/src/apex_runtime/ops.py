@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from apex_contracts import Heartbeat, subjects
 from apex_contracts.health import HEARTBEAT_INTERVAL_S
-from apex_runtime import waitfor
+from apex_runtime import gctune, waitfor
 from apex_runtime.breaker import CircuitBreaker
 from apex_runtime.port import Bus
 from apex_runtime.topology import TRANSIENT_NATS_ERRORS
@@ -205,8 +205,10 @@ async def serve_http(
 
 def run_process(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Runs ``main(stop)`` on uvloop; SIGTERM and SIGINT set ``stop``. On Python 3.11
-    ``asyncio.wait_for`` is first given 3.12's behaviour (``apex_runtime.waitfor``)."""
+    ``asyncio.wait_for`` is first given 3.12's behaviour (``apex_runtime.waitfor``); the
+    garbage collector is set for a service (``apex_runtime.gctune``)."""
     waitfor.install()
+    gctune.tune()
 
     async def wrapper() -> None:
         stop = asyncio.Event()

@@ -11,7 +11,7 @@ from typing import Any
 from apex_contracts.busapi import INGEST_QUEUE, OP_USAGE_INGEST
 from apex_ingest.commit import UsageCommitter
 from apex_ingest.metrics import IngestMetrics
-from apex_ingest.parsing import parse_ndjson
+from apex_ingest.readers import ndjson_blocks
 from apex_ingest.upload import Upload
 from apex_runtime import Bus
 from apex_runtime.busresponder import BusApiResponder
@@ -39,8 +39,8 @@ class IngestBusApi:
     async def usage_ingest(self, tenant_id: str, user_id: str, data: bytes) -> dict[str, Any]:
         upload = Upload(self._committer, tenant_id, user_id, "ndjson", batch_rows=self._batch_rows)
         try:
-            async for row in parse_ndjson(_once(data)):
-                await upload.add(row)
+            async for block in ndjson_blocks(_once(data)):
+                await upload.add_block(block)
             await upload.flush()
         finally:
             await upload.abandon()  # a failed upload's batch in flight still completes

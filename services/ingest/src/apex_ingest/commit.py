@@ -99,19 +99,26 @@ class UsageCommitter:
         return UploadCommits(tenant_id, user_id, batch_id, source)
 
     async def commit(
-        self, upload: UploadCommits, batch: list[UsageRecord], *, keep: bool = False
+        self,
+        upload: UploadCommits,
+        batch: list[UsageRecord],
+        *,
+        keep: bool = False,
+        keys: list[str] | None = None,
     ) -> Committed:
         """Commits the batch's new records; returns how many were new and how many were
         already committed. Raises Unavailable when the bus or the lease cannot be had.
         With ``keep`` (more batches follow), the upload may keep the tenant's lease for
-        its next batch: the caller then ends with ``end``."""
+        its next batch: the caller then ends with ``end``. ``keys``: the records'
+        ``dedup_key()`` when the caller has them already."""
+        keys = keys if keys is not None else [r.dedup_key() for r in batch]
         # A lease that slipped while the batch was checked is the one retried condition:
         # another committer may have gone ahead, so the batch is looked at again.
         retrying = stamina.AsyncRetryingCaller(
             attempts=ATTEMPTS, timeout=None, wait_initial=0.05, wait_max=0.5, wait_jitter=0.05
         )
         try:
-            return await retrying(_LeaseSlipped, self._commit_under_lease, upload, batch, keep)
+            return await retrying(_LeaseSlipped, self._commit_under_lease, upload, batch, keys, keep)
         except TimeoutError as exc:
             raise Unavailable(
                 "Another upload of this tenant holds the usage ledger; try again shortly.",
@@ -142,13 +149,13 @@ class UsageCommitter:
         return upload._lease
 
     async def _commit_under_lease(
-        self, upload: UploadCommits, batch: list[UsageRecord], keep: bool
+        self, upload: UploadCommits, batch: list[UsageRecord], keys: list[str], keep: bool
     ) -> Committed:
         lease = await self._lease_for(upload)
         try:
             await self._read_waiting(upload)
-            # each record's key once: without a request_id, it hashes the record's JSON
-            keyed = [(r, k) for r in batch if hash(k := r.dedup_key()) not in upload._waiting]
+            waiting = upload._waiting
+            keyed = [(r, k) for r, k in zip(batch, keys, strict=True) if hash(k) not in waiting]
             stored = await self._stored(upload, [k for _, k in keyed])
             fresh = [(r, k) for r, k in keyed if k not in stored]
             if lease.lost:

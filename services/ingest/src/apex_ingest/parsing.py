@@ -1,28 +1,22 @@
-"""Reading usage uploads (JSON, NDJSON, CSV) record by record from a byte stream, so an
-upload of any size is never held in memory: good records come out as ``UsageRecord``,
-bad ones as ``Rejected(line, reason)``.
+"""What an upload's records mean: good records come out as ``UsageRecord``, bad ones as
+``Rejected(line, reason)`` (``readers.py`` reads them from the byte stream, so an upload
+of any size is never held in memory).
 
-Each line is decoded on its own, so bytes that are not UTF-8 reject their line, not the
-upload. A JSON document is split into its records as it arrives (``JsonRecords``); its
-"line" is the line the record starts on. CSV headers and JSON keys may use the common
+CSV headers and JSON keys may use the common
 export names (``timestamp``, ``input_tokens``, ``cache_creation_input_tokens``...,
 ``COLUMN_ALIASES``); CSV columns Apex does not know are ignored and named; a header
 without the required columns refuses the whole upload."""
 
 from __future__ import annotations
 
-import csv
 import functools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from apex_contracts import InvalidInput
 from apex_contracts.usage import USAGE_FIELDS, UsageRecord
-from apex_ingest.jsonstream import JsonRecords
 
 UNCACHED = "uncached_prompt_tokens"
 
@@ -198,24 +192,64 @@ def _add(a: Any, b: Any) -> Any:
         return a  # not (finite) numbers: the record's validation names the field
 
 
-def validate_row(line: int, raw: Any) -> Row:
+Candidate = tuple[int, dict[str, Any]]  # a record's line and its fields in Apex's names
+_RECORDS: TypeAdapter[list[UsageRecord]] = TypeAdapter(list[UsageRecord])
+
+
+def candidate(line: int, raw: Any) -> Candidate | Rejected:
+    """A decoded JSON record's fields in Apex's names, or why it is refused before that."""
     if not isinstance(raw, dict):
         return Rejected(line, "a record is a JSON object")
     if "tenant_id" in raw:
         return Rejected(line, "tenant_id is not accepted in uploads: records belong to your tenant")
     if _plain(tuple(raw)):  # the common case: ``combine`` would only drop the empty values
-        try:
-            return UsageRecord.model_validate({k: v for k, v in raw.items() if v != "" and v is not None})
-        except ValidationError as exc:
-            return Rejected(line, reason_of(exc))
-    return validate_pairs(line, list(raw.items()))
+        return line, {k: v for k, v in raw.items() if v != "" and v is not None}
+    return line, combine(list(raw.items()))
+
+
+def validate_candidates(items: list[Candidate | Rejected]) -> list[Row]:
+    """Each candidate as a ``UsageRecord`` or ``Rejected`` with its first problem, in
+    order. The candidates are validated together (one call into pydantic for the lot);
+    when some fail, those are validated one by one for their reasons and the rest
+    together again."""
+    out: list[Row] = []
+    pending: list[tuple[int, Candidate]] = []  # (index in out, candidate)
+    for item in items:
+        if not isinstance(item, Rejected):
+            pending.append((len(out), item))
+        out.append(item if isinstance(item, Rejected) else _UNSET)
+    try:
+        records = _RECORDS.validate_python([fields for _, (_, fields) in pending])
+    except ValidationError as exc:
+        bad = {int(e["loc"][0]) for e in exc.errors(include_url=False, include_input=False) if e["loc"]}
+        for n in bad:
+            index, item = pending[n]
+            out[index] = _one(item)
+        pending = [p for n, p in enumerate(pending) if n not in bad]
+        records = _RECORDS.validate_python([fields for _, (_, fields) in pending])
+    for (index, _), record in zip(pending, records, strict=True):
+        out[index] = record
+    return out
+
+
+_UNSET = Rejected(0, "")
+
+
+def _one(item: Candidate) -> Row:
+    line, fields = item
+    try:
+        return UsageRecord.model_validate(fields)
+    except ValidationError as exc:
+        return Rejected(line, reason_of(exc))
+
+
+def validate_row(line: int, raw: Any) -> Row:
+    item = candidate(line, raw)
+    return item if isinstance(item, Rejected) else _one(item)
 
 
 def validate_pairs(line: int, pairs: list[tuple[str, Any]]) -> Row:
-    try:
-        return UsageRecord.model_validate(combine(pairs))
-    except ValidationError as exc:
-        return Rejected(line, reason_of(exc))
+    return _one((line, combine(pairs)))
 
 
 def reason_of(exc: Exception) -> str:
@@ -225,64 +259,6 @@ def reason_of(exc: Exception) -> str:
     first = exc.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(p) for p in first["loc"]) or "record"
     return f"{where}: {first['msg']}"
-
-
-async def raw_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """(number, bytes) per line, the BOM dropped."""
-    buffer = b""
-    number = 0
-    first = True
-    async for chunk in chunks:
-        buffer += chunk
-        if first and len(buffer) >= 3:
-            buffer, first = buffer.removeprefix(_BOM), False
-        *complete, buffer = buffer.split(b"\n")
-        for raw in complete:
-            number += 1
-            yield number, raw
-    if buffer:
-        yield number + 1, buffer.removeprefix(_BOM) if first else buffer
-
-
-async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, str | None]]:
-    """(number, text) per line; text is None for a line that is not UTF-8."""
-    async for number, raw in raw_lines(chunks):
-        yield number, _decode(raw)
-
-
-def _decode(raw: bytes) -> str | None:
-    try:
-        return raw.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError:
-        return None
-
-
-NOT_UTF8 = "not UTF-8 text"
-
-
-async def parse_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[Row]:
-    async for number, raw in raw_lines(chunks):
-        try:
-            parsed = orjson.loads(raw)  # the bytes as they came: orjson checks the UTF-8
-        except orjson.JSONDecodeError:
-            if (rejected := _not_json(number, raw)) is not None:
-                yield rejected
-            continue
-        yield validate_row(number, parsed)
-
-
-def _not_json(number: int, raw: bytes) -> Rejected | None:
-    """Why a line that did not parse is rejected (None: a blank line, skipped)."""
-    text = _decode(raw)
-    if text is None:
-        return Rejected(number, NOT_UTF8)
-    if not text.strip():
-        return None
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        return Rejected(number, f"not valid JSON: {exc.msg}")
-    return Rejected(number, "not valid JSON")
 
 
 def csv_header(values: list[str], info: UploadInfo) -> list[str | None]:
@@ -298,49 +274,3 @@ def csv_header(values: list[str], info: UploadInfo) -> list[str | None]:
         )
     info.ignored_columns = [v for v, f in zip(values, fields, strict=True) if f not in KNOWN_FIELDS]
     return [v if f in KNOWN_FIELDS else None for v, f in zip(values, fields, strict=True)]
-
-
-async def parse_csv(chunks: AsyncIterator[bytes], info: UploadInfo | None = None) -> AsyncIterator[Row]:
-    info = info or UploadInfo()
-    header: list[str | None] | None = None
-    pending = ""
-    start = 0
-    async for number, text in lines(chunks):
-        if text is None:
-            pending = ""
-            yield Rejected(number, NOT_UTF8)
-            continue
-        if not pending and not text.strip():
-            continue
-        pending, start = (pending + "\n" + text, start) if pending else (text, number)
-        if pending.count('"') % 2:
-            continue  # a quoted field goes on on the next line
-        values, pending = next(csv.reader([pending])), ""
-        if header is None:
-            header = csv_header(values, info)
-            continue
-        if len(values) != len(header):
-            yield Rejected(start, f"expected {len(header)} columns, found {len(values)}")
-            continue
-        yield validate_pairs(
-            start, [(name, value) for name, value in zip(header, values, strict=True) if name]
-        )
-    if pending:
-        yield Rejected(start, "a quoted field is never closed")
-
-
-async def parse_json(chunks: AsyncIterator[bytes]) -> AsyncIterator[Row]:
-    scanner = JsonRecords()
-    async for chunk in chunks:
-        for line, raw in scanner.feed(chunk):
-            yield _json_row(line, raw)
-    scanner.finish()
-
-
-def _json_row(line: int, raw: bytes | dict[str, Any]) -> Row:
-    try:
-        return validate_row(line, raw if isinstance(raw, dict) else orjson.loads(raw))
-    except orjson.JSONDecodeError as exc:
-        return Rejected(line, f"not valid JSON: {exc.msg}")
-    except UnicodeDecodeError:
-        return Rejected(line, NOT_UTF8)

@@ -43,6 +43,7 @@ class Upload:
         self.rejected: list[dict[str, Any]] = []
         self._seen: set[int] = set()  # hashes of this upload's record keys
         self._batch: list[UsageRecord] = []
+        self._keys: list[str] = []  # the batch's dedupe keys
         self.started = time.perf_counter()
         self.committing_s = 0.0
         self._inflight: asyncio.Task[None] | None = None
@@ -57,19 +58,33 @@ class Upload:
         if self._unyielded >= YIELD_EVERY:
             self._unyielded = 0
             await asyncio.sleep(0)
+        if self._take(row) and len(self._batch) >= self.batch_rows:
+            await self.flush(wait=False)
+
+    async def add_block(self, rows: list[Row]) -> None:
+        """``add`` for each row of a block (``readers.py``), giving the loop one turn."""
+        for row in rows:
+            if self._take(row) and len(self._batch) >= self.batch_rows:
+                await self.flush(wait=False)
+        await asyncio.sleep(0)
+
+    def _take(self, row: Row) -> bool:
+        """Counts a rejected row or a duplicate within the upload; True when the row joined
+        the batch."""
         if isinstance(row, Rejected):
             self.rejected_total += 1
             if len(self.rejected) < MAX_REJECTED_LISTED:
                 self.rejected.append({"line": row.line, "error": row.error})
-            return
-        key = hash(row.dedup_key())
-        if key in self._seen:
+            return False
+        key = row.dedup_key()
+        hashed = hash(key)
+        if hashed in self._seen:
             self.duplicates += 1
-            return
-        self._seen.add(key)
+            return False
+        self._seen.add(hashed)
         self._batch.append(row)
-        if len(self._batch) >= self.batch_rows:
-            await self.flush(wait=False)
+        self._keys.append(key)
+        return True
 
     async def flush(self, *, wait: bool = True) -> None:
         """Commits the records read so far; with ``wait``, returns once all are committed
@@ -78,8 +93,8 @@ class Upload:
             await self._inflight  # at most one batch in flight: memory stays bounded
             self._inflight = None
         if self._batch:
-            batch, self._batch = self._batch, []
-            self._inflight = asyncio.create_task(self._commit(batch, keep=not wait))
+            batch, keys, self._batch, self._keys = self._batch, self._keys, [], []
+            self._inflight = asyncio.create_task(self._commit(batch, keys, keep=not wait))
         if wait:
             if self._inflight is not None:
                 await self._inflight
@@ -93,9 +108,9 @@ class Upload:
             self._inflight = None
         await self.committer.end(self.commits)
 
-    async def _commit(self, batch: list[UsageRecord], *, keep: bool) -> None:
+    async def _commit(self, batch: list[UsageRecord], keys: list[str], *, keep: bool) -> None:
         started = time.perf_counter()
-        outcome = await self.committer.commit(self.commits, batch, keep=keep)
+        outcome = await self.committer.commit(self.commits, batch, keep=keep, keys=keys)
         self.accepted += outcome.accepted
         self.duplicates += outcome.duplicates
         self.committing_s += time.perf_counter() - started

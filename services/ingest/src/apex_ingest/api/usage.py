@@ -20,7 +20,8 @@ from apex_contracts import ErrorCode, InvalidInput
 from apex_ingest import otlp
 from apex_ingest.body import decoded, encoding_of, read_all
 from apex_ingest.deps import CurrentUser, IngestServices, Services
-from apex_ingest.parsing import UploadInfo, detect_format, parse_csv, parse_json, parse_ndjson
+from apex_ingest.parsing import UploadInfo, detect_format
+from apex_ingest.readers import blocks_of
 from apex_ingest.upload import Upload
 from apex_runtime.tokens import Principal
 
@@ -48,10 +49,9 @@ async def upload_usage(request: Request, who: CurrentUser, services: Services) -
     upload.kind = detect_format(request.headers.get("content-type", ""), first)
     info = UploadInfo()
     body = _prepend(first, chunks)
-    rows = {"csv": parse_csv(body, info), "ndjson": parse_ndjson(body), "json": parse_json(body)}[upload.kind]
     try:
-        async for row in rows:
-            await upload.add(row)
+        async for block in blocks_of(upload.kind, body, info):
+            await upload.add_block(block)
         await upload.flush()
     finally:
         await upload.abandon()  # a failed upload's batch in flight still completes
