@@ -1,5 +1,6 @@
 """What a service pays once, paid before its first run: the price table is read by
-``price_table.load`` (each pricing service calls it as it starts), and the tools'
+``price_table.load`` (each pricing service calls it as it starts), pandas (which
+pyarrow's first conversion loads) by persistence's ``usage_batch.warm``, and the tools'
 JSON schemas, which a model's call sends every time, are generated once."""
 
 from __future__ import annotations
@@ -34,3 +35,17 @@ def test_tool_schemas_are_pydantics_schemas_and_each_call_gets_its_own_copy() ->
     assert second[0]["function"]["parameters"]["title"] != "changed by a caller"
     assert tool_schemas()[0] == second[0]
     assert [s["function"]["name"] for s in tool_schemas(["usage_coverage"])] == ["usage_coverage"]
+
+
+def test_persistence_warm_loads_what_pyarrows_first_conversion_would() -> None:
+    script = (
+        "import sys\n"
+        "from apex_persistence.analytics import usage_batch\n"
+        "assert 'pandas' not in sys.modules, 'loaded before warm()'\n"
+        "usage_batch.warm()\n"
+        "assert 'pandas' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from apex_contracts import ErrorCode, ErrorInfo, Unavailable, UsageIngest, price_table
 from apex_contracts.pricing import PriceCatalogue
 from apex_contracts.streams import KV_LEASES, PROJECTED, RETIRED_CONSUMERS, USAGE_INGEST_CONSUMER
+from apex_persistence.analytics import usage_batch
 from apex_persistence.analytics.ddl import LATEST as ANALYTICS_LATEST
 from apex_persistence.analytics.ddl import applied_versions, migrate_analytics
 from apex_persistence.analytics.port import AnalyticsStore, open_store
@@ -145,6 +146,7 @@ class PersistenceService:
             self.runners.append(runner)
         self._wire_bus()
         await asyncio.to_thread(price_table.load)  # before the first run, not in it
+        await asyncio.to_thread(usage_batch.warm)  # before the first upload
         await self.host.start()
         self.host.watch_consumers(USAGE_INGEST_CONSUMER)  # the upload backlog on /metrics
         await delete_retired_consumers(bus)

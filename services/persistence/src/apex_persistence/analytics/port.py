@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import pyarrow as pa
 from chdb import ChdbError
-from clickhouse_connect.driver.binding import format_bind_value
+from clickhouse_connect.driver.binding import format_bind_value, must_escape
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
 
 from apex_persistence.analytics.cluster import clustered
@@ -266,7 +266,18 @@ class ClickHouseServerStore(_BlockingStore):
 
 def _bound(params: dict[str, Any]) -> dict[str, str]:
     """Parameters as the server receives them from clickhouse-connect (same escaping)."""
-    return {name: format_bind_value(value) for name, value in params.items()}
+    return {name: _bind(value) for name, value in params.items()}
+
+
+_ESCAPED = str.maketrans({c: "\\" + c for c in must_escape})
+
+
+def _bind(value: Any) -> str:
+    """``format_bind_value``, but a list of strings (a duplicate check's 5,000 keys) is
+    escaped a string at a time, not a character at a time (5.5 ms instead of 18)."""
+    if isinstance(value, list) and all(type(v) is str for v in value):
+        return "[" + ", ".join(f"'{v.translate(_ESCAPED)}'" for v in value) + "]"
+    return str(format_bind_value(value))
 
 
 def open_store(url: str | None, chdb_path: Path, database: str, cluster: str | None = None) -> AnalyticsStore:

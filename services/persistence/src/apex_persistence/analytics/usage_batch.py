@@ -56,6 +56,12 @@ def costs(columns: UsageColumns, catalogue: PriceCatalogue) -> tuple[list[float]
     return out_costs, out_sources
 
 
+def warm() -> None:
+    """Converts one value now: pyarrow's first conversion of Python values loads pandas
+    (about a second of CPU), which the service pays as it starts, not in its first upload."""
+    pa.array([0], _TIME)
+
+
 def usage_table(
     tenant_id: str, columns: UsageColumns, catalogue: PriceCatalogue, ingested_at_ms: int
 ) -> pa.Table:
