@@ -77,6 +77,10 @@ class AgentStepData(Model):
     # the thread's seq just before the run's first event: the step reads the thread from
     # there, not from its start (0: from the start, as a command without it says)
     after_seq: int = Field(default=0, ge=0)
+    # the thread's last seq the orchestrator had read when it sent the step: a first
+    # delivery reads the thread through there, without asking the log for its last seq
+    # (0: it asks, as a redelivery always does)
+    seen_seq: int = Field(default=0, ge=0)
 
 
 class AgentStep(Envelope):

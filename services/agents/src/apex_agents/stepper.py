@@ -240,8 +240,15 @@ class StepRunner:
         of it has streamed (this one is stale); else where to scan tool results from (the
         step's own ``agent_started`` if an earlier attempt got that far) and the messages
         earlier attempts streamed. Reads the run's part of the thread (from the command's
-        ``after_seq``), which the watch holds once it caught up with the log."""
-        await watch.through(await self.bus.last_seq(subject), timeout=self.tool_wait_s)
+        ``after_seq``), which the watch holds once it caught up with the log: on a first
+        delivery, through the ``seen_seq`` the orchestrator had read when it sent the step
+        (a run that stops after that reaches the step through its stopper; an outcome
+        stored after it can only be another worker's, of a step the orchestrator sent
+        again while that worker ran it, a race that reading the log's last seq narrows by
+        no more than the command's time in the queue); on a redelivery, through the log's
+        last seq, where this step's earlier attempts are."""
+        through = command.data.seen_seq if attempt == 1 else 0
+        await watch.through(through or await self.bus.last_seq(subject), timeout=self.tool_wait_s)
         start = Start()
         step = command.data.step
         for held in watch.after(command.data.after_seq):

@@ -349,6 +349,7 @@ class RunDriver:
                         budget_llm_tokens=max(0, self.limits.max_llm_tokens - state.llm_tokens),
                         deadline_ms=agent_deadline_ms(self.limits.step_timeout_s),
                         after_seq=max(0, state.first_seq - 1),
+                        seen_seq=state.last_seq,
                     ),
                     id=agent_step_id(run.run_id, step),
                     agent=agent,  # type: ignore[arg-type]
