@@ -47,7 +47,7 @@ class PersistenceSettings(ServiceSettings):
         default=0.02, ge=0, le=5, description="how long a projector gathers a batch (Postgres, Redis)"
     )
     analytics_linger_s: float = Field(
-        default=0.1,
+        default=0.15,
         ge=0,
         le=5,
         description="how long the ClickHouse projector gathers a batch: fewer, larger inserts"
