@@ -11,18 +11,21 @@ import sys
 from apex_contracts.tools import TOOL_SPECS, tool_schemas
 
 
-def test_load_reads_the_bundled_price_table_so_the_first_lookup_does_not() -> None:
+def _loaded_by(setup: str, call: str, module: str) -> None:
+    """In a fresh interpreter: ``module`` is not loaded after ``setup``, and is after ``call``."""
     script = (
-        "import sys\n"
-        "from apex_contracts import price_table\n"
-        "assert 'genai_prices.data' not in sys.modules, 'read before load()'\n"
-        "price_table.load()\n"
-        "assert 'genai_prices.data' in sys.modules\n"
+        f"import sys\n{setup}\n"
+        f"assert {module!r} not in sys.modules, 'loaded before the call'\n"
+        f"{call}\nassert {module!r} in sys.modules\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_load_reads_the_bundled_price_table_so_the_first_lookup_does_not() -> None:
+    _loaded_by("from apex_contracts import price_table", "price_table.load()", "genai_prices.data")
 
 
 def test_tool_schemas_are_pydantics_schemas_and_each_call_gets_its_own_copy() -> None:
@@ -38,14 +41,4 @@ def test_tool_schemas_are_pydantics_schemas_and_each_call_gets_its_own_copy() ->
 
 
 def test_persistence_warm_loads_what_pyarrows_first_conversion_would() -> None:
-    script = (
-        "import sys\n"
-        "from apex_persistence.analytics import usage_batch\n"
-        "assert 'pandas' not in sys.modules, 'loaded before warm()'\n"
-        "usage_batch.warm()\n"
-        "assert 'pandas' in sys.modules\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    _loaded_by("from apex_persistence.analytics import usage_batch", "usage_batch.warm()", "pandas")

@@ -4,6 +4,7 @@ bytes arrive, keeping only the unfinished record in memory."""
 from __future__ import annotations
 
 import re
+from codecs import BOM_UTF8
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,6 @@ import orjson
 
 from apex_contracts import InvalidInput
 
-_BOM = b"\xef\xbb\xbf"
 _OUTSIDE = re.compile(rb'[\[\]{}",\n]')
 _INSIDE = re.compile(rb'["\\\n]')
 
@@ -38,7 +38,7 @@ class JsonRecords:
 
     def feed(self, chunk: bytes) -> Iterator[tuple[int, bytes | dict[str, Any]]]:
         if not self._started:
-            chunk = chunk.removeprefix(_BOM)
+            chunk = chunk.removeprefix(BOM_UTF8)
             self._started = True
         self._buf += chunk
         yield from self._scan()

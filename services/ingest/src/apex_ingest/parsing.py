@@ -10,6 +10,7 @@ without the required columns refuses the whole upload."""
 from __future__ import annotations
 
 import functools
+from codecs import BOM_UTF8
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,6 @@ SERVICE_TIERS = {
     "scale": "scale",
 }
 KNOWN_FIELDS = frozenset({*USAGE_FIELDS, UNCACHED})
-_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def detect_format(content_type: str, first_bytes: bytes) -> str:
         return "ndjson"
     if kind == "application/json":
         return "json"
-    head = first_bytes.removeprefix(_BOM).lstrip()[:1]
+    head = first_bytes.removeprefix(BOM_UTF8).lstrip()[:1]
     if head == b"[":
         return "json"
     if head == b"{":

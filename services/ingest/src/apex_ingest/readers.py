@@ -10,6 +10,7 @@ upload. A JSON document is split into its records as it arrives (``JsonRecords``
 from __future__ import annotations
 
 import csv
+from codecs import BOM_UTF8
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +32,6 @@ from apex_ingest.parsing import (
 # few enough that the batch being committed meanwhile gets the event loop every few ms.
 BLOCK_ROWS = 500
 NOT_UTF8 = "not UTF-8 text"
-_BOM = b"\xef\xbb\xbf"
 Lines = list[tuple[int, bytes]]
 Items = list[Candidate | Rejected]
 
@@ -44,14 +44,14 @@ async def raw_line_blocks(chunks: AsyncIterator[bytes]) -> AsyncIterator[Lines]:
     async for chunk in chunks:
         buffer += chunk
         if first and len(buffer) >= 3:
-            buffer, first = buffer.removeprefix(_BOM), False
+            buffer, first = buffer.removeprefix(BOM_UTF8), False
         *complete, buffer = buffer.split(b"\n")
         for at in range(0, len(complete), BLOCK_ROWS):
             part = complete[at : at + BLOCK_ROWS]
             yield list(enumerate(part, number + 1))
             number += len(part)
     if buffer:
-        yield [(number + 1, buffer.removeprefix(_BOM) if first else buffer)]
+        yield [(number + 1, buffer.removeprefix(BOM_UTF8) if first else buffer)]
 
 
 def _decode(raw: bytes) -> str | None:
