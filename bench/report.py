@@ -9,6 +9,10 @@ from typing import Any
 from bench.report_detail import detail_sections
 
 STORES = ("postgres", "redis", "clickhouse")
+# "Halved" is against the platform before its operations were cut, not against whichever
+# run is passed as the baseline: the counts of the first three runs that reported the
+# figure were 146.0 (45ccb19), 132.5 (1f123d8) and 129.2 (56d02af); the lowest is kept.
+FIRST_NATS_OPS_PER_RUN = 129.2
 
 
 def get(d: Any, *path: Any, default: Any = None) -> Any:
@@ -174,16 +178,14 @@ def target_rows(r: dict[str, Any], base: dict[str, float | None] | None) -> list
         )
     _streaming_row(table, r.get("streaming") or {}, now["stream_p99_ms"])
     ops = get(apex, "cost", "nats_ops") or {}
-    mine_ops, before_ops = now["nats_ops_per_run"], (base or {}).get("nats_ops_per_run")
+    mine_ops = now["nats_ops_per_run"]
     table.add(
         "NATS operations per run",
         f"{mine_ops} sent by the services (server: {get(ops, 'server', 'in_msgs')} in, "
         f"{get(ops, 'server', 'out_msgs')} out)",
-        "reported, and halved",
+        f"reported, and halved (first count {FIRST_NATS_OPS_PER_RUN})",
         "",
-        "reported (no baseline given)"
-        if base is None
-        else _at_most(mine_ops, before_ops / 2 if before_ops else None),  # type: ignore[arg-type]
+        _at_most(mine_ops, FIRST_NATS_OPS_PER_RUN / 2),
         "nats_ops_per_run",
     )
     return table.rows

@@ -26,9 +26,8 @@ def runner(bus: Bus, projection: Projection, **options: Any) -> ProjectorRunner:
     """A runner following the log from the projection's checkpoint, quick to retry."""
     store = projection.name.removesuffix("-rebuild")
     breaker = CircuitBreaker(projection.name, threshold=2, reset_after_s=0.5)
-    return ProjectorRunner(
-        bus, projection, PROJECTED[store], breaker, wait_s=0.2, max_backoff_s=0.5, **options
-    )
+    options.setdefault("wait_s", 0.2)
+    return ProjectorRunner(bus, projection, PROJECTED[store], breaker, max_backoff_s=0.5, **options)
 
 
 @contextlib.asynccontextmanager

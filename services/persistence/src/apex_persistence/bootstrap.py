@@ -78,7 +78,12 @@ def projections(
             RedisProjection(stores.redis, keep=settings.redis_recent_events, ttl_s=settings.redis_ttl_s),
             PROJECTED["redis"],
         ),
-        "clickhouse": (ClickHouseProjection(stores.analytics, versions=versions), PROJECTED["clickhouse"]),
+        "clickhouse": (
+            ClickHouseProjection(
+                stores.analytics, versions=versions, checkpoint_every_s=settings.analytics_checkpoint_every_s
+            ),
+            PROJECTED["clickhouse"],
+        ),
         "audit": (AuditProjection(stores.db), PROJECTED["audit"]),
     }
 

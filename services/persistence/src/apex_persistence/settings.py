@@ -47,11 +47,18 @@ class PersistenceSettings(ServiceSettings):
         default=0.02, ge=0, le=5, description="how long a projector gathers a batch (Postgres, Redis)"
     )
     analytics_linger_s: float = Field(
-        default=0.15,
+        default=0.1,
         ge=0,
         le=5,
         description="how long the ClickHouse projector gathers a batch: fewer, larger inserts"
         " leave the engine free for the tools' queries",
+    )
+    analytics_checkpoint_every_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="how often the ClickHouse projector writes its checkpoint (and when the log"
+        " goes quiet); 0: after every batch. A crash applies up to this much of the log again",
     )
     projection_lease_ttl_s: float = Field(
         default=10.0,

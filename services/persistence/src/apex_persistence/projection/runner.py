@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from apex_contracts import Unavailable
 from apex_contracts.streams import STREAMS
 from apex_persistence.projection.delivery import Delivery
-from apex_persistence.projection.ports import Projection
+from apex_persistence.projection.ports import DefersCheckpoint, Projection
 from apex_persistence.projection.shared import FOLLOW_FAILURES, SharedFollow
 from apex_runtime import Bus, CircuitBreaker, CircuitOpen, Stored
 from apex_runtime.leases import Lease, Leases
@@ -159,6 +159,7 @@ class ProjectorRunner:
             while not _over(stop, lease):
                 batch = await self._take(queue)
                 if not batch:
+                    await self._flush()
                     continue
                 try:
                     await self._apply(batch)
@@ -168,7 +169,18 @@ class ProjectorRunner:
         finally:
             self.following = False
             await sub.stop()
+            await self._flush()
         return []
+
+    async def _flush(self) -> None:
+        """Writes a checkpoint the projection deferred (the log went quiet, or the follow
+        ends); when the store cannot take it, a later batch or quiet moment will."""
+        if not isinstance(self.projection, DefersCheckpoint):
+            return
+        try:
+            await self.breaker.call(self.projection.flush, self.projection.failures)
+        except self._unavailable as exc:
+            log.warning("%s projection: checkpoint left for later: %r", self.store, exc)
 
     async def _take(self, queue: asyncio.Queue[Arrived]) -> list[Delivery]:
         """The first event as soon as there is one (waiting up to ``wait_s``), then what
