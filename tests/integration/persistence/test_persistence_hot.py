@@ -59,3 +59,35 @@ async def test_erasure_removes_the_thread_and_keeps_it_removed(
     views = HotViews(redis_client)
     assert await views.recent_events(story.tenant_id, events[0].thread_id) == []
     assert await views.run_status(story.tenant_id, str(events[0].run_id)) is None
+
+
+async def test_a_batch_is_one_round_trip_and_survives_a_server_that_lost_its_scripts(
+    redis_client: aioredis.Redis, story: Any, monkeypatch: Any
+) -> None:
+    first, second, third = (story.run() for _ in range(3))
+    projection = RedisProjection(redis_client)
+    await projection.apply(story.deliveries(first))  # the scripts are loaded on the first NOSCRIPT
+    sent: list[str] = []
+    pipeline_class = type(redis_client.pipeline())
+    execute, immediate = pipeline_class.execute, pipeline_class.immediate_execute_command
+
+    async def counted_execute(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append("pipeline")
+        return await execute(self, *args, **options)
+
+    async def counted_immediate(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return await immediate(self, *args, **options)
+
+    monkeypatch.setattr(pipeline_class, "execute", counted_execute)
+    monkeypatch.setattr(pipeline_class, "immediate_execute_command", counted_immediate)
+    await projection.apply(story.deliveries(second, first_seq=100))
+    assert sent == ["pipeline"]  # no SCRIPT EXISTS before it
+
+    await redis_client.script_flush()  # as after a restart without persistence of scripts
+    await projection.apply(story.deliveries(third, first_seq=200))
+    assert sent[1:] == ["pipeline", "pipeline"]  # refused (NOSCRIPT), loaded, sent again
+    for events in (second, third):
+        status = await HotViews(redis_client).run_status(story.tenant_id, str(events[0].run_id))
+        assert status is not None and status["status"] == "completed"
+    assert await projection.position() == 200 + len(third) - 1

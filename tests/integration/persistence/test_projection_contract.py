@@ -78,12 +78,12 @@ class RedisHot:
 
     @contextlib.contextmanager
     def checkpoint_fails(self, projection: Projection) -> Iterator[None]:
-        async def lost(*, client: Any, **_kwargs: Any) -> None:
-            await client.execute()  # the events' scripts reach the server; the checkpoint does not
+        async def lost(pipe: Any, _seq: int) -> None:
+            await pipe.execute()  # the events' scripts reach the server; the checkpoint does not
             raise redis.exceptions.ConnectionError("connection lost before the checkpoint")
 
         assert isinstance(projection, RedisProjection)
-        with mock.patch.object(projection, "_checkpoint", lost):
+        with mock.patch.object(projection, "_queue_checkpoint", lost):
             yield
 
 

@@ -9,6 +9,12 @@ is the event as published (keys sorted), added with ``LT`` so that the same even
 its first sequence whatever the order, and the trim keeps the highest ``keep``. A deleted
 thread or an erased user leaves a tombstone that turns the events it covers into no-ops.
 
+A batch is one pipeline, one round trip: its scripts go by SHA alone (``EVALSHA``).
+redis-py's ``Script`` in a pipeline first asks ``SCRIPT EXISTS`` on every execute, a
+second round trip per batch; here a server that lacks them (restarted, flushed) answers
+``NOSCRIPT``, and the batch is sent again once they are loaded, which the sequence guards
+make harmless.
+
 Keys (one tenant's prefix each): ``apex:<tenant>:run:<run>`` (hash: status, thread_id,
 seq, updated_at, rank), ``apex:<tenant>:thread:<thread>:recent`` (sorted set),
 ``…:runs`` (the thread's run ids, for erasure), ``…:deleted`` (a hidden thread's
@@ -29,6 +35,7 @@ from typing import Any, Final, cast
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.commands.core import AsyncScript
 
 from apex_contracts import ThreadDeleted, validate_id
 from apex_persistence.projection import facts
@@ -177,6 +184,15 @@ class RedisProjection:
     async def position(self) -> int:
         return int(await self.client.get(self.keys.checkpoint) or 0)
 
+    async def load_scripts(self) -> None:
+        """Loads the scripts into the server: a pipeline names them by SHA alone."""
+        for script in (self._apply, self._delete, self._erase_user, self._checkpoint):
+            await self.client.script_load(script.script)
+
+    async def checkpoint(self, seq: int) -> None:
+        """Raises the checkpoint to ``seq`` (never lowers it), on its own."""
+        await self._checkpoint(keys=[self.keys.checkpoint], args=[seq])
+
     async def apply(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
@@ -186,31 +202,44 @@ class RedisProjection:
             since = datetime.now(UTC) - timedelta(seconds=self.window_s)
             events = [p for p in events if p.event.occurred_at >= since or isinstance(p.event, ThreadDeleted)]
         steps: list[Projected | Erasure] = [*events, *(e for e in decoded.erasures if e.kind == "user")]
+        steps.sort(key=lambda s: s.seq)
+        try:
+            await self._write(steps, last_seq(batch))
+        except redis.exceptions.NoScriptError:  # a restarted or flushed server
+            await self.load_scripts()
+            await self._write(steps, last_seq(batch))
+
+    async def _write(self, steps: Sequence[Projected | Erasure], seq: int) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
-            for step in sorted(steps, key=lambda s: s.seq):
+            for step in steps:
                 if isinstance(step, Erasure):
-                    await self.queue_user_erasure(pipe, step)
+                    self.queue_user_erasure(pipe, step)
                 else:
-                    await self._queue(pipe, step)
-            await self._checkpoint(keys=[self.keys.checkpoint], args=[last_seq(batch)], client=pipe)
+                    self._queue(pipe, step)
+            await self._queue_checkpoint(pipe, seq)
             await pipe.execute()
 
-    async def queue_user_erasure(self, pipe: Any, erasure: Erasure) -> None:
-        """Erases what the user's tombstone covers and leaves it (its seq, its runs)."""
+    async def _queue_checkpoint(self, pipe: Any, seq: int) -> None:
+        _queue_script(pipe, self._checkpoint, [self.keys.checkpoint], [seq])
+
+    def queue_user_erasure(self, pipe: Any, erasure: Erasure) -> None:
+        """Erases what the user's tombstone covers and leaves it (its seq, its runs);
+        the pipeline's server must have the scripts (``load_scripts``)."""
         tenant, user = erasure.tenant_id, erasure.user_id
-        await self._erase_user(
-            keys=[
+        _queue_script(
+            pipe,
+            self._erase_user,
+            [
                 self.keys.user(tenant, user, "erased"),
                 self.keys.user(tenant, user, "threads"),
                 self.keys.user(tenant, user, "erased_runs"),
             ],
-            args=[
+            [
                 erasure.seq,
                 f"{self.keys.prefix}apex:{tenant}:thread:",
                 f"{self.keys.prefix}apex:{tenant}:run:",
                 *sorted(erasure.runs),
             ],
-            client=pipe,
         )
 
     async def queue_thread_tombstone(self, pipe: Any, erasure: Erasure) -> None:
@@ -222,12 +251,14 @@ class RedisProjection:
                 self.keys.thread(erasure.tenant_id, erasure.thread_id, "erased_runs"), *sorted(erasure.runs)
             )
 
-    async def _queue(self, pipe: Any, projected: Projected) -> None:
+    def _queue(self, pipe: Any, projected: Projected) -> None:
         event = projected.event
         tenant, thread, keys = event.tenant_id, event.thread_id, self.keys
         if isinstance(event, ThreadDeleted):
-            await self._delete(
-                keys=[
+            _queue_script(
+                pipe,
+                self._delete,
+                [
                     keys.thread(tenant, thread, "recent"),
                     keys.thread(tenant, thread, "deleted"),
                     keys.thread(tenant, thread, "runs"),
@@ -236,19 +267,20 @@ class RedisProjection:
                     keys.thread(tenant, thread, "erased"),
                     keys.thread(tenant, thread, "erased_runs"),
                 ],
-                args=[
+                [
                     projected.seq,
                     "1" if event.data.erase else "0",
                     f"{keys.prefix}apex:{tenant}:run:",
                     thread,
                     *sorted(event.data.runs),
                 ],
-                client=pipe,
             )
             return
         status = facts.run_status(event) if event.run_id else None
-        await self._apply(
-            keys=[
+        _queue_script(
+            pipe,
+            self._apply,
+            [
                 keys.run(tenant, event.run_id) if event.run_id else keys.thread(tenant, thread, "none"),
                 keys.thread(tenant, thread, "recent"),
                 keys.thread(tenant, thread, "deleted"),
@@ -259,7 +291,7 @@ class RedisProjection:
                 keys.thread(tenant, thread, "erased_runs"),
                 keys.user(tenant, event.user_id, "erased_runs"),
             ],
-            args=[
+            [
                 projected.seq,
                 status or "",
                 thread,
@@ -270,8 +302,12 @@ class RedisProjection:
                 self.ttl_s,
                 facts.status_rank(status or ""),
             ],
-            client=pipe,
         )
+
+
+def _queue_script(pipe: Any, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> None:
+    """Queues the script by its SHA (no ``SCRIPT EXISTS`` round trip before the pipeline)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def _raw(projected: Projected) -> bytes:

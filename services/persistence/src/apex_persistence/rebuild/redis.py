@@ -51,10 +51,11 @@ class FreshRedis:
 
     async def prepare(self) -> None:
         await self.discard()
+        await self.projection.load_scripts()
         async with self.client.pipeline(transaction=False) as pipe:
             for erasure in self.erasures:
                 if erasure.kind == "user":
-                    await self.projection.queue_user_erasure(pipe, erasure)
+                    self.projection.queue_user_erasure(pipe, erasure)
                 else:
                     await self.projection.queue_thread_tombstone(pipe, erasure)
             await pipe.execute()
@@ -77,7 +78,7 @@ class FreshRedis:
         ]
         for start in range(0, len(stale), _CHUNK):
             await self.client.unlink(*stale[start : start + _CHUNK])
-        await self.live._checkpoint(keys=[CHECKPOINT_KEY], args=[reached])
+        await self.live.checkpoint(reached)
         log.info(
             "redis: %d rebuilt keys swapped in, %d stale keys removed, at seq %d",
             len(fresh),
