@@ -4,7 +4,7 @@ from apex_runtime.breaker import CircuitBreaker, CircuitOpen
 from apex_runtime.bus import NatsBus, connect_nats, nats_servers
 from apex_runtime.consumers import keep_alive, poison_guard, subscribe_command
 from apex_runtime.host import ServiceHost
-from apex_runtime.inbound import InboundMessage
+from apex_runtime.inbound import InboundMessage, undecoded
 from apex_runtime.logs import configure_logging, log_context
 from apex_runtime.ops import Health, heartbeat_loop, ops_app, ops_routes, run_process, serve_http
 from apex_runtime.port import (
@@ -62,4 +62,5 @@ __all__ = [
     "run_process",
     "serve_http",
     "subscribe_command",
+    "undecoded",
 ]

@@ -56,8 +56,10 @@ def subscribe_command(
     max_workers: int,
     title: str,
     description: str,
+    decoder: Callable[..., Awaitable[Any]] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
-    """Decorates a handler as the one consumer of a command subject.
+    """Decorates a handler as the one consumer of a command subject (``decoder``:
+    FastStream's own unless given, e.g. ``undecoded`` for a handler that reads the body).
 
     JetStream itself redelivers without limit: the poison guard counts deliveries and
     dead-letters at ``spec.max_deliver``, so a message is never left stranded in the
@@ -79,6 +81,7 @@ def subscribe_command(
         max_workers=max_workers,
         title=title,
         description=description,
+        decoder=decoder,
     )
 
 

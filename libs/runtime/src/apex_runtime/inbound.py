@@ -4,13 +4,19 @@
 ``use`` is a plain function, and FastDepends runs a plain ``use`` through
 ``anyio.to_thread``: a worker thread and its wake-ups for every message handled (about
 4 % of the agents' and tools' CPU in `make bench`'s profile). ``InboundMessage`` is the
-same field with ``use`` as a coroutine, which FastDepends awaits in place."""
+same field with ``use`` as a coroutine, which FastDepends awaits in place.
+
+``undecoded`` is the decoder of a handler that reads ``msg.body`` itself (validating it
+with its model's ``model_validate_json``): FastStream's own decoder parses every body into
+Python objects first, which such a handler never uses (for a usage batch of 5,000 rows,
+5 % of persistence's CPU while it stores an upload)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from faststream._internal.context import Context  # the class faststream.nats's own annotations use
+from faststream.message import StreamMessage
 from faststream.nats.message import NatsMessage
 
 
@@ -20,3 +26,7 @@ class _OnTheLoop(Context):
 
 
 InboundMessage = Annotated[NatsMessage, _OnTheLoop("message")]
+
+
+async def undecoded(msg: StreamMessage[Any]) -> bytes:
+    return msg.body

@@ -15,7 +15,7 @@ from faststream.nats import NatsRouter
 from apex_contracts import ErrorCode, InvalidInput, Unavailable, UsageIngest, subjects
 from apex_contracts.streams import USAGE_INGEST_CONSUMER
 from apex_persistence.analytics.usage import UsageLedger
-from apex_runtime import CircuitBreaker, CircuitOpen, InboundMessage, keep_alive, subscribe_command
+from apex_runtime import CircuitBreaker, CircuitOpen, InboundMessage, keep_alive, subscribe_command, undecoded
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def build_ingest_router(handler: UsageIngestHandler, max_workers: int = 2) -> Na
         max_workers=max_workers,
         title="usage ingest",
         description="Stores a batch of usage records in llm_usage for the command's tenant (subject: its tenant)",
+        decoder=undecoded,
     )
     async def ingest_usage(msg: InboundMessage) -> None:
         command = UsageIngest.model_validate_json(msg.body)

@@ -45,7 +45,7 @@ from apex_persistence.analytics.usage import UsageLedger
 from apex_persistence.api.sla import sla_answer
 from apex_persistence.postgres.cursors import CursorStore
 from apex_persistence.postgres.reads import HistoryReads
-from apex_runtime import CircuitBreaker, InboundMessage
+from apex_runtime import CircuitBreaker, InboundMessage, undecoded
 
 log = logging.getLogger(__name__)
 QUEUE_GROUP = "persistence"
@@ -128,6 +128,7 @@ def build_query_router(api: ReadApi) -> NatsRouter:
             max_workers=QUERY_WORKERS,
             title=f"query {route.name}",
             description=f"Read API {route.name}: {route.request.__name__} -> QueryReply",
+            decoder=undecoded,
         )(_handler(api, route))
     return router
 
