@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -103,11 +104,12 @@ async def dump_clickhouse(store: AnalyticsStore) -> dict[str, list[dict[str, Any
 
 
 class CountingStore:
-    """The real store, counting the queries that reach it."""
+    """The real store, counting the queries that reach it and the inserts, per table."""
 
     def __init__(self, store: AnalyticsStore) -> None:
         self._store = store
         self.selects = 0
+        self.inserts: Counter[str] = Counter()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -115,3 +117,7 @@ class CountingStore:
     async def select(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         self.selects += 1
         return await self._store.select(sql, params)
+
+    async def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.inserts[table] += 1
+        await self._store.insert(table, rows)

@@ -12,35 +12,12 @@ from apex_persistence.analytics.port import ChdbStore
 from apex_persistence.analytics.projector import ClickHouseProjection
 from apex_persistence.projection.ports import DefersCheckpoint
 from apex_runtime import Bus
-from tests.integration.persistence.harness import dump_clickhouse, runner, running, until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class CountingInserts:
-    """The real store, counting the checkpoint rows written."""
-
-    def __init__(self, store: ChdbStore) -> None:
-        self._store = store
-        self.checkpoints = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def insert(self, table: str, rows: Any) -> None:
-        self.checkpoints += table == "projection_checkpoints"
-        await self._store.insert(table, rows)
+from tests.integration.persistence.harness import CountingStore, dump_clickhouse, runner, running, until
 
 
 async def test_batches_leave_the_checkpoint_until_it_is_due(analytics: ChdbStore, story: Any) -> None:
-    clock, counted = Clock(), CountingInserts(analytics)
-    projection = ClickHouseProjection(counted, checkpoint_every_s=1.0, clock=clock)  # type: ignore[arg-type]
+    now, counted = [100.0], CountingStore(analytics)
+    projection = ClickHouseProjection(counted, checkpoint_every_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
     first, second, third = (story.deliveries(story.run(), first_seq=1 + n * 100) for n in range(3))
     assert isinstance(projection, DefersCheckpoint)
 
@@ -51,11 +28,11 @@ async def test_batches_leave_the_checkpoint_until_it_is_due(analytics: ChdbStore
     rows = await dump_clickhouse(analytics)
     assert len(rows["events"]) == len(first) + len(second)  # the events are in at once
 
-    clock.now += 1.0
+    now[0] += 1.0
     await projection.apply(third)
     assert await projection.position() == third[-1].seq
     await projection.flush()  # nothing unsaved: no row
-    assert counted.checkpoints == 2
+    assert counted.inserts["projection_checkpoints"] == 2
 
 
 async def test_the_runner_writes_it_when_the_log_goes_quiet(

@@ -7,18 +7,47 @@ takes ``InboundMessage``. A handler that validates ``msg.body`` itself takes the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
+import faststream.message.utils as message_utils
 import pytest
 from faststream.nats import NatsBroker, NatsMessage
 
 from apex_runtime import InboundMessage, undecoded
 
 
-async def _handle_one(url: str, annotation: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, int]:
-    """Publishes one message to a handler taking ``msg: annotation``: (the body it saw,
-    how many calls went to a worker thread meanwhile)."""
+async def _one_message(
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    watch: Callable[[pytest.MonkeyPatch], None],
+    *,
+    annotation: Any = InboundMessage,
+    decoder: Any = None,
+    body: bytes = b"hello",
+) -> bytes:
+    """Publishes ``body`` to a handler taking ``msg: annotation`` (FastStream's decoder
+    unless ``decoder``); ``watch`` patches what to count while it is handled (after the
+    broker started, undone before it closes). Returns the body the handler saw."""
+    broker = NatsBroker(url)
+    seen: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def handler(msg: Any) -> None:
+        seen.set_result(msg.body)
+
+    handler.__annotations__["msg"] = annotation
+    broker.subscriber("apex.test.inbound", decoder=decoder)(handler)
+    async with broker:
+        await broker.start()
+        with monkeypatch.context() as patch:
+            watch(patch)
+            await broker.publish(body, "apex.test.inbound")
+            return await asyncio.wait_for(seen, 10)
+
+
+async def _threads(url: str, annotation: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, int]:
+    """(the body the handler saw, how many calls went to a worker thread meanwhile)."""
     threaded = 0
     run_sync = anyio.to_thread.run_sync
 
@@ -27,43 +56,17 @@ async def _handle_one(url: str, annotation: Any, monkeypatch: pytest.MonkeyPatch
         threaded += 1
         return await run_sync(*args, **kwargs)
 
-    broker = NatsBroker(url)
-    seen: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def handler(msg: Any) -> None:
-        seen.set_result(msg.body)
-
-    handler.__annotations__["msg"] = annotation
-    broker.subscriber("apex.test.inbound")(handler)
-    async with broker:
-        await broker.start()
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
-        await broker.publish(b"hello", "apex.test.inbound")
-        body = await asyncio.wait_for(seen, 10)
-        monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)
+    body = await _one_message(
+        url,
+        monkeypatch,
+        lambda patch: patch.setattr(anyio.to_thread, "run_sync", counting),
+        annotation=annotation,
+    )
     return body, threaded
 
 
-async def test_inbound_message_is_resolved_on_the_loop(
-    server_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    body, threaded = await _handle_one(server_factory("nats").url, InboundMessage, monkeypatch)
-    assert body == b"hello" and threaded == 0
-
-
-async def test_faststreams_own_annotation_takes_a_worker_thread(
-    server_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    body, threaded = await _handle_one(server_factory("nats").url, NatsMessage, monkeypatch)
-    assert body == b"hello"
-    assert threaded >= 1, "faststream resolves NatsMessage on the loop now: InboundMessage can go"
-
-
-async def _bodies_parsed(url: str, decoder: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, int]:
-    """Publishes one JSON message to a handler reading ``msg.body`` with ``decoder``: (the
-    body it saw, how many times FastStream parsed a body meanwhile)."""
-    import faststream.message.utils as message_utils
-
+async def _parses(url: str, decoder: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, int]:
+    """(the body the handler saw, how many bodies FastStream parsed meanwhile)."""
     parsed = 0
     loads = message_utils.json_loads
 
@@ -72,31 +75,44 @@ async def _bodies_parsed(url: str, decoder: Any, monkeypatch: pytest.MonkeyPatch
         parsed += 1
         return loads(data)
 
-    broker = NatsBroker(url)
-    seen: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    async def handler(msg: InboundMessage) -> None:
-        seen.set_result(msg.body)
-
-    broker.subscriber("apex.test.undecoded", decoder=decoder)(handler)
-    async with broker:
-        await broker.start()
-        monkeypatch.setattr(message_utils, "json_loads", counting)
-        await broker.publish(b'{"rows": [1, 2, 3]}', "apex.test.undecoded")
-        body = await asyncio.wait_for(seen, 10)
+    body = await _one_message(
+        url,
+        monkeypatch,
+        lambda patch: patch.setattr(message_utils, "json_loads", counting),
+        decoder=decoder,
+        body=JSON,
+    )
     return body, parsed
+
+
+JSON = b'{"rows": [1, 2, 3]}'
+
+
+async def test_inbound_message_is_resolved_on_the_loop(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body, threaded = await _threads(server_factory("nats").url, InboundMessage, monkeypatch)
+    assert body == b"hello" and threaded == 0
+
+
+async def test_faststreams_own_annotation_takes_a_worker_thread(
+    server_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body, threaded = await _threads(server_factory("nats").url, NatsMessage, monkeypatch)
+    assert body == b"hello"
+    assert threaded >= 1, "faststream resolves NatsMessage on the loop now: InboundMessage can go"
 
 
 async def test_an_undecoded_handler_gets_its_body_unparsed(
     server_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body, parsed = await _bodies_parsed(server_factory("nats").url, undecoded, monkeypatch)
-    assert body == b'{"rows": [1, 2, 3]}' and parsed == 0
+    body, parsed = await _parses(server_factory("nats").url, undecoded, monkeypatch)
+    assert body == JSON and parsed == 0
 
 
 async def test_faststreams_own_decoder_parses_every_body(
     server_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body, parsed = await _bodies_parsed(server_factory("nats").url, None, monkeypatch)
-    assert body == b'{"rows": [1, 2, 3]}'
+    body, parsed = await _parses(server_factory("nats").url, None, monkeypatch)
+    assert body == JSON
     assert parsed == 1, "faststream no longer parses a body nobody asks for: undecoded can go"

@@ -122,14 +122,12 @@ class ClickHouseProjection:
         """Writes the checkpoint that batches applied since the last one left unsaved."""
         if not self._unsaved:
             return
-        seq, at = self._unsaved, self.clock()
+        at = self.clock()
         await self.store.insert(
             "projection_checkpoints",
-            [{"name": self.name, "last_seq": seq, "updated_at": ch_time(datetime.now(UTC))}],
+            [{"name": self.name, "last_seq": self._unsaved, "updated_at": ch_time(datetime.now(UTC))}],
         )
-        self._checkpointed_at = at
-        if self._unsaved == seq:
-            self._unsaved = 0
+        self._checkpointed_at, self._unsaved = at, 0
 
     async def record(self, found: Sequence[Erasure]) -> None:
         """Records tombstones (before any insert: a covered event is dropped), each merged
