@@ -106,6 +106,9 @@ async def apex_side(s: dict[str, Any], partial: Path | None = None) -> dict[str,
         await section("dropped_connection", golden.dropped_connection_trials(platform, s["trials"]))
         nats_url = platform.recorded_env()["APEX_NATS_URL"]
         await section("floor_jetstream", floors.jetstream_round_trip(nats_url, **platform.nats_options()))
+        await section(
+            "floor_jetstream_store", floors.jetstream_store_rate(nats_url, **platform.nats_options())
+        )
         await section("gateway_replay", replay_rate(platform, s["replay"]))
         await section("gateway_fanout", floors.gateway_fanout(platform, s["fan_clients"]))
         await section("gateway_idle", idle_memory(platform, s["idle"]))

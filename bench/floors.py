@@ -44,6 +44,49 @@ async def jetstream_round_trip(nats_url: str, samples: int = 300, **options: Any
     return {"round_trip_ms": summary(times[20:], 3)}
 
 
+async def jetstream_store_rate(
+    nats_url: str,
+    streams: tuple[int, ...] = (1, 4),
+    in_flight: int = 100,
+    seconds: float = 2.0,
+    **options: Any,
+) -> dict[str, Any]:
+    """What file streams with an fsync per write store per second when ``in_flight``
+    publishers each wait for their ack, spread over 1 or more streams: a stream stores its
+    messages one at a time, each with its own fsync, so the rate is set by the disk's fsync
+    time and the wait by the messages queued ahead."""
+    nc = await nats.connect(nats_url, **options)
+    js = nc.jetstream()
+    out: dict[str, Any] = {"in_flight": in_flight}
+    for count in streams:
+        names = [f"BENCH_STORE_{n}" for n in range(count)]
+        for n, name in enumerate(names):
+            await js.add_stream(
+                StreamConfig(name=name, subjects=[f"bench.store.{n}"], storage=StorageType.FILE)
+            )
+        out[f"streams_{count}"] = await _store_rate(js, count, in_flight, seconds)
+        for name in names:
+            await js.delete_stream(name)
+    await nc.close()
+    return out
+
+
+async def _store_rate(js: Any, streams: int, in_flight: int, seconds: float) -> dict[str, Any]:
+    waits: list[float] = []
+    ends = time.perf_counter() + seconds
+    payload = orjson.dumps({"pad": "x" * 400})
+
+    async def publisher(n: int) -> None:
+        while (started := time.perf_counter()) < ends:
+            await js.publish(f"bench.store.{n % streams}", payload)
+            waits.append((time.perf_counter() - started) * 1000)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(publisher(n) for n in range(in_flight)))
+    elapsed = time.perf_counter() - began
+    return {"messages_per_s": round(len(waits) / elapsed), "publish_ms": summary(waits, 2)}
+
+
 async def _echo(ws: WebSocket) -> None:
     await ws.accept()
     try:

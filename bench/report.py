@@ -201,13 +201,20 @@ def _streaming_row(table: Table, stream: dict[str, Any], p99: float | None) -> N
         "deltas_duplicated"
     )
     bounded = stream.get("lag_bounded")
+    bus = get(stream, "where_the_time_goes", "written_to_bus_ms", "p50")
+    stored = get(stream, "where_the_time_goes", "written_to_consumer_ms", "p50")
+    split = (
+        f"; an event reaches the bus {bus} ms and an ordered consumer {stored} ms after it was written (p50)"
+        if bus is not None and stored is not None
+        else ""
+    )
     table.add(
         f"token streaming: {stream['concurrent_runs']} runs × {stream['target_rate_per_run']} `message.delta`/s",
         f"{stream.get('deltas_delivered')} of {stream.get('deltas_expected')} chunks delivered "
         f"({stream.get('deltas_duplicated')} twice) in {events} `message.delta` per run; p99 {p99} ms "
         f"model → client; lag {'bounded' if bounded else '**not bounded**'} (p99 by third "
         f"{stream.get('p99_ms_by_third')} ms, text written at {get(stream, 'written_rate_per_run', 'p50')} "
-        f"chunks/s per run)",
+        f"chunks/s per run){split}",
         target,
         "",
         None if p99 is None else bool(every and p99 <= 250 and bounded),

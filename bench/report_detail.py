@@ -176,7 +176,23 @@ def streaming_section(r: dict[str, Any]) -> list[str]:
         f"one was stored): {s.get('delta_events_per_run')}",
         f"- p99 by third of the {s.get('streaming_window_s')} s window: {s.get('p99_ms_by_third')}; "
         f"{s.get('delivered_per_s')} chunks/s delivered",
+        *_where_streaming_time_goes(s.get("where_the_time_goes") or {}),
         "",
+    ]
+
+
+def _where_streaming_time_goes(w: dict[str, Any]) -> list[str]:
+    if not w:
+        return []
+    cpu = w.get("cpu_in_window") or {}
+    return [
+        f"- event written → heard on the bus (a core subscription: as published, before the store): "
+        f"{w.get('written_to_bus_ms')}",
+        f"- event written → delivered by an ordered consumer (after JetStream stored it, fsync included): "
+        f"{w.get('written_to_consumer_ms')}",
+        f"- CPU over the window: the platform's processes {cpu.get('platform_busy_pct')}% of the machine, "
+        f"the whole machine (the bench's clients and model server too) {cpu.get('machine_busy_pct')}% busy; "
+        f"% of one core by process: {cpu.get('core_pct_by_process')}",
     ]
 
 
@@ -189,6 +205,8 @@ def earlier_claims(r: dict[str, Any]) -> list[str]:
         "",
         f"- fan-out to {_get(apex, 'gateway_fanout', 'clients')} sockets: {fan} frames/s, bare uvicorn {floor}",
         f"- gateway memory per idle connection: {_get(apex, 'gateway_idle', 'kb_per_connection')} KB",
+        f"- a file stream with an fsync per write, {_get(apex, 'floor_jetstream_store', 'in_flight')} publishes in "
+        f"flight: one stream {_store(apex, 1)}; four streams {_store(apex, 4)}",
         f"- one WebSocket echo: {_get(apex, 'floor_websocket', 'echo_round_trip_ms', 'p50')} ms; the four agents "
         f"in process: {_get(apex, 'floor_agents_in_process', 'four_agents_ms', 'p50')} ms",
         "- projection rebuild events/s: "
@@ -197,6 +215,12 @@ def earlier_claims(r: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+
+
+def _store(apex: dict[str, Any], streams: int) -> str:
+    rate = _get(apex, "floor_jetstream_store", f"streams_{streams}", "messages_per_s")
+    wait = _get(apex, "floor_jetstream_store", f"streams_{streams}", "publish_ms", "p50")
+    return f"{rate} messages/s, {wait} ms to the ack (p50)"
 
 
 def detail_sections(r: dict[str, Any]) -> list[str]:

@@ -26,10 +26,11 @@ import sys
 import time
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
+import psutil
 from websockets.exceptions import ConnectionClosed
 
 from apex_cli.demo_data import generate
@@ -37,8 +38,10 @@ from apex_cli.embedded import free_port
 from apex_contracts import TERMINAL
 from apex_contracts.frames import event_frames
 from bench.common import percentile, running_platform, summary
+from bench.cpu import platform_pids
 from bench.golden import open_ws
 from bench.llm_server import read_stamps
+from bench.stream_probe import CpuSampler, LogProbe
 from tests.e2e.platform import Platform
 
 QUESTION = "Where is my LLM spend going and how do I cut it?"
@@ -169,6 +172,7 @@ def figures(runs: list[StreamedRun], expected_per_run: int, interval_s: float) -
     out["written_rate_per_run"] = summary(written_rates)
     start, end = min(r[1] for r in rows), max(r[1] for r in rows)
     out["streaming_window_s"] = round(end - start, 2)
+    out["window_epoch_s"] = [start, end]
     out["delivered_per_s"] = round(len(rows) / max(1e-3, max(r[3] for r in rows) - start))
     thirds = []
     for part in range(3):
@@ -210,18 +214,35 @@ async def _with_data(platform: Platform) -> Any:
     return user
 
 
-async def _drive(platform: Platform, runs: int, deadline_s: float) -> tuple[list[StreamedRun], float]:
+class Drive(NamedTuple):
+    streamed: list[StreamedRun]
+    elapsed_s: float
+    probe: LogProbe
+    cpu: CpuSampler
+
+
+async def _drive(platform: Platform, runs: int, deadline_s: float) -> Drive:
     user = await _with_data(platform)
     sockets = await asyncio.gather(*(open_ws(platform, user) for _ in range(runs)))
     streamed = [StreamedRun() for _ in range(runs)]
-    started = time.monotonic()
-    await asyncio.gather(
-        *(one_client(ws, run, started + deadline_s) for ws, run in zip(sockets, streamed, strict=True))
-    )
-    elapsed = time.monotonic() - started
+    async with LogProbe(platform) as probe, CpuSampler(platform_pids(platform.home)) as cpu:
+        started = time.monotonic()
+        await asyncio.gather(
+            *(one_client(ws, run, started + deadline_s) for ws, run in zip(sockets, streamed, strict=True))
+        )
+        elapsed = time.monotonic() - started
     for ws in sockets:
         await ws.close()
-    return streamed, elapsed
+    return Drive(streamed, elapsed, probe, cpu)
+
+
+def where_the_time_goes(drive: Drive, window: list[float] | None) -> dict[str, Any]:
+    """The delta's delay split at the bus, and the machine's load while the text streamed."""
+    cores = psutil.cpu_count(logical=True) or 1
+    return {
+        **drive.probe.figures(),
+        "cpu_in_window": drive.cpu.window(*window, cores=cores) if window else None,
+    }
 
 
 def measure(s: dict[str, Any]) -> dict[str, Any]:
@@ -261,18 +282,20 @@ def measure(s: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         with running_platform(**overrides) as platform:
-            streamed, elapsed = asyncio.run(_drive(platform, runs, s["stream_deadline_s"]))
+            drive = asyncio.run(_drive(platform, runs, s["stream_deadline_s"]))
             stats = asyncio.run(_stats(f"http://127.0.0.1:{port}"))
     finally:
         llm.terminate()
         llm.wait(30)
+    shown = figures(drive.streamed, deltas, interval_ms / 1000)
     return {
         "concurrent_runs": runs,
         "deltas_per_run": deltas,
         "interval_ms": interval_ms,
-        "elapsed_s": round(elapsed, 1),
+        "elapsed_s": round(drive.elapsed_s, 1),
         "deadline_s": s["stream_deadline_s"],
         "writers_released_together": stats.get("released_together"),
         "llm_requests": stats.get("requests"),
-        **figures(streamed, deltas, interval_ms / 1000),
+        **shown,
+        "where_the_time_goes": where_the_time_goes(drive, shown.get("window_epoch_s")),
     }

@@ -16,11 +16,14 @@ class SlowLog:
     def __init__(self, write_s: float, fail_at: int | None = None) -> None:
         self.write_s = write_s
         self.fail_at = fail_at
+        self.open = asyncio.Event()  # a write is stored only once this is set
+        self.open.set()
         self.deltas: list[tuple[int, str]] = []
         self.command = type("C", (), {"run_id": "run_x", "data": type("D", (), {"step": 1})()})()
         self.attempt = 1
 
     async def publish_delta(self, message: int, index: int, message_id: str, text: str) -> None:
+        await self.open.wait()
         await asyncio.sleep(self.write_s)
         if index == self.fail_at:
             raise RuntimeError("the log refused the delta")
@@ -28,17 +31,20 @@ class SlowLog:
 
 
 async def test_text_arriving_during_a_write_joins_the_next_delta() -> None:
-    log = SlowLog(write_s=0.05)
+    log = SlowLog(write_s=0.01)
     stream = DeltaStream(log, 0, min_chars=1, max_wait_s=0.0)  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    log.open.clear()  # the log stores nothing until the model has written half its text
     chunks = [f"c{n};" for n in range(20)]
-    for chunk in chunks:
+    async with asyncio.timeout(5):  # a writer held up by the log would wait here for good
+        for chunk in chunks[:10]:
+            await stream.write(chunk)  # returns while the first delta waits: the model goes on
+            await asyncio.sleep(0.001)
+    assert log.deltas == [], "the model wrote on while the log held every delta"
+    log.open.set()
+    for chunk in chunks[10:]:
         await stream.write(chunk)
         await asyncio.sleep(0.005)
-    model_done = loop.time() - started
     await stream.flush()
-    assert model_done < 0.05 * len(chunks) / 2, "the model waited for the log"
     assert [index for index, _ in log.deltas] == list(range(len(log.deltas)))
     assert "".join(text for _, text in log.deltas) == "".join(chunks) == stream.text
     assert 2 <= len(log.deltas) < len(chunks), "a slow log makes fewer, larger deltas"
